@@ -1,0 +1,38 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Breakwater",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "breakwater", targets: ["breakwater"]),
+        .library(name: "BreakwaterCore", targets: ["BreakwaterCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // Thin C targets: a module map and a one-line shim header each.
+        .systemLibrary(name: "CClamAV", pkgConfig: "libclamav", providers: [.apt(["libclamav-dev"])]),
+        .systemLibrary(name: "CMilter", providers: [.apt(["libmilter-dev"])]),
+
+        // Logic that needs no C and no socket: config, policy, admission, message assembly.
+        .target(name: "BreakwaterCore"),
+        // The libclamav engine wrapper.
+        .target(name: "BreakwaterEngine", dependencies: ["CClamAV", "BreakwaterCore"]),
+        // The libmilter bridge and the daemon.
+        .target(name: "BreakwaterMilter", dependencies: [
+            "CMilter", "BreakwaterCore", "BreakwaterEngine",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "breakwater", dependencies: [
+            "BreakwaterCore", "BreakwaterEngine", "BreakwaterMilter",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "BreakwaterCoreTests", dependencies: ["BreakwaterCore"]),
+        .testTarget(name: "BreakwaterEngineTests", dependencies: ["BreakwaterEngine", "BreakwaterCore"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,39 @@
+/// Heuristic alerts that can be switched on besides "exceeds max", which is always on.
+public struct Heuristics: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+    public static let encryptedArchives = Heuristics(rawValue: 1 << 0)
+    public static let encryptedDocuments = Heuristics(rawValue: 1 << 1)
+    public static let macros = Heuristics(rawValue: 1 << 2)
+    public static let phishing = Heuristics(rawValue: 1 << 3)
+    public static let broken = Heuristics(rawValue: 1 << 4)
+
+    public static let names: [(String, Heuristics)] = [
+        ("encrypted-archives", .encryptedArchives), ("encrypted-documents", .encryptedDocuments),
+        ("macros", .macros), ("phishing", .phishing), ("broken", .broken),
+    ]
+    public static let `default`: Heuristics = [.encryptedArchives, .phishing]
+}
+
+/// libclamav's scan limits, with defaults sized for mail rather than for whole file systems.
+public struct EngineLimits: Sendable, Hashable {
+    /// Most bytes scanned per message, all layers together (`CL_ENGINE_MAX_SCANSIZE`).
+    public var maxScanSize: UInt64 = 100 << 20
+    /// Largest single layer (attachment, archive member) scanned (`CL_ENGINE_MAX_FILESIZE`).
+    public var maxFileSize: UInt64 = 50 << 20
+    /// Deepest nesting (zip in zip in message/rfc822 ...) scanned (`CL_ENGINE_MAX_RECURSION`).
+    public var maxRecursion: UInt32 = 16
+    /// Most layers per message (`CL_ENGINE_MAX_FILES`).
+    public var maxFiles: UInt32 = 2_000
+    /// Longest scan of one message, milliseconds (`CL_ENGINE_MAX_SCANTIME`).
+    public var maxScanTimeMilliseconds: UInt32 = 60_000
+    public var pcreMatchLimit: UInt64 = 100_000
+    public var pcreRecursionLimit: UInt64 = 2_000
+    /// Largest layer PCRE subsignatures run over (`CL_ENGINE_PCRE_MAX_FILESIZE`).
+    public var pcreMaxFileSize: UInt64 = 25 << 20
+    /// Where libclamav writes its temporary files (nil: its default, `$TMPDIR` or /tmp).
+    public var temporaryDirectory: String? = nil
+    public var heuristics: Heuristics = .default
+
+    public init() {}
+}

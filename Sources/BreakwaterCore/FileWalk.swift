@@ -1,0 +1,96 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One thing to scan named on the command line: a message file, or a problem found while listing.
+public enum ScanTarget: Sendable, Equatable {
+    case file(String)
+    case stdin
+    case unreadable(String, reason: String)
+}
+
+public enum FileWalk {
+    /// Expands command-line paths: files as they are, directories recursively (sorted, so output is stable),
+    /// `-` as standard input. Paths that cannot be opened come back as `.unreadable` with the reason.
+    public static func targets(_ paths: [String]) -> [ScanTarget] {
+        var out: [ScanTarget] = []
+        for p in paths {
+            if p == "-" { out.append(.stdin); continue }
+            walk(p, into: &out)
+        }
+        return out
+    }
+
+    private static func walk(_ path: String, into out: inout [ScanTarget]) {
+        var st = stat()
+        if stat(path, &st) != 0 {
+            out.append(.unreadable(path, reason: errnoString()))
+            return
+        }
+        switch st.st_mode & S_IFMT {
+        case S_IFDIR:
+            guard let dir = opendir(path) else {
+                out.append(.unreadable(path, reason: errnoString()))
+                return
+            }
+            var names: [String] = []
+            while let entry = readdir(dir) {
+                let name = withUnsafePointer(to: entry.pointee.d_name) {
+                    $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+                }
+                if name == "." || name == ".." { continue }
+                names.append(name)
+            }
+            closedir(dir)
+            names.sort()
+            let base = path.hasSuffix("/") ? path : path + "/"
+            for n in names { walk(base + n, into: &out) }
+        case S_IFREG:
+            out.append(.file(path))
+        default:
+            out.append(.unreadable(path, reason: "not a regular file"))
+        }
+    }
+
+    public static func errnoString(_ e: Int32 = errno) -> String {
+        String(cString: strerror(e))
+    }
+}
+
+/// Where the signature sets live.
+public enum SignatureLocations {
+    public static let installedShipped = "/usr/share/breakwater/signatures"
+    public static let defaultLocal = "/var/lib/breakwater/signatures"
+
+    /// The shipped set: the installed copy, or the checkout's `Signatures/` when the program runs from a
+    /// source tree (its binary under `<checkout>/.build`).
+    public static func shipped(executable: String = currentExecutable()) -> String {
+        if let r = executable.firstRange(of: "/.build") {
+            let root = String(executable[..<r.lowerBound])
+            let candidate = root + "/Signatures"
+            if isDirectory(candidate) { return candidate }
+        }
+        return installedShipped
+    }
+
+    public static func currentExecutable() -> String {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+        if n <= 0 { return CommandLine.arguments.first ?? "" }
+        return buf.withUnsafeBufferPointer { p in
+            String(decoding: UnsafeRawBufferPointer(start: p.baseAddress, count: n), as: UTF8.self)
+        }
+    }
+
+    public static func isDirectory(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    /// The default set: shipped plus the ops directory when it exists.
+    public static func defaults(local: String = defaultLocal) -> [String] {
+        var dirs = [shipped()]
+        if isDirectory(local) { dirs.append(local) }
+        return dirs
+    }
+}

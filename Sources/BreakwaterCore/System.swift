@@ -1,0 +1,91 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Unbuffered writes to stdout/stderr (the C `stderr` global is off limits in Swift 6 mode).
+public enum Output {
+    public static func out(_ s: String) { write(fd: 1, s) }
+    public static func err(_ s: String) { write(fd: 2, s) }
+    public static func write(fd: Int32, _ s: String) {
+        var s = s
+        s.withUTF8 { buf in
+            var off = 0
+            while off < buf.count {
+                let n = Glibc.write(fd, buf.baseAddress! + off, buf.count - off)
+                if n < 0 { if errno == EINTR { continue }; return }
+                off += n
+            }
+        }
+    }
+}
+
+public enum Clock {
+    public static func monotonic() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+    public static func wall() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+}
+
+/// A plain joinable POSIX thread (scanner threads, background reloads): no Foundation, no executor.
+public final class Thread: @unchecked Sendable {
+    private var handle = pthread_t()
+    private let body: @Sendable () -> Void
+
+    private init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+
+    @discardableResult
+    public static func start(stackSize: Int = 1 << 20, _ body: @escaping @Sendable () -> Void) -> Thread {
+        let t = Thread(body)
+        var attr = pthread_attr_t()
+        pthread_attr_init(&attr)
+        pthread_attr_setstacksize(&attr, stackSize)
+        let box = Unmanaged.passRetained(t).toOpaque()
+        let rc = pthread_create(&t.handle, &attr, { arg in
+            let t = Unmanaged<Thread>.fromOpaque(arg!).takeRetainedValue()
+            t.body()
+            return nil
+        }, box)
+        pthread_attr_destroy(&attr)
+        precondition(rc == 0, "pthread_create failed: \(rc)")
+        return t
+    }
+
+    public func join() { pthread_join(handle, nil) }
+    public func detach() { pthread_detach(handle) }
+}
+
+/// Sizes written as a number of bytes with an optional K, M or G suffix (powers of 1024).
+public enum ByteSize {
+    public struct ParseError: Error, CustomStringConvertible {
+        public let description: String
+    }
+    public static func parse(_ text: String) throws -> UInt64 {
+        let s = text.trimmed
+        guard !s.isEmpty else { throw ParseError(description: "empty size") }
+        var digits = Substring(s)
+        var mult: UInt64 = 1
+        switch s.last!.uppercased() {
+        case "K": mult = 1 << 10; digits = digits.dropLast()
+        case "M": mult = 1 << 20; digits = digits.dropLast()
+        case "G": mult = 1 << 30; digits = digits.dropLast()
+        default: break
+        }
+        if digits.last == "i" || digits.last == "I" { throw ParseError(description: "'\(s)' is not a size: write 10M, not 10MiB") }
+        guard let n = UInt64(digits), n <= UInt64.max / mult else {
+            throw ParseError(description: "'\(s)' is not a size (a number of bytes, optionally followed by K, M or G)")
+        }
+        return n * mult
+    }
+    public static func format(_ n: UInt64) -> String {
+        if n >= 1 << 30 && n % (1 << 30) == 0 { return "\(n >> 30)G" }
+        if n >= 1 << 20 && n % (1 << 20) == 0 { return "\(n >> 20)M" }
+        if n >= 1 << 10 && n % (1 << 10) == 0 { return "\(n >> 10)K" }
+        return "\(n)"
+    }
+}

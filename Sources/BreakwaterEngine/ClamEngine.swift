@@ -1,0 +1,305 @@
+import CClamAV
+import BreakwaterCore
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `CL_DB_STDOPT` is a parenthesised OR in clamav.h and does not import into Swift; it is restated here
+/// from the flags it is made of.
+let clDBStandardOptions: UInt32 = UInt32(CL_DB_PHISHING) | UInt32(CL_DB_PHISHING_URLS) | UInt32(CL_DB_BYTECODE)
+
+/// The error an engine build or a scan can end with.
+public struct EngineError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    /// The signature file libclamav named in its complaint, when it named one.
+    public let file: String?
+    public var description: String { message }
+}
+
+/// One process-wide `cl_init`, done on first use.
+enum ClamAVLibrary {
+    private static let initialised: Result<Void, EngineError> = {
+        cl_set_clcb_msg(clamavMessageCallback)
+        let rc = cl_init(UInt32(CL_INIT_DEFAULT))
+        if rc != CL_SUCCESS {
+            return .failure(EngineError(message: "cl_init failed: \(String(cString: cl_strerror(rc)))", file: nil))
+        }
+        return .success(())
+    }()
+
+    static func ensureInitialised() throws {
+        try initialised.get()
+    }
+
+    static var version: String { String(cString: cl_retver()) }
+}
+
+/// libclamav reports load problems through one process-wide message callback. While an engine is being
+/// built, its messages are collected here so the build error can say which file and line is wrong.
+/// Builds are serialised by `buildLock`, so one capture buffer is enough.
+final class LoadMessages: Sendable {
+    static let shared = LoadMessages()
+    private let state = Mutex<(capturing: Bool, lines: [String])>((false, []))
+    func begin() { state.withLock { $0 = (true, []) } }
+    func end() -> [String] { state.withLock { s in let l = s.lines; s = (false, []); return l } }
+    func add(_ line: String) {
+        state.withLock { s in if s.capturing && s.lines.count < 200 { s.lines.append(line) } }
+    }
+}
+
+private func clamavMessageCallback(
+    _ severity: cl_msg, _ fullmsg: UnsafePointer<CChar>?, _ msg: UnsafePointer<CChar>?, _ context: UnsafeMutableRawPointer?
+) {
+    guard context == nil, let msg else { return }  // messages during scans carry our scan context: ignored
+    if severity == CL_MSG_ERROR || severity == CL_MSG_WARN {
+        var line = String(cString: msg)
+        while line.last == "\n" { line.removeLast() }
+        LoadMessages.shared.add(line)
+    }
+}
+
+/// Collects every signature that matched during one scan (all-matches mode), and anything the scan's
+/// inspection hook wants to see. Passed to libclamav as the scan's opaque context.
+final class ScanContext {
+    var names: [String] = []
+    let inspector: LayerInspector?
+    init(inspector: LayerInspector?) { self.inspector = inspector }
+}
+
+/// Receives each decoded layer of a message during a scan (text parts, HTML, attachments), as libclamav
+/// hands them to its file-inspection callback. Used by features that need the decoded text without a
+/// second MIME parser.
+public protocol LayerInspector: AnyObject {
+    /// `type` is libclamav's file type (for example `CL_TYPE_TEXT_ASCII`, `CL_TYPE_HTML`), `fd` a readable
+    /// descriptor positioned anywhere; read with `pread`.
+    func inspect(fd: Int32, type: String, depth: Int, size: Int)
+}
+
+private func virusFoundCallback(_ fd: Int32, _ virname: UnsafePointer<CChar>?, _ context: UnsafeMutableRawPointer?) {
+    guard let context, let virname else { return }
+    let ctx = Unmanaged<ScanContext>.fromOpaque(context).takeUnretainedValue()
+    ctx.names.append(String(cString: virname))  // copied: the name points into the engine
+}
+
+private func fileInspectionCallback(
+    _ fd: Int32, _ type: UnsafePointer<CChar>?, _ ancestors: UnsafeMutablePointer<UnsafePointer<CChar>?>?,
+    _ parentSize: Int, _ fileName: UnsafePointer<CChar>?, _ fileSize: Int, _ fileBuffer: UnsafePointer<CChar>?,
+    _ recursionLevel: UInt32, _ layerAttributes: UInt32, _ context: UnsafeMutableRawPointer?
+) -> cl_error_t {
+    guard let context, let type else { return CL_CLEAN }
+    let ctx = Unmanaged<ScanContext>.fromOpaque(context).takeUnretainedValue()
+    ctx.inspector?.inspect(fd: fd, type: String(cString: type), depth: Int(recursionLevel), size: fileSize)
+    return CL_CLEAN
+}
+
+/// A compiled libclamav engine. Immutable once built and shared by every scanning thread; freed
+/// (`cl_engine_free`) when the last holder lets go, so a reload can swap in a new one while scans on the
+/// old one finish.
+public final class ClamEngine: @unchecked Sendable {
+    private let raw: OpaquePointer
+    /// Number of signatures libclamav reported loading.
+    public let signatureCount: Int
+    /// The directories the signatures came from, in load order.
+    public let directories: [String]
+    public let limits: EngineLimits
+    /// Seconds since the epoch when the build finished.
+    public let loadedAt: Double
+    /// Seconds the load and compile took.
+    public let buildSeconds: Double
+    private let scanOptions: ScanOptionsBox
+    private let wantsInspection: Bool
+
+    /// libclamav's version string.
+    public static var libraryVersion: String { ClamAVLibrary.version }
+
+    private static let buildLock = Mutex(())
+
+    /// Loads every database file in `directories` (all formats libclamav reads from a directory) and
+    /// compiles the engine. Throws with libclamav's message, naming the file when it can.
+    public init(directories: [String], limits: EngineLimits = EngineLimits(), inspectLayers: Bool = false) throws {
+        try ClamAVLibrary.ensureInitialised()
+        let start = monotonicSeconds()
+        guard let engine = cl_engine_new() else {
+            throw EngineError(message: "cl_engine_new failed (out of memory?)", file: nil)
+        }
+        var ok = false
+        defer { if !ok { cl_engine_free(engine) } }
+
+        try Self.apply(limits, to: engine)
+        cl_engine_set_clcb_virus_found(engine, virusFoundCallback)
+        if inspectLayers {
+            cl_engine_set_clcb_file_inspection(engine, fileInspectionCallback)
+        }
+
+        var sigs: UInt32 = 0
+        try Self.buildLock.withLock { _ in
+            for dir in directories {
+                try Self.checkReadableDirectory(dir)
+                LoadMessages.shared.begin()
+                let rc = cl_load(dir, engine, &sigs, clDBStandardOptions)
+                let messages = LoadMessages.shared.end()
+                if rc != CL_SUCCESS {
+                    throw Self.loadError(rc: rc, directory: dir, messages: messages)
+                }
+            }
+            LoadMessages.shared.begin()
+            let rc = cl_engine_compile(engine)
+            let messages = LoadMessages.shared.end()
+            if rc != CL_SUCCESS {
+                throw Self.loadError(rc: rc, directory: directories.joined(separator: ", "), messages: messages)
+            }
+        }
+        ok = true
+        self.raw = engine
+        self.signatureCount = Int(sigs)
+        self.directories = directories
+        self.limits = limits
+        self.loadedAt = wallClockSeconds()
+        self.buildSeconds = monotonicSeconds() - start
+        self.scanOptions = ScanOptionsBox(heuristics: limits.heuristics)
+        self.wantsInspection = inspectLayers
+    }
+
+    deinit {
+        cl_engine_free(raw)
+    }
+
+    private static func checkReadableDirectory(_ dir: String) throws {
+        var st = stat()
+        if stat(dir, &st) != 0 {
+            throw EngineError(message: "\(dir): \(String(cString: strerror(errno)))", file: dir)
+        }
+        if (st.st_mode & S_IFMT) != S_IFDIR {
+            throw EngineError(message: "\(dir): not a directory", file: dir)
+        }
+        if access(dir, R_OK | X_OK) != 0 {
+            throw EngineError(message: "\(dir): \(String(cString: strerror(errno)))", file: dir)
+        }
+    }
+
+    private static func loadError(rc: cl_error_t, directory: String, messages: [String]) -> EngineError {
+        let reason = String(cString: cl_strerror(rc))
+        // libclamav names the failing file in one of its messages, e.g.
+        // "cli_loaddbdir(): error loading database /x/local.ndb".
+        var file: String?
+        for m in messages {
+            if let r = m.firstRange(of: "error loading database ") {
+                file = String(m[r.upperBound...]).trimmed
+            }
+        }
+        var text = "cannot load signatures from \(directory): \(reason)"
+        if let file { text += " in \(file)" }
+        let detail = messages.filter { !$0.hasPrefix("cli_loaddbdir(): error loading database") }
+        if !detail.isEmpty { text += " (" + detail.joined(separator: "; ") + ")" }
+        return EngineError(message: text, file: file)
+    }
+
+    private static func apply(_ l: EngineLimits, to engine: OpaquePointer) throws {
+        func set(_ field: cl_engine_field, _ value: Int64) throws {
+            let rc = cl_engine_set_num(engine, field, value)
+            if rc != CL_SUCCESS {
+                throw EngineError(message: "cannot set engine option \(field): \(String(cString: cl_strerror(rc)))", file: nil)
+            }
+        }
+        try set(CL_ENGINE_MAX_SCANSIZE, Int64(l.maxScanSize))
+        try set(CL_ENGINE_MAX_FILESIZE, Int64(l.maxFileSize))
+        try set(CL_ENGINE_MAX_RECURSION, Int64(l.maxRecursion))
+        try set(CL_ENGINE_MAX_FILES, Int64(l.maxFiles))
+        try set(CL_ENGINE_MAX_SCANTIME, Int64(l.maxScanTimeMilliseconds))
+        try set(CL_ENGINE_PCRE_MATCH_LIMIT, Int64(l.pcreMatchLimit))
+        try set(CL_ENGINE_PCRE_RECMATCH_LIMIT, Int64(l.pcreRecursionLimit))
+        try set(CL_ENGINE_PCRE_MAX_FILESIZE, Int64(l.pcreMaxFileSize))
+        if let tmp = l.temporaryDirectory {
+            let rc = cl_engine_set_str(engine, CL_ENGINE_TMPDIR, tmp)
+            if rc != CL_SUCCESS {
+                throw EngineError(message: "cannot use temporary directory \(tmp): \(String(cString: cl_strerror(rc)))", file: nil)
+            }
+        }
+    }
+
+    /// Scans a whole message held in memory. The buffer is not copied.
+    public func scan(_ message: UnsafeRawBufferPointer, name: String = "message", inspector: LayerInspector? = nil) -> ScanResult {
+        let start = monotonicSeconds()
+        guard let base = message.baseAddress ?? (message.count == 0 ? UnsafeRawPointer(bitPattern: 1) : nil) else {
+            return ScanResult(outcome: .error("empty buffer"), seconds: 0, bytes: 0)
+        }
+        guard let map = cl_fmap_open_memory(base, message.count) else {
+            return ScanResult(outcome: .error("cannot map message (out of memory?)"), seconds: 0, bytes: message.count)
+        }
+        defer { cl_fmap_close(map) }
+        return runScan(start: start, bytes: message.count, inspector: inspector) { virname, scanned, options, ctx in
+            cl_scanmap_callback(map, name, virname, scanned, self.raw, options, ctx)
+        }
+    }
+
+    /// Scans a message from a file descriptor (a message spooled to disk).
+    public func scan(fd: Int32, name: String = "message", inspector: LayerInspector? = nil) -> ScanResult {
+        let start = monotonicSeconds()
+        var st = stat()
+        let size = fstat(fd, &st) == 0 ? Int(st.st_size) : 0
+        return runScan(start: start, bytes: size, inspector: inspector) { virname, scanned, options, ctx in
+            cl_scandesc_callback(fd, name, virname, scanned, self.raw, options, ctx)
+        }
+    }
+
+    private func runScan(
+        start: Double, bytes: Int, inspector: LayerInspector?,
+        _ body: (UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafeMutablePointer<UInt>, UnsafeMutablePointer<cl_scan_options>, UnsafeMutableRawPointer) -> cl_error_t
+    ) -> ScanResult {
+        let ctx = ScanContext(inspector: wantsInspection ? inspector : nil)
+        var virname: UnsafePointer<CChar>? = nil
+        var scanned: UInt = 0
+        var options = scanOptions.options
+        let rc = withExtendedLifetime(ctx) {
+            body(&virname, &scanned, &options, Unmanaged.passUnretained(ctx).toOpaque())
+        }
+        let seconds = monotonicSeconds() - start
+        switch rc {
+        case CL_CLEAN:
+            return ScanResult(outcome: .clean, seconds: seconds, bytes: bytes)
+        case CL_VIRUS:
+            var names = ctx.names
+            if names.isEmpty, let virname { names.append(String(cString: virname)) }
+            var seen = Set<String>()
+            let detections = names.filter { seen.insert($0).inserted }.map(Detection.init(rawName:))
+            return ScanResult(outcome: .found(detections), seconds: seconds, bytes: bytes)
+        default:
+            return ScanResult(outcome: .error(String(cString: cl_strerror(rc))), seconds: seconds, bytes: bytes)
+        }
+    }
+}
+
+/// `cl_scan_options` built once per engine from the configured heuristics.
+struct ScanOptionsBox: Sendable {
+    let options: cl_scan_options
+    init(heuristics: Heuristics) {
+        var o = cl_scan_options()
+        o.general = UInt32(CL_SCAN_GENERAL_ALLMATCHES) | UInt32(CL_SCAN_GENERAL_HEURISTICS)
+        o.parse = ~UInt32(0)  // mail, archives, PE, ELF, OLE2, PDF, HTML, ... every parser
+        var h = UInt32(CL_SCAN_HEURISTIC_EXCEEDS_MAX)  // a limit is reported, never silently clean
+        if heuristics.contains(.encryptedArchives) { h |= UInt32(CL_SCAN_HEURISTIC_ENCRYPTED_ARCHIVE) }
+        if heuristics.contains(.encryptedDocuments) { h |= UInt32(CL_SCAN_HEURISTIC_ENCRYPTED_DOC) }
+        if heuristics.contains(.macros) { h |= UInt32(CL_SCAN_HEURISTIC_MACROS) }
+        if heuristics.contains(.phishing) {
+            h |= UInt32(CL_SCAN_HEURISTIC_PHISHING_SSL_MISMATCH) | UInt32(CL_SCAN_HEURISTIC_PHISHING_CLOAK)
+        }
+        if heuristics.contains(.broken) { h |= UInt32(CL_SCAN_HEURISTIC_BROKEN) }
+        o.heuristic = h
+        o.mail = 0
+        o.dev = 0
+        self.options = o
+    }
+}
+
+func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+func wallClockSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}

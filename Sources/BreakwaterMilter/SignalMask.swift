@@ -1,0 +1,17 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public enum SignalMask {
+    /// The signals the daemon handles itself (libmilter's signal thread: HUP, TERM, INT; Breakwater's
+    /// reload: USR2; USR1 reserved). Blocked in every thread; waited for with sigwait.
+    public static let daemonSignals: [Int32] = [SIGHUP, SIGTERM, SIGINT, SIGUSR1, SIGUSR2]
+
+    public static func blockDaemonSignals() {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for s in daemonSignals { sigaddset(&set, s) }
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+        signal(SIGPIPE, SIG_IGN)
+    }
+}

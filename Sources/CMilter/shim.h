@@ -1,0 +1,1 @@
+#include <libmilter/mfapi.h>

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian 12 machine lacks to build, run and test Breakwater.
+#   scripts/setup.sh          build + run dependencies (libclamav-dev libmilter-dev pkg-config)
+#   scripts/setup.sh --test   also the test peers (postfix, miltertest, clamav-testfiles, swaks, ...)
+#   scripts/setup.sh --bench  also the comparison daemons (clamav-daemon, clamav-milter, clamscan)
+#   scripts/setup.sh --deb    also the packaging tools (dpkg-dev, debhelper, lintian)
+# Idempotent: installs only the packages that are missing; runs apt-get update only when it must.
+set -euo pipefail
+
+want=(libclamav-dev libmilter-dev pkg-config)
+for arg in "$@"; do
+  case "$arg" in
+    --test) want+=(postfix miltertest clamav-testfiles swaks python3-pytest prometheus) ;;
+    --bench) want+=(clamav clamav-daemon clamav-milter postfix) ;;
+    --deb) want+=(dpkg-dev debhelper lintian fakeroot) ;;
+    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown option $arg (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all needed Debian packages are installed"
+else
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  # Postfix asks how to configure itself; the tests run private instances, so "No configuration" is right.
+  echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+  if ! $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"; then
+    $SUDO apt-get update -q
+    $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
+fi
+
+if ! command -v swift >/dev/null 2>&1 && [ ! -x /opt/swift/usr/bin/swift ]; then
+  echo "setup: no Swift toolchain found (swift on PATH or /opt/swift/usr/bin/swift); install Swift 6 first" >&2
+  exit 1
+fi
