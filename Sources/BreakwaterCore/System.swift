@@ -62,10 +62,10 @@ public final class Thread: @unchecked Sendable {
 
 /// Sizes written as a number of bytes with an optional K, M or G suffix (powers of 1024).
 public enum ByteSize {
-    public struct ParseError: Error, CustomStringConvertible {
+    public struct ParseError: Error, CustomStringConvertible, Sendable {
         public let description: String
     }
-    public static func parse(_ text: String) throws -> UInt64 {
+    public static func parse(_ text: String) throws(ParseError) -> UInt64 {
         let s = text.trimmed
         guard !s.isEmpty else { throw ParseError(description: "empty size") }
         var digits = Substring(s)

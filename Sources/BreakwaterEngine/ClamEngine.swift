@@ -168,13 +168,13 @@ public final class ClamEngine: @unchecked Sendable {
     private static func checkReadableDirectory(_ dir: String) throws {
         var st = stat()
         if stat(dir, &st) != 0 {
-            throw EngineError(message: "\(dir): \(String(cString: strerror(errno)))", file: dir)
+            throw EngineError(message: "signature directory \(dir): \(String(cString: strerror(errno)))", file: dir)
         }
         if (st.st_mode & S_IFMT) != S_IFDIR {
-            throw EngineError(message: "\(dir): not a directory", file: dir)
+            throw EngineError(message: "signature directory \(dir): not a directory", file: dir)
         }
         if access(dir, R_OK | X_OK) != 0 {
-            throw EngineError(message: "\(dir): \(String(cString: strerror(errno)))", file: dir)
+            throw EngineError(message: "signature directory \(dir): \(String(cString: strerror(errno)))", file: dir)
         }
     }
 

@@ -1,0 +1,458 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Breakwater's configuration: built-in defaults, then the config file, then command-line flags.
+/// Every key of the file is also a flag `--KEY VALUE`.
+public struct Config: Sendable {
+    public var socket = "inet:8897@127.0.0.1"
+    /// Empty means the shipped set.
+    public var signatures: [String] = []
+    public var localSignatures = SignatureLocations.defaultLocal
+    public var control = "/run/breakwater/control.sock"
+    public var metrics = "127.0.0.1:9897"
+    public var workers = Config.cores
+    public var maxWaiting = 32
+    public var maxWait = 20.0
+    public var maxMessageSize: UInt64 = 25 << 20
+    public var memoryBudget: UInt64 = 256 << 20
+    public var spoolThreshold: UInt64 = 1 << 20
+    public var spoolDirectory = Config.defaultTemporaryDirectory
+    public var actions: [ActionRule] = []
+    public var rejectMessage = "Rejected: %s"
+    public var onScanError = Action.tempfail
+    public var onOversize = Action.accept
+    public var onLimit = Action.accept
+    public var scannedHeader = "X-Virus-Scanned"
+    public var skipAuthenticated = false
+    public var skipNetworks: [CIDR] = []
+    public var skipSenders: [String] = []
+    public var skipRecipients: [String] = []
+    public var limits = EngineLimits()
+    public var milterTimeout = 300.0
+    public var logLevel = "info"
+
+    public init() {}
+
+    /// The signature directories to load: the configured (or shipped) ones plus the ops directory when
+    /// it exists.
+    public var signatureDirectories: [String] {
+        var dirs = signatures.isEmpty ? [SignatureLocations.shipped()] : signatures
+        if !localSignatures.isEmpty && SignatureLocations.isDirectory(localSignatures) && !dirs.contains(localSignatures) {
+            dirs.append(localSignatures)
+        }
+        return dirs
+    }
+
+    public static let defaultPath = "/etc/breakwater/breakwater.conf"
+
+    public static var cores: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+
+    public static var defaultTemporaryDirectory: String {
+        if let t = getenv("TMPDIR"), t.pointee != 0 { return String(cString: t) }
+        return "/tmp"
+    }
+}
+
+/// A configuration error, located in the file (or `command line`) and line it came from.
+public struct ConfigError: Error, CustomStringConvertible, Sendable {
+    public let source: String
+    public let line: Int?
+    public let message: String
+    public init(source: String, line: Int?, message: String) {
+        self.source = source
+        self.line = line
+        self.message = message
+    }
+    public var description: String {
+        if let line { return "\(source):\(line): \(message)" }
+        return "\(source): \(message)"
+    }
+}
+
+/// One configuration key: its name, default as written in a config file, help, and how it applies.
+public struct ConfigKey: Sendable {
+    public let name: String
+    public let defaultText: String
+    public let help: String
+    /// Repeating the key adds to a list instead of replacing it.
+    public let repeatable: Bool
+    let apply: @Sendable (inout Config, String) throws(ValueError) -> Void
+
+    public struct ValueError: Error { public let message: String }
+}
+
+extension Config {
+    /// Every key, in the order the documentation lists them.
+    public static let keys: [ConfigKey] = [
+        key("socket", "inet:8897@127.0.0.1",
+            "Where the MTA connects: unix:/path/to/socket or inet:PORT@HOST (libmilter syntax). For a chrooted Postfix smtpd a unix socket must live under /var/spool/postfix.") {
+            c, v throws(ConfigKey.ValueError) in
+            guard v.hasPrefix("unix:") || v.hasPrefix("local:") || v.hasPrefix("inet:") || v.hasPrefix("inet6:") else {
+                throw .init(message: "'\(v)' is not a milter socket: write unix:/path or inet:PORT@HOST")
+            }
+            c.socket = v
+        },
+        key("signatures", "/usr/share/breakwater/signatures",
+            "A signature directory to load (repeatable). Default: the shipped set.", repeatable: true) {
+            c, v throws(ConfigKey.ValueError) in
+            for d in try list(v) { c.signatures.append(d) }
+        },
+        key("local-signatures", SignatureLocations.defaultLocal,
+            "The ops directory, loaded in addition to the signatures when it exists; `breakwater signatures` writes here.") {
+            c, v throws(ConfigKey.ValueError) in c.localSignatures = v
+        },
+        key("control", "/run/breakwater/control.sock", "The control socket used by `breakwater reload` and `status`.") {
+            c, v throws(ConfigKey.ValueError) in c.control = v
+        },
+        key("metrics", "127.0.0.1:9897", "Address of the Prometheus /metrics endpoint; empty turns it off.") {
+            c, v throws(ConfigKey.ValueError) in c.metrics = v
+        },
+        key("workers", "number of cores", "Scan slots: messages scanned at the same time.") {
+            c, v throws(ConfigKey.ValueError) in c.workers = try int(v, 1...1024)
+        },
+        key("max-waiting", "32", "Messages that may wait for a free scan slot; past it the MTA gets 451 4.3.2.") {
+            c, v throws(ConfigKey.ValueError) in c.maxWaiting = try int(v, 0...100_000)
+        },
+        key("max-wait", "20s", "Longest wait for a scan slot (the MTA is kept alive meanwhile); then 451 4.3.2.") {
+            c, v throws(ConfigKey.ValueError) in c.maxWait = try duration(v)
+        },
+        key("max-message-size", "25M", "Largest message taken in full; the rest of a larger body is skipped and on-oversize applies.") {
+            c, v throws(ConfigKey.ValueError) in c.maxMessageSize = try size(v)
+        },
+        key("memory-budget", "256M", "Bytes of messages held in memory across all sessions; past it messages spill to disk.") {
+            c, v throws(ConfigKey.ValueError) in c.memoryBudget = try size(v)
+        },
+        key("spool-threshold", "1M", "A message larger than this is spooled to an unlinked temporary file instead of memory.") {
+            c, v throws(ConfigKey.ValueError) in c.spoolThreshold = try size(v)
+        },
+        key("spool-directory", "$TMPDIR or /tmp", "Where spooled messages and libclamav's temporary files go.") {
+            c, v throws(ConfigKey.ValueError) in
+            c.spoolDirectory = v
+            c.limits.temporaryDirectory = v
+        },
+        key("action", "(see below)",
+            "GLOB ACTION: signatures matching GLOB get ACTION (\(Action.list)). Repeatable; first match wins; the built-in rules follow: \(ActionRule.defaults.map(\.description).joined(separator: ", ")).",
+            repeatable: true) {
+            c, v throws(ConfigKey.ValueError) in
+            let parts = v.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard parts.count == 2, let a = Action.parse(String(parts[1])) else {
+                throw .init(message: "'\(v)' is not a rule: write GLOB ACTION, ACTION one of \(Action.list)")
+            }
+            c.actions.append(ActionRule(pattern: String(parts[0]), action: a))
+        },
+        key("reject-message", "Rejected: %s", "Reply text of a reject; %s is the signature name.") {
+            c, v throws(ConfigKey.ValueError) in c.rejectMessage = v
+        },
+        key("on-scan-error", "tempfail", "Action when libclamav fails on a message.") {
+            c, v throws(ConfigKey.ValueError) in c.onScanError = try action(v)
+        },
+        key("on-oversize", "accept",
+            "Action for a message over max-message-size: accept (with an X-Breakwater-Not-Scanned header), tag, reject (552 5.3.4), quarantine, discard.") {
+            c, v throws(ConfigKey.ValueError) in
+            let a = try action(v)
+            if a == .tempfail { throw .init(message: "tempfail would make the MTA retry an oversize message forever: use accept or reject") }
+            c.onOversize = a
+        },
+        key("on-limit", "accept", "Action for a message that hits an engine limit (max-scan-size, max-file-size, max-recursion, max-files, max-scan-time).") {
+            c, v throws(ConfigKey.ValueError) in
+            let a = try action(v)
+            if a == .tempfail { throw .init(message: "tempfail would make the MTA retry this message forever: use accept or reject") }
+            c.onLimit = a
+        },
+        key("scanned-header", "X-Virus-Scanned", "Header added to accepted mail; empty for none.") {
+            c, v throws(ConfigKey.ValueError) in
+            guard v.allSatisfy({ $0.isASCII && $0 != ":" && $0 != " " && !$0.isNewline }) else {
+                throw .init(message: "'\(v)' is not a header name")
+            }
+            c.scannedHeader = v
+        },
+        key("skip-authenticated", "no", "Do not scan mail from SMTP-authenticated senders ({auth_authen}).") {
+            c, v throws(ConfigKey.ValueError) in c.skipAuthenticated = try bool(v)
+        },
+        key("skip-networks", "", "Client networks not scanned (CIDR, IPv4 or IPv6, comma-separated; repeatable).", repeatable: true) {
+            c, v throws(ConfigKey.ValueError) in
+            for item in try list(v) {
+                guard let n = CIDR(item) else { throw .init(message: "'\(item)' is not a network: write 192.0.2.0/24 or 2001:db8::/32") }
+                c.skipNetworks.append(n)
+            }
+        },
+        key("skip-senders", "", "Envelope senders not scanned (addresses or @domain; repeatable).", repeatable: true) {
+            c, v throws(ConfigKey.ValueError) in c.skipSenders += try list(v).map { $0.lowercased() }
+        },
+        key("skip-recipients", "", "Recipients whose mail is not scanned (all recipients must match; repeatable).", repeatable: true) {
+            c, v throws(ConfigKey.ValueError) in c.skipRecipients += try list(v).map { $0.lowercased() }
+        },
+        key("max-scan-size", "100M", "Most bytes libclamav scans per message, all layers together.") {
+            c, v throws(ConfigKey.ValueError) in c.limits.maxScanSize = try size(v)
+        },
+        key("max-file-size", "50M", "Largest single layer (attachment, archive member) scanned.") {
+            c, v throws(ConfigKey.ValueError) in c.limits.maxFileSize = try size(v)
+        },
+        key("max-recursion", "16", "Deepest nesting scanned (zip in zip in forwarded message ...).") {
+            c, v throws(ConfigKey.ValueError) in c.limits.maxRecursion = UInt32(try int(v, 1...100))
+        },
+        key("max-files", "2000", "Most layers scanned per message.") {
+            c, v throws(ConfigKey.ValueError) in c.limits.maxFiles = UInt32(try int(v, 1...1_000_000))
+        },
+        key("max-scan-time", "60s", "Longest scan of one message.") {
+            c, v throws(ConfigKey.ValueError) in c.limits.maxScanTimeMilliseconds = UInt32(min(try duration(v) * 1000, 3_600_000))
+        },
+        key("heuristics", "encrypted-archives,phishing",
+            "Heuristic alerts besides exceeded limits: \(Heuristics.names.map(\.0).joined(separator: ", ")), or none.") {
+            c, v throws(ConfigKey.ValueError) in
+            var h: Heuristics = []
+            for item in try list(v) where item != "none" {
+                guard let f = Heuristics.names.first(where: { $0.0 == item }) else {
+                    throw .init(message: "unknown heuristic '\(item)': use \(Heuristics.names.map(\.0).joined(separator: ", ")) or none")
+                }
+                h.insert(f.1)
+            }
+            c.limits.heuristics = h
+        },
+        key("milter-timeout", "300s", "How long libmilter waits for the MTA before dropping a session.") {
+            c, v throws(ConfigKey.ValueError) in c.milterTimeout = try duration(v)
+        },
+        key("log-level", "info", "debug, info, notice, warning or error.") {
+            c, v throws(ConfigKey.ValueError) in
+            guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(v) else {
+                throw .init(message: "unknown log level '\(v)': use debug, info, notice, warning or error")
+            }
+            c.logLevel = v
+        },
+    ]
+
+    private static func key(_ name: String, _ def: String, _ help: String, repeatable: Bool = false,
+                            _ apply: @escaping @Sendable (inout Config, String) throws(ConfigKey.ValueError) -> Void) -> ConfigKey {
+        ConfigKey(name: name, defaultText: def, help: help, repeatable: repeatable, apply: apply)
+    }
+
+    // MARK: value parsers
+
+    static func int(_ v: String, _ range: ClosedRange<Int>) throws(ConfigKey.ValueError) -> Int {
+        guard let n = Int(v) else { throw .init(message: "'\(v)' is not a whole number") }
+        guard range.contains(n) else { throw .init(message: "\(n) is out of range \(range.lowerBound)...\(range.upperBound)") }
+        return n
+    }
+
+    static func size(_ v: String) throws(ConfigKey.ValueError) -> UInt64 {
+        do { return try ByteSize.parse(v) } catch { throw .init(message: error.description) }
+    }
+
+    /// `90`, `90s`, `500ms`, `5m`, `1h`.
+    static func duration(_ v: String) throws(ConfigKey.ValueError) -> Double {
+        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+        for (suffix, mult) in units where v.hasSuffix(suffix) {
+            if let n = Double(v.dropLast(suffix.count)), n >= 0 { return n * mult }
+        }
+        if let n = Double(v), n >= 0 { return n }
+        throw .init(message: "'\(v)' is not a duration: write 30s, 500ms, 5m or 1h")
+    }
+
+    static func bool(_ v: String) throws(ConfigKey.ValueError) -> Bool {
+        switch v.lowercased() {
+        case "yes", "true", "on", "1": return true
+        case "no", "false", "off", "0": return false
+        default: throw .init(message: "'\(v)' is not yes or no")
+        }
+    }
+
+    static func action(_ v: String) throws(ConfigKey.ValueError) -> Action {
+        guard let a = Action.parse(v) else { throw .init(message: "unknown action '\(v)': use \(Action.list)") }
+        return a
+    }
+
+    static func list(_ v: String) throws(ConfigKey.ValueError) -> [String] {
+        v.split(separator: ",").map { $0.trimmed }.filter { !$0.isEmpty }
+    }
+
+    // MARK: loading
+
+    /// Applies `key = value` to the configuration; `source` and `line` locate errors.
+    public mutating func set(_ name: String, _ value: String, source: String, line: Int?) throws(ConfigError) {
+        guard let k = Config.keys.first(where: { $0.name == name }) else {
+            var msg = "unknown key '\(name)'"
+            if let close = Config.keys.map(\.name).min(by: { editDistance($0, name) < editDistance($1, name) }),
+               editDistance(close, name) <= 3 {
+                msg += " (did you mean '\(close)'?)"
+            }
+            throw ConfigError(source: source, line: line, message: msg)
+        }
+        do {
+            try k.apply(&self, value)
+        } catch {
+            throw ConfigError(source: source, line: line, message: "\(name): \(error.message)")
+        }
+    }
+
+    /// Parses config file text. Lines are `key = value`; `#` starts a comment line; blank lines are
+    /// ignored. A value may be quoted with double quotes to keep leading or trailing spaces.
+    public mutating func apply(fileText: String, source: String) throws(ConfigError) {
+        var lineNo = 0
+        var seen: [String: Int] = [:]
+        for raw in fileText.split(separator: "\n", omittingEmptySubsequences: false) {
+            lineNo += 1
+            let line = raw.trimmed
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            guard let eq = line.firstIndex(of: "=") else {
+                throw ConfigError(source: source, line: lineNo, message: "expected 'key = value', found '\(line)'")
+            }
+            let name = line[..<eq].trimmed
+            var value = line[line.index(after: eq)...].trimmed
+            if name.isEmpty {
+                throw ConfigError(source: source, line: lineNo, message: "missing key before '='")
+            }
+            if value.count >= 2 && value.hasPrefix("\"") && value.hasSuffix("\"") {
+                value = String(value.dropFirst().dropLast())
+            }
+            if let k = Config.keys.first(where: { $0.name == name }), !k.repeatable, let prev = seen[name] {
+                throw ConfigError(source: source, line: lineNo, message: "'\(name)' is already set on line \(prev)")
+            }
+            seen[name] = lineNo
+            try set(name, value, source: source, line: lineNo)
+        }
+    }
+
+    /// Loads the file at `path`. `required` is false for the default path: a missing default file means
+    /// built-in defaults.
+    public mutating func load(path: String, required: Bool) throws(ConfigError) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            let e = errno
+            if e == ENOENT && !required { return }
+            throw ConfigError(source: path, line: nil, message: "cannot read: \(FileWalk.errnoString(e))")
+        }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 16384)
+        while true {
+            let n = read(fd, &buf, buf.count)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ConfigError(source: path, line: nil, message: "cannot read: \(FileWalk.errnoString())")
+            }
+            if n == 0 { break }
+            bytes += buf[0..<n]
+            if bytes.count > 1 << 20 { throw ConfigError(source: path, line: nil, message: "larger than 1 MB: not a config file?") }
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw ConfigError(source: path, line: nil, message: "not UTF-8 text")
+        }
+        try apply(fileText: text, source: path)
+    }
+
+    /// Checks that hold across keys.
+    public func validate() throws(ConfigError) {
+        if spoolThreshold > memoryBudget {
+            throw ConfigError(source: "configuration", line: nil,
+                              message: "spool-threshold (\(ByteSize.format(spoolThreshold))) is larger than memory-budget (\(ByteSize.format(memoryBudget)))")
+        }
+    }
+
+    /// A config file with every key commented out at its default.
+    public static func documentedDefaults() -> String {
+        var out = "# Breakwater configuration. Every key is shown at its default, commented out.\n"
+        out += "# Syntax: key = value; repeatable keys may appear on several lines. See breakwater.conf(5).\n"
+        for k in keys {
+            out += "\n"
+            for l in wrap(k.help, width: 76) { out += "# \(l)\n" }
+            if k.name == "action" {
+                for r in ActionRule.defaults { out += "#action = \(r)\n" }
+            } else {
+                out += "#\(k.name) = \(k.defaultText)\n"
+            }
+        }
+        return out
+    }
+}
+
+func wrap(_ text: String, width: Int) -> [String] {
+    var lines: [String] = []
+    var cur = ""
+    for word in text.split(separator: " ") {
+        if !cur.isEmpty && cur.count + 1 + word.count > width {
+            lines.append(cur)
+            cur = ""
+        }
+        cur += cur.isEmpty ? String(word) : " " + word
+    }
+    if !cur.isEmpty { lines.append(cur) }
+    return lines
+}
+
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a), b = Array(b)
+    if a.isEmpty { return b.count }
+    if b.isEmpty { return a.count }
+    var prev = Array(0...b.count)
+    for i in 1...a.count {
+        var cur = [i] + Array(repeating: 0, count: b.count)
+        for j in 1...b.count {
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+        }
+        prev = cur
+    }
+    return prev[b.count]
+}
+
+/// An IPv4 or IPv6 network.
+public struct CIDR: Sendable, Equatable, CustomStringConvertible {
+    public let address: [UInt8]  // 4 or 16 bytes
+    public let prefix: Int
+
+    public init?(_ text: String) {
+        let parts = text.split(separator: "/", maxSplits: 1)
+        guard let addr = CIDR.parseAddress(String(parts[0])) else { return nil }
+        let maxPrefix = addr.count * 8
+        var p = maxPrefix
+        if parts.count == 2 {
+            guard let n = Int(parts[1]), (0...maxPrefix).contains(n) else { return nil }
+            p = n
+        }
+        address = addr
+        prefix = p
+    }
+
+    public var description: String { "\(CIDR.format(address))/\(prefix)" }
+
+    public func contains(_ ip: [UInt8]) -> Bool {
+        var ip = ip
+        // IPv4-mapped IPv6 (::ffff:a.b.c.d) matches IPv4 networks.
+        if address.count == 4 && ip.count == 16 && ip[0..<10].allSatisfy({ $0 == 0 }) && ip[10] == 0xff && ip[11] == 0xff {
+            ip = Array(ip[12...])
+        }
+        guard ip.count == address.count else { return false }
+        var bits = prefix
+        for i in 0..<address.count where bits > 0 {
+            let take = min(8, bits)
+            let mask = UInt8(truncatingIfNeeded: 0xff << (8 - take))
+            if ip[i] & mask != address[i] & mask { return false }
+            bits -= take
+        }
+        return true
+    }
+
+    public func contains(_ text: String) -> Bool {
+        guard let ip = CIDR.parseAddress(text) else { return false }
+        return contains(ip)
+    }
+
+    public static func parseAddress(_ s: String) -> [UInt8]? {
+        var v4 = in_addr()
+        if inet_pton(AF_INET, s, &v4) == 1 {
+            return withUnsafeBytes(of: &v4) { Array($0) }
+        }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, s, &v6) == 1 {
+            return withUnsafeBytes(of: &v6) { Array($0) }
+        }
+        return nil
+    }
+
+    static func format(_ a: [UInt8]) -> String {
+        var buf = [CChar](repeating: 0, count: 64)
+        let family = a.count == 4 ? AF_INET : AF_INET6
+        _ = a.withUnsafeBytes { inet_ntop(family, $0.baseAddress, &buf, socklen_t(buf.count)) }
+        return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}

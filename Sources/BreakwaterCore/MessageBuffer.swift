@@ -1,0 +1,139 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One message as the MTA hands it over: header lines as received, a blank line, the body chunks.
+/// Held in memory while it is small and the shared memory budget allows; otherwise spilled to an
+/// unlinked private temporary file. Each byte is copied once, from the MTA's buffer into this one.
+public final class MessageBuffer {
+    public enum Storage {
+        case memory
+        case file(fd: Int32)
+    }
+
+    private let admission: Admission
+    private let spoolThreshold: UInt64
+    private let spoolDirectory: String
+    private var bytes: [UInt8] = []
+    /// Budget held for `bytes`' capacity.
+    private var reserved: UInt64 = 0
+    private var fd: Int32 = -1
+    public private(set) var size: UInt64 = 0
+    /// Why the message went to disk, if it did: "size" or "memory budget".
+    public private(set) var spoolReason: String?
+
+    public struct SpoolError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    public init(admission: Admission, spoolThreshold: UInt64, spoolDirectory: String) {
+        self.admission = admission
+        self.spoolThreshold = spoolThreshold
+        self.spoolDirectory = spoolDirectory
+    }
+
+    deinit { reset() }
+
+    public var storage: Storage { fd >= 0 ? .file(fd: fd) : .memory }
+
+    /// Pre-sizes the buffer for a message the client announced (ESMTP SIZE), within the spool
+    /// threshold and the budget. Saves the copies of repeated growth.
+    public func expect(_ announced: UInt64) {
+        guard fd < 0, bytes.isEmpty, announced > 0 else { return }
+        let want = min(announced + 4096, spoolThreshold)
+        if want > reserved && admission.reserve(want - reserved) {
+            bytes.reserveCapacity(Int(want))
+            reserved = want
+        }
+    }
+
+    public func append(_ text: String) throws(SpoolError) {
+        var t = text
+        let failure = t.withUTF8 { p -> SpoolError? in
+            do throws(SpoolError) { try append(UnsafeRawBufferPointer(p)) } catch { return error }
+            return nil
+        }
+        if let failure { throw failure }
+    }
+
+    public func append(_ chunk: UnsafeRawBufferPointer) throws(SpoolError) {
+        let n = UInt64(chunk.count)
+        if n == 0 { return }
+        if fd >= 0 {
+            try writeAll(chunk)
+            size += n
+            return
+        }
+        let needed = size + n
+        if needed > spoolThreshold {
+            try spill(reason: "size")
+            try writeAll(chunk)
+            size += n
+            return
+        }
+        if needed > UInt64(bytes.capacity) || needed > reserved {
+            // Grow geometrically (but not past the threshold) and hold budget for the whole capacity.
+            let newCapacity = min(max(needed, reserved * 2, 16 << 10), spoolThreshold)
+            if newCapacity > reserved {
+                guard admission.reserve(newCapacity - reserved) else {
+                    try spill(reason: "memory budget")
+                    try writeAll(chunk)
+                    size += n
+                    return
+                }
+                reserved = newCapacity
+                bytes.reserveCapacity(Int(newCapacity))
+            }
+        }
+        bytes.append(contentsOf: chunk)
+        size += n
+    }
+
+    private func spill(reason: String) throws(SpoolError) {
+        var template = Array((spoolDirectory + "/breakwater-msg.XXXXXX").utf8CString)
+        let f = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        if f < 0 {
+            throw SpoolError(description: "cannot create a spool file in \(spoolDirectory): \(FileWalk.errnoString())")
+        }
+        template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
+        _ = fcntl(f, F_SETFD, FD_CLOEXEC)
+        fd = f
+        spoolReason = reason
+        let held = bytes
+        bytes = []
+        admission.release(reserved)
+        reserved = 0
+        let failure = held.withUnsafeBytes { p -> SpoolError? in
+            do throws(SpoolError) { try writeAll(p) } catch { return error }
+            return nil
+        }
+        if let failure { throw failure }
+    }
+
+    private func writeAll(_ p: UnsafeRawBufferPointer) throws(SpoolError) {
+        var off = 0
+        while off < p.count {
+            let w = write(fd, p.baseAddress! + off, p.count - off)
+            if w < 0 {
+                if errno == EINTR { continue }
+                throw SpoolError(description: "cannot write the spool file: \(FileWalk.errnoString())")
+            }
+            off += w
+        }
+    }
+
+    /// Runs `body` over the in-memory bytes (nil when spooled).
+    public func withMemory<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R? {
+        guard fd < 0 else { return nil }
+        return bytes.withUnsafeBytes(body)
+    }
+
+    /// Drops the message: frees memory, returns the budget, closes the spool file.
+    public func reset() {
+        if fd >= 0 { close(fd); fd = -1 }
+        bytes = []
+        if reserved > 0 { admission.release(reserved); reserved = 0 }
+        size = 0
+        spoolReason = nil
+    }
+}

@@ -1,0 +1,236 @@
+/// What Breakwater does with a message.
+public enum Action: String, Sendable, CaseIterable {
+    /// 550 5.7.1 with the reject template (552 5.3.4 for an oversize message).
+    case reject
+    /// 451 4.7.1: the MTA keeps the message and retries.
+    case tempfail
+    /// Accept and silently drop the message.
+    case discard
+    /// Accept and ask the MTA to hold it (`smfi_quarantine`; Postfix puts it on hold).
+    case quarantine
+    /// Accept with a header naming what matched.
+    case tag
+    /// Accept unchanged (apart from the scanned header).
+    case accept
+
+    public static func parse(_ s: String) -> Action? { Action(rawValue: s.lowercased()) }
+    public static var list: String { allCases.map(\.rawValue).joined(separator: "|") }
+}
+
+/// `GLOB ACTION`: signatures whose name matches GLOB get ACTION. First match wins.
+public struct ActionRule: Sendable, Equatable, CustomStringConvertible {
+    public let pattern: String
+    public let action: Action
+    public init(pattern: String, action: Action) {
+        self.pattern = pattern
+        self.action = action
+    }
+    public var description: String { "\(pattern) \(action.rawValue)" }
+
+    /// The rules that apply after the configured ones.
+    public static let defaults: [ActionRule] = [
+        ActionRule(pattern: "Heuristics.*", action: .tag),
+        ActionRule(pattern: "*.Malware.*", action: .reject),
+        ActionRule(pattern: "*.Phish.*", action: .reject),
+        ActionRule(pattern: "*.Spam.*", action: .reject),
+        ActionRule(pattern: "*.Test.*", action: .reject),
+        ActionRule(pattern: "*", action: .reject),
+    ]
+}
+
+/// Shell-style glob: `*` any run of characters, `?` one character, everything else literal.
+public func globMatch(_ pattern: String, _ text: String) -> Bool {
+    let p = Array(pattern.utf8), t = Array(text.utf8)
+    var pi = 0, ti = 0, starP = -1, starT = 0
+    while ti < t.count {
+        if pi < p.count && (p[pi] == UInt8(ascii: "?") || p[pi] == t[ti]) {
+            pi += 1; ti += 1
+        } else if pi < p.count && p[pi] == UInt8(ascii: "*") {
+            starP = pi; starT = ti; pi += 1
+        } else if starP >= 0 {
+            pi = starP + 1; starT += 1; ti = starT
+        } else {
+            return false
+        }
+    }
+    while pi < p.count && p[pi] == UInt8(ascii: "*") { pi += 1 }
+    return pi == p.count
+}
+
+/// Why a message was not (fully) scanned or could not be answered normally.
+public enum TempfailCause: String, Sendable, CaseIterable {
+    case busy, memoryBudget = "memory_budget", timeout, scanError = "scan_error", size
+}
+
+/// The answer for one message, ready for the milter bridge.
+public struct Decision: Sendable, Equatable {
+    public enum Verdict: String, Sendable { case clean, infected, limit, oversize, error, skipped, busy }
+    public var verdict: Verdict
+    public var action: Action
+    /// SMTP reply code, enhanced status and text for reject/tempfail.
+    public var reply: (code: String, status: String, text: String)?
+    /// Headers to add (name, value without the leading space).
+    public var headers: [(String, String)] = []
+    public var tempfailCause: TempfailCause?
+    /// Signatures that matched (names as written).
+    public var signatures: [String] = []
+
+    public init(verdict: Verdict, action: Action, reply: (code: String, status: String, text: String)?,
+                headers: [(String, String)] = [], tempfailCause: TempfailCause? = nil, signatures: [String] = []) {
+        self.verdict = verdict
+        self.action = action
+        self.reply = reply
+        self.headers = headers
+        self.tempfailCause = tempfailCause
+        self.signatures = signatures
+    }
+
+    public static func == (a: Decision, b: Decision) -> Bool {
+        a.verdict == b.verdict && a.action == b.action && a.reply?.code == b.reply?.code
+            && a.reply?.status == b.reply?.status && a.reply?.text == b.reply?.text
+            && a.headers.map { "\($0.0): \($0.1)" } == b.headers.map { "\($0.0): \($0.1)" }
+            && a.tempfailCause == b.tempfailCause && a.signatures == b.signatures
+    }
+}
+
+/// Maps scan results to decisions. Pure: no I/O, no C.
+public struct Policy: Sendable {
+    public var rules: [ActionRule]
+    public var rejectTemplate: String
+    public var onScanError: Action
+    public var onOversize: Action
+    public var onLimit: Action
+    public var scannedHeader: String
+    public var productTag: String
+
+    public init(config: Config) {
+        rules = config.actions + ActionRule.defaults
+        rejectTemplate = config.rejectMessage
+        onScanError = config.onScanError
+        onOversize = config.onOversize
+        onLimit = config.onLimit
+        scannedHeader = config.scannedHeader
+        productTag = "Breakwater \(Breakwater.version)"
+    }
+
+    public func action(for signature: String) -> Action {
+        for r in rules where globMatch(r.pattern, signature) { return r.action }
+        return .reject
+    }
+
+    /// The decision for a scan result.
+    public func decide(_ result: ScanResult) -> Decision {
+        switch result.outcome {
+        case .clean:
+            return Decision(verdict: .clean, action: .accept, reply: nil, headers: scanned())
+        case .error(let message):
+            return fallback(verdict: .error, action: onScanError, reason: "scan error: \(message)",
+                            cause: .scanError, oversizeStatus: false)
+        case .found:
+            let sigs = result.signatures
+            if sigs.isEmpty, let limit = result.limit {
+                var d = fallback(verdict: .limit, action: onLimit, reason: "exceeds scan limit (\(limit.name))",
+                                 cause: .size, oversizeStatus: true)
+                d.signatures = [limit.name]
+                return d
+            }
+            // The strongest action among all matching signatures wins.
+            var chosen = Action.accept
+            var chosenSig = sigs.first?.name ?? ""
+            for s in sigs {
+                let a = action(for: s.name)
+                if Policy.strength(a) > Policy.strength(chosen) {
+                    chosen = a
+                    chosenSig = s.name
+                }
+            }
+            let names = sigs.map(\.name)
+            var d = Decision(verdict: .infected, action: chosen, reply: nil, headers: [], signatures: names)
+            switch chosen {
+            case .reject:
+                d.reply = ("550", "5.7.1", render(rejectTemplate, chosenSig))
+            case .tempfail:
+                d.reply = ("451", "4.7.1", "Message held back for review: \(chosenSig)")
+                d.tempfailCause = .scanError
+            case .tag, .quarantine:
+                d.headers = [("X-Breakwater-Signature", names.joined(separator: ", "))] + scanned()
+            case .accept, .discard:
+                d.headers = scanned()
+            }
+            if let limit = result.limit, chosen == .accept || chosen == .tag {
+                d.headers.append(("X-Breakwater-Not-Scanned", "exceeds scan limit (\(limit.name))"))
+            }
+            return d
+        }
+    }
+
+    /// The decision for a message over `max-message-size`.
+    public func oversize(bytes: UInt64, limit: UInt64) -> Decision {
+        fallback(verdict: .oversize, action: onOversize,
+                 reason: "message larger than \(ByteSize.format(limit)) (max-message-size)",
+                 cause: .size, oversizeStatus: true)
+    }
+
+    /// Busy, memory budget, wait timeout: always a temporary failure the MTA retries.
+    public func busy(_ cause: TempfailCause) -> Decision {
+        let text: String
+        switch cause {
+        case .busy: text = "Breakwater is busy scanning other mail, please try again later"
+        case .memoryBudget: text = "Breakwater is over its memory budget, please try again later"
+        case .timeout: text = "Breakwater is busy (waited too long for a scanner), please try again later"
+        case .scanError: text = "Breakwater could not scan this message, please try again later"
+        case .size: text = "Breakwater cannot take this message now, please try again later"
+        }
+        return Decision(verdict: .busy, action: .tempfail, reply: ("451", "4.3.2", text), headers: [],
+                        tempfailCause: cause)
+    }
+
+    private func fallback(verdict: Decision.Verdict, action: Action, reason: String, cause: TempfailCause,
+                          oversizeStatus: Bool) -> Decision {
+        var d = Decision(verdict: verdict, action: action, reply: nil, headers: [])
+        switch action {
+        case .reject:
+            d.reply = oversizeStatus ? ("552", "5.3.4", "Message not accepted: \(reason)")
+                                     : ("550", "5.7.1", "Message not accepted: \(reason)")
+        case .tempfail:
+            d.reply = ("451", "4.3.0", "Message could not be scanned (\(reason)), please try again later")
+            d.tempfailCause = cause
+        case .accept, .tag, .quarantine, .discard:
+            d.headers = [("X-Breakwater-Not-Scanned", reason)]
+        }
+        return d
+    }
+
+    private func scanned() -> [(String, String)] {
+        scannedHeader.isEmpty ? [] : [(scannedHeader, productTag)]
+    }
+
+    private func render(_ template: String, _ name: String) -> String {
+        template.contains("%s") ? template.replacing("%s", with: name) : template + " " + name
+    }
+
+    /// reject > tempfail > discard > quarantine > tag > accept.
+    static func strength(_ a: Action) -> Int {
+        switch a {
+        case .reject: 6
+        case .tempfail: 5
+        case .discard: 4
+        case .quarantine: 3
+        case .tag: 2
+        case .accept: 1
+        }
+    }
+}
+
+/// Reply text as libmilter wants it: no CR/LF, `%` doubled.
+public func milterSafeReplyText(_ s: String) -> String {
+    var out = ""
+    for c in s {
+        switch c {
+        case "\r", "\n", "\r\n": out.append(" ")
+        case "%": out.append("%%")
+        default: out.append(c)
+        }
+    }
+    return out
+}

@@ -1,0 +1,282 @@
+import BreakwaterCore
+import CMilter
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// libmilter's callbacks. Each finds the daemon in `MilterDaemon.shared` and the connection's state in
+// `smfi_getpriv` (an unmanaged, retained `Session`, released in close).
+
+@inline(__always) private func flag(_ v: Int) -> UInt { UInt(v) }
+
+private func session(_ ctx: OpaquePointer?) -> Session? {
+    guard let p = smfi_getpriv(ctx) else { return nil }
+    return Unmanaged<Session>.fromOpaque(p).takeUnretainedValue()
+}
+
+private func attach(_ ctx: OpaquePointer?) -> Session {
+    if let s = session(ctx) { return s }
+    let daemon = MilterDaemon.shared!
+    let s = daemon.newSession()
+    daemon.stats.sessionsOpen.add(1, ordering: .relaxed)
+    _ = smfi_setpriv(ctx, Unmanaged.passRetained(s).toOpaque())
+    return s
+}
+
+private func macro(_ ctx: OpaquePointer?, _ name: String) -> String? {
+    guard let v = name.withCString({ smfi_getsymval(ctx, UnsafeMutablePointer(mutating: $0)) }) else { return nil }
+    let s = String(cString: v)
+    return s.isEmpty ? nil : s
+}
+
+private func setReply(_ ctx: OpaquePointer?, _ reply: (code: String, status: String, text: String)) {
+    let text = milterSafeReplyText(reply.text)
+    _ = reply.code.withCString { c in
+        reply.status.withCString { x in
+            text.withCString { t in
+                smfi_setreply(ctx, UnsafeMutablePointer(mutating: c), UnsafeMutablePointer(mutating: x),
+                              UnsafeMutablePointer(mutating: t))
+            }
+        }
+    }
+}
+
+func milterNegotiate(
+    _ ctx: OpaquePointer?, _ f0: UInt, _ f1: UInt, _ f2: UInt, _ f3: UInt,
+    _ pf0: UnsafeMutablePointer<UInt>?, _ pf1: UnsafeMutablePointer<UInt>?,
+    _ pf2: UnsafeMutablePointer<UInt>?, _ pf3: UnsafeMutablePointer<UInt>?
+) -> sfsistat {
+    let s = attach(ctx)
+    // Actions: add headers (tag, scanned header) and quarantine.
+    pf0?.pointee = f0 & (flag(SMFIF_ADDHDRS) | flag(SMFIF_QUARANTINE))
+    // Steps not used are negotiated away; callbacks that only continue need no reply.
+    var want = flag(SMFIP_NOHELO) | flag(SMFIP_NOUNKNOWN) | flag(SMFIP_NODATA) | flag(SMFIP_NOEOH)
+        | flag(SMFIP_NR_HDR) | flag(SMFIP_NR_RCPT) | flag(SMFIP_HDR_LEADSPC) | flag(SMFIP_SKIP)
+    want &= f1
+    pf1?.pointee = want
+    pf2?.pointee = 0
+    pf3?.pointee = 0
+    s.leadingSpace = want & flag(SMFIP_HDR_LEADSPC) != 0
+    s.canSkip = want & flag(SMFIP_SKIP) != 0
+    s.noReplyHeaders = want & flag(SMFIP_NR_HDR) != 0
+    s.noReplyRecipients = want & flag(SMFIP_NR_RCPT) != 0
+    return SMFIS_CONTINUE
+}
+
+func milterConnect(_ ctx: OpaquePointer?, _ hostname: UnsafeMutablePointer<CChar>?, _ addr: UnsafeMutablePointer<sockaddr>?) -> sfsistat {
+    let s = attach(ctx)
+    let daemon = MilterDaemon.shared!
+    if let addr {
+        var buf = [CChar](repeating: 0, count: 64)
+        switch Int32(addr.pointee.sa_family) {
+        case AF_INET:
+            addr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
+                var a = sin.pointee.sin_addr
+                s.clientIP = withUnsafeBytes(of: &a) { Array($0) }
+                _ = inet_ntop(AF_INET, &a, &buf, socklen_t(buf.count))
+            }
+        case AF_INET6:
+            addr.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin6 in
+                var a = sin6.pointee.sin6_addr
+                s.clientIP = withUnsafeBytes(of: &a) { Array($0) }
+                _ = inet_ntop(AF_INET6, &a, &buf, socklen_t(buf.count))
+            }
+        default:
+            break
+        }
+        if buf[0] != 0 { s.clientAddress = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+    } else if let hostname {
+        s.clientAddress = String(cString: hostname)
+    }
+    if let ip = s.clientIP, daemon.config.skipNetworks.contains(where: { $0.contains(ip) }) {
+        s.clientSkipped = true
+        daemon.stats.skipped.add(1, ordering: .relaxed)
+        daemon.logger.info("client=\(s.clientAddress) verdict=skipped reason=skip-networks")
+        return SMFIS_ACCEPT
+    }
+    return SMFIS_CONTINUE
+}
+
+func milterEnvFrom(_ ctx: OpaquePointer?, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> sfsistat {
+    let s = attach(ctx)
+    let daemon = MilterDaemon.shared!
+    s.resetMessage()
+    s.started = Clock.monotonic()
+    if let argv, let first = argv[0] {
+        s.sender = String(cString: first)
+        var i = 1
+        while let arg = argv[i] {
+            let a = String(cString: arg)
+            if a.count > 5, a.prefix(5).uppercased() == "SIZE=", let n = UInt64(a.dropFirst(5)) {
+                if n > daemon.config.maxMessageSize {
+                    s.oversize = true
+                } else {
+                    s.message.expect(n)
+                }
+            }
+            i += 1
+        }
+    }
+    if daemon.config.skipAuthenticated, let user = macro(ctx, "{auth_authen}") {
+        daemon.stats.skipped.add(1, ordering: .relaxed)
+        daemon.logger.info("client=\(s.clientAddress) from=\(s.sender) auth=\(user) verdict=skipped reason=skip-authenticated")
+        return SMFIS_ACCEPT
+    }
+    if daemon.isSkippedSender(s.sender) {
+        daemon.stats.skipped.add(1, ordering: .relaxed)
+        daemon.logger.info("client=\(s.clientAddress) from=\(s.sender) verdict=skipped reason=skip-senders")
+        return SMFIS_ACCEPT
+    }
+    if daemon.admission.isSaturated {
+        // Turned away before DATA costs anything.
+        let d = daemon.policy.busy(.busy)
+        daemon.stats.count(d)
+        setReply(ctx, d.reply!)
+        daemon.logger.info("client=\(s.clientAddress) from=\(s.sender) verdict=busy action=tempfail stage=mail-from")
+        return SMFIS_TEMPFAIL
+    }
+    return SMFIS_CONTINUE
+}
+
+func milterEnvRcpt(_ ctx: OpaquePointer?, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> sfsistat {
+    let s = attach(ctx)
+    if let argv, let first = argv[0] {
+        s.recipients.append(String(cString: first))
+    }
+    return s.noReplyRecipients ? SMFIS_NOREPLY : SMFIS_CONTINUE
+}
+
+func milterHeader(_ ctx: OpaquePointer?, _ name: UnsafeMutablePointer<CChar>?, _ value: UnsafeMutablePointer<CChar>?) -> sfsistat {
+    let s = attach(ctx)
+    let reply = s.noReplyHeaders ? SMFIS_NOREPLY : SMFIS_CONTINUE
+    guard let name, let value, !s.oversize, s.spoolError == nil else { return reply }
+    let daemon = MilterDaemon.shared!
+    let nameLen = strlen(name), valueLen = strlen(value)
+    let separator = s.leadingSpace ? ":" : ": "
+    let lineLen = UInt64(nameLen + valueLen + separator.utf8.count + 2)
+    if s.message.size + lineLen > daemon.config.maxMessageSize {
+        s.oversize = true
+        return reply
+    }
+    do {
+        try s.message.append(UnsafeRawBufferPointer(start: name, count: nameLen))
+        try s.message.append(separator)
+        // Header values arrive with LF between folded lines; the message is written with CRLF.
+        try s.message.append(UnsafeRawBufferPointer(start: value, count: valueLen))
+        try s.message.append("\r\n")
+    } catch {
+        s.spoolError = error.description
+    }
+    return reply
+}
+
+private func endHeaders(_ s: Session) {
+    guard !s.headersEnded else { return }
+    s.headersEnded = true
+    if s.spoolError == nil && !s.oversize {
+        do { try s.message.append("\r\n") } catch { s.spoolError = error.description }
+    }
+}
+
+func milterBody(_ ctx: OpaquePointer?, _ body: UnsafeMutablePointer<UInt8>?, _ len: Int) -> sfsistat {
+    let s = attach(ctx)
+    endHeaders(s)
+    let skip = s.canSkip ? SMFIS_SKIP : SMFIS_CONTINUE
+    if s.oversize || s.spoolError != nil { return skip }
+    let daemon = MilterDaemon.shared!
+    if s.message.size + UInt64(len) > daemon.config.maxMessageSize {
+        // Stop taking body: the rest would only be thrown away.
+        s.oversize = true
+        s.message.reset()
+        return skip
+    }
+    do {
+        try s.message.append(UnsafeRawBufferPointer(start: body, count: len))
+    } catch {
+        s.spoolError = error.description
+        s.message.reset()
+        return skip
+    }
+    return SMFIS_CONTINUE
+}
+
+func milterEOM(_ ctx: OpaquePointer?) -> sfsistat {
+    let s = attach(ctx)
+    let daemon = MilterDaemon.shared!
+    daemon.stats.inFlight.add(1, ordering: .relaxed)
+    defer {
+        s.resetMessage()
+        daemon.stats.inFlight.subtract(1, ordering: .relaxed)
+    }
+    endHeaders(s)
+    let queueID = macro(ctx, "i") ?? "-"
+    let size = s.message.size
+    let spooled = s.message.spoolReason
+    let (decision, waitMs, scanMs) = daemon.decide(s) { _ = smfi_progress(ctx) }
+    daemon.stats.count(decision)
+
+    var status: sfsistat
+    switch decision.action {
+    case .reject:
+        if let r = decision.reply { setReply(ctx, r) }
+        status = SMFIS_REJECT
+    case .tempfail:
+        if let r = decision.reply { setReply(ctx, r) }
+        status = SMFIS_TEMPFAIL
+    case .discard:
+        status = SMFIS_DISCARD
+    case .quarantine:
+        let reason = "Breakwater: " + (decision.signatures.isEmpty ? decision.verdict.rawValue : decision.signatures.joined(separator: ", "))
+        _ = reason.withCString { smfi_quarantine(ctx, UnsafeMutablePointer(mutating: $0)) }
+        status = SMFIS_CONTINUE
+    case .tag, .accept:
+        status = SMFIS_CONTINUE
+    }
+    if status == SMFIS_CONTINUE {
+        for (name, value) in decision.headers {
+            let v = (s.leadingSpace ? " " : "") + milterSafeHeaderValue(value)
+            _ = name.withCString { n in
+                v.withCString { smfi_addheader(ctx, UnsafeMutablePointer(mutating: n), UnsafeMutablePointer(mutating: $0)) }
+            }
+        }
+    }
+
+    var line = "queue=\(queueID) client=\(s.clientAddress) from=<\(s.sender.trimmingAngles)> rcpts=\(s.recipients.count) size=\(size)"
+    line += " verdict=\(decision.verdict.rawValue) action=\(decision.action.rawValue)"
+    if !decision.signatures.isEmpty { line += " signatures=\(decision.signatures.joined(separator: ","))" }
+    if let cause = decision.tempfailCause { line += " cause=\(cause.rawValue)" }
+    if let spooled { line += " spooled=\(spooled.replacing(" ", with: "-"))" }
+    line += " wait_ms=\(waitMs) scan_ms=\(scanMs)"
+    if let r = decision.reply { line += " reply=\"\(r.code) \(r.status) \(r.text)\"" }
+    daemon.logger.info("\(line)")
+    return status
+}
+
+func milterAbort(_ ctx: OpaquePointer?) -> sfsistat {
+    session(ctx)?.resetMessage()
+    return SMFIS_CONTINUE
+}
+
+func milterClose(_ ctx: OpaquePointer?) -> sfsistat {
+    guard let p = smfi_getpriv(ctx) else { return SMFIS_CONTINUE }
+    _ = smfi_setpriv(ctx, nil)
+    let s = Unmanaged<Session>.fromOpaque(p).takeRetainedValue()
+    s.resetMessage()
+    MilterDaemon.shared!.stats.sessionsOpen.subtract(1, ordering: .relaxed)
+    return SMFIS_CONTINUE
+}
+
+/// Header values may not carry bare CR/LF (they would break the header block).
+func milterSafeHeaderValue(_ s: String) -> String {
+    String(s.map { $0 == "\r" || $0 == "\n" || $0 == "\r\n" ? " " : $0 })
+}
+
+extension String {
+    var trimmingAngles: Substring {
+        var s = Substring(self)
+        if s.hasPrefix("<") { s = s.dropFirst() }
+        if s.hasSuffix(">") { s = s.dropLast() }
+        return s
+    }
+}

@@ -1,0 +1,182 @@
+import BreakwaterCore
+import BreakwaterEngine
+import CMilter
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why the daemon could not start.
+public struct StartupError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// `breakwater run`: the libmilter bridge, bounded admission and policy around one shared engine.
+public final class MilterDaemon: @unchecked Sendable {
+    public let config: Config
+    public let engines: EngineHolder
+    public let admission: Admission
+    public let policy: Policy
+    public let stats = Stats()
+    let logger: Logger
+
+    /// libmilter's callbacks are C functions with no context argument: they reach the daemon here. Set
+    /// once before `smfi_main`, read-only afterwards.
+    nonisolated(unsafe) static var shared: MilterDaemon!
+
+    public init(config: Config, logger: Logger) throws {
+        self.config = config
+        self.logger = logger
+        let dirs = config.signatureDirectories
+        let limits = config.limits
+        let initial: ClamEngine
+        do {
+            initial = try ClamEngine(directories: dirs, limits: limits)
+        } catch {
+            throw StartupError("\(error)")
+        }
+        let log = logger
+        engines = EngineHolder(initial: initial, build: {
+            try ClamEngine(directories: config.signatureDirectories, limits: limits)
+        }, onEvent: { message, isError in
+            if isError { log.error("\(message)") } else { log.notice("\(message)") }
+        })
+        admission = Admission(slots: config.workers, maxWaiting: config.maxWaiting, maxWait: config.maxWait,
+                              memoryBudget: config.memoryBudget)
+        policy = Policy(config: config)
+        logger.notice("engine generation 1 loaded: \(initial.signatureCount) signatures from \(dirs.joined(separator: ", ")) in \(Int(initial.buildSeconds * 1000)) ms (libclamav \(ClamEngine.libraryVersion))")
+    }
+
+    /// Registers with libmilter, opens the socket and serves until SIGTERM/SIGINT/SIGHUP, then drains.
+    public func run() throws {
+        MilterDaemon.shared = self
+        var desc = smfiDesc()
+        let name = strdup("breakwater")
+        desc.xxfi_name = name
+        desc.xxfi_version = SMFI_VERSION
+        desc.xxfi_flags = UInt(SMFIF_ADDHDRS) | UInt(SMFIF_QUARANTINE)
+        desc.xxfi_connect = milterConnect
+        desc.xxfi_helo = nil
+        desc.xxfi_envfrom = milterEnvFrom
+        desc.xxfi_envrcpt = milterEnvRcpt
+        desc.xxfi_header = milterHeader
+        desc.xxfi_eoh = nil
+        desc.xxfi_body = milterBody
+        desc.xxfi_eom = milterEOM
+        desc.xxfi_abort = milterAbort
+        desc.xxfi_close = milterClose
+        desc.xxfi_unknown = nil
+        desc.xxfi_data = nil
+        desc.xxfi_negotiate = milterNegotiate
+        guard smfi_register(desc) == MI_SUCCESS else { throw StartupError("smfi_register failed") }
+
+        let socketSpec = config.socket
+        guard socketSpec.withCString({ smfi_setconn(UnsafeMutablePointer(mutating: $0)) }) == MI_SUCCESS else {
+            throw StartupError("socket \(socketSpec): libmilter does not accept it (write unix:/path or inet:PORT@HOST)")
+        }
+        _ = smfi_settimeout(Int32(config.milterTimeout.rounded()))
+        _ = smfi_setbacklog(256)
+        // A unix socket for a chrooted Postfix must be usable by group postfix: umask 007 while creating it.
+        let oldMask = umask(0o007)
+        let opened = smfi_opensocket(1)  // true: remove a stale unix socket first
+        umask(oldMask)
+        guard opened == MI_SUCCESS else {
+            throw StartupError("cannot listen on \(socketSpec): \(FileWalk.errnoString()) (is another milter on it, or the directory missing?)")
+        }
+        startSignalThread()
+        logger.notice("listening on \(socketSpec): \(admission.slots) scan slots, \(admission.maxWaiting) may wait up to \(config.maxWait)s, memory budget \(ByteSize.format(config.memoryBudget)), spool over \(ByteSize.format(config.spoolThreshold)) to \(config.spoolDirectory)")
+
+        let rc = smfi_main()
+        logger.notice("stopping: waiting for \(stats.inFlight.load(ordering: .relaxed)) message(s) in progress")
+        let deadline = Clock.monotonic() + 60
+        while stats.inFlight.load(ordering: .relaxed) > 0 && Clock.monotonic() < deadline {
+            usleep(20_000)
+        }
+        if stats.inFlight.load(ordering: .relaxed) > 0 {
+            logger.warning("stopped with \(stats.inFlight.load(ordering: .relaxed)) message(s) unfinished (the MTA will retry them)")
+        }
+        if socketSpec.hasPrefix("unix:") || socketSpec.hasPrefix("local:") {
+            let path = String(socketSpec.drop(while: { $0 != ":" }).dropFirst())
+            unlink(path)
+        }
+        if rc != MI_SUCCESS { throw StartupError("libmilter stopped with an error") }
+        logger.notice("stopped")
+    }
+
+    /// SIGUSR2: reload signatures (SIGHUP would stop libmilter). The signals are blocked in every thread
+    /// (main blocks them first); this thread takes USR1/USR2 with sigwait, libmilter's takes HUP/TERM/INT.
+    private func startSignalThread() {
+        Thread.start(stackSize: 256 << 10) { [self] in
+            var set = sigset_t()
+            sigemptyset(&set)
+            sigaddset(&set, SIGUSR1)
+            sigaddset(&set, SIGUSR2)
+            while true {
+                var sig: Int32 = 0
+                if sigwait(&set, &sig) != 0 { continue }
+                if sig == SIGUSR2 {
+                    logger.notice("SIGUSR2: reloading signatures")
+                    engines.triggerReload()
+                }
+            }
+        }
+    }
+
+    // MARK: per-message work
+
+    func newSession() -> Session {
+        Session(message: MessageBuffer(admission: admission, spoolThreshold: config.spoolThreshold,
+                                       spoolDirectory: config.spoolDirectory))
+    }
+
+    func isSkippedSender(_ sender: String) -> Bool {
+        guard !config.skipSenders.isEmpty else { return false }
+        let s = sender.lowercased()
+        return config.skipSenders.contains { rule in
+            rule.hasPrefix("@") ? s.hasSuffix(rule) : s == rule
+        }
+    }
+
+    func allRecipientsSkipped(_ recipients: [String]) -> Bool {
+        guard !config.skipRecipients.isEmpty, !recipients.isEmpty else { return false }
+        return recipients.allSatisfy { r in
+            let r = r.lowercased()
+            return config.skipRecipients.contains { rule in rule.hasPrefix("@") ? r.hasSuffix(rule) : r == rule }
+        }
+    }
+
+    /// Scans the message in a slot and decides. Runs on the libmilter thread of the session.
+    func decide(_ s: Session, keepAlive: () -> Void) -> (Decision, waitMs: Int, scanMs: Int) {
+        if let err = s.spoolError {
+            logger.error("cannot hold the message: \(err)")
+            return (policy.busy(.memoryBudget), 0, 0)
+        }
+        if s.oversize {
+            return (policy.oversize(bytes: s.message.size, limit: config.maxMessageSize), 0, 0)
+        }
+        if allRecipientsSkipped(s.recipients) {
+            return (Decision(verdict: .skipped, action: .accept, reply: nil), 0, 0)
+        }
+        let waitStart = Clock.monotonic()
+        switch admission.acquireSlot(keepAlive: keepAlive) {
+        case .busy:
+            return (policy.busy(.busy), 0, 0)
+        case .timedOut:
+            return (policy.busy(.timeout), Int((Clock.monotonic() - waitStart) * 1000), 0)
+        case .acquired(let waited):
+            defer { admission.releaseSlot() }
+            let engine = engines.current
+            let result: ScanResult
+            switch s.message.storage {
+            case .memory:
+                result = s.message.withMemory { engine.scan($0) }!
+            case .file(let fd):
+                result = engine.scan(fd: fd)
+            }
+            stats.scanned.add(1, ordering: .relaxed)
+            if let err = result.errorMessage { logger.error("scan error: \(err)") }
+            return (policy.decide(result), Int(waited * 1000), Int(result.seconds * 1000))
+        }
+    }
+}

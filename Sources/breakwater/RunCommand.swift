@@ -1,0 +1,126 @@
+import ArgumentParser
+import BreakwaterCore
+import BreakwaterMilter
+import Logging
+
+/// `--config FILE` plus every config key as `--KEY VALUE`, shared by the commands that read the
+/// configuration.
+struct ConfigOptions: ParsableArguments {
+    @Option(name: .customLong("config"), help: ArgumentHelp(
+        "Configuration file (default \(Config.defaultPath); when that file does not exist, built-in defaults apply).",
+        valueName: "FILE"))
+    var configFile: String?
+
+    @Argument(parsing: .allUnrecognized, help: ArgumentHelp(
+        "Any configuration key as --KEY VALUE or --KEY=VALUE (see below and breakwater.conf(5)); flags override the file.",
+        valueName: "--KEY VALUE"))
+    var settings: [String] = []
+
+    /// Defaults, then the file, then the flags; every error located.
+    func load() throws(ConfigError) -> Config {
+        var config = Config()
+        try config.load(path: configFile ?? Config.defaultPath, required: configFile != nil)
+        var i = 0
+        var flagSignatures: [String] = []
+        while i < settings.count {
+            let arg = settings[i]
+            guard arg.hasPrefix("--") else {
+                throw ConfigError(source: "command line", line: nil, message: "unexpected argument '\(arg)'")
+            }
+            var name = String(arg.dropFirst(2))
+            var value: String
+            if let eq = name.firstIndex(of: "=") {
+                value = String(name[name.index(after: eq)...])
+                name = String(name[..<eq])
+            } else {
+                guard i + 1 < settings.count else {
+                    throw ConfigError(source: "command line", line: nil, message: "--\(name) needs a value")
+                }
+                i += 1
+                value = settings[i]
+            }
+            // Signature directories given as flags replace those of the file rather than add to them.
+            if name == "signatures" { flagSignatures.append(value) } else {
+                try config.set(name, value, source: "command line (--\(name))", line: nil)
+            }
+            i += 1
+        }
+        if !flagSignatures.isEmpty {
+            config.signatures = []
+            for d in flagSignatures { try config.set("signatures", d, source: "command line (--signatures)", line: nil) }
+        }
+        try config.validate()
+        return config
+    }
+
+    static var keysHelp: String {
+        var s = "CONFIGURATION KEYS (file: key = value; flag: --key value):\n"
+        for k in Config.keys {
+            s += "  --\(k.name) (default: \(k.defaultText))\(k.repeatable ? " [repeatable]" : "")\n      \(k.help)\n"
+        }
+        return s
+    }
+}
+
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run the milter in the foreground (systemd runs it as is).",
+        discussion: """
+            Listens on the configured socket for Postfix or Sendmail, scans each message at end of data with \
+            the in-process libclamav engine, and answers accept, reject (5xx) or tempfail (4xx). SIGTERM stops \
+            taking connections and lets messages in progress finish; SIGUSR2 reloads the signatures.
+
+            """ + ConfigOptions.keysHelp
+    )
+
+    @OptionGroup var options: ConfigOptions
+
+    func run() throws {
+        let config: Config
+        do { config = try options.load() } catch {
+            Output.err("breakwater: \(error)\n")
+            throw ExitCode(2)
+        }
+        let level = Logger.Level(rawValue: config.logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        let logger = Logger(label: "breakwater")
+        do {
+            let daemon = try MilterDaemon(config: config, logger: logger)
+            try daemon.run()
+        } catch {
+            logger.critical("\(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct CheckConfigCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-config",
+        abstract: "Validate the configuration (and that the signatures load) without starting.",
+        discussion: "Exit status 0 when the configuration is valid, 2 otherwise; errors are printed as FILE:LINE: what is wrong.\n\n" + ConfigOptions.keysHelp
+    )
+
+    @OptionGroup var options: ConfigOptions
+
+    @Flag(name: .customLong("print-defaults"), help: "Print a configuration file with every key at its default, commented.")
+    var printDefaults = false
+
+    func run() throws {
+        if printDefaults {
+            Output.out(Config.documentedDefaults())
+            return
+        }
+        let config: Config
+        do { config = try options.load() } catch {
+            Output.err("breakwater: \(error)\n")
+            throw ExitCode(2)
+        }
+        Output.out("configuration OK: socket \(config.socket), \(config.workers) scan slots, signatures from \(config.signatureDirectories.joined(separator: ", "))\n")
+    }
+}
