@@ -213,7 +213,8 @@ func milterEOM(_ ctx: OpaquePointer?) -> sfsistat {
     let queueID = macro(ctx, "i") ?? "-"
     let size = s.message.size
     let spooled = s.message.spoolReason
-    let (decision, waitMs, scanMs) = daemon.decide(s) { _ = smfi_progress(ctx) }
+    let (decision, waitSeconds, scanSeconds, scanned) = daemon.decide(s) { _ = smfi_progress(ctx) }
+    let waitMs = Int(waitSeconds * 1000), scanMs = Int(scanSeconds * 1000)
     daemon.stats.count(decision)
 
     var status: sfsistat
@@ -250,6 +251,12 @@ func milterEOM(_ ctx: OpaquePointer?) -> sfsistat {
     line += " wait_ms=\(waitMs) scan_ms=\(scanMs)"
     if let r = decision.reply { line += " reply=\"\(r.code) \(r.status) \(r.text)\"" }
     daemon.logger.info("\(line)")
+    if !daemon.observers.isEmpty {
+        let record = MessageRecord(queueID: queueID, client: s.clientAddress, sender: s.sender, recipients: s.recipients.count,
+                                   bytes: size, decision: decision, waitSeconds: waitSeconds, scanSeconds: scanSeconds,
+                                   scanned: scanned)
+        for o in daemon.observers { o(record) }
+    }
     return status
 }
 

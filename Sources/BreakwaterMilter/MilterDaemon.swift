@@ -12,6 +12,13 @@ public struct StartupError: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
+/// Something that runs beside the milter (control socket, metrics endpoint, signature-directory watch):
+/// started after the engine is loaded and before the milter socket opens; stopped after the drain.
+public protocol DaemonService: AnyObject, Sendable {
+    func start(_ daemon: MilterDaemon) throws
+    func stop()
+}
+
 /// `breakwater run`: the libmilter bridge, bounded admission and policy around one shared engine.
 public final class MilterDaemon: @unchecked Sendable {
     public let config: Config
@@ -19,7 +26,12 @@ public final class MilterDaemon: @unchecked Sendable {
     public let admission: Admission
     public let policy: Policy
     public let stats = Stats()
-    let logger: Logger
+    public let logger: Logger
+    /// Services started with the daemon; set before `run()`.
+    public var services: [DaemonService] = []
+    /// Called after each message is answered (from the session's libmilter thread: keep it cheap and
+    /// never block); set before `run()`.
+    public var observers: [@Sendable (MessageRecord) -> Void] = []
 
     /// libmilter's callbacks are C functions with no context argument: they reach the daemon here. Set
     /// once before `smfi_main`, read-only afterwards.
@@ -85,6 +97,9 @@ public final class MilterDaemon: @unchecked Sendable {
             throw StartupError("cannot listen on \(socketSpec): \(FileWalk.errnoString()) (is another milter on it, or the directory missing?)")
         }
         startSignalThread()
+        for service in services {
+            do { try service.start(self) } catch { throw StartupError("\(error)") }
+        }
         logger.notice("listening on \(socketSpec): \(admission.slots) scan slots, \(admission.maxWaiting) may wait up to \(config.maxWait)s, memory budget \(ByteSize.format(config.memoryBudget)), spool over \(ByteSize.format(config.spoolThreshold)) to \(config.spoolDirectory)")
 
         let rc = smfi_main()
@@ -100,6 +115,7 @@ public final class MilterDaemon: @unchecked Sendable {
             let path = String(socketSpec.drop(while: { $0 != ":" }).dropFirst())
             unlink(path)
         }
+        for service in services.reversed() { service.stop() }
         if rc != MI_SUCCESS { throw StartupError("libmilter stopped with an error") }
         logger.notice("stopped")
     }
@@ -147,23 +163,24 @@ public final class MilterDaemon: @unchecked Sendable {
     }
 
     /// Scans the message in a slot and decides. Runs on the libmilter thread of the session.
-    func decide(_ s: Session, keepAlive: () -> Void) -> (Decision, waitMs: Int, scanMs: Int) {
+    func decide(_ s: Session, keepAlive: () -> Void) -> (Decision, wait: Double, scan: Double, scanned: Bool) {
         if let err = s.spoolError {
             logger.error("cannot hold the message: \(err)")
-            return (policy.busy(.memoryBudget), 0, 0)
+            return (policy.busy(.memoryBudget), 0, 0, false)
         }
         if s.oversize {
-            return (policy.oversize(bytes: s.message.size, limit: config.maxMessageSize), 0, 0)
+            return (policy.oversize(bytes: s.message.size, limit: config.maxMessageSize), 0, 0, false)
         }
         if allRecipientsSkipped(s.recipients) {
-            return (Decision(verdict: .skipped, action: .accept, reply: nil), 0, 0)
+            stats.skipped.add(1, ordering: .relaxed)
+            return (Decision(verdict: .skipped, action: .accept, reply: nil), 0, 0, false)
         }
         let waitStart = Clock.monotonic()
         switch admission.acquireSlot(keepAlive: keepAlive) {
         case .busy:
-            return (policy.busy(.busy), 0, 0)
+            return (policy.busy(.busy), 0, 0, false)
         case .timedOut:
-            return (policy.busy(.timeout), Int((Clock.monotonic() - waitStart) * 1000), 0)
+            return (policy.busy(.timeout), Clock.monotonic() - waitStart, 0, false)
         case .acquired(let waited):
             defer { admission.releaseSlot() }
             let engine = engines.current
@@ -176,7 +193,7 @@ public final class MilterDaemon: @unchecked Sendable {
             }
             stats.scanned.add(1, ordering: .relaxed)
             if let err = result.errorMessage { logger.error("scan error: \(err)") }
-            return (policy.decide(result), Int(waited * 1000), Int(result.seconds * 1000))
+            return (policy.decide(result), waited, result.seconds, true)
         }
     }
 }

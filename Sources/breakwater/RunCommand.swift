@@ -91,6 +91,7 @@ struct RunCommand: ParsableCommand {
         let logger = Logger(label: "breakwater")
         do {
             let daemon = try MilterDaemon(config: config, logger: logger)
+            installServices(on: daemon)
             try daemon.run()
         } catch {
             logger.critical("\(error)")
