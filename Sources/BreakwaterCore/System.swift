@@ -76,8 +76,11 @@ public enum ByteSize {
         case "G": mult = 1 << 30; digits = digits.dropLast()
         default: break
         }
-        if digits.last == "i" || digits.last == "I" { throw ParseError(description: "'\(s)' is not a size: write 10M, not 10MiB") }
         guard let n = UInt64(digits), n <= UInt64.max / mult else {
+            if s.count > 1, let d = s.firstIndex(where: { !$0.isNumber }), let num = UInt64(s[..<d]), let unit = s[d...].first,
+               "KkMmGg".contains(unit) {
+                throw ParseError(description: "'\(s)' is not a size: write \(num)\(unit.uppercased()), not \(s)")
+            }
             throw ParseError(description: "'\(s)' is not a size (a number of bytes, optionally followed by K, M or G)")
         }
         return n * mult

@@ -1,0 +1,121 @@
+import XCTest
+@testable import BreakwaterCore
+
+final class ConfigTests: XCTestCase {
+    func testDefaults() {
+        let c = Config()
+        XCTAssertEqual(c.socket, "inet:8897@127.0.0.1")
+        XCTAssertEqual(c.maxWaiting, 32)
+        XCTAssertEqual(c.maxMessageSize, 25 << 20)
+        XCTAssertEqual(c.memoryBudget, 256 << 20)
+        XCTAssertEqual(c.workers, Config.cores)
+        XCTAssertEqual(c.onOversize, .accept)
+        XCTAssertEqual(c.onScanError, .tempfail)
+    }
+
+    func testParsesFileWithCommentsQuotesAndRepeatables() throws {
+        var c = Config()
+        try c.apply(fileText: """
+            # a comment
+            socket = unix:/var/spool/postfix/breakwater/milter.sock
+
+            workers = 3
+            max-wait = 500ms
+            memory-budget = 64M
+            action = Breakwater.Spam.* tag
+            action = *.Phish.* quarantine
+            reject-message = "  Go away: %s  "
+            skip-networks = 10.0.0.0/8, 2001:db8::/32
+            skip-authenticated = yes
+            heuristics = none
+            """, source: "t.conf")
+        XCTAssertEqual(c.socket, "unix:/var/spool/postfix/breakwater/milter.sock")
+        XCTAssertEqual(c.workers, 3)
+        XCTAssertEqual(c.maxWait, 0.5, accuracy: 1e-9)
+        XCTAssertEqual(c.memoryBudget, 64 << 20)
+        XCTAssertEqual(c.actions, [ActionRule(pattern: "Breakwater.Spam.*", action: .tag),
+                                   ActionRule(pattern: "*.Phish.*", action: .quarantine)])
+        XCTAssertEqual(c.rejectMessage, "  Go away: %s  ")
+        XCTAssertEqual(c.skipNetworks.count, 2)
+        XCTAssertTrue(c.skipAuthenticated)
+        XCTAssertEqual(c.limits.heuristics, [])
+    }
+
+    func assertError(_ text: String, line: Int?, contains: String, file: StaticString = #filePath, fileLine: UInt = #line) {
+        var c = Config()
+        do {
+            try c.apply(fileText: text, source: "/etc/breakwater/breakwater.conf")
+            XCTFail("no error for \(text)", file: file, line: fileLine)
+        } catch {
+            XCTAssertEqual(error.line, line, file: file, line: fileLine)
+            XCTAssertEqual(error.source, "/etc/breakwater/breakwater.conf", file: file, line: fileLine)
+            XCTAssertTrue(error.description.contains(contains), "\(error) lacks \(contains)", file: file, line: fileLine)
+            if let line {
+                XCTAssertTrue(error.description.hasPrefix("/etc/breakwater/breakwater.conf:\(line): "), file: file, line: fileLine)
+            }
+        }
+    }
+
+    func testErrorsNameFileAndLine() {
+        assertError("workers = 2\nworkerz = 3\n", line: 2, contains: "unknown key 'workerz' (did you mean 'workers'?)")
+        assertError("\n\nworkers = many\n", line: 3, contains: "workers: 'many' is not a whole number")
+        assertError("workers = 0", line: 1, contains: "out of range")
+        assertError("memory-budget = 10MiB", line: 1, contains: "write 10M")
+        assertError("socket = /tmp/x.sock", line: 1, contains: "unix:/path or inet:PORT@HOST")
+        assertError("on-oversize = tempfail", line: 1, contains: "retry")
+        assertError("action = *.Spam.*", line: 1, contains: "GLOB ACTION")
+        assertError("action = * explode", line: 1, contains: "GLOB ACTION")
+        assertError("skip-networks = 10.0.0.0/33", line: 1, contains: "not a network")
+        assertError("just words", line: 1, contains: "expected 'key = value'")
+        assertError("workers = 1\nworkers = 2", line: 2, contains: "already set on line 1")
+        assertError("max-wait = soon", line: 1, contains: "not a duration")
+        assertError("skip-authenticated = maybe", line: 1, contains: "not yes or no")
+        assertError("heuristics = macros,frobs", line: 1, contains: "unknown heuristic 'frobs'")
+    }
+
+    func testMissingFiles() {
+        var c = Config()
+        XCTAssertNoThrow(try c.load(path: "/nonexistent/breakwater.conf", required: false))
+        do {
+            try c.load(path: "/nonexistent/breakwater.conf", required: true)
+            XCTFail("a missing --config file must be an error")
+        } catch {
+            XCTAssertTrue(error.description.contains("/nonexistent/breakwater.conf"))
+            XCTAssertTrue(error.description.contains("No such file"))
+        }
+    }
+
+    func testCrossKeyValidation() throws {
+        var c = Config()
+        try c.set("memory-budget", "1M", source: "x", line: nil)
+        try c.set("spool-threshold", "2M", source: "x", line: nil)
+        XCTAssertThrowsError(try c.validate())
+    }
+
+    func testDocumentedDefaultsParseBack() throws {
+        // Every line of the generated file is a comment: uncommenting each key must parse.
+        let text = Config.documentedDefaults()
+        var c = Config()
+        try c.apply(fileText: text, source: "defaults")
+        var keysSeen = Set<String>()
+        for line in text.split(separator: "\n") where line.hasPrefix("#") && line.contains(" = ") {
+            let name = line.dropFirst().split(separator: " ").first.map(String.init) ?? ""
+            if Config.keys.contains(where: { $0.name == name }) { keysSeen.insert(name) }
+        }
+        XCTAssertEqual(keysSeen, Set(Config.keys.map(\.name)))
+    }
+
+    func testCIDR() {
+        let v4 = CIDR("192.0.2.0/24")!
+        XCTAssertTrue(v4.contains("192.0.2.77"))
+        XCTAssertFalse(v4.contains("192.0.3.1"))
+        XCTAssertTrue(v4.contains("::ffff:192.0.2.5"))
+        let v6 = CIDR("2001:db8::/32")!
+        XCTAssertTrue(v6.contains("2001:db8:1::1"))
+        XCTAssertFalse(v6.contains("2001:db9::1"))
+        XCTAssertTrue(CIDR("10.1.2.3")!.contains("10.1.2.3"))
+        XCTAssertNil(CIDR("300.1.1.1/8"))
+        XCTAssertNil(CIDR("10.0.0.0/40"))
+        XCTAssertEqual(CIDR("10.1.0.0/16")!.description, "10.1.0.0/16")
+    }
+}

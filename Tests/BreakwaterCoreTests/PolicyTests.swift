@@ -1,0 +1,100 @@
+import XCTest
+@testable import BreakwaterCore
+
+final class PolicyTests: XCTestCase {
+    func found(_ names: String...) -> ScanResult {
+        ScanResult(outcome: .found(names.map { Detection(rawName: $0) }), seconds: 0.001, bytes: 100)
+    }
+
+    func testGlob() {
+        XCTAssertTrue(globMatch("*.Spam.*", "Breakwater.Spam.MiniCooper"))
+        XCTAssertTrue(globMatch("Breakwater.*", "Breakwater.X"))
+        XCTAssertFalse(globMatch("Breakwater.*", "Other.X"))
+        XCTAssertTrue(globMatch("a?c", "abc"))
+        XCTAssertFalse(globMatch("a?c", "ac"))
+        XCTAssertTrue(globMatch("*", ""))
+        XCTAssertTrue(globMatch("*a*b*", "xxaxxbxx"))
+    }
+
+    func testDefaultsRejectThreatsTagHeuristics() {
+        let p = Policy(config: Config())
+        let d = p.decide(found("Breakwater.Malware.X.UNOFFICIAL"))
+        XCTAssertEqual(d.action, .reject)
+        XCTAssertEqual(d.reply?.code, "550")
+        XCTAssertEqual(d.reply?.status, "5.7.1")
+        XCTAssertEqual(d.reply?.text, "Rejected: Breakwater.Malware.X")
+        XCTAssertEqual(d.signatures, ["Breakwater.Malware.X"])
+        XCTAssertEqual(p.decide(found("Heuristics.Encrypted.Zip")).action, .tag)
+        XCTAssertEqual(p.decide(found("Breakwater.Phish.Y")).action, .reject)
+        XCTAssertEqual(p.decide(found("Breakwater.Test.EICAR")).action, .reject)
+    }
+
+    func testStrongestActionWinsAcrossMatches() {
+        var c = Config()
+        c.actions = [ActionRule(pattern: "*.Spam.*", action: .tag)]
+        let p = Policy(config: c)
+        XCTAssertEqual(p.decide(found("Breakwater.Spam.A")).action, .tag)
+        let both = p.decide(found("Breakwater.Spam.A", "Breakwater.Malware.B"))
+        XCTAssertEqual(both.action, .reject)
+        XCTAssertEqual(both.reply?.text, "Rejected: Breakwater.Malware.B")
+        XCTAssertEqual(both.signatures, ["Breakwater.Spam.A", "Breakwater.Malware.B"])
+    }
+
+    func testCleanGetsScannedHeaderUnlessOff() {
+        var c = Config()
+        let d = Policy(config: c).decide(ScanResult(outcome: .clean, seconds: 0, bytes: 1))
+        XCTAssertEqual(d.action, .accept)
+        XCTAssertEqual(d.headers.first?.0, "X-Virus-Scanned")
+        c.scannedHeader = ""
+        XCTAssertTrue(Policy(config: c).decide(ScanResult(outcome: .clean, seconds: 0, bytes: 1)).headers.isEmpty)
+    }
+
+    func testLimitIsNeverSilentlyClean() {
+        let p = Policy(config: Config())
+        let d = p.decide(found("Heuristics.Limits.Exceeded.MaxFileSize"))
+        XCTAssertEqual(d.verdict, .limit)
+        XCTAssertEqual(d.action, .accept)
+        XCTAssertTrue(d.headers.contains { $0.0 == "X-Breakwater-Not-Scanned" && $0.1.contains("MaxFileSize") })
+        var c = Config()
+        c.onLimit = .reject
+        let r = Policy(config: c).decide(found("Heuristics.Limits.Exceeded.MaxScanSize"))
+        XCTAssertEqual(r.reply?.code, "552")
+        XCTAssertEqual(r.reply?.status, "5.3.4")
+    }
+
+    func testOversizeAndErrorsAndBusy() {
+        var c = Config()
+        let p = Policy(config: c)
+        let o = p.oversize(bytes: 30 << 20, limit: 25 << 20)
+        XCTAssertEqual(o.action, .accept)
+        XCTAssertTrue(o.headers.contains { $0.0 == "X-Breakwater-Not-Scanned" && $0.1.contains("25M") })
+        c.onOversize = .reject
+        XCTAssertEqual(Policy(config: c).oversize(bytes: 1, limit: 1).reply?.code, "552")
+        let e = p.decide(ScanResult(outcome: .error("CL_EMEM"), seconds: 0, bytes: 1))
+        XCTAssertEqual(e.action, .tempfail)
+        XCTAssertEqual(e.reply?.code, "451")
+        XCTAssertEqual(e.tempfailCause, .scanError)
+        let b = p.busy(.busy)
+        XCTAssertEqual(b.reply?.code, "451")
+        XCTAssertEqual(b.reply?.status, "4.3.2")
+        XCTAssertTrue(b.reply!.text.contains("busy"))
+    }
+
+    func testReplyTextIsMilterSafe() {
+        XCTAssertEqual(milterSafeReplyText("100% bad\r\nnext"), "100%% bad next")
+    }
+
+    func testStatsCountsByOutcomeAndCause() {
+        let s = Stats()
+        let p = Policy(config: Config())
+        s.count(p.busy(.busy))
+        s.count(p.busy(.timeout))
+        s.count(p.decide(found("Breakwater.Malware.X")))
+        s.count(p.decide(ScanResult(outcome: .clean, seconds: 0, bytes: 1)))
+        XCTAssertEqual(s.tempfailed.load(ordering: .relaxed), 2)
+        XCTAssertEqual(s.tempfails(.busy), 1)
+        XCTAssertEqual(s.tempfails(.timeout), 1)
+        XCTAssertEqual(s.rejected.load(ordering: .relaxed), 1)
+        XCTAssertEqual(s.accepted.load(ordering: .relaxed), 1)
+    }
+}
