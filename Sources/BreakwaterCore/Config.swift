@@ -38,7 +38,7 @@ public struct Config: Sendable {
     /// it exists.
     public var signatureDirectories: [String] {
         var dirs = signatures.isEmpty ? [SignatureLocations.shipped()] : signatures
-        if !localSignatures.isEmpty && SignatureLocations.isDirectory(localSignatures) && !dirs.contains(localSignatures) {
+        if !localSignatures.isEmpty && SignatureLocations.hasDatabaseFiles(localSignatures) && !dirs.contains(localSignatures) {
             dirs.append(localSignatures)
         }
         return dirs

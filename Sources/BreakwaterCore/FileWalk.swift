@@ -87,10 +87,34 @@ public enum SignatureLocations {
         return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
     }
 
-    /// The default set: shipped plus the ops directory when it exists.
+    /// The default set: shipped plus the ops directory when it holds signatures (the package creates it
+    /// empty, and libclamav refuses a directory without database files).
     public static func defaults(local: String = defaultLocal) -> [String] {
         var dirs = [shipped()]
-        if isDirectory(local) { dirs.append(local) }
+        if hasDatabaseFiles(local) { dirs.append(local) }
         return dirs
+    }
+
+    /// The file name extensions libclamav loads from a signature directory.
+    public static let databaseExtensions: Set<String> = [
+        "cvd", "cld", "cud", "db", "hdb", "hdu", "hsb", "hsu", "mdb", "mdu", "msb", "msu", "ndb", "ndu",
+        "ldb", "ldu", "cdb", "cbc", "idb", "zmd", "rmd", "sdb", "pdb", "gdb", "wdb", "ftm", "cfg", "cat",
+        "crb", "fp", "sfp", "ign", "ign2", "yar", "yara", "pwdb", "imp", "ioc",
+    ]
+
+    /// True when `path` is a directory holding at least one file libclamav would load.
+    public static func hasDatabaseFiles(_ path: String) -> Bool {
+        guard let dir = opendir(path) else { return false }
+        defer { closedir(dir) }
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if let dot = name.lastIndex(of: "."), name.first != ".",
+               databaseExtensions.contains(String(name[name.index(after: dot)...]).lowercased()) {
+                return true
+            }
+        }
+        return false
     }
 }
