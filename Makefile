@@ -16,9 +16,10 @@ build: setup
 release: setup
 	$(SWIFT) build -c release
 
-# Scans the shipped sample messages with the shipped signatures.
+# Scans the shipped sample messages with the shipped signatures. They are all meant to be caught, so
+# exit status 1 ("found") is success here; 2 (an error) still fails.
 run: build
-	$(BIN) scan Signatures/samples
+	$(BIN) scan Signatures/samples || test $$? -eq 1
 
 # Every test: unit and engine tests (swift test), then the integration tests with real Postfix and miltertest.
 test:
