@@ -11,6 +11,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // Thin C targets: a module map and a one-line shim header each.
@@ -26,13 +28,21 @@ let package = Package(
             "CMilter", "BreakwaterCore", "BreakwaterEngine",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The Prometheus endpoint: swift-metrics instruments in a swift-prometheus registry, a small HTTP listener.
+        .target(name: "BreakwaterMetrics", dependencies: [
+            "BreakwaterCore", "BreakwaterEngine", "BreakwaterMilter",
+            .product(name: "CoreMetrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ]),
         .executableTarget(name: "breakwater", dependencies: [
             "BreakwaterCore", "BreakwaterEngine", "BreakwaterMilter",
+            "BreakwaterMetrics",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "BreakwaterCoreTests", dependencies: ["BreakwaterCore"]),
         .testTarget(name: "BreakwaterEngineTests", dependencies: ["BreakwaterEngine", "BreakwaterCore"]),
+        .testTarget(name: "BreakwaterMetricsTests", dependencies: ["BreakwaterMetrics", "BreakwaterCore"]),
     ],
     swiftLanguageModes: [.v6]
 )

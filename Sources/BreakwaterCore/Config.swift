@@ -11,6 +11,7 @@ public struct Config: Sendable {
     public var localSignatures = SignatureLocations.defaultLocal
     public var control = "/run/breakwater/control.sock"
     public var metrics = "127.0.0.1:9897"
+    public var metricsMaxSignatures = 100
     public var workers = Config.cores
     public var maxWaiting = 32
     public var maxWait = 20.0
@@ -105,8 +106,15 @@ extension Config {
         key("control", "/run/breakwater/control.sock", "The control socket used by `breakwater reload` and `status`.") {
             c, v throws(ConfigKey.ValueError) in c.control = v
         },
-        key("metrics", "127.0.0.1:9897", "Address of the Prometheus /metrics endpoint; empty turns it off.") {
-            c, v throws(ConfigKey.ValueError) in c.metrics = v
+        key("metrics", "127.0.0.1:9897", "Address of the Prometheus /metrics endpoint (IP:PORT or [IPv6]:PORT); empty turns it off.") {
+            c, v throws(ConfigKey.ValueError) in
+            if !v.isEmpty {
+                do throws(ListenAddress.ParseError) { _ = try ListenAddress.parse(v) } catch { throw .init(message: error.description) }
+            }
+            c.metrics = v
+        },
+        key("metrics-max-signatures", "100", "Signature names counted under their own name in breakwater_detections_total; the rest count as \"other\".") {
+            c, v throws(ConfigKey.ValueError) in c.metricsMaxSignatures = try int(v, 0...100_000)
         },
         key("workers", "number of cores", "Scan slots: messages scanned at the same time.") {
             c, v throws(ConfigKey.ValueError) in c.workers = try int(v, 1...1024)

@@ -24,7 +24,9 @@ public final class Stats: Sendable {
 
     public func count(_ d: Decision) {
         switch d.action {
-        case .accept: accepted.add(1, ordering: .relaxed)
+        case .accept:
+            // A message let through by a skip rule is counted as skipped where it is skipped, not also accepted.
+            if d.verdict != .skipped { accepted.add(1, ordering: .relaxed) }
         case .reject: rejected.add(1, ordering: .relaxed)
         case .discard: discarded.add(1, ordering: .relaxed)
         case .quarantine: quarantined.add(1, ordering: .relaxed)

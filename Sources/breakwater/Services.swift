@@ -1,8 +1,10 @@
 import BreakwaterCore
+import BreakwaterMetrics
 import BreakwaterMilter
 
 /// The services `breakwater run` starts beside the milter, and the per-message observers it feeds.
 /// Each feature adds its own line here.
 func installServices(on daemon: MilterDaemon) {
     _ = daemon
+    MetricsService.install(on: daemon)  // metrics: /metrics endpoint and its per-message observer
 }

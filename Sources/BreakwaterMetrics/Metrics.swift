@@ -1,0 +1,194 @@
+import BreakwaterCore
+import Prometheus
+import Synchronization
+
+/// What became of a message, as the metrics count it: every message answered falls in exactly one.
+public enum Outcome: String, Sendable, CaseIterable {
+    case accepted, rejected, tempfailed, discarded, quarantined, tagged, skipped
+
+    public init(_ d: Decision) {
+        if d.verdict == .skipped { self = .skipped; return }
+        switch d.action {
+        case .accept: self = .accepted
+        case .reject: self = .rejected
+        case .tempfail: self = .tempfailed
+        case .discard: self = .discarded
+        case .quarantine: self = .quarantined
+        case .tag: self = .tagged
+        }
+    }
+}
+
+/// The values read at scrape time: counters since start (monotonic) and gauges now.
+public struct MetricsSnapshot: Sendable {
+    public var messages: [Outcome: Int] = [:]
+    public var tempfails: [TempfailCause: Int] = [:]
+    public var scans = 0
+    public var slotsBusy = 0
+    public var slots = 0
+    public var waiting = 0
+    public var waitingLimit = 0
+    public var inFlight = 0
+    public var bufferedBytes: UInt64 = 0
+    public var memoryBudgetBytes: UInt64 = 0
+    public var sessionsOpen = 0
+    public var threads = 0
+    public var engineGeneration = 0
+    public var signatures = 0
+    public var engineLoadedAt = 0.0
+    public var lastReloadAt = 0.0
+    public var lastReloadSucceeded = true
+    public var reloadSeconds = 0.0
+    public var startedAt = 0.0
+
+    public init() {}
+}
+
+/// Breakwater's instruments in a swift-prometheus registry.
+///
+/// The per-message path (`observe`) touches only what the daemon does not count already: the detection
+/// counter of each matched signature and three histograms (an atomic add or a few-instruction lock
+/// each). Message, tempfail and scan counters mirror the daemon's own lock-free `Stats` at scrape time,
+/// so they also cover the messages answered before end of data (busy at MAIL FROM, skipped clients).
+public final class BreakwaterMetrics: Sendable {
+    public let registry: PrometheusCollectorRegistry
+    public let maxSignatures: Int
+
+    private let messages: [Counter]  // by Outcome.allCases
+    private let tempfails: [Counter]  // by TempfailCause.allCases
+    private let scans: Counter
+    /// Values the mirrored counters had at the last scrape, same order: messages, tempfails, scans.
+    private let mirrored: Mutex<[Int]>
+
+    private let detections: Mutex<[String: Counter]>
+    private let otherDetections: Counter
+
+    private let scanSeconds: ValueHistogram
+    private let waitSeconds: ValueHistogram
+    private let messageBytes: ValueHistogram
+
+    private let slotsBusy, slots, waiting, waitingLimit, inFlight: Gauge
+    private let bufferedBytes, memoryBudgetBytes, sessionsOpen, threads: Gauge
+    private let engineGeneration, signatures, engineLoadedAt: Gauge
+    private let lastReloadAt, lastReloadSuccess, reloadSeconds, startedAt: Gauge
+
+    public static let scanBuckets: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+    public static let waitBuckets: [Double] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60]
+    public static let byteBuckets: [Double] = [1024, 4096, 16384, 65536, 262_144, 1_048_576, 4_194_304, 16_777_216, 67_108_864]
+
+    /// `maxSignatures`: detection series with their own signature label; later names count as `other`.
+    /// `info`: labels of `breakwater_build_info`.
+    public init(maxSignatures: Int, info: [(String, String)] = [], registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+        self.registry = registry
+        self.maxSignatures = max(0, maxSignatures)
+        let r = registry
+
+        messages = Outcome.allCases.map {
+            r.makeCounter(descriptor: Self.metric("messages_total", help: "Messages answered, by outcome: accepted (let through unchanged), rejected (5xx), tempfailed (4xx, the MTA retries), discarded, quarantined (held by the MTA), tagged (header added), skipped (not scanned by a skip rule)."), labels: [("outcome", $0.rawValue)])
+        }
+        tempfails = TempfailCause.allCases.map {
+            r.makeCounter(descriptor: Self.metric("tempfails_total", help: "Messages answered 4xx, by cause: busy (no scan slot and the waiting line full), memory_budget (message could not be held), timeout (waited max-wait for a slot), scan_error, size (a scan limit with tempfail configured)."), labels: [("cause", $0.rawValue)])
+        }
+        scans = r.makeCounter(descriptor: Self.metric("scans_total", help: "Messages scanned by the engine."))
+        mirrored = Mutex([Int](repeating: 0, count: Outcome.allCases.count + TempfailCause.allCases.count + 1))
+
+        otherDetections = r.makeCounter(descriptor: Self.metric("detections_total", help: BreakwaterMetrics.detectionsHelp), labels: [("signature", "other")])
+        detections = Mutex([:])
+
+        scanSeconds = r.makeValueHistogram(descriptor: Self.metric("scan_duration_seconds", help: "Seconds the engine took to scan a message."), buckets: Self.scanBuckets)
+        waitSeconds = r.makeValueHistogram(descriptor: Self.metric("slot_wait_seconds", help: "Seconds a message waited for a scan slot (0 when one was free), for every message that got a slot or timed out waiting."), buckets: Self.waitBuckets)
+        messageBytes = r.makeValueHistogram(descriptor: Self.metric("message_size_bytes", help: "Size in bytes of the messages scanned."), buckets: Self.byteBuckets)
+
+        slotsBusy = r.makeGauge(descriptor: Self.metric("scan_slots_busy", help: "Scan slots in use now."))
+        slots = r.makeGauge(descriptor: Self.metric("scan_slots", help: "Scan slots configured (workers)."))
+        waiting = r.makeGauge(descriptor: Self.metric("messages_waiting", help: "Messages waiting for a scan slot now."))
+        waitingLimit = r.makeGauge(descriptor: Self.metric("messages_waiting_limit", help: "Messages that may wait for a scan slot (max-waiting); past it new messages get 4xx."))
+        inFlight = r.makeGauge(descriptor: Self.metric("messages_in_progress", help: "Messages at end of data being scanned or waiting now."))
+        bufferedBytes = r.makeGauge(descriptor: Self.metric("buffered_bytes", help: "Bytes of message data held in memory now."))
+        memoryBudgetBytes = r.makeGauge(descriptor: Self.metric("memory_budget_bytes", help: "Bytes of message data that may be held in memory (memory-budget)."))
+        sessionsOpen = r.makeGauge(descriptor: Self.metric("milter_sessions", help: "libmilter sessions (MTA connections) open now."))
+        threads = r.makeGauge(descriptor: Self.metric("process_threads", help: "Threads of the breakwater process (from /proc/self/status)."))
+        engineGeneration = r.makeGauge(descriptor: Self.metric("engine_generation", help: "Generation of the engine in service: 1 at start, +1 per successful reload."))
+        signatures = r.makeGauge(descriptor: Self.metric("signatures_loaded", help: "Signatures loaded in the engine in service."))
+        engineLoadedAt = r.makeGauge(descriptor: Self.metric("engine_loaded_timestamp_seconds", help: "Unix time the engine in service was loaded."))
+        lastReloadAt = r.makeGauge(descriptor: Self.metric("reload_last_timestamp_seconds", help: "Unix time of the last signature load attempt (the initial load until a reload is tried)."))
+        lastReloadSuccess = r.makeGauge(descriptor: Self.metric("reload_last_success", help: "1 when the last signature load attempt succeeded, 0 when it failed (the previous engine stays in service)."))
+        reloadSeconds = r.makeGauge(descriptor: Self.metric("reload_duration_seconds", help: "Seconds the engine in service took to build."))
+        startedAt = r.makeGauge(descriptor: Self.metric("start_time_seconds", help: "Unix time the daemon started."))
+        let build = r.makeGauge(descriptor: Self.metric("build_info", help: "Always 1; the labels name the Breakwater version and the libclamav it runs on."), labels: [("version", Breakwater.version)] + info)
+        build.set(to: 1)
+    }
+
+    /// `breakwater_<name>` with its HELP text.
+    static func metric(_ name: String, help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "breakwater", metricName: name, unitName: "", helpText: help)
+    }
+
+    static let detectionsHelp = "Signature matches, by signature name; names past metrics-max-signatures distinct ones are counted as signature=\"other\"."
+
+    // MARK: per message
+
+    /// Called after each message answered at end of data. Never blocks for long: atomics, and short
+    /// locks in the histograms and the signature table.
+    public func observe(_ r: MessageRecord) {
+        if r.scanned {
+            scanSeconds.record(r.scanSeconds)
+            messageBytes.record(Double(r.bytes))
+        }
+        if r.scanned || r.decision.tempfailCause == .timeout && r.decision.verdict == .busy {
+            waitSeconds.record(r.waitSeconds)
+        }
+        if r.decision.verdict == .infected {
+            for name in r.decision.signatures { detectionCounter(name).increment() }
+        }
+    }
+
+    private func detectionCounter(_ name: String) -> Counter {
+        detections.withLock { table in
+            if let c = table[name] { return c }
+            guard table.count < maxSignatures, name != "other" else { return otherDetections }
+            let c = registry.makeCounter(descriptor: Self.metric("detections_total", help: BreakwaterMetrics.detectionsHelp), labels: [("signature", name)])
+            table[name] = c
+            return c
+        }
+    }
+
+    // MARK: at scrape time
+
+    /// Brings the mirrored counters and the gauges to `s`.
+    public func update(_ s: MetricsSnapshot) {
+        var now: [Int] = Outcome.allCases.map { s.messages[$0] ?? 0 }
+        now += TempfailCause.allCases.map { s.tempfails[$0] ?? 0 }
+        now.append(s.scans)
+        let counters = messages + tempfails + [scans]
+        mirrored.withLock { last in
+            for i in now.indices where now[i] > last[i] {
+                counters[i].increment(by: Int64(now[i] - last[i]))
+                last[i] = now[i]
+            }
+        }
+        slotsBusy.set(to: Double(s.slotsBusy))
+        slots.set(to: Double(s.slots))
+        waiting.set(to: Double(s.waiting))
+        waitingLimit.set(to: Double(s.waitingLimit))
+        inFlight.set(to: Double(s.inFlight))
+        bufferedBytes.set(to: Double(s.bufferedBytes))
+        memoryBudgetBytes.set(to: Double(s.memoryBudgetBytes))
+        sessionsOpen.set(to: Double(s.sessionsOpen))
+        threads.set(to: Double(s.threads))
+        engineGeneration.set(to: Double(s.engineGeneration))
+        signatures.set(to: Double(s.signatures))
+        engineLoadedAt.set(to: s.engineLoadedAt)
+        lastReloadAt.set(to: s.lastReloadAt)
+        lastReloadSuccess.set(to: s.lastReloadSucceeded ? 1 : 0)
+        reloadSeconds.set(to: s.reloadSeconds)
+        startedAt.set(to: s.startedAt)
+    }
+
+    /// The registry in the Prometheus text format (version 0.0.4).
+    public func exposition() -> [UInt8] {
+        registry.emitToBuffer()
+    }
+
+    public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
+}
