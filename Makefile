@@ -3,7 +3,7 @@ SWIFT ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
 export PATH := $(dir $(SWIFT)):$(PATH)
 BIN := .build/debug/breakwater
 
-.PHONY: all build release run test unit-test integration-test bench deb clean setup
+.PHONY: all build release run test unit-test integration-test bench deb deb-test clean setup
 
 all: build
 
@@ -39,9 +39,23 @@ bench:
 	$(SWIFT) build -c release
 	bench/run.sh
 
+# The Debian package, built as dpkg-buildpackage does from any tree (see debian/README.Debian);
+# dpkg-buildpackage writes to the parent directory, so the results are moved to out/.
 deb:
 	scripts/setup.sh --deb
-	dpkg-buildpackage -us -uc -b
+	SWIFT=$(SWIFT) dpkg-buildpackage -us -uc -b
+	mkdir -p out
+	v=$$(dpkg-parsechangelog -S Version); a=$$(dpkg --print-architecture); \
+	for f in breakwater_$${v}_$$a.deb breakwater-dbgsym_$${v}_$$a.deb breakwater_$${v}_$$a.buildinfo breakwater_$${v}_$$a.changes; do \
+	  if [ -e ../$$f ]; then mv -f ../$$f out/; fi; \
+	done
+	ls -l out/
+
+# Builds the package, then lints, installs, runs (as the unit would, with a private Postfix), upgrades,
+# removes and purges it on this machine: needs root. CI runs it after `make test`.
+deb-test: deb
+	scripts/setup.sh --deb --test
+	BREAKWATER_DEB_TEST=1 python3 -m pytest -q -p no:cacheprovider tests/test_deb.py
 
 clean:
 	rm -rf .build
