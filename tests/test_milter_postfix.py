@@ -1,0 +1,262 @@
+"""Breakwater behind a real Postfix: messages go in over SMTP (smtplib) to a private Postfix
+instance whose smtpd_milters points at a `breakwater run` the test started, and accepted
+mail is relayed to the test's SMTP sink.
+
+- malware (EICAR attachment) and the Mini Cooper spam wave get 550 5.7.1 naming the signature,
+  are never delivered, and Breakwater logs the Postfix queue id of each;
+- ham is delivered with the X-Virus-Scanned header; every accepted message reaches the sink once;
+- a message over --max-message-size gets the configured action: accept with
+  X-Breakwater-Not-Scanned, or 552 5.3.4;
+- a message above --spool-threshold is still scanned in full;
+- an action rule `quarantine` makes Postfix accept the message and put it on hold.
+"""
+import glob
+import os
+import re
+import threading
+import time
+
+import pytest
+
+from harness import mail
+
+MAX_SIZE = "1M"
+
+
+@pytest.fixture(scope="module")
+def main_pair(module_breakwater, module_postfix, test_sigs):
+    """Breakwater (test signatures, 1M size limit, oversize accepted with a header, a low spool
+    threshold) behind its own Postfix."""
+    bw = module_breakwater("--signatures", test_sigs, "--workers", "2", "--max-message-size", MAX_SIZE,
+                           "--on-oversize", "accept", "--spool-threshold", "64K", name="bw-main")
+    pf = module_postfix(milters=bw.postfix_milter)
+    return bw, pf
+
+
+@pytest.fixture(scope="module")
+def strict_pair(module_breakwater, module_postfix, test_sigs):
+    """Breakwater that rejects oversize messages and quarantines EICAR, over a unix socket."""
+    bw = module_breakwater("--signatures", test_sigs, "--max-message-size", MAX_SIZE, "--on-oversize", "reject",
+                           "--action", "Test.EICAR* quarantine", "--action", "* reject",
+                           socket="unix", name="bw-strict")
+    pf = module_postfix(milters=bw.postfix_milter)
+    return bw, pf
+
+
+def sender_for(tid):
+    return f"s-{tid}@example.org"
+
+
+def queue_id_in_maillog(pf, tid, what, timeout=10.0):
+    """The Postfix queue id of the message from sender_for(tid) on a maillog line containing `what`
+    (waits for it: postlogd writes the maillog asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for line in pf.log().splitlines():
+            if f"from=<{sender_for(tid)}>" in line and what in line:
+                m = re.search(r"\]: ([0-9A-F]{6,}): ", line)
+                if m:
+                    return m.group(1)
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.05)
+
+
+def assert_delivered(sink, tid, timeout=30):
+    got = sink.wait_for("X-Test-Id", tid, timeout=timeout)
+    assert len(got) == 1, f"message {tid} expected once at the sink, found {len(got)}"
+    return got[0]
+
+
+def assert_never_delivered(pf, sink, tid):
+    """Sends a marker ham through the same Postfix and waits for it; the rejected `tid` must not be there."""
+    marker = mail.test_id()
+    r = pf.send(mail.ham(marker), sender=sender_for(marker))
+    assert r.code == 250, r
+    assert_delivered(sink, marker)
+    assert sink.find("X-Test-Id", tid) == [], f"rejected message {tid} reached the sink"
+
+
+def test_postfix_alone_delivers_to_sink(postfix, sink):
+    """The harness itself: a private Postfix with no milter relays to the sink."""
+    pf = postfix()
+    tid = mail.test_id()
+    r = pf.send(mail.ham(tid), sender=sender_for(tid))
+    assert r.code == 250 and r.queue_id, r
+    msg = assert_delivered(sink, tid)
+    assert f"id {r.queue_id}" in msg.header("Received")
+    assert msg.header("X-Virus-Scanned") is None
+
+
+def test_eicar_rejected_with_signature_name(main_pair, sink):
+    bw, pf = main_pair
+    tid = mail.test_id()
+    r = pf.send(mail.eicar_attachment(tid), sender=sender_for(tid))
+    assert (r.stage, r.code) == ("END-OF-DATA", 550), r
+    assert r.text.startswith("5.7.1 ") and "Test.EICAR" in r.text, r
+    assert_never_delivered(pf, sink, tid)
+    qid = queue_id_in_maillog(pf, tid, "milter-reject")
+    assert qid, f"no milter-reject line for {tid} in the maillog:\n{pf.log_tail()}"
+    assert bw.wait_log(f"queue={qid} "), f"breakwater's log has no line with queue id {qid}:\n{bw.log_tail()}"
+
+
+@pytest.mark.parametrize("variant", range(4))
+def test_wave_spam_rejected_with_signature_name(main_pair, sink, variant):
+    bw, pf = main_pair
+    tid = mail.test_id()
+    r = pf.send(mail.mini_cooper_spam(tid, variant), sender=sender_for(tid))
+    assert (r.stage, r.code) == ("END-OF-DATA", 550), r
+    assert r.text.startswith("5.7.1 ") and "Test.Spam.MiniCooperWave" in r.text, r
+    assert_never_delivered(pf, sink, tid)
+
+
+def test_ham_delivered_with_scanned_header(main_pair, sink):
+    bw, pf = main_pair
+    tid = mail.test_id()
+    r = pf.send(mail.ham(tid), sender=sender_for(tid))
+    assert r.code == 250, r
+    msg = assert_delivered(sink, tid)
+    assert msg.header("X-Virus-Scanned"), f"no X-Virus-Scanned header: {msg.data[:800]!r}"
+    assert msg.header("X-Breakwater-Not-Scanned") is None
+    assert bw.wait_log(f"queue={r.queue_id} "), \
+        f"breakwater's log has no line with queue id {r.queue_id}:\n{bw.log_tail()}"
+
+
+def test_spooled_message_is_scanned_in_full(main_pair, sink):
+    """Above --spool-threshold (64K here) the message spills to a temp file and is still scanned:
+    EICAR at the end of 400 KB is found, and a 400 KB ham is delivered with the header."""
+    bw, pf = main_pair
+    bad, good = mail.test_id(), mail.test_id()
+    r = pf.send(mail.large_with_eicar_at_end(bad, 400_000), sender=sender_for(bad))
+    assert r.code == 550 and "Test.EICAR" in r.text, r
+    r = pf.send(mail.large_ham(good, 400_000), sender=sender_for(good))
+    assert r.code == 250, r
+    assert assert_delivered(sink, good).header("X-Virus-Scanned")
+    assert sink.find("X-Test-Id", bad) == []
+
+
+def test_oversize_accepted_with_not_scanned_header(main_pair, sink):
+    bw, pf = main_pair
+    tid = mail.test_id()
+    r = pf.send(mail.large_ham(tid, 2_000_000), sender=sender_for(tid))
+    assert r.code == 250, r
+    msg = assert_delivered(sink, tid)
+    assert msg.header("X-Breakwater-Not-Scanned"), f"headers: {msg.data[:1000]!r}"
+
+
+def test_oversize_rejected_552(strict_pair, sink):
+    bw, pf = strict_pair
+    tid = mail.test_id()
+    r = pf.send(mail.large_ham(tid, 2_000_000), sender=sender_for(tid))
+    assert (r.code, r.text[:6]) == (552, "5.3.4 "), r
+    assert_never_delivered(pf, sink, tid)
+    # Below the limit the same instance scans and accepts.
+    small = mail.test_id()
+    r = pf.send(mail.ham(small), sender=sender_for(small))
+    assert r.code == 250, r
+    assert assert_delivered(sink, small).header("X-Virus-Scanned")
+
+
+def test_quarantine_puts_message_on_hold(strict_pair, sink):
+    """Action rule `Test.EICAR* quarantine`: Postfix answers 250 and holds the message; it never
+    reaches the sink. The wave spam still hits the `* reject` rule."""
+    bw, pf = strict_pair
+    tid = mail.test_id()
+    held_before = len(pf.queue_files("hold"))
+    r = pf.send(mail.eicar_attachment(tid), sender=sender_for(tid))
+    assert r.code == 250, r
+    assert len(pf.queue_files("hold")) == held_before + 1, f"hold queue: {pf.queue_files('hold')}"
+    assert r.queue_id in pf.queue_files("hold")
+    assert_never_delivered(pf, sink, tid)
+    spam = mail.test_id()
+    r = pf.send(mail.mini_cooper_spam(spam), sender=sender_for(spam))
+    assert r.code == 550 and "Test.Spam.MiniCooperWave" in r.text, r
+
+
+def test_concurrent_mixed_traffic_every_accepted_message_arrives(main_pair, sink):
+    """40 messages from 8 SMTP clients at once: each ham arrives exactly once with the header,
+    each malware or spam message gets 550 and never arrives."""
+    bw, pf = main_pair
+    jobs = []
+    for i in range(40):
+        tid = mail.test_id()
+        kind = ("ham", "spam", "ham", "eicar", "ham")[i % 5]
+        data = {"ham": mail.ham, "eicar": mail.eicar_attachment,
+                "spam": lambda t, i=i: mail.mini_cooper_spam(t, i)}[kind](tid)
+        jobs.append((tid, kind, data))
+    results = {}
+    lock = threading.Lock()
+
+    def client(part):
+        for tid, kind, data in part:
+            try:
+                r = pf.send(data, sender=sender_for(tid))
+            except Exception as e:  # recorded, asserted below
+                r = e
+            with lock:
+                results[tid] = r
+
+    threads = [threading.Thread(target=client, args=(jobs[k::8],)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(180)
+    assert len(results) == len(jobs), "some SMTP clients did not finish"
+    for tid, kind, _ in jobs:
+        r = results[tid]
+        if kind == "ham":
+            assert getattr(r, "code", None) == 250, (kind, r)
+        else:
+            assert getattr(r, "code", None) == 550, (kind, r)
+    for tid, kind, _ in jobs:
+        if kind == "ham":
+            assert assert_delivered(sink, tid).header("X-Virus-Scanned")
+    assert_never_delivered(pf, sink, "none")
+    for tid, kind, _ in jobs:
+        if kind != "ham":
+            assert sink.find("X-Test-Id", tid) == [], f"{kind} {tid} reached the sink"
+
+
+# --- the shipped signature set, with its own sample messages ------------------------------------
+SIGNATURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Signatures")
+SAMPLES = sorted(glob.glob(os.path.join(SIGNATURES, "samples", "*", "*.eml")))
+HAMS = sorted(glob.glob(os.path.join(SIGNATURES, "ham", "*.eml")))
+
+
+@pytest.fixture(scope="module")
+def shipped_pair(module_breakwater, module_postfix):
+    bw = module_breakwater("--signatures", SIGNATURES, name="bw-shipped")
+    pf = module_postfix(milters=bw.postfix_milter)
+    return bw, pf
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: os.path.relpath(p, SIGNATURES))
+def test_shipped_sample_rejected(shipped_pair, sink, path):
+    """Each sample under Signatures/samples/NAME/ gets 550 5.7.1 through Postfix, and NAME is among
+    the signatures Breakwater logs for it (the reply names the first match)."""
+    bw, pf = shipped_pair
+    expected = os.path.basename(os.path.dirname(path))
+    tid = mail.test_id()
+    with open(path, "rb") as f:
+        raw = f.read()
+    r = pf.send(raw, sender=sender_for(tid))
+    assert r.code == 550 and r.text.startswith("5.7.1 Rejected: Breakwater."), r
+    qid = queue_id_in_maillog(pf, tid, "milter-reject")
+    assert qid, pf.log_tail()
+    line = bw.wait_log(f"queue={qid} ")
+    assert line, f"no log line for queue={qid}:\n{bw.log_tail()}"
+    if expected != "combined":
+        assert re.search(r"signatures=\S*\b" + re.escape(expected) + r"\b", line), line
+
+
+@pytest.mark.parametrize("path", HAMS, ids=os.path.basename)
+def test_shipped_ham_delivered(shipped_pair, sink, path):
+    bw, pf = shipped_pair
+    tid = mail.test_id()
+    with open(path, "rb") as f:
+        raw = f.read()
+    # Mark the message so the sink can find it (the samples carry no X-Test-Id).
+    raw = f"X-Test-Id: {tid}\r\n".encode() + raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    r = pf.send(raw, sender=sender_for(tid))
+    assert r.code == 250, r
+    assert assert_delivered(sink, tid).header("X-Virus-Scanned")

@@ -1,0 +1,157 @@
+"""Overload: 300 concurrent milter sessions, each sending a 1 MB message, against
+`breakwater run --workers 2 --max-waiting 4`, driven directly with the milter client (no MTA).
+
+All 300 sessions send their whole message, wait at a barrier, then send end-of-message at the same
+moment: the worst case for admission. Checked:
+- every session gets an answer, each within a bound (no hang): accept with the scanned header, or
+  a temporary failure 451 4.3.2; at least one of each;
+- peak RSS (VmHWM) stays under RSS after engine load + --memory-budget + MARGIN: messages past the
+  budget spill to disk instead of growing the heap (without the budget 300 MB would be held);
+- threads and open files drop back once the sessions are gone; the daemon still answers afterwards.
+"""
+import os
+import threading
+import time
+
+from harness import mail, procs
+from harness.milterclient import SMFIR_REPLYCODE, MilterConnection
+
+SESSIONS = 300
+MESSAGE_BYTES = 1_000_000
+WORKERS, MAX_WAITING = 2, 4
+MAX_WAIT_S = 10
+MEMORY_BUDGET_MB = 64
+# Fixed allowance above RSS-after-load + budget: libmilter's session threads (a stack and a
+# malloc arena each, up to one per session), libclamav's scan-time allocations in the two slots,
+# and allocator slack. 300 sessions x 1 MB held in memory would exceed it by far.
+MARGIN_MB = 64
+# Each session's answer to end-of-message: within the longest slot wait plus this.
+ANSWER_SLACK_S = 20
+THREADS_SLACK = 8
+
+
+class Sampler(threading.Thread):
+    """Samples VmRSS and Threads of a process every 10 ms."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.stop_event = pid, threading.Event()
+        self.max_rss_kb = self.max_threads = 0
+
+    def run(self):
+        while not self.stop_event.is_set():
+            try:
+                st = procs.status(self.pid)
+            except FileNotFoundError:
+                return
+            self.max_rss_kb = max(self.max_rss_kb, int(st["VmRSS"].split()[0]))
+            self.max_threads = max(self.max_threads, int(st["Threads"]))
+            time.sleep(0.01)
+
+
+def open_fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def one_session(spec, raw, barrier, out, i):
+    rec = {"i": i}
+    reached_barrier = False
+    try:
+        with MilterConnection.open(spec, timeout=MAX_WAIT_S + ANSWER_SLACK_S, connect_timeout=60) as m:
+            m.negotiate()
+            m.connect(address="192.0.2.%d" % (i % 250 + 1), port=40000 + i)
+
+            def sync():
+                nonlocal reached_barrier
+                reached_barrier = True
+                barrier.wait()
+                rec["eom_sent"] = time.monotonic()
+
+            reply = m.send_message(raw, rcpt_macros={"i": f"OVL{i:04d}"}, before_eom=sync)
+            rec["answered"] = time.monotonic()
+            rec["reply"] = reply
+            m.quit()
+    except Exception as e:
+        rec["error"] = repr(e)
+    finally:
+        if not reached_barrier:
+            try:
+                barrier.wait()
+            except threading.BrokenBarrierError:
+                pass
+        out[i] = rec
+
+
+def test_300_sessions_of_1mb(breakwater, test_sigs):
+    bw = breakwater("--signatures", test_sigs, "--workers", WORKERS, "--max-waiting", MAX_WAITING,
+                    "--max-wait", f"{MAX_WAIT_S}s", "--memory-budget", f"{MEMORY_BUDGET_MB}M")
+    pid = bw.pid
+    time.sleep(0.5)
+    base_rss_kb = procs.status_kb(pid, "VmRSS")
+    base_threads = procs.status_kb(pid, "Threads")
+    base_fds = open_fds(pid)
+
+    raw = mail.large_ham("overload", MESSAGE_BYTES)
+    assert abs(len(raw) - MESSAGE_BYTES) < 5000
+    sampler = Sampler(pid)
+    sampler.start()
+    barrier = threading.Barrier(SESSIONS, timeout=180)
+    results = {}
+    threads = [threading.Thread(target=one_session, args=(bw.milter_spec, raw, barrier, results, i), daemon=True)
+               for i in range(SESSIONS)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(max(1.0, 300 - (time.monotonic() - t0)))
+    elapsed = time.monotonic() - t0
+    time.sleep(0.2)
+    sampler.stop_event.set()
+    sampler.join()
+    peak_hwm_kb = procs.status_kb(pid, "VmHWM")
+
+    hung = [t.name for t in threads if t.is_alive()]
+    assert not hung, f"{len(hung)} sessions still running after {elapsed:.0f}s"
+    errors = [r for r in results.values() if "error" in r]
+    assert not errors, f"{len(errors)} sessions failed, e.g. {errors[:3]}\n{bw.log_tail()}"
+    assert len(results) == SESSIONS
+
+    accepted, tempfailed, other = [], [], []
+    for r in results.values():
+        reply = r["reply"]
+        if reply.kind in ("continue", "accept"):
+            accepted.append(r)
+            assert any(n == "X-Virus-Scanned" for n, _ in reply.added_headers), reply
+        elif reply.action == SMFIR_REPLYCODE and (reply.smtp_code, reply.enhanced) == ("451", "4.3.2"):
+            tempfailed.append(r)
+        else:
+            other.append(reply)
+    slowest = max(r["answered"] - r["eom_sent"] for r in results.values() if "eom_sent" in r)
+    peak_mb = (max(peak_hwm_kb, sampler.max_rss_kb) - base_rss_kb) / 1024
+    print(f"\n{SESSIONS} sessions x {len(raw)} B in {elapsed:.1f}s: {len(accepted)} accepted, "
+          f"{len(tempfailed)} 451 4.3.2, other {len(other)}; slowest answer after EOM {slowest:.2f}s; "
+          f"RSS after load {base_rss_kb // 1024} MB, peak +{peak_mb:.0f} MB (budget {MEMORY_BUDGET_MB} MB + "
+          f"margin {MARGIN_MB} MB); threads {base_threads} -> peak {sampler.max_threads}")
+
+    assert not other, f"answers other than accept or 451 4.3.2: {other[:5]}"
+    assert len(tempfailed) >= 1, "300 simultaneous ends of message with 2 slots and 4 waiting: no 451"
+    assert len(accepted) >= WORKERS, f"only {len(accepted)} accepted"
+    assert slowest <= MAX_WAIT_S + ANSWER_SLACK_S
+    assert peak_mb < MEMORY_BUDGET_MB + MARGIN_MB, \
+        f"peak RSS grew {peak_mb:.0f} MB over RSS after load: more than budget + margin"
+
+    # After the load: threads and open files drop back, and the daemon still scans.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        threads_now, fds_now = procs.status_kb(pid, "Threads"), open_fds(pid)
+        if threads_now <= base_threads + THREADS_SLACK and fds_now <= base_fds + 2:
+            break
+        time.sleep(0.5)
+    assert threads_now <= base_threads + THREADS_SLACK, \
+        f"threads did not drop back: {base_threads} before, peak {sampler.max_threads}, {threads_now} 30 s after"
+    assert fds_now <= base_fds + 2, f"open files did not drop back: {base_fds} before, {fds_now} after"
+    with MilterConnection.open(bw.milter_spec, timeout=30) as m:
+        m.negotiate()
+        m.connect()
+        reply = m.send_message(mail.ham("after-load"))
+    assert reply.kind in ("continue", "accept"), reply
