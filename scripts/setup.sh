@@ -3,7 +3,8 @@
 #   scripts/setup.sh          build + run dependencies (libclamav-dev libmilter-dev pkg-config)
 #   scripts/setup.sh --test   also the test peers (postfix, miltertest, clamav-testfiles, swaks, ...)
 #   scripts/setup.sh --bench  also the comparison daemons (clamav-daemon, clamav-milter, clamscan)
-#   scripts/setup.sh --deb    also the packaging tools (dpkg-dev, debhelper, lintian)
+#   scripts/setup.sh --deb    also the packaging tools (dpkg-dev, debhelper, lintian) and, for the package
+#                             test, systemd-analyze and systemd-nspawn (systemd, systemd-container)
 # Idempotent: installs only the packages that are missing; runs apt-get update only when it must.
 set -euo pipefail
 
@@ -12,8 +13,8 @@ for arg in "$@"; do
   case "$arg" in
     --test) want+=(postfix miltertest clamav-testfiles swaks python3-pytest prometheus) ;;
     --bench) want+=(clamav clamav-daemon clamav-milter postfix) ;;
-    --deb) want+=(dpkg-dev debhelper lintian fakeroot) ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    --deb) want+=(dpkg-dev debhelper lintian fakeroot systemd systemd-container) ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option $arg (try --help)" >&2; exit 2 ;;
   esac
 done
