@@ -122,6 +122,40 @@ def test_ham_delivered_with_scanned_header(main_pair, sink):
         f"breakwater's log has no line with queue id {r.queue_id}:\n{bw.log_tail()}"
 
 
+def test_folded_header_lines(main_pair, sink):
+    """The attachment is found only when the message is rebuilt right: here its Content-Type (with the
+    MIME boundary) is folded over two lines, as most mail programs write it."""
+    bw, pf = main_pair
+    tid = mail.test_id()
+    raw = mail.eicar_attachment(tid)
+    folded = raw.replace(b"Content-Type: multipart/mixed; boundary=", b"Content-Type: multipart/mixed;\r\n\tboundary=")
+    assert folded != raw
+    r = pf.send(folded, sender=sender_for(tid))
+    assert r.code == 550 and "Test.EICAR" in r.text, r
+
+
+def test_several_messages_in_one_smtp_session(main_pair, sink):
+    """Postfix keeps one milter connection per SMTP session: each message is judged on its own."""
+    bw, pf = main_pair
+    plan = [("ham", 250), ("eicar", 550), ("spam", 550), ("ham", 250), ("eicar", 550), ("ham", 250)]
+    make = {"ham": mail.ham, "eicar": mail.eicar_attachment, "spam": mail.mini_cooper_spam}
+    sent = []
+    with pf.session() as s:
+        for kind, want in plan:
+            tid = mail.test_id()
+            r = pf.transaction(s, make[kind](tid), sender=sender_for(tid))
+            assert r.code == want, (kind, r)
+            sent.append((tid, kind))
+    for tid, kind in sent:
+        if kind == "ham":
+            msg = assert_delivered(sink, tid)
+            assert len(msg.headers("X-Virus-Scanned")) == 1, msg.data[:800]
+    assert_never_delivered(pf, sink, "none")
+    for tid, kind in sent:
+        if kind != "ham":
+            assert sink.find("X-Test-Id", tid) == []
+
+
 def test_spooled_message_is_scanned_in_full(main_pair, sink):
     """Above --spool-threshold (64K here) the message spills to a temp file and is still scanned:
     EICAR at the end of 400 KB is found, and a 400 KB ham is delivered with the header."""
@@ -135,19 +169,21 @@ def test_spooled_message_is_scanned_in_full(main_pair, sink):
     assert sink.find("X-Test-Id", bad) == []
 
 
-def test_oversize_accepted_with_not_scanned_header(main_pair, sink):
+@pytest.mark.parametrize("announce_size", [False, True], ids=["no-SIZE", "SIZE-announced"])
+def test_oversize_accepted_with_not_scanned_header(main_pair, sink, announce_size):
     bw, pf = main_pair
     tid = mail.test_id()
-    r = pf.send(mail.large_ham(tid, 2_000_000), sender=sender_for(tid))
+    r = pf.send(mail.large_ham(tid, 2_000_000), sender=sender_for(tid), announce_size=announce_size)
     assert r.code == 250, r
     msg = assert_delivered(sink, tid)
     assert msg.header("X-Breakwater-Not-Scanned"), f"headers: {msg.data[:1000]!r}"
 
 
-def test_oversize_rejected_552(strict_pair, sink):
+@pytest.mark.parametrize("announce_size", [False, True], ids=["no-SIZE", "SIZE-announced"])
+def test_oversize_rejected_552(strict_pair, sink, announce_size):
     bw, pf = strict_pair
     tid = mail.test_id()
-    r = pf.send(mail.large_ham(tid, 2_000_000), sender=sender_for(tid))
+    r = pf.send(mail.large_ham(tid, 2_000_000), sender=sender_for(tid), announce_size=announce_size)
     assert (r.code, r.text[:6]) == (552, "5.3.4 "), r
     assert_never_delivered(pf, sink, tid)
     # Below the limit the same instance scans and accepts.

@@ -91,23 +91,11 @@ def test_skip_authenticated_sender(miltertest_bin, std_daemons, workdir):
     assert bw.wait_log("auth=alice"), f"no log line for the authenticated sender:\n{bw.log_tail()}"
 
 
-def slow_message(parts=1500):
-    """A small message that takes libclamav a long time: many tiny base64 MIME parts (each is
-    decoded to a temporary file and scanned)."""
-    body = []
-    for i in range(parts):
-        body.append(f'--p\r\nContent-Type: application/octet-stream; name="f{i}.bin"\r\n'
-                    "Content-Transfer-Encoding: base64\r\n\r\n"
-                    + mail.base64.b64encode(f"part {i} data ".encode() * 8).decode() + "\r\n")
-    return ("From: a@example.org\r\nTo: b@dest.example\r\nSubject: many parts\r\nMIME-Version: 1.0\r\n"
-            'Content-Type: multipart/mixed; boundary="p"\r\n\r\n' + "".join(body) + "--p--\r\n").encode()
-
-
 def test_tempfail_on_overload(miltertest_bin, breakwater, workdir, test_sigs):
     """--workers 1 --max-waiting 0: while a session of our own client keeps the only slot scanning slow
     messages, miltertest's transactions get a temporary failure (at MAIL FROM or 451 4.3.2 at EOM)."""
     bw = breakwater("--signatures", test_sigs, "--workers", "1", "--max-waiting", "0", "--max-files", "100000")
-    slow = slow_message()
+    slow = mail.slow_message()
     stop = threading.Event()
     holder_replies, holder_errors = [], []
 

@@ -155,3 +155,44 @@ def test_300_sessions_of_1mb(breakwater, test_sigs):
         m.connect()
         reply = m.send_message(mail.ham("after-load"))
     assert reply.kind in ("continue", "accept"), reply
+
+
+def test_sigterm_lets_the_message_in_progress_finish(breakwater, test_sigs):
+    """SIGTERM while a slow scan runs: that session still gets its answer, new connections are
+    refused, and the daemon exits 0 (checked at teardown)."""
+    bw = breakwater("--signatures", test_sigs, "--workers", "1", "--max-files", "100000")
+    raw = mail.slow_message(4000)
+    out = {}
+
+    def session():
+        try:
+            with MilterConnection.open(bw.milter_spec, timeout=60) as m:
+                m.negotiate()
+                m.connect()
+                out["reply"] = m.send_message(raw, before_eom=lambda: out.setdefault("eom", time.monotonic()))
+        except Exception as e:
+            out["error"] = repr(e)
+
+    t = threading.Thread(target=session)
+    t.start()
+    while "eom" not in out and t.is_alive():
+        time.sleep(0.005)
+    time.sleep(0.15)  # the scan is under way (it takes about a second)
+    bw.terminate()
+    t.join(60)
+    assert "error" not in out, f"{out.get('error')}\n{bw.log_tail()}"
+    assert out["reply"].kind in ("continue", "accept"), out["reply"]
+    assert time.monotonic() - out["eom"] > 0.3, "the scan was too quick to overlap SIGTERM: make the message slower"
+    refused = False
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not refused:
+        try:
+            with MilterConnection.open(bw.milter_spec, timeout=5, connect_timeout=2) as m:
+                m.negotiate()
+        except OSError:
+            refused = True
+        except Exception:
+            refused = True  # accepted then closed
+        time.sleep(0.1)
+    assert refused, "still taking connections 20 s after SIGTERM"
+    assert bw.proc.wait(30) == 0, bw.log_tail()

@@ -223,29 +223,47 @@ class PostfixInstance:
     def log_tail(self, lines=40):
         return "\n".join(self.log().splitlines()[-lines:])
 
-    def send(self, data, sender="sender@example.org", rcpts=("user@dest.example",), timeout=120):
-        """Sends one message over SMTP; returns the SmtpResult of the last stage reached."""
+    def send(self, data, sender="sender@example.org", rcpts=("user@dest.example",), timeout=120,
+             announce_size=False):
+        """Sends one message over SMTP; returns the SmtpResult of the last stage reached.
+        announce_size: MAIL FROM carries SIZE=<bytes> (Postfix passes it on to the milter)."""
+        with smtplib.SMTP("127.0.0.1", self.port, local_hostname="client.example", timeout=timeout) as s:
+            return self.transaction(s, data, sender, rcpts, announce_size)
+
+    def session(self, timeout=120):
+        """An open smtplib.SMTP session (EHLO done) for several transactions with transaction()."""
+        s = smtplib.SMTP("127.0.0.1", self.port, local_hostname="client.example", timeout=timeout)
+        s.ehlo()
+        return s
+
+    @staticmethod
+    def transaction(s, data, sender="sender@example.org", rcpts=("user@dest.example",), announce_size=False):
+        """One MAIL/RCPT/DATA transaction on an open session; returns the SmtpResult of the last
+        stage reached. After a refusal the session is reset (RSET) and can carry on."""
         if isinstance(data, str):
             data = data.encode()
-        with smtplib.SMTP("127.0.0.1", self.port, local_hostname="client.example", timeout=timeout) as s:
+        if not getattr(s, "does_esmtp", False):
             s.ehlo()
-            code, text = s.mail(sender)
-            if code != 250:
-                return SmtpResult("MAIL", code, text.decode(errors="replace"))
-            ok = 0
-            for r in rcpts:
-                code, text = s.rcpt(r)
-                if code in (250, 251):
-                    ok += 1
-                elif len(rcpts) == 1:
-                    return SmtpResult("RCPT", code, text.decode(errors="replace"))
-            if ok == 0:
-                return SmtpResult("RCPT", code, text.decode(errors="replace"))
-            try:
-                code, text = s.data(data)
-            except smtplib.SMTPDataError as e:  # refused at the DATA command itself
-                return SmtpResult("DATA", e.smtp_code, e.smtp_error.decode(errors="replace"))
-            return SmtpResult("END-OF-DATA", code, text.decode(errors="replace"))
+
+        def refused(stage, code, text):
+            s.rset()
+            return SmtpResult(stage, code, text.decode(errors="replace"))
+
+        code, text = s.mail(sender, [f"SIZE={len(data)}"] if announce_size else [])
+        if code != 250:
+            return refused("MAIL", code, text)
+        accepted = 0
+        for r in rcpts:
+            code, text = s.rcpt(r)
+            if code in (250, 251):
+                accepted += 1
+        if accepted == 0:
+            return refused("RCPT", code, text)
+        try:
+            code, text = s.data(data)
+        except smtplib.SMTPDataError as e:  # refused at the DATA command itself
+            return refused("DATA", e.smtp_code, e.smtp_error)
+        return SmtpResult("END-OF-DATA", code, text.decode(errors="replace"))
 
     def queue_files(self, queue):
         """Queue file names in one of Postfix's queues (hold, deferred, active, incoming)."""
