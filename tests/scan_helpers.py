@@ -18,8 +18,8 @@ TIMEOUT = 120
 EICAR = ("X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + "EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*").encode()
 
 
-def binary():
-    path = os.environ.get("BREAKWATER_BIN", ".build/debug/breakwater")
+def binary(env=None):
+    path = (env or os.environ).get("BREAKWATER_BIN", ".build/debug/breakwater")
     return path if os.path.isabs(path) else os.path.join(REPO, path)
 
 
@@ -28,7 +28,7 @@ def scan(*args, stdin=None, user=None, env=None):
 
     `stdin` is bytes to feed (None: /dev/null). `user` runs it as that user (via setpriv; needs root).
     """
-    cmd = [binary(), "scan", *args]
+    cmd = [binary(env), "scan", *args]
     if user is not None:
         cmd = ["setpriv", "--reuid", user, "--regid", user_group(user), "--clear-groups", "--"] + cmd
     p = subprocess.run(cmd, input=stdin if stdin is not None else b"", capture_output=True,

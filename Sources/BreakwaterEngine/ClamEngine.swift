@@ -142,6 +142,11 @@ public final class ClamEngine: @unchecked Sendable {
                 if rc != CL_SUCCESS {
                     throw Self.loadError(rc: rc, directory: dir, messages: messages)
                 }
+                // libclamav skips a YARA file it cannot parse with only a warning (cl_load succeeds):
+                // a broken rule file must not silently load as nothing.
+                if messages.contains(where: { $0.contains("failed to parse or load") }) {
+                    throw Self.loadError(rc: CL_EMALFDB, directory: dir, messages: messages)
+                }
             }
             LoadMessages.shared.begin()
             let rc = cl_engine_compile(engine)
@@ -182,15 +187,19 @@ public final class ClamEngine: @unchecked Sendable {
         let reason = String(cString: cl_strerror(rc))
         // libclamav names the failing file in one of its messages, e.g.
         // "cli_loaddbdir(): error loading database /x/local.ndb".
+        // libclamav 1.4 writes "cli_loaddbdir: error loading database /x/local.ndb"; a YARA file it
+        // skipped is named in "cli_loadyara: failed to parse or load 1 yara rules from file /x/r.yar, ...".
         var file: String?
         for m in messages {
             if let r = m.firstRange(of: "error loading database ") {
                 file = String(m[r.upperBound...]).trimmed
+            } else if file == nil, m.contains("failed to parse or load"), let r = m.firstRange(of: " from file ") {
+                file = String(m[r.upperBound...].prefix { $0 != "," }).trimmed
             }
         }
         var text = "cannot load signatures from \(directory): \(reason)"
         if let file { text += " in \(file)" }
-        let detail = messages.filter { !$0.hasPrefix("cli_loaddbdir(): error loading database") }
+        let detail = messages.filter { !$0.contains("error loading database ") }
         if !detail.isEmpty { text += " (" + detail.joined(separator: "; ") + ")" }
         return EngineError(message: text, file: file)
     }

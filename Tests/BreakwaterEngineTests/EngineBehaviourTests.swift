@@ -107,6 +107,9 @@ final class EngineBehaviourTests: XCTestCase {
             ("broken.ndb", "Broken.Hex:0:*:zz11zz\n"),
             ("broken.ldb", "Broken.Logic;Engine:51-255,Target:0;0&1;414243\n"),
             ("broken.cdb", "Broken.Cdb:CL_TYPE_ZIP:*\n"),
+            ("broken.hdb", "not-a-hash:size:Broken.Hash\n"),
+            // libclamav itself only warns about (and skips) a YARA file it cannot parse; ClamEngine fails.
+            ("broken.yar", "rule Broken { strings: $a = \"abc\" condition: $a and }\n"),
         ]
         for c in cases {
             let dir = try Fixtures.tempDirectory(["good.ndb": "Good.Sig:0:*:676f6f642d736967\n", c.file: c.content])
