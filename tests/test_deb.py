@@ -339,7 +339,8 @@ def system(deb):
 def test_lintian_clean(deb):
     changes = deb[: -len(".deb")] + ".changes"
     target = changes if os.path.exists(changes) else deb
-    r = run(["lintian", "--pedantic", "--info", "--show-overrides", "--color=never", target], check=False)
+    r = run(["lintian", "--pedantic", "--display-info", "--display-experimental", "--show-overrides", "--color=never",
+             target], check=False)
     print(r.stdout)
     bad = [l for l in r.stdout.splitlines() if l[:2] in ("E:", "W:")]
     assert not bad, "lintian errors or warnings:\n" + "\n".join(bad)
@@ -457,16 +458,25 @@ class BootedContainer:
     def journal(self):
         return self.enter("journalctl", "--no-pager", "-o", "cat", "-u", "breakwater", check=False).stdout
 
-    def milter(self, spec, message):
-        """One message through the milter from inside the container's network (the host's files)."""
-        script = ("import sys; sys.path.insert(0, sys.argv[1]); from harness.milterclient import MilterConnection\n"
-                  "m = MilterConnection.open(sys.argv[2]); m.negotiate()\n"
-                  "r = m.send_message(sys.stdin.buffer.read(), sender='<a@example.org>', rcpts=['<b@dest.example>'])\n"
-                  "print(r.smtp_code or '', r.kind, r.text, r.added_headers)")
-        r = subprocess.run(["nsenter", "-t", str(self.leader), "-n", sys.executable, "-c", script,
-                            os.path.dirname(os.path.abspath(__file__)), spec],
+    def milter(self, spec, message, user="root"):
+        """One message through the milter, from a client inside the container (as `user`)."""
+        probe = "/srv/bwdeb-probe"
+        if not os.path.exists(os.path.join(self.root, probe.lstrip("/"))):
+            dest = os.path.join(self.root, probe.lstrip("/"))
+            shutil.copytree(os.path.join(os.path.dirname(os.path.abspath(__file__)), "harness"),
+                            os.path.join(dest, "harness"), ignore=shutil.ignore_patterns("__pycache__"))
+            with open(os.path.join(dest, "probe.py"), "w") as f:
+                f.write("import sys\nsys.path.insert(0, sys.argv[1])\n"
+                        "from harness.milterclient import MilterConnection\n"
+                        "m = MilterConnection.open(sys.argv[2]); m.negotiate()\n"
+                        "r = m.send_message(sys.stdin.buffer.read(), sender='<a@example.org>', rcpts=['<b@dest.example>'])\n"
+                        "print(r.smtp_code or '', r.kind, r.text, r.added_headers)\n")
+            run(["chmod", "-R", "a+rX", dest])
+        r = subprocess.run(["nsenter", "-t", str(self.leader), "-a", "setpriv", f"--reuid={user}", f"--regid={pwd.getpwnam(user).pw_gid}",
+                            "--init-groups", "/usr/bin/python3", "-B", f"{probe}/probe.py", probe, spec],
                            input=message, capture_output=True, timeout=60)
-        assert r.returncode == 0, r.stderr.decode(errors="replace")
+        if r.returncode != 0:
+            return "ERROR " + r.stderr.decode(errors="replace")
         return r.stdout.decode()
 
     def console_log(self):
@@ -496,6 +506,7 @@ def test_unit_under_systemd(system, workdir):
     files): it starts with all its sandboxing, scans, reloads (ExecReload) and stops with status 0."""
     if not shutil.which("systemd-nspawn"):
         pytest.fail("systemd-nspawn not found: scripts/setup.sh --deb installs systemd-container", pytrace=False)
+    spool_dir_existed = os.path.exists("/var/spool/postfix/breakwater")
     box = BootedContainer(workdir)
     try:
         box.start()
@@ -513,7 +524,8 @@ def test_unit_under_systemd(system, workdir):
             f.write(ops_signature(token, "Breakwater.Local.Spam.Container"))
         uid, gid = user_ids()
         os.chown(path, uid, gid)
-        assert box.milter("inet:8897@127.0.0.1", token_message(mail.test_id(), token)).startswith(" continue")
+        out = box.milter("inet:8897@127.0.0.1", token_message(mail.test_id(), token))
+        assert out.startswith(" continue"), out
         box.systemctl("reload", "breakwater")
         deadline = time.monotonic() + 30
         while "engine generation 2 loaded" not in box.journal() and time.monotonic() < deadline:
@@ -532,9 +544,27 @@ def test_unit_under_systemd(system, workdir):
         props = box.show("ActiveState", "Result", "ExecMainStatus")
         assert props == {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}, \
             f"{props}\n{box.journal()}"
+
+        # README.Debian's unix socket inside Postfix's queue directory, under the unit's sandbox:
+        # usable by the postfix user, by nobody else.
+        sock = "/var/spool/postfix/breakwater/milter.sock"
+        box.enter("install", "-d", "-o", USER, "-g", "postfix", "-m", "2750", os.path.dirname(sock))
+        with open(os.path.join(box.root, CONFFILE.lstrip("/")), "a") as f:
+            f.write(f"socket = unix:{sock}\n")
+        box.systemctl("start", "breakwater")
+        deadline = time.monotonic() + 30
+        while box.enter("test", "-S", sock, check=False).returncode != 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        out = box.milter(f"unix:{sock}", mail.eicar_attachment(mail.test_id()), user="postfix")
+        assert out.startswith("550 "), out + box.journal()
+        out = box.milter(f"unix:{sock}", mail.ham(mail.test_id()), user="nobody")
+        assert "PermissionError" in out, out
+        box.systemctl("stop", "breakwater")
+        assert box.show("Result", "ExecMainStatus") == {"Result": "success", "ExecMainStatus": "0"}, box.journal()
     finally:
         box.stop()
     assert not os.path.exists(os.path.join(OPS_DIR, "container.ndb")), "the container wrote through to the host"
+    assert os.path.exists("/var/spool/postfix/breakwater") == spool_dir_existed, "the container wrote through to the host"
 
 
 def send_eicar_and_ham(pf, sink):
