@@ -185,9 +185,16 @@ class PostfixInstance:
     def stop(self):
         """Stops the instance and everything it started; returns the PIDs that had to be killed."""
         if not self._started:
-            if self.port:
-                release_port(self.port)
-            return []
+            # A start that failed half-way may still have left a master behind.
+            try:
+                with open(os.path.join(self.queue_dir, "pid", "master.pid")) as f:
+                    self.master_pid = int(f.read().strip())
+            except (OSError, ValueError):
+                self.master_pid = None
+            if not (self.master_pid and procs.alive(self.master_pid)):
+                if self.port:
+                    release_port(self.port)
+                return []
         self._started = False
         pids = []
         if self.master_pid:

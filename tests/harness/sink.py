@@ -36,6 +36,12 @@ class _Handler(socketserver.StreamRequestHandler):
         self.wfile.flush()
 
     def handle(self):
+        try:
+            self._session()
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            pass  # the client went away (Postfix may close right after QUIT): nothing to store
+
+    def _session(self):
         sink = self.server.sink
         self.reply("220 sink.test ESMTP test sink")
         mail_from, rcpts = None, []
