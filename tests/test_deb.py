@@ -19,6 +19,12 @@ In order:
     SIGUSR2 (the unit's ExecReload), and the process survives it; SIGTERM ends it with status 0;
  4. the same over a unix socket in a setgid directory of group postfix inside Postfix's queue
     directory, as README.Debian tells admins to set up for a chrooted smtpd;
+ 4b. the unit under a real systemd: this machine's files (read-only, writes to a tmpfs overlay)
+    booted by systemd-nspawn into breakwater.service alone, with a private network: all the
+    sandboxing applies (checked in /proc: no capabilities, NoNewPrivs, seccomp); EICAR, ham, an ops
+    signature after `systemctl reload`, `systemctl stop` with status 0, README.Debian's unix socket
+    (the postfix user may connect, nobody may not), then the maintainer scripts with a live systemd:
+    an upgrade restarts the service, `dpkg -r` stops it, `dpkg --purge` removes its state;
  5. upgrades over the installed package (same conffile; then a changed shipped conffile with
     --force-confold) keep the modified conffile and the ops signatures, and the upgraded program
     loads them;
@@ -429,6 +435,10 @@ class BootedContainer:
         # nspawn populates /dev itself; the lower layer's mount-point stubs would be in its way.
         for entry in os.listdir(os.path.join(self.root, "dev")):
             run(["rm", "-rf", os.path.join(self.root, "dev", entry)])
+        # A Docker-style policy-rc.d (exit 101) would keep the maintainer scripts from starting and
+        # stopping services; a real Debian system has none.
+        if os.path.exists(os.path.join(self.root, "usr/sbin/policy-rc.d")):
+            os.unlink(os.path.join(self.root, "usr/sbin/policy-rc.d"))
         self._log = open(self.console, "ab")
         self.proc = subprocess.Popen(
             ["systemd-nspawn", "--quiet", "-D", self.root, "--private-network", "--boot", f"--machine={self.name}",
@@ -501,7 +511,7 @@ class BootedContainer:
             shutil.rmtree("/run/systemd/nspawn", ignore_errors=True)
 
 
-def test_unit_under_systemd(system, workdir):
+def test_unit_under_systemd(deb, system, workdir):
     """The installed unit under a real systemd (PID 1 of a container booted from this machine's
     files): it starts with all its sandboxing, scans, reloads (ExecReload) and stops with status 0."""
     if not shutil.which("systemd-nspawn"):
@@ -559,8 +569,22 @@ def test_unit_under_systemd(system, workdir):
         assert out.startswith("550 "), out + box.journal()
         out = box.milter(f"unix:{sock}", mail.ham(mail.test_id()), user="nobody")
         assert "PermissionError" in out, out
-        box.systemctl("stop", "breakwater")
-        assert box.show("Result", "ExecMainStatus") == {"Result": "success", "ExecMainStatus": "0"}, box.journal()
+
+        # The maintainer scripts with a live systemd: an upgrade restarts the running service, a
+        # removal stops it (status 0) and a purge takes its state away.
+        shutil.copy(deb, os.path.join(box.root, "srv", "breakwater.deb"))
+        pid = box.show("MainPID")["MainPID"]
+        box.enter("dpkg", "-i", "/srv/breakwater.deb")
+        props = box.show("ActiveState", "MainPID")
+        assert props["ActiveState"] == "active" and props["MainPID"] not in ("0", pid), f"{props}\n{box.journal()}"
+        box.enter("dpkg", "-r", "breakwater")
+        props = box.show("ActiveState", "Result", "ExecMainStatus", "LoadState")
+        assert props["ActiveState"] == "inactive" and props["Result"] == "success" \
+            and props["ExecMainStatus"] == "0", f"{props}\n{box.journal()}"
+        assert props["LoadState"] == "not-found", props
+        box.enter("dpkg", "--purge", "breakwater")
+        assert box.enter("test", "-e", "/var/lib/breakwater", check=False).returncode != 0
+        assert box.enter("test", "-e", "/etc/breakwater", check=False).returncode != 0
     finally:
         box.stop()
     assert not os.path.exists(os.path.join(OPS_DIR, "container.ndb")), "the container wrote through to the host"
