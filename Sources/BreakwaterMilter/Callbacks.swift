@@ -50,9 +50,15 @@ func milterNegotiate(
     let s = attach(ctx)
     // Actions: add headers (tag, scanned header) and quarantine.
     pf0?.pointee = f0 & (flag(SMFIF_ADDHDRS) | flag(SMFIF_QUARANTINE))
-    // Steps not used are negotiated away; callbacks that only continue need no reply.
-    var want = flag(SMFIP_NOHELO) | flag(SMFIP_NOUNKNOWN) | flag(SMFIP_NODATA) | flag(SMFIP_NOEOH)
-        | flag(SMFIP_NR_HDR) | flag(SMFIP_NR_RCPT) | flag(SMFIP_HDR_LEADSPC) | flag(SMFIP_SKIP)
+    // Steps not used are negotiated away.
+    var want = flag(SMFIP_NOHELO) | flag(SMFIP_NOUNKNOWN) | flag(SMFIP_HDR_LEADSPC) | flag(SMFIP_SKIP)
+    if MilterDaemon.shared!.socketIsUnix {
+        // Callbacks that only continue need no reply. Not over TCP: Postfix then writes several small
+        // packets in a row without waiting, and Nagle on its side meets the delayed ACK on ours, about
+        // 40 ms per stall (measured: 90 ms per message on inet: against 2.6 ms on unix:). A reply to
+        // each step carries the ACK at once.
+        want |= flag(SMFIP_NODATA) | flag(SMFIP_NOEOH) | flag(SMFIP_NR_HDR) | flag(SMFIP_NR_RCPT)
+    }
     want &= f1
     pf1?.pointee = want
     pf2?.pointee = 0
@@ -111,6 +117,7 @@ func milterEnvFrom(_ ctx: OpaquePointer?, _ argv: UnsafeMutablePointer<UnsafeMut
             if a.count > 5, a.prefix(5).uppercased() == "SIZE=", let n = UInt64(a.dropFirst(5)) {
                 if n > daemon.config.maxMessageSize {
                     s.oversize = true
+                    s.oversizeBytes = n
                 } else {
                     s.message.expect(n)
                 }
@@ -188,6 +195,7 @@ func milterBody(_ ctx: OpaquePointer?, _ body: UnsafeMutablePointer<UInt8>?, _ l
     if s.message.size + UInt64(len) > daemon.config.maxMessageSize {
         // Stop taking body: the rest would only be thrown away.
         s.oversize = true
+        s.oversizeBytes = s.message.size + UInt64(len)
         s.message.reset()
         return skip
     }
@@ -211,7 +219,7 @@ func milterEOM(_ ctx: OpaquePointer?) -> sfsistat {
     }
     endHeaders(s)
     let queueID = macro(ctx, "i") ?? "-"
-    let size = s.message.size
+    let size = s.oversize ? max(s.oversizeBytes, s.message.size) : s.message.size
     let spooled = s.message.spoolReason
     let (decision, waitSeconds, scanSeconds, scanned) = daemon.decide(s) { _ = smfi_progress(ctx) }
     let waitMs = Int(waitSeconds * 1000), scanMs = Int(scanSeconds * 1000)

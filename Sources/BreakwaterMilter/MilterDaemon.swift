@@ -96,6 +96,7 @@ public final class MilterDaemon: @unchecked Sendable {
         guard opened == MI_SUCCESS else {
             throw StartupError("cannot listen on \(socketSpec): \(FileWalk.errnoString()) (is another milter on it, or the directory missing?)")
         }
+        if !socketIsUnix { MilterDaemon.disableNagleOnListeners() }
         startSignalThread()
         for service in services {
             do { try service.start(self) } catch { throw StartupError("\(error)") }
@@ -118,6 +119,31 @@ public final class MilterDaemon: @unchecked Sendable {
         for service in services.reversed() { service.stop() }
         if rc != MI_SUCCESS { throw StartupError("libmilter stopped with an error") }
         logger.notice("stopped")
+    }
+
+    /// True for `unix:`/`local:` sockets.
+    public var socketIsUnix: Bool { config.socket.hasPrefix("unix:") || config.socket.hasPrefix("local:") }
+
+    /// libmilter does not hand out its listening socket: find it (the only listening TCP socket at this
+    /// point) and set TCP_NODELAY, which Linux passes on to every accepted connection. Without it, the
+    /// header libmilter writes before its end-of-message reply waits for Postfix's delayed ACK (~40 ms).
+    static func disableNagleOnListeners() {
+        guard let dir = opendir("/proc/self/fd") else { return }
+        defer { closedir(dir) }
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            guard let fd = Int32(name) else { continue }
+            var value: Int32 = 0
+            var len = socklen_t(MemoryLayout<Int32>.size)
+            guard getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &value, &len) == 0, value == 1 else { continue }
+            var domain: Int32 = 0
+            len = socklen_t(MemoryLayout<Int32>.size)
+            guard getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0, domain == AF_INET || domain == AF_INET6 else { continue }
+            var one: Int32 = 1
+            _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        }
     }
 
     /// SIGUSR2: reload signatures (SIGHUP would stop libmilter). The signals are blocked in every thread

@@ -20,6 +20,8 @@ final class Session {
     var message: MessageBuffer
     var headersEnded = false
     var oversize = false
+    /// Bytes received (or announced with SIZE=) when the message went over max-message-size.
+    var oversizeBytes: UInt64 = 0
     var spoolError: String?
     var started = 0.0
 
@@ -33,6 +35,7 @@ final class Session {
         message.reset()
         headersEnded = false
         oversize = false
+        oversizeBytes = 0
         spoolError = nil
     }
 }
