@@ -32,6 +32,8 @@ public struct Config: Sendable {
     public var limits = EngineLimits()
     public var milterTimeout = 300.0
     public var logLevel = "info"
+    /// The `waves` and `wave-*` keys (wave detection).
+    public var wave = WaveSettings()
 
     public init() {}
 
@@ -228,7 +230,7 @@ extension Config {
             }
             c.logLevel = v
         },
-    ]
+    ] + waveKeys
 
     private static func key(_ name: String, _ def: String, _ help: String, repeatable: Bool = false,
                             _ apply: @escaping @Sendable (inout Config, String) throws(ConfigKey.ValueError) -> Void) -> ConfigKey {

@@ -74,6 +74,8 @@ public struct Decision: Sendable, Equatable {
     public var tempfailCause: TempfailCause?
     /// Signatures that matched (names as written).
     public var signatures: [String] = []
+    /// The wave the message belongs to (wave detection), for the log.
+    public var wave: String? = nil
 
     public init(verdict: Verdict, action: Action, reply: (code: String, status: String, text: String)?,
                 headers: [(String, String)] = [], tempfailCause: TempfailCause? = nil, signatures: [String] = []) {

@@ -18,6 +18,9 @@ public final class Stats: Sendable {
     private let tempfailSize = Atomic<Int>(0)
     public let sessionsOpen = Atomic<Int>(0)
     public let inFlight = Atomic<Int>(0)
+    /// Wave detection: waves started, and messages that arrived while their fingerprint was a wave.
+    public let wavesStarted = Atomic<Int>(0)
+    public let waveMessages = Atomic<Int>(0)
 
     public init() {}
 

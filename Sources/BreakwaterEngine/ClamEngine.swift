@@ -74,6 +74,15 @@ public protocol LayerInspector: AnyObject {
     /// `type` is libclamav's file type (for example `CL_TYPE_TEXT_ASCII`, `CL_TYPE_HTML`), `fd` a readable
     /// descriptor positioned anywhere; read with `pread`.
     func inspect(fd: Int32, type: String, depth: Int, size: Int)
+    /// The same, with libclamav's mapped view of the layer when it has one (`buffer`, nil otherwise):
+    /// reading it costs no system call. The default forwards to `inspect(fd:type:depth:size:)`.
+    func inspect(fd: Int32, type: String, depth: Int, size: Int, buffer: UnsafeRawBufferPointer?)
+}
+
+extension LayerInspector {
+    public func inspect(fd: Int32, type: String, depth: Int, size: Int, buffer: UnsafeRawBufferPointer?) {
+        inspect(fd: fd, type: type, depth: depth, size: size)
+    }
 }
 
 private func virusFoundCallback(_ fd: Int32, _ virname: UnsafePointer<CChar>?, _ context: UnsafeMutableRawPointer?) {
@@ -89,7 +98,8 @@ private func fileInspectionCallback(
 ) -> cl_error_t {
     guard let context, let type else { return CL_CLEAN }
     let ctx = Unmanaged<ScanContext>.fromOpaque(context).takeUnretainedValue()
-    ctx.inspector?.inspect(fd: fd, type: String(cString: type), depth: Int(recursionLevel), size: fileSize)
+    let buffer = fileBuffer.map { UnsafeRawBufferPointer(start: $0, count: fileSize) }
+    ctx.inspector?.inspect(fd: fd, type: String(cString: type), depth: Int(recursionLevel), size: fileSize, buffer: buffer)
     return CL_CLEAN
 }
 

@@ -160,6 +160,10 @@ func milterHeader(_ ctx: OpaquePointer?, _ name: UnsafeMutablePointer<CChar>?, _
     guard let name, let value, !s.oversize, s.spoolError == nil else { return reply }
     let daemon = MilterDaemon.shared!
     let nameLen = strlen(name), valueLen = strlen(value)
+    if s.subject == nil, nameLen == 7, strncasecmp(name, "Subject", 7) == 0 {
+        // Wave detection (at most the first 998 bytes: the RFC 5322 line limit).
+        s.subject = String(decoding: UnsafeRawBufferPointer(start: value, count: min(valueLen, 998)), as: UTF8.self)
+    }
     let separator = s.leadingSpace ? ":" : ": "
     let lineLen = UInt64(nameLen + valueLen + separator.utf8.count + 2)
     if s.message.size + lineLen > daemon.config.maxMessageSize {
@@ -255,6 +259,7 @@ func milterEOM(_ ctx: OpaquePointer?) -> sfsistat {
     line += " verdict=\(decision.verdict.rawValue) action=\(decision.action.rawValue)"
     if !decision.signatures.isEmpty { line += " signatures=\(decision.signatures.joined(separator: ","))" }
     if let cause = decision.tempfailCause { line += " cause=\(cause.rawValue)" }
+    if let wave = decision.wave { line += " wave=\(wave)" }
     if let spooled { line += " spooled=\(spooled.replacing(" ", with: "-"))" }
     line += " wait_ms=\(waitMs) scan_ms=\(scanMs)"
     if let r = decision.reply { line += " reply=\"\(r.code) \(r.status) \(r.text)\"" }

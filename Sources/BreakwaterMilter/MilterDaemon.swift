@@ -32,6 +32,8 @@ public final class MilterDaemon: @unchecked Sendable {
     /// Called after each message is answered (from the session's libmilter thread: keep it cheap and
     /// never block); set before `run()`.
     public var observers: [@Sendable (MessageRecord) -> Void] = []
+    /// Wave detection (`waves = yes`); nil when off. Set in `init`.
+    public private(set) var waves: WaveFeature?
 
     /// libmilter's callbacks are C functions with no context argument: they reach the daemon here. Set
     /// once before `smfi_main`, read-only afterwards.
@@ -44,19 +46,20 @@ public final class MilterDaemon: @unchecked Sendable {
         let limits = config.limits
         let initial: ClamEngine
         do {
-            initial = try ClamEngine(directories: dirs, limits: limits)
+            initial = try ClamEngine(directories: dirs, limits: limits, inspectLayers: config.wave.enabled)
         } catch {
             throw StartupError("\(error)")
         }
         let log = logger
         engines = EngineHolder(initial: initial, build: {
-            try ClamEngine(directories: config.signatureDirectories, limits: limits)
+            try ClamEngine(directories: config.signatureDirectories, limits: limits, inspectLayers: config.wave.enabled)
         }, onEvent: { message, isError in
             if isError { log.error("\(message)") } else { log.notice("\(message)") }
         })
         admission = Admission(slots: config.workers, maxWaiting: config.maxWaiting, maxWait: config.maxWait,
                               memoryBudget: config.memoryBudget)
         policy = Policy(config: config)
+        if config.wave.enabled { waves = WaveFeature(config: config, stats: stats, logger: logger) }
         logger.notice("engine generation 1 loaded: \(initial.signatureCount) signatures from \(dirs.joined(separator: ", ")) in \(Int(initial.buildSeconds * 1000)) ms (libclamav \(ClamEngine.libraryVersion))")
     }
 
@@ -210,16 +213,22 @@ public final class MilterDaemon: @unchecked Sendable {
         case .acquired(let waited):
             defer { admission.releaseSlot() }
             let engine = engines.current
+            let inspector = waves?.inspector(sender: s.sender, clientIP: s.clientIP)
             let result: ScanResult
             switch s.message.storage {
             case .memory:
-                result = s.message.withMemory { engine.scan($0) }!
+                result = s.message.withMemory { engine.scan($0, inspector: inspector) }!
             case .file(let fd):
-                result = engine.scan(fd: fd)
+                result = engine.scan(fd: fd, inspector: inspector)
             }
             stats.scanned.add(1, ordering: .relaxed)
             if let err = result.errorMessage { logger.error("scan error: \(err)") }
-            return (policy.decide(result), waited, result.seconds, true)
+            var decision = policy.decide(result)
+            if let waves, result.errorMessage == nil {
+                decision = waves.apply(decision, inspector: inspector, sender: s.sender, clientIP: s.clientIP,
+                                       clientAddress: s.clientAddress, subject: s.subject)
+            }
+            return (decision, waited, result.seconds, true)
         }
     }
 }

@@ -24,6 +24,8 @@ final class Session {
     var oversizeBytes: UInt64 = 0
     var spoolError: String?
     var started = 0.0
+    /// The first Subject header's raw value (wave detection).
+    var subject: String?
 
     init(message: MessageBuffer) {
         self.message = message
@@ -37,5 +39,6 @@ final class Session {
         oversize = false
         oversizeBytes = 0
         spoolError = nil
+        subject = nil
     }
 }

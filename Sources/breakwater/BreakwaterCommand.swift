@@ -12,6 +12,6 @@ struct BreakwaterCommand: ParsableCommand {
             See breakwater(8) and breakwater.conf(5).
             """,
         version: Breakwater.version,
-        subcommands: [RunCommand.self, ScanCommand.self, CheckConfigCommand.self]
+        subcommands: [RunCommand.self, ScanCommand.self, CheckConfigCommand.self, WavesCommand.self]
     )
 }

@@ -7,4 +7,5 @@ import BreakwaterMilter
 func installServices(on daemon: MilterDaemon) {
     _ = daemon
     MetricsService.install(on: daemon)  // metrics: /metrics endpoint and its per-message observer
+    WaveService.install(on: daemon)  // waves: ends quiet waves (and logs them) every few seconds
 }

@@ -1,0 +1,82 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `breakwater waves` output, rendered by the daemon (text or JSON) and printed as is by the command.
+public enum WaveReport {
+    public static func suggestion(_ w: WaveInfo, prefix: String = "Breakwater.Local.") -> WaveSuggestion? {
+        WaveSuggestion.make(waveID: w.id, samples: w.samples, prefix: prefix)
+    }
+
+    public static func comment(_ w: WaveInfo) -> String {
+        var c = "wave \(w.id)"
+        if !w.subject.isEmpty { c += ": " + truncatedUTF8(w.subject, max: 80) }
+        return c
+    }
+
+    public static func json(_ waves: [WaveInfo], now: Double, prefix: String = "Breakwater.Local.") -> JSONValue {
+        .array(waves.map { w in
+            let s = suggestion(w, prefix: prefix)
+            return .object([
+                ("id", .string(w.id)),
+                ("active", .bool(w.active)),
+                ("started_at", .string(iso(w.startedAt))),
+                ("ended_at", w.endedAt.map { .string(iso($0)) } ?? .null),
+                ("first_seen", .string(iso(w.firstSeen))),
+                ("last_seen", .string(iso(w.lastSeen))),
+                ("window_count", .int(w.windowCount)),
+                ("total_count", .int(w.totalCount)),
+                ("wave_messages", .int(w.waveMessages)),
+                ("senders", .int(w.senders)),
+                ("networks", .int(w.networks)),
+                ("subject", .string(w.subject)),
+                ("excerpt", .string(w.excerpt)),
+                ("samples", .int(w.samples.count)),
+                ("suggestion", s.map { s in
+                    .object([("name", .string(s.name)), ("regex", .string(s.regex)),
+                             ("command", .string(s.command(comment: comment(w))))])
+                } ?? .null),
+                ("promoted_as", w.promotedAs.map { .string($0) } ?? .null),
+            ])
+        })
+    }
+
+    public static func text(_ waves: [WaveInfo], now: Double, prefix: String = "Breakwater.Local.") -> String {
+        if waves.isEmpty { return "no active or recent waves\n" }
+        var out = ""
+        for w in waves {
+            let state = w.active ? "active since \(iso(w.startedAt)) (\(ago(now - w.startedAt)))"
+                                 : "ended \(iso(w.endedAt ?? w.lastSeen)) (\(ago(now - (w.endedAt ?? w.lastSeen))))"
+            out += "wave \(w.id): \(state)\n"
+            out += "  messages: \(w.windowCount) in the window, \(w.totalCount) since first seen, \(w.waveMessages) while a wave\n"
+            out += "  senders: ~\(w.senders), client networks: ~\(w.networks)\n"
+            out += "  first seen: \(iso(w.firstSeen)), last seen: \(iso(w.lastSeen))\n"
+            out += "  subject: \(w.subject.isEmpty ? "-" : w.subject)\n"
+            out += "  excerpt: \(w.excerpt)\n"
+            if let p = w.promotedAs {
+                out += "  promoted to: \(p)\n"
+            } else if let s = suggestion(w, prefix: prefix) {
+                out += "  suggested signature:\n    \(s.command(comment: comment(w)))\n"
+            } else {
+                out += "  suggested signature: none yet (its samples share no run of \(WaveSuggestion.minWords)+ words)\n"
+            }
+        }
+        return out
+    }
+
+    /// `2026-11-25T06:10:51Z`.
+    public static func iso(_ t: Double) -> String {
+        var secs = time_t(t)
+        var tm = Glibc.tm()
+        gmtime_r(&secs, &tm)
+        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        return "\(tm.tm_year + 1900)-\(two(tm.tm_mon + 1))-\(two(tm.tm_mday))T\(two(tm.tm_hour)):\(two(tm.tm_min)):\(two(tm.tm_sec))Z"
+    }
+
+    static func ago(_ s: Double) -> String {
+        let s = max(0, Int(s))
+        if s < 120 { return "\(s)s ago" }
+        if s < 7200 { return "\(s / 60)m ago" }
+        return "\(s / 3600)h ago"
+    }
+}

@@ -1,0 +1,148 @@
+/// What happens to a message of a wave.
+public enum WaveAction: String, Sendable, CaseIterable {
+    /// Accepted with `X-Breakwater-Wave: ID`.
+    case tag
+    /// 451 4.7.1: the MTA keeps it and retries (the wave may meanwhile get a signature).
+    case tempfail
+    /// 550 5.7.1.
+    case reject
+
+    public static var list: String { allCases.map(\.rawValue).joined(separator: "|") }
+}
+
+/// The `wave-*` configuration keys.
+public struct WaveSettings: Sendable {
+    /// `waves`: detect waves (the engine then hands every decoded text layer to the fingerprint).
+    public var enabled = true
+    /// `wave-threshold`: messages in the window that make a wave.
+    public var threshold = 50
+    /// `wave-min-sources`: a wave needs more than this many distinct senders or client networks.
+    public var minSources = 5
+    /// `wave-window`: seconds of the sliding window; a wave ends after a whole window without a message.
+    public var window = 600.0
+    /// `wave-action`.
+    public var action = WaveAction.tag
+    /// `wave-store-size`: bytes of the fingerprint store (entries, index, wave records).
+    public var storeSize: UInt64 = 4 << 20
+    /// `wave-allow-senders`: envelope senders (address or @domain, lower case) never counted.
+    public var allowSenders: [String] = []
+    /// `wave-allow-networks`: client networks never counted.
+    public var allowNetworks: [CIDR] = []
+
+    /// Estimated Jaccard similarity at which a message joins a wave's fingerprint.
+    public var similarity = 0.25
+
+    public init() {}
+
+    public static let minimumStoreSize: UInt64 = 512 << 10
+
+    /// True when the envelope sender (as the MTA gives it, with or without angle brackets) is on
+    /// the allow list.
+    public func allowsSender(_ sender: String) -> Bool {
+        guard !allowSenders.isEmpty else { return false }
+        let s = WaveSettings.bareAddress(sender)
+        return allowSenders.contains { rule in rule.hasPrefix("@") ? s.hasSuffix(rule) : s == rule }
+    }
+
+    public func allowsNetwork(_ ip: [UInt8]?) -> Bool {
+        guard let ip, !allowNetworks.isEmpty else { return false }
+        return allowNetworks.contains { $0.contains(ip) }
+    }
+
+    /// `<A@Example.COM>` -> `a@example.com`.
+    public static func bareAddress(_ s: String) -> String {
+        var t = Substring(s.trimmed)
+        if t.hasPrefix("<") { t = t.dropFirst() }
+        if t.hasSuffix(">") { t = t.dropLast() }
+        return t.lowercased()
+    }
+}
+
+/// Where a message came from, as the store counts it: the envelope sender and the client network
+/// (/24 for IPv4, /64 for IPv6), both hashed.
+public struct WaveOrigin: Sendable {
+    public var sender: UInt64
+    public var network: UInt64
+
+    public init(sender: UInt64, network: UInt64) {
+        self.sender = sender
+        self.network = network
+    }
+
+    /// `clientIP`: 4 or 16 bytes (IPv4-mapped IPv6 counts as IPv4); `clientAddress` is used when the
+    /// address is unknown (a unix-socket client).
+    public init(sender: String, clientIP: [UInt8]?, clientAddress: String) {
+        self.sender = WaveOrigin.hash(Array(WaveSettings.bareAddress(sender).utf8), salt: 1)
+        if var ip = clientIP {
+            if ip.count == 16 && ip[0..<10].allSatisfy({ $0 == 0 }) && ip[10] == 0xff && ip[11] == 0xff {
+                ip = Array(ip[12...])
+            }
+            let prefix = ip.count == 4 ? ip.prefix(3) : ip.prefix(8)
+            self.network = WaveOrigin.hash(Array(prefix), salt: UInt64(ip.count))
+        } else {
+            self.network = WaveOrigin.hash(Array(clientAddress.utf8), salt: 3)
+        }
+    }
+
+    static func hash(_ bytes: [UInt8], salt: UInt64) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325 ^ (salt &* 0x9E37_79B9_7F4A_7C15)
+        for b in bytes { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+        return waveMix(h)
+    }
+}
+
+extension Config {
+    /// The wave detection keys, listed after the others.
+    static let waveKeys: [ConfigKey] = [
+        ConfigKey(name: "waves", defaultText: "yes",
+                  help: "Detect spam waves: near-identical messages from many senders (see wave-threshold). The engine then hands each decoded text part to the fingerprint.",
+                  repeatable: false) { c, v throws(ConfigKey.ValueError) in c.wave.enabled = try bool(v) },
+        ConfigKey(name: "wave-threshold", defaultText: "50",
+                  help: "Messages of one fingerprint within wave-window that make a wave.",
+                  repeatable: false) { c, v throws(ConfigKey.ValueError) in c.wave.threshold = try int(v, 2...10_000_000) },
+        ConfigKey(name: "wave-min-sources", defaultText: "5",
+                  help: "A wave needs more than this many distinct envelope senders or client networks (/24 for IPv4, /64 for IPv6).",
+                  repeatable: false) { c, v throws(ConfigKey.ValueError) in c.wave.minSources = try int(v, 0...100) },
+        ConfigKey(name: "wave-window", defaultText: "10m",
+                  help: "Sliding window over which wave messages are counted; a wave ends after a whole window without a message.",
+                  repeatable: false) { c, v throws(ConfigKey.ValueError) in
+            let d = try duration(v)
+            guard d >= 10 && d <= 7 * 86400 else { throw .init(message: "'\(v)' is out of range 10s...7d") }
+            c.wave.window = d
+        },
+        ConfigKey(name: "wave-action", defaultText: "tag",
+                  help: "What a wave message gets: tag (accepted with X-Breakwater-Wave: ID), tempfail (451 4.7.1) or reject (550 5.7.1).",
+                  repeatable: false) { c, v throws(ConfigKey.ValueError) in
+            guard let a = WaveAction(rawValue: v.lowercased()) else {
+                throw .init(message: "unknown wave action '\(v)': use \(WaveAction.list)")
+            }
+            c.wave.action = a
+        },
+        ConfigKey(name: "wave-store-size", defaultText: "4M",
+                  help: "Memory of the fingerprint store, allocated at start and never exceeded: about 670 bytes per fingerprint held (4M holds about 5,800). At least 512K.",
+                  repeatable: false) { c, v throws(ConfigKey.ValueError) in
+            let n = try size(v)
+            guard n >= WaveSettings.minimumStoreSize else { throw .init(message: "\(v) is too small: at least 512K") }
+            guard n <= 4 << 30 else { throw .init(message: "\(v) is too large: at most 4G") }
+            c.wave.storeSize = n
+        },
+        ConfigKey(name: "wave-allow-senders", defaultText: "",
+                  help: "Envelope senders never counted in a wave: addresses or @domain (mailing lists, newsletters; repeatable).",
+                  repeatable: true) { c, v throws(ConfigKey.ValueError) in
+            for item in try list(v) {
+                guard item.contains("@"), !item.contains(" ") else {
+                    throw .init(message: "'\(item)' is not an address or @domain")
+                }
+                c.wave.allowSenders.append(WaveSettings.bareAddress(item))
+            }
+        },
+        ConfigKey(name: "wave-allow-networks", defaultText: "",
+                  help: "Client networks never counted in a wave (CIDR, IPv4 or IPv6, comma-separated; repeatable).",
+                  repeatable: true) { c, v throws(ConfigKey.ValueError) in
+            for item in try list(v) {
+                guard let n = CIDR(item) else { throw .init(message: "'\(item)' is not a network: write 192.0.2.0/24 or 2001:db8::/32") }
+                c.wave.allowNetworks.append(n)
+            }
+        },
+    ]
+}

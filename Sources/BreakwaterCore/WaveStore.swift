@@ -1,0 +1,697 @@
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One wave as `breakwater waves` shows it.
+public struct WaveInfo: Sendable {
+    public var id: String
+    public var active: Bool
+    /// When the wave passed the threshold, and when it ended (a whole window without a message).
+    public var startedAt: Double
+    public var endedAt: Double?
+    /// First and last message of its fingerprint.
+    public var firstSeen: Double
+    public var lastSeen: Double
+    /// Messages of the fingerprint in the sliding window (now, or when the wave ended).
+    public var windowCount: Int
+    /// Messages of the fingerprint since it was first seen.
+    public var totalCount: Int
+    /// Messages that arrived while it was a wave (those that got the wave action).
+    public var waveMessages: Int
+    /// Approximate distinct envelope senders and client networks in the window.
+    public var senders: Int
+    public var networks: Int
+    public var subject: String
+    public var excerpt: String
+    /// Normalised texts of a few members (see `WaveFingerprint.sample`).
+    public var samples: [String]
+    /// The signature it was promoted to, if it was.
+    public var promotedAs: String?
+
+    public init(id: String, active: Bool, startedAt: Double, endedAt: Double?, firstSeen: Double, lastSeen: Double,
+                windowCount: Int, totalCount: Int, waveMessages: Int, senders: Int, networks: Int, subject: String,
+                excerpt: String, samples: [String], promotedAs: String?) {
+        self.id = id
+        self.active = active
+        self.startedAt = startedAt
+        self.endedAt = endedAt
+        self.firstSeen = firstSeen
+        self.lastSeen = lastSeen
+        self.windowCount = windowCount
+        self.totalCount = totalCount
+        self.waveMessages = waveMessages
+        self.senders = senders
+        self.networks = networks
+        self.subject = subject
+        self.excerpt = excerpt
+        self.samples = samples
+        self.promotedAs = promotedAs
+    }
+}
+
+/// What the store made of one message.
+public struct WaveObservation: Sendable {
+    /// The wave the message belongs to, when its fingerprint is an active wave.
+    public var wave: String?
+    /// This message made its fingerprint a wave.
+    public var started: WaveInfo?
+    public init(wave: String? = nil, started: WaveInfo? = nil) {
+        self.wave = wave
+        self.started = started
+    }
+}
+
+public enum WaveEvent: Sendable {
+    case started(WaveInfo)
+    case ended(WaveInfo)
+}
+
+public struct WaveStoreUsage: Sendable {
+    /// Fingerprints held and the most the store holds.
+    public var entries: Int
+    public var capacity: Int
+    /// Bytes the store has allocated (entries, index, wave records with their samples) and its budget.
+    public var bytes: Int
+    public var budget: Int
+    public var activeWaves: Int
+    public var evictions: Int
+    /// Fragments of one wave merged into one fingerprint.
+    public var merges: Int
+}
+
+/// Counts recent fingerprints and tells which are waves. The daemon ships the in-process store; a
+/// store shared by several MX hosts can implement the same protocol.
+public protocol WaveStore: AnyObject, Sendable {
+    /// Counts one message (never an allow-listed one); cost bounded whatever the store holds.
+    func observe(_ fingerprint: WaveFingerprint, origin: WaveOrigin, now: Double) -> WaveObservation
+    /// Ends waves that saw no message for a whole window.
+    func sweep(now: Double) -> [WaveEvent]
+    /// Active waves (most recent first), then ended ones.
+    func waves(now: Double) -> [WaveInfo]
+    /// Records that the wave got a signature; false for an unknown id.
+    func markPromoted(id: String, as name: String) -> Bool
+    func usage() -> WaveStoreUsage
+}
+
+/// The in-process store: a fixed number of entries (from `wave-store-size`) in flat arrays, an LSH
+/// index over the MinHash bands, two-segment eviction, and a small table of wave records.
+///
+/// - Memory: every array is allocated at start at its final size; the only growth is in wave
+///   records (at most `maxWaveRecords`, each with at most `samplesPerWave` samples of at most
+///   `WaveFingerprintBuilder.sampleLimit` bytes), which are reserved from the budget up front.
+/// - CPU per message: 32 band lookups in 4-slot buckets, at most 128 candidate comparisons of 64
+///   values, O(1) list moves and eviction; no scan over the entries ever happens on the message path.
+/// - Eviction: a new fingerprint enters the "probation" list; a second message moves it to the
+///   "protected" list (capped at half the entries). The victim is the oldest probation entry, so a
+///   flood of all-distinct messages churns probation and never pushes out a fingerprint that is
+///   repeating.
+/// - Locking: one mutex, held for the few microseconds of an `observe`; fingerprints are computed
+///   before it is taken, never under it.
+public final class InProcessWaveStore: WaveStore {
+    public static let bands = waveSignatureSize / 2
+    public static let slotsPerBucket = 4
+    public static let ringBuckets = 10
+    public static let maxWaveRecords = 32
+    public static let samplesPerWave = 4
+    /// Distinct senders (and networks) per half window held exactly before the bitmap estimate takes over.
+    public static let smallSet = 8
+
+    /// Bytes one entry costs: its arrays plus its share of the index.
+    public static let bytesPerEntry: Int =
+        waveSignatureSize * 3          // signature (low 16 bits of each value) and its votes
+        + ringBuckets * 4 + 8           // window ring and its epoch
+        + 8 * 8 + 8                     // sender and network bitmaps (current and previous half window), their epoch
+        + 4 * smallSet * 2              // the first few distinct senders and networks of each half window, exactly
+        + 8 + 8 + 4 + 4                 // first/last seen, total, wave record
+        + 4 + 4 + 1 + 4                 // list links, segment, free list
+        + bands * 8                     // index slots (one per band)
+    /// Bytes reserved for the wave records and their samples.
+    public static let waveRecordBytes = samplesPerWave * WaveFingerprintBuilder.sampleLimit + 1024
+
+    public let settings: WaveSettings
+    public let capacity: Int
+    private let state: Mutex<State>
+
+    public init(settings: WaveSettings) {
+        self.settings = settings
+        let budget = Int(max(settings.storeSize, WaveSettings.minimumStoreSize))
+        let forEntries = budget - InProcessWaveStore.maxWaveRecords * InProcessWaveStore.waveRecordBytes
+        capacity = max(64, forEntries / InProcessWaveStore.bytesPerEntry)
+        state = Mutex(State(capacity: capacity, settings: settings, budget: budget))
+    }
+
+    public func observe(_ fingerprint: WaveFingerprint, origin: WaveOrigin, now: Double) -> WaveObservation {
+        state.withLock { $0.observe(fingerprint, origin: origin, now: now) }
+    }
+
+    public func sweep(now: Double) -> [WaveEvent] {
+        state.withLock { $0.sweep(now: now) }
+    }
+
+    public func waves(now: Double) -> [WaveInfo] {
+        state.withLock { s in
+            var list = s.records.indices.map { s.info($0, now: now) }
+            list.sort { a, b in
+                if a.active != b.active { return a.active }
+                return a.active ? a.lastSeen > b.lastSeen : (a.endedAt ?? 0) > (b.endedAt ?? 0)
+            }
+            return list
+        }
+    }
+
+    public func markPromoted(id: String, as name: String) -> Bool {
+        state.withLock { s in
+            guard let i = s.records.firstIndex(where: { $0.id == id }) else { return false }
+            s.records[i].promotedAs = name
+            return true
+        }
+    }
+
+    public func usage() -> WaveStoreUsage {
+        state.withLock { s in
+            WaveStoreUsage(entries: s.live, capacity: s.capacity, bytes: s.allocatedBytes, budget: s.budget,
+                           activeWaves: s.records.filter { $0.active }.count, evictions: s.evictions,
+                           merges: s.merges)
+        }
+    }
+
+    // MARK: state
+
+    struct Record {
+        var id: String
+        var entry: Int  // -1 once ended
+        var active: Bool
+        var startedAt: Double
+        var endedAt: Double?
+        var firstSeen: Double
+        var lastSeen: Double
+        var windowCount: Int
+        var totalCount: Int
+        var waveMessages: Int
+        var senders: Int
+        var networks: Int
+        var subject: String
+        var samples: [String]
+        var promotedAs: String?
+    }
+
+    struct State {
+        let capacity: Int
+        let budget: Int
+        let threshold: Int
+        let minSources: Int
+        let window: Double
+        let minEqualBins: Int
+        let bucketCount: Int
+
+        // Entries, structure of arrays.
+        var sig: [UInt16]
+        var votes: [UInt8]       // per signature value: majority-vote counter (see `learn`)
+        var ring: [UInt32]
+        var ringEpoch: [Int]
+        var bits: [UInt64]       // per entry: senders cur (2), senders prev (2), networks cur (2), networks prev (2)
+        var small: [UInt16]      // per entry: senders cur, senders prev, networks cur, networks prev (smallSet each; 0 empty)
+        var halfEpoch: [Int]
+        var firstSeen: [Double]
+        var lastSeen: [Double]
+        var total: [UInt32]
+        var record: [Int32]      // wave record index, -1 for none
+        var prev: [Int32]
+        var next: [Int32]
+        var segment: [UInt8]     // 0 free, 1 probation, 2 protected
+        // Index: bucketCount * slotsPerBucket slots of (tag << 32 | entry + 1); 0 is empty.
+        var index: [UInt64]
+
+        var heads: (Int32, Int32) = (-1, -1)  // probation, protected
+        var tails: (Int32, Int32) = (-1, -1)
+        var counts: (Int, Int) = (0, 0)
+        var nextUnused = 0
+        var live = 0
+        var evictions = 0
+        var merges = 0
+        var free: [Int32] = []   // entries freed by a merge
+        var records: [Record] = []
+        var candidates: [Int32] = []
+
+        init(capacity: Int, settings: WaveSettings, budget: Int) {
+            self.capacity = capacity
+            self.budget = budget
+            threshold = max(1, settings.threshold)
+            minSources = max(0, settings.minSources)
+            window = max(1, settings.window)
+            minEqualBins = max(1, Int((settings.similarity * Double(waveSignatureSize)).rounded(.up)))
+            bucketCount = max(1, capacity * InProcessWaveStore.bands / InProcessWaveStore.slotsPerBucket)
+            sig = [UInt16](repeating: 0, count: capacity * waveSignatureSize)
+            votes = [UInt8](repeating: 0, count: capacity * waveSignatureSize)
+            ring = [UInt32](repeating: 0, count: capacity * InProcessWaveStore.ringBuckets)
+            ringEpoch = [Int](repeating: 0, count: capacity)
+            bits = [UInt64](repeating: 0, count: capacity * 8)
+            small = [UInt16](repeating: 0, count: capacity * 4 * InProcessWaveStore.smallSet)
+            halfEpoch = [Int](repeating: 0, count: capacity)
+            firstSeen = [Double](repeating: 0, count: capacity)
+            lastSeen = [Double](repeating: 0, count: capacity)
+            total = [UInt32](repeating: 0, count: capacity)
+            record = [Int32](repeating: -1, count: capacity)
+            prev = [Int32](repeating: -1, count: capacity)
+            next = [Int32](repeating: -1, count: capacity)
+            segment = [UInt8](repeating: 0, count: capacity)
+            index = [UInt64](repeating: 0, count: bucketCount * InProcessWaveStore.slotsPerBucket)
+            records.reserveCapacity(InProcessWaveStore.maxWaveRecords)
+            candidates.reserveCapacity(InProcessWaveStore.bands * InProcessWaveStore.slotsPerBucket)
+            free.reserveCapacity(capacity)
+        }
+
+        var allocatedBytes: Int {
+            var n = sig.capacity * 2 + votes.capacity + ring.capacity * 4 + ringEpoch.capacity * 8 + bits.capacity * 8 + small.capacity * 2
+            n += halfEpoch.capacity * 8 + firstSeen.capacity * 8 + lastSeen.capacity * 8 + total.capacity * 4
+            n += record.capacity * 4 + prev.capacity * 4 + next.capacity * 4 + segment.capacity + index.capacity * 8
+            n += candidates.capacity * 4 + free.capacity * 4
+            n += records.capacity * MemoryLayout<Record>.stride
+            for r in records {
+                n += r.id.utf8.count + r.subject.utf8.count + (r.promotedAs?.utf8.count ?? 0)
+                n += r.samples.capacity * MemoryLayout<String>.stride + r.samples.reduce(0) { $0 + $1.utf8.count }
+            }
+            return n
+        }
+
+        // MARK: time
+
+        var bucketSeconds: Double { window / Double(InProcessWaveStore.ringBuckets) }
+
+        mutating func advance(_ e: Int, now: Double) {
+            let epoch = Int(now / bucketSeconds)
+            let b = InProcessWaveStore.ringBuckets
+            let gap = epoch - ringEpoch[e]
+            if gap > 0 {
+                for k in 1...min(gap, b) { ring[e * b + (ringEpoch[e] + k) % b] = 0 }
+                ringEpoch[e] = epoch
+            }
+            let half = Int(now / (window / 2))
+            let hg = half - halfEpoch[e]
+            if hg > 0 {
+                let o = e * 8
+                if hg == 1 {
+                    bits[o + 2] = bits[o]; bits[o + 3] = bits[o + 1]
+                    bits[o + 6] = bits[o + 4]; bits[o + 7] = bits[o + 5]
+                } else {
+                    bits[o + 2] = 0; bits[o + 3] = 0; bits[o + 6] = 0; bits[o + 7] = 0
+                }
+                bits[o] = 0; bits[o + 1] = 0; bits[o + 4] = 0; bits[o + 5] = 0
+                let k = InProcessWaveStore.smallSet, so = e * 4 * k
+                for i in 0..<k {
+                    small[so + k + i] = hg == 1 ? small[so + i] : 0
+                    small[so + 3 * k + i] = hg == 1 ? small[so + 2 * k + i] : 0
+                    small[so + i] = 0
+                    small[so + 2 * k + i] = 0
+                }
+                halfEpoch[e] = half
+            }
+        }
+
+        func windowCount(_ e: Int, now: Double) -> Int {
+            let b = InProcessWaveStore.ringBuckets
+            let epoch = Int(now / bucketSeconds)
+            let gap = epoch - ringEpoch[e]
+            if gap >= b { return 0 }
+            var n = 0
+            // Buckets epoch-(b-1) ... epoch; those after ringEpoch are empty.
+            for k in 0..<(b - max(0, gap)) { n += Int(ring[e * b + (ringEpoch[e] - k + b * 4) % b]) }
+            return n
+        }
+
+        /// Distinct senders (or networks) in the current and previous half window: exact while
+        /// both halves hold fewer than `smallSet`, else linear counting over 128 bits.
+        func distinct(_ e: Int, networks: Bool, now: Double) -> Int {
+            let half = Int(now / (window / 2))
+            let hg = half - halfEpoch[e]
+            if hg > 1 { return 0 }
+            let k = InProcessWaveStore.smallSet
+            let so = e * 4 * k + (networks ? 2 * k : 0)
+            // Exact: the union of the two small sets (the previous one only when still in the window).
+            var count = 0
+            var saturated = false
+            var filledCur = 0
+            for i in 0..<k where small[so + i] != 0 { filledCur += 1 }
+            count = filledCur
+            if filledCur == k { saturated = true }
+            if hg == 0 {
+                var filledPrev = 0
+                for i in 0..<k where small[so + k + i] != 0 {
+                    filledPrev += 1
+                    let v = small[so + k + i]
+                    var inCur = false
+                    for j in 0..<filledCur where small[so + j] == v { inCur = true }
+                    if !inCur { count += 1 }
+                }
+                if filledPrev == k { saturated = true }
+            }
+            if !saturated { return count }
+            let o = e * 8 + (networks ? 4 : 0)
+            var a: UInt64 = 0, b: UInt64 = 0
+            if hg == 0 { a = bits[o] | bits[o + 2]; b = bits[o + 1] | bits[o + 3] }
+            else { a = bits[o]; b = bits[o + 1] }
+            let ones = a.nonzeroBitCount + b.nonzeroBitCount
+            let zeros = 128 - ones
+            let estimate = zeros == 0 ? 128 * 5 : Int((-128.0 * log(Double(zeros) / 128.0)).rounded())
+            return max(count, estimate)
+        }
+
+        mutating func remember(_ e: Int, _ h: UInt64, networks: Bool) {
+            let bit = Int(h & 127)
+            bits[e * 8 + (networks ? 4 : 0) + bit / 64] |= 1 << UInt64(bit % 64)
+            let k = InProcessWaveStore.smallSet
+            let so = e * 4 * k + (networks ? 2 * k : 0)
+            let v = UInt16(truncatingIfNeeded: h >> 48) | 1
+            for i in 0..<k {
+                if small[so + i] == v { return }
+                if small[so + i] == 0 { small[so + i] = v; return }
+            }
+        }
+
+        // MARK: lists
+
+        mutating func unlink(_ e: Int) {
+            let seg = Int(segment[e])
+            guard seg != 0 else { return }
+            let p = prev[e], n = next[e]
+            if p >= 0 { next[Int(p)] = n } else { setHead(seg, n) }
+            if n >= 0 { prev[Int(n)] = p } else { setTail(seg, p) }
+            prev[e] = -1
+            next[e] = -1
+            if seg == 1 { counts.0 -= 1 } else { counts.1 -= 1 }
+            segment[e] = 0
+        }
+
+        mutating func pushFront(_ e: Int, _ seg: Int) {
+            let h = head(seg)
+            prev[e] = -1
+            next[e] = h
+            if h >= 0 { prev[Int(h)] = Int32(e) } else { setTail(seg, Int32(e)) }
+            setHead(seg, Int32(e))
+            segment[e] = UInt8(seg)
+            if seg == 1 { counts.0 += 1 } else { counts.1 += 1 }
+        }
+
+        func head(_ seg: Int) -> Int32 { seg == 1 ? heads.0 : heads.1 }
+        func tail(_ seg: Int) -> Int32 { seg == 1 ? tails.0 : tails.1 }
+        mutating func setHead(_ seg: Int, _ v: Int32) { if seg == 1 { heads.0 = v } else { heads.1 = v } }
+        mutating func setTail(_ seg: Int, _ v: Int32) { if seg == 1 { tails.0 = v } else { tails.1 = v } }
+
+        // MARK: index
+
+        /// The index key of a band: its two values (low 16 bits, as the entries keep them).
+        static func bandKey(_ a: UInt16, _ b: UInt16, _ band: Int) -> UInt64 {
+            waveMix(UInt64(a) << 16 | UInt64(b) | UInt64(band) << 40)
+        }
+
+        static func bandKey(_ s: [UInt32], _ band: Int) -> UInt64 {
+            bandKey(UInt16(truncatingIfNeeded: s[2 * band]), UInt16(truncatingIfNeeded: s[2 * band + 1]), band)
+        }
+
+        func equalBins(_ e: Int, _ s: [UInt32]) -> Int {
+            var n = 0
+            let o = e * waveSignatureSize
+            for i in 0..<waveSignatureSize where sig[o + i] == UInt16(truncatingIfNeeded: s[i]) { n += 1 }
+            return n
+        }
+
+        mutating func bestMatch(_ s: [UInt32]) -> Int? {
+            candidates.removeAll(keepingCapacity: true)
+            let spb = InProcessWaveStore.slotsPerBucket
+            for band in 0..<InProcessWaveStore.bands {
+                let key = State.bandKey(s, band)
+                let tag = key >> 32 | 1
+                let base = Int(truncatingIfNeeded: (key & 0xFFFF_FFFF) % UInt64(bucketCount)) * spb
+                for k in 0..<spb {
+                    let slot = index[base + k]
+                    if slot >> 32 == tag {
+                        let e = Int32(truncatingIfNeeded: slot & 0xFFFF_FFFF) - 1
+                        if segment[Int(e)] != 0 && !candidates.contains(e) { candidates.append(e) }
+                    }
+                }
+            }
+            // Every entry the message is similar to: the best one, and others that are fragments of
+            // the same wave (they started before their template was learned) to merge into it.
+            var best = -1, bestBins = minEqualBins - 1
+            var similar = 0
+            for i in candidates.indices {
+                let e = candidates[i]
+                let n = equalBins(Int(e), s)
+                if n >= minEqualBins {
+                    candidates[similar] = e
+                    similar += 1
+                    // A wave's entry is preferred, then the one with more messages, then similarity.
+                    if best < 0 || rank(Int(e), n) > rank(best, bestBins) { bestBins = n; best = Int(e) }
+                }
+            }
+            candidates.removeSubrange(similar...)
+            return best >= 0 ? best : nil
+        }
+
+        func rank(_ e: Int, _ bins: Int) -> (Int, UInt32, Int) {
+            (record[e] >= 0 ? 1 : 0, total[e], bins)
+        }
+
+        /// Merges fragment `f` into entry `e` (both advanced to now): counts, sources, first seen; a
+        /// wave record moves along. `f` is freed. Two active waves are not merged.
+        mutating func merge(_ f: Int, into e: Int, now: Double) {
+            guard f != e, segment[f] != 0, !(record[e] >= 0 && record[f] >= 0) else { return }
+            advance(f, now: now)
+            let b = InProcessWaveStore.ringBuckets
+            for k in 0..<b { ring[e * b + k] = ring[e * b + k] &+ ring[f * b + k] }
+            total[e] = total[e] &+ total[f]
+            firstSeen[e] = min(firstSeen[e], firstSeen[f])
+            for k in 0..<8 { bits[e * 8 + k] |= bits[f * 8 + k] }
+            let k = InProcessWaveStore.smallSet
+            for set in 0..<4 {
+                for i in 0..<k {
+                    let v = small[f * 4 * k + set * k + i]
+                    if v == 0 { break }
+                    let so = e * 4 * k + set * k
+                    for j in 0..<k {
+                        if small[so + j] == v { break }
+                        if small[so + j] == 0 { small[so + j] = v; break }
+                    }
+                }
+            }
+            if record[f] >= 0 {
+                record[e] = record[f]
+                records[Int(record[f])].entry = e
+                record[f] = -1
+            }
+            unlink(f)
+            live -= 1
+            free.append(Int32(f))
+            merges += 1
+        }
+
+        /// Indexes the entry's bands (`bands`: a bit per band; all by default).
+        mutating func addToIndex(_ e: Int, bands: UInt64 = .max) {
+            let spb = InProcessWaveStore.slotsPerBucket
+            let o = e * waveSignatureSize
+            for band in 0..<InProcessWaveStore.bands where bands & (1 << UInt64(band)) != 0 {
+                let key = State.bandKey(sig[o + 2 * band], sig[o + 2 * band + 1], band)
+                let tag = key >> 32 | 1
+                let base = Int(truncatingIfNeeded: (key & 0xFFFF_FFFF) % UInt64(bucketCount)) * spb
+                let value = tag << 32 | UInt64(e + 1)
+                // An empty slot, a slot of a dead entry, or the slot of the entry with the fewest messages.
+                var victim = base
+                var victimTotal = UInt32.max
+                for k in 0..<spb {
+                    let slot = index[base + k]
+                    if slot == 0 || slot == value { victim = base + k; break }
+                    let other = Int(slot & 0xFFFF_FFFF) - 1
+                    let t = segment[other] == 0 ? 0 : total[other]
+                    if t < victimTotal { victimTotal = t; victim = base + k }
+                }
+                index[victim] = value
+            }
+        }
+
+        /// The entry's signature learns its wave's template: each value is a majority vote
+        /// (Boyer-Moore) over the members. Values that come from the wave's fixed text recur in most
+        /// members and stay; values that come from one member's own variation (a name, a hash
+        /// buster paragraph) lose the vote and are replaced. A member is therefore compared with the
+        /// template's MinHash rather than with the first member's, which holds up against copies that
+        /// share only part of their text. Changed bands are indexed again.
+        mutating func learn(_ e: Int, _ s: [UInt32]) {
+            let o = e * waveSignatureSize
+            var changed: UInt64 = 0
+            for i in 0..<waveSignatureSize {
+                let v = UInt16(truncatingIfNeeded: s[i])
+                if sig[o + i] == v {
+                    if votes[o + i] < 255 { votes[o + i] += 1 }
+                } else if votes[o + i] == 0 {
+                    sig[o + i] = v
+                    votes[o + i] = 1
+                    changed |= 1 << UInt64(i / 2)
+                } else {
+                    votes[o + i] -= 1
+                }
+            }
+            if changed != 0 { addToIndex(e, bands: changed) }
+        }
+
+        // MARK: entries
+
+        mutating func allocate(now: Double) -> Int {
+            if let f = free.popLast() { return Int(f) }
+            if nextUnused < capacity {
+                nextUnused += 1
+                return nextUnused - 1
+            }
+            // Victim: the oldest probation entry; the least recently seen protected one only when
+            // probation is empty.
+            var v = Int(tails.0)
+            if v < 0 { v = Int(tails.1) }
+            evict(v, now: now)
+            return v
+        }
+
+        mutating func evict(_ e: Int, now: Double) {
+            if record[e] >= 0 { end(Int(record[e]), now: now) }
+            unlink(e)
+            live -= 1
+            evictions += 1
+        }
+
+        mutating func observe(_ fp: WaveFingerprint, origin: WaveOrigin, now: Double) -> WaveObservation {
+            let s = fp.signature
+            guard s.count == waveSignatureSize else { return WaveObservation() }
+            var e: Int
+            if let m = bestMatch(s) {
+                e = m
+                advance(e, now: now)
+                for f in candidates where Int(f) != e { merge(Int(f), into: e, now: now) }
+                learn(e, s)
+                unlink(e)
+                pushFront(e, 2)
+                if counts.1 > capacity / 2, tails.1 >= 0 {
+                    // Protected is full: its least recent entry goes back to probation.
+                    let t = Int(tails.1)
+                    unlink(t)
+                    pushFront(t, 1)
+                }
+            } else {
+                e = allocate(now: now)
+                let o = e * waveSignatureSize
+                for i in 0..<waveSignatureSize {
+                    sig[o + i] = UInt16(truncatingIfNeeded: s[i])
+                    votes[o + i] = 1
+                }
+                for k in 0..<InProcessWaveStore.ringBuckets { ring[e * InProcessWaveStore.ringBuckets + k] = 0 }
+                for k in 0..<8 { bits[e * 8 + k] = 0 }
+                for k in 0..<(4 * InProcessWaveStore.smallSet) { small[e * 4 * InProcessWaveStore.smallSet + k] = 0 }
+                ringEpoch[e] = Int(now / bucketSeconds)
+                halfEpoch[e] = Int(now / (window / 2))
+                firstSeen[e] = now
+                total[e] = 0
+                record[e] = -1
+                pushFront(e, 1)
+                live += 1
+                addToIndex(e)
+            }
+            let b = InProcessWaveStore.ringBuckets
+            let slot = e * b + ringEpoch[e] % b
+            ring[slot] = ring[slot] &+ (ring[slot] == .max ? 0 : 1)
+            total[e] = total[e] == .max ? .max : total[e] + 1
+            lastSeen[e] = now
+            remember(e, origin.sender, networks: false)
+            remember(e, origin.network, networks: true)
+
+            if record[e] >= 0 {
+                let r = Int(record[e])
+                records[r].waveMessages += 1
+                records[r].lastSeen = now
+                if records[r].samples.count < InProcessWaveStore.samplesPerWave {
+                    records[r].samples.append(fp.sample)
+                }
+                return WaveObservation(wave: records[r].id)
+            }
+            let count = windowCount(e, now: now)
+            guard count >= threshold else { return WaveObservation() }
+            let sources = max(distinct(e, networks: false, now: now), distinct(e, networks: true, now: now))
+            guard sources > minSources else { return WaveObservation() }
+            let r = startWave(e, fp: fp, now: now)
+            return WaveObservation(wave: records[r].id, started: info(r, now: now))
+        }
+
+        mutating func startWave(_ e: Int, fp: WaveFingerprint, now: Double) -> Int {
+            var h: UInt64 = 0
+            let o = e * waveSignatureSize
+            for i in 0..<8 { h = waveMix(h ^ UInt64(sig[o + i])) }
+            let id = "w" + String(String(h, radix: 16).suffix(8))
+            let rec = Record(id: id, entry: e, active: true, startedAt: now, endedAt: nil, firstSeen: firstSeen[e],
+                             lastSeen: now, windowCount: 0, totalCount: 0, waveMessages: 1, senders: 0, networks: 0,
+                             subject: truncatedUTF8(fp.subject, max: 200), samples: [fp.sample], promotedAs: nil)
+            var r: Int
+            if let same = records.firstIndex(where: { $0.id == id && !$0.active }) {
+                // The same campaign again: its record (and a promotion) carries over.
+                r = same
+                let promoted = records[r].promotedAs
+                records[r] = rec
+                records[r].promotedAs = promoted
+            } else if records.count < InProcessWaveStore.maxWaveRecords {
+                records.append(rec)
+                r = records.count - 1
+            } else {
+                // Replace the oldest ended record; with none ended, end the least recently seen wave.
+                if let old = records.indices.filter({ !records[$0].active }).min(by: { (records[$0].endedAt ?? 0) < (records[$1].endedAt ?? 0) }) {
+                    r = old
+                } else {
+                    r = records.indices.min(by: { records[$0].lastSeen < records[$1].lastSeen })!
+                    end(r, now: now)
+                }
+                records[r] = rec
+            }
+            records[r].samples.reserveCapacity(InProcessWaveStore.samplesPerWave)
+            record[e] = Int32(r)
+            return r
+        }
+
+        /// Ends wave record `r`, keeping the final figures.
+        mutating func end(_ r: Int, now: Double) {
+            guard records[r].active else { return }
+            let e = records[r].entry
+            if e >= 0 {
+                records[r].windowCount = windowCount(e, now: records[r].lastSeen)
+                records[r].totalCount = Int(total[e])
+                records[r].senders = distinct(e, networks: false, now: records[r].lastSeen)
+                records[r].networks = distinct(e, networks: true, now: records[r].lastSeen)
+                record[e] = -1
+            }
+            records[r].entry = -1
+            records[r].active = false
+            records[r].endedAt = now
+        }
+
+        mutating func sweep(now: Double) -> [WaveEvent] {
+            var events: [WaveEvent] = []
+            for r in records.indices where records[r].active && now - records[r].lastSeen >= window {
+                end(r, now: now)
+                events.append(.ended(info(r, now: now)))
+            }
+            return events
+        }
+
+        func info(_ r: Int, now: Double) -> WaveInfo {
+            let rec = records[r]
+            var i = WaveInfo(id: rec.id, active: rec.active, startedAt: rec.startedAt, endedAt: rec.endedAt,
+                             firstSeen: rec.firstSeen, lastSeen: rec.lastSeen, windowCount: rec.windowCount,
+                             totalCount: rec.totalCount, waveMessages: rec.waveMessages, senders: rec.senders,
+                             networks: rec.networks, subject: rec.subject,
+                             excerpt: rec.samples.first.map(WaveFingerprint.excerpt) ?? "",
+                             samples: rec.samples, promotedAs: rec.promotedAs)
+            if rec.active && rec.entry >= 0 {
+                let e = rec.entry
+                i.windowCount = windowCount(e, now: now)
+                i.totalCount = Int(total[e])
+                i.senders = distinct(e, networks: false, now: now)
+                i.networks = distinct(e, networks: true, now: now)
+                i.lastSeen = lastSeen[e]
+            }
+            return i
+        }
+    }
+}

@@ -1,0 +1,309 @@
+import ArgumentParser
+import BreakwaterCore
+import BreakwaterEngine
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `breakwater waves`: the waves the running daemon sees, and turning one into a signature.
+struct WavesCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "waves",
+        abstract: "List active and recent spam waves, or promote one to a signature.",
+        discussion: """
+            A wave is a fuzzy fingerprint of message text seen wave-threshold times within wave-window from more \
+            than wave-min-sources senders or client networks. `breakwater waves` asks the running daemon over the \
+            control socket; each wave comes with a suggested signature (the longest run of words all its samples \
+            share) as a ready `breakwater signatures add` command line, which `waves promote ID` runs.
+            """,
+        subcommands: [WavesListCommand.self, WavesPromoteCommand.self, WavesFingerprintCommand.self,
+                      WavesReplayCommand.self, WavesBenchCommand.self],
+        defaultSubcommand: WavesListCommand.self
+    )
+}
+
+// MARK: - offline tools (hidden): what the fingerprint sees, replaying a corpus, the benchmark
+
+/// Reads a message file (at most 64 MB).
+func readMessageFile(_ path: String) -> [UInt8]? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var st = stat()
+    guard fstat(fd, &st) == 0, st.st_size > 0, st.st_size < 64 << 20 else { return nil }
+    let size = Int(st.st_size)
+    let bytes = [UInt8](unsafeUninitializedCapacity: size) { buf, count in
+        var off = 0
+        while off < size {
+            let n = pread(fd, buf.baseAddress! + off, size - off, off_t(off))
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            off += n
+        }
+        count = off
+    }
+    return bytes.count == size ? bytes : nil
+}
+
+/// The few headers the offline tools need: the raw Subject, the sender address and the client IP of
+/// the first Received header (what the milter would know from the MTA).
+struct MessageHeaders {
+    var subject: String?
+    var sender = ""
+    var clientIP: [UInt8]?
+
+    init(_ bytes: [UInt8]) {
+        var end = bytes.count
+        for i in 0..<max(0, bytes.count - 3) where bytes[i] == 13 && bytes[i + 1] == 10 && bytes[i + 2] == 13 && bytes[i + 3] == 10 {
+            end = i
+            break
+        }
+        let text = String(decoding: bytes[0..<min(end, 256 << 10)], as: UTF8.self)
+        var headers: [(String, String)] = []
+        for line in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
+            var l = Substring(line)
+            if l.hasSuffix("\r") { l = l.dropLast() }
+            if let f = l.first, f == " " || f == "\t", !headers.isEmpty {
+                headers[headers.count - 1].1 += "\n" + l
+            } else if let colon = l.firstIndex(of: ":") {
+                headers.append((l[..<colon].lowercased(), String(l[l.index(after: colon)...])))
+            }
+        }
+        subject = headers.first { $0.0 == "subject" }?.1
+        let from = headers.first { $0.0 == "return-path" }?.1 ?? headers.first { $0.0 == "from" }?.1 ?? ""
+        if let lt = from.lastIndex(of: "<"), let gt = from.lastIndex(of: ">"), lt < gt {
+            sender = String(from[from.index(after: lt)..<gt])
+        } else {
+            sender = from.trimmed
+        }
+        if let received = headers.first(where: { $0.0 == "received" })?.1,
+           let lb = received.firstIndex(of: "["), let rb = received[lb...].firstIndex(of: "]") {
+            clientIP = CIDR.parseAddress(String(received[received.index(after: lb)..<rb]))
+        }
+    }
+}
+
+struct WavesFingerprintCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fingerprint",
+        abstract: "Show what wave detection reads from messages: the layers libclamav hands over and the normalised text.",
+        shouldDisplay: false
+    )
+
+    @Option(name: .customLong("signatures"), help: ArgumentHelp("A signature directory (repeatable).", valueName: "DIR"))
+    var signatures: [String] = []
+
+    @Flag(help: "Print the similarity of each message to the first one.")
+    var similarity = false
+
+    @Argument(help: ArgumentHelp("Message files.", valueName: "FILE"))
+    var files: [String]
+
+    func run() throws {
+        let engine = try ClamEngine(directories: signatures.isEmpty ? SignatureLocations.defaults() : signatures,
+                                    inspectLayers: true)
+        var first: WaveFingerprint?
+        for path in files {
+            guard let bytes = readMessageFile(path) else { Output.err("\(path): cannot read\n"); continue }
+            let inspector = WaveLayerInspector(memo: nil, recordLayers: true)
+            _ = bytes.withUnsafeBytes { engine.scan($0, name: path, inspector: inspector) }
+            let subject = MessageHeaders(bytes).subject.map(WaveSubject.decode)
+            Output.out("\(path)\n")
+            for l in inspector.layers { Output.out("  layer depth=\(l.depth) type=\(l.type) size=\(l.size)\n") }
+            Output.out("  subject: \(subject ?? "-")\n")
+            guard let fp = inspector.finish(subject: subject) else {
+                Output.out("  no fingerprint: fewer than \(WaveFingerprintBuilder.minimumWords) words of text\n")
+                continue
+            }
+            Output.out("  words: \(fp.words)\n  sample: \(fp.sample.replacing("\n", with: " | "))\n")
+            if similarity {
+                if let f = first { Output.out("  similarity to the first: \(format(f.similarity(fp.signature), 3))\n") } else { first = fp }
+            }
+        }
+    }
+}
+
+struct WavesReplayCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "replay",
+        abstract: "Run saved messages through the scan and the wave store in order; print each message's wave (JSON lines).",
+        discussion: "The sender is taken from Return-Path (or From), the client from the first Received header's [address]. Time advances --interval seconds per message.",
+        shouldDisplay: false
+    )
+
+    @Option(name: .customLong("signatures"), help: ArgumentHelp("A signature directory (repeatable).", valueName: "DIR"))
+    var signatures: [String] = []
+
+    @Option(help: "Seconds between two messages.")
+    var interval: Double = 0.1
+
+    @Option(name: .customLong("wave-threshold"), help: "Messages in the window that make a wave.")
+    var threshold = WaveSettings().threshold
+
+    @Argument(help: ArgumentHelp("Message files or directories.", valueName: "PATH"))
+    var paths: [String] = []
+
+    func run() throws {
+        let engine = try ClamEngine(directories: signatures.isEmpty ? SignatureLocations.defaults() : signatures,
+                                    inspectLayers: true)
+        var settings = WaveSettings()
+        settings.threshold = threshold
+        let detector = WaveDetector(settings: settings, stats: Stats())
+        let memo = WaveMemo()
+        var now = Clock.wall()
+        for target in FileWalk.targets(paths) {
+            guard case .file(let path) = target, let bytes = readMessageFile(path) else { continue }
+            now += interval
+            let h = MessageHeaders(bytes)
+            let inspector = WaveLayerInspector(memo: memo)
+            _ = bytes.withUnsafeBytes { engine.scan($0, name: path, inspector: inspector) }
+            let fp = inspector.finish(subject: h.subject.map(WaveSubject.decode))
+            let o = detector.observe(fp, sender: h.sender, clientIP: h.clientIP, clientAddress: h.sender, now: now)
+            var fields: [(String, JSONValue)] = [("path", .string(path)), ("wave", o.wave.map { .string($0) } ?? .null)]
+            if let s = o.started { fields.append(("started", .string(s.id))) }
+            if fp == nil { fields.append(("fingerprint", .bool(false))) }
+            Output.out(JSONValue.object(fields).rendered + "\n")
+        }
+        for w in detector.waves(now: now) {
+            Output.err(WaveReport.text([w], now: now))
+        }
+    }
+}
+
+struct WavesBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure the cost of wave fingerprinting against the scan itself, per message, interleaved.",
+        discussion: """
+            For each round, two engines load the same signatures, one with the file-inspection callback and one \
+            without; every message is scanned once by each (alternating which goes first), the inspecting one \
+            also fingerprinting and counting the message in a wave store, as the milter does. Times are this \
+            thread's CPU time. Fresh engines each round keep libclamav's clean-file cache out of it.
+            """,
+        shouldDisplay: false
+    )
+
+    @Option(name: .customLong("signatures"), help: ArgumentHelp("A signature directory (repeatable).", valueName: "DIR"))
+    var signatures: [String] = []
+
+    @Option(help: "Rounds over the messages.")
+    var rounds = 3
+
+    @Flag(help: "Print the summary as JSON.")
+    var json = false
+
+    @Argument(help: ArgumentHelp("Message files or directories.", valueName: "PATH"))
+    var paths: [String]
+
+    static func cpu() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    func run() throws {
+        let dirs = signatures.isEmpty ? SignatureLocations.defaults() : signatures
+        var messages: [(String, [UInt8], MessageHeaders)] = []
+        for target in FileWalk.targets(paths) {
+            if case .file(let p) = target, let b = readMessageFile(p) { messages.append((p, b, MessageHeaders(b))) }
+        }
+        guard !messages.isEmpty else { throw ValidationError("no readable message") }
+        var plain = [Double](repeating: 0, count: messages.count)      // scan without inspection, summed over rounds
+        var inspected = [Double](repeating: 0, count: messages.count)  // scan with inspection + fingerprint + store
+        var own = [Double](repeating: 0, count: messages.count)        // finish + store alone
+        var fingerprinted = 0, waveMessages = 0
+        for round in 0..<max(1, rounds) {
+            let a = try ClamEngine(directories: dirs, inspectLayers: false)
+            let b = try ClamEngine(directories: dirs, inspectLayers: true)
+            let detector = WaveDetector(settings: WaveSettings(), stats: Stats())
+            let memo = WaveMemo()
+            var now = 1_000_000.0
+            for (i, m) in messages.enumerated() {
+                now += 0.05
+                func runPlain() {
+                    let t = WavesBenchCommand.cpu()
+                    _ = m.1.withUnsafeBytes { a.scan($0) }
+                    plain[i] += WavesBenchCommand.cpu() - t
+                }
+                func runInspected() {
+                    let t = WavesBenchCommand.cpu()
+                    let inspector = WaveLayerInspector(memo: memo)
+                    _ = m.1.withUnsafeBytes { b.scan($0, inspector: inspector) }
+                    let t2 = WavesBenchCommand.cpu()
+                    let fp = inspector.finish(subject: m.2.subject.map(WaveSubject.decode))
+                    let o = detector.observe(fp, sender: m.2.sender, clientIP: m.2.clientIP, clientAddress: "", now: now)
+                    let t3 = WavesBenchCommand.cpu()
+                    inspected[i] += t3 - t
+                    own[i] += t3 - t2
+                    if round == 0 {
+                        if fp != nil { fingerprinted += 1 }
+                        if o.wave != nil { waveMessages += 1 }
+                    }
+                }
+                if (i + round) % 2 == 0 { runPlain(); runInspected() } else { runInspected(); runPlain() }
+            }
+        }
+        let n = Double(max(1, rounds))
+        let totalPlain = plain.reduce(0, +) / n, totalInspected = inspected.reduce(0, +) / n
+        let ratios = (0..<messages.count).map { plain[$0] > 0 ? (inspected[$0] - plain[$0]) / plain[$0] : 0 }.sorted()
+        let median = ratios[ratios.count / 2]
+        let overhead = totalPlain > 0 ? (totalInspected - totalPlain) / totalPlain : 0
+        let ownShare = totalPlain > 0 ? own.reduce(0, +) / n / totalPlain : 0
+        let perMsgPlain = totalPlain / Double(messages.count) * 1000, perMsgInspected = totalInspected / Double(messages.count) * 1000
+        if json {
+            Output.out(JSONValue.object([
+                ("messages", .int(messages.count)), ("rounds", .int(Int(n))),
+                ("scan_ms_per_message", .double(perMsgPlain)), ("scan_with_waves_ms_per_message", .double(perMsgInspected)),
+                ("overhead_total", .double(overhead)), ("overhead_median_per_message", .double(median)),
+                ("fingerprint_and_store_share", .double(ownShare)),
+                ("fingerprinted", .int(fingerprinted)), ("wave_messages", .int(waveMessages)),
+            ]).rendered + "\n")
+        } else {
+            Output.out("""
+                messages: \(messages.count), rounds: \(Int(n))
+                scan CPU per message: \(format(perMsgPlain, 3)) ms without inspection, \(format(perMsgInspected, 3)) ms with inspection + fingerprint + store
+                overhead: \(format(overhead * 100, 2)) % of scan time in total, median per message \(format(median * 100, 2)) %
+                of which fingerprint finish + store: \(format(ownShare * 100, 2)) %
+                fingerprinted: \(fingerprinted), in a wave: \(waveMessages)
+
+                """)
+        }
+    }
+}
+
+// MARK: - over the control socket
+
+struct WavesListCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list",
+        abstract: "List active and recent waves with their suggested signatures (the default)."
+    )
+
+    @OptionGroup var options: ConfigOptions
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() throws {
+        throw ValidationError("not yet connected to the control socket")
+    }
+}
+
+struct WavesPromoteCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "promote",
+        abstract: "Add the suggested signature of wave ID (as `breakwater signatures add` does, with its checks) and reload."
+    )
+
+    @OptionGroup var options: ConfigOptions
+
+    @Option(help: ArgumentHelp("Signature name (default: Breakwater.Local.Wave.ID).", valueName: "NAME"))
+    var name: String?
+
+    @Argument(help: ArgumentHelp("The wave, as `breakwater waves` lists it.", valueName: "ID"))
+    var id: String
+
+    func run() throws {
+        throw ValidationError("not yet connected to the control socket")
+    }
+}
