@@ -468,6 +468,17 @@ class BootedContainer:
     def journal(self):
         return self.enter("journalctl", "--no-pager", "-o", "cat", "-u", "breakwater", check=False).stdout
 
+    def wait_listening(self, port=8897, timeout=30):
+        """Type=simple: systemd calls the service started when it runs, not when it listens."""
+        script = ("import socket, sys, time\nend = time.time() + float(sys.argv[2])\n"
+                  "while True:\n"
+                  "    try:\n        socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1).close(); break\n"
+                  "    except OSError:\n"
+                  "        if time.time() > end: sys.exit(1)\n        time.sleep(0.05)\n")
+        r = subprocess.run(["nsenter", "-t", str(self.leader), "-n", sys.executable, "-c", script, str(port),
+                            str(timeout)], capture_output=True, timeout=timeout + 10)
+        assert r.returncode == 0, f"nothing listens on 127.0.0.1:{port} in the container:\n{self.journal()}"
+
     def milter(self, spec, message, user="root"):
         """One message through the milter, from a client inside the container (as `user`)."""
         probe = "/srv/bwdeb-probe"
@@ -522,6 +533,7 @@ def test_unit_under_systemd(deb, system, workdir):
         box.start()
         props = box.show("ActiveState", "ExecMainPID", "User")
         assert props["ActiveState"] == "active", box.journal() + box.console_log()
+        box.wait_listening()
         tid = mail.test_id()
         assert box.milter("inet:8897@127.0.0.1", mail.eicar_attachment(tid)).startswith("550 "), box.journal()
         out = box.milter("inet:8897@127.0.0.1", mail.ham(mail.test_id()))
@@ -569,6 +581,23 @@ def test_unit_under_systemd(deb, system, workdir):
         assert out.startswith("550 "), out + box.journal()
         out = box.milter(f"unix:{sock}", mail.ham(mail.test_id()), user="nobody")
         assert "PermissionError" in out, out
+
+        # A configuration error stops the service with the file and line in the journal, and
+        # systemd does not restart it in a loop (RestartPreventExitStatus=2).
+        conf_path = os.path.join(box.root, CONFFILE.lstrip("/"))
+        with open(conf_path) as f:
+            good = f.read()
+        with open(conf_path, "a") as f:
+            f.write("max-wiat = 5s\n")
+        box.systemctl("restart", "breakwater", check=False)
+        time.sleep(3 * seconds(unit_value(parse_unit(UNIT), "RestartSec")))
+        props = box.show("ActiveState", "NRestarts")
+        assert props == {"ActiveState": "failed", "NRestarts": "0"}, f"{props}\n{box.journal()}"
+        assert re.search(r"breakwater\.conf:\d+: unknown key 'max-wiat'", box.journal()), box.journal()
+        with open(conf_path, "w") as f:
+            f.write(good)
+        box.systemctl("reset-failed", "breakwater")
+        box.systemctl("start", "breakwater")
 
         # The maintainer scripts with a live systemd: an upgrade restarts the running service, a
         # removal stops it (status 0) and a purge takes its state away.
