@@ -34,6 +34,8 @@ public struct Config: Sendable {
     public var logLevel = "info"
     /// The `waves` and `wave-*` keys (wave detection).
     public var wave = WaveSettings()
+    /// `self-check`, `control-mode`, `local-prefix`, `official-signatures` (signature operations).
+    public var ops = OpsSettings()
 
     public init() {}
 
@@ -43,6 +45,10 @@ public struct Config: Sendable {
         var dirs = signatures.isEmpty ? [SignatureLocations.shipped()] : signatures
         if !localSignatures.isEmpty && SignatureLocations.hasDatabaseFiles(localSignatures) && !dirs.contains(localSignatures) {
             dirs.append(localSignatures)
+        }
+        if ops.officialSignatures && SignatureLocations.hasDatabaseFiles(OpsSettings.officialDirectory)
+            && !dirs.contains(OpsSettings.officialDirectory) {
+            dirs.append(OpsSettings.officialDirectory)
         }
         return dirs
     }
@@ -105,7 +111,7 @@ extension Config {
             "The ops directory, loaded in addition to the signatures when it exists; `breakwater signatures` writes here.") {
             c, v throws(ConfigKey.ValueError) in c.localSignatures = v
         },
-        key("control", "/run/breakwater/control.sock", "The control socket used by `breakwater reload` and `status`.") {
+        key("control", "/run/breakwater/control.sock", "The control socket used by `breakwater reload`, `status` and `signatures`; empty turns it off.") {
             c, v throws(ConfigKey.ValueError) in c.control = v
         },
         key("metrics", "127.0.0.1:9897", "Address of the Prometheus /metrics endpoint (IP:PORT or [IPv6]:PORT); empty turns it off.") {
@@ -230,7 +236,7 @@ extension Config {
             }
             c.logLevel = v
         },
-    ] + waveKeys
+    ] + waveKeys + opsKeys
 
     private static func key(_ name: String, _ def: String, _ help: String, repeatable: Bool = false,
                             _ apply: @escaping @Sendable (inout Config, String) throws(ConfigKey.ValueError) -> Void) -> ConfigKey {

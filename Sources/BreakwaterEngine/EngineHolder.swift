@@ -1,5 +1,8 @@
 import BreakwaterCore
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The engine in service. A scan takes a reference (a few nanoseconds under a lock, never held across
 /// the scan); a reload builds a new engine off to the side and swaps it in. The old engine is freed
@@ -18,7 +21,11 @@ public final class EngineHolder: Sendable {
     }
 
     private let state: Mutex<(engine: ClamEngine, status: ReloadStatus)>
-    private let reload = Mutex<(running: Bool, pending: Bool)>((false, false))
+    /// Reload attempts: one running, at most one more pending; `started`/`finished` count attempts so a
+    /// caller can wait for the first attempt that begins after its request.
+    private struct Queue { var running = false, pending = false, inAttempt = false, started = 0, finished = 0 }
+    private let reload = Mutex(Queue())
+    private let attemptHooks = Mutex<[@Sendable () -> Void]>([])
     private let build: @Sendable () throws -> ClamEngine
     private let onEvent: @Sendable (String, Bool) -> Void
 
@@ -36,36 +43,63 @@ public final class EngineHolder: Sendable {
     /// The engine to scan with now.
     public var current: ClamEngine { state.withLock { $0.engine } }
 
-    public var status: ReloadStatus { state.withLock { $0.status } }
+    public var status: ReloadStatus {
+        var s = state.withLock { $0.status }
+        s.reloading = reload.withLock { $0.running }
+        return s
+    }
 
     /// Starts a reload in the background. Reloads never overlap: a trigger during a reload schedules
-    /// exactly one more after it.
-    public func triggerReload() {
-        let start = reload.withLock { r -> Bool in
-            if r.running { r.pending = true; return false }
+    /// exactly one more after it. Returns the number of the attempt that will see the files as they are
+    /// now (the first to start after this call), for `waitForAttempt`.
+    @discardableResult
+    public func triggerReload() -> Int {
+        let (start, ticket) = reload.withLock { r -> (Bool, Int) in
+            // An attempt that has not read the files yet covers this request; one under way does not.
+            if r.running { if r.inAttempt { r.pending = true }; return (false, r.started + 1) }
             r.running = true
-            return true
+            return (true, r.started + 1)
         }
-        guard start else { return }
-        state.withLock { $0.status.reloading = true }
+        guard start else { return ticket }
         Thread.start(stackSize: 8 << 20) { [self] in
             while true {
+                reload.withLock { $0.started += 1; $0.inAttempt = true }
                 reloadOnce()
                 let again = reload.withLock { r -> Bool in
+                    r.finished = r.started
+                    r.inAttempt = false
                     if r.pending { r.pending = false; return true }
                     r.running = false
                     return false
                 }
                 if !again { break }
             }
-            state.withLock { $0.status.reloading = false }
+        }.detach()  // nobody joins it: its stack is released when it ends
+        return ticket
+    }
+
+    /// Waits until reload attempt `ticket` (from `triggerReload`) has finished, up to `timeout` seconds
+    /// or until `cancelled` says so; true when it has. `status` then tells how the latest attempt went.
+    public func waitForAttempt(_ ticket: Int, timeout: Double, cancelled: () -> Bool = { false }) -> Bool {
+        let deadline = Clock.monotonic() + timeout
+        while reload.withLock({ $0.finished }) < ticket {
+            if Clock.monotonic() >= deadline || cancelled() { return false }
+            usleep(10_000)
         }
+        return true
+    }
+
+    /// Runs `hook` at the start of every reload attempt, before the signature files are read (the
+    /// directory watch records what the attempt is about to load).
+    public func beforeEachAttempt(_ hook: @escaping @Sendable () -> Void) {
+        attemptHooks.withLock { $0.append(hook) }
     }
 
     /// Builds and swaps synchronously; returns the error message when the new set does not load.
     @discardableResult
     public func reloadOnce() -> String? {
         let attempt = Clock.wall()
+        for hook in attemptHooks.withLock({ $0 }) { hook() }
         do {
             let engine = try build()
             let generation = state.withLock { s -> Int in

@@ -12,6 +12,7 @@ struct BreakwaterCommand: ParsableCommand {
             See breakwater(8) and breakwater.conf(5).
             """,
         version: Breakwater.version,
-        subcommands: [RunCommand.self, ScanCommand.self, CheckConfigCommand.self, WavesCommand.self]
+        subcommands: [RunCommand.self, ScanCommand.self, CheckConfigCommand.self, WavesCommand.self,
+                      SignaturesCommand.self, ReloadCommand.self, StatusCommand.self]
     )
 }

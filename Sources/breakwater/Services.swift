@@ -6,6 +6,8 @@ import BreakwaterMilter
 /// Each feature adds its own line here.
 func installServices(on daemon: MilterDaemon) {
     _ = daemon
+    ControlServer.install(on: daemon)  // ops: the control socket (reload, status; others register requests on it)
+    SignatureWatch.install(on: daemon)  // ops: self-check, a reload when a signature file changes
     MetricsService.install(on: daemon)  // metrics: /metrics endpoint and its per-message observer
     WaveService.install(on: daemon)  // waves: ends quiet waves (and logs them) every few seconds
 }

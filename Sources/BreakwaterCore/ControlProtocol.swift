@@ -1,0 +1,132 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The control socket's line protocol (documented in README.md, "Signature operations").
+///
+/// A client connects to the unix socket, writes one request line (`VERB [ARGUMENT]`, at most
+/// `maxRequest` bytes with its `\n`), and reads the answer until the daemon closes the connection:
+/// a first line `OK [text]` or `ERR text`, then the body lines, if any. One request per connection.
+public enum ControlProtocol {
+    public static let maxRequest = 4096
+
+    /// An answer as the client reads it.
+    public struct Response: Sendable, Equatable {
+        public var ok: Bool
+        /// The first line without `OK `/`ERR `.
+        public var head: String
+        public var body: [String]
+
+        public init(ok: Bool, head: String, body: [String] = []) {
+            self.ok = ok
+            self.head = head
+            self.body = body
+        }
+
+        /// The answer as the daemon writes it.
+        public var rendered: String {
+            var s = ok ? "OK" : "ERR"
+            if !head.isEmpty { s += " " + ControlProtocol.oneLine(head) }
+            s += "\n"
+            for l in body { s += ControlProtocol.oneLine(l) + "\n" }
+            return s
+        }
+
+        public static func parse(_ text: String) -> Response? {
+            var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            if lines.last == "" { lines.removeLast() }
+            guard let first = lines.first else { return nil }
+            let body = Array(lines.dropFirst())
+            if first == "OK" { return Response(ok: true, head: "", body: body) }
+            if first.hasPrefix("OK ") { return Response(ok: true, head: String(first.dropFirst(3)), body: body) }
+            if first == "ERR" { return Response(ok: false, head: "", body: body) }
+            if first.hasPrefix("ERR ") { return Response(ok: false, head: String(first.dropFirst(4)), body: body) }
+            return nil
+        }
+    }
+
+    /// Why a request did not get an answer.
+    public enum ClientError: Error, CustomStringConvertible, Sendable {
+        /// Nothing listens on the socket: the daemon is not running (or runs with another `control`).
+        case notRunning(String)
+        case failed(String)
+
+        public var description: String {
+            switch self {
+            case .notRunning(let s), .failed(let s): return s
+            }
+        }
+    }
+
+    /// Replaces line breaks, which would end the line early.
+    public static func oneLine(_ s: String) -> String {
+        guard s.contains(where: { $0 == "\n" || $0 == "\r" || $0 == "\r\n" }) else { return s }
+        return String(s.map { $0 == "\n" || $0 == "\r" || $0 == "\r\n" ? " " : $0 })
+    }
+
+    /// Fills a `sockaddr_un` for `path`; nil when the path is too long for one.
+    public static func address(_ path: String) -> sockaddr_un? {
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        let capacity = MemoryLayout.size(ofValue: addr.sun_path)
+        guard !bytes.isEmpty, bytes.count < capacity else { return nil }
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, b) in bytes.enumerated() { raw[i] = b }
+            raw[bytes.count] = 0
+        }
+        return addr
+    }
+
+    /// Sends one request and reads the whole answer, waiting up to `timeout` seconds for it.
+    public static func request(_ line: String, socket path: String, timeout: Double) throws(ClientError) -> Response {
+        guard !path.isEmpty else { throw .notRunning("the control socket is turned off (control is empty)") }
+        guard var addr = address(path) else { throw .failed("control socket path too long: \(path)") }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw .failed("socket: \(FileWalk.errnoString())") }
+        defer { close(fd) }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        if rc != 0 {
+            let e = errno
+            switch e {
+            case ENOENT: throw .notRunning("no daemon: \(path) does not exist")
+            case ECONNREFUSED: throw .notRunning("no daemon listens on \(path)")
+            case EACCES, EPERM: throw .failed("\(path): permission denied (run as root or as the service's user or group)")
+            default: throw .failed("cannot connect to \(path): \(FileWalk.errnoString(e))")
+            }
+        }
+        var request = line + "\n"
+        let sent: Bool = request.withUTF8 { buf in
+            var off = 0
+            while off < buf.count {
+                let n = send(fd, buf.baseAddress! + off, buf.count - off, Int32(MSG_NOSIGNAL))
+                if n < 0 { if errno == EINTR { continue }; return false }
+                off += n
+            }
+            return true
+        }
+        guard sent else { throw .failed("cannot send to \(path): \(FileWalk.errnoString())") }
+        var answer: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 16384)
+        let deadline = Clock.monotonic() + timeout
+        while true {
+            let left = deadline - Clock.monotonic()
+            if left <= 0 { throw .failed("no answer from \(path) within \(Int(timeout)) s") }
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let r = poll(&p, 1, Int32(min(left, 1) * 1000) + 1)
+            if r < 0 { if errno == EINTR { continue }; throw .failed("poll: \(FileWalk.errnoString())") }
+            if r == 0 { continue }
+            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n < 0 { if errno == EINTR { continue }; throw .failed("cannot read from \(path): \(FileWalk.errnoString())") }
+            if n == 0 { break }
+            answer += buf[0..<n]
+            if answer.count > 64 << 20 { throw .failed("answer from \(path) too large") }
+        }
+        guard let response = Response.parse(String(decoding: answer, as: UTF8.self)) else {
+            throw .failed("unexpected answer from \(path): \(String(decoding: answer.prefix(200), as: UTF8.self))")
+        }
+        return response
+    }
+}

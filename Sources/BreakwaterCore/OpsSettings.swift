@@ -1,0 +1,55 @@
+/// The signature-operations keys: hot reload on a directory change, the control socket's mode, the
+/// prefix of ops signature names, and the official ClamAV databases.
+public struct OpsSettings: Sendable {
+    /// `self-check`: seconds between two looks at the signature directories; 0 turns the watch off.
+    public var selfCheck = 5.0
+    /// `control-mode`: permission bits of the control socket.
+    public var controlMode: UInt32 = 0o660
+    /// `local-prefix`: every name `breakwater signatures add` writes starts with it.
+    public var localPrefix = "Breakwater.Local."
+    /// `official-signatures`: also load the official ClamAV databases (freshclam's directory).
+    public var officialSignatures = false
+
+    public init() {}
+
+    /// Where Debian's freshclam keeps the official databases.
+    public static let officialDirectory = "/var/lib/clamav"
+
+    /// Characters allowed in a signature name (and so in the prefix): they survive every ClamAV
+    /// database format and a shell unquoted.
+    public static func isNameCharacter(_ c: Character) -> Bool {
+        c.isASCII && (c.isLetter || c.isNumber || c == "." || c == "-" || c == "_")
+    }
+}
+
+extension Config {
+    /// The signature-operations keys, listed after the others.
+    static let opsKeys: [ConfigKey] = [
+        ConfigKey(name: "self-check", defaultText: "5s",
+                  help: "How often the signature directories are checked for a change (file added, removed, replaced or touched); a change reloads the signatures. 0 turns the check off (reload with SIGUSR2 or `breakwater reload`).",
+                  repeatable: false) { c, v throws(ConfigKey.ValueError) in
+            let d = try duration(v)
+            guard d == 0 || (d >= 0.1 && d <= 86400) else { throw .init(message: "'\(v)' is out of range: 0 (off) or 100ms...24h") }
+            c.ops.selfCheck = d
+        },
+        ConfigKey(name: "control-mode", defaultText: "0660",
+                  help: "Permissions of the control socket (octal); whoever can write to it can reload and read the status.",
+                  repeatable: false) { c, v throws(ConfigKey.ValueError) in
+            guard let m = UInt32(v, radix: 8), m <= 0o777, v.count >= 3, v.count <= 4 else {
+                throw .init(message: "'\(v)' is not an octal mode such as 0660")
+            }
+            c.ops.controlMode = m
+        },
+        ConfigKey(name: "local-prefix", defaultText: "Breakwater.Local.",
+                  help: "Names of the signatures `breakwater signatures add` writes must start with this prefix.",
+                  repeatable: false) { c, v throws(ConfigKey.ValueError) in
+            guard !v.isEmpty, v.count <= 64, v.allSatisfy(OpsSettings.isNameCharacter) else {
+                throw .init(message: "'\(v)' is not a name prefix: letters, digits, '.', '-' and '_' only")
+            }
+            c.ops.localPrefix = v
+        },
+        ConfigKey(name: "official-signatures", defaultText: "no",
+                  help: "Also load the official ClamAV databases from \(OpsSettings.officialDirectory) (kept up to date by freshclam) when it holds any. They need about 1.2G of memory, twice that during a reload.",
+                  repeatable: false) { c, v throws(ConfigKey.ValueError) in c.ops.officialSignatures = try bool(v) },
+    ]
+}

@@ -1,0 +1,347 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What `breakwater signatures add` keeps beside an ops signature: who added it, when, what was given,
+/// and why.
+public struct SignatureNote: Sendable, Equatable {
+    public var author: String
+    /// ISO 8601, UTC.
+    public var added: String
+    /// The pattern as given (`SignaturePattern.summary`).
+    public var pattern: String
+    public var comment: String
+
+    public init(author: String, added: String, pattern: String, comment: String) {
+        self.author = author
+        self.added = added
+        self.pattern = pattern
+        self.comment = comment
+    }
+}
+
+/// A Breakwater-owned database file of the ops directory (`breakwater-local.ndb|ldb|hsb`): a header,
+/// then for each signature a note line (`#@ NAME<TAB>author=...<TAB>added=...<TAB>pattern=...<TAB>comment=...`,
+/// a comment to libclamav) and the signature line.
+public struct OwnedSignatureFile: Sendable, Equatable {
+    public struct Entry: Sendable, Equatable {
+        public var name: String
+        public var line: String
+        public var note: SignatureNote?
+        public init(name: String, line: String, note: SignatureNote?) {
+            self.name = name
+            self.line = line
+            self.note = note
+        }
+    }
+
+    public var kind: SignatureFileKind
+    public var entries: [Entry]
+
+    public init(kind: SignatureFileKind, entries: [Entry] = []) {
+        self.kind = kind
+        self.entries = entries
+    }
+
+    static let notePrefix = "#@ "
+
+    /// Reads the file's text. Lines added by hand are kept (as entries without a note); other comments
+    /// are not (the header is written anew).
+    public static func parse(_ text: String, kind: SignatureFileKind) -> OwnedSignatureFile {
+        var file = OwnedSignatureFile(kind: kind)
+        var pending: (String, SignatureNote)? = nil
+        for raw in text.split(separator: "\n", omittingEmptySubsequences: true) {
+            var line = String(raw)
+            if line.hasSuffix("\r") { line.removeLast() }
+            if line.hasPrefix(notePrefix) {
+                pending = parseNote(String(line.dropFirst(notePrefix.count)))
+                continue
+            }
+            if line.trimmed.isEmpty || line.hasPrefix("#") { continue }
+            let name = SignatureCatalog.name(ofLine: line, type: kind.rawValue) ?? line
+            let note = pending.flatMap { $0.0 == name ? $0.1 : nil }
+            file.entries.append(Entry(name: name, line: line, note: note))
+            pending = nil
+        }
+        return file
+    }
+
+    public func render() -> String {
+        var out = "# Breakwater ops signatures (\(kind.rawValue)), written by `breakwater signatures add`: change them with\n"
+        out += "# `breakwater signatures add|remove`, which check every change with libclamav before it lands here.\n"
+        for e in entries {
+            if let n = e.note {
+                out += OwnedSignatureFile.notePrefix + e.name
+                for (k, v) in [("author", n.author), ("added", n.added), ("pattern", n.pattern), ("comment", n.comment)] {
+                    out += "\t\(k)=" + OwnedSignatureFile.escape(v)
+                }
+                out += "\n"
+            }
+            out += e.line + "\n"
+        }
+        return out
+    }
+
+    static func parseNote(_ text: String) -> (String, SignatureNote)? {
+        let fields = text.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+        guard let name = fields.first, !name.isEmpty else { return nil }
+        var note = SignatureNote(author: "", added: "", pattern: "", comment: "")
+        for f in fields.dropFirst() {
+            guard let eq = f.firstIndex(of: "=") else { continue }
+            let value = unescape(String(f[f.index(after: eq)...]))
+            switch f[..<eq] {
+            case "author": note.author = value
+            case "added": note.added = value
+            case "pattern": note.pattern = value
+            case "comment": note.comment = value
+            default: break
+            }
+        }
+        return (name, note)
+    }
+
+    static func escape(_ s: String) -> String {
+        var out = ""
+        for c in s.unicodeScalars {
+            switch c {
+            case "\\": out += "\\\\"
+            case "\t": out += "\\t"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            default: out.unicodeScalars.append(c)
+            }
+        }
+        return out
+    }
+
+    static func unescape(_ s: String) -> String {
+        var out = ""
+        var it = s.unicodeScalars.makeIterator()
+        while let c = it.next() {
+            guard c == "\\", let n = it.next() else { out.unicodeScalars.append(c); continue }
+            switch n {
+            case "t": out += "\t"
+            case "n": out += "\n"
+            case "r": out += "\r"
+            default: out.unicodeScalars.append(n)
+            }
+        }
+        return out
+    }
+}
+
+/// One signature found in a database file.
+public struct CatalogEntry: Sendable, Equatable {
+    public let name: String
+    /// The file's full path.
+    public let file: String
+    /// The database format: the file's extension (`ndb`, `ldb`, `hsb`, `yara`, ...).
+    public let type: String
+    /// 1-based line in the file.
+    public let line: Int
+    public let note: SignatureNote?
+}
+
+/// The signatures defined in signature directories, read from the database files (for `list`, for
+/// `test` to say which file a matching signature came from, and for unique names).
+public enum SignatureCatalog {
+    /// Formats whose lines hold signatures with names; the others (allow lists, phishing URL lists,
+    /// bytecode, signed containers, configuration) have none to list.
+    public static let namedTypes: Set<String> = [
+        "db", "ndb", "ndu", "ldb", "ldu", "cdb", "hdb", "hdu", "hsb", "hsu", "mdb", "mdu", "msb", "msu", "idb", "yar", "yara",
+    ]
+
+    /// The name a database line defines, or nil for a comment, a blank line or an unnamed format.
+    public static func name(ofLine line: String, type: String) -> String? {
+        let t = line.trimmed
+        if t.isEmpty || t.hasPrefix("#") { return nil }
+        switch type {
+        case "ndb", "ndu", "cdb", "idb":
+            return t.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init)
+        case "ldb", "ldu":
+            return t.split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init)
+        case "db":
+            return t.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init)
+        case "hdb", "hdu", "hsb", "hsu", "mdb", "mdu", "msb", "msu":
+            let f = t.split(separator: ":", omittingEmptySubsequences: false)
+            return f.count >= 3 ? String(f[2]) : nil
+        case "yar", "yara":
+            // `rule NAME`, possibly `private rule`, `global rule`, tags after a ':' or a '{' on the line.
+            var words = t.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "{" || $0 == ":" })[...]
+            while let w = words.first, w == "private" || w == "global" { words = words.dropFirst() }
+            guard words.first == "rule", words.count >= 2 else { return nil }
+            return String(words[words.startIndex + 1])
+        default:
+            return nil
+        }
+    }
+
+    /// Every named signature in `directories` (database files only, sorted by file name), with the notes
+    /// of Breakwater-owned files.
+    public static func entries(in directories: [String]) -> [CatalogEntry] {
+        var out: [CatalogEntry] = []
+        var seen = Set<String>()
+        for dir in directories where seen.insert(dir).inserted {
+            for file in databaseFiles(in: dir) {
+                out += entries(inFile: file)
+            }
+        }
+        return out
+    }
+
+    /// The signatures of one database file.
+    public static func entries(inFile path: String) -> [CatalogEntry] {
+        let type = fileType(path)
+        guard namedTypes.contains(type), let bytes = FileIO.read(path, limit: 1 << 30) else { return [] }
+        let text = String(decoding: bytes, as: UTF8.self)
+        var notes: [String: SignatureNote] = [:]
+        let owned = SignatureFileKind(rawValue: type).map { $0.ownedFileName == baseName(path) } ?? false
+        if owned {
+            for e in OwnedSignatureFile.parse(text, kind: SignatureFileKind(rawValue: type)!).entries {
+                if let n = e.note { notes[e.name] = n }
+            }
+        }
+        var out: [CatalogEntry] = []
+        var lineNo = 0
+        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            lineNo += 1
+            guard let name = name(ofLine: String(raw), type: type) else { continue }
+            out.append(CatalogEntry(name: name, file: path, type: type, line: lineNo, note: notes[name]))
+        }
+        return out
+    }
+
+    /// The database files of a directory (what libclamav would load), sorted; empty when it cannot be read.
+    public static func databaseFiles(in dir: String) -> [String] {
+        guard let d = opendir(dir) else { return [] }
+        defer { closedir(d) }
+        var names: [String] = []
+        while let entry = readdir(d) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name.first != ".", SignatureLocations.databaseExtensions.contains(fileType(name)) { names.append(name) }
+        }
+        let base = dir.hasSuffix("/") ? dir : dir + "/"
+        return names.sorted().map { base + $0 }
+    }
+
+    /// The lower-cased extension of a file name.
+    public static func fileType(_ path: String) -> String {
+        let name = baseName(path)
+        guard let dot = name.lastIndex(of: ".") else { return "" }
+        return String(name[name.index(after: dot)...]).lowercased()
+    }
+
+    public static func baseName(_ path: String) -> String {
+        path.split(separator: "/").last.map(String.init) ?? path
+    }
+}
+
+/// Whole-file reads and atomic replacement, for the small files Breakwater owns.
+public enum FileIO {
+    /// The file's bytes; nil when it cannot be read or is larger than `limit`.
+    public static func read(_ path: String, limit: Int = 64 << 20) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, Int(st.st_size) <= limit else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(Int(st.st_size))
+        var buf = [UInt8](repeating: 0, count: 1 << 16)
+        while out.count <= limit {
+            let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 { if errno == EINTR { continue }; return nil }
+            if n == 0 { break }
+            out += buf[0..<n]
+        }
+        return out.count <= limit ? out : nil
+    }
+
+    public struct WriteError: Error, CustomStringConvertible, Sendable {
+        public let description: String
+    }
+
+    /// Replaces (or creates) `path` with `contents` atomically: a temporary file in the same directory,
+    /// written and synced, given the mode and owner of the file it replaces (a new file gets `newMode`
+    /// and the directory's owner and group when the caller may set them), then renamed over it.
+    public static func replace(_ path: String, with contents: String, newMode: mode_t = 0o644) throws(WriteError) {
+        let dir = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+        let name = SignatureCatalog.baseName(path)
+        var template = Array("\(dir.isEmpty ? "/" : dir)/.\(name).tmp.XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else { throw WriteError(description: "cannot create a temporary file in \(dir): \(FileWalk.errnoString())") }
+        let tmp = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        var ok = false
+        defer {
+            close(fd)
+            if !ok { unlink(tmp) }
+        }
+        var old = stat()
+        if stat(path, &old) == 0 {
+            _ = fchown(fd, old.st_uid, old.st_gid)  // only root may give a file away; otherwise it stays ours
+            guard fchmod(fd, old.st_mode & 0o7777) == 0 else { throw WriteError(description: "cannot set the mode of \(tmp): \(FileWalk.errnoString())") }
+        } else {
+            var d = stat()
+            if stat(dir, &d) == 0 { _ = fchown(fd, d.st_uid, d.st_gid) }
+            guard fchmod(fd, newMode) == 0 else { throw WriteError(description: "cannot set the mode of \(tmp): \(FileWalk.errnoString())") }
+        }
+        var data = contents
+        let written: Bool = data.withUTF8 { buf in
+            var off = 0
+            while off < buf.count {
+                let n = write(fd, buf.baseAddress! + off, buf.count - off)
+                if n < 0 { if errno == EINTR { continue }; return false }
+                off += n
+            }
+            return true
+        }
+        guard written else { throw WriteError(description: "cannot write \(tmp): \(FileWalk.errnoString())") }
+        guard fsync(fd) == 0 else { throw WriteError(description: "cannot sync \(tmp): \(FileWalk.errnoString())") }
+        guard rename(tmp, path) == 0 else { throw WriteError(description: "cannot rename \(tmp) to \(path): \(FileWalk.errnoString())") }
+        ok = true
+        syncDirectory(dir)
+    }
+
+    /// Removes `path` (it is fine when it is already gone) and syncs its directory.
+    public static func remove(_ path: String) throws(WriteError) {
+        if unlink(path) != 0 && errno != ENOENT {
+            throw WriteError(description: "cannot remove \(path): \(FileWalk.errnoString())")
+        }
+        syncDirectory(path.lastIndex(of: "/").map { String(path[..<$0]) } ?? ".")
+    }
+
+    static func syncDirectory(_ dir: String) {
+        let dfd = open(dir.isEmpty ? "/" : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 {
+            _ = fsync(dfd)
+            close(dfd)
+        }
+    }
+}
+
+/// Times as ops read them.
+public enum Timestamp {
+    /// `2025-05-01T12:34:56Z` for seconds since the epoch.
+    public static func iso8601(_ seconds: Double) -> String {
+        var t = time_t(seconds)
+        var tm = tm()
+        gmtime_r(&t, &tm)
+        func pad(_ n: Int32, _ w: Int) -> String {
+            let s = String(n)
+            return String(repeating: "0", count: max(0, w - s.count)) + s
+        }
+        return "\(pad(tm.tm_year + 1900, 4))-\(pad(tm.tm_mon + 1, 2))-\(pad(tm.tm_mday, 2))T\(pad(tm.tm_hour, 2)):\(pad(tm.tm_min, 2)):\(pad(tm.tm_sec, 2))Z"
+    }
+
+    /// `3d 4h`, `2h 5m`, `4m 10s`, `12s`.
+    public static func duration(_ seconds: Double) -> String {
+        let s = max(0, Int(seconds))
+        let d = s / 86400, h = s / 3600 % 24, m = s / 60 % 60, sec = s % 60
+        if d > 0 { return "\(d)d \(h)h" }
+        if h > 0 { return "\(h)h \(m)m" }
+        if m > 0 { return "\(m)m \(sec)s" }
+        return "\(sec)s"
+    }
+}

@@ -1,0 +1,255 @@
+import BreakwaterCore
+import CClamAV
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why `breakwater signatures add|remove` changed nothing.
+public struct SignatureStoreError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    /// Known-good messages the new signature fired on (`--check`), when that is the reason.
+    public let firedOn: [String]
+    public init(_ description: String, firedOn: [String] = []) {
+        self.description = description
+        self.firedOn = firedOn
+    }
+}
+
+/// The ops directory as `breakwater signatures` changes it. Only the Breakwater-owned files
+/// (`breakwater-local.ndb|ldb|hsb`) are ever written; the shipped set and hand-written files are only
+/// read (for unique names and for the compile check).
+///
+/// Every change runs under an exclusive lock (a lock file in the directory), builds the whole new set
+/// (the other signature directories plus a copy of the ops directory with the change) in a test
+/// engine with the real libclamav, optionally scans known-good mail with it, and only then replaces
+/// the file atomically (temporary file, fsync, rename), keeping its mode and owner.
+public final class SignatureStore: Sendable {
+    public let directory: String
+    public let prefix: String
+    /// The other directories the daemon loads (the shipped or configured set).
+    public let otherDirectories: [String]
+    public let limits: EngineLimits
+    /// Where the test copy of the ops directory is made.
+    public let temporaryDirectory: String
+
+    public static let lockFileName = ".breakwater-signatures.lock"
+
+    public init(directory: String, prefix: String, otherDirectories: [String], limits: EngineLimits = EngineLimits(),
+                temporaryDirectory: String = Config.defaultTemporaryDirectory) {
+        self.directory = directory.count > 1 && directory.hasSuffix("/") ? String(directory.dropLast()) : directory
+        self.prefix = prefix
+        self.otherDirectories = otherDirectories.filter { $0 != directory }
+        self.limits = limits
+        self.temporaryDirectory = temporaryDirectory
+    }
+
+    /// What a change did.
+    public struct Change: Sendable {
+        public let name: String
+        public let file: String
+        public let line: String
+        /// Signatures in the test engine (the whole new set).
+        public let signatures: Int
+        /// Known-good messages it fired on, when `--force` let it through anyway.
+        public let firedOn: [String]
+        /// Messages checked.
+        public let checked: Int
+    }
+
+    // MARK: add
+
+    public func add(name: String, pattern: SignaturePattern, comment: String, author: String, at time: Double = Clock.wall(),
+                    check: [String] = [], force: Bool = false) throws(SignatureStoreError) -> Change {
+        let kind: SignatureFileKind
+        let line: String
+        do {
+            (kind, line) = try SignatureLine.make(name: name, pattern: pattern, prefix: prefix)
+            try SignatureLine.validateNote(comment, what: "comment")
+            try SignatureLine.validateNote(author, what: "author", maxLength: 100)
+        } catch {
+            throw SignatureStoreError(error.description)
+        }
+        let note = SignatureNote(author: author, added: Timestamp.iso8601(time), pattern: pattern.summary, comment: comment)
+        return try withLock { () throws(SignatureStoreError) -> Change in
+            if let existing = SignatureCatalog.entries(in: otherDirectories + [directory]).first(where: { $0.name == name }) {
+                throw SignatureStoreError("a signature named \(name) already exists in \(existing.file) (line \(existing.line)): choose another name, or remove it first")
+            }
+            let target = directory + "/" + kind.ownedFileName
+            var file = try readOwned(kind)
+            file.entries.append(OwnedSignatureFile.Entry(name: name, line: line, note: note))
+            let (engine, signatures) = try compile(replacing: target, with: file)
+            var fired: [String] = []
+            var checked = 0
+            if !check.isEmpty, let engine {
+                (fired, checked) = try scan(check, with: engine, for: name)
+                if !fired.isEmpty && !force {
+                    throw SignatureStoreError("\(name) fires on \(fired.count) of \(checked) known-good message\(checked == 1 ? "" : "s"); nothing changed (--force adds it anyway)", firedOn: fired)
+                }
+            }
+            try write(file, to: target)
+            return Change(name: name, file: target, line: line, signatures: signatures, firedOn: fired, checked: checked)
+        }
+    }
+
+    // MARK: remove
+
+    public func remove(name: String) throws(SignatureStoreError) -> Change {
+        try withLock { () throws(SignatureStoreError) -> Change in
+            for kind in SignatureFileKind.allCases {
+                var file = try readOwned(kind)
+                guard let i = file.entries.firstIndex(where: { $0.name == name }) else { continue }
+                let removed = file.entries.remove(at: i)
+                let target = directory + "/" + kind.ownedFileName
+                let (_, signatures) = try compile(replacing: target, with: file)
+                try write(file, to: target)
+                return Change(name: name, file: target, line: removed.line, signatures: signatures, firedOn: [], checked: 0)
+            }
+            if let other = SignatureCatalog.entries(in: otherDirectories + [directory]).first(where: { $0.name == name }) {
+                let inOps = other.file.hasPrefix(directory + "/")
+                throw SignatureStoreError(inOps
+                    ? "\(name) is in \(other.file) (line \(other.line)), which `breakwater signatures` did not write: edit that file by hand"
+                    : "\(name) is in \(other.file), not in the ops directory \(directory): `breakwater signatures` never changes that set")
+            }
+            throw SignatureStoreError("no local signature named \(name) in \(directory) (see `breakwater signatures list --local`)")
+        }
+    }
+
+    // MARK: steps
+
+    /// Runs `body` holding the directory's lock file (flock, exclusive; waits for another change).
+    func withLock<T>(_ body: () throws(SignatureStoreError) -> T) throws(SignatureStoreError) -> T {
+        guard SignatureLocations.isDirectory(directory) else {
+            throw SignatureStoreError("the ops signature directory \(directory) does not exist (the package creates it; or set local-signatures)")
+        }
+        let lockPath = directory + "/" + SignatureStore.lockFileName
+        let fd = open(lockPath, O_RDONLY | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw SignatureStoreError("cannot lock \(directory): \(lockPath): \(FileWalk.errnoString()) (run as root or as the service user)")
+        }
+        defer { close(fd) }
+        if geteuid() == 0 {
+            var d = stat()
+            if stat(directory, &d) == 0 { _ = fchown(fd, d.st_uid, d.st_gid) }  // usable by the service user too
+        }
+        while flock(fd, LOCK_EX) != 0 {
+            if errno != EINTR { throw SignatureStoreError("cannot lock \(lockPath): \(FileWalk.errnoString())") }
+        }
+        return try body()
+    }
+
+    func readOwned(_ kind: SignatureFileKind) throws(SignatureStoreError) -> OwnedSignatureFile {
+        let path = directory + "/" + kind.ownedFileName
+        if access(path, F_OK) != 0 { return OwnedSignatureFile(kind: kind) }
+        guard let bytes = FileIO.read(path, limit: 256 << 20) else {
+            throw SignatureStoreError("cannot read \(path): \(FileWalk.errnoString())")
+        }
+        return OwnedSignatureFile.parse(String(decoding: bytes, as: UTF8.self), kind: kind)
+    }
+
+    /// Builds the whole set as it would be with `target` replaced by `file`: the other directories, and
+    /// a copy of the ops directory. Returns the engine (nil when the set would be empty) and its count.
+    func compile(replacing target: String, with file: OwnedSignatureFile) throws(SignatureStoreError) -> (ClamEngine?, Int) {
+        var template = Array("\(temporaryDirectory)/breakwater-check.XXXXXX".utf8CString)
+        guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
+            throw SignatureStoreError("cannot create a test directory in \(temporaryDirectory): \(FileWalk.errnoString())")
+        }
+        let staging = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        defer {
+            for f in SignatureCatalog.databaseFiles(in: staging) { unlink(f) }
+            rmdir(staging)
+        }
+        for path in SignatureCatalog.databaseFiles(in: directory) where path != target {
+            guard let bytes = FileIO.read(path, limit: 1 << 30) else {
+                throw SignatureStoreError("cannot read \(path): \(FileWalk.errnoString())")
+            }
+            try writeStaged(staging + "/" + SignatureCatalog.baseName(path), String(decoding: bytes, as: UTF8.self))
+        }
+        if !file.entries.isEmpty {
+            try writeStaged(staging + "/" + SignatureCatalog.baseName(target), file.render())
+        }
+        var dirs = otherDirectories
+        if SignatureLocations.hasDatabaseFiles(staging) { dirs.append(staging) }
+        guard !dirs.isEmpty else { return (nil, 0) }
+        do {
+            let engine = try ClamEngine(directories: dirs, limits: limits)
+            return (engine, engine.signatureCount)
+        } catch {
+            let message = "\(error)".replacing(staging, with: directory)
+            throw SignatureStoreError("libclamav refuses the new set: \(message); nothing changed")
+        }
+    }
+
+    private func writeStaged(_ path: String, _ text: String) throws(SignatureStoreError) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw SignatureStoreError("cannot write \(path): \(FileWalk.errnoString())") }
+        defer { close(fd) }
+        var t = text
+        let ok: Bool = t.withUTF8 { buf in
+            var off = 0
+            while off < buf.count {
+                let n = Glibc.write(fd, buf.baseAddress! + off, buf.count - off)
+                if n < 0 { if errno == EINTR { continue }; return false }
+                off += n
+            }
+            return true
+        }
+        if !ok { throw SignatureStoreError("cannot write \(path): \(FileWalk.errnoString())") }
+    }
+
+    /// Scans every message under `paths`; returns those on which `name` fired, and how many were scanned.
+    func scan(_ paths: [String], with engine: ClamEngine, for name: String) throws(SignatureStoreError) -> ([String], Int) {
+        var fired: [String] = []
+        var count = 0
+        for target in FileWalk.targets(paths) {
+            switch target {
+            case .stdin:
+                throw SignatureStoreError("--check takes directories or message files, not -")
+            case .unreadable(let path, let reason):
+                throw SignatureStoreError("cannot check \(path): \(reason)")
+            case .file(let path):
+                guard let bytes = FileIO.read(path) else { throw SignatureStoreError("cannot read \(path): \(FileWalk.errnoString())") }
+                let result = bytes.withUnsafeBytes { engine.scan($0, name: path) }
+                if let e = result.errorMessage { throw SignatureStoreError("cannot check \(path): \(e)") }
+                count += 1
+                if result.detections.contains(where: { $0.name == name }) { fired.append(path) }
+            }
+        }
+        if count == 0 { throw SignatureStoreError("--check \(paths.joined(separator: " ")): no message files there") }
+        return (fired, count)
+    }
+
+    func write(_ file: OwnedSignatureFile, to path: String) throws(SignatureStoreError) {
+        do {
+            if file.entries.isEmpty {
+                try FileIO.remove(path)  // libclamav refuses an empty database file
+            } else {
+                try FileIO.replace(path, with: file.render())
+            }
+        } catch {
+            throw SignatureStoreError(error.description)
+        }
+    }
+
+    // MARK: hashing
+
+    /// The SHA-256 (lower-case hex, by libclamav's hashing) and the size of a file.
+    public static func sha256(ofFile path: String) throws(SignatureStoreError) -> (String, UInt64) {
+        do { try ClamAVLibrary.ensureInitialised() } catch { throw SignatureStoreError("\(error)") }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SignatureStoreError("cannot read \(path): \(FileWalk.errnoString())") }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { throw SignatureStoreError("\(path) is not a regular file") }
+        var length: UInt32 = 0
+        guard let digest = cl_hash_file_fd(fd, "sha256", &length) else {
+            throw SignatureStoreError("cannot hash \(path)")
+        }
+        defer { free(digest) }
+        let hex = (0..<Int(length)).map { i -> String in
+            let b = digest[i]
+            let d = Array("0123456789abcdef")
+            return String([d[Int(b >> 4)], d[Int(b & 15)]])
+        }.joined()
+        return (hex, UInt64(st.st_size))
+    }
+}

@@ -1,0 +1,110 @@
+import BreakwaterCore
+import BreakwaterEngine
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What `breakwater status` shows, read from the daemon's counters and snapshots (atomics and two short
+/// locks; nothing waits for a scan).
+public struct StatusReport: Sendable {
+    public var pid: Int
+    public var startedAt: Double
+    public var now: Double
+    public var engine: EngineHolder.ReloadStatus
+    public var admission: Admission.Snapshot
+    public var sessionsOpen: Int
+    public var inFlight: Int
+    public var counters: [(String, Int)]
+    public var tempfails: [(String, Int)]
+    public var selfCheck: Double
+    public var control: String
+    public var localSignatures: String
+
+    public init(daemon: MilterDaemon) {
+        let st = daemon.stats
+        pid = Int(getpid())
+        startedAt = st.startedAt
+        now = Clock.wall()
+        engine = daemon.engines.status
+        admission = daemon.admission.snapshot
+        sessionsOpen = st.sessionsOpen.load(ordering: .relaxed)
+        inFlight = st.inFlight.load(ordering: .relaxed)
+        counters = [
+            ("scanned", st.scanned.load(ordering: .relaxed)),
+            ("accepted", st.accepted.load(ordering: .relaxed)),
+            ("rejected", st.rejected.load(ordering: .relaxed)),
+            ("tempfailed", st.tempfailed.load(ordering: .relaxed)),
+            ("discarded", st.discarded.load(ordering: .relaxed)),
+            ("quarantined", st.quarantined.load(ordering: .relaxed)),
+            ("tagged", st.tagged.load(ordering: .relaxed)),
+            ("skipped", st.skipped.load(ordering: .relaxed)),
+        ]
+        tempfails = TempfailCause.allCases.map { ($0.rawValue, st.tempfails($0)) }
+        selfCheck = daemon.config.ops.selfCheck
+        control = daemon.config.control
+        localSignatures = daemon.config.localSignatures
+    }
+
+    public var json: JSONValue {
+        let e = engine
+        return .object([
+            ("version", .string(Breakwater.version)),
+            ("libclamav", .string(ClamEngine.libraryVersion)),
+            ("pid", .int(pid)),
+            ("started_at", .string(Timestamp.iso8601(startedAt))),
+            ("uptime_seconds", .double(rounded(now - startedAt))),
+            ("engine", .object([
+                ("generation", .int(e.generation)),
+                ("signatures", .int(e.signatures)),
+                ("directories", .array(e.directories.map(JSONValue.string))),
+                ("loaded_at", .string(Timestamp.iso8601(e.loadedAt))),
+                ("build_seconds", .double(rounded(e.buildSeconds))),
+                ("reloading", .bool(e.reloading)),
+            ])),
+            ("last_reload", .object([
+                ("at", e.lastAttemptAt.map { .string(Timestamp.iso8601($0)) } ?? .null),
+                ("succeeded", .bool(e.lastSucceeded)),
+                ("error", e.lastError.map(JSONValue.string) ?? .null),
+            ])),
+            ("self_check_seconds", .double(selfCheck)),
+            ("local_signatures", .string(localSignatures)),
+            ("slots", .object([("busy", .int(admission.busy)), ("total", .int(admission.slots))])),
+            ("waiting", .object([("now", .int(admission.waiting)), ("max", .int(admission.maxWaiting))])),
+            ("memory", .object([("buffered_bytes", .int(Int(admission.buffered))), ("budget_bytes", .int(Int(admission.budget)))])),
+            ("sessions_open", .int(sessionsOpen)),
+            ("in_flight", .int(inFlight)),
+            ("counters", .object(counters.map { ($0.0, .int($0.1)) })),
+            ("tempfailed_by_cause", .object(tempfails.map { ($0.0, .int($0.1)) })),
+        ])
+    }
+
+    /// For people: a few aligned lines.
+    public var text: [String] {
+        let e = engine
+        var lines: [String] = []
+        lines.append("breakwater \(Breakwater.version) (libclamav \(ClamEngine.libraryVersion)), pid \(pid), up \(Timestamp.duration(now - startedAt)) since \(Timestamp.iso8601(startedAt))")
+        lines.append("engine:       generation \(e.generation), \(e.signatures) signatures, loaded \(Timestamp.iso8601(e.loadedAt)) in \(Int((e.buildSeconds * 1000).rounded())) ms\(e.reloading ? " (a reload is running)" : "")")
+        lines.append("directories:  \(e.directories.joined(separator: ", "))")
+        if let at = e.lastAttemptAt {
+            if e.lastSucceeded {
+                lines.append("last reload:  \(Timestamp.iso8601(at)) OK")
+            } else {
+                lines.append("last reload:  \(Timestamp.iso8601(at)) FAILED, still serving generation \(e.generation): \(e.lastError ?? "?")")
+            }
+        } else {
+            lines.append("last reload:  none since start")
+        }
+        lines.append("self-check:   \(selfCheck > 0 ? "every \(formatSeconds(selfCheck))" : "off")")
+        lines.append("scan slots:   \(admission.busy)/\(admission.slots) busy, \(admission.waiting) waiting (at most \(admission.maxWaiting))")
+        lines.append("memory:       \(ByteSize.format(admission.buffered)) buffered of \(ByteSize.format(admission.budget)) budget; \(sessionsOpen) sessions open, \(inFlight) messages in progress")
+        lines.append("messages:     " + counters.map { "\($0.1) \($0.0)" }.joined(separator: ", "))
+        lines.append("tempfailed:   " + tempfails.map { "\($0.1) \($0.0)" }.joined(separator: ", "))
+        return lines
+    }
+
+    private func rounded(_ d: Double) -> Double { (d * 1000).rounded() / 1000 }
+
+    private func formatSeconds(_ s: Double) -> String {
+        s == s.rounded() ? "\(Int(s))s" : "\(Int((s * 1000).rounded()))ms"
+    }
+}
