@@ -272,11 +272,18 @@ struct ShingleSink {
         if v < mins[bin] { mins[bin] = v }
     }
 
-    /// One word. `adjacent`: the word followed the previous one with only blanks or punctuation
-    /// between them in the original text.
-    mutating func word(_ w: UnsafeBufferPointer<UInt8>, adjacent: Bool) {
+    /// One word, as found in the text (`w`: ASCII letters in any case, and UTF-8 sequences); it is
+    /// lowered here while hashed. `adjacent`: the word followed the previous one with only blanks
+    /// or punctuation between them in the original text.
+    @inline(__always)
+    mutating func word(_ w: UnsafeRawBufferPointer, adjacent: Bool) {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325 ^ salt
-        for b in w { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+        var afterC3 = false
+        for b in w {
+            let c = WaveTokenizer.lower(b, afterC3: afterC3)
+            afterC3 = b == 0xC3
+            h = (h ^ UInt64(c)) &* 0x0000_0100_0000_01b3
+        }
         h = waveMix(h)
         words += 1
         inLayer += 1
@@ -292,55 +299,94 @@ struct ShingleSink {
             if !sample.isEmpty && sample.last != UInt8(ascii: "\n") {
                 sample.append(adjacent ? UInt8(ascii: " ") : UInt8(ascii: "\n"))
             }
-            sample.append(contentsOf: w)
+            var afterC3 = false
+            for b in w {
+                sample.append(WaveTokenizer.lower(b, afterC3: afterC3))
+                afterC3 = b == 0xC3
+            }
         }
     }
 }
 
 // MARK: - tokenizer
 
-/// Turns decoded text (plain or HTML) into normalised words. Streaming over one layer at a time,
-/// byte by byte; no allocation per word.
+/// Turns decoded text (plain or HTML) into normalised words, one layer at a time. Plain text and
+/// HTML text between tags are read in place, a blank-delimited chunk at a time; only a chunk holding
+/// an HTML entity is copied (decoded) first. No allocation per word.
 struct WaveTokenizer {
-    /// The current blank-delimited chunk (a word with its punctuation, a URL, an address).
+    /// The current chunk when it has to be assembled (it holds a decoded entity).
     private var chunk: [UInt8] = []
     private var chunkTooLong = false
-    /// The chunk holds bytes from a decoded entity: its words cannot be matched verbatim.
+    /// The assembled chunk holds a decoded entity: its words are not verbatim in the source.
     private var chunkDirty = false
     /// Something was dropped or a tag intervened since the last word.
     private var broken = true
-    private var word: [UInt8] = []
 
     static let maxChunk = 512
     static let maxWord = 40
 
+    /// Byte classes: 1 ASCII letter or UTF-8 byte (part of a word), 2 digit, 3 blank, 0 other.
+    static let classes: [UInt8] = (0..<256).map { c in
+        if c <= 0x20 || c == 0x7F { return 3 }
+        if (c >= 0x61 && c <= 0x7A) || (c >= 0x41 && c <= 0x5A) || c >= 0x80 { return 1 }
+        if c >= 0x30 && c <= 0x39 { return 2 }
+        return 0
+    }
+
+    /// Lower case for ASCII, and for Latin-1 capitals in UTF-8 (C3 80..9E but not the
+    /// multiplication sign): `afterC3` says the previous byte was C3.
+    @inline(__always) static func lower(_ c: UInt8, afterC3: Bool) -> UInt8 {
+        if c >= 0x41 && c <= 0x5A { return c | 0x20 }
+        if afterC3 && c >= 0x80 && c <= 0x9E && c != 0x97 { return c + 0x20 }
+        return c
+    }
+
     init() {
         chunk.reserveCapacity(64)
-        word.reserveCapacity(64)
     }
 
     mutating func finish(into sink: inout ShingleSink) {
-        endChunk(into: &sink)
+        flushChunk(into: &sink)
         broken = true
     }
 
+    /// Plain text: chunks are read where they are.
     mutating func feedText(_ b: UnsafeRawBufferPointer, into sink: inout ShingleSink) {
-        for c in b { push(c, into: &sink) }
+        let cls = WaveTokenizer.classes
+        let n = b.count
+        var i = 0
+        if !chunk.isEmpty || chunkTooLong {
+            // Finish an assembled chunk that continues here.
+            while i < n && cls[Int(b[i])] != 3 { append(b[i]); i += 1 }
+            flushChunk(into: &sink)
+        }
+        while i < n {
+            while i < n && cls[Int(b[i])] == 3 { i += 1 }
+            let start = i
+            while i < n && cls[Int(b[i])] != 3 { i += 1 }
+            if i > start { chunkAt(UnsafeRawBufferPointer(rebasing: b[start..<i]), dirty: false, into: &sink) }
+        }
     }
 
-    @inline(__always) private mutating func push(_ c: UInt8, into sink: inout ShingleSink) {
-        if c <= 0x20 || c == 0x7F {
-            endChunk(into: &sink)
-        } else if chunk.count < WaveTokenizer.maxChunk {
-            chunk.append(c)
-        } else {
-            chunkTooLong = true
+    @inline(__always) private mutating func append(_ c: UInt8) {
+        if chunk.count < WaveTokenizer.maxChunk { chunk.append(c) } else { chunkTooLong = true }
+    }
+
+    private mutating func flushChunk(into sink: inout ShingleSink) {
+        if chunkTooLong {
+            broken = true
+        } else if !chunk.isEmpty {
+            let dirty = chunkDirty
+            chunk.withUnsafeBytes { chunkAt($0, dirty: dirty, into: &sink) }
         }
+        chunk.removeAll(keepingCapacity: true)
+        chunkTooLong = false
+        chunkDirty = false
     }
 
     /// An HTML tag or entity boundary: words on either side are not adjacent in the source.
     private mutating func hardBreak(into sink: inout ShingleSink) {
-        endChunk(into: &sink)
+        flushChunk(into: &sink)
         broken = true
     }
 
@@ -348,48 +394,77 @@ struct WaveTokenizer {
         let n = b.count
         var i = 0
         while i < n {
-            let c = b[i]
-            if c == UInt8(ascii: "<") {
-                // Comment, script, style: skip to their end. Any other tag: skip it.
-                if WaveTokenizer.hasPrefix(b, at: i + 1, "!--") {
-                    i = WaveTokenizer.find(b, from: i + 4, "-->").map { $0 + 3 } ?? n
-                } else if WaveTokenizer.hasPrefixCI(b, at: i + 1, "script") {
-                    i = WaveTokenizer.findCI(b, from: i + 7, "</script").map { $0 + 8 } ?? n
-                    i = WaveTokenizer.skipTag(b, from: i)
-                } else if WaveTokenizer.hasPrefixCI(b, at: i + 1, "style") {
-                    i = WaveTokenizer.findCI(b, from: i + 6, "</style").map { $0 + 7 } ?? n
-                    i = WaveTokenizer.skipTag(b, from: i)
-                } else if i + 1 < n, WaveTokenizer.isTagStart(b[i + 1]) {
-                    i = WaveTokenizer.skipTag(b, from: i + 1)
+            // Text up to the next tag: in place when it holds no entity.
+            var j = i
+            var amp = false
+            while j < n && b[j] != UInt8(ascii: "<") {
+                if b[j] == UInt8(ascii: "&") { amp = true }
+                j += 1
+            }
+            if j > i {
+                if amp {
+                    text(withEntities: UnsafeRawBufferPointer(rebasing: b[i..<j]), into: &sink)
                 } else {
-                    push(c, into: &sink)
-                    i += 1
-                    continue
+                    feedText(UnsafeRawBufferPointer(rebasing: b[i..<j]), into: &sink)
                 }
-                hardBreak(into: &sink)
+            }
+            i = j
+            guard i < n else { break }
+            // A tag (or comment, script, style): skipped, and a break.
+            if WaveTokenizer.hasPrefix(b, at: i + 1, "!--") {
+                i = WaveTokenizer.find(b, from: i + 4, "-->").map { $0 + 3 } ?? n
+            } else if WaveTokenizer.hasPrefixCI(b, at: i + 1, "script") {
+                i = WaveTokenizer.findCI(b, from: i + 7, "</script").map { $0 + 8 } ?? n
+                i = WaveTokenizer.skipTag(b, from: i)
+            } else if WaveTokenizer.hasPrefixCI(b, at: i + 1, "style") {
+                i = WaveTokenizer.findCI(b, from: i + 6, "</style").map { $0 + 7 } ?? n
+                i = WaveTokenizer.skipTag(b, from: i)
+            } else if i + 1 < n, WaveTokenizer.isTagStart(b[i + 1]) {
+                i = WaveTokenizer.skipTag(b, from: i + 1)
+            } else {
+                // A lone '<': text.
+                flushChunk(into: &sink)
+                append(UInt8(ascii: "<"))
+                i += 1
+                continue
+            }
+            hardBreak(into: &sink)
+        }
+    }
+
+    /// HTML text holding entities: assembled chunk by chunk, entities decoded.
+    private mutating func text(withEntities b: UnsafeRawBufferPointer, into sink: inout ShingleSink) {
+        let cls = WaveTokenizer.classes
+        let n = b.count
+        var i = 0
+        while i < n {
+            let c = b[i]
+            if cls[Int(c)] == 3 {
+                flushChunk(into: &sink)
+                i += 1
             } else if c == UInt8(ascii: "&") {
                 var j = i + 1
                 while j < n && j - i <= 10 && b[j] != UInt8(ascii: ";") && WaveTokenizer.isEntityChar(b[j]) { j += 1 }
-                if j < n && b[j] == UInt8(ascii: ";") && j > i + 1 {
-                    let decoded = WaveTokenizer.entity(b, from: i + 1, to: j)
-                    i = j + 1
-                    switch decoded {
-                    case .blank:
-                        hardBreak(into: &sink)
-                    case .punct:
-                        chunkDirty = true
-                        push(UInt8(ascii: "&"), into: &sink)
-                    case .scalar(let u):
-                        chunkDirty = true
-                        var s = String(Character(u))
-                        s.withUTF8 { for x in $0 { push(x, into: &sink) } }
-                    }
-                } else {
-                    push(c, into: &sink)
+                guard j < n && b[j] == UInt8(ascii: ";") && j > i + 1 else {
+                    append(c)
                     i += 1
+                    continue
+                }
+                let decoded = WaveTokenizer.entity(b, from: i + 1, to: j)
+                i = j + 1
+                switch decoded {
+                case .blank:
+                    hardBreak(into: &sink)
+                case .punct:
+                    chunkDirty = true
+                    append(UInt8(ascii: "&"))
+                case .scalar(let u):
+                    chunkDirty = true
+                    var s = String(Character(u))
+                    s.withUTF8 { for x in $0 { append(x) } }
                 }
             } else {
-                push(c, into: &sink)
+                append(c)
                 i += 1
             }
         }
@@ -397,99 +472,81 @@ struct WaveTokenizer {
 
     // MARK: chunk classification
 
-    private mutating func endChunk(into sink: inout ShingleSink) {
-        defer {
-            chunk.removeAll(keepingCapacity: true)
-            chunkTooLong = false
-            chunkDirty = false
+    /// One blank-delimited chunk: a URL (its domain is the word), an address (dropped), or words.
+    /// `dirty`: it was assembled from decoded entities, so its words are not verbatim in the source.
+    private mutating func chunkAt(_ c: UnsafeRawBufferPointer, dirty: Bool, into sink: inout ShingleSink) {
+        if c.count > WaveTokenizer.maxChunk { broken = true; return }
+        var colon = false, at = false, dot = false
+        for x in c {
+            if x == UInt8(ascii: ":") { colon = true } else if x == UInt8(ascii: "@") { at = true } else if x == UInt8(ascii: ".") { dot = true }
         }
-        guard !chunk.isEmpty else { return }
-        if chunkTooLong { broken = true; return }
-        // Lower-case ASCII, and Latin-1 capitals in UTF-8 (C3 80..9E, but not the multiplication sign).
-        var k = 0
-        while k < chunk.count {
-            let c = chunk[k]
-            if c >= 0x41 && c <= 0x5A {
-                chunk[k] = c | 0x20
-            } else if c == 0xC3 && k + 1 < chunk.count && chunk[k + 1] >= 0x80 && chunk[k + 1] <= 0x9E && chunk[k + 1] != 0x97 {
-                chunk[k + 1] += 0x20
-                k += 1
+        if colon || (dot && c.count > 4 && WaveTokenizer.findCI(c, from: 0, "www.") != nil) {
+            if let host = WaveTokenizer.urlHost(c) {
+                // The domain stands for the link; links are never part of a verbatim word run.
+                broken = true
+                let domain = WaveTokenizer.registeredDomain(host)
+                if !domain.isEmpty && !domain.contains(where: WaveTokenizer.isDigit) && domain.count <= 64 {
+                    domain.withUnsafeBytes { sink.word($0, adjacent: false) }
+                }
+                broken = true
+                return
             }
-            k += 1
         }
-        if let host = urlHost() {
-            // The domain stands for the link; links are never part of a verbatim word run.
-            broken = true
-            let domain = WaveTokenizer.registeredDomain(host)
-            if !domain.isEmpty && !domain.contains(where: WaveTokenizer.isDigit) && domain.count <= 64 {
-                domain.withUnsafeBufferPointer { sink.word($0, adjacent: false) }
-            }
-            broken = true
-            return
-        }
-        if let at = chunk.firstIndex(of: UInt8(ascii: "@")), chunk[(at + 1)...].contains(UInt8(ascii: ".")) {
+        if at && dot, let a = c.firstIndex(of: UInt8(ascii: "@")), c[(a + 1)...].contains(UInt8(ascii: ".")) {
             broken = true  // an e-mail address: dropped
             return
         }
-        if chunkDirty { broken = true }
+        if dirty { broken = true }
         // Words: runs of letters (ASCII letters, and any non-ASCII byte: UTF-8 letters).
-        word.removeAll(keepingCapacity: true)
-        var hasDigit = false
-        for c in chunk {
-            if WaveTokenizer.isWordByte(c) {
-                word.append(c)
-            } else if WaveTokenizer.isDigit(c) {
-                word.append(c)
-                hasDigit = true
-            } else {
-                emitWord(hasDigit: hasDigit, into: &sink)
-                hasDigit = false
+        let cls = WaveTokenizer.classes
+        var i = 0
+        let n = c.count
+        while i < n {
+            while i < n && cls[Int(c[i])] != 1 && cls[Int(c[i])] != 2 { i += 1 }
+            let start = i
+            var digit = false, ascii = false
+            while i < n {
+                let k = cls[Int(c[i])]
+                if k == 2 { digit = true } else if k != 1 { break } else if c[i] < 0x80 { ascii = true }
+                i += 1
+            }
+            guard i > start else { continue }
+            if digit || i - start > WaveTokenizer.maxWord {
+                broken = true
+            } else if ascii || i - start > 3 {
+                // (A lone UTF-8 run of 3 bytes or less, such as a typographic quote, is not a word.)
+                let adjacent = !broken
+                sink.word(UnsafeRawBufferPointer(rebasing: c[start..<i]), adjacent: adjacent)
+                broken = false
             }
         }
-        emitWord(hasDigit: hasDigit, into: &sink)
-        if chunkDirty { broken = true }
+        if dirty { broken = true }
     }
 
-    private mutating func emitWord(hasDigit: Bool, into sink: inout ShingleSink) {
-        defer { word.removeAll(keepingCapacity: true) }
-        guard !word.isEmpty else { return }
-        if hasDigit || word.count > WaveTokenizer.maxWord {
-            broken = true
-            return
-        }
-        // A lone UTF-8 continuation run (punctuation such as a typographic quote) is not a word.
-        if word.allSatisfy({ $0 >= 0x80 }) && word.count <= 3 {
-            return
-        }
-        let adjacent = !broken
-        word.withUnsafeBufferPointer { sink.word($0, adjacent: adjacent) }
-        broken = false
-    }
-
-    /// The host when the chunk is a URL (scheme://host... or www.host...).
-    private func urlHost() -> ArraySlice<UInt8>? {
+    /// The host when the chunk is a URL (scheme://host... or www.host...), lower-cased.
+    static func urlHost(_ c: UnsafeRawBufferPointer) -> [UInt8]? {
         var start: Int?
-        if let r = WaveTokenizer.find(chunk, "://") {
+        if let r = find(c, from: 0, "://") {
             start = r + 3
-        } else if chunk.count > 4, let w = WaveTokenizer.find(chunk, "www.") {
+        } else if let w = findCI(c, from: 0, "www.") {
             start = w
-        } else if WaveTokenizer.startsWith(chunk, "mailto:") {
+        } else if hasPrefixCI(c, at: 0, "mailto:") {
             return []
         }
         guard var s = start else { return nil }
         var e = s
-        while e < chunk.count {
-            let c = chunk[e]
-            if c == UInt8(ascii: "/") || c == UInt8(ascii: "?") || c == UInt8(ascii: "#") || c == UInt8(ascii: ":")
-                || c == UInt8(ascii: "\"") || c == UInt8(ascii: "'") || c == UInt8(ascii: ">") || c == UInt8(ascii: "<") { break }
-            if c == UInt8(ascii: "@") { s = e + 1 }  // user@host
+        while e < c.count {
+            let x = c[e]
+            if x == UInt8(ascii: "/") || x == UInt8(ascii: "?") || x == UInt8(ascii: "#") || x == UInt8(ascii: ":")
+                || x == UInt8(ascii: "\"") || x == UInt8(ascii: "'") || x == UInt8(ascii: ">") || x == UInt8(ascii: "<") { break }
+            if x == UInt8(ascii: "@") { s = e + 1 }  // user@host
             e += 1
         }
-        return chunk[s..<e]
+        return c[s..<max(s, e)].map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }
     }
 
     /// example.com for a.b.example.com; example.co.uk for x.example.co.uk.
-    static func registeredDomain(_ host: ArraySlice<UInt8>) -> [UInt8] {
+    static func registeredDomain(_ host: [UInt8]) -> [UInt8] {
         var labels = host.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: true)
         if labels.first.map({ Array($0) }) == Array("www".utf8) { labels.removeFirst() }
         guard labels.count > 2 else { return labels.joined(separator: [UInt8(ascii: ".")]).map { $0 } }
@@ -501,9 +558,6 @@ struct WaveTokenizer {
     // MARK: byte helpers
 
     @inline(__always) static func isDigit(_ c: UInt8) -> Bool { c >= 0x30 && c <= 0x39 }
-    @inline(__always) static func isWordByte(_ c: UInt8) -> Bool {
-        (c >= 0x61 && c <= 0x7A) || (c >= 0x41 && c <= 0x5A) || c >= 0x80
-    }
     @inline(__always) static func isTagStart(_ c: UInt8) -> Bool {
         (c >= 0x61 && c <= 0x7A) || (c >= 0x41 && c <= 0x5A) || c == UInt8(ascii: "/") || c == UInt8(ascii: "!") || c == UInt8(ascii: "?")
     }
@@ -560,25 +614,6 @@ struct WaveTokenizer {
             i += 1
         }
         return nil
-    }
-
-    static func find(_ a: [UInt8], _ p: StaticString) -> Int? {
-        let n = p.utf8CodeUnitCount
-        guard a.count >= n else { return nil }
-        let pp = p.utf8Start
-        outer: for i in 0...(a.count - n) {
-            for k in 0..<n where a[i + k] != pp[k] { continue outer }
-            return i
-        }
-        return nil
-    }
-
-    static func startsWith(_ a: [UInt8], _ p: StaticString) -> Bool {
-        let n = p.utf8CodeUnitCount
-        guard a.count >= n else { return false }
-        let pp = p.utf8Start
-        for k in 0..<n where a[k] != pp[k] { return false }
-        return true
     }
 
     enum Entity { case blank, punct, scalar(Unicode.Scalar) }

@@ -192,6 +192,9 @@ struct WavesBenchCommand: ParsableCommand {
     @Flag(help: "Print the summary as JSON.")
     var json = false
 
+    @Option(help: "What the inspecting engine's callback does: full (the milter's work), empty (an inspector that reads nothing: libclamav's own cost of the callback), nomemo (full without the repeat memo).")
+    var mode = "full"
+
     @Argument(help: ArgumentHelp("Message files or directories.", valueName: "PATH"))
     var paths: [String]
 
@@ -227,8 +230,12 @@ struct WavesBenchCommand: ParsableCommand {
                 }
                 func runInspected() {
                     let t = WavesBenchCommand.cpu()
-                    let inspector = WaveLayerInspector(memo: memo)
-                    _ = m.1.withUnsafeBytes { b.scan($0, inspector: inspector) }
+                    let inspector = WaveLayerInspector(memo: mode == "nomemo" ? nil : memo)
+                    if mode == "empty" {
+                        _ = m.1.withUnsafeBytes { b.scan($0, inspector: EmptyInspector()) }
+                    } else {
+                        _ = m.1.withUnsafeBytes { b.scan($0, inspector: inspector) }
+                    }
                     let t2 = WavesBenchCommand.cpu()
                     let fp = inspector.finish(subject: m.2.subject.map(WaveSubject.decode))
                     let o = detector.observe(fp, sender: m.2.sender, clientIP: m.2.clientIP, clientAddress: "", now: now)
@@ -306,4 +313,9 @@ struct WavesPromoteCommand: ParsableCommand {
     func run() throws {
         throw ValidationError("not yet connected to the control socket")
     }
+}
+
+/// An inspector that reads nothing (the benchmark's measure of libclamav's own cost of the callback).
+final class EmptyInspector: LayerInspector {
+    func inspect(fd: Int32, type: String, depth: Int, size: Int) {}
 }
