@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Runs every benchmark in bench/ that exists, one after the other (never two at once: the machine
+# has two cores and the figures are only comparable inside one run).
+#
+#   bench/run.sh [--quick] [--rounds N] [--only NAME[,NAME]]   NAME: scan, metrics, milter
+#
+# Binary: $BREAKWATER_BIN, default .build/release/breakwater (`make bench` builds it).
+# Corpus: $BENCH_CORPUS (a corpus.py directory) and, for the milter benchmark, $BENCH_WAVE_CORPUS;
+# otherwise, when ../shared/corpus/corpus.py exists beside the checkout, the milter benchmark
+# generates both corpora once into out/bench/corpora, and the other benches use their own defaults.
+# Results: out/bench/ (gitignored); the milter benchmark writes out/bench/milter-TIMESTAMP/results.{md,json}.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+
+quick=0
+rounds=""
+only="scan,metrics,milter"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick=1 ;;
+    --rounds) rounds="$2"; shift ;;
+    --rounds=*) rounds="${1#*=}" ;;
+    --only) only="$2"; shift ;;
+    --only=*) only="${1#*=}" ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    *) echo "bench/run.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+export BREAKWATER_BIN="${BREAKWATER_BIN:-$REPO/.build/release/breakwater}"
+case "$BREAKWATER_BIN" in /*) ;; *) BREAKWATER_BIN="$REPO/$BREAKWATER_BIN" ;; esac
+if [ ! -x "$BREAKWATER_BIN" ]; then
+  echo "bench/run.sh: no breakwater binary at $BREAKWATER_BIN (swift build -c release, or set BREAKWATER_BIN)" >&2
+  exit 2
+fi
+PY=${PYTHON:-python3}
+GEN="$REPO/../shared/corpus/corpus.py"
+mkdir -p out/bench
+status=0
+wants() { case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+
+run() {  # name, command...
+  local name=$1; shift
+  echo "=== bench: $name: $*"
+  "$@"
+  local rc=$?
+  if [ $rc -ne 0 ]; then
+    echo "=== bench: $name exited with $rc" >&2
+    status=1
+  fi
+}
+
+if wants scan && [ -f bench/scan_bench.py ]; then
+  args=(--bin "$BREAKWATER_BIN")
+  [ -n "${BENCH_CORPUS:-}" ] && args+=(--corpus "$BENCH_CORPUS")
+  [ -n "$rounds" ] && args+=(--rounds "$rounds")
+  [ $quick -eq 1 ] && args+=(--rounds 1 --count 200)
+  run scan "$PY" bench/scan_bench.py "${args[@]}"
+fi
+
+if wants metrics && [ -f bench/metrics_bench.py ]; then
+  args=(--bin "$BREAKWATER_BIN")
+  [ -n "${BENCH_CORPUS:-}" ] && args+=(--corpus "$BENCH_CORPUS")
+  [ -n "$rounds" ] && args+=(--rounds "$rounds")
+  [ $quick -eq 1 ] && args+=(--rounds 2 --messages 500)
+  run metrics "$PY" bench/metrics_bench.py "${args[@]}"
+fi
+
+if wants milter && [ -f bench/milter_bench.py ]; then
+  args=(--breakwater "$BREAKWATER_BIN")
+  if [ -n "${BENCH_CORPUS:-}" ] && [ -n "${BENCH_WAVE_CORPUS:-}" ]; then
+    args+=(--corpus "$BENCH_CORPUS" --wave-corpus "$BENCH_WAVE_CORPUS")
+  elif [ -f "$GEN" ]; then
+    args+=(--generator "$GEN")
+    [ -n "${BENCH_CORPUS:-}" ] && args+=(--corpus "$BENCH_CORPUS")
+  else
+    echo "=== bench: milter: skipped (set BENCH_CORPUS and BENCH_WAVE_CORPUS to corpus.py directories)" >&2
+    args=()
+  fi
+  if [ ${#args[@]} -gt 0 ]; then
+    [ -n "$rounds" ] && args+=(--rounds "$rounds")
+    [ $quick -eq 1 ] && args+=(--quick)
+    run milter "$PY" bench/milter_bench.py "${args[@]}"
+  fi
+fi
+exit $status
