@@ -39,6 +39,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -211,8 +212,20 @@ class UnitProcess:
             os.chmod(path, mode)
 
     def start(self, ready, timeout=60):
+        """Starts the service and waits until it is started as systemd sees it: for Type=notify, its
+        READY=1 on $NOTIFY_SOCKET, after which `ready()` must hold at once; else until `ready()`."""
         self.make_directories()
         env = self.environment()
+        notify = None
+        if unit_value(self.unit, "Type") == "notify":
+            notify_path = os.path.join(os.path.dirname(self.log_path), "notify.sock")
+            if os.path.exists(notify_path):
+                os.unlink(notify_path)
+            notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            notify.bind(notify_path)
+            os.chmod(notify_path, 0o777)
+            notify.settimeout(0.05)
+            env["NOTIFY_SOCKET"] = notify_path
         for pre in [v for k, v in self.unit["Service"] if k == "ExecStartPre"]:
             assert pre[0] not in "@-:+!" and "$" not in pre
             r = run(self.wrapper() + shlex.split(pre), check=False, env=env, cwd="/", umask=self.umask())
@@ -222,13 +235,26 @@ class UnitProcess:
                                      stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd="/",
                                      umask=self.umask(), start_new_session=True)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"the service exited {self.proc.returncode} at start:\n{self.log()}"
-            if ready():
-                return self
-            time.sleep(0.05)
+        try:
+            while time.monotonic() < deadline:
+                assert self.proc.poll() is None, f"the service exited {self.proc.returncode} at start:\n{self.log()}"
+                if notify is None:
+                    if ready():
+                        return self
+                    time.sleep(0.05)
+                    continue
+                try:
+                    message = notify.recv(4096).decode()
+                except socket.timeout:
+                    continue
+                if "READY=1" in message.split("\n"):
+                    assert ready(), f"READY=1 before the service listens:\n{self.log()}"
+                    return self
+        finally:
+            if notify is not None:
+                notify.close()
         self.stop()
-        raise AssertionError(f"the service did not listen within {timeout}s:\n{self.log()}")
+        raise AssertionError(f"the service did not become ready within {timeout}s:\n{self.log()}")
 
     def reload(self):
         """ExecReload=, with $MAINPID as systemd substitutes it."""
@@ -469,7 +495,7 @@ class BootedContainer:
         return self.enter("journalctl", "--no-pager", "-o", "cat", "-u", "breakwater", check=False).stdout
 
     def wait_listening(self, port=8897, timeout=30):
-        """Type=simple: systemd calls the service started when it runs, not when it listens."""
+        """Waits until something accepts connections on 127.0.0.1:port in the container."""
         script = ("import socket, sys, time\nend = time.time() + float(sys.argv[2])\n"
                   "while True:\n"
                   "    try:\n        socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1).close(); break\n"
@@ -533,7 +559,8 @@ def test_unit_under_systemd(deb, system, workdir):
         box.start()
         props = box.show("ActiveState", "ExecMainPID", "User")
         assert props["ActiveState"] == "active", box.journal() + box.console_log()
-        box.wait_listening()
+        # Type=notify: active means listening.
+        box.wait_listening(timeout=2)
         tid = mail.test_id()
         assert box.milter("inet:8897@127.0.0.1", mail.eicar_attachment(tid)).startswith("550 "), box.journal()
         out = box.milter("inet:8897@127.0.0.1", mail.ham(mail.test_id()))

@@ -10,4 +10,5 @@ func installServices(on daemon: MilterDaemon) {
     SignatureWatch.install(on: daemon)  // ops: self-check, a reload when a signature file changes
     MetricsService.install(on: daemon)  // metrics: /metrics endpoint and its per-message observer
     WaveService.install(on: daemon)  // waves: ends quiet waves (and logs them) every few seconds
+    SystemdNotify.install(on: daemon)  // deb: READY=1 for Type=notify once the socket listens (keep last)
 }
