@@ -153,6 +153,7 @@ def main():
     log(f"{'round':>5} {'config':<9} {'seconds':>8} {'msgs/s':>8} {'CPU-ms/msg':>10}")
 
     rates = {k: [] for k in configs}
+    cpu_ms = {k: [] for k in configs}
     ratio_j1, ratio_j2 = [], []
     names = list(configs)
     for r in range(args.rounds):
@@ -162,6 +163,7 @@ def main():
             wall, cpu, _ = run(configs[k], os.path.join(outdir, f"{k}.{r}.out"))
             this[k] = len(files) / wall
             rates[k].append(this[k])
+            cpu_ms[k].append(cpu * 1000 / len(files))
             log(f"{r + 1:>5} {k:<9} {wall:>8.2f} {this[k]:>8.1f} {cpu * 1000 / len(files):>10.2f}")
         ratio_j1.append(this["bw-j1"] / this["clamscan"])
         ratio_j2.append(this["bw-j2"] / this["clamscan"])
@@ -169,6 +171,7 @@ def main():
     med = {k: statistics.median(v) for k, v in rates.items()}
     r1, r2 = statistics.median(ratio_j1), statistics.median(ratio_j2)
     log("\nmedian msgs/s: " + ", ".join(f"{k} {v:.1f}" for k, v in med.items()))
+    log("median CPU-ms/msg: " + ", ".join(f"{k} {statistics.median(v):.2f}" for k, v in cpu_ms.items()))
     log(f"ratio bw-j1/clamscan: {r1:.3f} (per round: {', '.join(f'{x:.3f}' for x in ratio_j1)})"
         f"  target >= 0.95: {'met' if r1 >= 0.95 else 'NOT met'}")
     log(f"ratio bw-j2/clamscan: {r2:.3f} (per round: {', '.join(f'{x:.3f}' for x in ratio_j2)})"
