@@ -78,18 +78,40 @@ public enum ControlProtocol {
         return addr
     }
 
+    /// Runs `body` with a `sockaddr_un` for `path`. A path too long for `sun_path` (108 bytes) is
+    /// reached through its directory: `/proc/self/fd/N/NAME`, N a descriptor of the directory, which the
+    /// kernel resolves to the same place. nil when even that does not fit or the directory cannot be
+    /// opened.
+    public static func withAddress<T>(_ path: String, _ body: (inout sockaddr_un) -> T) -> T? {
+        if var addr = address(path) { return body(&addr) }
+        guard let slash = path.lastIndex(of: "/") else { return nil }
+        let dir = String(path[..<slash])
+        let name = String(path[path.index(after: slash)...])
+        let dfd = open(dir.isEmpty ? "/" : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard dfd >= 0 else { return nil }
+        defer { close(dfd) }
+        guard var addr = address("/proc/self/fd/\(dfd)/\(name)") else { return nil }
+        return body(&addr)
+    }
+
     /// Sends one request and reads the whole answer, waiting up to `timeout` seconds for it.
     public static func request(_ line: String, socket path: String, timeout: Double) throws(ClientError) -> Response {
         guard !path.isEmpty else { throw .notRunning("the control socket is turned off (control is empty)") }
-        guard var addr = address(path) else { throw .failed("control socket path too long: \(path)") }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw .failed("socket: \(FileWalk.errnoString())") }
         defer { close(fd) }
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        let result = withAddress(path) { addr -> (Int32, Int32) in
+            let rc = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            }
+            return (rc, errno)
+        }
+        guard let (rc, connectErrno) = result else {
+            if access(path, F_OK) != 0 && errno == ENOENT { throw .notRunning("no daemon: \(path) does not exist") }
+            throw .failed("control socket path too long: \(path)")
         }
         if rc != 0 {
-            let e = errno
+            let e = connectErrno
             switch e {
             case ENOENT: throw .notRunning("no daemon: \(path) does not exist")
             case ECONNREFUSED: throw .notRunning("no daemon listens on \(path)")
@@ -107,7 +129,8 @@ public enum ControlProtocol {
             }
             return true
         }
-        guard sent else { throw .failed("cannot send to \(path): \(FileWalk.errnoString())") }
+        // A daemon that refuses (busy) may answer and close before the request is written: read anyway.
+        if !sent && errno != EPIPE && errno != ECONNRESET { throw .failed("cannot send to \(path): \(FileWalk.errnoString())") }
         var answer: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 16384)
         let deadline = Clock.monotonic() + timeout
@@ -119,6 +142,7 @@ public enum ControlProtocol {
             if r < 0 { if errno == EINTR { continue }; throw .failed("poll: \(FileWalk.errnoString())") }
             if r == 0 { continue }
             let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n < 0 && errno == ECONNRESET && !answer.isEmpty { break }
             if n < 0 { if errno == EINTR { continue }; throw .failed("cannot read from \(path): \(FileWalk.errnoString())") }
             if n == 0 { break }
             answer += buf[0..<n]

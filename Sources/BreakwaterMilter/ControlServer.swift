@@ -93,9 +93,6 @@ public final class ControlServer: DaemonService {
     /// Binds the socket: a stale socket (nothing listening) is replaced; a live one or a file that is
     /// not a socket is an error, as is a missing directory.
     private func openSocket() throws -> Int32 {
-        guard var addr = ControlProtocol.address(path) else {
-            throw StartupError("control \(path): the path is too long for a unix socket (at most 107 bytes)")
-        }
         var st = stat()
         if lstat(path, &st) == 0 {
             guard (st.st_mode & S_IFMT) == S_IFSOCK else {
@@ -118,11 +115,17 @@ public final class ControlServer: DaemonService {
         guard fd >= 0 else { throw StartupError("control \(path): socket: \(FileWalk.errnoString())") }
         // Bind with no permission for others, then open it up to `mode`: never wider than asked.
         let old = umask(0o177)
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        let result = ControlProtocol.withAddress(path) { addr -> (Int32, Int32) in
+            let rc = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            }
+            return (rc, errno)
         }
-        let bindErrno = errno
         umask(old)
+        guard let (rc, bindErrno) = result else {
+            close(fd)
+            throw StartupError("control \(path): the path is too long for a unix socket")
+        }
         guard rc == 0 else {
             close(fd)
             throw StartupError("control \(path): cannot bind: \(FileWalk.errnoString(bindErrno))")
@@ -153,7 +156,15 @@ public final class ControlServer: DaemonService {
             setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
             if connections.add(1, ordering: .relaxed).newValue > ControlServer.maxConnections {
                 connections.subtract(1, ordering: .relaxed)
+                // Take the request line if it is already there (clients write it right after connecting),
+                // so the answer is not lost to a reset; never wait long on this thread.
+                var p = pollfd(fd: c, events: Int16(POLLIN), revents: 0)
+                if poll(&p, 1, 50) > 0 {
+                    var buf = [UInt8](repeating: 0, count: ControlProtocol.maxRequest)
+                    _ = buf.withUnsafeMutableBytes { recv(c, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+                }
                 ControlServer.send(c, ControlReply(ok: false, head: "busy: \(ControlServer.maxConnections) control requests are being served, try again"))
+                shutdown(c, Int32(SHUT_WR))
                 close(c)
                 continue
             }
@@ -184,6 +195,23 @@ public final class ControlServer: DaemonService {
             }
         }
         ControlServer.send(fd, reply)
+        ControlServer.lingeringClose(fd)
+    }
+
+    /// Ends the answer, then reads and drops what the client still sends (a request too long, for
+    /// one), briefly: closing with unread input would reset the connection and lose the answer.
+    static func lingeringClose(_ fd: Int32) {
+        shutdown(fd, Int32(SHUT_WR))
+        var buf = [UInt8](repeating: 0, count: 4096)
+        var drained = 0
+        let deadline = Clock.monotonic() + 0.5
+        while drained < 1 << 20 && Clock.monotonic() < deadline {
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            if poll(&p, 1, 100) <= 0 { break }
+            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { break }
+            drained += n
+        }
     }
 
     /// One line, at most `maxRequest` bytes, within `timeout` seconds.
