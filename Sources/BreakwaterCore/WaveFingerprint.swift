@@ -153,29 +153,17 @@ public struct WaveFingerprintBuilder: Sendable {
 
     /// The fingerprint, or nil when the message has too little text to be judged.
     public func finish(subject: String?) -> WaveFingerprint? {
-        guard sink.words >= WaveFingerprintBuilder.minimumWords else { return nil }
-        var body = sink
-        body.flushShort()
-        var mins = body.mins
-        // The subject adds its own shingles (salted apart from the body's): a wave with a fixed
-        // subject is a little tighter, one with varied subjects loses little.
-        var subjectText = ""
-        if let subject {
-            subjectText = truncatedUTF8(subject.trimmed, max: 200)
-            var sub = ShingleSink(salt: 0x5bd1_e995_9e37_79b9)
-            var tok = WaveTokenizer()
-            var s = subjectText
-            s.withUTF8 { tok.feedText(UnsafeRawBufferPointer($0), into: &sub) }
-            tok.finish(into: &sub)
-            sub.flushShort()
-            for i in 0..<waveSignatureSize where sub.mins[i] < mins[i] { mins[i] = sub.mins[i] }
-        }
-        WaveFingerprintBuilder.densify(&mins)
-        return WaveFingerprint(signature: mins, words: sink.words, subject: subjectText,
-                               sample: String(decoding: body.sample, as: UTF8.self))
+        body.finish(subject: subject)
     }
 
-    /// Rotation densification: an empty bin takes the value of the next non-empty bin to its right
+    /// What the body contributed (the subject not yet mixed in): compact, to be kept for a repeat.
+    public var body: WaveBody {
+        var b = sink
+        b.flushShort()
+        return WaveBody(mins: b.mins, words: b.words, sample: b.sample)
+    }
+
+    /// Rotation densification    /// Rotation densification: an empty bin takes the value of the next non-empty bin to its right
     /// (circularly), offset by the distance so that copies stay distinguishable.
     static func densify(_ mins: inout [UInt32]) {
         let n = mins.count
@@ -200,6 +188,36 @@ public struct WaveFingerprintBuilder: Sendable {
         }
         if units.first == 0xFEFF { units.removeFirst() }
         return Array(String(decoding: units, as: UTF16.self).utf8)
+    }
+}
+
+/// A message body's part of a fingerprint: the MinHash of its shingles (before densification),
+/// its word count and its sample.
+public struct WaveBody: Sendable {
+    var mins: [UInt32]
+    public let words: Int
+    var sample: [UInt8]
+
+    /// The fingerprint with the subject mixed in, or nil when the body has too little text.
+    public func finish(subject: String?) -> WaveFingerprint? {
+        guard words >= WaveFingerprintBuilder.minimumWords else { return nil }
+        var mins = self.mins
+        // The subject adds its own shingles (salted apart from the body's): a wave with a fixed
+        // subject is a little tighter, one with varied subjects loses little.
+        var subjectText = ""
+        if let subject {
+            subjectText = truncatedUTF8(subject.trimmed, max: 200)
+            var sub = ShingleSink(salt: 0x5bd1_e995_9e37_79b9)
+            var tok = WaveTokenizer()
+            var s = subjectText
+            s.withUTF8 { tok.feedText(UnsafeRawBufferPointer($0), into: &sub) }
+            tok.finish(into: &sub)
+            sub.flushShort()
+            for i in 0..<waveSignatureSize where sub.mins[i] < mins[i] { mins[i] = sub.mins[i] }
+        }
+        WaveFingerprintBuilder.densify(&mins)
+        return WaveFingerprint(signature: mins, words: words, subject: subjectText,
+                               sample: String(decoding: sample, as: UTF8.self))
     }
 }
 

@@ -57,8 +57,10 @@ public enum WaveReport {
                 out += "  promoted to: \(p)\n"
             } else if let s = suggestion(w, prefix: prefix) {
                 out += "  suggested signature:\n    \(s.command(comment: comment(w)))\n"
+            } else if w.samples.count < WaveSuggestion.minSamples {
+                out += "  suggested signature: none yet (\(w.samples.count) sample so far; one comes with each message)\n"
             } else {
-                out += "  suggested signature: none yet (its samples share no run of \(WaveSuggestion.minWords)+ words)\n"
+                out += "  suggested signature: none (its samples share no run of \(WaveSuggestion.minWords)+ words)\n"
             }
         }
         return out

@@ -56,9 +56,12 @@ public struct WaveObservation: Sendable {
     public var wave: String?
     /// This message made its fingerprint a wave.
     public var started: WaveInfo?
-    public init(wave: String? = nil, started: WaveInfo? = nil) {
+    /// This message completed the wave's samples (its suggested signature is now final).
+    public var sampled: WaveInfo?
+    public init(wave: String? = nil, started: WaveInfo? = nil, sampled: WaveInfo? = nil) {
         self.wave = wave
         self.started = started
+        self.sampled = sampled
     }
 }
 
@@ -606,6 +609,9 @@ public final class InProcessWaveStore: WaveStore {
                 records[r].lastSeen = now
                 if records[r].samples.count < InProcessWaveStore.samplesPerWave {
                     records[r].samples.append(fp.sample)
+                    if records[r].samples.count == InProcessWaveStore.samplesPerWave {
+                        return WaveObservation(wave: records[r].id, sampled: info(r, now: now))
+                    }
                 }
                 return WaveObservation(wave: records[r].id)
             }

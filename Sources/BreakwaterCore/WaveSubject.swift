@@ -11,7 +11,7 @@ public enum WaveSubject {
         while let start = rest.firstRange(of: "=?") {
             let before = rest[..<start.lowerBound]
             // Blanks between two encoded words are not part of the text.
-            let blank = before.allSatisfy { c in c == " " || c == "\t" || c == "\r" || c == "\n" }
+            let blank = before.allSatisfy { c in c == " " || c == "\t" || c == "\r" || c == "\n" || c == "\r\n" }
             if !(lastWasEncoded && blank) {
                 out += before
             }

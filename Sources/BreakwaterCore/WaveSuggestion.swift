@@ -22,10 +22,13 @@ public struct WaveSuggestion: Sendable, Equatable {
         prefix + "Wave." + (id.hasPrefix("w") ? String(id.dropFirst()) : id)
     }
 
-    /// nil when the samples share no run long enough (or there are none).
+    /// Samples needed for a suggestion: what one message holds says nothing of what varies.
+    public static let minSamples = 2
+
+    /// nil when the samples share no run long enough (or there are fewer than `minSamples`).
     public static func make(waveID: String, samples: [String], prefix: String = "Breakwater.Local.") -> WaveSuggestion? {
         let docs = samples.map(segments).filter { !$0.isEmpty }
-        guard let first = docs.first else { return nil }
+        guard docs.count >= minSamples, let first = docs.first else { return nil }
         let longestSegment = first.map(\.count).max() ?? 0
         // Binary search on the run length: a common run of L words implies one of L-1.
         var lo = 0, hi = longestSegment
@@ -56,9 +59,10 @@ public struct WaveSuggestion: Sendable, Equatable {
                               name: name(forWave: waveID, prefix: prefix))
     }
 
-    /// The `breakwater signatures add` command line that adds it.
+    /// The `breakwater signatures add` command line that adds it (`breakwater waves promote` runs the
+    /// same).
     public func command(comment: String? = nil) -> String {
-        var c = "breakwater signatures add \(name) --regex \(WaveSuggestion.shellQuote(regex))"
+        var c = "breakwater signatures add \(name) --regex \(WaveSuggestion.shellQuote(regex)) --ignore-case"
         if let comment { c += " --comment \(WaveSuggestion.shellQuote(comment))" }
         return c
     }

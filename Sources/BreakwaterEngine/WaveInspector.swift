@@ -69,7 +69,7 @@ public final class WaveLayerInspector: LayerInspector {
     public func finish(subject: String?) -> WaveFingerprint? {
         if let memo, let key = memoKey {
             if textLayers > 0 {
-                memo.store(key, builder)
+                memo.store(key, builder.body)
             } else if let earlier = memo.lookup(key) {
                 return earlier.finish(subject: subject)
             }
@@ -78,11 +78,12 @@ public final class WaveLayerInspector: LayerInspector {
     }
 }
 
-/// The body fingerprints of the last few messages, by a key of their size, first and last 4 KB:
-/// lets a byte-identical repeat (which libclamav's cache does not parse again) count as what it is.
+/// The body fingerprints of the last `entries` messages, by a key of their size, first and last
+/// 4 KB: lets a byte-identical repeat (which libclamav's cache does not parse again) count as what it
+/// is. At most `entries` x (256 bytes + the sample, at most 2 KB).
 public final class WaveMemo: Sendable {
-    public static let entries = 64
-    private let state = Mutex<(keys: [UInt64], builders: [UInt64: WaveFingerprintBuilder], next: Int)>(([], [:], 0))
+    public static let entries = 128
+    private let state = Mutex<(keys: [UInt64], bodies: [UInt64: WaveBody], next: Int)>(([], [:], 0))
 
     public init() {}
 
@@ -117,22 +118,22 @@ public final class WaveMemo: Sendable {
         return h
     }
 
-    func store(_ key: UInt64, _ builder: WaveFingerprintBuilder) {
+    func store(_ key: UInt64, _ body: WaveBody) {
         state.withLock { s in
-            if s.builders[key] == nil {
+            if s.bodies[key] == nil {
                 if s.keys.count < WaveMemo.entries {
                     s.keys.append(key)
                 } else {
-                    s.builders[s.keys[s.next]] = nil
+                    s.bodies[s.keys[s.next]] = nil
                     s.keys[s.next] = key
                     s.next = (s.next + 1) % WaveMemo.entries
                 }
             }
-            s.builders[key] = builder
+            s.bodies[key] = body
         }
     }
 
-    func lookup(_ key: UInt64) -> WaveFingerprintBuilder? {
-        state.withLock { $0.builders[key] }
+    func lookup(_ key: UInt64) -> WaveBody? {
+        state.withLock { $0.bodies[key] }
     }
 }

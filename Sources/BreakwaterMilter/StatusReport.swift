@@ -19,6 +19,8 @@ public struct StatusReport: Sendable {
     public var selfCheck: Double
     public var control: String
     public var localSignatures: String
+    /// Wave detection (nil when `waves = no`): the JSON fields and the text line.
+    public var waves: (json: [(String, JSONValue)], text: String)?
 
     public init(daemon: MilterDaemon) {
         let st = daemon.stats
@@ -43,6 +45,7 @@ public struct StatusReport: Sendable {
         selfCheck = daemon.config.ops.selfCheck
         control = daemon.config.control
         localSignatures = daemon.config.localSignatures
+        waves = daemon.waves.map { ($0.statusFields(stats: st), $0.statusText(stats: st)) }
     }
 
     public var json: JSONValue {
@@ -75,6 +78,7 @@ public struct StatusReport: Sendable {
             ("in_flight", .int(inFlight)),
             ("counters", .object(counters.map { ($0.0, .int($0.1)) })),
             ("tempfailed_by_cause", .object(tempfails.map { ($0.0, .int($0.1)) })),
+            ("waves", .object(waves?.json ?? [("enabled", .bool(false))])),
         ])
     }
 
@@ -99,6 +103,7 @@ public struct StatusReport: Sendable {
         lines.append("memory:       \(ByteSize.format(admission.buffered)) buffered of \(ByteSize.format(admission.budget)) budget; \(sessionsOpen) sessions open, \(inFlight) messages in progress")
         lines.append("messages:     " + counters.map { "\($0.1) \($0.0)" }.joined(separator: ", "))
         lines.append("tempfailed:   " + tempfails.map { "\($0.1) \($0.0)" }.joined(separator: ", "))
+        lines.append(waves?.text ?? "waves:        detection off (waves = no)")
         return lines
     }
 

@@ -16,31 +16,32 @@ public final class WaveFeature: Sendable {
     /// Prefix of suggested signature names (the names `breakwater signatures add` accepts).
     public let signaturePrefix: String
 
-    public init(config: Config, stats: Stats, logger: Logger, signaturePrefix: String = "Breakwater.Local.") {
+    public init(config: Config, stats: Stats, logger: Logger) {
         detector = WaveDetector(settings: config.wave, stats: stats, rejectTemplate: config.rejectMessage)
         self.logger = logger
-        self.signaturePrefix = signaturePrefix
+        self.signaturePrefix = config.ops.localPrefix
         let u = detector.store.usage()
         logger.notice("wave detection: \(config.wave.threshold) messages in \(Int(config.wave.window))s from more than \(config.wave.minSources) senders or networks make a wave (action \(config.wave.action.rawValue)); store of \(ByteSize.format(config.wave.storeSize)) holds \(u.capacity) fingerprints")
     }
 
-    /// The inspector for the message about to be scanned; nil for allow-listed mail (never counted,
-    /// so not fingerprinted either).
+    /// The inspector for the message about to be scanned. Allow-listed mail is fingerprinted too
+    /// (never counted): its body must be in the repeat memo in case the same bytes come again from
+    /// a sender that is not allow-listed, which libclamav's cache would not parse again.
     func inspector(sender: String, clientIP: [UInt8]?) -> WaveLayerInspector? {
-        detector.isAllowListed(sender: sender, clientIP: clientIP) ? nil : WaveLayerInspector(memo: memo)
+        WaveLayerInspector(memo: memo)
     }
 
     /// Counts the scanned message and applies the wave rule to its decision. The store's lock is
     /// taken only inside `observe`, after the scan.
     func apply(_ d: Decision, inspector: WaveLayerInspector?, sender: String, clientIP: [UInt8]?, clientAddress: String,
                subject: String?) -> Decision {
-        guard let inspector else {
-            _ = detector.observe(nil, sender: sender, clientIP: clientIP, clientAddress: clientAddress, now: Clock.wall())
-            return d
-        }
+        guard let inspector else { return d }
         let fp = inspector.finish(subject: subject.map(WaveSubject.decode))
         let o = detector.observe(fp, sender: sender, clientIP: clientIP, clientAddress: clientAddress, now: Clock.wall())
         if let started = o.started { logStart(started) }
+        if let sampled = o.sampled, let s = WaveReport.suggestion(sampled, prefix: signaturePrefix) {
+            logger.notice("wave \(sampled.id): suggested signature from \(sampled.samples.count) messages: \(s.command(comment: WaveReport.comment(sampled))) (or: breakwater waves promote \(sampled.id))")
+        }
         guard let id = o.wave else { return d }
         return detector.decide(d, wave: id)
     }
@@ -49,9 +50,6 @@ public final class WaveFeature: Sendable {
         var line = "wave \(w.id) started: \(w.windowCount) messages in the window from ~\(w.senders) senders, ~\(w.networks) client networks"
         line += "; action \(detector.settings.action.rawValue); subject=\"\(milterSafeHeaderValue(w.subject))\""
         line += "; excerpt=\"\(w.excerpt)\""
-        if let s = WaveReport.suggestion(w, prefix: signaturePrefix) {
-            line += "; suggested: \(s.command(comment: WaveReport.comment(w)))"
-        }
         logger.notice("\(line)")
     }
 
@@ -84,7 +82,10 @@ public final class WaveFeature: Sendable {
             return .failure(WaveError("no wave \(id): `breakwater waves` lists the active and recent ones"))
         }
         guard let s = WaveReport.suggestion(w, prefix: signaturePrefix) else {
-            return .failure(WaveError("wave \(w.id) has no suggested signature yet: its samples share no run of \(WaveSuggestion.minWords) or more words"))
+            if w.samples.count < WaveSuggestion.minSamples {
+                return .failure(WaveError("wave \(w.id) has no suggested signature yet: it needs \(WaveSuggestion.minSamples) sampled messages and has \(w.samples.count)"))
+            }
+            return .failure(WaveError("wave \(w.id) has no suggested signature: its samples share no run of \(WaveSuggestion.minWords) or more words"))
         }
         return .success((s, WaveReport.comment(w)))
     }
@@ -95,6 +96,27 @@ public final class WaveFeature: Sendable {
         let ok = detector.store.markPromoted(id: key, as: name)
         if ok { logger.notice("wave \(key) promoted to signature \(name)") }
         return ok
+    }
+
+    /// The WAVES request of the control socket.
+    public func control(_ argument: String) -> ControlReply {
+        let words = argument.split(separator: " ").map(String.init)
+        switch words.first?.uppercased() ?? "TEXT" {
+        case "TEXT":
+            return ControlReply(ok: true, head: "", body: list(json: false).split(separator: "\n").map(String.init))
+        case "JSON":
+            return ControlReply(ok: true, head: "", body: [list(json: true).trimmed])
+        case "SUGGEST" where words.count == 2:
+            switch suggestion(id: words[1]) {
+            case .success(let (s, comment)): return ControlReply(ok: true, head: s.name, body: [s.regex, comment])
+            case .failure(let e): return ControlReply(ok: false, head: e.description)
+            }
+        case "PROMOTED" where words.count == 3:
+            return promoted(id: words[1], as: words[2]) ? ControlReply(ok: true, head: "")
+                                                       : ControlReply(ok: false, head: "no wave \(words[1])")
+        default:
+            return ControlReply(ok: false, head: "WAVES takes TEXT, JSON, SUGGEST ID or PROMOTED ID NAME, not '\(ControlProtocol.oneLine(argument))'")
+        }
     }
 
     /// The part of `breakwater status` about waves.
@@ -114,9 +136,10 @@ public final class WaveFeature: Sendable {
         ]
     }
 
+    /// The line of `breakwater status` (text) about waves.
     public func statusText(stats: Stats) -> String {
         let u = detector.store.usage()
-        return "waves: \(u.activeWaves) active, \(stats.wavesStarted.load(ordering: .relaxed)) started, \(stats.waveMessages.load(ordering: .relaxed)) messages in waves (action \(detector.settings.action.rawValue)); store \(u.entries)/\(u.capacity) fingerprints, \(ByteSize.format(UInt64(u.bytes))) of \(ByteSize.format(UInt64(u.budget)))\n"
+        return "waves:        \(u.activeWaves) active, \(stats.wavesStarted.load(ordering: .relaxed)) started, \(stats.waveMessages.load(ordering: .relaxed)) messages in waves (action \(detector.settings.action.rawValue)); store \(u.entries)/\(u.capacity) fingerprints, \(ByteSize.format(UInt64(u.bytes))) of \(ByteSize.format(UInt64(u.budget)))"
     }
 }
 
@@ -133,10 +156,17 @@ public final class WaveService: DaemonService {
     public init() {}
 
     /// Registers the service when wave detection is on.
+    /// Registers the service, and the WAVES request on the control socket (install the control
+    /// server first), when wave detection is on.
     public static func install(on daemon: MilterDaemon) {
-        guard daemon.waves != nil else { return }
+        guard let waves = daemon.waves else { return }
         daemon.services.append(WaveService())
+        ControlServer.of(daemon)?.register("WAVES", help: WaveService.help) { argument, _ in
+            waves.control(argument)
+        }
     }
+
+    static let help = "WAVES [TEXT|JSON|SUGGEST ID|PROMOTED ID NAME]: active and recent waves (text lines, or one JSON array); SUGGEST answers OK NAME with the regex and the comment as body lines; PROMOTED records that wave ID got signature NAME"
 
     public func start(_ daemon: MilterDaemon) throws {
         guard let waves = daemon.waves else { return }

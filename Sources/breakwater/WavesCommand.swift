@@ -280,38 +280,107 @@ struct WavesBenchCommand: ParsableCommand {
 
 // MARK: - over the control socket
 
+/// One WAVES request to the daemon; exit status 3 when none is running, 1 on any other failure.
+func wavesRequest(_ argument: String, config: Config, command: String) throws -> ControlProtocol.Response {
+    let r: ControlProtocol.Response
+    do {
+        r = try ControlProtocol.request("WAVES \(argument)", socket: config.control, timeout: 30)
+    } catch .notRunning(let why) {
+        Output.err("breakwater \(command): not running: \(why)\n")
+        throw ExitCode(3)
+    } catch {
+        Output.err("breakwater \(command): \(error)\n")
+        throw ExitCode(1)
+    }
+    guard r.ok else {
+        let head = r.head.hasPrefix("unknown request") ? "the daemon does not detect waves (waves = no)" : r.head
+        Output.err("breakwater \(command): \(head)\n")
+        throw ExitCode(1)
+    }
+    return r
+}
+
 struct WavesListCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "list",
-        abstract: "List active and recent waves with their suggested signatures (the default)."
+        abstract: "List active and recent waves with their suggested signatures (the default).",
+        discussion: "Exit status: 0 listed; 1 no answer, or wave detection is off; 3 no daemon is running."
     )
 
-    @OptionGroup var options: ConfigOptions
+    @OptionGroup var options: OpsOptions
 
-    @Flag(help: "Print JSON.")
+    @Flag(name: .customLong("json"), help: "Print the waves as one JSON array.")
     var json = false
 
     func run() throws {
-        throw ValidationError("not yet connected to the control socket")
+        let config = try options.load()
+        let r = try wavesRequest(json ? "JSON" : "TEXT", config: config, command: "waves")
+        Output.out(r.body.map { $0 + "\n" }.joined())
     }
 }
 
 struct WavesPromoteCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "promote",
-        abstract: "Add the suggested signature of wave ID (as `breakwater signatures add` does, with its checks) and reload."
+        abstract: "Add the suggested signature of wave ID (as `breakwater signatures add` does, with its checks) and reload.",
+        discussion: """
+            Takes the wave's suggested signature from the daemon (a case-insensitive regular expression: the \
+            longest run of words its sampled messages share) and runs `breakwater signatures add NAME --regex \
+            REGEX --ignore-case --comment 'wave ID: SUBJECT'` with the same options: the name must be free and \
+            start with the local-prefix, the whole set must compile, --check mail must not match; then the \
+            daemon reloads and the command waits for the new engine.
+
+            Exit status: 0 added and loaded; 1 refused (nothing changed), no such wave, or the reload failed; \
+            3 no daemon is running.
+            """
     )
 
-    @OptionGroup var options: ConfigOptions
+    @OptionGroup var options: OpsOptions
 
-    @Option(help: ArgumentHelp("Signature name (default: Breakwater.Local.Wave.ID).", valueName: "NAME"))
+    @Option(name: .customLong("name"), help: ArgumentHelp("Signature name (default: the suggested LOCAL-PREFIX + Wave.ID).", valueName: "NAME"))
     var name: String?
+
+    @Option(name: .customLong("check"), help: ArgumentHelp("A directory (or file) of known-good mail: refuse when the signature fires on any of it (repeatable).", valueName: "DIR"))
+    var check: [String] = []
+
+    @Flag(name: .customLong("force"), help: "Add it even when it fires on --check mail.")
+    var force = false
+
+    @Option(name: .customLong("timeout"), help: ArgumentHelp("Seconds to wait for the daemon's reload.", valueName: "SECONDS"))
+    var timeout: Double = 600
 
     @Argument(help: ArgumentHelp("The wave, as `breakwater waves` lists it.", valueName: "ID"))
     var id: String
 
+    func validate() throws {
+        guard !id.isEmpty, id.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) else {
+            throw ValidationError("'\(id)' is not a wave id (as `breakwater waves` lists it, e.g. w3fa2c81b)")
+        }
+        if force && check.isEmpty { throw ValidationError("--force only makes sense with --check") }
+    }
+
     func run() throws {
-        throw ValidationError("not yet connected to the control socket")
+        let config = try options.load()
+        let r = try wavesRequest("SUGGEST \(id)", config: config, command: "waves promote")
+        guard r.body.count >= 2 else {
+            Output.err("breakwater waves promote: unexpected answer from the daemon: \(r.head)\n")
+            throw ExitCode(1)
+        }
+        let signature = name ?? r.head
+        // The same command as `breakwater signatures add`, with the same options.
+        var args = [signature, "--regex", r.body[0], "--ignore-case", "--comment", r.body[1],
+                    "--timeout", String(timeout)]
+        if let f = options.configFile { args += ["--config", f] }
+        args += ["--control", config.control, "--local-signatures", config.localSignatures,
+                 "--local-prefix", config.ops.localPrefix]
+        for d in options.signatures { args += ["--signatures", d] }
+        if let o = options.officialSignatures { args += ["--official-signatures", o] }
+        for d in check { args += ["--check", d] }
+        if force { args.append("--force") }
+        Output.out("wave \(id): breakwater signatures add \(signature) --regex \(WaveSuggestion.shellQuote(r.body[0])) --ignore-case --comment \(WaveSuggestion.shellQuote(r.body[1]))\n")
+        let add = try SignaturesAddCommand.parse(args)
+        try add.run()
+        _ = try? ControlProtocol.request("WAVES PROMOTED \(id) \(signature)", socket: config.control, timeout: 10)
     }
 }
 

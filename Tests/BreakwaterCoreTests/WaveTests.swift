@@ -424,9 +424,23 @@ final class WaveSuggestionTests: XCTestCase {
     func testNoSharedRun() {
         XCTAssertNil(WaveSuggestion.make(waveID: "w1", samples: ["alpha beta gamma delta", "epsilon zeta eta theta"]))
         XCTAssertNil(WaveSuggestion.make(waveID: "w1", samples: []))
+        // One sample says nothing of what varies between messages.
+        XCTAssertNil(WaveSuggestion.make(waveID: "w1", samples: ["alpha beta gamma delta epsilon zeta eta"]))
+        XCTAssertNotNil(WaveSuggestion.make(waveID: "w1", samples: ["alpha beta gamma delta epsilon zeta eta", "x\nalpha beta gamma delta epsilon"]))
     }
 
     func testShellQuote() {
         XCTAssertEqual(WaveSuggestion.shellQuote("it's"), "'it'\\''s'")
+    }
+}
+
+final class WaveSubjectTests: XCTestCase {
+    func testDecode() {
+        XCTAssertEqual(WaveSubject.decode(" Hello there"), " Hello there")
+        XCTAssertEqual(WaveSubject.decode("=?utf-8?B?WsO2ZSwgeW91ciBwYXJjZWw=?= is =?UTF-8?Q?on_hold?="), "Zöe, your parcel is on hold")
+        XCTAssertEqual(WaveSubject.decode("=?iso-8859-1?q?J=FCrgen?=\r\n =?iso-8859-1?q?_wins?="), "Jürgen wins")
+        // Unknown charsets and malformed words are kept as they are.
+        XCTAssertEqual(WaveSubject.decode("=?koi8-r?B?abc?= x"), "=?koi8-r?B?abc?= x")
+        XCTAssertEqual(WaveSubject.decode("a =? b"), "a =? b")
     }
 }
