@@ -2,7 +2,7 @@
 # Runs every benchmark in bench/ that exists, one after the other (never two at once: the machine
 # has two cores and the figures are only comparable inside one run).
 #
-#   bench/run.sh [--quick] [--rounds N] [--only NAME[,NAME]]   NAME: scan, metrics, milter
+#   bench/run.sh [--quick] [--rounds N] [--only NAME[,NAME]]   NAME: scan, metrics, milter, waves
 #
 # Binary: $BREAKWATER_BIN, default .build/release/breakwater (`make bench` builds it).
 # Corpus: $BENCH_CORPUS (a corpus.py directory) and, for the milter benchmark, $BENCH_WAVE_CORPUS;
@@ -15,7 +15,7 @@ REPO=$(pwd)
 
 quick=0
 rounds=""
-only="scan,metrics,milter"
+only="scan,metrics,milter,waves"
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -58,6 +58,14 @@ if wants scan && [ -f bench/scan_bench.py ]; then
   [ -n "$rounds" ] && args+=(--rounds "$rounds")
   [ $quick -eq 1 ] && args+=(--rounds 1 --count 200)
   run scan "$PY" bench/scan_bench.py "${args[@]}"
+fi
+
+if wants waves && [ -f bench/wave_bench.py ]; then
+  args=(--bin "$BREAKWATER_BIN")
+  [ -n "${BENCH_CORPUS:-}" ] && args+=(--corpus "$BENCH_CORPUS")
+  [ -n "$rounds" ] && args+=(--rounds "$rounds")
+  [ $quick -eq 1 ] && args+=(--rounds 1 --count 200)
+  run waves "$PY" bench/wave_bench.py "${args[@]}"
 fi
 
 if wants metrics && [ -f bench/metrics_bench.py ]; then

@@ -288,9 +288,12 @@ def test_allow_listed_sender_never_a_wave(breakwater, workdir, bw_binary):
     assert len(waves_json(bw_binary, bw)) == 1
 
 
-def test_wave_action_reject(breakwater, workdir):
+@pytest.mark.parametrize("spool", ["memory", "spooled"])
+def test_wave_action_reject(breakwater, workdir, spool):
+    """wave-action reject; messages scanned from memory, and spooled to a file (scanned by descriptor)."""
     sigs = eicar_only_signatures(os.path.join(workdir, "sigs"))
-    bw = breakwater("--signatures", sigs, "--wave-action", "reject", "--wave-threshold", "20")
+    extra = ["--spool-threshold", "1K"] if spool == "spooled" else []
+    bw = breakwater("--signatures", sigs, "--wave-action", "reject", "--wave-threshold", "20", *extra)
     gen = Generator(99)
     codes = []
     for i in range(40):
@@ -300,3 +303,5 @@ def test_wave_action_reject(breakwater, workdir):
     assert first < 25, codes
     assert all(c == "550" for c in codes[first:]), codes
     assert re.search(r"verdict=clean action=reject wave=w[0-9a-f]+ .*reply=\"550 5\.7\.1 Rejected: wave w", bw.log())
+    if spool == "spooled":
+        assert "spooled=" in bw.log()
