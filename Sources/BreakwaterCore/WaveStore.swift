@@ -134,14 +134,14 @@ public final class InProcessWaveStore: WaveStore {
 
     public let settings: WaveSettings
     public let capacity: Int
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
     public init(settings: WaveSettings) {
         self.settings = settings
         let budget = Int(max(settings.storeSize, WaveSettings.minimumStoreSize))
         let forEntries = budget - InProcessWaveStore.maxWaveRecords * InProcessWaveStore.waveRecordBytes
         capacity = max(64, forEntries / InProcessWaveStore.bytesPerEntry)
-        state = Mutex(State(capacity: capacity, settings: settings, budget: budget))
+        state = Locked(State(capacity: capacity, settings: settings, budget: budget))
     }
 
     public func observe(_ fingerprint: WaveFingerprint, origin: WaveOrigin, now: Double) -> WaveObservation {

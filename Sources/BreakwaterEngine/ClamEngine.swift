@@ -40,7 +40,7 @@ enum ClamAVLibrary {
 /// Builds are serialised by `buildLock`, so one capture buffer is enough.
 final class LoadMessages: Sendable {
     static let shared = LoadMessages()
-    private let state = Mutex<(capturing: Bool, lines: [String])>((false, []))
+    private let state = Locked<(capturing: Bool, lines: [String])>((false, []))
     func begin() { state.withLock { $0 = (true, []) } }
     func end() -> [String] { state.withLock { s in let l = s.lines; s = (false, []); return l } }
     func add(_ line: String) {
@@ -123,7 +123,7 @@ public final class ClamEngine: @unchecked Sendable {
     /// libclamav's version string.
     public static var libraryVersion: String { ClamAVLibrary.version }
 
-    private static let buildLock = Mutex(())
+    private static let buildLock = Locked(())
 
     /// Loads every database file in `directories` (all formats libclamav reads from a directory) and
     /// compiles the engine. Throws with libclamav's message, naming the file when it can.

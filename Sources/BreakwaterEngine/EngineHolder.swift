@@ -20,12 +20,12 @@ public final class EngineHolder: Sendable {
         public var reloading: Bool
     }
 
-    private let state: Mutex<(engine: ClamEngine, status: ReloadStatus)>
+    private let state: Locked<(engine: ClamEngine, status: ReloadStatus)>
     /// Reload attempts: one running, at most one more pending; `started`/`finished` count attempts so a
     /// caller can wait for the first attempt that begins after its request.
     private struct Queue { var running = false, pending = false, inAttempt = false, started = 0, finished = 0 }
-    private let reload = Mutex(Queue())
-    private let attemptHooks = Mutex<[@Sendable () -> Void]>([])
+    private let reload = Locked(Queue())
+    private let attemptHooks = Locked<[@Sendable () -> Void]>([])
     private let build: @Sendable () throws -> ClamEngine
     private let onEvent: @Sendable (String, Bool) -> Void
 
@@ -35,7 +35,7 @@ public final class EngineHolder: Sendable {
         let status = ReloadStatus(generation: 1, signatures: initial.signatureCount, directories: initial.directories,
                                   loadedAt: initial.loadedAt, buildSeconds: initial.buildSeconds,
                                   lastAttemptAt: nil, lastError: nil, lastSucceeded: true, reloading: false)
-        state = Mutex((initial, status))
+        state = Locked((initial, status))
         self.build = build
         self.onEvent = onEvent
     }

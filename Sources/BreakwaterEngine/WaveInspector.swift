@@ -83,7 +83,7 @@ public final class WaveLayerInspector: LayerInspector {
 /// is. At most `entries` x (256 bytes + the sample, at most 2 KB).
 public final class WaveMemo: Sendable {
     public static let entries = 128
-    private let state = Mutex<(keys: [UInt64], bodies: [UInt64: WaveBody], next: Int)>(([], [:], 0))
+    private let state = Locked<(keys: [UInt64], bodies: [UInt64: WaveBody], next: Int)>(([], [:], 0))
 
     public init() {}
 

@@ -58,9 +58,9 @@ public final class BreakwaterMetrics: Sendable {
     private let tempfails: [Counter]  // by TempfailCause.allCases
     private let scans: Counter
     /// Values the mirrored counters had at the last scrape, same order: messages, tempfails, scans.
-    private let mirrored: Mutex<[Int]>
+    private let mirrored: Locked<[Int]>
 
-    private let detections: Mutex<[String: Counter]>
+    private let detections: Locked<[String: Counter]>
     private let otherDetections: Counter
 
     private let scanSeconds: ValueHistogram
@@ -90,10 +90,10 @@ public final class BreakwaterMetrics: Sendable {
             r.makeCounter(descriptor: Self.metric("tempfails_total", help: "Messages answered 4xx, by cause: busy (no scan slot and the waiting line full), memory_budget (message could not be held), timeout (waited max-wait for a slot), scan_error, size (a scan limit with tempfail configured)."), labels: [("cause", $0.rawValue)])
         }
         scans = r.makeCounter(descriptor: Self.metric("scans_total", help: "Messages scanned by the engine."))
-        mirrored = Mutex([Int](repeating: 0, count: Outcome.allCases.count + TempfailCause.allCases.count + 1))
+        mirrored = Locked([Int](repeating: 0, count: Outcome.allCases.count + TempfailCause.allCases.count + 1))
 
         otherDetections = r.makeCounter(descriptor: Self.metric("detections_total", help: BreakwaterMetrics.detectionsHelp), labels: [("signature", "other")])
-        detections = Mutex([:])
+        detections = Locked([:])
 
         scanSeconds = r.makeValueHistogram(descriptor: Self.metric("scan_duration_seconds", help: "Seconds the engine took to scan a message."), buckets: Self.scanBuckets)
         waitSeconds = r.makeValueHistogram(descriptor: Self.metric("slot_wait_seconds", help: "Seconds a message waited for a scan slot (0 when one was free), for every message that got a slot or timed out waiting."), buckets: Self.waitBuckets)

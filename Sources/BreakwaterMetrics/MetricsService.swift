@@ -13,7 +13,7 @@ public final class MetricsService: DaemonService {
     /// The `metrics` setting; parsed when the service starts (the configuration has checked it already).
     public let spec: String
     public let metrics: BreakwaterMetrics
-    private let endpoint = Mutex<HTTPEndpoint?>(nil)
+    private let endpoint = Locked<HTTPEndpoint?>(nil)
 
     public init(spec: String, metrics: BreakwaterMetrics) {
         self.spec = spec

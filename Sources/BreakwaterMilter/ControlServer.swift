@@ -26,12 +26,12 @@ public final class ControlServer: DaemonService {
     public static let maxConnections = 8
     static let readTimeout = 5.0
 
-    private let handlers = Mutex<[(verb: String, help: String, handler: Handler)]>([])
-    private let listener = Mutex<Int32>(-1)
+    private let handlers = Locked<[(verb: String, help: String, handler: Handler)]>([])
+    private let listener = Locked<Int32>(-1)
     private let stopping = Atomic<Bool>(false)
     private let connections = Atomic<Int>(0)
-    private let acceptThread = Mutex<Thread?>(nil)
-    private let socketInode = Mutex<UInt64>(0)
+    private let acceptThread = Locked<Thread?>(nil)
+    private let socketInode = Locked<UInt64>(0)
 
     public init(path: String, mode: UInt32, reloadTimeout: Double = 600) {
         self.path = path

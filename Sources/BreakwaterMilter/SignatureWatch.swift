@@ -13,9 +13,9 @@ import Glibc
 /// by a second one, and a change that failed to load is not retried until the files change again.
 public final class SignatureWatch: DaemonService {
     public let interval: Double
-    private let baseline = Mutex<SignatureDirectoryState?>(nil)
+    private let baseline = Locked<SignatureDirectoryState?>(nil)
     private let stopping = Atomic<Bool>(false)
-    private let thread = Mutex<Thread?>(nil)
+    private let thread = Locked<Thread?>(nil)
 
     public init(interval: Double) {
         self.interval = interval

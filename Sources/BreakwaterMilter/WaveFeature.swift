@@ -151,7 +151,7 @@ public struct WaveError: Error, CustomStringConvertible, Sendable {
 /// Ends quiet waves every few seconds (and logs them), even when no mail comes in.
 public final class WaveService: DaemonService {
     private let stopping = Atomic<Bool>(false)
-    private let thread = Mutex<Thread?>(nil)
+    private let thread = Locked<Thread?>(nil)
 
     public init() {}
 

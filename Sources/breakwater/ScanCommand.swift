@@ -85,8 +85,8 @@ final class BatchScan: Sendable {
     let engine: ClamEngine
     let targets: [ScanTarget]
     let json: Bool
-    let next = Mutex(0)
-    let totals = Mutex(Totals())
+    let next = Locked(0)
+    let totals = Locked(Totals())
 
     init(engine: ClamEngine, targets: [ScanTarget], json: Bool) {
         self.engine = engine
