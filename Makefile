@@ -3,7 +3,7 @@ SWIFT ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
 export PATH := $(dir $(SWIFT)):$(PATH)
 BIN := .build/debug/breakwater
 
-.PHONY: all build release run test unit-test integration-test bench deb deb-test clean setup
+.PHONY: all build release run test unit-test integration-test tsan-test bench deb deb-test clean setup
 
 all: build
 
@@ -33,6 +33,14 @@ unit-test: build
 
 integration-test: build
 	scripts/integration-tests.sh
+
+# The reload, signature and wave tests against a ThreadSanitizer build (separate scratch path). The one
+# report turned off is a thread leak inside libmilter (its signal thread is never joined), not ours.
+tsan-test:
+	scripts/setup.sh --test
+	$(SWIFT) build --sanitize=thread --scratch-path .build-tsan
+	TSAN_OPTIONS=report_thread_leaks=0 BREAKWATER_BIN=.build-tsan/debug/breakwater \
+	  scripts/integration-tests.sh tests/test_reload.py tests/test_signatures_cli.py tests/test_waves.py
 
 bench:
 	scripts/setup.sh --bench

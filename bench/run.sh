@@ -2,7 +2,7 @@
 # Runs every benchmark in bench/ that exists, one after the other (never two at once: the machine
 # has two cores and the figures are only comparable inside one run).
 #
-#   bench/run.sh [--quick] [--rounds N] [--only NAME[,NAME]]   NAME: scan, metrics, milter, waves
+#   bench/run.sh [--quick] [--rounds N] [--only NAME[,NAME]]   NAME: scan, metrics, milter, waves, reload
 #
 # Binary: $BREAKWATER_BIN, default .build/release/breakwater (`make bench` builds it).
 # Corpus: $BENCH_CORPUS (a corpus.py directory) and, for the milter benchmark, $BENCH_WAVE_CORPUS;
@@ -15,7 +15,7 @@ REPO=$(pwd)
 
 quick=0
 rounds=""
-only="scan,metrics,milter,waves"
+only="scan,metrics,milter,waves,reload"
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -66,6 +66,13 @@ if wants waves && [ -f bench/wave_bench.py ]; then
   [ -n "$rounds" ] && args+=(--rounds "$rounds")
   [ $quick -eq 1 ] && args+=(--rounds 1 --count 200)
   run waves "$PY" bench/wave_bench.py "${args[@]}"
+fi
+
+if wants reload && [ -f bench/reload_bench.py ]; then
+  args=(--bin "$BREAKWATER_BIN")
+  [ -n "$rounds" ] && args+=(--rounds "$rounds")
+  [ $quick -eq 1 ] && args+=(--rounds 1 --synthetic 300000)
+  run reload "$PY" bench/reload_bench.py "${args[@]}"
 fi
 
 if wants metrics && [ -f bench/metrics_bench.py ]; then
