@@ -13,7 +13,7 @@ public struct Config: Sendable {
     public var metrics = "127.0.0.1:9897"
     public var metricsMaxSignatures = 100
     public var workers = Config.cores
-    public var maxWaiting = 32
+    public var maxWaiting = 256
     public var maxWait = 20.0
     public var maxMessageSize: UInt64 = 25 << 20
     public var memoryBudget: UInt64 = 256 << 20
@@ -127,7 +127,7 @@ extension Config {
         key("workers", "number of cores", "Scan slots: messages scanned at the same time.") {
             c, v throws(ConfigKey.ValueError) in c.workers = try int(v, 1...1024)
         },
-        key("max-waiting", "32", "Messages that may wait for a free scan slot; past it the MTA gets 451 4.3.2.") {
+        key("max-waiting", "256", "Messages that may wait for a free scan slot; past it the MTA gets 451 4.3.2. A wait costs a blocked thread; a 451 costs the MTA a whole new transaction later.") {
             c, v throws(ConfigKey.ValueError) in c.maxWaiting = try int(v, 0...100_000)
         },
         key("max-wait", "20s", "Longest wait for a scan slot (the MTA is kept alive meanwhile); then 451 4.3.2.") {

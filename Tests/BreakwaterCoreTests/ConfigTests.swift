@@ -5,7 +5,7 @@ final class ConfigTests: XCTestCase {
     func testDefaults() {
         let c = Config()
         XCTAssertEqual(c.socket, "inet:8897@127.0.0.1")
-        XCTAssertEqual(c.maxWaiting, 32)
+        XCTAssertEqual(c.maxWaiting, 256)
         XCTAssertEqual(c.maxMessageSize, 25 << 20)
         XCTAssertEqual(c.memoryBudget, 256 << 20)
         XCTAssertEqual(c.workers, Config.cores)
