@@ -3,7 +3,7 @@ SWIFT ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
 export PATH := $(dir $(SWIFT)):$(PATH)
 BIN := .build/debug/breakwater
 
-.PHONY: all build release run test unit-test integration-test tsan-test bench deb deb-test clean setup
+.PHONY: all build release run scan-samples test unit-test integration-test tsan-test bench deb deb-test clean setup
 
 all: build
 
@@ -16,9 +16,17 @@ build: setup
 release: setup
 	$(SWIFT) build -c release
 
+# Starts the milter in the foreground, as systemd would, with the shipped signatures: MTA socket
+# inet:8897@127.0.0.1, metrics on 127.0.0.1:9897, the control socket in .build/run/ (so that it needs
+# neither root nor /run/breakwater). Ctrl-C (or SIGTERM) stops it. Any other key: ARGS="--workers 4".
+RUN_DIR := $(CURDIR)/.build/run
+run: build
+	mkdir -p $(RUN_DIR)
+	$(BIN) run --socket inet:8897@127.0.0.1 --control $(RUN_DIR)/control.sock $(ARGS)
+
 # Scans the shipped sample messages with the shipped signatures. They are all meant to be caught, so
 # exit status 1 ("found") is success here; 2 (an error) still fails.
-run: build
+scan-samples: build
 	$(BIN) scan Signatures/samples || test $$? -eq 1
 
 # Every test: unit and engine tests (swift test), then the integration tests with real Postfix and miltertest.
