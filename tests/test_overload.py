@@ -196,3 +196,54 @@ def test_sigterm_lets_the_message_in_progress_finish(breakwater, test_sigs):
         time.sleep(0.1)
     assert refused, "still taking connections 20 s after SIGTERM"
     assert bw.proc.wait(30) == 0, bw.log_tail()
+
+
+def test_max_wait_keeps_the_mta_alive_then_tempfails(breakwater, test_sigs):
+    """--workers 1 --max-wait 2500ms: while the only slot scans a slow message, the next message waits
+    for it, with a progress packet about every second (so the MTA's timeout does not run out), and
+    gets 451 4.3.2 ("waited too long") once max-wait has passed, not before. The slow message itself
+    is answered normally, and the next message after it is scanned again."""
+    max_wait = 2.5
+    bw = breakwater("--signatures", test_sigs, "--workers", "1", "--max-waiting", "4",
+                    "--max-wait", f"{int(max_wait * 1000)}ms", "--max-files", "100000")
+    slow = mail.slow_message(20000)  # about 5 s of scanning on an idle machine
+    out = {}
+
+    def holder():
+        try:
+            with MilterConnection.open(bw.milter_spec, timeout=120) as m:
+                m.negotiate()
+                m.connect()
+                out["reply"] = m.send_message(slow, rcpt_macros={"i": "SLOW1"},
+                                              before_eom=lambda: out.setdefault("eom", time.monotonic()))
+                out["answered"] = time.monotonic()
+        except Exception as e:
+            out["error"] = repr(e)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    while "eom" not in out and t.is_alive():
+        time.sleep(0.005)
+    time.sleep(0.3)  # the slow scan holds the only slot
+    with MilterConnection.open(bw.milter_spec, timeout=60) as m:
+        m.negotiate()
+        m.connect()
+        t0 = time.monotonic()
+        reply = m.send_message(mail.ham("waits-too-long"), rcpt_macros={"i": "WAIT1"})
+        waited = time.monotonic() - t0
+    t.join(120)
+    assert "error" not in out, f"{out.get('error')}\n{bw.log_tail()}"
+    assert out["reply"].kind in ("continue", "accept"), out["reply"]
+    assert out["answered"] > t0 + waited, \
+        f"the slow scan ended before the wait did (make the message slower): {bw.log_tail()}"
+    assert reply.kind == "tempfail" and reply.smtp_code == "451" and reply.enhanced == "4.3.2", reply
+    assert "waited too long" in reply.text, reply
+    assert max_wait - 0.2 <= waited <= max_wait + 5, f"answered after {waited:.2f} s, max-wait {max_wait} s"
+    assert reply.progress >= 2, f"{reply.progress} progress packet(s) in a {waited:.1f} s wait"
+    line = bw.wait_log("queue=WAIT1")
+    assert line and "verdict=busy" in line and "action=tempfail" in line, bw.log_tail()
+    with MilterConnection.open(bw.milter_spec, timeout=60) as m:
+        m.negotiate()
+        m.connect()
+        after = m.send_message(mail.ham("after-the-wait"))
+    assert after.kind in ("continue", "accept"), after
