@@ -19,6 +19,8 @@ public struct Config: Sendable {
     public var memoryBudget: UInt64 = 256 << 20
     public var spoolThreshold: UInt64 = 1 << 20
     public var spoolDirectory = Config.defaultTemporaryDirectory
+    /// Set by the scan-temporary-directory key; otherwise libclamav's files go to the spool directory.
+    public var scanTemporaryDirectory: String? = nil
     public var actions: [ActionRule] = []
     public var rejectMessage = "Rejected: %s"
     public var onScanError = Action.tempfail
@@ -142,9 +144,15 @@ extension Config {
         key("spool-threshold", "1M", "A message larger than this is spooled to an unlinked temporary file instead of memory.") {
             c, v throws(ConfigKey.ValueError) in c.spoolThreshold = try size(v)
         },
-        key("spool-directory", "$TMPDIR or /tmp", "Where spooled messages and libclamav's temporary files go.") {
+        key("spool-directory", "$TMPDIR or /tmp", "Where spooled messages go, and libclamav's temporary files unless scan-temporary-directory is set.") {
             c, v throws(ConfigKey.ValueError) in
             c.spoolDirectory = v
+            c.limits.temporaryDirectory = c.scanTemporaryDirectory ?? v
+        },
+        key("scan-temporary-directory", "the spool directory",
+            "Where libclamav writes the parts it decodes during a scan (a few small files per message, removed when the scan ends). A tmpfs saves the file-system work per message, at the cost of up to workers x max-scan-size of memory.") {
+            c, v throws(ConfigKey.ValueError) in
+            c.scanTemporaryDirectory = v
             c.limits.temporaryDirectory = v
         },
         key("action", "(see below)",

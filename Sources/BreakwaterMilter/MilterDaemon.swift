@@ -42,6 +42,20 @@ public final class MilterDaemon: @unchecked Sendable {
     public init(config: Config, logger: Logger) throws {
         self.config = config
         self.logger = logger
+        // A missing or read-only spool or scan directory would otherwise surface as a tempfail per message.
+        for (key, dir) in [("spool-directory", config.spoolDirectory),
+                           ("scan-temporary-directory", config.limits.temporaryDirectory ?? config.spoolDirectory)] {
+            var st = stat()
+            if stat(dir, &st) != 0 {
+                throw StartupError("\(key) \(dir): \(FileWalk.errnoString()) (create it, or set \(key) to another directory)")
+            }
+            if (st.st_mode & S_IFMT) != S_IFDIR {
+                throw StartupError("\(key) \(dir): not a directory")
+            }
+            if access(dir, W_OK | X_OK) != 0 {
+                throw StartupError("\(key) \(dir): not writable by this user (uid \(getuid())): \(FileWalk.errnoString())")
+            }
+        }
         let dirs = config.signatureDirectories
         let limits = config.limits
         let initial: ClamEngine

@@ -85,6 +85,18 @@ final class ConfigTests: XCTestCase {
         }
     }
 
+    func testScanTemporaryDirectoryFollowsTheSpoolUnlessSet() throws {
+        var c = Config()
+        XCTAssertNil(c.limits.temporaryDirectory)
+        try c.set("spool-directory", "/var/spool/bw", source: "x", line: nil)
+        XCTAssertEqual(c.limits.temporaryDirectory, "/var/spool/bw")
+        var d = Config()
+        try d.set("scan-temporary-directory", "/run/breakwater", source: "x", line: 1)
+        try d.set("spool-directory", "/var/spool/bw", source: "x", line: 2)
+        XCTAssertEqual(d.spoolDirectory, "/var/spool/bw")
+        XCTAssertEqual(d.limits.temporaryDirectory, "/run/breakwater")
+    }
+
     func testCrossKeyValidation() throws {
         var c = Config()
         try c.set("memory-budget", "1M", source: "x", line: nil)

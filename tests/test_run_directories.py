@@ -1,0 +1,76 @@
+"""Where `breakwater run` writes: the spool directory and libclamav's scan directory.
+
+- scan-temporary-directory is where libclamav really puts what it decodes during a scan (seen
+  there while a slow scan runs), and nothing is left behind once it ends; the verdicts are the
+  usual ones.
+- A missing, non-directory spool or scan directory stops start-up with an error that names the key
+  and the path, instead of a tempfail for every message later.
+"""
+import os
+import subprocess
+import threading
+import time
+
+from harness import mail
+from harness.milterclient import MilterConnection
+from harness.ports import free_port, release_port
+
+
+def test_scan_temporary_directory_is_used_and_left_empty(breakwater, test_sigs, workdir):
+    scan_dir = os.path.join(workdir, "scan-tmp")
+    os.makedirs(scan_dir)
+    bw = breakwater("--signatures", test_sigs, "--workers", "1", "--max-files", "100000",
+                    "--scan-temporary-directory", scan_dir)
+    seen = set()
+    out = {}
+
+    def session():
+        try:
+            with MilterConnection.open(bw.milter_spec, timeout=60) as m:
+                m.negotiate()
+                m.connect()
+                out["reply"] = m.send_message(mail.slow_message(4000))
+        except Exception as e:
+            out["error"] = repr(e)
+
+    t = threading.Thread(target=session)
+    t.start()
+    while t.is_alive():
+        seen.update(os.listdir(scan_dir))
+        time.sleep(0.01)
+    t.join()
+    assert "error" not in out, out["error"]
+    assert out["reply"].kind in ("continue", "accept"), out["reply"]
+    assert seen, f"libclamav wrote nothing to {scan_dir} during a scan of 4,000 MIME parts"
+    with MilterConnection.open(bw.milter_spec, timeout=30) as m:
+        m.negotiate()
+        m.connect()
+        reply = m.send_message(mail.eicar_attachment("scan-dir"))
+    assert reply.smtp_code == "550" and mail.EICAR_SIG in reply.text, reply
+    assert os.listdir(scan_dir) == [], f"left behind in {scan_dir}: {os.listdir(scan_dir)}"
+
+
+def start_up_error(bw_binary, test_sigs, workdir, *flags):
+    port = free_port()
+    try:
+        r = subprocess.run([bw_binary, "run", "--socket", f"inet:{port}@127.0.0.1", "--signatures", test_sigs,
+                            "--metrics", "", "--control", "", "--local-signatures", os.path.join(workdir, "none"),
+                            *flags], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    finally:
+        release_port(port)
+    return r.returncode, r.stdout + r.stderr
+
+
+def test_missing_or_wrong_directories_stop_start_up(bw_binary, test_sigs, workdir):
+    missing = os.path.join(workdir, "no-such-dir")
+    rc, out = start_up_error(bw_binary, test_sigs, workdir, "--spool-directory", missing)
+    assert rc == 1 and f"spool-directory {missing}: No such file or directory" in out, out
+
+    rc, out = start_up_error(bw_binary, test_sigs, workdir, "--spool-directory", workdir,
+                             "--scan-temporary-directory", missing)
+    assert rc == 1 and f"scan-temporary-directory {missing}: No such file or directory" in out, out
+
+    a_file = os.path.join(workdir, "a-file")
+    open(a_file, "w").close()
+    rc, out = start_up_error(bw_binary, test_sigs, workdir, "--spool-directory", a_file)
+    assert rc == 1 and f"spool-directory {a_file}: not a directory" in out, out
