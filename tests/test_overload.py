@@ -206,7 +206,7 @@ def test_max_wait_keeps_the_mta_alive_then_tempfails(breakwater, test_sigs):
     max_wait = 2.5
     bw = breakwater("--signatures", test_sigs, "--workers", "1", "--max-waiting", "4",
                     "--max-wait", f"{int(max_wait * 1000)}ms", "--max-files", "100000")
-    slow = mail.slow_message(20000)  # about 5 s of scanning on an idle machine
+    slow = mail.slow_message(60000)  # 16 MB: about 8 s of scanning on an idle machine, far over max-wait
     out = {}
 
     def holder():

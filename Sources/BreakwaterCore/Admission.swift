@@ -50,6 +50,8 @@ public final class Admission: @unchecked Sendable {
     private let lock = ConditionLock()
     private var busy = 0
     private var waiting = 0
+    /// Slots released to waiting messages and not yet taken up by one (each still counted in `busy`).
+    private var handoffs = 0
     private let buffered = Atomic<UInt64>(0)
 
     public init(slots: Int, maxWaiting: Int, maxWait: Double, memoryBudget: UInt64) {
@@ -71,10 +73,15 @@ public final class Admission: @unchecked Sendable {
     /// Takes a scan slot, waiting for one if the line is not full. `keepAlive` is called about once a
     /// second while waiting (the milter sends `smfi_progress` so the MTA does not time out), without the
     /// lock held.
+    ///
+    /// A slot freed while messages wait is handed to one of them (`handoffs`), never taken by a newcomer:
+    /// under a burst, newcomers queue behind the waiting messages instead of overtaking them, so waits
+    /// stay close to the line's length times the scan time and no message waits out `maxWait` while
+    /// later ones are scanned.
     public func acquireSlot(keepAlive: () -> Void = {}) -> SlotResult {
         let start = Clock.monotonic()
         lock.lock()
-        if busy < slots {
+        if busy < slots && waiting == 0 {
             busy += 1
             lock.unlock()
             return .acquired(waited: 0)
@@ -85,31 +92,46 @@ public final class Admission: @unchecked Sendable {
         }
         waiting += 1
         let deadline = start + maxWait
-        while busy >= slots {
+        var lastKeepAlive = start
+        while true {
+            if handoffs > 0 {
+                handoffs -= 1  // the releasing scan's slot, still counted in `busy`, is now ours
+                break
+            }
+            if busy < slots {
+                busy += 1  // a slot that nobody handed over (the line was empty when it was freed)
+                break
+            }
             let now = Clock.monotonic()
             if now >= deadline {
                 waiting -= 1
                 lock.unlock()
                 return .timedOut
             }
-            lock.wait(until: min(deadline, now + 1))
-            if busy >= slots && Clock.monotonic() < deadline {
+            if now - lastKeepAlive >= 1 {
+                lastKeepAlive = now
                 lock.unlock()
                 keepAlive()
                 lock.lock()
+                continue
             }
+            lock.wait(until: min(deadline, lastKeepAlive + 1))
         }
         waiting -= 1
-        busy += 1
         lock.unlock()
         return .acquired(waited: Clock.monotonic() - start)
     }
 
     public func releaseSlot() {
         lock.lock()
-        busy -= 1
-        lock.unlock()
-        lock.signal()
+        if waiting > handoffs {
+            handoffs += 1  // keep it counted in `busy`: a waiting message takes it over
+            lock.unlock()
+            lock.signal()
+        } else {
+            busy -= 1
+            lock.unlock()
+        }
     }
 
     /// True when a new message could not get a slot or a place in line right now: new transactions are

@@ -25,6 +25,45 @@ final class AdmissionTests: XCTestCase {
         XCTAssertEqual(a.snapshot.busy, 0)
     }
 
+    func testFreedSlotGoesToTheWaitingMessageNotToANewcomer() {
+        let a = Admission(slots: 1, maxWaiting: 1, maxWait: 0.5, memoryBudget: 1 << 20)
+        XCTAssertEqual(a.acquireSlot(), .acquired(waited: 0))
+        let got = Mutex<Admission.SlotResult?>(nil)
+        let waiter = Thread.start { got.withLock { $0 = a.acquireSlot() } }
+        var spins = 0
+        while a.snapshot.waiting == 0 && spins < 500 { usleep(2000); spins += 1 }
+        a.releaseSlot()
+        // Right after the release a newcomer finds the slot handed over (or taken): it may not overtake.
+        let newcomer = a.acquireSlot()
+        XCTAssertNotEqual(newcomer, .acquired(waited: 0), "a newcomer took the slot freed for the waiting message")
+        waiter.join()
+        guard case .acquired = got.withLock({ $0 }) else { return XCTFail("the waiting message did not get the slot") }
+        XCTAssertEqual(a.snapshot.busy, 1)
+        XCTAssertEqual(a.snapshot.waiting, 0)
+        a.releaseSlot()
+        XCTAssertEqual(a.snapshot.busy, 0)
+        XCTAssertEqual(a.acquireSlot(), .acquired(waited: 0))
+        a.releaseSlot()
+    }
+
+    func testManyWaitersAllServedAndCountsBalance() {
+        let a = Admission(slots: 2, maxWaiting: 64, maxWait: 30, memoryBudget: 1 << 20)
+        let served = Atomic<Int>(0)
+        let threads = (0..<40).map { _ in
+            Thread.start {
+                if case .acquired = a.acquireSlot() {
+                    usleep(500)
+                    served.add(1, ordering: .relaxed)
+                    a.releaseSlot()
+                }
+            }
+        }
+        threads.forEach { $0.join() }
+        XCTAssertEqual(served.load(ordering: .relaxed), 40)
+        XCTAssertEqual(a.snapshot.busy, 0)
+        XCTAssertEqual(a.snapshot.waiting, 0)
+    }
+
     func testWaitTimesOutAndKeepsAlive() {
         let a = Admission(slots: 1, maxWaiting: 4, maxWait: 1.2, memoryBudget: 1 << 20)
         XCTAssertEqual(a.acquireSlot(), .acquired(waited: 0))
