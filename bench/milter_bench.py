@@ -1294,7 +1294,9 @@ class Bench:
         L.append(f"Command: `{' '.join(self.a.argv)}`\n")
         L.append(f"breakwater: `{self.a.breakwater}`; Postfix smtpd process limit {self.a.smtpd_limit}; "
                  f"milter socket: {self.a.milter_socket}; "
-                 f"Breakwater flags: `--workers 2 {' '.join(self.a.bw_arg)}` (others default); load generator: "
+                 f"Breakwater flags: `--workers 2 {' '.join(self.a.bw_arg)}` (others default); clamd stops at "
+                 f"the first signature (clamd.conf has no all-matches setting; Breakwater reports every one); "
+                 f"working directory (Postfix queues, spools, scan temporary files): {self.a.workdir}; load generator: "
                  f"bench/loadgen.c (one epoll thread, C); a 4xx'd message is retried after "
                  f"{self.a.retry_delay_ms} ms, fresh messages first.\n")
         for c in corpora:
