@@ -14,7 +14,7 @@ import threading
 import time
 
 from harness import mail, procs
-from harness.milterclient import SMFIR_REPLYCODE, MilterConnection
+from harness.milterclient import SMFIR_REPLYCODE, MilterConnection, start_session
 
 SESSIONS = 300
 MESSAGE_BYTES = 1_000_000
@@ -161,20 +161,7 @@ def test_sigterm_lets_the_message_in_progress_finish(breakwater, test_sigs):
     """SIGTERM while a slow scan runs: that session still gets its answer, new connections are
     refused, and the daemon exits 0 (checked at teardown)."""
     bw = breakwater("--signatures", test_sigs, "--workers", "1", "--max-files", "100000")
-    raw = mail.slow_message(4000)
-    out = {}
-
-    def session():
-        try:
-            with MilterConnection.open(bw.milter_spec, timeout=60) as m:
-                m.negotiate()
-                m.connect()
-                out["reply"] = m.send_message(raw, before_eom=lambda: out.setdefault("eom", time.monotonic()))
-        except Exception as e:
-            out["error"] = repr(e)
-
-    t = threading.Thread(target=session)
-    t.start()
+    t, out = start_session(bw.milter_spec, mail.slow_message(4000))
     while "eom" not in out and t.is_alive():
         time.sleep(0.005)
     time.sleep(0.15)  # the scan is under way (it takes about a second)
@@ -207,21 +194,7 @@ def test_max_wait_keeps_the_mta_alive_then_tempfails(breakwater, test_sigs):
     bw = breakwater("--signatures", test_sigs, "--workers", "1", "--max-waiting", "4",
                     "--max-wait", f"{int(max_wait * 1000)}ms", "--max-files", "100000")
     slow = mail.slow_message(60000)  # 16 MB: about 8 s of scanning on an idle machine, far over max-wait
-    out = {}
-
-    def holder():
-        try:
-            with MilterConnection.open(bw.milter_spec, timeout=120) as m:
-                m.negotiate()
-                m.connect()
-                out["reply"] = m.send_message(slow, rcpt_macros={"i": "SLOW1"},
-                                              before_eom=lambda: out.setdefault("eom", time.monotonic()))
-                out["answered"] = time.monotonic()
-        except Exception as e:
-            out["error"] = repr(e)
-
-    t = threading.Thread(target=holder)
-    t.start()
+    t, out = start_session(bw.milter_spec, slow, timeout=120, rcpt_macros={"i": "SLOW1"})
     while "eom" not in out and t.is_alive():
         time.sleep(0.005)
     time.sleep(0.3)  # the slow scan holds the only slot

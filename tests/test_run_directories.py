@@ -8,11 +8,10 @@
 """
 import os
 import subprocess
-import threading
 import time
 
 from harness import mail
-from harness.milterclient import MilterConnection
+from harness.milterclient import MilterConnection, start_session
 from harness.ports import free_port, release_port
 
 
@@ -22,19 +21,7 @@ def test_scan_temporary_directory_is_used_and_left_empty(breakwater, test_sigs, 
     bw = breakwater("--signatures", test_sigs, "--workers", "1", "--max-files", "100000",
                     "--scan-temporary-directory", scan_dir)
     seen = set()
-    out = {}
-
-    def session():
-        try:
-            with MilterConnection.open(bw.milter_spec, timeout=60) as m:
-                m.negotiate()
-                m.connect()
-                out["reply"] = m.send_message(mail.slow_message(4000))
-        except Exception as e:
-            out["error"] = repr(e)
-
-    t = threading.Thread(target=session)
-    t.start()
+    t, out = start_session(bw.milter_spec, mail.slow_message(4000))
     while t.is_alive():
         seen.update(os.listdir(scan_dir))
         time.sleep(0.01)

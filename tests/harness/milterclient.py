@@ -16,6 +16,7 @@ round trip), so the client stays cheap; an MTA may write each command on its own
 """
 import socket
 import struct
+import threading
 import time
 
 # Commands, MTA -> milter
@@ -457,3 +458,21 @@ def run_session(spec, raw, sender="<sender@example.org>", rcpts=("<user@dest.exa
                                rcpt_macros=rcpt_macros or {"i": "TESTQID"}, before_eom=before_eom)
         m.quit()
         return reply
+
+
+def start_session(spec, raw, timeout=60.0, **kwargs):
+    """run_session in a thread of its own. Returns (thread, out): `out` gets "eom" (monotonic time
+    end-of-message was sent), then "reply" and "answered" (when it came), or "error"."""
+    out = {}
+
+    def body():
+        try:
+            out["reply"] = run_session(spec, raw, timeout=timeout,
+                                       before_eom=lambda: out.setdefault("eom", time.monotonic()), **kwargs)
+            out["answered"] = time.monotonic()
+        except Exception as e:  # the caller asserts on it
+            out["error"] = repr(e)
+
+    t = threading.Thread(target=body, daemon=True)
+    t.start()
+    return t, out
