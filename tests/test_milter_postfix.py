@@ -296,3 +296,32 @@ def test_shipped_ham_delivered(shipped_pair, sink, path):
     r = pf.send(raw, sender=sender_for(tid))
     assert r.code == 250, r
     assert assert_delivered(sink, tid).header("X-Virus-Scanned")
+
+
+@pytest.fixture(scope="module")
+def skip_pair(module_breakwater, module_postfix, test_sigs):
+    """Breakwater with sender and recipient skip lists (Postfix hands addresses over in <...>)."""
+    bw = module_breakwater("--signatures", test_sigs, "--skip-senders", "@Trusted.Example",
+                           "--skip-recipients", "abuse@dest.example", name="bw-skip")
+    pf = module_postfix(milters=bw.postfix_milter)
+    return bw, pf
+
+
+def test_skip_lists_match_the_addresses_postfix_sends(skip_pair, sink):
+    """A sender in a skipped domain (any case) and a message whose recipients are all skipped are
+    delivered unscanned, even carrying EICAR; the same message otherwise is rejected."""
+    bw, pf = skip_pair
+    tid = mail.test_id()
+    r = pf.send(mail.eicar_attachment(tid), sender=f"Robot-{tid}@trusted.EXAMPLE")
+    assert r.code == 250, r
+    assert_delivered(sink, tid).header("X-Virus-Scanned") is None
+    assert bw.wait_log(f"from=<Robot-{tid}@trusted.EXAMPLE> verdict=skipped reason=skip-senders"), bw.log_tail()
+
+    tid = mail.test_id()
+    r = pf.send(mail.eicar_attachment(tid), sender=sender_for(tid), rcpts=("Abuse@dest.example",))
+    assert r.code == 250, r
+    assert_delivered(sink, tid)
+
+    tid = mail.test_id()
+    r = pf.send(mail.eicar_attachment(tid), sender=sender_for(tid), rcpts=("abuse@dest.example", "user@dest.example"))
+    assert (r.stage, r.code) == ("END-OF-DATA", 550), r

@@ -202,10 +202,10 @@ extension Config {
             }
         },
         key("skip-senders", "", "Envelope senders not scanned (addresses or @domain; repeatable).", repeatable: true) {
-            c, v throws(ConfigKey.ValueError) in c.skipSenders += try list(v).map { $0.lowercased() }
+            c, v throws(ConfigKey.ValueError) in c.skipSenders += try list(v).map(AddressList.bare)
         },
         key("skip-recipients", "", "Recipients whose mail is not scanned (all recipients must match; repeatable).", repeatable: true) {
-            c, v throws(ConfigKey.ValueError) in c.skipRecipients += try list(v).map { $0.lowercased() }
+            c, v throws(ConfigKey.ValueError) in c.skipRecipients += try list(v).map(AddressList.bare)
         },
         key("max-scan-size", "100M", "Most bytes libclamav scans per message, all layers together.") {
             c, v throws(ConfigKey.ValueError) in c.limits.maxScanSize = try size(v)

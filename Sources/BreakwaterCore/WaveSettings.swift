@@ -39,9 +39,7 @@ public struct WaveSettings: Sendable {
     /// True when the envelope sender (as the MTA gives it, with or without angle brackets) is on
     /// the allow list.
     public func allowsSender(_ sender: String) -> Bool {
-        guard !allowSenders.isEmpty else { return false }
-        let s = WaveSettings.bareAddress(sender)
-        return allowSenders.contains { rule in rule.hasPrefix("@") ? s.hasSuffix(rule) : s == rule }
+        AddressList.contains(allowSenders, sender)
     }
 
     public func allowsNetwork(_ ip: [UInt8]?) -> Bool {
@@ -49,13 +47,6 @@ public struct WaveSettings: Sendable {
         return allowNetworks.contains { $0.contains(ip) }
     }
 
-    /// `<A@Example.COM>` -> `a@example.com`.
-    public static func bareAddress(_ s: String) -> String {
-        var t = Substring(s.trimmed)
-        if t.hasPrefix("<") { t = t.dropFirst() }
-        if t.hasSuffix(">") { t = t.dropLast() }
-        return t.lowercased()
-    }
 }
 
 /// Where a message came from, as the store counts it: the envelope sender and the client network
@@ -72,7 +63,7 @@ public struct WaveOrigin: Sendable {
     /// `clientIP`: 4 or 16 bytes (IPv4-mapped IPv6 counts as IPv4); `clientAddress` is used when the
     /// address is unknown (a unix-socket client).
     public init(sender: String, clientIP: [UInt8]?, clientAddress: String) {
-        self.sender = WaveOrigin.hash(Array(WaveSettings.bareAddress(sender).utf8), salt: 1)
+        self.sender = WaveOrigin.hash(Array(AddressList.bare(sender).utf8), salt: 1)
         if var ip = clientIP {
             if ip.count == 16 && ip[0..<10].allSatisfy({ $0 == 0 }) && ip[10] == 0xff && ip[11] == 0xff {
                 ip = Array(ip[12...])
@@ -133,7 +124,7 @@ extension Config {
                 guard item.contains("@"), !item.contains(" ") else {
                     throw .init(message: "'\(item)' is not an address or @domain")
                 }
-                c.wave.allowSenders.append(WaveSettings.bareAddress(item))
+                c.wave.allowSenders.append(AddressList.bare(item))
             }
         },
         ConfigKey(name: "wave-allow-networks", defaultText: "",

@@ -190,19 +190,12 @@ public final class MilterDaemon: @unchecked Sendable {
     }
 
     func isSkippedSender(_ sender: String) -> Bool {
-        guard !config.skipSenders.isEmpty else { return false }
-        let s = sender.lowercased()
-        return config.skipSenders.contains { rule in
-            rule.hasPrefix("@") ? s.hasSuffix(rule) : s == rule
-        }
+        AddressList.contains(config.skipSenders, sender)
     }
 
     func allRecipientsSkipped(_ recipients: [String]) -> Bool {
-        guard !config.skipRecipients.isEmpty, !recipients.isEmpty else { return false }
-        return recipients.allSatisfy { r in
-            let r = r.lowercased()
-            return config.skipRecipients.contains { rule in rule.hasPrefix("@") ? r.hasSuffix(rule) : r == rule }
-        }
+        !config.skipRecipients.isEmpty && !recipients.isEmpty
+            && recipients.allSatisfy { AddressList.contains(config.skipRecipients, $0) }
     }
 
     /// Scans the message in a slot and decides. Runs on the libmilter thread of the session.
