@@ -129,7 +129,7 @@ public final class ClamEngine: @unchecked Sendable {
     /// compiles the engine. Throws with libclamav's message, naming the file when it can.
     public init(directories: [String], limits: EngineLimits = EngineLimits(), inspectLayers: Bool = false) throws {
         try ClamAVLibrary.ensureInitialised()
-        let start = monotonicSeconds()
+        let start = Clock.monotonic()
         guard let engine = cl_engine_new() else {
             throw EngineError(message: "cl_engine_new failed (out of memory?)", file: nil)
         }
@@ -170,8 +170,8 @@ public final class ClamEngine: @unchecked Sendable {
         self.signatureCount = Int(sigs)
         self.directories = directories
         self.limits = limits
-        self.loadedAt = wallClockSeconds()
-        self.buildSeconds = monotonicSeconds() - start
+        self.loadedAt = Clock.wall()
+        self.buildSeconds = Clock.monotonic() - start
         self.scanOptions = ScanOptionsBox(heuristics: limits.heuristics)
         self.wantsInspection = inspectLayers
     }
@@ -239,7 +239,7 @@ public final class ClamEngine: @unchecked Sendable {
 
     /// Scans a whole message held in memory. The buffer is not copied.
     public func scan(_ message: UnsafeRawBufferPointer, name: String = "message", inspector: LayerInspector? = nil) -> ScanResult {
-        let start = monotonicSeconds()
+        let start = Clock.monotonic()
         guard let base = message.baseAddress ?? (message.count == 0 ? UnsafeRawPointer(bitPattern: 1) : nil) else {
             return ScanResult(outcome: .error("empty buffer"), seconds: 0, bytes: 0)
         }
@@ -254,7 +254,7 @@ public final class ClamEngine: @unchecked Sendable {
 
     /// Scans a message from a file descriptor (a message spooled to disk).
     public func scan(fd: Int32, name: String = "message", inspector: LayerInspector? = nil) -> ScanResult {
-        let start = monotonicSeconds()
+        let start = Clock.monotonic()
         var st = stat()
         let size = fstat(fd, &st) == 0 ? Int(st.st_size) : 0
         return runScan(start: start, bytes: size, inspector: inspector) { virname, scanned, options, ctx in
@@ -273,7 +273,7 @@ public final class ClamEngine: @unchecked Sendable {
         let rc = withExtendedLifetime(ctx) {
             body(&virname, &scanned, &options, Unmanaged.passUnretained(ctx).toOpaque())
         }
-        let seconds = monotonicSeconds() - start
+        let seconds = Clock.monotonic() - start
         switch rc {
         case CL_CLEAN:
             return ScanResult(outcome: .clean, seconds: seconds, bytes: bytes)
@@ -309,16 +309,4 @@ struct ScanOptionsBox: Sendable {
         o.dev = 0
         self.options = o
     }
-}
-
-func monotonicSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
-
-func wallClockSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }

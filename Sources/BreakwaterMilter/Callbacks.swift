@@ -173,7 +173,8 @@ func milterHeader(_ ctx: OpaquePointer?, _ name: UnsafeMutablePointer<CChar>?, _
     do {
         try s.message.append(UnsafeRawBufferPointer(start: name, count: nameLen))
         try s.message.append(separator)
-        // Header values arrive with LF between folded lines; the message is written with CRLF.
+        // Folded values keep the LF libmilter gives between their lines (libclamav's mail parser takes
+        // both); each header line ends with CRLF.
         try s.message.append(UnsafeRawBufferPointer(start: value, count: valueLen))
         try s.message.append("\r\n")
     } catch {

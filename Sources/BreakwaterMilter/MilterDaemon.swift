@@ -218,15 +218,18 @@ public final class MilterDaemon: @unchecked Sendable {
         case .timedOut:
             return (policy.busy(.timeout), Clock.monotonic() - waitStart, 0, false)
         case .acquired(let waited):
-            defer { admission.releaseSlot() }
-            let engine = engines.current
             let inspector = waves?.inspector(sender: s.sender, clientIP: s.clientIP)
             let result: ScanResult
-            switch s.message.storage {
-            case .memory:
-                result = s.message.withMemory { engine.scan($0, inspector: inspector) }!
-            case .file(let fd):
-                result = engine.scan(fd: fd, inspector: inspector)
+            do {
+                // The slot is held for the scan only: the policy and the wave store do not need it.
+                defer { admission.releaseSlot() }
+                let engine = engines.current
+                switch s.message.storage {
+                case .memory:
+                    result = s.message.withMemory { engine.scan($0, inspector: inspector) }!
+                case .file(let fd):
+                    result = engine.scan(fd: fd, inspector: inspector)
+                }
             }
             stats.scanned.add(1, ordering: .relaxed)
             if let err = result.errorMessage { logger.error("scan error: \(err)") }
