@@ -39,15 +39,12 @@ out/bench/milter-TIMESTAMP). Stops every process it started, by PID.
 """
 import argparse
 import datetime as _dt
-import errno
-import fcntl
 import json
 import os
 import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -60,6 +57,11 @@ REPO = os.path.dirname(HERE)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
+sys.path.insert(0, os.path.join(REPO, "tests"))
+from harness import postfix as harness_postfix  # noqa: E402
+from harness import procs  # noqa: E402
+from harness.ports import free_port, release_port  # noqa: E402
+
 CONFIGS = ("postfix", "breakwater", "clamav")
 CONFIG_LABEL = {"postfix": "Postfix alone", "breakwater": "Postfix + Breakwater",
                 "clamav": "Postfix + clamav-milter + clamd"}
@@ -67,85 +69,6 @@ CONFIG_LABEL = {"postfix": "Postfix alone", "breakwater": "Postfix + Breakwater"
 
 def log(*a):
     print(time.strftime("%H:%M:%S"), *a, file=sys.stderr, flush=True)
-
-
-# ----------------------------------------------------------------------------------------
-# Ports: same lock-file protocol as tests/harness/ports.py, so a bench and a test run on the
-# same machine never pick the same port; a plain bind() proves nothing listens there (Postfix
-# binds with SO_REUSEPORT and would otherwise silently share a taken port).
-PORT_LOCK_DIR = "/tmp/breakwater-test-ports"
-_held_ports = {}
-
-
-def free_port():
-    os.makedirs(PORT_LOCK_DIR, exist_ok=True)
-    try:
-        os.chmod(PORT_LOCK_DIR, 0o1777)
-    except OSError:
-        pass
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            high = int(f.read().split()[0]) - 1
-    except (OSError, ValueError):
-        high = 32767
-    low = max(10000, high - 20000)
-    rng = random.Random(os.getpid() ^ int.from_bytes(os.urandom(4), "little"))
-    for _ in range(2000):
-        port = rng.randint(low, high)
-        if port in _held_ports:
-            continue
-        f = open(os.path.join(PORT_LOCK_DIR, str(port)), "a")
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            f.close()
-            if e.errno in (errno.EAGAIN, errno.EACCES):
-                continue
-            raise
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", port))
-            ok = True
-        except OSError:
-            ok = False
-        finally:
-            s.close()
-        if ok:
-            _held_ports[port] = f
-            return port
-        f.close()
-    raise RuntimeError("no free loopback port")
-
-
-def release_port(port):
-    f = _held_ports.pop(port, None)
-    if f:
-        f.close()
-
-
-def tcp_listening(port):
-    want = f":{port:04X}"
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                next(f)
-                for line in f:
-                    p = line.split()
-                    if p[3] == "0A" and p[1].endswith(want):
-                        return True
-        except FileNotFoundError:
-            pass
-    return False
-
-
-def unix_listening(path):
-    with open("/proc/net/unix") as f:
-        next(f)
-        for line in f:
-            p = line.split()
-            if len(p) >= 8 and p[7] == path and int(p[3], 16) & 0x10000:
-                return True
-    return False
 
 
 # ----------------------------------------------------------------------------------------
@@ -215,30 +138,6 @@ def machine_cpu_ticks():
     idle = v[3] + (v[4] if len(v) > 4 else 0)
     total = sum(v[:8])
     return total - idle, total
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def wait_gone(pid, timeout):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if not alive(pid):
-            return True
-        time.sleep(0.05)
-    return not alive(pid)
-
-
-def kill_pid(pid, sig=signal.SIGKILL):
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def wait_until(pred, timeout, what):
@@ -377,29 +276,16 @@ class Proc:
             return ""
 
 
-# Postfix: a private relay-to-sink instance. No chroot, postlogd for maillog_file.
-MASTER_CF = """\
-127.0.0.1:{port} inet n - n - {smtpd_limit} smtpd
-pickup    unix  n - n 60 1 pickup
-cleanup   unix  n - n -  0 cleanup
-qmgr      unix  n - n 300 1 qmgr
-rewrite   unix  - - n -  - trivial-rewrite
-bounce    unix  - - n -  0 bounce
-defer     unix  - - n -  0 bounce
-trace     unix  - - n -  0 bounce
-verify    unix  - - n -  1 verify
-flush     unix  n - n 1000? 0 flush
-proxymap  unix  - - n -  - proxymap
-smtp      unix  - - n -  - smtp
-relay     unix  - - n -  - smtp
-showq     unix  n - n -  - showq
-error     unix  - - n -  - error
-retry     unix  - - n -  - error
-discard   unix  - - n -  - discard
-anvil     unix  - - n -  1 anvil
-scache    unix  - - n -  1 scache
-postlog   unix-dgram n - n - 1 postlogd
-"""
+# Postfix: a private relay-to-sink instance, configured like the test harness's (tests/harness/postfix.py:
+# no chroot, postlogd for maillog_file, no DNS; in_flow_delay = 0, smtpd_error_sleep_time = 0 and no
+# client limits, without which a reject-heavy load measures Postfix's flow control), plus the bench's
+# own settings: process limits for 200 clients, no message rate limit, its own names and log path.
+# (The harness also sets anvil_rate_time_unit = 60s, Postfix's default.)
+def master_cf(port, smtpd_limit):
+    """The harness's master.cf, with the smtpd process limit set to `smtpd_limit`."""
+    smtpd, services = harness_postfix.MASTER_CF.split("\n", 1)
+    assert smtpd == "127.0.0.1:{port} inet n - n - - smtpd", smtpd
+    return f"127.0.0.1:{port} inet n - n - {smtpd_limit} smtpd\n" + services
 
 
 class Postfix:
@@ -412,33 +298,19 @@ class Postfix:
         self.port = self.master = None
 
     def main_cf(self):
-        s = {
-            "compatibility_level": "3.6", "queue_directory": self.spool, "data_directory": self.data,
-            "mail_owner": "postfix", "setgid_group": "postdrop",
-            "myhostname": "mx.bench.test", "mydomain": "bench.test", "myorigin": "$myhostname",
-            "inet_interfaces": "127.0.0.1", "inet_protocols": "ipv4", "mydestination": "",
-            "local_recipient_maps": "", "local_transport": "error:5.1.1 no local delivery",
-            "alias_maps": "", "alias_database": "",
-            "relayhost": f"[127.0.0.1]:{self.sink_port}", "relay_domains": "",
-            "mynetworks": "127.0.0.0/8", "smtpd_relay_restrictions": "permit_mynetworks, reject_unauth_destination",
-            "smtp_dns_support_level": "disabled", "smtpd_peername_lookup": "no", "smtp_host_lookup": "native",
-            "smtpd_tls_security_level": "none", "smtp_tls_security_level": "none",
-            # See shared facts: without these, a reject-heavy load measures Postfix's flow control.
-            "in_flow_delay": "0", "smtpd_error_sleep_time": "0",
-            "smtpd_soft_error_limit": "1000", "smtpd_hard_error_limit": "1000",
-            "smtpd_client_connection_count_limit": "0", "smtpd_client_connection_rate_limit": "0",
+        """The harness's main.cf (tests/harness/postfix.py) with the bench's overrides; same paths
+        (base/etc, base/spool, base/data) except the maillog, which is base/maillog here."""
+        overrides = {
+            "myhostname": "mx.bench.test", "mydomain": "bench.test",
+            "local_transport": "error:5.1.1 no local delivery",
+            "maillog_file": self.maillog,
             "smtpd_client_message_rate_limit": "0",
-            "message_size_limit": str(64 * 1024 * 1024),
-            "queue_run_delay": "1s", "minimal_backoff_time": "1s", "maximal_backoff_time": "2s",
-            "biff": "no", "notify_classes": "",
-            "maillog_file": self.maillog, "maillog_file_prefixes": self.base,
-            "milter_default_action": "tempfail", "milter_protocol": "6",
-            "milter_connect_timeout": "10s", "milter_command_timeout": "30s", "milter_content_timeout": "300s",
             "default_process_limit": str(max(100, self.smtpd_limit + 50)),
         }
-        if self.milter:
-            s["smtpd_milters"] = self.milter
-        return "".join(f"{k} = {v}\n" for k, v in s.items())
+        pf = harness_postfix.PostfixInstance(os.path.dirname(self.base), self.sink_port, milters=self.milter,
+                                             settings=overrides, name=os.path.basename(self.base))
+        assert (pf.config_dir, pf.queue_dir, pf.data_dir) == (self.etc, self.spool, self.data)
+        return pf.main_cf()
 
     def _postfix(self, *args, timeout=60):
         env = dict(os.environ)
@@ -456,7 +328,7 @@ class Postfix:
         with open(os.path.join(self.etc, "main.cf"), "w") as f:
             f.write(self.main_cf())
         with open(os.path.join(self.etc, "master.cf"), "w") as f:
-            f.write(MASTER_CF.format(port=self.port, smtpd_limit=self.smtpd_limit))
+            f.write(master_cf(self.port, self.smtpd_limit))
         for args in (("check",), ("start",)):
             r = self._postfix(*args)
             if r.returncode != 0:
@@ -469,7 +341,7 @@ class Postfix:
                     self.master = int(f.read().strip())
             except (OSError, ValueError):
                 return False
-            return alive(self.master) and tcp_listening(self.port)
+            return procs.alive(self.master) and procs.tcp_listening(self.port)
         wait_until(up, 30, "postfix to listen")
 
     def queue_empty(self):
@@ -495,11 +367,11 @@ class Postfix:
             self._postfix("stop", timeout=30)
         except subprocess.TimeoutExpired:
             pass
-        if not wait_gone(self.master, 15):
-            kill_pid(self.master)
+        if not procs.wait_gone(self.master, 15):
+            procs.kill(self.master)
         for pid in pids[1:]:
-            if not wait_gone(pid, 5):
-                kill_pid(pid)
+            if not procs.wait_gone(pid, 5):
+                procs.kill(pid)
         self.master = None
         release_port(self.port)
 
@@ -526,7 +398,7 @@ class Sink:
         self.proc = Proc("smtp-sink", ["smtp-sink", "-u", "postfix", "-D", self.dump,
                                        f"127.0.0.1:{self.port}", "1024"],
                          os.path.join(self.base, "sink.log"))
-        wait_until(lambda: tcp_listening(self.port) or not self.proc.running(), 10, "smtp-sink")
+        wait_until(lambda: procs.tcp_listening(self.port) or not self.proc.running(), 10, "smtp-sink")
         if not self.proc.running():
             raise RuntimeError("smtp-sink exited: " + self.proc.log_tail())
 
@@ -577,7 +449,7 @@ class Breakwater:
         return f"unix:{self.path}" if self.path else f"inet:{self.port}@127.0.0.1"
 
     def listening(self):
-        return unix_listening(self.path) if self.path else tcp_listening(self.port)
+        return procs.unix_listening(self.path) if self.path else procs.tcp_listening(self.port)
 
     def start(self):
         os.makedirs(os.path.join(self.base, "spool"), exist_ok=True)
@@ -714,12 +586,12 @@ LogClean Off
         self.write_configs()
         self.clamd = Proc("clamd", ["clamd", "--foreground", "-c", os.path.join(self.base, "clamd.conf")],
                           os.path.join(self.base, "clamd.out"))
-        wait_until(lambda: unix_listening(self.clamd_sock) or not self.clamd.running(), 120, "clamd")
+        wait_until(lambda: procs.unix_listening(self.clamd_sock) or not self.clamd.running(), 120, "clamd")
         if not self.clamd.running():
             raise RuntimeError("clamd exited: " + self.clamd.log_tail())
         self.milter_proc = Proc("clamav-milter", ["clamav-milter", "-c", os.path.join(self.base, "clamav-milter.conf")],
                                 os.path.join(self.base, "clamav-milter.out"))
-        wait_until(lambda: (unix_listening(self.path) if self.path else tcp_listening(self.port))
+        wait_until(lambda: (procs.unix_listening(self.path) if self.path else procs.tcp_listening(self.port))
                    or not self.milter_proc.running(), 60, "clamav-milter")
         if not self.milter_proc.running():
             raise RuntimeError("clamav-milter exited: " + self.milter_proc.log_tail())
