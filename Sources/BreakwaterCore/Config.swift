@@ -337,6 +337,26 @@ extension Config {
         }
     }
 
+    /// What every command reads: the defaults, then the file (`path`, or the default path, which may be
+    /// missing), then the command-line `flags` (key, value) in order, then the cross-key checks.
+    /// `signatures` given as flags replace the file's directories rather than add to them.
+    public static func resolve(path: String?, flags: [(key: String, value: String)]) throws(ConfigError) -> Config {
+        var config = Config()
+        try config.load(path: path ?? defaultPath, required: path != nil)
+        var flagSignatures: [String] = []
+        for (key, value) in flags {
+            if key == "signatures" { flagSignatures.append(value) } else {
+                try config.set(key, value, source: "command line (--\(key))", line: nil)
+            }
+        }
+        if !flagSignatures.isEmpty {
+            config.signatures = []
+            for d in flagSignatures { try config.set("signatures", d, source: "command line (--signatures)", line: nil) }
+        }
+        try config.validate()
+        return config
+    }
+
     /// Loads the file at `path`. `required` is false for the default path: a missing default file means
     /// built-in defaults.
     public mutating func load(path: String, required: Bool) throws(ConfigError) {

@@ -31,24 +31,16 @@ struct OpsOptions: ParsableArguments {
 
     /// Defaults, then the file, then these flags; errors located and printed, exit status 2.
     func load() throws -> Config {
-        var config = Config()
+        let given: [(String, String?)] = [("control", control), ("local-signatures", localSignatures),
+                                          ("local-prefix", localPrefix), ("official-signatures", officialSignatures)]
+        let flags = given.compactMap { key, value in value.map { (key: key, value: $0) } }
+            + signatures.map { (key: "signatures", value: $0) }
         do {
-            try config.load(path: configFile ?? Config.defaultPath, required: configFile != nil)
-            let flags: [(String, String?)] = [("control", control), ("local-signatures", localSignatures),
-                                              ("local-prefix", localPrefix), ("official-signatures", officialSignatures)]
-            for (key, value) in flags {
-                if let value { try config.set(key, value, source: "command line (--\(key))", line: nil) }
-            }
-            if !signatures.isEmpty {
-                config.signatures = []
-                for d in signatures { try config.set("signatures", d, source: "command line (--signatures)", line: nil) }
-            }
-            try config.validate()
+            return try Config.resolve(path: configFile, flags: flags)
         } catch {
             Output.err("breakwater: \(error)\n")
             throw ExitCode(2)
         }
-        return config
     }
 }
 

@@ -18,10 +18,8 @@ struct ConfigOptions: ParsableArguments {
 
     /// Defaults, then the file, then the flags; every error located.
     func load() throws(ConfigError) -> Config {
-        var config = Config()
-        try config.load(path: configFile ?? Config.defaultPath, required: configFile != nil)
+        var flags: [(key: String, value: String)] = []
         var i = 0
-        var flagSignatures: [String] = []
         while i < settings.count {
             let arg = settings[i]
             guard arg.hasPrefix("--") else {
@@ -39,18 +37,10 @@ struct ConfigOptions: ParsableArguments {
                 i += 1
                 value = settings[i]
             }
-            // Signature directories given as flags replace those of the file rather than add to them.
-            if name == "signatures" { flagSignatures.append(value) } else {
-                try config.set(name, value, source: "command line (--\(name))", line: nil)
-            }
+            flags.append((key: name, value: value))
             i += 1
         }
-        if !flagSignatures.isEmpty {
-            config.signatures = []
-            for d in flagSignatures { try config.set("signatures", d, source: "command line (--signatures)", line: nil) }
-        }
-        try config.validate()
-        return config
+        return try Config.resolve(path: configFile, flags: flags)
     }
 
     static var keysHelp: String {

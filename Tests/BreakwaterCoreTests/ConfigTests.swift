@@ -85,6 +85,23 @@ final class ConfigTests: XCTestCase {
         }
     }
 
+    func testResolveAppliesFlagsOverTheFileAndFlagSignaturesReplaceTheFiles() throws {
+        let path = NSTemporaryDirectory() + "/bw-resolve-\(getpid()).conf"
+        let text = "workers = 3\nsignatures = /from/file\nmax-waiting = 7\n"
+        XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(text.utf8)))
+        defer { unlink(path) }
+        let c = try Config.resolve(path: path, flags: [("workers", "5"), ("signatures", "/a"), ("signatures", "/b")])
+        XCTAssertEqual(c.workers, 5)
+        XCTAssertEqual(c.maxWaiting, 7)
+        XCTAssertEqual(c.signatures, ["/a", "/b"])
+        let f = try Config.resolve(path: path, flags: [])
+        XCTAssertEqual(f.signatures, ["/from/file"])
+        XCTAssertThrowsError(try Config.resolve(path: path, flags: [("no-such-key", "1")])) { e in
+            XCTAssertTrue("\(e)".contains("no-such-key"), "\(e)")
+        }
+        XCTAssertThrowsError(try Config.resolve(path: path + ".missing", flags: []))
+    }
+
     func testScanTemporaryDirectoryFollowsTheSpoolUnlessSet() throws {
         var c = Config()
         XCTAssertNil(c.limits.temporaryDirectory)
