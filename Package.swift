@@ -18,11 +18,13 @@ let package = Package(
         // Thin C targets: a module map and a one-line shim header each.
         .systemLibrary(name: "CClamAV", pkgConfig: "libclamav", providers: [.apt(["libclamav-dev"])]),
         .systemLibrary(name: "CMilter", providers: [.apt(["libmilter-dev"])]),
+        // libclamav's per-file page maps created populated while a thread scans (prefault.c says why).
+        .target(name: "CClamAVPrefault", linkerSettings: [.linkedLibrary("dl")]),
 
         // Logic that needs no C and no socket: config, policy, admission, message assembly.
         .target(name: "BreakwaterCore"),
         // The libclamav engine wrapper.
-        .target(name: "BreakwaterEngine", dependencies: ["CClamAV", "BreakwaterCore"]),
+        .target(name: "BreakwaterEngine", dependencies: ["CClamAV", "CClamAVPrefault", "BreakwaterCore"]),
         // The libmilter bridge and the daemon.
         .target(name: "BreakwaterMilter", dependencies: [
             "CMilter", "BreakwaterCore", "BreakwaterEngine",

@@ -31,6 +31,12 @@ public struct EngineLimits: Sendable, Hashable {
     public var pcreRecursionLimit: UInt64 = 2_000
     /// Largest layer PCRE subsignatures run over (`CL_ENGINE_PCRE_MAX_FILESIZE`).
     public var pcreMaxFileSize: UInt64 = 25 << 20
+    /// Files libclamav scans through its own page map (each decoded part, each archive member) up to
+    /// this size get all their pages when the map is made instead of a copy-on-write fault per page,
+    /// which with several scanning threads costs a TLB flush on every CPU (0: never). libclamav's
+    /// page aging keeps up to 8 MiB of a file in memory anyway, so a map costs at most this much
+    /// more than 8 MiB.
+    public var prefaultSize: UInt64 = 16 << 20
     /// Where libclamav writes its temporary files (nil: its default, `$TMPDIR` or /tmp).
     public var temporaryDirectory: String? = nil
     public var heuristics: Heuristics = .default

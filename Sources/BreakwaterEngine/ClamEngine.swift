@@ -1,4 +1,5 @@
 import CClamAV
+import CClamAVPrefault
 import BreakwaterCore
 import Synchronization
 #if canImport(Glibc)
@@ -237,6 +238,13 @@ public final class ClamEngine: @unchecked Sendable {
         }
     }
 
+    /// Whether this process creates libclamav's page maps populated (`prefault-size`): false only in a
+    /// sanitizer build, where the sanitizer's own mmap interceptor stays in charge.
+    public static var prefaultAvailable: Bool { bw_prefault_available() != 0 }
+
+    /// How many of libclamav's page maps were created populated so far in this process.
+    public static var prefaultedMaps: UInt { UInt(bw_prefault_count()) }
+
     /// Scans a whole message held in memory. The buffer is not copied.
     public func scan(_ message: UnsafeRawBufferPointer, name: String = "message", inspector: LayerInspector? = nil) -> ScanResult {
         let start = Clock.monotonic()
@@ -270,9 +278,11 @@ public final class ClamEngine: @unchecked Sendable {
         var virname: UnsafePointer<CChar>? = nil
         var scanned: UInt = 0
         var options = scanOptions.options
+        bw_prefault_set_limit(Int(clamping: limits.prefaultSize))
         let rc = withExtendedLifetime(ctx) {
             body(&virname, &scanned, &options, Unmanaged.passUnretained(ctx).toOpaque())
         }
+        bw_prefault_set_limit(0)
         let seconds = Clock.monotonic() - start
         switch rc {
         case CL_CLEAN:

@@ -38,6 +38,9 @@ struct ScanCommand: ParsableCommand {
     @Option(name: .customLong("max-scan-size"), help: ArgumentHelp("Most bytes scanned per message (bytes, or with K/M/G).", valueName: "SIZE"))
     var maxScanSize: String?
 
+    @Option(name: .customLong("prefault-size"), help: ArgumentHelp("Parts up to this size get their memory at once instead of a page fault per page (0: never; default 16M; see breakwater.conf(5)).", valueName: "SIZE"))
+    var prefaultSize: String?
+
     @Argument(help: ArgumentHelp("Message files, directories, or - for standard input.", valueName: "PATH"))
     var paths: [String]
 
@@ -51,6 +54,7 @@ struct ScanCommand: ParsableCommand {
         do {
             if let s = maxFileSize { limits.maxFileSize = try ByteSize.parse(s) }
             if let s = maxScanSize { limits.maxScanSize = try ByteSize.parse(s) }
+            if let s = prefaultSize { limits.prefaultSize = try ByteSize.parse(s) }
         } catch {
             throw ValidationError("\(error)")
         }

@@ -151,6 +151,37 @@ final class EngineBehaviourTests: XCTestCase {
         }
     }
 
+    /// The parts libclamav decodes into temporary files are mapped populated up to `prefault-size`
+    /// (Sources/CClamAVPrefault/prefault.c): libclamav's calls really reach the wrapper, only within
+    /// the limit, and the verdicts are the same with it off, below and above the limit.
+    func testDecodedPartsAreMappedPopulatedWithinPrefaultSize() throws {
+        try XCTSkipUnless(ClamEngine.prefaultAvailable, "sanitizer build: the sanitizer owns mmap")
+        let big = Array(repeating: UInt8(ascii: "a"), count: 300_000) + Fixtures.eicar
+        let zip = StoredZip.make([("notes.txt", Array("hello\n".utf8)), ("eicar.txt", Fixtures.eicar)])
+        let message = Mime.message(subject: "parts", text: "see attached", attachments: [
+            ("big.txt", "application/octet-stream", big), ("files.zip", "application/zip", zip),
+        ])
+        func scan(prefault: UInt64) throws -> (names: Set<String>, maps: UInt) {
+            var limits = EngineLimits()
+            limits.prefaultSize = prefault
+            let engine = try ClamEngine(directories: [Fixtures.signatures], limits: limits)
+            let before = ClamEngine.prefaultedMaps
+            let names = engine.scan(bytes: message).names
+            return (names, ClamEngine.prefaultedMaps - before)
+        }
+        let byDefault = try scan(prefault: EngineLimits().prefaultSize)
+        let off = try scan(prefault: 0)
+        let small = try scan(prefault: 64 << 10)
+        XCTAssertEqual(byDefault.names, ["Breakwater.Test.EICAR"])
+        XCTAssertEqual(off.names, byDefault.names)
+        XCTAssertEqual(small.names, byDefault.names)
+        XCTAssertEqual(off.maps, 0, "prefault-size 0 must leave libclamav's maps alone")
+        // Default: the 300 KB part, the zip and its members; 64K: the small ones but not the 300 KB part.
+        XCTAssertGreaterThanOrEqual(byDefault.maps, 3)
+        XCTAssertGreaterThan(small.maps, 0)
+        XCTAssertLessThan(small.maps, byDefault.maps)
+    }
+
     func testUnreadableDescriptorIsAnErrorNotClean() throws {
         let engine = try Fixtures.shipped()
         let r = engine.scan(fd: -1)

@@ -1,0 +1,17 @@
+// Pre-faulting of libclamav's per-file page maps: see prefault.c for why.
+#ifndef BREAKWATER_CLAMAV_PREFAULT_H
+#define BREAKWATER_CLAMAV_PREFAULT_H
+
+#include <stddef.h>
+
+/// From now on, on the calling thread, anonymous private read-write maps of at most `limit` bytes are
+/// created already populated (MAP_POPULATE). 0 turns it off. Set around a libclamav scan call.
+void bw_prefault_set_limit(size_t limit);
+
+/// How many maps were created populated in this process (tests and diagnostics).
+unsigned long bw_prefault_count(void);
+
+/// 1 when the wrapper is compiled in (not under ThreadSanitizer, which intercepts mmap itself).
+int bw_prefault_available(void);
+
+#endif
