@@ -50,9 +50,11 @@ tsan-test:
 	TSAN_OPTIONS=report_thread_leaks=0 BREAKWATER_BIN=.build-tsan/debug/breakwater \
 	  scripts/integration-tests.sh tests/test_reload.py tests/test_signatures_cli.py tests/test_waves.py
 
+# The binary measured is built as the package builds it (Swift runtime linked in; debian/rules), so the
+# memory figures are those of the installed program, not of one that maps the Swift shared libraries.
 bench:
 	scripts/setup.sh --bench
-	$(SWIFT) build -c release
+	$(SWIFT) build -c release --static-swift-stdlib --product breakwater
 	bench/run.sh
 
 # The Debian package, built as dpkg-buildpackage does from any tree (see debian/README.Debian);

@@ -4,7 +4,8 @@
 #
 #   bench/run.sh [--quick] [--rounds N] [--only NAME[,NAME]]   NAME: scan, metrics, milter, waves, reload
 #
-# Binary: $BREAKWATER_BIN, default .build/release/breakwater (`make bench` builds it).
+# Binary: $BREAKWATER_BIN, default .build/release/breakwater (`make bench` builds it as the package does,
+# with the Swift runtime linked in).
 # Corpus: $BENCH_CORPUS (a corpus.py directory) and, for the milter benchmark, $BENCH_WAVE_CORPUS;
 # otherwise, when ../shared/corpus/corpus.py exists beside the checkout, the milter benchmark
 # generates both corpora once into out/bench/corpora, and the other benches use their own defaults.
@@ -23,7 +24,7 @@ while [ $# -gt 0 ]; do
     --rounds=*) rounds="${1#*=}" ;;
     --only) only="$2"; shift ;;
     --only=*) only="${1#*=}" ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
   esac
   shift

@@ -404,6 +404,10 @@ def test_install(deb, system):
     print(ldd)
     assert "libswift" not in ldd and "libFoundation" not in ldd and "libdispatch" not in ldd
     assert "not found" not in ldd
+    # libclamav's calls to mmap64 bind to the program's wrapper (prefault-size), which the dynamic
+    # linker can only do when the installed program exports it.
+    dynsyms = run(["nm", "-D", "--defined-only", "/usr/sbin/breakwater"]).stdout
+    assert re.search(r" T mmap64$", dynsyms, re.M), "the installed program does not export mmap64"
     # The program runs and its version is the package's upstream version.
     version = run(["/usr/sbin/breakwater", "--version"]).stdout.strip()
     assert installed_version().startswith(version)
