@@ -242,8 +242,9 @@ public final class ClamEngine: @unchecked Sendable {
     /// sanitizer build, where the sanitizer's own mmap interceptor stays in charge.
     public static var prefaultAvailable: Bool { bw_prefault_available() != 0 }
 
-    /// How many of libclamav's page maps were created populated so far in this process.
-    public static var prefaultedMaps: UInt { UInt(bw_prefault_count()) }
+    /// How many of libclamav's page maps were handed out with their pages present so far in this
+    /// process (created populated, or reused from the pool).
+    public static var prefaultedMaps: UInt { UInt(bw_prefault_count()) + UInt(bw_prefault_reused()) }
 
     /// Scans a whole message held in memory. The buffer is not copied.
     public func scan(_ message: UnsafeRawBufferPointer, name: String = "message", inspector: LayerInspector? = nil) -> ScanResult {

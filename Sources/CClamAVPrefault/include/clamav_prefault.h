@@ -5,11 +5,18 @@
 #include <stddef.h>
 
 /// From now on, on the calling thread, anonymous private read-write maps of at most `limit` bytes are
-/// created already populated (MAP_POPULATE). 0 turns it off. Set around a libclamav scan call.
+/// handed out with their pages present: reused from a small pool of such maps unmapped earlier, or
+/// created populated (MAP_POPULATE). 0 turns it off. Set around a libclamav scan call.
 void bw_prefault_set_limit(size_t limit);
 
 /// How many maps were created populated in this process (tests and diagnostics).
 unsigned long bw_prefault_count(void);
+
+/// How many maps were handed out again from the pool of unmapped ones (tests and diagnostics).
+unsigned long bw_prefault_reused(void);
+
+/// Unmaps every map kept in the pool (the pool holds at most 1 MiB).
+void bw_prefault_release_pool(void);
 
 /// 1 when the wrapper is compiled in (not under ThreadSanitizer, which intercepts mmap itself).
 int bw_prefault_available(void);
