@@ -21,14 +21,14 @@ def test_scan_temporary_directory_is_used_and_left_empty(breakwater, test_sigs, 
     bw = breakwater("--signatures", test_sigs, "--workers", "1", "--max-files", "100000",
                     "--scan-temporary-directory", scan_dir)
     seen = set()
-    t, out = start_session(bw.milter_spec, mail.slow_message(4000))
+    t, out = start_session(bw.milter_spec, mail.slow_message(16000))
     while t.is_alive():
         seen.update(os.listdir(scan_dir))
         time.sleep(0.01)
     t.join()
     assert "error" not in out, out["error"]
     assert out["reply"].kind in ("continue", "accept"), out["reply"]
-    assert seen, f"libclamav wrote nothing to {scan_dir} during a scan of 4,000 MIME parts"
+    assert seen, f"libclamav wrote nothing to {scan_dir} during a scan of 16,000 MIME parts"
     with MilterConnection.open(bw.milter_spec, timeout=30) as m:
         m.negotiate()
         m.connect()
