@@ -100,7 +100,8 @@ public protocol WaveStore: AnyObject, Sendable {
 /// The in-process store: a fixed number of entries (from `wave-store-size`) in flat arrays, an LSH
 /// index over the MinHash bands, two-segment eviction, and a small table of wave records.
 ///
-/// - Memory: every array is allocated at start at its final size; the only growth is in wave
+/// - Memory: every array is allocated at start at its final size (the per-entry tables as
+///   `ZeroedArray`s, resident only as far as entries have been used); the only growth is in wave
 ///   records (at most `maxWaveRecords`, each with at most `samplesPerWave` samples of at most
 ///   `WaveFingerprintBuilder.sampleLimit` bytes), which are reserved from the budget up front.
 /// - CPU per message: 32 band lookups in 4-slot buckets, at most 128 candidate comparisons of 64
@@ -209,22 +210,22 @@ public final class InProcessWaveStore: WaveStore {
         let bucketCount: Int
 
         // Entries, structure of arrays.
-        var sig: [UInt16]
-        var votes: [UInt8]       // per signature value: majority-vote counter (see `learn`)
-        var ring: [UInt32]
-        var ringEpoch: [Int]
-        var bits: [UInt64]       // per entry: senders cur (2), senders prev (2), networks cur (2), networks prev (2)
-        var small: [UInt16]      // per entry: senders cur, senders prev, networks cur, networks prev (smallSet each; 0 empty)
-        var halfEpoch: [Int]
-        var firstSeen: [Double]
-        var lastSeen: [Double]
-        var total: [UInt32]
+        let sig: ZeroedArray<UInt16>
+        let votes: ZeroedArray<UInt8>       // per signature value: majority-vote counter (see `learn`)
+        let ring: ZeroedArray<UInt32>
+        let ringEpoch: ZeroedArray<Int>
+        let bits: ZeroedArray<UInt64>       // per entry: senders cur (2), senders prev (2), networks cur (2), networks prev (2)
+        let small: ZeroedArray<UInt16>      // per entry: senders cur, senders prev, networks cur, networks prev (smallSet each; 0 empty)
+        let halfEpoch: ZeroedArray<Int>
+        let firstSeen: ZeroedArray<Double>
+        let lastSeen: ZeroedArray<Double>
+        let total: ZeroedArray<UInt32>
         var record: [Int32]      // wave record index, -1 for none
         var prev: [Int32]
         var next: [Int32]
-        var segment: [UInt8]     // 0 free, 1 probation, 2 protected
+        let segment: ZeroedArray<UInt8>     // 0 free, 1 probation, 2 protected
         // Index: bucketCount * slotsPerBucket slots of (tag << 32 | entry + 1); 0 is empty.
-        var index: [UInt64]
+        let index: ZeroedArray<UInt64>
 
         var heads: (Int32, Int32) = (-1, -1)  // probation, protected
         var tails: (Int32, Int32) = (-1, -1)
@@ -245,21 +246,21 @@ public final class InProcessWaveStore: WaveStore {
             window = max(1, settings.window)
             minEqualBins = max(1, Int((settings.similarity * Double(waveSignatureSize)).rounded(.up)))
             bucketCount = max(1, capacity * InProcessWaveStore.bands / InProcessWaveStore.slotsPerBucket)
-            sig = [UInt16](repeating: 0, count: capacity * waveSignatureSize)
-            votes = [UInt8](repeating: 0, count: capacity * waveSignatureSize)
-            ring = [UInt32](repeating: 0, count: capacity * InProcessWaveStore.ringBuckets)
-            ringEpoch = [Int](repeating: 0, count: capacity)
-            bits = [UInt64](repeating: 0, count: capacity * 8)
-            small = [UInt16](repeating: 0, count: capacity * 4 * InProcessWaveStore.smallSet)
-            halfEpoch = [Int](repeating: 0, count: capacity)
-            firstSeen = [Double](repeating: 0, count: capacity)
-            lastSeen = [Double](repeating: 0, count: capacity)
-            total = [UInt32](repeating: 0, count: capacity)
+            sig = ZeroedArray<UInt16>(zeros: capacity * waveSignatureSize)
+            votes = ZeroedArray<UInt8>(zeros: capacity * waveSignatureSize)
+            ring = ZeroedArray<UInt32>(zeros: capacity * InProcessWaveStore.ringBuckets)
+            ringEpoch = ZeroedArray<Int>(zeros: capacity)
+            bits = ZeroedArray<UInt64>(zeros: capacity * 8)
+            small = ZeroedArray<UInt16>(zeros: capacity * 4 * InProcessWaveStore.smallSet)
+            halfEpoch = ZeroedArray<Int>(zeros: capacity)
+            firstSeen = ZeroedArray<Double>(zeros: capacity)
+            lastSeen = ZeroedArray<Double>(zeros: capacity)
+            total = ZeroedArray<UInt32>(zeros: capacity)
             record = [Int32](repeating: -1, count: capacity)
             prev = [Int32](repeating: -1, count: capacity)
             next = [Int32](repeating: -1, count: capacity)
-            segment = [UInt8](repeating: 0, count: capacity)
-            index = [UInt64](repeating: 0, count: bucketCount * InProcessWaveStore.slotsPerBucket)
+            segment = ZeroedArray<UInt8>(zeros: capacity)
+            index = ZeroedArray<UInt64>(zeros: bucketCount * InProcessWaveStore.slotsPerBucket)
             records.reserveCapacity(InProcessWaveStore.maxWaveRecords)
             candidates.reserveCapacity(InProcessWaveStore.bands * InProcessWaveStore.slotsPerBucket)
             free.reserveCapacity(capacity)
