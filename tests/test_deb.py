@@ -98,6 +98,11 @@ def user_ids():
         return None
 
 
+# man-db's cache of formatted pages: its trigger may format the installed pages into it, and its own
+# daily job expires them. It belongs to man-db, not to the package.
+MAN_CACHE = "/var/cache/man/"
+
+
 def traces():
     """Every path under SCAN_ROOTS that names the package or belongs to its user or group."""
     ids = user_ids()
@@ -106,6 +111,8 @@ def traces():
         for d, dirs, files in os.walk(root):
             for name in dirs + files:
                 p = os.path.join(d, name)
+                if p.startswith(MAN_CACHE):
+                    continue
                 if "breakwater" in p:
                     found.add(p)
                     continue
