@@ -20,6 +20,8 @@ let package = Package(
         .systemLibrary(name: "CMilter", providers: [.apt(["libmilter-dev"])]),
         // libclamav's per-file page maps created populated while a thread scans (prefault.c says why).
         .target(name: "CClamAVPrefault", linkerSettings: [.linkedLibrary("dl")]),
+        // glibc's mallopt (<malloc.h> is not in Swift's Glibc module): the daemon's arena cap.
+        .target(name: "CMalloc"),
 
         // Logic that needs no C and no socket: config, policy, admission, message assembly.
         .target(name: "BreakwaterCore"),
@@ -27,7 +29,7 @@ let package = Package(
         .target(name: "BreakwaterEngine", dependencies: ["CClamAV", "CClamAVPrefault", "BreakwaterCore"]),
         // The libmilter bridge and the daemon.
         .target(name: "BreakwaterMilter", dependencies: [
-            "CMilter", "BreakwaterCore", "BreakwaterEngine",
+            "CMilter", "CMalloc", "BreakwaterCore", "BreakwaterEngine",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The Prometheus endpoint: swift-metrics instruments in a swift-prometheus registry, a small HTTP listener.

@@ -624,6 +624,7 @@ class Sampler(threading.Thread):
         self.interval = interval
         self.peak = {}
         self.peak_threads = {}
+        self.peak_private = {}
         self.peak_procs = 0
         self._halt = threading.Event()
 
@@ -633,6 +634,8 @@ class Sampler(threading.Thread):
             self.peak[name] = max(self.peak.get(name, 0), r)
             t = sum(status_field(p, "Threads") for p in pids)
             self.peak_threads[name] = max(self.peak_threads.get(name, 0), t)
+            a = sum(status_field(p, "RssAnon") for p in pids) * 1024
+            self.peak_private[name] = max(self.peak_private.get(name, 0), a)
         if self.master:
             pids = [self.master] + descendants(self.master)
             self.peak_procs = max(self.peak_procs, len(pids))
@@ -781,6 +784,7 @@ class Bench:
             "own_cpu_ms": own,
             "peak_rss": dict(sampler.peak),
             "peak_threads": dict(sampler.peak_threads),
+            "peak_private": dict(sampler.peak_private),
             "peak_postfix_procs": sampler.peak_procs,
         }
 
@@ -1105,6 +1109,9 @@ class Bench:
                 v = med(rs, "peak_threads", name)
                 if v is not None and name in ("breakwater", "clamd", "clamav-milter"):
                     row.setdefault("peak_threads", {})[name] = v
+                v = med(rs, "peak_private", name)
+                if v is not None and name in ("breakwater", "clamd", "clamav-milter"):
+                    row.setdefault("peak_private", {})[name] = v
             row["tempfail_answers"] = sum(r.get("tempfail_answers", 0) for r in rs)
             row["tempfail_answers_median"] = med(rs, "tempfail_answers")
             row["lost"] = sum(r.get("lost", 0) for r in rs)
@@ -1149,6 +1156,10 @@ class Bench:
                     k = sum(cl.get("peak_rss", {}).get(n, 0) for n in ("clamd", "clamav-milter"))
                     if k:
                         row["memory_ratio"] = b / k
+                    b = bw.get("peak_private", {}).get("breakwater", 0)
+                    k = sum(cl.get("peak_private", {}).get(n, 0) for n in ("clamd", "clamav-milter"))
+                    if k:
+                        row["private_memory_ratio"] = b / k
                 c[str(clients)] = row
             for cfg in ("breakwater", "clamav", "postfix"):
                 a32, a200 = med.get((corpus, cfg, 32)), med.get((corpus, cfg, 200))
@@ -1242,6 +1253,9 @@ class Bench:
                 if "memory_ratio" in row:
                     L.append(f"| peak RSS Breakwater / (clamd + clamav-milter) at {clients} clients | "
                              f"{f1(row['memory_ratio'], 2)} | < 1 |")
+                if "private_memory_ratio" in row:
+                    L.append(f"| same, private memory (peak RssAnon: without the shared libraries' pages each "
+                             f"process counts) | {f1(row['private_memory_ratio'], 2)} | < 1 |")
             for cfg in ("breakwater", "clamav", "postfix"):
                 if f"{cfg}_200_vs_32" in rt:
                     L.append(f"| msgs/s at 200 clients / at 32, {CONFIG_LABEL[cfg]} | {f1(rt[f'{cfg}_200_vs_32'], 2)} | "

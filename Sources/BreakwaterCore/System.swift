@@ -92,3 +92,22 @@ public enum ByteSize {
         return "\(n)"
     }
 }
+
+/// How many glibc malloc arenas the daemon allows.
+///
+/// glibc gives a thread its own arena when the others are busy, up to 8 per core, and an arena keeps
+/// what was freed in it for reuse. In the daemon every libmilter session thread allocates a little and
+/// the scanning threads allocate a lot (libclamav's decoders), so under load the freed memory of
+/// large messages ends up spread over a dozen arenas: measured on mixed mail with 8 sessions, peak RSS
+/// 160-175 MB with glibc's default and 114-125 MB with one arena per scan slot, at the same CPU per
+/// message (docs/benchmarks.md). So `breakwater run` caps arenas at the number of scan slots (at
+/// least 2; MilterDaemon applies it). An administrator's own MALLOC_ARENA_MAX or
+/// glibc.malloc.arena_max tunable wins.
+public enum MallocArenas {
+    /// The cap for `workers` scan slots, or nil when the environment already sets one.
+    public static func limit(workers: Int, environment: [String: String]) -> Int? {
+        if environment["MALLOC_ARENA_MAX"] != nil { return nil }
+        if let tunables = environment["GLIBC_TUNABLES"], tunables.contains("glibc.malloc.arena_max") { return nil }
+        return max(2, workers)
+    }
+}

@@ -1,5 +1,6 @@
 import BreakwaterCore
 import BreakwaterEngine
+import CMalloc
 import CMilter
 import Logging
 #if canImport(Glibc)
@@ -39,9 +40,22 @@ public final class MilterDaemon: @unchecked Sendable {
     /// once before `smfi_main`, read-only afterwards.
     nonisolated(unsafe) static var shared: MilterDaemon!
 
+    /// The variables through which an administrator may already have set glibc's arena cap.
+    static func mallocEnvironment() -> [String: String] {
+        var env: [String: String] = [:]
+        for key in ["MALLOC_ARENA_MAX", "GLIBC_TUNABLES"] {
+            if let v = getenv(key) { env[key] = String(cString: v) }
+        }
+        return env
+    }
+
     public init(config: Config, logger: Logger) throws {
         self.config = config
         self.logger = logger
+        if let arenas = MallocArenas.limit(workers: config.workers, environment: MilterDaemon.mallocEnvironment()),
+           bw_malloc_set_arena_max(Int32(clamping: arenas)) == 1 {
+            logger.info("malloc: at most \(arenas) arenas, one per scan slot (MALLOC_ARENA_MAX in the environment overrides)")
+        }
         // A missing or read-only spool or scan directory would otherwise surface as a tempfail per message.
         for (key, dir) in [("spool-directory", config.spoolDirectory),
                            ("scan-temporary-directory", config.limits.temporaryDirectory ?? config.spoolDirectory)] {

@@ -34,3 +34,13 @@ final class ZeroedArrayTests: XCTestCase {
         XCTAssertEqual(big[0] + big[(256 << 20) - 1], 3)
     }
 }
+
+final class MallocArenasTests: XCTestCase {
+    func testOnePerScanSlotUnlessTheEnvironmentSaysOtherwise() {
+        XCTAssertEqual(MallocArenas.limit(workers: 2, environment: [:]), 2)
+        XCTAssertEqual(MallocArenas.limit(workers: 1, environment: [:]), 2)
+        XCTAssertEqual(MallocArenas.limit(workers: 6, environment: ["GLIBC_TUNABLES": "glibc.malloc.tcache_count=0"]), 6)
+        XCTAssertNil(MallocArenas.limit(workers: 2, environment: ["MALLOC_ARENA_MAX": "8"]))
+        XCTAssertNil(MallocArenas.limit(workers: 2, environment: ["GLIBC_TUNABLES": "glibc.malloc.arena_max=4"]))
+    }
+}
