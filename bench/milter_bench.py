@@ -93,15 +93,22 @@ def rss_bytes(pid):
         return 0
 
 
-def status_field(pid, field):
+def status_fields(pid, *fields):
+    """Numeric fields of /proc/PID/status (kB for sizes), read in one pass; 0 for a missing one."""
+    out = dict.fromkeys(fields, 0)
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
+                name, _, value = line.partition(":")
+                if name in out:
+                    out[name] = int(value.split()[0])
+    except (OSError, ValueError, IndexError):
         pass
-    return 0
+    return out
+
+
+def status_field(pid, field):
+    return status_fields(pid, field)[field]
 
 
 def all_ppids():
@@ -172,7 +179,8 @@ class WarmupCorpus:
     """Small distinct ham messages sent before a measured SMTP run and not counted (--warmup): at
     200 clients a fresh Postfix forks 200 smtpd and, with a milter that holds each message, 200
     cleanup processes during the first messages, which a live MX has long running. Distinct
-    messages, so that no filter's clean-file cache learns anything from them."""
+    messages, so that no filter's clean-file cache learns anything from them. (Measured on
+    2026-11-28: it did not change the 200-client figures; docs/benchmarks.md.)"""
 
     def __init__(self, directory, count):
         self.name = f"warmup-{count}"
@@ -662,9 +670,10 @@ class Sampler(threading.Thread):
         for name, pids in self.groups.items():
             r = sum(rss_bytes(p) for p in pids)
             self.peak[name] = max(self.peak.get(name, 0), r)
-            t = sum(status_field(p, "Threads") for p in pids)
+            st = [status_fields(p, "Threads", "RssAnon") for p in pids]
+            t = sum(x["Threads"] for x in st)
             self.peak_threads[name] = max(self.peak_threads.get(name, 0), t)
-            a = sum(status_field(p, "RssAnon") for p in pids) * 1024
+            a = sum(x["RssAnon"] for x in st) * 1024
             self.peak_private[name] = max(self.peak_private.get(name, 0), a)
         if self.master:
             pids = [self.master] + descendants(self.master)

@@ -109,9 +109,9 @@ class DaemonStarter:
     def __init__(self, binary, workdir):
         self.binary, self.workdir, self.daemons = binary, workdir, []
 
-    def __call__(self, *args, socket="inet", name="breakwater", start_timeout=60.0):
+    def __call__(self, *args, socket="inet", name="breakwater", start_timeout=60.0, env=None):
         d = BreakwaterDaemon(self.binary, self.workdir, [str(a) for a in args], socket_kind=socket,
-                             name=f"{name}{len(self.daemons) or ''}")
+                             name=f"{name}{len(self.daemons) or ''}", env=env)
         self.daemons.append(d)
         return d.start(timeout=start_timeout)
 

@@ -61,3 +61,14 @@ def test_missing_or_wrong_directories_stop_start_up(bw_binary, test_sigs, workdi
     open(a_file, "w").close()
     rc, out = start_up_error(bw_binary, test_sigs, workdir, "--spool-directory", a_file)
     assert rc == 1 and f"spool-directory {a_file}: not a directory" in out, out
+
+
+def test_malloc_arenas_capped_per_scan_slot_unless_the_environment_sets_them(breakwater, test_sigs):
+    """run caps glibc's malloc arenas at one per scan slot; an administrator's MALLOC_ARENA_MAX wins
+    (then run sets nothing and says nothing)."""
+    bw = breakwater("--signatures", test_sigs, "--workers", "3")
+    assert bw.wait_log("malloc: at most 3 arenas"), bw.log_tail()
+    env = dict(os.environ, MALLOC_ARENA_MAX="8")
+    other = breakwater("--signatures", test_sigs, "--workers", "3", env=env)
+    assert other.wait_log("engine generation 1 loaded"), other.log_tail()
+    assert "malloc:" not in other.log(), other.log_tail()

@@ -98,16 +98,24 @@ public enum ByteSize {
 /// glibc gives a thread its own arena when the others are busy, up to 8 per core, and an arena keeps
 /// what was freed in it for reuse. In the daemon every libmilter session thread allocates a little and
 /// the scanning threads allocate a lot (libclamav's decoders), so under load the freed memory of
-/// large messages ends up spread over a dozen arenas: measured on mixed mail with 8 sessions, peak RSS
-/// 160-175 MB with glibc's default and 114-125 MB with one arena per scan slot, at the same CPU per
-/// message (docs/benchmarks.md). So `breakwater run` caps arenas at the number of scan slots (at
-/// least 2; MilterDaemon applies it). An administrator's own MALLOC_ARENA_MAX or
-/// glibc.malloc.arena_max tunable wins.
+/// large messages ends up spread over a dozen arenas. `breakwater run` therefore caps arenas at the
+/// number of scan slots (at least 2; MilterDaemon sets it through CMalloc): measured on mixed mail,
+/// a third less peak RSS at the same CPU per message (docs/benchmarks.md). An administrator's own
+/// MALLOC_ARENA_MAX or glibc.malloc.arena_max tunable wins.
 public enum MallocArenas {
     /// The cap for `workers` scan slots, or nil when the environment already sets one.
-    public static func limit(workers: Int, environment: [String: String]) -> Int? {
+    public static func limit(workers: Int, environment: [String: String] = MallocArenas.environment()) -> Int? {
         if environment["MALLOC_ARENA_MAX"] != nil { return nil }
         if let tunables = environment["GLIBC_TUNABLES"], tunables.contains("glibc.malloc.arena_max") { return nil }
         return max(2, workers)
+    }
+
+    /// This process's values of the variables through which glibc's arena cap can be set.
+    public static func environment() -> [String: String] {
+        var env: [String: String] = [:]
+        for key in ["MALLOC_ARENA_MAX", "GLIBC_TUNABLES"] {
+            if let v = getenv(key) { env[key] = String(cString: v) }
+        }
+        return env
     }
 }

@@ -267,9 +267,10 @@ public final class InProcessWaveStore: WaveStore {
         }
 
         var allocatedBytes: Int {
-            var n = sig.capacity * 2 + votes.capacity + ring.capacity * 4 + ringEpoch.capacity * 8 + bits.capacity * 8 + small.capacity * 2
-            n += halfEpoch.capacity * 8 + firstSeen.capacity * 8 + lastSeen.capacity * 8 + total.capacity * 4
-            n += record.capacity * 4 + prev.capacity * 4 + next.capacity * 4 + segment.capacity + index.capacity * 8
+            let tables = [sig.bytes, votes.bytes, ring.bytes, ringEpoch.bytes, bits.bytes, small.bytes, halfEpoch.bytes,
+                          firstSeen.bytes, lastSeen.bytes, total.bytes, segment.bytes, index.bytes]
+            var n = tables.reduce(0, +)
+            n += (record.capacity + prev.capacity + next.capacity) * MemoryLayout<Int32>.stride
             n += candidates.capacity * 4 + free.capacity * 4
             n += records.capacity * MemoryLayout<Record>.stride
             for r in records {

@@ -29,8 +29,8 @@ public final class ZeroedArray<Element: BitwiseCopyable>: @unchecked Sendable {
 
     deinit { free(base) }
 
-    /// Elements reserved (all of them, resident or not), as `Array.capacity` counts them.
-    public var capacity: Int { count }
+    /// Bytes reserved (all of them, resident or not).
+    public var bytes: Int { count * MemoryLayout<Element>.stride }
 
     public subscript(i: Int) -> Element {
         get {

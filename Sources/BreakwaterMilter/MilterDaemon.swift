@@ -40,19 +40,10 @@ public final class MilterDaemon: @unchecked Sendable {
     /// once before `smfi_main`, read-only afterwards.
     nonisolated(unsafe) static var shared: MilterDaemon!
 
-    /// The variables through which an administrator may already have set glibc's arena cap.
-    static func mallocEnvironment() -> [String: String] {
-        var env: [String: String] = [:]
-        for key in ["MALLOC_ARENA_MAX", "GLIBC_TUNABLES"] {
-            if let v = getenv(key) { env[key] = String(cString: v) }
-        }
-        return env
-    }
-
     public init(config: Config, logger: Logger) throws {
         self.config = config
         self.logger = logger
-        if let arenas = MallocArenas.limit(workers: config.workers, environment: MilterDaemon.mallocEnvironment()),
+        if let arenas = MallocArenas.limit(workers: config.workers),
            bw_malloc_set_arena_max(Int32(clamping: arenas)) == 1 {
             logger.info("malloc: at most \(arenas) arenas, one per scan slot (MALLOC_ARENA_MAX in the environment overrides)")
         }

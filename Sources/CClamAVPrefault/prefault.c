@@ -165,20 +165,23 @@ void *mmap64(void *addr, size_t length, int prot, int flags, int fd, off_t offse
         return real_mmap(addr, length, prot, flags, fd, offset);
 
     size_t rounded = page_rounded(length);
+    int poolable = rounded <= POOL_REGION_MAX; // larger maps never touch the lock
     void *region = NULL;
-    pthread_mutex_lock(&pool_lock);
-    int hit = rounded <= POOL_REGION_MAX && take_pooled(rounded, &region);
-    if (hit) remember_live(region, rounded);
-    pthread_mutex_unlock(&pool_lock);
-    if (hit) {
-        memset(region, 0, rounded); // as fresh as a new anonymous map
-        atomic_fetch_add_explicit(&reused, 1, memory_order_relaxed);
-        return region;
+    if (poolable) {
+        pthread_mutex_lock(&pool_lock);
+        int hit = take_pooled(rounded, &region);
+        if (hit) remember_live(region, rounded);
+        pthread_mutex_unlock(&pool_lock);
+        if (hit) {
+            memset(region, 0, rounded); // as fresh as a new anonymous map
+            atomic_fetch_add_explicit(&reused, 1, memory_order_relaxed);
+            return region;
+        }
     }
     region = real_mmap(NULL, length, prot, flags | MAP_POPULATE, -1, 0);
     if (region == MAP_FAILED) return region;
     atomic_fetch_add_explicit(&populated, 1, memory_order_relaxed);
-    if (rounded <= POOL_REGION_MAX) {
+    if (poolable) {
         pthread_mutex_lock(&pool_lock);
         remember_live(region, rounded);
         pthread_mutex_unlock(&pool_lock);

@@ -14,8 +14,10 @@ final class ZeroedArrayTests: XCTestCase {
         XCTAssertEqual(a[0], 7)
         XCTAssertEqual(a[999], .max)
         XCTAssertEqual(a[500], 0)
+        XCTAssertEqual(a.bytes, 8000)
         let empty = ZeroedArray<Int>(zeros: 0)
-        XCTAssertEqual(empty.capacity, 0)
+        XCTAssertEqual(empty.count, 0)
+        XCTAssertEqual(empty.bytes, 0)
     }
 
     /// The point of the type: a big table costs memory only where it is written.

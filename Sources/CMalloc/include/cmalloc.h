@@ -1,4 +1,4 @@
-// glibc's malloc tuning (<malloc.h> is not in Swift's Glibc module): see MallocArenas in BreakwaterMilter.
+// glibc's malloc tuning (<malloc.h> is not in Swift's Glibc module): see MallocArenas in BreakwaterCore.
 #ifndef BREAKWATER_CMALLOC_H
 #define BREAKWATER_CMALLOC_H
 
