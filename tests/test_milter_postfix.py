@@ -325,3 +325,28 @@ def test_skip_lists_match_the_addresses_postfix_sends(skip_pair, sink):
     tid = mail.test_id()
     r = pf.send(mail.eicar_attachment(tid), sender=sender_for(tid), rcpts=("abuse@dest.example", "user@dest.example"))
     assert (r.stage, r.code) == ("END-OF-DATA", 550), r
+
+
+@pytest.fixture(scope="module")
+def skip_network_pair(module_breakwater, module_postfix, test_sigs):
+    """Breakwater on a unix socket (connect then needs no reply) with Postfix's client network skipped."""
+    bw = module_breakwater("--signatures", test_sigs, "--skip-networks", "127.0.0.0/8", socket="unix",
+                           name="bw-skipnet")
+    pf = module_postfix(milters=bw.postfix_milter)
+    return bw, pf
+
+
+def test_skip_networks_with_connect_unanswered(skip_network_pair, sink):
+    """Over a unix socket connect is negotiated without a reply, so a skipped client is accepted at
+    each MAIL FROM instead: both messages of one SMTP session arrive unscanned, even carrying EICAR."""
+    bw, pf = skip_network_pair
+    tids = [mail.test_id(), mail.test_id()]
+    with pf.session() as s:
+        for tid in tids:
+            r = pf.transaction(s, mail.eicar_attachment(tid), sender_for(tid), ("user@dest.example",), False)
+            assert r.code == 250, r
+    for tid in tids:
+        assert assert_delivered(sink, tid).header("X-Virus-Scanned") is None
+    assert bw.wait_log("verdict=skipped reason=skip-networks"), bw.log_tail()
+    assert len(re.findall("reason=skip-networks", bw.log())) >= 2, bw.log_tail()
+    assert "verdict=infected" not in bw.log(), bw.log_tail()

@@ -57,7 +57,10 @@ func milterNegotiate(
         // packets in a row without waiting, and Nagle on its side meets the delayed ACK on ours, about
         // 40 ms per stall (measured: 90 ms per message on inet: against 2.6 ms on unix:). A reply to
         // each step carries the ACK at once.
+        // Connect only continues too: a client in skip-networks is accepted at MAIL FROM instead, which
+        // saves the MTA a round trip per connection.
         want |= flag(SMFIP_NODATA) | flag(SMFIP_NOEOH) | flag(SMFIP_NR_HDR) | flag(SMFIP_NR_RCPT)
+            | flag(SMFIP_NR_CONN)
     }
     want &= f1
     pf1?.pointee = want
@@ -67,6 +70,7 @@ func milterNegotiate(
     s.canSkip = want & flag(SMFIP_SKIP) != 0
     s.noReplyHeaders = want & flag(SMFIP_NR_HDR) != 0
     s.noReplyRecipients = want & flag(SMFIP_NR_RCPT) != 0
+    s.noReplyConnect = want & flag(SMFIP_NR_CONN) != 0
     return SMFIS_CONTINUE
 }
 
@@ -97,16 +101,22 @@ func milterConnect(_ ctx: OpaquePointer?, _ hostname: UnsafeMutablePointer<CChar
     }
     if let ip = s.clientIP, daemon.config.skipNetworks.contains(where: { $0.contains(ip) }) {
         s.clientSkipped = true
-        daemon.stats.skipped.add(1, ordering: .relaxed)
-        daemon.logger.info("client=\(s.clientAddress) verdict=skipped reason=skip-networks")
-        return SMFIS_ACCEPT
+        if !s.noReplyConnect { return skipClient(s, daemon) }
     }
-    return SMFIS_CONTINUE
+    return s.noReplyConnect ? SMFIS_NOREPLY : SMFIS_CONTINUE
+}
+
+/// A client in skip-networks: accepted unscanned, at connect or (when connect has no reply) at each MAIL FROM.
+private func skipClient(_ s: Session, _ daemon: MilterDaemon) -> sfsistat {
+    daemon.stats.skipped.add(1, ordering: .relaxed)
+    daemon.logger.info("client=\(s.clientAddress) verdict=skipped reason=skip-networks")
+    return SMFIS_ACCEPT
 }
 
 func milterEnvFrom(_ ctx: OpaquePointer?, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> sfsistat {
     let s = attach(ctx)
     let daemon = MilterDaemon.shared!
+    if s.clientSkipped { return skipClient(s, daemon) }
     s.resetMessage()
     s.started = Clock.monotonic()
     if let argv, let first = argv[0] {

@@ -8,6 +8,8 @@ final class Session {
     var canSkip = false
     var noReplyHeaders = false
     var noReplyRecipients = false
+    /// Connect needs no reply: a client in skip-networks is then accepted at MAIL FROM instead.
+    var noReplyConnect = false
 
     // The connection.
     var clientAddress = "unknown"
