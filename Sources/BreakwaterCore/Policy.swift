@@ -95,10 +95,30 @@ public struct Decision: Sendable, Equatable {
     }
 }
 
+/// A reply text template (`reject-message`): every `%s` stands for the signature name; without one
+/// the name is appended after a space. Split once, so a reply costs one concatenation.
+public struct ReplyTemplate: Sendable {
+    private let pieces: [String]
+
+    public init(_ template: String) {
+        pieces = template.contains("%s") ? template.split(separator: "%s", omittingEmptySubsequences: false).map(String.init)
+                                         : [template + " ", ""]
+    }
+
+    public func render(_ name: String) -> String {
+        var out = pieces[0]
+        for p in pieces.dropFirst() {
+            out += name
+            out += p
+        }
+        return out
+    }
+}
+
 /// Maps scan results to decisions. Pure: no I/O, no C.
 public struct Policy: Sendable {
     public var rules: [ActionRule]
-    public var rejectTemplate: String
+    public var rejectTemplate: ReplyTemplate
     public var onScanError: Action
     public var onOversize: Action
     public var onLimit: Action
@@ -107,7 +127,7 @@ public struct Policy: Sendable {
 
     public init(config: Config) {
         rules = config.actions + ActionRule.defaults
-        rejectTemplate = config.rejectMessage
+        rejectTemplate = ReplyTemplate(config.rejectMessage)
         onScanError = config.onScanError
         onOversize = config.onOversize
         onLimit = config.onLimit
@@ -150,7 +170,7 @@ public struct Policy: Sendable {
             var d = Decision(verdict: .infected, action: chosen, reply: nil, headers: [], signatures: names)
             switch chosen {
             case .reject:
-                d.reply = ("550", "5.7.1", render(rejectTemplate, chosenSig))
+                d.reply = ("550", "5.7.1", rejectTemplate.render(chosenSig))
             case .tempfail:
                 d.reply = ("451", "4.7.1", "Message held back for review: \(chosenSig)")
                 d.tempfailCause = .scanError
@@ -207,9 +227,6 @@ public struct Policy: Sendable {
         scannedHeader.isEmpty ? [] : [(scannedHeader, productTag)]
     }
 
-    private func render(_ template: String, _ name: String) -> String {
-        template.contains("%s") ? template.replacing("%s", with: name) : template + " " + name
-    }
 
     /// reject > tempfail > discard > quarantine > tag > accept.
     static func strength(_ a: Action) -> Int {

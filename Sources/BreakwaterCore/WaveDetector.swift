@@ -10,13 +10,13 @@ public final class WaveDetector: Sendable {
     public let counted = Atomic<Int>(0)
     public let tooShort = Atomic<Int>(0)
     public let allowListed = Atomic<Int>(0)
-    private let rejectTemplate: String
+    private let rejectTemplate: ReplyTemplate
 
     public init(settings: WaveSettings, store: (any WaveStore)? = nil, stats: Stats, rejectTemplate: String = "Rejected: %s") {
         self.settings = settings
         self.store = store ?? InProcessWaveStore(settings: settings)
         self.stats = stats
-        self.rejectTemplate = rejectTemplate
+        self.rejectTemplate = ReplyTemplate(rejectTemplate)
     }
 
     /// Mail from allow-listed senders and client networks is never counted (and need not be
@@ -62,9 +62,7 @@ public final class WaveDetector: Sendable {
         case .reject:
             d.action = .reject
             d.headers = []
-            let name = "wave \(id)"
-            let text = rejectTemplate.contains("%s") ? rejectTemplate.replacing("%s", with: name) : rejectTemplate + " " + name
-            d.reply = ("550", "5.7.1", text)
+            d.reply = ("550", "5.7.1", rejectTemplate.render("wave \(id)"))
         }
         return d
     }

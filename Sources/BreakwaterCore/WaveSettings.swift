@@ -110,7 +110,7 @@ extension Config {
             c.wave.action = a
         },
         ConfigKey(name: "wave-store-size", defaultText: "4M",
-                  help: "Memory of the fingerprint store, allocated at start and never exceeded: about 670 bytes per fingerprint held (4M holds about 5,800). At least 512K.",
+                  help: "Memory of the fingerprint store, allocated at start and never exceeded: about 540 bytes per fingerprint held (4M holds about 7,200). At least 512K.",
                   repeatable: false) { c, v throws(ConfigKey.ValueError) in
             let n = try size(v)
             guard n >= WaveSettings.minimumStoreSize else { throw .init(message: "\(v) is too small: at least 512K") }

@@ -118,6 +118,9 @@ public final class InProcessWaveStore: WaveStore {
     public static let ringBuckets = 10
     public static let maxWaveRecords = 32
     public static let samplesPerWave = 4
+    /// Entries an index slot can name (24 bits, leaving 8 for the tag): more than the largest
+    /// wave-store-size (4G) holds.
+    public static let maxEntries = 1 << 24 - 1
     /// Distinct senders (and networks) per half window held exactly before the bitmap estimate takes over.
     public static let smallSet = 8
 
@@ -129,7 +132,7 @@ public final class InProcessWaveStore: WaveStore {
         + 4 * smallSet * 2              // the first few distinct senders and networks of each half window, exactly
         + 8 + 8 + 4 + 4                 // first/last seen, total, wave record
         + 4 + 4 + 1 + 4                 // list links, segment, free list
-        + bands * 8                     // index slots (one per band)
+        + bands * 4                     // index slots (one per band)
     /// Bytes reserved for the wave records and their samples.
     public static let waveRecordBytes = samplesPerWave * WaveFingerprintBuilder.sampleLimit + 1024
 
@@ -141,7 +144,7 @@ public final class InProcessWaveStore: WaveStore {
         self.settings = settings
         let budget = Int(max(settings.storeSize, WaveSettings.minimumStoreSize))
         let forEntries = budget - InProcessWaveStore.maxWaveRecords * InProcessWaveStore.waveRecordBytes
-        capacity = max(64, forEntries / InProcessWaveStore.bytesPerEntry)
+        capacity = min(max(64, forEntries / InProcessWaveStore.bytesPerEntry), InProcessWaveStore.maxEntries)
         state = Locked(State(capacity: capacity, settings: settings, budget: budget))
     }
 
@@ -224,8 +227,11 @@ public final class InProcessWaveStore: WaveStore {
         var prev: [Int32]
         var next: [Int32]
         let segment: ZeroedArray<UInt8>     // 0 free, 1 probation, 2 protected
-        // Index: bucketCount * slotsPerBucket slots of (tag << 32 | entry + 1); 0 is empty.
-        let index: ZeroedArray<UInt64>
+        // Index: bucketCount * slotsPerBucket slots of (tag << entryBits | entry + 1); 0 is empty. The
+        // tag is the top bits of the band key, as many as the entry number leaves free (at least 8): a
+        // slot whose tag matches by chance only costs a comparison, as every candidate is compared.
+        let index: ZeroedArray<UInt32>
+        let entryBits: Int
 
         var heads: (Int32, Int32) = (-1, -1)  // probation, protected
         var tails: (Int32, Int32) = (-1, -1)
@@ -260,7 +266,9 @@ public final class InProcessWaveStore: WaveStore {
             prev = [Int32](repeating: -1, count: capacity)
             next = [Int32](repeating: -1, count: capacity)
             segment = ZeroedArray<UInt8>(zeros: capacity)
-            index = ZeroedArray<UInt64>(zeros: bucketCount * InProcessWaveStore.slotsPerBucket)
+            index = ZeroedArray<UInt32>(zeros: bucketCount * InProcessWaveStore.slotsPerBucket)
+            entryBits = UInt64.bitWidth - UInt64(capacity).leadingZeroBitCount
+            precondition(entryBits <= 32 - 8, "wave store of \(capacity) entries: at most \(InProcessWaveStore.maxEntries)")
             records.reserveCapacity(InProcessWaveStore.maxWaveRecords)
             candidates.reserveCapacity(InProcessWaveStore.bands * InProcessWaveStore.slotsPerBucket)
             free.reserveCapacity(capacity)
@@ -414,6 +422,11 @@ public final class InProcessWaveStore: WaveStore {
             bandKey(UInt16(truncatingIfNeeded: s[2 * band]), UInt16(truncatingIfNeeded: s[2 * band + 1]), band)
         }
 
+        /// The index slot for entry `e` under a band key, its tag, and the entry a slot holds.
+        func slotValue(_ key: UInt64, _ e: Int) -> UInt32 { slotTag(key) << UInt32(entryBits) | UInt32(e + 1) }
+        func slotTag(_ key: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: key >> UInt64(32 + entryBits)) }
+        func slotEntry(_ slot: UInt32) -> Int { Int(slot & (UInt32.max >> UInt32(32 - entryBits))) - 1 }
+
         func equalBins(_ e: Int, _ s: [UInt32]) -> Int {
             var n = 0
             let o = e * waveSignatureSize
@@ -426,13 +439,13 @@ public final class InProcessWaveStore: WaveStore {
             let spb = InProcessWaveStore.slotsPerBucket
             for band in 0..<InProcessWaveStore.bands {
                 let key = State.bandKey(s, band)
-                let tag = key >> 32 | 1
+                let tag = slotTag(key)
                 let base = Int(truncatingIfNeeded: (key & 0xFFFF_FFFF) % UInt64(bucketCount)) * spb
                 for k in 0..<spb {
                     let slot = index[base + k]
-                    if slot >> 32 == tag {
-                        let e = Int32(truncatingIfNeeded: slot & 0xFFFF_FFFF) - 1
-                        if segment[Int(e)] != 0 && !candidates.contains(e) { candidates.append(e) }
+                    if slot != 0 && slot >> UInt32(entryBits) == tag {
+                        let e = slotEntry(slot)
+                        if segment[e] != 0 && !candidates.contains(Int32(e)) { candidates.append(Int32(e)) }
                     }
                 }
             }
@@ -497,16 +510,15 @@ public final class InProcessWaveStore: WaveStore {
             let o = e * waveSignatureSize
             for band in 0..<InProcessWaveStore.bands where bands & (1 << UInt64(band)) != 0 {
                 let key = State.bandKey(sig[o + 2 * band], sig[o + 2 * band + 1], band)
-                let tag = key >> 32 | 1
                 let base = Int(truncatingIfNeeded: (key & 0xFFFF_FFFF) % UInt64(bucketCount)) * spb
-                let value = tag << 32 | UInt64(e + 1)
+                let value = slotValue(key, e)
                 // An empty slot, a slot of a dead entry, or the slot of the entry with the fewest messages.
                 var victim = base
                 var victimTotal = UInt32.max
                 for k in 0..<spb {
                     let slot = index[base + k]
                     if slot == 0 || slot == value { victim = base + k; break }
-                    let other = Int(slot & 0xFFFF_FFFF) - 1
+                    let other = slotEntry(slot)
                     let t = segment[other] == 0 ? 0 : total[other]
                     if t < victimTotal { victimTotal = t; victim = base + k }
                 }

@@ -29,6 +29,17 @@ final class PolicyTests: XCTestCase {
         XCTAssertEqual(p.decide(found("Breakwater.Test.EICAR")).action, .reject)
     }
 
+    func testReplyTemplate() {
+        XCTAssertEqual(ReplyTemplate("Rejected: %s").render("X.Y"), "Rejected: X.Y")
+        XCTAssertEqual(ReplyTemplate("%s found, %s refused").render("V"), "V found, V refused")
+        XCTAssertEqual(ReplyTemplate("%s").render("V"), "V")
+        XCTAssertEqual(ReplyTemplate("No virus here").render("V"), "No virus here V")
+        XCTAssertEqual(ReplyTemplate("").render("V"), " V")
+        var c = Config()
+        c.rejectMessage = "Go away (%s)"
+        XCTAssertEqual(Policy(config: c).decide(found("Breakwater.Malware.X")).reply?.text, "Go away (Breakwater.Malware.X)")
+    }
+
     func testStrongestActionWinsAcrossMatches() {
         var c = Config()
         c.actions = [ActionRule(pattern: "*.Spam.*", action: .tag)]

@@ -316,6 +316,24 @@ func residentBytes() -> Int {
     guard let s = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
     let f = s.split(separator: " ")
     return (Int(f[1]) ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE)))
+
+    func testIndexSlotsNameEveryEntryAndKeepTheirTag() {
+        for capacity in [64, 7_207, 100_000, InProcessWaveStore.maxEntries] {
+            let st = InProcessWaveStore.State(capacity: capacity, settings: WaveSettings(), budget: 0)
+            XCTAssertGreaterThanOrEqual(32 - st.entryBits, 8, "\(capacity)")
+            var key: UInt64 = 0x9E37_79B9_7F4A_7C15
+            for e in [0, 1, capacity / 2, capacity - 1] {
+                key = key &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                let slot = st.slotValue(key, e)
+                XCTAssertNotEqual(slot, 0)
+                XCTAssertEqual(st.slotEntry(slot), e, "\(capacity) \(e)")
+                XCTAssertEqual(slot >> UInt32(st.entryBits), st.slotTag(key))
+            }
+        }
+        // The largest store size the configuration takes fits the slot's entry field.
+        let largest = InProcessWaveStore(settings: { var s = WaveSettings(); s.storeSize = 4 << 30; return s }())
+        XCTAssertLessThan(largest.capacity, InProcessWaveStore.maxEntries)
+    }
 }
 
 final class WaveDetectorTests: XCTestCase {
