@@ -227,7 +227,6 @@ public struct Policy: Sendable {
         scannedHeader.isEmpty ? [] : [(scannedHeader, productTag)]
     }
 
-
     /// reject > tempfail > discard > quarantine > tag > accept.
     static func strength(_ a: Action) -> Int {
         switch a {
