@@ -85,6 +85,19 @@ def proc_stat(pid):
     return int(p[1]), int(p[11]) + int(p[12]), int(p[13]) + int(p[14])
 
 
+def postfix_process_counts(master):
+    """How many processes of each program run under a Postfix master (smtpd, cleanup, ...)."""
+    out = {}
+    for p in descendants(master):
+        try:
+            with open(f"/proc/{p}/comm") as f:
+                name = f.read().strip()
+        except OSError:
+            continue
+        out[name] = out.get(name, 0) + 1
+    return out
+
+
 def rss_bytes(pid):
     try:
         with open(f"/proc/{pid}/statm") as f:
@@ -178,23 +191,24 @@ LIMIT_NAME = "Heuristics.Limits.Exceeded"
 class WarmupCorpus:
     """Small distinct ham messages sent before a measured SMTP run and not counted (--warmup): at
     200 clients a fresh Postfix forks 200 smtpd and, with a milter that holds each message, 200
-    cleanup processes during the first messages, which a live MX has long running. Distinct
-    messages, so that no filter's clean-file cache learns anything from them. (Measured on
-    2026-11-28: it did not change the 200-client figures; docs/benchmarks.md.)"""
+    cleanup processes, which a live MX has long running. Postfix forks them at about 50 a second
+    here, so a cold 200-client run of 1,000 messages spends its first 4 s forking (measured
+    2026-11-28: 170 smtpd and 180 cleanup started after a warm-up of 400 messages that lasted 0.9 s).
+    The messages warm Postfix, not the filters: distinct, so that no clean-file cache learns
+    anything from them, and too short for a wave fingerprint, so that Breakwater's wave store does
+    not fill with them (on a live MX it would be full: up to wave-store-size more memory)."""
 
-    def __init__(self, directory, count):
-        self.name = f"warmup-{count}"
+    def __init__(self, directory, count, start=0):
+        self.name = f"warmup-{start}-{count}"
         self.dir = directory
         os.makedirs(directory, exist_ok=True)
         self.paths = []
-        for i in range(count):
+        for i in range(start, start + count):
             path = os.path.join(directory, f"{i:05d}.eml")
             if not os.path.exists(path):
-                words = " ".join(f"w{(i * 7919 + k * 104729) % 1000003:x}" for k in range(200))
-                body = "\r\n".join(words[j:j + 70] for j in range(0, len(words), 70))
                 msg = (f"From: warm@bench.test\r\nTo: user@dest.bench.test\r\nSubject: warm-up {i}\r\n"
                        f"Message-ID: <warmup-{i}@bench.test>\r\nX-Bench-Id: {WARMUP_ID_PREFIX}{i}\r\n\r\n"
-                       f"Warm-up message {i}.\r\n{body}\r\n")
+                       f"Warm-up message {i}.\r\n")
                 with open(path, "w", newline="") as f:
                     f.write(msg)
             self.paths.append(path)
@@ -753,6 +767,29 @@ class Bench:
         return path
 
     # --- running the load generator -----------------------------------------------------
+    def warm_up(self, postfix, clients, run_dir, groups, sink):
+        """Sends batches of `clients` warm-up messages: N batches (--warmup N), or with --warmup auto
+        until Postfix runs at least as many smtpd processes as there are clients, or their number
+        stopped growing for two batches (at most 40 batches)."""
+        auto = self.a.warmup == "auto"
+        batches = 40 if auto else int(self.a.warmup)
+        sent, wall, stalled, last = 0, 0.0, 0, -1
+        for b in range(batches):
+            warm = WarmupCorpus(os.path.join(self.work, "warmup"), clients, start=b * clients)
+            w = self.drive("smtp", postfix.port, clients, warm, run_dir, groups, postfix, sink)
+            sent += len(warm)
+            wall += w["wall_s"]
+            n = postfix_process_counts(postfix.master).get("smtpd", 0)
+            stalled = stalled + 1 if n <= last else 0
+            last = max(last, n)
+            if auto and (n >= clients * 0.95 or stalled >= 2):
+                break
+        counts = postfix_process_counts(postfix.master)
+        log(f"  warm-up: {sent} messages in {wall:.1f} s; Postfix runs {counts.get('smtpd', 0)} smtpd, "
+            f"{counts.get('cleanup', 0)} cleanup")
+        return {"messages": sent, "wall_s": wall, "smtpd": counts.get("smtpd", 0),
+                "cleanup": counts.get("cleanup", 0)}
+
     def drive(self, mode, port, clients, corpus, run_dir, groups, postfix=None, sink=None, host="127.0.0.1"):
         """Runs loadgen; returns the measurement dict (without correctness)."""
         out_file = os.path.join(run_dir, "attempts.tsv")
@@ -972,10 +1009,8 @@ class Bench:
             postfix = Postfix(os.path.join(run_dir, "postfix"), sink.port, milter, self.a.smtpd_limit)
             postfix.start()
             time.sleep(self.a.settle)
-            if self.a.warmup:
-                warm = WarmupCorpus(os.path.join(self.work, "warmup"), self.a.warmup * clients)
-                w = self.drive("smtp", postfix.port, clients, warm, run_dir, groups, postfix, sink)
-                rec["warmup"] = {"messages": len(warm), "drained": w["drained"], "wall_s": w["wall_s"]}
+            if self.a.warmup != "0":
+                rec["warmup"] = self.warm_up(postfix, clients, run_dir, groups, sink)
             m = self.drive("smtp", postfix.port, clients, corpus, run_dir, groups, postfix, sink)
             if not m["drained"]:
                 m["queue_left"] = postfix.queue_counts()
@@ -1225,9 +1260,12 @@ class Bench:
                  f"working directory (Postfix queues, spools, scan temporary files): {self.a.workdir}; load generator: "
                  f"bench/loadgen.c (one epoll thread, C); a 4xx'd message is retried after "
                  f"{self.a.retry_delay_ms} ms, fresh messages first; "
-                 + (f"warm-up: {self.a.warmup} x clients small distinct ham messages at the same concurrency "
-                    f"before each measured SMTP run, not counted (Postfix's smtpd and cleanup processes are then "
-                    f"running, as on a live MX).\n" if self.a.warmup else "no warm-up (a cold Postfix).\n"))
+                 + (f"warm-up ({self.a.warmup}): batches of clients small distinct ham messages at the same "
+                    f"concurrency before each measured SMTP run, not counted"
+                    + (", until Postfix runs as many smtpd processes as there are clients (or their number stops "
+                       "growing)" if self.a.warmup == "auto" else "")
+                    + " (Postfix's smtpd and cleanup processes are then running, as on a live MX).\n"
+                    if self.a.warmup != "0" else "no warm-up (a cold Postfix).\n"))
         for c in corpora:
             d = c.describe()
             L.append(f"- corpus `{c.name}`: {d['messages']} messages {d['classes']}, {d['total_mb']} MB, "
@@ -1374,14 +1412,18 @@ def main():
     ap.add_argument("--drain-timeout", type=float, default=120)
     ap.add_argument("--sample-interval", type=float, default=0.25)
     ap.add_argument("--settle", type=float, default=1.0, help="seconds to wait after start-up before the load")
-    ap.add_argument("--warmup", type=int, default=0, metavar="N",
-                    help="before each measured SMTP run send N x clients small distinct ham messages at the same "
-                         "concurrency, not counted, so Postfix's smtpd and cleanup processes are running as on a "
-                         "live MX (default 0: a cold Postfix, as the figures in docs/benchmarks.md were measured)")
+    ap.add_argument("--warmup", default="auto", metavar="N|auto",
+                    help="before each measured SMTP run send N batches of `clients` small distinct ham messages at "
+                         "the same concurrency, not counted, so that Postfix's smtpd and cleanup processes run as on "
+                         "a live MX; auto (the default): batches until Postfix runs as many smtpd processes as there "
+                         "are clients, or their number stops growing; 0: a cold Postfix")
     ap.add_argument("--out", help="output directory (default out/bench/milter-TIMESTAMP)")
     ap.add_argument("--workdir", default="/tmp", help="where the private instances live while running")
     ap.add_argument("--keep-work", action="store_true")
     a = ap.parse_args()
+    if a.warmup != "auto" and not (a.warmup.isdigit()):
+        ap.error(f"--warmup: {a.warmup!r} is neither a number of batches nor auto")
+    a.warmup = str(int(a.warmup)) if a.warmup != "auto" else a.warmup
     a.argv = [os.path.relpath(sys.argv[0], REPO) if sys.argv[0].startswith(REPO) else sys.argv[0]] + sys.argv[1:]
     a.clients = [int(x) for x in a.clients.split(",") if x]
     a.configs = [x for x in a.configs.split(",") if x]
