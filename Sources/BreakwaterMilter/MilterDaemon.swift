@@ -25,6 +25,8 @@ public final class MilterDaemon: @unchecked Sendable {
     public let config: Config
     public let engines: EngineHolder
     public let admission: Admission
+    /// One stack per scan slot: scans run there, not on the deep stacks of libmilter's many threads.
+    let scanStacks: ScanStacks
     public let policy: Policy
     public let stats = Stats()
     public let logger: Logger
@@ -77,6 +79,7 @@ public final class MilterDaemon: @unchecked Sendable {
         })
         admission = Admission(slots: config.workers, maxWaiting: config.maxWaiting, maxWait: config.maxWait,
                               memoryBudget: config.memoryBudget)
+        scanStacks = ScanStacks(count: config.workers)
         policy = Policy(config: config)
         if config.wave.enabled { waves = WaveFeature(config: config, stats: stats, logger: logger) }
         logger.notice("engine generation 1 loaded: \(initial.signatureCount) signatures from \(dirs.joined(separator: ", ")) in \(Int(initial.buildSeconds * 1000)) ms (libclamav \(ClamEngine.libraryVersion))")
@@ -229,11 +232,13 @@ public final class MilterDaemon: @unchecked Sendable {
                 // The slot is held for the scan only: the policy and the wave store do not need it.
                 defer { admission.releaseSlot() }
                 let engine = engines.current
-                switch s.message.storage {
-                case .memory:
-                    result = s.message.withMemory { engine.scan($0, inspector: inspector) }!
-                case .file(let fd):
-                    result = engine.scan(fd: fd, inspector: inspector)
+                result = scanStacks.run {
+                    switch s.message.storage {
+                    case .memory:
+                        return s.message.withMemory { engine.scan($0, inspector: inspector) }!
+                    case .file(let fd):
+                        return engine.scan(fd: fd, inspector: inspector)
+                    }
                 }
             }
             stats.scanned.add(1, ordering: .relaxed)

@@ -1,0 +1,59 @@
+import BreakwaterCore
+import CStack
+
+/// One stack per scan slot, on which `decide` runs each scan (`Sources/CStack/cstack.c` says why).
+///
+/// libmilter answers each busy session on a thread of its own, and the scan runs on the thread that
+/// took end-of-message. libclamav touches a few hundred KB of stack in a scan, and a thread's touched
+/// stack stays resident as long as the thread lives: with 200 sessions, 200 deep stacks. Admission lets
+/// at most one scan per slot run at once, so one stack per slot is always free when a scan starts; the
+/// switch is two `swapcontext` calls, no thread hand-off.
+final class ScanStacks: Sendable {
+    /// Each stack's size: what a thread gets by default (libclamav recurses into nested archives).
+    static let size = 8 << 20
+    /// Addresses of the stacks not in use.
+    private let free: Locked<[UInt]>
+    /// Addresses of every stack made.
+    let all: [UInt]
+
+    /// `count` stacks (as many as there are scan slots); fewer when the system refuses the mappings,
+    /// in which case the scans that find none run on their own thread's stack.
+    init(count: Int) {
+        var made: [UInt] = []
+        if bw_stack_switches() != 0 {
+            for _ in 0..<max(0, count) {
+                guard let s = bw_stack_create(ScanStacks.size) else { break }
+                made.append(UInt(bitPattern: s))
+            }
+        }
+        all = made
+        free = Locked(made)
+    }
+
+    deinit {
+        for s in all { bw_stack_destroy(UnsafeMutableRawPointer(bitPattern: s), ScanStacks.size) }
+    }
+
+    /// Runs `body` on a free stack (on the caller's own when none is free, or under a sanitizer) and
+    /// returns its result.
+    func run<R>(_ body: () -> R) -> R {
+        guard let address = free.withLock({ $0.popLast() }), let stack = UnsafeMutableRawPointer(bitPattern: address) else {
+            return body()
+        }
+        defer { free.withLock { $0.append(address) } }
+        var result: R?
+        let ran = withoutActuallyEscaping(body) { body in
+            let call = Call { result = body() }
+            return bw_stack_run(stack, ScanStacks.size, { p in
+                Unmanaged<Call>.fromOpaque(p!).takeUnretainedValue().body()
+            }, Unmanaged.passUnretained(call).toOpaque()) == 0
+        }
+        guard ran, let result else { return body() }
+        return result
+    }
+
+    private final class Call {
+        let body: () -> Void
+        init(_ body: @escaping () -> Void) { self.body = body }
+    }
+}
