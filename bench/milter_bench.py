@@ -1181,15 +1181,11 @@ class Bench:
                         "wall_s", "reported_msgs_per_s"):
                 row[key] = med(rs, key)
             for name in ("breakwater", "clamd", "clamav-milter", "postfix", "sink", "loadgen"):
-                v = med(rs, "peak_rss", name)
-                if v is not None:
-                    row.setdefault("peak_rss", {})[name] = v
-                v = med(rs, "peak_threads", name)
-                if v is not None and name in ("breakwater", "clamd", "clamav-milter"):
-                    row.setdefault("peak_threads", {})[name] = v
-                v = med(rs, "peak_private", name)
-                if v is not None and name in ("breakwater", "clamd", "clamav-milter"):
-                    row.setdefault("peak_private", {})[name] = v
+                filters = name in ("breakwater", "clamd", "clamav-milter")
+                for key in ("peak_rss", "peak_threads", "peak_private"):
+                    v = med(rs, key, name)
+                    if v is not None and (key == "peak_rss" or filters):
+                        row.setdefault(key, {})[name] = v
             row["tempfail_answers"] = sum(r.get("tempfail_answers", 0) for r in rs)
             row["tempfail_answers_median"] = med(rs, "tempfail_answers")
             row["lost"] = sum(r.get("lost", 0) for r in rs)
@@ -1230,14 +1226,11 @@ class Bench:
                     for key, label in (("machine_cpu_ms_per_msg", "machine"), ("own_cpu_ms_per_msg", "own")):
                         if bw.get(key) is not None and cl.get(key) is not None:
                             row[f"bw_minus_clamav_{label}"] = bw[key] - cl[key]
-                    b = sum(bw.get("peak_rss", {}).get(n, 0) for n in ("breakwater",))
-                    k = sum(cl.get("peak_rss", {}).get(n, 0) for n in ("clamd", "clamav-milter"))
-                    if k:
-                        row["memory_ratio"] = b / k
-                    b = bw.get("peak_private", {}).get("breakwater", 0)
-                    k = sum(cl.get("peak_private", {}).get(n, 0) for n in ("clamd", "clamav-milter"))
-                    if k:
-                        row["private_memory_ratio"] = b / k
+                    for key, ratio in (("peak_rss", "memory_ratio"), ("peak_private", "private_memory_ratio")):
+                        b = bw.get(key, {}).get("breakwater", 0)
+                        k = sum(cl.get(key, {}).get(n, 0) for n in ("clamd", "clamav-milter"))
+                        if k:
+                            row[ratio] = b / k
                 c[str(clients)] = row
             for cfg in ("breakwater", "clamav", "postfix"):
                 a32, a200 = med.get((corpus, cfg, 32)), med.get((corpus, cfg, 200))

@@ -144,7 +144,7 @@ public final class InProcessWaveStore: WaveStore {
         self.settings = settings
         let budget = Int(max(settings.storeSize, WaveSettings.minimumStoreSize))
         let forEntries = budget - InProcessWaveStore.maxWaveRecords * InProcessWaveStore.waveRecordBytes
-        capacity = min(max(64, forEntries / InProcessWaveStore.bytesPerEntry), InProcessWaveStore.maxEntries)
+        capacity = max(64, forEntries / InProcessWaveStore.bytesPerEntry)
         state = Locked(State(capacity: capacity, settings: settings, budget: budget))
     }
 

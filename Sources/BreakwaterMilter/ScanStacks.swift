@@ -1,7 +1,7 @@
 import BreakwaterCore
 import CStack
 
-/// One stack per scan slot, on which `decide` runs each scan (`Sources/CStack/cstack.c` says why).
+/// One stack per scan slot, on which `decide` runs each scan (the switch is `Sources/CStack`).
 ///
 /// libmilter answers each busy session on a thread of its own, and the scan runs on the thread that
 /// took end-of-message. libclamav touches a few hundred KB of stack in a scan, and a thread's touched
@@ -42,18 +42,16 @@ final class ScanStacks: Sendable {
         }
         defer { free.withLock { $0.append(address) } }
         var result: R?
-        let ran = withoutActuallyEscaping(body) { body in
-            let call = Call { result = body() }
-            return bw_stack_run(stack, ScanStacks.size, { p in
-                Unmanaged<Call>.fromOpaque(p!).takeUnretainedValue().body()
-            }, Unmanaged.passUnretained(call).toOpaque()) == 0
+        let ran = withoutActuallyEscaping(body) { body -> Bool in
+            // The C side gets a pointer to this local closure: no object is allocated per scan.
+            var call: () -> Void = { result = body() }
+            return withUnsafeMutablePointer(to: &call) { p in
+                bw_stack_run(stack, ScanStacks.size, { raw in
+                    raw!.assumingMemoryBound(to: (() -> Void).self).pointee()
+                }, UnsafeMutableRawPointer(p)) == 0
+            }
         }
         guard ran, let result else { return body() }
         return result
-    }
-
-    private final class Call {
-        let body: () -> Void
-        init(_ body: @escaping () -> Void) { self.body = body }
     }
 }

@@ -1,8 +1,4 @@
-// A scan runs on the stack of one of a few scan slots instead of the stack of whichever libmilter
-// thread answers end-of-message. libclamav's scan touches a few hundred KB of stack; libmilter runs
-// a thread per busy session (hundreds under load), and every page a thread's stack has touched stays
-// resident while the thread lives. With the scan on a slot's stack only as many deep stacks as there
-// are scan slots are ever resident.
+// Running a scan on its scan slot's own stack: ScanStacks (Sources/BreakwaterMilter) says why.
 #define _GNU_SOURCE
 #include "cstack.h"
 
