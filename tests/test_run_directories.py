@@ -71,4 +71,32 @@ def test_malloc_arenas_capped_per_scan_slot_unless_the_environment_sets_them(bre
     env = dict(os.environ, MALLOC_ARENA_MAX="8")
     other = breakwater("--signatures", test_sigs, "--workers", "3", env=env)
     assert other.wait_log("engine generation 1 loaded"), other.log_tail()
-    assert "malloc:" not in other.log(), other.log_tail()
+    assert "malloc: at most" not in other.log(), other.log_tail()
+
+
+def environ_of(pid):
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        return f.read()
+
+
+def test_thread_caches_limited_by_re_execution_unless_the_environment_sets_them(breakwater, test_sigs):
+    """run re-executes itself once, same PID, with glibc.malloc.tcache_max=64 added to GLIBC_TUNABLES
+    (kept beside the administrator's other tunables); an administrator's own tcache tunable wins."""
+    env = dict(os.environ, GLIBC_TUNABLES="glibc.malloc.perturb=0")
+    bw = breakwater("--signatures", test_sigs, env=env)
+    assert bw.wait_log("malloc: per-thread caches keep blocks of at most 64 bytes"), bw.log_tail()
+    # The environment the process was (re-)executed with. (glibc's start-up writes a NUL into the
+    # variable where its tunables are separated, so match the parts.)
+    environ = environ_of(bw.pid)
+    assert b"GLIBC_TUNABLES=glibc.malloc.perturb=0" in environ, environ
+    assert b"glibc.malloc.tcache_max=64" in environ, environ
+    with open(f"/proc/{bw.pid}/cmdline", "rb") as f:
+        assert f.read().split(b"\0")[1] == b"run"
+    assert bw.log().count("engine generation 1 loaded") == 1, bw.log_tail()
+
+    env = dict(os.environ, GLIBC_TUNABLES="glibc.malloc.tcache_count=2")
+    other = breakwater("--signatures", test_sigs, env=env)
+    assert other.wait_log("engine generation 1 loaded"), other.log_tail()
+    assert "per-thread caches" not in other.log(), other.log_tail()
+    environ = environ_of(other.pid)
+    assert b"tcache_max" not in environ and b"BREAKWATER_REEXECUTED" not in environ, environ

@@ -93,6 +93,29 @@ public enum ByteSize {
     }
 }
 
+/// glibc's per-thread cache of freed blocks (tcache) in `breakwater run`.
+///
+/// glibc keeps, for each thread, up to 7 freed blocks of every size up to about 1 KiB, usable by that
+/// thread alone. libmilter runs one thread per busy session, so under 200 sessions those caches held
+/// about 3 MB that no other thread could reuse (peak private memory 19.6 MB against 16.4 MB with the
+/// wave corpus over 200 direct sessions, at the same CPU per message; docs/benchmarks.md). `run`
+/// therefore lets the caches keep only blocks of at most 64 bytes, where most of Swift's small objects
+/// fall. glibc reads this setting only from the GLIBC_TUNABLES environment variable when a process
+/// starts, so `run` re-executes itself once with it added, before any thread exists. An
+/// administrator's own `glibc.malloc.tcache_*` tunable wins.
+public enum MallocThreadCache {
+    /// What `run` adds to GLIBC_TUNABLES.
+    public static let tunable = "glibc.malloc.tcache_max=64"
+
+    /// The GLIBC_TUNABLES value to start with: `current` plus `tunable`, or nil when `current` already
+    /// sets a thread-cache tunable (an administrator's, or `run`'s own after the re-execution).
+    public static func tunables(adding current: String?) -> String? {
+        guard let current, !current.isEmpty else { return tunable }
+        if current.contains("glibc.malloc.tcache") { return nil }
+        return current + ":" + tunable
+    }
+}
+
 /// How many glibc malloc arenas the daemon allows.
 ///
 /// glibc gives a thread its own arena when the others are busy, up to 8 per core, and an arena keeps

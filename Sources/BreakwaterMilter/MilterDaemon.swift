@@ -49,6 +49,9 @@ public final class MilterDaemon: @unchecked Sendable {
            bw_malloc_set_arena_max(Int32(clamping: arenas)) == 1 {
             logger.info("malloc: at most \(arenas) arenas, one per scan slot (MALLOC_ARENA_MAX in the environment overrides)")
         }
+        if ThreadCacheLimit.isApplied {
+            logger.info("malloc: per-thread caches keep blocks of at most 64 bytes (\(MallocThreadCache.tunable); a glibc.malloc.tcache tunable in GLIBC_TUNABLES overrides)")
+        }
         // A missing or read-only spool or scan directory would otherwise surface as a tempfail per message.
         for (key, dir) in [("spool-directory", config.spoolDirectory),
                            ("scan-temporary-directory", config.limits.temporaryDirectory ?? config.spoolDirectory)] {

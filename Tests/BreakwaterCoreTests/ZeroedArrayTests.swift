@@ -46,3 +46,16 @@ final class MallocArenasTests: XCTestCase {
         XCTAssertNil(MallocArenas.limit(workers: 2, environment: ["GLIBC_TUNABLES": "glibc.malloc.arena_max=4"]))
     }
 }
+
+final class MallocThreadCacheTests: XCTestCase {
+    func testAddedToTheTunablesUnlessOneAlreadySetsTheThreadCache() {
+        XCTAssertEqual(MallocThreadCache.tunables(adding: nil), "glibc.malloc.tcache_max=64")
+        XCTAssertEqual(MallocThreadCache.tunables(adding: ""), "glibc.malloc.tcache_max=64")
+        XCTAssertEqual(MallocThreadCache.tunables(adding: "glibc.malloc.arena_max=4"),
+                       "glibc.malloc.arena_max=4:glibc.malloc.tcache_max=64")
+        // After the re-execution, or set by an administrator: left alone (no second re-execution).
+        XCTAssertNil(MallocThreadCache.tunables(adding: "glibc.malloc.tcache_max=64"))
+        XCTAssertNil(MallocThreadCache.tunables(adding: "glibc.malloc.arena_max=4:glibc.malloc.tcache_count=0"))
+    }
+}
+
