@@ -1,5 +1,6 @@
 import BreakwaterCore
 import CStack
+import Synchronization
 
 /// One stack per scan slot, on which `decide` runs each scan (the switch is `Sources/CStack`).
 ///
@@ -15,6 +16,8 @@ final class ScanStacks: Sendable {
     private let free: Locked<[UInt]>
     /// Addresses of every stack made.
     let all: [UInt]
+    /// Scans that ran on a slot stack (`breakwater status` shows it beside the scans done).
+    let scansOnStacks = Atomic<Int>(0)
 
     /// `count` stacks (as many as there are scan slots); fewer when the system refuses the mappings,
     /// in which case the scans that find none run on their own thread's stack.
@@ -52,6 +55,7 @@ final class ScanStacks: Sendable {
             }
         }
         guard ran, let result else { return body() }
+        scansOnStacks.add(1, ordering: .relaxed)
         return result
     }
 }
