@@ -22,8 +22,6 @@ let package = Package(
         .target(name: "CClamAVPrefault", linkerSettings: [.linkedLibrary("dl")]),
         // glibc's mallopt (<malloc.h> is not in Swift's Glibc module): the daemon's arena cap.
         .target(name: "CMalloc"),
-        // Running a scan on a scan slot's own stack (cstack.c says why).
-        .target(name: "CStack"),
 
         // Logic that needs no C and no socket: config, policy, admission, message assembly.
         .target(name: "BreakwaterCore"),
@@ -31,7 +29,7 @@ let package = Package(
         .target(name: "BreakwaterEngine", dependencies: ["CClamAV", "CClamAVPrefault", "BreakwaterCore"]),
         // The libmilter bridge and the daemon.
         .target(name: "BreakwaterMilter", dependencies: [
-            "CMilter", "CMalloc", "CStack", "BreakwaterCore", "BreakwaterEngine",
+            "CMilter", "CMalloc", "BreakwaterCore", "BreakwaterEngine",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The Prometheus endpoint: swift-metrics instruments in a swift-prometheus registry, a small HTTP listener.
@@ -49,7 +47,6 @@ let package = Package(
         .testTarget(name: "BreakwaterCoreTests", dependencies: ["BreakwaterCore"]),
         .testTarget(name: "BreakwaterEngineTests", dependencies: ["BreakwaterEngine", "BreakwaterCore", "CClamAVPrefault"]),
         .testTarget(name: "BreakwaterMetricsTests", dependencies: ["BreakwaterMetrics", "BreakwaterCore"]),
-        .testTarget(name: "BreakwaterMilterTests", dependencies: ["BreakwaterMilter", "BreakwaterCore", "CStack"]),
     ],
     swiftLanguageModes: [.v6]
 )

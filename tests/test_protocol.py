@@ -54,26 +54,3 @@ def test_negotiated_steps_and_skipped_network(daemons, socket):
         assert (r.stage, r.smtp_code) == ("eom", "550"), r
         m.quit()
 
-
-def test_every_scan_runs_on_a_scan_slot_stack(breakwater, test_sigs, bw_binary):
-    """Scans run on the slot stacks, not on libmilter's session threads (ScanStacks): `status`
-    counts the scans that did, and with concurrent sessions every scan is one of them. (A daemon
-    that fell back to the session thread's stack would still answer right; only its memory under
-    many sessions would grow.)"""
-    import json
-    import os
-    import subprocess
-
-    from harness.milterclient import start_session
-
-    bw = breakwater("--signatures", test_sigs, "--workers", "2", socket="unix")
-    sessions = [start_session(bw.milter_spec, (mail.eicar_attachment if i % 2 else mail.ham)(mail.test_id()))
-                for i in range(12)]
-    for thread, out in sessions:
-        thread.join(60)
-        assert "reply" in out, out
-    r = subprocess.run([bw_binary, "status", "--json", "--control", os.path.join(bw.run_dir, "control.sock")],
-                       capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
-    st = json.loads(r.stdout)
-    assert st["counters"]["scanned"] == 12, st
-    assert st["scan_stacks"] == {"stacks": 2, "scans_on_stacks": 12}, st

@@ -26,7 +26,6 @@ public final class MilterDaemon: @unchecked Sendable {
     public let engines: EngineHolder
     public let admission: Admission
     /// One stack per scan slot: scans run there, not on the deep stacks of libmilter's many threads.
-    let scanStacks: ScanStacks
     public let policy: Policy
     public let stats = Stats()
     public let logger: Logger
@@ -82,7 +81,6 @@ public final class MilterDaemon: @unchecked Sendable {
         })
         admission = Admission(slots: config.workers, maxWaiting: config.maxWaiting, maxWait: config.maxWait,
                               memoryBudget: config.memoryBudget)
-        scanStacks = ScanStacks(count: config.workers)
         policy = Policy(config: config)
         if config.wave.enabled { waves = WaveFeature(config: config, stats: stats, logger: logger) }
         logger.notice("engine generation 1 loaded: \(initial.signatureCount) signatures from \(dirs.joined(separator: ", ")) in \(Int(initial.buildSeconds * 1000)) ms (libclamav \(ClamEngine.libraryVersion))")
@@ -223,27 +221,25 @@ public final class MilterDaemon: @unchecked Sendable {
             return (Decision(verdict: .skipped, action: .accept, reply: nil), 0, 0, false)
         }
         let waitStart = Clock.monotonic()
-        switch admission.acquireSlot(keepAlive: keepAlive) {
+        let inspector = waves?.inspector(sender: s.sender, clientIP: s.clientIP)
+        let engine = engines.current
+        var scanned: ScanResult?
+        let outcome = admission.scan({
+            // On a scanner thread, while this session's thread waits for it.
+            switch s.message.storage {
+            case .memory:
+                scanned = s.message.withMemory { engine.scan($0, inspector: inspector) }
+            case .file(let fd):
+                scanned = engine.scan(fd: fd, inspector: inspector)
+            }
+        }, keepAlive: keepAlive)
+        switch outcome {
         case .busy:
             return (policy.busy(.busy), 0, 0, false)
         case .timedOut:
             return (policy.busy(.timeout), Clock.monotonic() - waitStart, 0, false)
-        case .acquired(let waited):
-            let inspector = waves?.inspector(sender: s.sender, clientIP: s.clientIP)
-            let result: ScanResult
-            do {
-                // The slot is held for the scan only: the policy and the wave store do not need it.
-                defer { admission.releaseSlot() }
-                let engine = engines.current
-                result = scanStacks.run {
-                    switch s.message.storage {
-                    case .memory:
-                        return s.message.withMemory { engine.scan($0, inspector: inspector) }!
-                    case .file(let fd):
-                        return engine.scan(fd: fd, inspector: inspector)
-                    }
-                }
-            }
+        case .scanned(let waited):
+            let result = scanned!
             stats.scanned.add(1, ordering: .relaxed)
             if let err = result.errorMessage { logger.error("scan error: \(err)") }
             var decision = policy.decide(result)

@@ -19,8 +19,6 @@ public struct StatusReport: Sendable {
     public var selfCheck: Double
     public var control: String
     public var localSignatures: String
-    /// Scan slot stacks made, and scans run on them (ScanStacks).
-    public var scanStacks: (stacks: Int, scans: Int)
     /// Wave detection (nil when `waves = no`): the JSON fields and the text line.
     public var waves: (json: [(String, JSONValue)], text: String)?
 
@@ -47,7 +45,6 @@ public struct StatusReport: Sendable {
         selfCheck = daemon.config.ops.selfCheck
         control = daemon.config.control
         localSignatures = daemon.config.localSignatures
-        scanStacks = (daemon.scanStacks.all.count, daemon.scanStacks.scansOnStacks.load(ordering: .relaxed))
         waves = daemon.waves.map { ($0.statusFields(stats: st), $0.statusText(stats: st)) }
     }
 
@@ -75,7 +72,6 @@ public struct StatusReport: Sendable {
             ("self_check_seconds", .double(selfCheck)),
             ("local_signatures", .string(localSignatures)),
             ("slots", .object([("busy", .int(admission.busy)), ("total", .int(admission.slots))])),
-            ("scan_stacks", .object([("stacks", .int(scanStacks.stacks)), ("scans_on_stacks", .int(scanStacks.scans))])),
             ("waiting", .object([("now", .int(admission.waiting)), ("max", .int(admission.maxWaiting))])),
             ("memory", .object([("buffered_bytes", .int(Int(admission.buffered))), ("budget_bytes", .int(Int(admission.budget)))])),
             ("sessions_open", .int(sessionsOpen)),
@@ -104,7 +100,6 @@ public struct StatusReport: Sendable {
         }
         lines.append("self-check:   \(selfCheck > 0 ? "every \(formatSeconds(selfCheck))" : "off")")
         lines.append("scan slots:   \(admission.busy)/\(admission.slots) busy, \(admission.waiting) waiting (at most \(admission.maxWaiting))")
-        lines.append("scan stacks:  \(scanStacks.stacks) (one per slot), \(scanStacks.scans) scans ran on them" + (scanStacks.stacks == 0 ? " (scans run on their session's thread: sanitizer build, or the stacks could not be mapped)" : ""))
         lines.append("memory:       \(ByteSize.format(admission.buffered)) buffered of \(ByteSize.format(admission.budget)) budget; \(sessionsOpen) sessions open, \(inFlight) messages in progress")
         lines.append("messages:     " + counters.map { "\($0.1) \($0.0)" }.joined(separator: ", "))
         lines.append("tempfailed:   " + tempfails.map { "\($0.1) \($0.0)" }.joined(separator: ", "))

@@ -3,47 +3,57 @@ import Synchronization
 @testable import BreakwaterCore
 
 final class AdmissionTests: XCTestCase {
-    func testSlotsThenLineThenBusy() {
-        let a = Admission(slots: 2, maxWaiting: 1, maxWait: 5, memoryBudget: 1 << 20)
-        XCTAssertEqual(a.acquireSlot(), .acquired(waited: 0))
-        XCTAssertEqual(a.acquireSlot(), .acquired(waited: 0))
-        XCTAssertFalse(a.isSaturated)
-        // One may wait; it gets the slot released by another thread.
-        let got = Mutex<Admission.SlotResult?>(nil)
-        let waiter = Thread.start { got.withLock { $0 = a.acquireSlot() } }
+    /// Waits (polling) until `cond` holds, at most 5 s.
+    private func eventually(_ cond: () -> Bool) {
         var spins = 0
-        while a.snapshot.waiting == 0 && spins < 500 { usleep(2000); spins += 1 }
-        XCTAssertEqual(a.snapshot.waiting, 1)
-        XCTAssertTrue(a.isSaturated)
-        XCTAssertEqual(a.acquireSlot(), .busy, "the line is full: answer busy at once")
-        a.releaseSlot()
-        waiter.join()
-        guard case .acquired = got.withLock({ $0 }) else { return XCTFail("waiter did not get the slot") }
-        XCTAssertEqual(a.snapshot.busy, 2)
-        a.releaseSlot()
-        a.releaseSlot()
-        XCTAssertEqual(a.snapshot.busy, 0)
+        while !cond() && spins < 2500 { usleep(2000); spins += 1 }
     }
 
-    func testFreedSlotGoesToTheWaitingMessageNotToANewcomer() {
-        let a = Admission(slots: 1, maxWaiting: 1, maxWait: 0.5, memoryBudget: 1 << 20)
-        XCTAssertEqual(a.acquireSlot(), .acquired(waited: 0))
-        let got = Mutex<Admission.SlotResult?>(nil)
-        let waiter = Thread.start { got.withLock { $0 = a.acquireSlot() } }
-        var spins = 0
-        while a.snapshot.waiting == 0 && spins < 500 { usleep(2000); spins += 1 }
-        a.releaseSlot()
-        // Right after the release a newcomer finds the slot handed over (or taken): it may not overtake.
-        let newcomer = a.acquireSlot()
-        XCTAssertNotEqual(newcomer, .acquired(waited: 0), "a newcomer took the slot freed for the waiting message")
-        waiter.join()
-        guard case .acquired = got.withLock({ $0 }) else { return XCTFail("the waiting message did not get the slot") }
-        XCTAssertEqual(a.snapshot.busy, 1)
+    func testScannersThenLineThenBusy() {
+        let a = Admission(slots: 2, maxWaiting: 1, maxWait: 5, memoryBudget: 1 << 20)
+        let gate = Atomic<Bool>(false)
+        let outcomes = Mutex<[Admission.ScanOutcome]>([])
+        let first = (0..<2).map { _ in
+            BreakwaterCore.Thread.start {
+                let o = a.scan { while !gate.load(ordering: .relaxed) { usleep(1000) } }
+                outcomes.withLock { $0.append(o) }
+            }
+        }
+        eventually { a.snapshot.busy == 2 }
+        XCTAssertEqual(a.snapshot.busy, 2)
         XCTAssertEqual(a.snapshot.waiting, 0)
-        a.releaseSlot()
+        XCTAssertFalse(a.isSaturated)
+        // One may wait in line; the line is then full.
+        let third = Thread.start { let o = a.scan({}); outcomes.withLock { $0.append(o) } }
+        eventually { a.snapshot.waiting == 1 }
+        XCTAssertEqual(a.snapshot.waiting, 1)
+        XCTAssertTrue(a.isSaturated)
+        var ran = false
+        XCTAssertEqual(a.scan({ ran = true }), .busy, "the line is full: answer busy at once")
+        XCTAssertFalse(ran, "a message turned away is not scanned")
+        gate.store(true, ordering: .relaxed)
+        (first + [third]).forEach { $0.join() }
+        XCTAssertEqual(outcomes.withLock { $0.count }, 3)
+        XCTAssertTrue(outcomes.withLock { $0.allSatisfy { if case .scanned = $0 { true } else { false } } })
         XCTAssertEqual(a.snapshot.busy, 0)
-        XCTAssertEqual(a.acquireSlot(), .acquired(waited: 0))
-        a.releaseSlot()
+        XCTAssertEqual(a.snapshot.waiting, 0)
+    }
+
+    func testFirstComeFirstServed() {
+        let a = Admission(slots: 1, maxWaiting: 8, maxWait: 10, memoryBudget: 1 << 20)
+        let gate = Atomic<Bool>(false)
+        let order = Mutex<[Int]>([])
+        let blocker = Thread.start { _ = a.scan { while !gate.load(ordering: .relaxed) { usleep(1000) } } }
+        eventually { a.snapshot.busy == 1 }
+        var waiters: [BreakwaterCore.Thread] = []
+        for i in 0..<5 {
+            waiters.append(Thread.start { _ = a.scan { order.withLock { $0.append(i) } } })
+            eventually { a.snapshot.waiting == i + 1 }
+        }
+        gate.store(true, ordering: .relaxed)
+        blocker.join()
+        waiters.forEach { $0.join() }
+        XCTAssertEqual(order.withLock { $0 }, [0, 1, 2, 3, 4], "messages are scanned in the order they joined the line")
     }
 
     func testManyWaitersAllServedAndCountsBalance() {
@@ -51,11 +61,7 @@ final class AdmissionTests: XCTestCase {
         let served = Atomic<Int>(0)
         let threads = (0..<40).map { _ in
             Thread.start {
-                if case .acquired = a.acquireSlot() {
-                    usleep(500)
-                    served.add(1, ordering: .relaxed)
-                    a.releaseSlot()
-                }
+                if case .scanned = a.scan({ usleep(500) }) { served.add(1, ordering: .relaxed) }
             }
         }
         threads.forEach { $0.join() }
@@ -64,14 +70,40 @@ final class AdmissionTests: XCTestCase {
         XCTAssertEqual(a.snapshot.waiting, 0)
     }
 
+    func testScansRunOnTheScannerThreadsOnly() {
+        let a = Admission(slots: 2, maxWaiting: 64, maxWait: 30, memoryBudget: 1 << 20)
+        let scanners = Mutex<Set<UInt>>([])
+        let callers = Mutex<Set<UInt>>([])
+        let threads = (0..<20).map { _ in
+            Thread.start {
+                callers.withLock { _ = $0.insert(UInt(pthread_self())) }
+                _ = a.scan {
+                    scanners.withLock { _ = $0.insert(UInt(pthread_self())) }
+                    usleep(200)
+                }
+            }
+        }
+        threads.forEach { $0.join() }
+        let ran = scanners.withLock { $0 }
+        XCTAssertFalse(ran.isEmpty)
+        XCTAssertLessThanOrEqual(ran.count, 2, "scans ran on more threads than there are scanners")
+        XCTAssertTrue(ran.isDisjoint(with: callers.withLock { $0 }), "a scan ran on its caller's thread")
+    }
+
     func testWaitTimesOutAndKeepsAlive() {
         let a = Admission(slots: 1, maxWaiting: 4, maxWait: 1.2, memoryBudget: 1 << 20)
-        XCTAssertEqual(a.acquireSlot(), .acquired(waited: 0))
+        let gate = Atomic<Bool>(false)
+        let blocker = Thread.start { _ = a.scan { while !gate.load(ordering: .relaxed) { usleep(1000) } } }
+        eventually { a.snapshot.busy == 1 }
         var pings = 0
-        XCTAssertEqual(a.acquireSlot(keepAlive: { pings += 1 }), .timedOut)
+        var ran = false
+        XCTAssertEqual(a.scan({ ran = true }, keepAlive: { pings += 1 }), .timedOut)
         XCTAssertGreaterThanOrEqual(pings, 1)
         XCTAssertEqual(a.snapshot.waiting, 0)
-        a.releaseSlot()
+        gate.store(true, ordering: .relaxed)
+        blocker.join()
+        usleep(20_000)
+        XCTAssertFalse(ran, "a message that timed out in line is never scanned")
     }
 
     func testMemoryBudget() {
