@@ -77,6 +77,7 @@ public final class Admission: @unchecked Sendable {
         line = ScanLine(scanners: self.slots, stackSize: scannerStackSize)
     }
 
+    /// Lets the scanners finish the line, then ends them (the daemon's end with the process).
     deinit { line.stop() }
 
     public enum ScanOutcome: Sendable, Equatable {
@@ -106,10 +107,6 @@ public final class Admission: @unchecked Sendable {
         let (running, waiting) = line.counts
         return running >= slots && waiting >= maxWaiting
     }
-
-    /// Stops the scanner threads once the line is empty (the daemon does not need it: they end with
-    /// the process).
-    public func stopScanners() { line.stop() }
 
     /// Reserves `bytes` of the memory budget. False when that would pass the budget: the caller then
     /// spools to disk or tempfails, never grows the heap.
