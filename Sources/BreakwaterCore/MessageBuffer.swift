@@ -37,10 +37,12 @@ public final class MessageBuffer {
     public var storage: Storage { fd >= 0 ? .file(fd: fd) : .memory }
 
     /// Pre-sizes the buffer for a message the client announced (ESMTP SIZE), within the spool
-    /// threshold and the budget. Saves the copies of repeated growth.
+    /// threshold and the budget. Saves the copies of repeated growth. The 1 KB over the announced
+    /// size covers the MTA's own Received: header; a message that passes it grows once. (4 KB over
+    /// it held 0.6-0.8 MB more at the peak of 200 sessions of 3.5 KB messages waiting for a scan.)
     public func expect(_ announced: UInt64) {
         guard fd < 0, bytes.isEmpty, announced > 0 else { return }
-        let want = min(announced + 4096, spoolThreshold)
+        let want = min(announced + 1024, spoolThreshold)
         if want > reserved && admission.reserve(want - reserved) {
             bytes.reserveCapacity(Int(want))
             reserved = want

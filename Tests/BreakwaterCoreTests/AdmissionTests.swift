@@ -117,6 +117,23 @@ final class AdmissionTests: XCTestCase {
         XCTAssertEqual(a.snapshot.buffered, 0)
     }
 
+    func testAnnouncedSizeIsReservedOnceWithRoomForTheMTAsHeader() throws {
+        let a = Admission(slots: 1, maxWaiting: 0, maxWait: 1, memoryBudget: 1 << 20)
+        let m = MessageBuffer(admission: a, spoolThreshold: 64 << 10, spoolDirectory: NSTemporaryDirectory())
+        m.expect(10_000)
+        XCTAssertEqual(a.snapshot.buffered, 11_024, "announced size + 1 KB held at once")
+        // The client's message plus a Received: header the MTA added: no growth.
+        let chunk = [UInt8](repeating: 65, count: 10_600)
+        try chunk.withUnsafeBytes { try m.append($0) }
+        XCTAssertEqual(a.snapshot.buffered, 11_024)
+        // Past the estimate it grows (geometrically) and holds budget for the new capacity.
+        try chunk.withUnsafeBytes { try m.append($0) }
+        XCTAssertEqual(m.size, 21_200)
+        XCTAssertGreaterThanOrEqual(a.snapshot.buffered, 21_200)
+        m.reset()
+        XCTAssertEqual(a.snapshot.buffered, 0)
+    }
+
     func testMessageBufferKeepsSmallMessagesInMemoryAndSpillsLargeOnes() throws {
         let a = Admission(slots: 1, maxWaiting: 0, maxWait: 1, memoryBudget: 1 << 20)
         let m = MessageBuffer(admission: a, spoolThreshold: 64 << 10, spoolDirectory: NSTemporaryDirectory())
