@@ -224,14 +224,26 @@ public final class MilterDaemon: @unchecked Sendable {
         let inspector = waves?.inspector(sender: s.sender, clientIP: s.clientIP)
         let engine = engines.current
         var scanned: ScanResult?
+        var decided: Decision?
         let outcome = admission.scan({
-            // On a scanner thread, while this session's thread waits for it.
+            // On a scanner thread, while this session's thread waits for it. The wave store is fed here
+            // too: its update needs a few KB of stack, which on the session's thread every libmilter
+            // thread would keep resident (16 KB of touched stack each instead of 12; with 200 sessions
+            // waiting, about 0.6 MB), for a few microseconds more of the scanner's time.
+            let result: ScanResult
             switch s.message.storage {
             case .memory:
-                scanned = s.message.withMemory { engine.scan($0, inspector: inspector) }
+                result = s.message.withMemory { engine.scan($0, inspector: inspector) }!
             case .file(let fd):
-                scanned = engine.scan(fd: fd, inspector: inspector)
+                result = engine.scan(fd: fd, inspector: inspector)
             }
+            var decision = policy.decide(result)
+            if let waves, result.errorMessage == nil {
+                decision = waves.apply(decision, inspector: inspector, sender: s.sender, clientIP: s.clientIP,
+                                       clientAddress: s.clientAddress, subject: s.subject)
+            }
+            scanned = result
+            decided = decision
         }, keepAlive: keepAlive)
         switch outcome {
         case .busy:
@@ -239,14 +251,9 @@ public final class MilterDaemon: @unchecked Sendable {
         case .timedOut:
             return (policy.busy(.timeout), Clock.monotonic() - waitStart, 0, false)
         case .scanned(let waited):
-            let result = scanned!
+            let result = scanned!, decision = decided!
             stats.scanned.add(1, ordering: .relaxed)
             if let err = result.errorMessage { logger.error("scan error: \(err)") }
-            var decision = policy.decide(result)
-            if let waves, result.errorMessage == nil {
-                decision = waves.apply(decision, inspector: inspector, sender: s.sender, clientIP: s.clientIP,
-                                       clientAddress: s.clientAddress, subject: s.subject)
-            }
             return (decision, waited, result.seconds, true)
         }
     }
