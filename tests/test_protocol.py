@@ -53,4 +53,3 @@ def test_negotiated_steps_and_skipped_network(daemons, socket):
         r = m.send_message(mail.eicar_attachment(mail.test_id()))
         assert (r.stage, r.smtp_code) == ("eom", "550"), r
         m.quit()
-

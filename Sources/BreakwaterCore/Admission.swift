@@ -67,14 +67,16 @@ public final class Admission: @unchecked Sendable {
     private let line: ScanLine
     private let buffered = Atomic<UInt64>(0)
 
-    /// `scannerStackSize`: each scanner thread's stack (libclamav recurses into nested archives; the
-    /// default is what a thread gets by default).
-    public init(slots: Int, maxWaiting: Int, maxWait: Double, memoryBudget: UInt64, scannerStackSize: Int = 8 << 20) {
+    /// Each scanner thread's stack: what a thread gets by default (libclamav recurses into nested
+    /// archives).
+    static let scannerStackSize = 8 << 20
+
+    public init(slots: Int, maxWaiting: Int, maxWait: Double, memoryBudget: UInt64) {
         self.slots = max(1, slots)
         self.maxWaiting = max(0, maxWaiting)
         self.maxWait = maxWait
         self.memoryBudget = memoryBudget
-        line = ScanLine(scanners: self.slots, stackSize: scannerStackSize)
+        line = ScanLine(scanners: self.slots, stackSize: Admission.scannerStackSize)
     }
 
     /// Lets the scanners finish the line, then ends them (the daemon's end with the process).
@@ -178,8 +180,11 @@ final class ScanLine: @unchecked Sendable {
     var counts: (Int, Int) {
         lock.lock()
         defer { lock.unlock() }
-        return (running, max(0, queue.count - max(0, scanners - running)))
+        return (running, waitingLocked)
     }
+
+    /// Jobs in line beyond those the free scanners are about to take. Call with the lock held.
+    private var waitingLocked: Int { max(0, running + queue.count - scanners) }
 
     func run(_ job: Job, maxWaiting: Int, maxWait: Double, keepAlive: () -> Void) -> Admission.ScanOutcome {
         let start = Clock.monotonic()
@@ -191,9 +196,8 @@ final class ScanLine: @unchecked Sendable {
         if threads.isEmpty {
             for _ in 0..<scanners { threads.append(Thread.start(stackSize: stackSize) { [self] in scannerLoop() }) }
         }
-        // Jobs a free scanner is about to take do not count as waiting.
-        let free = max(0, scanners - running)
-        if queue.count >= free + maxWaiting {
+        // A job a free scanner is about to take does not wait; past that, the line holds maxWaiting.
+        if running + queue.count >= scanners + maxWaiting {
             lock.unlock()
             return .busy
         }

@@ -25,7 +25,6 @@ public final class MilterDaemon: @unchecked Sendable {
     public let config: Config
     public let engines: EngineHolder
     public let admission: Admission
-    /// One stack per scan slot: scans run there, not on the deep stacks of libmilter's many threads.
     public let policy: Policy
     public let stats = Stats()
     public let logger: Logger
@@ -223,8 +222,7 @@ public final class MilterDaemon: @unchecked Sendable {
         let waitStart = Clock.monotonic()
         let inspector = waves?.inspector(sender: s.sender, clientIP: s.clientIP)
         let engine = engines.current
-        var scanned: ScanResult?
-        var decided: Decision?
+        var scanned: (result: ScanResult, decision: Decision)?
         let outcome = admission.scan({
             // On a scanner thread, while this session's thread waits for it. The wave store is fed here
             // too: its update needs a few KB of stack, which on the session's thread every libmilter
@@ -242,8 +240,7 @@ public final class MilterDaemon: @unchecked Sendable {
                 decision = waves.apply(decision, inspector: inspector, sender: s.sender, clientIP: s.clientIP,
                                        clientAddress: s.clientAddress, subject: s.subject)
             }
-            scanned = result
-            decided = decision
+            scanned = (result, decision)
         }, keepAlive: keepAlive)
         switch outcome {
         case .busy:
@@ -251,7 +248,7 @@ public final class MilterDaemon: @unchecked Sendable {
         case .timedOut:
             return (policy.busy(.timeout), Clock.monotonic() - waitStart, 0, false)
         case .scanned(let waited):
-            let result = scanned!, decision = decided!
+            let (result, decision) = scanned!
             stats.scanned.add(1, ordering: .relaxed)
             if let err = result.errorMessage { logger.error("scan error: \(err)") }
             return (decision, waited, result.seconds, true)
