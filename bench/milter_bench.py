@@ -9,7 +9,15 @@
   1,000 messages) and a wave of small near-identical messages (corpus.py --seed 7 spam plus
   small ham, 980 messages, 80 % spam); and
   (d) `breakwater run` driven directly over the milter protocol (no Postfix) vs
-      `breakwater scan --jobs 2` on the same messages.
+      `breakwater scan --jobs 2` on the same messages; and
+  (e) libmilter's floor: bench/floor_milter.c, a libmilter milter that negotiates and replies as
+      `breakwater run` does and gives each message its right verdict (read from the corpus
+      manifest: spam and malware rejected with the expected name) without scanning anything,
+      driven directly as in (d) and behind the same Postfix as (a)-(c). What it costs per message
+      is what any libmilter filter pays before it filters: it bounds the ratio (d) can reach
+      (scan CPU / (scan CPU + floor CPU) on a CPU-bound machine), gives the part of each filter's
+      overhead that is libmilter's and the MTA's milter client, and shows how Postfix + libmilter
+      scale from 32 to 200 clients with the same verdicts.
 
 Every configuration gets a fresh private Postfix (own config and queue, loopback port, no chroot,
 in_flow_delay = 0, relaying to Postfix's `smtp-sink` on loopback) and fresh daemons, so that peak
@@ -62,9 +70,9 @@ from harness import postfix as harness_postfix  # noqa: E402
 from harness import procs  # noqa: E402
 from harness.ports import free_port, release_port  # noqa: E402
 
-CONFIGS = ("postfix", "breakwater", "clamav")
-CONFIG_LABEL = {"postfix": "Postfix alone", "breakwater": "Postfix + Breakwater",
-                "clamav": "Postfix + clamav-milter + clamd"}
+CONFIGS = ("postfix", "floor", "breakwater", "clamav")
+CONFIG_LABEL = {"postfix": "Postfix alone", "floor": "Postfix + floor milter (libmilter, verdicts known, no scan)",
+                "breakwater": "Postfix + Breakwater", "clamav": "Postfix + clamav-milter + clamd"}
 
 
 def log(*a):
@@ -538,6 +546,30 @@ class Breakwater:
         return rc
 
 
+class FloorMilter(Breakwater):
+    """bench/floor_milter.c: libmilter with the verdicts known in advance and no work behind them
+    (the floor of any libmilter filter)."""
+
+    def __init__(self, binary, base, verdicts, socket_kind="inet"):
+        super().__init__(binary, base, None, (), socket_kind)
+        self.verdicts = verdicts
+
+    def start(self):
+        os.makedirs(self.base, exist_ok=True)
+        if self.socket_kind == "unix":
+            self.path = os.path.join(postfix_socket_dir(self.base), "milter.sock")
+        else:
+            self.port = free_port()
+        self.proc = Proc("floor-milter", [self.binary, self.spec, self.verdicts],
+                         os.path.join(self.base, "floor_milter.log"))
+        wait_until(lambda: self.listening() or not self.proc.running(), 30, "floor_milter to listen")
+        if not self.proc.running():
+            raise RuntimeError("floor_milter exited: " + self.proc.log_tail())
+
+    def pids(self):
+        return {"floor-milter": [self.proc.pid]}
+
+
 class ClamavMilter:
     """clamd + clamav-milter from Debian's packages, private configuration, same signatures."""
 
@@ -755,6 +787,7 @@ class Bench:
         os.chmod(self.work, 0o755)
         self.runs = []
         self.loadgen = os.path.join(self.work, "loadgen")
+        self.floor_milter = os.path.join(self.work, "floor_milter")
         self.started = []  # objects with stop(), in start order
         self.run_no = 0
 
@@ -764,6 +797,23 @@ class Bench:
         r = subprocess.run(["cc", "-O2", "-Wall", "-o", self.loadgen, src], capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError("cc loadgen.c failed:\n" + r.stderr)
+        if "floor" in self.a.configs:
+            src = os.path.join(HERE, "floor_milter.c")
+            r = subprocess.run(["cc", "-O2", "-Wall", "-o", self.floor_milter, src, "-lmilter", "-pthread"],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                raise RuntimeError("cc floor_milter.c failed (libmilter-dev: scripts/setup.sh --bench):\n" + r.stderr)
+
+    def write_verdicts(self, corpus):
+        """The floor milter's verdicts: every spam and malware message of the corpus, by X-Bench-Id,
+        with the signature name the manifest expects."""
+        path = os.path.join(self.work, f"{corpus.name}.verdicts")
+        if not os.path.exists(path):
+            with open(path, "w") as f:
+                for bid, row in zip(corpus.ids, corpus.rows):
+                    if row["class"] != "ham":
+                        f.write(f"{bid}\t{row['expected']}\n")
+        return path
 
     def write_list(self, corpus):
         path = os.path.join(self.work, f"{corpus.name}.list")
@@ -1012,6 +1062,9 @@ class Bench:
             if config == "breakwater":
                 daemon = Breakwater(self.a.breakwater, os.path.join(run_dir, "bw"), self.a.signatures, self.a.bw_arg,
                                     self.a.milter_socket)
+            elif config == "floor":
+                daemon = FloorMilter(self.floor_milter, os.path.join(run_dir, "floor"), self.write_verdicts(corpus),
+                                     self.a.milter_socket)
             elif config == "clamav":
                 daemon = ClamavMilter(os.path.join(run_dir, "clamav"), self.a.signatures, self.a.milter_socket)
             if daemon:
@@ -1048,26 +1101,35 @@ class Bench:
         self.runs.append(rec)
         return rec
 
-    def run_direct(self, corpus, round_no):
-        label = f"{corpus.name}-direct-r{round_no}"
+    def run_direct(self, corpus, round_no, which="breakwater"):
+        """(d) `breakwater run`, or (e) the floor milter (which="floor"), driven directly by loadgen."""
+        label = f"{corpus.name}-{which}-direct-r{round_no}"
         run_dir = self.new_run_dir(label)
         log(f"run {label}")
-        rec = {"kind": "direct", "config": "breakwater-direct", "corpus": corpus.name,
+        rec = {"kind": "direct", "config": f"{which}-direct", "corpus": corpus.name,
                "clients": self.a.direct_clients, "round": round_no}
-        bw = Breakwater(self.a.breakwater, os.path.join(run_dir, "bw"), self.a.signatures, self.a.bw_arg,
-                        self.a.milter_socket)
+        if which == "floor":
+            bw = FloorMilter(self.floor_milter, os.path.join(run_dir, "floor"), self.write_verdicts(corpus),
+                             self.a.milter_socket)
+        else:
+            bw = Breakwater(self.a.breakwater, os.path.join(run_dir, "bw"), self.a.signatures, self.a.bw_arg,
+                            self.a.milter_socket)
         try:
             bw.start()
             time.sleep(self.a.settle)
-            m = self.drive("milter", bw.port, self.a.direct_clients, corpus, run_dir, bw.pids(),
+            groups = bw.pids()
+            m = self.drive("milter", bw.port, self.a.direct_clients, corpus, run_dir, groups,
                            host=f"unix:{bw.path}" if bw.path else "127.0.0.1")
-            m.setdefault("vmhwm", {})["breakwater"] = status_field(bw.proc.pid, "VmHWM") * 1024
-            rec.update(self.judge(corpus, m, "breakwater"))
+            for name, pids in groups.items():
+                m.setdefault("vmhwm", {})[name] = status_field(pids[0], "VmHWM") * 1024
+            rec.update(self.judge(corpus, m, rec["config"]))
         except Exception as e:
             rec["error"] = f"{type(e).__name__}: {e}"
             log(f"  FAILED: {rec['error']}")
         finally:
-            rec["exit_status"] = bw.stop()
+            rc = bw.stop()
+            if which == "breakwater":
+                rec["exit_status"] = rc
             self.keep_logs(run_dir, label)
             if not self.a.keep_work:
                 shutil.rmtree(run_dir, ignore_errors=True)
@@ -1159,6 +1221,8 @@ class Bench:
                 if self.a.direct:
                     self.run_scan(corpus, rnd)
                     self.run_direct(corpus, rnd)
+                    if "floor" in configs:
+                        self.run_direct(corpus, rnd, "floor")
                 for clients in self.a.clients:
                     for config in order:
                         self.run_smtp(config, corpus, clients, rnd)
@@ -1192,8 +1256,8 @@ class Bench:
             for key in ("msgs_per_s", "lat_p50_ms", "lat_p99_ms", "machine_cpu_ms_per_msg", "own_cpu_ms_per_msg",
                         "wall_s", "reported_msgs_per_s"):
                 row[key] = med(rs, key)
-            for name in ("breakwater", "clamd", "clamav-milter", "postfix", "sink", "loadgen"):
-                filters = name in ("breakwater", "clamd", "clamav-milter")
+            for name in ("breakwater", "floor-milter", "clamd", "clamav-milter", "postfix", "sink", "loadgen"):
+                filters = name in ("breakwater", "floor-milter", "clamd", "clamav-milter")
                 for key in ("peak_rss", "peak_threads", "peak_private"):
                     v = med(rs, key, name)
                     if v is not None and (key == "peak_rss" or filters):
@@ -1215,15 +1279,27 @@ class Bench:
         for corpus in sorted({k[0] for k in med}):
             scan = med.get((corpus, "scan-jobs2", None))
             direct = med.get((corpus, "breakwater-direct", self.a.direct_clients))
+            floor = med.get((corpus, "floor-direct", self.a.direct_clients))
             c = {}
             if scan and direct and scan["msgs_per_s"]:
                 c["direct_vs_scan"] = direct["msgs_per_s"] / scan["msgs_per_s"]
                 if scan.get("reported_msgs_per_s"):
                     c["direct_vs_scan_reported"] = direct["msgs_per_s"] / scan["reported_msgs_per_s"]
+            if scan and floor and scan.get("machine_cpu_ms_per_msg") and floor.get("machine_cpu_ms_per_msg"):
+                # On a CPU-bound machine msgs/s is cores / CPU-ms per message: a milter that adds no work of
+                # its own to the scan still pays libmilter's floor, so direct / scan cannot pass this.
+                s_ms, f_ms = scan["machine_cpu_ms_per_msg"], floor["machine_cpu_ms_per_msg"]
+                c["direct_ceiling"] = s_ms / (s_ms + f_ms)
+                c["floor_cpu_ms"] = f_ms
+                if direct and direct.get("machine_cpu_ms_per_msg") is not None:
+                    # Breakwater's own CPU beyond the scan and libmilter's floor (wave detection, policy,
+                    # the hand-over to a scanner, the log line).
+                    c["direct_beyond_floor_cpu_ms"] = direct["machine_cpu_ms_per_msg"] - s_ms - f_ms
             for clients in self.a.clients:
                 pf = med.get((corpus, "postfix", clients))
                 bw = med.get((corpus, "breakwater", clients))
                 cl = med.get((corpus, "clamav", clients))
+                fl = med.get((corpus, "floor", clients))
                 row = {}
                 for key, label in (("machine_cpu_ms_per_msg", "machine"), ("own_cpu_ms_per_msg", "own")):
                     if pf and scan and pf.get(key) is not None and scan.get(key) is not None:
@@ -1234,6 +1310,14 @@ class Bench:
                         b, k = row.get(f"bw_overhead_{label}"), row.get(f"clamav_overhead_{label}")
                         if b is not None and k:
                             row[f"overhead_ratio_{label}"] = b / k
+                    if pf and fl and pf.get(key) is not None and fl.get(key) is not None:
+                        # What any libmilter filter pays behind this Postfix for the same verdicts, before it
+                        # scans: part of both filters' overhead above.
+                        row[f"floor_overhead_{label}"] = fl[key] - pf[key]
+                        if scan and scan.get(key) is not None:
+                            for name, cfg in (("bw", bw), ("clamav", cl)):
+                                if cfg and cfg.get(key) is not None:
+                                    row[f"{name}_beyond_floor_{label}"] = cfg[key] - fl[key] - scan[key]
                 if bw and cl:
                     for key, label in (("machine_cpu_ms_per_msg", "machine"), ("own_cpu_ms_per_msg", "own")):
                         if bw.get(key) is not None and cl.get(key) is not None:
@@ -1244,7 +1328,7 @@ class Bench:
                         if k:
                             row[ratio] = b / k
                 c[str(clients)] = row
-            for cfg in ("breakwater", "clamav", "postfix"):
+            for cfg in ("breakwater", "clamav", "floor", "postfix"):
                 a32, a200 = med.get((corpus, cfg, 32)), med.get((corpus, cfg, 200))
                 if a32 and a200 and a32["msgs_per_s"]:
                     c[f"{cfg}_200_vs_32"] = a200["msgs_per_s"] / a32["msgs_per_s"]
@@ -1299,13 +1383,18 @@ class Bench:
                 L.append(f"| breakwater scan --jobs 2 (no MTA) | – | {f1(scan['msgs_per_s'])} | – | "
                          f"{f1(scan['machine_cpu_ms_per_msg'])} ({f1(scan['own_cpu_ms_per_msg'])}) | – | – | – | – | "
                          f"{scan['wrong_verdicts']} ({scan['limit_declared']}) | {'yes' if scan['all_correct'] else 'NO'} |")
-            d = med.get((c.name, "breakwater-direct", self.a.direct_clients))
-            if d:
-                L.append(f"| breakwater run, milter driven directly (no MTA) | {self.a.direct_clients} sessions | "
+            for cfg, label, proc, short in (
+                    ("breakwater-direct", "breakwater run, milter driven directly (no MTA)", "breakwater", "bw"),
+                    ("floor-direct", "floor milter (libmilter, verdicts known, no scan), driven directly (no MTA)",
+                     "floor-milter", "floor")):
+                d = med.get((c.name, cfg, self.a.direct_clients))
+                if not d:
+                    continue
+                L.append(f"| {label} | {self.a.direct_clients} sessions | "
                          f"{f1(d['msgs_per_s'])} | {f1(d['lat_p50_ms'], 0)} / {f1(d['lat_p99_ms'], 0)} | "
-                         f"{f1(d['machine_cpu_ms_per_msg'])} ({f1(d['own_cpu_ms_per_msg'])}) | "
-                         f"bw {mb(d.get('peak_rss', {}).get('breakwater'))} | {d['tempfail_answers']} | {d['still_deferred']} | {d['lost']} | "
-                         f"{d['wrong_verdicts']} ({d['limit_declared']}) | {'yes' if d['all_correct'] else 'NO'} |")
+                         f"{f1(d['machine_cpu_ms_per_msg'], 2)} ({f1(d['own_cpu_ms_per_msg'], 2)}) | "
+                         f"{short} {mb(d.get('peak_rss', {}).get(proc))} | {d['tempfail_answers']} | {d['still_deferred']} | "
+                         f"{d['lost']} | {d['wrong_verdicts']} ({d['limit_declared']}) | {'yes' if d['all_correct'] else 'NO'} |")
             for clients in self.a.clients:
                 for cfg in CONFIGS:
                     r = med.get((c.name, cfg, clients))
@@ -1315,6 +1404,8 @@ class Bench:
                     parts = []
                     if "breakwater" in rss:
                         parts.append(f"bw {mb(rss['breakwater'])}")
+                    if "floor-milter" in rss:
+                        parts.append(f"floor {mb(rss['floor-milter'])}")
                     if "clamd" in rss:
                         parts.append(f"clamd {mb(rss['clamd'])} + milter {mb(rss.get('clamav-milter'))}")
                     parts.append(f"postfix {mb(rss.get('postfix'))}")
@@ -1335,6 +1426,14 @@ class Bench:
                              f"{f1(row.get('clamav_overhead_machine'), 2)} = {f1(row.get('overhead_ratio_machine'), 2)} | ≤ 0.5 |")
                     L.append(f"| same, own processes | {f1(row.get('bw_overhead_own'), 2)} vs "
                              f"{f1(row.get('clamav_overhead_own'), 2)} = {f1(row.get('overhead_ratio_own'), 2)} | ≤ 0.5 |")
+                if "floor_overhead_machine" in row:
+                    L.append(f"| of which libmilter + Postfix's milter client at {clients} clients (floor milter − Postfix "
+                             f"alone), machine / own | {f1(row.get('floor_overhead_machine'), 2)} / "
+                             f"{f1(row.get('floor_overhead_own'), 2)} | – |")
+                    L.append(f"| overhead beyond that floor (config − floor milter − scan), Breakwater vs "
+                             f"clamav-milter+clamd, machine / own | {f1(row.get('bw_beyond_floor_machine'), 2)} vs "
+                             f"{f1(row.get('clamav_beyond_floor_machine'), 2)} / {f1(row.get('bw_beyond_floor_own'), 2)} vs "
+                             f"{f1(row.get('clamav_beyond_floor_own'), 2)} | – |")
                 if "bw_minus_clamav_own" in row:
                     L.append(f"| CPU-ms/msg Breakwater − clamav-milter+clamd at {clients} clients (same Postfix: "
                              f"the Postfix and scan terms cancel), machine / own | "
@@ -1346,7 +1445,7 @@ class Bench:
                 if "private_memory_ratio" in row:
                     L.append(f"| same, private memory (peak RssAnon: without the shared libraries' pages each "
                              f"process counts) | {f1(row['private_memory_ratio'], 2)} | < 1 |")
-            for cfg in ("breakwater", "clamav", "postfix"):
+            for cfg in ("breakwater", "clamav", "floor", "postfix"):
                 if f"{cfg}_200_vs_32" in rt:
                     L.append(f"| msgs/s at 200 clients / at 32, {CONFIG_LABEL[cfg]} | {f1(rt[f'{cfg}_200_vs_32'], 2)} | "
                              f"{'≥ 0.9' if cfg == 'breakwater' else '–'} |")
@@ -1356,6 +1455,12 @@ class Bench:
             if "direct_vs_scan_reported" in rt:
                 L.append(f"| same, against the msgs/s that `breakwater scan` reports itself (scanning only) | "
                          f"{f1(rt['direct_vs_scan_reported'], 2)} | ≥ 0.9 |")
+            if "direct_ceiling" in rt:
+                L.append(f"| ceiling of the first ratio for any libmilter filter: scan CPU-ms / (scan + floor milter's, "
+                         f"{f1(rt['floor_cpu_ms'], 3)} ms), machine | {f1(rt['direct_ceiling'], 2)} | – |")
+            if "direct_beyond_floor_cpu_ms" in rt:
+                L.append(f"| Breakwater driven directly: CPU-ms/msg beyond the scan and libmilter's floor, machine | "
+                         f"{f1(rt['direct_beyond_floor_cpu_ms'], 3)} | – |")
             L.append("")
         failed = [r for r in self.runs if "error" in r or not r.get("correct", True)]
         if failed:
@@ -1444,6 +1549,8 @@ def main():
         sys.exit("milter_bench: needs root (private Postfix instances)")
     missing = [t for t in ("postfix", "smtp-sink", "cc") + (("clamd", "clamav-milter") if "clamav" in a.configs else ())
                if not shutil.which(t)]
+    if "floor" in a.configs and not os.path.exists("/usr/include/libmilter/mfapi.h"):
+        missing.append("libmilter's header (libmilter-dev)")
     if missing:
         sys.exit(f"milter_bench: missing {', '.join(missing)} (scripts/setup.sh --bench)")
     if not os.access(a.breakwater, os.X_OK):
