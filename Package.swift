@@ -20,7 +20,8 @@ let package = Package(
         .systemLibrary(name: "CMilter", providers: [.apt(["libmilter-dev"])]),
         // libclamav's per-file page maps created populated while a thread scans (prefault.c says why).
         .target(name: "CClamAVPrefault", linkerSettings: [.linkedLibrary("dl")]),
-        // glibc's mallopt (<malloc.h> is not in Swift's Glibc module): the daemon's arena cap.
+        // glibc tuning Swift's Glibc module does not export: mallopt (the daemon's arena cap) and the
+        // default thread stack size (libmilter's session threads).
         .target(name: "CMalloc"),
 
         // Logic that needs no C and no socket: config, policy, admission, message assembly.
@@ -44,7 +45,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "BreakwaterCoreTests", dependencies: ["BreakwaterCore"]),
+        .testTarget(name: "BreakwaterCoreTests", dependencies: ["BreakwaterCore", "CMalloc"]),
         .testTarget(name: "BreakwaterEngineTests", dependencies: ["BreakwaterEngine", "BreakwaterCore", "CClamAVPrefault"]),
         .testTarget(name: "BreakwaterMetricsTests", dependencies: ["BreakwaterMetrics", "BreakwaterCore"]),
     ],

@@ -1,2 +1,33 @@
-// Everything is in include/cmalloc.h; a C target needs one source file.
+// The GNU pthread extensions need _GNU_SOURCE before the first include, so they live here, not in
+// the header (a module header may see <pthread.h> already included without it).
+#define _GNU_SOURCE
+#include <pthread.h>
 #include "cmalloc.h"
+
+int bw_set_default_thread_stack_size(size_t bytes) {
+    pthread_attr_t attr;
+    int rc = pthread_attr_init(&attr);
+    if (rc != 0) return rc;
+    rc = pthread_attr_setstacksize(&attr, bytes);
+    if (rc == 0) rc = pthread_setattr_default_np(&attr);
+    pthread_attr_destroy(&attr);
+    return rc;
+}
+
+size_t bw_default_thread_stack_size(void) {
+    pthread_attr_t attr;
+    size_t size = 0;
+    if (pthread_getattr_default_np(&attr) != 0) return 0;
+    if (pthread_attr_getstacksize(&attr, &size) != 0) size = 0;
+    pthread_attr_destroy(&attr);
+    return size;
+}
+
+size_t bw_current_thread_stack_size(void) {
+    pthread_attr_t attr;
+    size_t size = 0;
+    if (pthread_getattr_np(pthread_self(), &attr) != 0) return 0;
+    if (pthread_attr_getstacksize(&attr, &size) != 0) size = 0;
+    pthread_attr_destroy(&attr);
+    return size;
+}
