@@ -815,6 +815,18 @@ class Bench:
                         f.write(f"{bid}\t{row['expected']}\n")
         return path
 
+    def milter_daemon(self, config, corpus, run_dir):
+        """The milter (not yet started) of a configuration; None for Postfix alone."""
+        if config == "breakwater":
+            return Breakwater(self.a.breakwater, os.path.join(run_dir, "bw"), self.a.signatures, self.a.bw_arg,
+                              self.a.milter_socket)
+        if config == "floor":
+            return FloorMilter(self.floor_milter, os.path.join(run_dir, "floor"), self.write_verdicts(corpus),
+                               self.a.milter_socket)
+        if config == "clamav":
+            return ClamavMilter(os.path.join(run_dir, "clamav"), self.a.signatures, self.a.milter_socket)
+        return None
+
     def write_list(self, corpus):
         path = os.path.join(self.work, f"{corpus.name}.list")
         if not os.path.exists(path):
@@ -1059,14 +1071,7 @@ class Bench:
             sink.start()
             groups = {}
             milter = None
-            if config == "breakwater":
-                daemon = Breakwater(self.a.breakwater, os.path.join(run_dir, "bw"), self.a.signatures, self.a.bw_arg,
-                                    self.a.milter_socket)
-            elif config == "floor":
-                daemon = FloorMilter(self.floor_milter, os.path.join(run_dir, "floor"), self.write_verdicts(corpus),
-                                     self.a.milter_socket)
-            elif config == "clamav":
-                daemon = ClamavMilter(os.path.join(run_dir, "clamav"), self.a.signatures, self.a.milter_socket)
+            daemon = self.milter_daemon(config, corpus, run_dir)
             if daemon:
                 daemon.start()
                 groups = daemon.pids()
@@ -1108,12 +1113,7 @@ class Bench:
         log(f"run {label}")
         rec = {"kind": "direct", "config": f"{which}-direct", "corpus": corpus.name,
                "clients": self.a.direct_clients, "round": round_no}
-        if which == "floor":
-            bw = FloorMilter(self.floor_milter, os.path.join(run_dir, "floor"), self.write_verdicts(corpus),
-                             self.a.milter_socket)
-        else:
-            bw = Breakwater(self.a.breakwater, os.path.join(run_dir, "bw"), self.a.signatures, self.a.bw_arg,
-                            self.a.milter_socket)
+        bw = self.milter_daemon(which, corpus, run_dir)
         try:
             bw.start()
             time.sleep(self.a.settle)
