@@ -166,12 +166,13 @@ def own_cpu_ms():
 
 
 def machine_cpu_ticks():
-    """(busy, total) jiffies of the whole machine: busy excludes idle and iowait."""
+    """(busy, total, interrupts, steal) jiffies of the whole machine: busy excludes idle and iowait and
+    includes interrupt and softirq time (no process is charged for it) and steal (the hypervisor's)."""
     with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    idle = v[3] + (v[4] if len(v) > 4 else 0)
+        v = [int(x) for x in f.readline().split()[1:]] + [0] * 8
+    idle = v[3] + v[4]
     total = sum(v[:8])
-    return total - idle, total
+    return total - idle, total, v[5] + v[6], v[7]
 
 
 def wait_until(pred, timeout, what):
@@ -929,6 +930,9 @@ class Bench:
             # run's length, so it would weigh on the slower configurations most).
             "machine_cpu_ms": busy * ms_per_tick - (b1 - b0),
             "bench_cpu_ms": b1 - b0,
+            # Part of the machine figure that no process's account holds (see machine_cpu_ticks).
+            "irq_cpu_ms": (m1[2] - m0[2]) * ms_per_tick,
+            "steal_cpu_ms": (m1[3] - m0[3]) * ms_per_tick,
             "machine_util": busy / tot if tot else None,
             "ncpu": ncpu,
             "own_cpu_ms": own,
