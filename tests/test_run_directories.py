@@ -92,6 +92,10 @@ def test_thread_caches_limited_by_re_execution_unless_the_environment_sets_them(
     assert b"glibc.malloc.tcache_max=64" in environ, environ
     with open(f"/proc/{bw.pid}/cmdline", "rb") as f:
         assert f.read().split(b"\0")[1] == b"run"
+    # The process keeps its name (re-executing /proc/self/exe alone would name it "exe"): ps, top, pgrep
+    # and pidof find it as before.
+    with open(f"/proc/{bw.pid}/comm") as f:
+        assert f.read().strip() == "breakwater"
     assert bw.log().count("engine generation 1 loaded") == 1, bw.log_tail()
 
     env = dict(os.environ, GLIBC_TUNABLES="glibc.malloc.tcache_count=2")

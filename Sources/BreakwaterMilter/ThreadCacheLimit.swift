@@ -8,15 +8,18 @@ import Glibc
 public enum ThreadCacheLimit {
     public static func apply() {
         // Set across the re-execution only: a second one never happens, whatever glibc does to the variable.
+        // It carries the process name (the kernel names a process after the file it executes, which would
+        // be "exe" for /proc/self/exe), so that ps, top, pgrep and pidof still find "breakwater".
         let marker = "BREAKWATER_REEXECUTED"
-        if getenv(marker) != nil {
+        if let name = getenv(marker).map({ String(cString: $0) }) {
             unsetenv(marker)
+            if !name.isEmpty { setProcessName(name) }
             return
         }
         let previous = getenv("GLIBC_TUNABLES").map { String(cString: $0) }
         guard let value = MallocThreadCache.tunables(adding: previous) else { return }
         setenv("GLIBC_TUNABLES", value, 1)
-        setenv(marker, "1", 1)
+        setenv(marker, processName() ?? "", 1)
         execv("/proc/self/exe", CommandLine.unsafeArgv)
         // Only reached when the re-execution failed (no /proc, say): run on with glibc's default caches,
         // which costs memory under many sessions, not correctness.
@@ -27,6 +30,25 @@ public enum ThreadCacheLimit {
             + "glibc's per-thread malloc caches stay at their default size\n"
         var m = message
         m.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+    }
+
+    /// The process name the kernel shows (`/proc/self/comm`), nil if it cannot be read.
+    static func processName() -> String? {
+        guard let f = fopen("/proc/self/comm", "r") else { return nil }
+        defer { fclose(f) }
+        var buf = [CChar](repeating: 0, count: 64)
+        guard fgets(&buf, Int32(buf.count), f) != nil else { return nil }
+        let name = String(decoding: buf.prefix { $0 != 0 && $0 != 10 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return name.isEmpty ? nil : name
+    }
+
+    /// Renames the process (`/proc/self/comm`: the thread group's leader, the only thread at this point).
+    static func setProcessName(_ name: String) {
+        let fd = open("/proc/self/comm", O_WRONLY)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        var n = name
+        _ = n.withUTF8 { write(fd, $0.baseAddress, $0.count) }
     }
 
     /// Whether this process runs with `MallocThreadCache.tunable` in effect.
