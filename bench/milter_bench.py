@@ -1453,18 +1453,17 @@ class Bench:
                 if f"{cfg}_200_vs_32" in rt:
                     L.append(f"| msgs/s at 200 clients / at 32, {CONFIG_LABEL[cfg]} | {f1(rt[f'{cfg}_200_vs_32'], 2)} | "
                              f"{'≥ 0.9' if cfg == 'breakwater' else '–'} |")
-            if "direct_vs_scan" in rt:
-                L.append(f"| breakwater run driven directly ({self.a.direct_clients} sessions) / breakwater scan --jobs 2, "
-                         f"msgs/s (scan timed from outside, start-up included) | {f1(rt['direct_vs_scan'], 2)} | ≥ 0.9 |")
-            if "direct_vs_scan_reported" in rt:
-                L.append(f"| same, against the msgs/s that `breakwater scan` reports itself (scanning only) | "
-                         f"{f1(rt['direct_vs_scan_reported'], 2)} | ≥ 0.9 |")
-            if "direct_ceiling" in rt:
-                L.append(f"| ceiling of the first ratio for any libmilter filter: scan CPU-ms / (scan + floor milter's, "
-                         f"{f1(rt['floor_cpu_ms'], 3)} ms), machine | {f1(rt['direct_ceiling'], 2)} | – |")
-            if "direct_beyond_floor_cpu_ms" in rt:
-                L.append(f"| Breakwater driven directly: CPU-ms/msg beyond the scan and libmilter's floor, machine | "
-                         f"{f1(rt['direct_beyond_floor_cpu_ms'], 3)} | – |")
+            for key, label, digits, target in (
+                    ("direct_vs_scan", f"breakwater run driven directly ({self.a.direct_clients} sessions) / breakwater "
+                     "scan --jobs 2, msgs/s (scan timed from outside, start-up included)", 2, "≥ 0.9"),
+                    ("direct_vs_scan_reported", "same, against the msgs/s that `breakwater scan` reports itself "
+                     "(scanning only)", 2, "≥ 0.9"),
+                    ("direct_ceiling", "ceiling of the first ratio for any libmilter filter: scan CPU-ms / (scan + "
+                     f"floor milter's, {f1(rt.get('floor_cpu_ms'), 3)} ms), machine", 2, "–"),
+                    ("direct_beyond_floor_cpu_ms", "Breakwater driven directly: CPU-ms/msg beyond the scan and "
+                     "libmilter's floor, machine", 3, "–")):
+                if key in rt:
+                    L.append(f"| {label} | {f1(rt[key], digits)} | {target} |")
             L.append("")
         failed = [r for r in self.runs if "error" in r or not r.get("correct", True)]
         if failed:

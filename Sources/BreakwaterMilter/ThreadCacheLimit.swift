@@ -26,10 +26,8 @@ public enum ThreadCacheLimit {
         let reason = FileWalk.errnoString()
         unsetenv(marker)
         if let previous { setenv("GLIBC_TUNABLES", previous, 1) } else { unsetenv("GLIBC_TUNABLES") }
-        let message = "breakwater: warning: cannot re-execute /proc/self/exe with GLIBC_TUNABLES=\(value) (\(reason)); "
-            + "glibc's per-thread malloc caches stay at their default size\n"
-        var m = message
-        m.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+        Output.err("breakwater: warning: cannot re-execute /proc/self/exe with GLIBC_TUNABLES=\(value) (\(reason)); "
+            + "glibc's per-thread malloc caches stay at their default size\n")
     }
 
     /// The process name the kernel shows (`/proc/self/comm`), nil if it cannot be read.
@@ -47,8 +45,7 @@ public enum ThreadCacheLimit {
         let fd = open("/proc/self/comm", O_WRONLY)
         guard fd >= 0 else { return }
         defer { close(fd) }
-        var n = name
-        _ = n.withUTF8 { write(fd, $0.baseAddress, $0.count) }
+        Output.write(fd: fd, name)
     }
 
     /// Whether this process runs with `MallocThreadCache.tunable` in effect.
