@@ -166,13 +166,56 @@ def own_cpu_ms():
 
 
 def machine_cpu_ticks():
-    """(busy, total, interrupts, steal) jiffies of the whole machine: busy excludes idle and iowait and
-    includes interrupt and softirq time (no process is charged for it) and steal (the hypervisor's)."""
+    """(busy, total, interrupts, steal, context switches) of the whole machine, the first four in
+    jiffies: busy excludes idle and iowait and includes interrupt and softirq time (no process is
+    charged for it) and steal (the hypervisor's). The context switches count every CPU's since boot."""
     with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]] + [0] * 8
+        lines = f.read().splitlines()
+    v = [int(x) for x in lines[0].split()[1:]] + [0] * 8
+    ctxt = next((int(l.split()[1]) for l in lines if l.startswith("ctxt ")), 0)
     idle = v[3] + v[4]
     total = sum(v[:8])
-    return total - idle, total, v[5] + v[6], v[7]
+    return total - idle, total, v[5] + v[6], v[7], ctxt
+
+
+def machine_interrupts():
+    """Interrupts of every CPU since boot, by /proc/interrupts' name for the per-CPU ones: LOC (local
+    timer), RES (rescheduling), CAL (function call), TLB (TLB shootdown). On a virtual machine each
+    inter-processor interrupt (RES, CAL, TLB) costs exits to the hypervisor on both sides."""
+    out = {}
+    try:
+        with open("/proc/interrupts") as f:
+            for line in f:
+                name, _, rest = line.partition(":")
+                name = name.strip()
+                if name in ("LOC", "RES", "CAL", "TLB"):
+                    out[name] = sum(int(x) for x in rest.split() if x.isdigit())
+    except OSError:
+        pass
+    return out
+
+
+class Shield:
+    """Defers SIGTERM's KeyboardInterrupt while a run stops what it started: an interrupt that landed
+    inside a `finally` would skip the stops after it and leave processes running."""
+    depth = 0
+    pending = False
+
+    def __enter__(self):
+        Shield.depth += 1
+
+    def __exit__(self, *exc):
+        Shield.depth -= 1
+        if Shield.depth == 0 and Shield.pending:
+            Shield.pending = False
+            raise KeyboardInterrupt
+
+    @staticmethod
+    def on_signal(signum, _frame):
+        if Shield.depth:
+            Shield.pending = True
+        else:
+            raise KeyboardInterrupt
 
 
 def wait_until(pred, timeout, what):
@@ -879,6 +922,7 @@ class Bench:
             sampler.sample()
             cpu0 = group_cpu_ticks(groups, master)
             m0 = machine_cpu_ticks()
+            i0 = machine_interrupts()
             b0 = own_cpu_ms()
             t0 = time.monotonic()
             sampler.start()
@@ -899,6 +943,7 @@ class Bench:
                 drained = postfix.queue_empty()
             t1 = time.monotonic()
             m1 = machine_cpu_ticks()
+            i1 = machine_interrupts()
             b1 = own_cpu_ms()
             cpu1 = group_cpu_ticks(groups, master)
             sampler.finish()
@@ -933,6 +978,10 @@ class Bench:
             # Part of the machine figure that no process's account holds (see machine_cpu_ticks).
             "irq_cpu_ms": (m1[2] - m0[2]) * ms_per_tick,
             "steal_cpu_ms": (m1[3] - m0[3]) * ms_per_tick,
+            # The machine's context switches (each costs scheduler time that no process is wholly
+            # charged for).
+            "context_switches": m1[4] - m0[4],
+            "interrupts": {k: i1[k] - i0.get(k, 0) for k in i1},
             "machine_util": busy / tot if tot else None,
             "ncpu": ncpu,
             "own_cpu_ms": own,
@@ -1036,6 +1085,7 @@ class Bench:
             "lat_p50_ms": pct(final_lat, 0.5), "lat_p99_ms": pct(final_lat, 0.99),
             "machine_cpu_ms_per_msg": m["machine_cpu_ms"] / done if done else None,
             "own_cpu_ms_per_msg": sum(m["own_cpu_ms"].values()) / done if done else None,
+            "context_switches_per_msg": m["context_switches"] / done if done else None,
         })
         m["correct"] = (m["problem_count"] == 0 and lost == 0 and m["drained"]
                         and (not sink or (sink["missing"] == 0 and sink["duplicates"] == 0
@@ -1096,16 +1146,17 @@ class Bench:
             rec["error"] = f"{type(e).__name__}: {e}"
             log(f"  FAILED: {rec['error']}")
         finally:
-            if postfix:
-                postfix.stop()
-            if daemon:
-                rc = daemon.stop()
-                if config == "breakwater":
-                    rec["exit_status"] = rc
-            sink.stop()
-            self.keep_logs(run_dir, label)
-            if not self.a.keep_work:
-                shutil.rmtree(run_dir, ignore_errors=True)
+            with Shield():
+                if postfix:
+                    postfix.stop()
+                if daemon:
+                    rc = daemon.stop()
+                    if config == "breakwater":
+                        rec["exit_status"] = rc
+                sink.stop()
+                self.keep_logs(run_dir, label)
+                if not self.a.keep_work:
+                    shutil.rmtree(run_dir, ignore_errors=True)
         self.report_run(rec)
         self.runs.append(rec)
         return rec
@@ -1131,12 +1182,13 @@ class Bench:
             rec["error"] = f"{type(e).__name__}: {e}"
             log(f"  FAILED: {rec['error']}")
         finally:
-            rc = bw.stop()
-            if which == "breakwater":
-                rec["exit_status"] = rc
-            self.keep_logs(run_dir, label)
-            if not self.a.keep_work:
-                shutil.rmtree(run_dir, ignore_errors=True)
+            with Shield():
+                rc = bw.stop()
+                if which == "breakwater":
+                    rec["exit_status"] = rc
+                self.keep_logs(run_dir, label)
+                if not self.a.keep_work:
+                    shutil.rmtree(run_dir, ignore_errors=True)
         self.report_run(rec)
         self.runs.append(rec)
         return rec
@@ -1571,9 +1623,9 @@ def main():
     b = Bench(a)
     os.makedirs(a.out, exist_ok=True)
 
-    def on_signal(signum, _frame):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, on_signal)
+    # SIGTERM (and SIGINT, which a shell leaves ignored for a command it runs in the background).
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, Shield.on_signal)
     try:
         b.run(corpora)
     except KeyboardInterrupt:
