@@ -1,10 +1,14 @@
 /* floor_milter.c - the milter benchmark's floor: a libmilter milter that knows every verdict in
  * advance and does no work to reach it.
  *
- *   floor_milter SOCKET [VERDICTS]
+ *   floor_milter SOCKET [VERDICTS [WORK-US SLOTS]]
  *     SOCKET: libmilter's unix:/path or inet:PORT@HOST
  *     VERDICTS: lines "BENCH-ID<TAB>NAME": a message whose X-Bench-Id header holds BENCH-ID is
  *               rejected at end of message with "550 5.7.1 Rejected: NAME"; any other is accepted.
+ *     WORK-US SLOTS: at end of message, spend WORK-US microseconds of CPU (a loop that touches no
+ *               memory) in one of SLOTS places, waiting for a free one: a stand-in for a filter
+ *               whose scan costs that much, without the scan (the "busy floor": how the MTA and
+ *               libmilter fare when sessions wait for a CPU-bound filter).
  *
  * It speaks to the MTA as `breakwater run` does, so that what it costs per message is what
  * libmilter, the protocol and the MTA's handling of the same verdicts cost before any filtering:
@@ -23,6 +27,8 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <pthread.h>
+#include <time.h>
 
 typedef struct {
     char *id;
@@ -32,6 +38,32 @@ typedef struct {
 static Verdict *verdicts;
 static size_t nverdicts;
 static int unix_socket;
+static long work_ns;
+static int slots_free;
+static pthread_mutex_t slots_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t slots_cond = PTHREAD_COND_INITIALIZER;
+
+static long thread_cpu_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return t.tv_sec * 1000000000L + t.tv_nsec;
+}
+
+/* WORK-US of this thread's CPU in one of the SLOTS places. */
+static void work(void) {
+    pthread_mutex_lock(&slots_lock);
+    while (slots_free == 0) pthread_cond_wait(&slots_cond, &slots_lock);
+    slots_free--;
+    pthread_mutex_unlock(&slots_lock);
+    long end = thread_cpu_ns() + work_ns;
+    volatile unsigned long x = 0;
+    while (thread_cpu_ns() < end)
+        for (int i = 0; i < 1000; i++) x += i;
+    pthread_mutex_lock(&slots_lock);
+    slots_free++;
+    pthread_cond_signal(&slots_cond);
+    pthread_mutex_unlock(&slots_lock);
+}
 
 static int by_id(const void *a, const void *b) {
     return strcmp(((const Verdict *)a)->id, ((const Verdict *)b)->id);
@@ -109,6 +141,7 @@ static sfsistat fm_body(SMFICTX *ctx, unsigned char *chunk, size_t len) {
 }
 
 static sfsistat fm_eom(SMFICTX *ctx) {
+    if (work_ns > 0) work();
     Verdict *v = smfi_getpriv(ctx);
     smfi_setpriv(ctx, NULL);
     if (v) {
@@ -122,11 +155,19 @@ static sfsistat fm_eom(SMFICTX *ctx) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2 || argc > 3) {
-        fprintf(stderr, "usage: floor_milter unix:/path|inet:PORT@HOST [VERDICTS]\n");
+    if (argc < 2 || argc > 5 || argc == 4) {
+        fprintf(stderr, "usage: floor_milter unix:/path|inet:PORT@HOST [VERDICTS [WORK-US SLOTS]]\n");
         return 2;
     }
-    if (argc == 3 && load_verdicts(argv[2]) != 0) return 1;
+    if (argc >= 3 && load_verdicts(argv[2]) != 0) return 1;
+    if (argc == 5) {
+        work_ns = atol(argv[3]) * 1000L;
+        slots_free = atoi(argv[4]);
+        if (work_ns <= 0 || slots_free <= 0) {
+            fprintf(stderr, "floor_milter: WORK-US and SLOTS must be positive\n");
+            return 2;
+        }
+    }
     unix_socket = strncmp(argv[1], "unix:", 5) == 0 || strncmp(argv[1], "local:", 6) == 0;
     struct smfiDesc desc;
     memset(&desc, 0, sizeof desc);

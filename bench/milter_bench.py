@@ -17,7 +17,11 @@
       is what any libmilter filter pays before it filters: it bounds the ratio (d) can reach
       (scan CPU / (scan CPU + floor CPU) on a CPU-bound machine), gives the part of each filter's
       overhead that is libmilter's and the MTA's milter client, and shows how Postfix + libmilter
-      scale from 32 to 200 clients with the same verdicts.
+      scale from 32 to 200 clients with the same verdicts; and, when named in --configs,
+  (f) the busy floor ("busy"): the floor milter spending, at end of message, as much CPU as
+      `breakwater scan --jobs 2` spends per message (a loop that touches no memory) in one of 2
+      places, so that sessions wait for it as they wait for a scan slot: how Postfix + libmilter
+      scale from 32 to 200 clients behind a CPU-bound filter that costs nothing beyond its scan.
 
 Every configuration gets a fresh private Postfix (own config and queue, loopback port, no chroot,
 in_flow_delay = 0, relaying to Postfix's `smtp-sink` on loopback) and fresh daemons, so that peak
@@ -71,8 +75,12 @@ from harness import procs  # noqa: E402
 from harness.ports import free_port, release_port  # noqa: E402
 
 CONFIGS = ("postfix", "floor", "breakwater", "clamav")
+# Run only when named in --configs.
+EXTRA_CONFIGS = ("busy",)
 CONFIG_LABEL = {"postfix": "Postfix alone", "floor": "Postfix + floor milter (libmilter, verdicts known, no scan)",
-                "breakwater": "Postfix + Breakwater", "clamav": "Postfix + clamav-milter + clamd"}
+                "breakwater": "Postfix + Breakwater", "clamav": "Postfix + clamav-milter + clamd",
+                "busy": "Postfix + busy floor (the floor milter spending the scan's CPU per message on 2 slots, "
+                        "no scan)"}
 
 
 def log(*a):
@@ -594,9 +602,10 @@ class FloorMilter(Breakwater):
     """bench/floor_milter.c: libmilter with the verdicts known in advance and no work behind them
     (the floor of any libmilter filter)."""
 
-    def __init__(self, binary, base, verdicts, socket_kind="inet"):
+    def __init__(self, binary, base, verdicts, socket_kind="inet", work_us=None, slots=2):
         super().__init__(binary, base, None, (), socket_kind)
         self.verdicts = verdicts
+        self.work = [str(work_us), str(slots)] if work_us else []
 
     def start(self):
         os.makedirs(self.base, exist_ok=True)
@@ -604,7 +613,7 @@ class FloorMilter(Breakwater):
             self.path = os.path.join(postfix_socket_dir(self.base), "milter.sock")
         else:
             self.port = free_port()
-        self.proc = Proc("floor-milter", [self.binary, self.spec, self.verdicts],
+        self.proc = Proc("floor-milter", [self.binary, self.spec, self.verdicts, *self.work],
                          os.path.join(self.base, "floor_milter.log"))
         wait_until(lambda: self.listening() or not self.proc.running(), 30, "floor_milter to listen")
         if not self.proc.running():
@@ -841,7 +850,7 @@ class Bench:
         r = subprocess.run(["cc", "-O2", "-Wall", "-o", self.loadgen, src], capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError("cc loadgen.c failed:\n" + r.stderr)
-        if "floor" in self.a.configs:
+        if "floor" in self.a.configs or "busy" in self.a.configs:
             src = os.path.join(HERE, "floor_milter.c")
             r = subprocess.run(["cc", "-O2", "-Wall", "-o", self.floor_milter, src, "-lmilter", "-pthread"],
                                capture_output=True, text=True)
@@ -864,12 +873,22 @@ class Bench:
         if config == "breakwater":
             return Breakwater(self.a.breakwater, os.path.join(run_dir, "bw"), self.a.signatures, self.a.bw_arg,
                               self.a.milter_socket)
-        if config == "floor":
+        if config in ("floor", "busy"):
+            work = self.scan_cpu_us(corpus) if config == "busy" else None
             return FloorMilter(self.floor_milter, os.path.join(run_dir, "floor"), self.write_verdicts(corpus),
-                               self.a.milter_socket)
+                               self.a.milter_socket, work)
         if config == "clamav":
             return ClamavMilter(os.path.join(run_dir, "clamav"), self.a.signatures, self.a.milter_socket)
         return None
+
+    def scan_cpu_us(self, corpus):
+        """The busy floor's CPU per message: `breakwater scan --jobs 2`'s machine CPU per message on this
+        corpus (the median of this invocation's scan runs; one is run first if there is none)."""
+        vals = [r["machine_cpu_ms_per_msg"] for r in self.runs
+                if r["kind"] == "scan" and r["corpus"] == corpus.name and r.get("machine_cpu_ms_per_msg")]
+        if not vals:
+            vals = [self.run_scan(corpus, 0)["machine_cpu_ms_per_msg"]]
+        return max(1, int(statistics.median(vals) * 1000))
 
     def write_list(self, corpus):
         path = os.path.join(self.work, f"{corpus.name}.list")
@@ -1268,7 +1287,7 @@ class Bench:
     # --- the whole benchmark ------------------------------------------------------------
     def run(self, corpora):
         self.build_loadgen()
-        configs = [c for c in CONFIGS if c in self.a.configs]
+        configs = [c for c in CONFIGS + EXTRA_CONFIGS if c in self.a.configs]
         for rnd in range(1, self.a.rounds + 1):
             for ci, corpus in enumerate(corpora):
                 # Interleave: the order of configurations rotates every round.
@@ -1384,7 +1403,7 @@ class Bench:
                         if k:
                             row[ratio] = b / k
                 c[str(clients)] = row
-            for cfg in ("breakwater", "clamav", "floor", "postfix"):
+            for cfg in ("breakwater", "clamav", "floor", "busy", "postfix"):
                 a32, a200 = med.get((corpus, cfg, 32)), med.get((corpus, cfg, 200))
                 if a32 and a200 and a32["msgs_per_s"]:
                     c[f"{cfg}_200_vs_32"] = a200["msgs_per_s"] / a32["msgs_per_s"]
@@ -1501,7 +1520,7 @@ class Bench:
                 if "private_memory_ratio" in row:
                     L.append(f"| same, private memory (peak RssAnon: without the shared libraries' pages each "
                              f"process counts) | {f1(row['private_memory_ratio'], 2)} | < 1 |")
-            for cfg in ("breakwater", "clamav", "floor", "postfix"):
+            for cfg in ("breakwater", "clamav", "floor", "busy", "postfix"):
                 if f"{cfg}_200_vs_32" in rt:
                     L.append(f"| msgs/s at 200 clients / at 32, {CONFIG_LABEL[cfg]} | {f1(rt[f'{cfg}_200_vs_32'], 2)} | "
                              f"{'≥ 0.9' if cfg == 'breakwater' else '–'} |")
@@ -1604,7 +1623,10 @@ def main():
         sys.exit("milter_bench: needs root (private Postfix instances)")
     missing = [t for t in ("postfix", "smtp-sink", "cc") + (("clamd", "clamav-milter") if "clamav" in a.configs else ())
                if not shutil.which(t)]
-    if "floor" in a.configs and not os.path.exists("/usr/include/libmilter/mfapi.h"):
+    unknown = [c for c in a.configs if c not in CONFIGS + EXTRA_CONFIGS]
+    if unknown:
+        ap.error(f"--configs: unknown {', '.join(unknown)} (known: {', '.join(CONFIGS + EXTRA_CONFIGS)})")
+    if ("floor" in a.configs or "busy" in a.configs) and not os.path.exists("/usr/include/libmilter/mfapi.h"):
         missing.append("libmilter's header (libmilter-dev)")
     if missing:
         sys.exit(f"milter_bench: missing {', '.join(missing)} (scripts/setup.sh --bench)")

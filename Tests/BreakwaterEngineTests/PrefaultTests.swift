@@ -73,6 +73,38 @@ final class PrefaultTests: XCTestCase {
         XCTAssertEqual(unmap(q, 4 * page), 0)
     }
 
+    func fixedRemap(_ address: UnsafeMutableRawPointer, _ length: Int) -> UnsafeMutableRawPointer? {
+        let p = map(address, length, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        return p == MAP_FAILED ? nil : p
+    }
+
+    /// fmap's aging maps fresh pages over part of its map (MAP_FIXED) to give memory back; within a
+    /// region that was mapped populated that is skipped: the pages and their bytes stay.
+    func testAgingRemapWithinAPopulatedRegionIsSkipped() throws {
+        let length = 512 << 10 // over the pool's region size: such maps are tracked too
+        bw_prefault_set_limit(1 << 20)
+        let p = try XCTUnwrap(anonymous(length))
+        memset(p, 0xCD, length)
+        let skipped = bw_prefault_remaps_skipped()
+        XCTAssertEqual(fixedRemap(p + 4 * page, 3 * page), p + 4 * page)
+        XCTAssertEqual(bw_prefault_remaps_skipped(), skipped + 1)
+        let kept = UnsafeRawBufferPointer(start: p + 4 * page, count: 3 * page)
+        XCTAssertTrue(kept.allSatisfy { $0 == 0xCD }, "a skipped remap leaves the pages as they were")
+
+        // Outside a scan the kernel remaps as asked (fresh zeros).
+        bw_prefault_set_limit(0)
+        XCTAssertEqual(fixedRemap(p, page), p)
+        XCTAssertEqual(bw_prefault_remaps_skipped(), skipped + 1)
+        XCTAssertTrue(UnsafeRawBufferPointer(start: p, count: page).allSatisfy { $0 == 0 })
+        // A region with a hole unmapped in it is no longer handed out whole: no more skipping.
+        bw_prefault_set_limit(1 << 20)
+        XCTAssertEqual(unmap(p + 8 * page, page), 0)
+        XCTAssertEqual(fixedRemap(p + page, page), p + page)
+        XCTAssertEqual(bw_prefault_remaps_skipped(), skipped + 1)
+        XCTAssertTrue(UnsafeRawBufferPointer(start: p + page, count: page).allSatisfy { $0 == 0 })
+        XCTAssertEqual(unmap(p, length), 0)
+    }
+
     func testReleasingThePoolUnmapsItsRegions() throws {
         bw_prefault_set_limit(1 << 20)
         let p = try XCTUnwrap(anonymous(2 * page))

@@ -15,6 +15,8 @@ unsigned long bw_prefault_count(void);
 /// How many maps were handed out again from the pool of unmapped ones (tests and diagnostics).
 unsigned long bw_prefault_reused(void);
 
+unsigned long bw_prefault_remaps_skipped(void);
+
 /// Unmaps every map kept in the pool (the pool holds at most 1 MiB).
 void bw_prefault_release_pool(void);
 
