@@ -1471,7 +1471,7 @@ class Bench:
                          f"{short} {mb(d.get('peak_rss', {}).get(proc))} | {d['tempfail_answers']} | {d['still_deferred']} | "
                          f"{d['lost']} | {d['wrong_verdicts']} ({d['limit_declared']}) | {'yes' if d['all_correct'] else 'NO'} |")
             for clients in self.a.clients:
-                for cfg in CONFIGS:
+                for cfg in CONFIGS + EXTRA_CONFIGS:
                     r = med.get((c.name, cfg, clients))
                     if not r:
                         continue
