@@ -15,6 +15,8 @@ unsigned long bw_prefault_count(void);
 /// How many maps were handed out again from the pool of unmapped ones (tests and diagnostics).
 unsigned long bw_prefault_reused(void);
 
+/// How many of libclamav's fmap "aging" remaps (MAP_FIXED over part of a map) were skipped because they
+/// fell inside a populated map (tests and diagnostics).
 unsigned long bw_prefault_remaps_skipped(void);
 
 /// Unmaps every map kept in the pool (the pool holds at most 1 MiB).
