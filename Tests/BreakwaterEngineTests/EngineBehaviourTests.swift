@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import BreakwaterCore
+import CClamAVPrefault
 @testable import BreakwaterEngine
 
 /// ClamEngine's contract, with the real libclamav: every match reported, names as written, limits
@@ -180,6 +181,36 @@ final class EngineBehaviourTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(byDefault.maps, 3)
         XCTAssertGreaterThan(small.maps, 0)
         XCTAssertLessThan(small.maps, byDefault.maps)
+    }
+
+    /// A decoded part of more than 8 MB makes libclamav "age" its page map (map fresh pages over the
+    /// least used ones and read them again); inside a populated map the wrapper skips that remap. The
+    /// verdict must be the same as with prefault-size 0, where libclamav ages as it always does.
+    func testAgingRemapsOfALargePartAreSkippedWithTheSameVerdict() throws {
+        try XCTSkipUnless(ClamEngine.prefaultAvailable, "sanitizer build: the sanitizer owns mmap")
+        // 10 MB of lines, the test signature's pattern at the end, past the 8 MB where aging starts.
+        let line = Array("the quick brown fox jumps over the lazy dog 0123456789\n".utf8)
+        var big: [UInt8] = []
+        big.reserveCapacity(10 << 20 + 100)
+        while big.count < 10 << 20 { big += line }
+        big += Fixtures.eicar
+        let message = Mime.message(subject: "large", text: "see attached", attachments: [
+            ("large.txt", "application/octet-stream", big),
+        ])
+        func scan(prefault: UInt64) throws -> (names: Set<String>, skipped: UInt) {
+            var limits = EngineLimits()
+            limits.prefaultSize = prefault
+            let engine = try ClamEngine(directories: [Fixtures.signatures], limits: limits)
+            let before = bw_prefault_remaps_skipped()
+            let names = engine.scan(bytes: message).names
+            return (names, bw_prefault_remaps_skipped() - before)
+        }
+        let byDefault = try scan(prefault: EngineLimits().prefaultSize)
+        let off = try scan(prefault: 0)
+        XCTAssertEqual(byDefault.names, ["Breakwater.Test.EICAR"])
+        XCTAssertEqual(off.names, byDefault.names)
+        XCTAssertGreaterThan(byDefault.skipped, 0, "the 10 MB part's map was aged: its remaps must have been skipped")
+        XCTAssertEqual(off.skipped, 0)
     }
 
     func testUnreadableDescriptorIsAnErrorNotClean() throws {
