@@ -77,6 +77,10 @@ from harness.ports import free_port, release_port  # noqa: E402
 CONFIGS = ("postfix", "floor", "breakwater", "clamav")
 # Run only when named in --configs.
 EXTRA_CONFIGS = ("busy",)
+# The configurations that run bench/floor_milter.c.
+FLOOR_CONFIGS = ("floor", "busy")
+# The configurations whose 200-client msgs/s is reported against their 32-client msgs/s.
+SCALING_CONFIGS = ("breakwater", "clamav", "floor", "busy", "postfix")
 CONFIG_LABEL = {"postfix": "Postfix alone", "floor": "Postfix + floor milter (libmilter, verdicts known, no scan)",
                 "breakwater": "Postfix + Breakwater", "clamav": "Postfix + clamav-milter + clamd",
                 "busy": "Postfix + busy floor (the floor milter spending the scan's CPU per message on 2 slots, "
@@ -556,40 +560,43 @@ def postfix_socket_dir(base):
     return d
 
 
-class Breakwater:
-    def __init__(self, binary, base, sigs, extra_args=(), socket_kind="inet"):
-        self.binary, self.base, self.sigs, self.extra = binary, base, sigs, list(extra_args)
-        self.socket_kind = socket_kind
+class MilterProcess:
+    """A milter daemon we start on a fresh socket (unix or loopback TCP); subclasses give its name and
+    command line."""
+    name = "milter"
+    start_timeout = 30
+
+    def __init__(self, binary, base, socket_kind="inet"):
+        self.binary, self.base, self.socket_kind = binary, base, socket_kind
         self.port = self.proc = self.path = None
 
     @property
     def spec(self):
         return f"unix:{self.path}" if self.path else f"inet:{self.port}@127.0.0.1"
 
-    def listening(self):
-        return procs.unix_listening(self.path) if self.path else procs.tcp_listening(self.port)
-
-    def start(self):
-        os.makedirs(os.path.join(self.base, "spool"), exist_ok=True)
-        if self.socket_kind == "unix":
-            self.path = os.path.join(postfix_socket_dir(self.base), "milter.sock")
-        else:
-            self.port = free_port()
-        argv = [self.binary, "run", "--socket", self.spec, "--signatures", self.sigs,
-                "--workers", "2", "--metrics", "", "--control", os.path.join(self.base, "control.sock"),
-                "--local-signatures", os.path.join(self.base, "no-local-signatures"),
-                "--spool-directory", os.path.join(self.base, "spool"), *self.extra]
-        self.proc = Proc("breakwater", argv, os.path.join(self.base, "breakwater.log"))
-        wait_until(lambda: self.listening() or not self.proc.running(), 60, "breakwater to listen")
-        if not self.proc.running():
-            raise RuntimeError("breakwater exited: " + self.proc.log_tail())
-
     @property
     def milter(self):
         return f"unix:{self.path}" if self.path else f"inet:127.0.0.1:{self.port}"
 
+    def listening(self):
+        return procs.unix_listening(self.path) if self.path else procs.tcp_listening(self.port)
+
+    def argv(self):
+        raise NotImplementedError
+
+    def start(self):
+        os.makedirs(self.base, exist_ok=True)
+        if self.socket_kind == "unix":
+            self.path = os.path.join(postfix_socket_dir(self.base), "milter.sock")
+        else:
+            self.port = free_port()
+        self.proc = Proc(self.name, self.argv(), os.path.join(self.base, f"{self.name.replace('-', '_')}.log"))
+        wait_until(lambda: self.listening() or not self.proc.running(), self.start_timeout, f"{self.name} to listen")
+        if not self.proc.running():
+            raise RuntimeError(f"{self.name} exited: " + self.proc.log_tail())
+
     def pids(self):
-        return {"breakwater": [self.proc.pid]}
+        return {self.name: [self.proc.pid]}
 
     def stop(self):
         rc = self.proc.stop() if self.proc else None
@@ -598,29 +605,35 @@ class Breakwater:
         return rc
 
 
-class FloorMilter(Breakwater):
+class Breakwater(MilterProcess):
+    name = "breakwater"
+    start_timeout = 60
+
+    def __init__(self, binary, base, sigs, extra_args=(), socket_kind="inet"):
+        super().__init__(binary, base, socket_kind)
+        self.sigs, self.extra = sigs, list(extra_args)
+
+    def argv(self):
+        spool = os.path.join(self.base, "spool")
+        os.makedirs(spool, exist_ok=True)
+        return [self.binary, "run", "--socket", self.spec, "--signatures", self.sigs,
+                "--workers", "2", "--metrics", "", "--control", os.path.join(self.base, "control.sock"),
+                "--local-signatures", os.path.join(self.base, "no-local-signatures"),
+                "--spool-directory", spool, *self.extra]
+
+
+class FloorMilter(MilterProcess):
     """bench/floor_milter.c: libmilter with the verdicts known in advance and no work behind them
-    (the floor of any libmilter filter)."""
+    (the floor of any libmilter filter); with `work_us`, the busy floor."""
+    name = "floor-milter"
 
     def __init__(self, binary, base, verdicts, socket_kind="inet", work_us=None, slots=2):
-        super().__init__(binary, base, None, (), socket_kind)
+        super().__init__(binary, base, socket_kind)
         self.verdicts = verdicts
         self.work = [str(work_us), str(slots)] if work_us else []
 
-    def start(self):
-        os.makedirs(self.base, exist_ok=True)
-        if self.socket_kind == "unix":
-            self.path = os.path.join(postfix_socket_dir(self.base), "milter.sock")
-        else:
-            self.port = free_port()
-        self.proc = Proc("floor-milter", [self.binary, self.spec, self.verdicts, *self.work],
-                         os.path.join(self.base, "floor_milter.log"))
-        wait_until(lambda: self.listening() or not self.proc.running(), 30, "floor_milter to listen")
-        if not self.proc.running():
-            raise RuntimeError("floor_milter exited: " + self.proc.log_tail())
-
-    def pids(self):
-        return {"floor-milter": [self.proc.pid]}
+    def argv(self):
+        return [self.binary, self.spec, self.verdicts, *self.work]
 
 
 class ClamavMilter:
@@ -850,7 +863,7 @@ class Bench:
         r = subprocess.run(["cc", "-O2", "-Wall", "-o", self.loadgen, src], capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError("cc loadgen.c failed:\n" + r.stderr)
-        if "floor" in self.a.configs or "busy" in self.a.configs:
+        if any(c in self.a.configs for c in FLOOR_CONFIGS):
             src = os.path.join(HERE, "floor_milter.c")
             r = subprocess.run(["cc", "-O2", "-Wall", "-o", self.floor_milter, src, "-lmilter", "-pthread"],
                                capture_output=True, text=True)
@@ -873,7 +886,7 @@ class Bench:
         if config == "breakwater":
             return Breakwater(self.a.breakwater, os.path.join(run_dir, "bw"), self.a.signatures, self.a.bw_arg,
                               self.a.milter_socket)
-        if config in ("floor", "busy"):
+        if config in FLOOR_CONFIGS:
             work = self.scan_cpu_us(corpus) if config == "busy" else None
             return FloorMilter(self.floor_milter, os.path.join(run_dir, "floor"), self.write_verdicts(corpus),
                                self.a.milter_socket, work)
@@ -1104,7 +1117,6 @@ class Bench:
             "lat_p50_ms": pct(final_lat, 0.5), "lat_p99_ms": pct(final_lat, 0.99),
             "machine_cpu_ms_per_msg": m["machine_cpu_ms"] / done if done else None,
             "own_cpu_ms_per_msg": sum(m["own_cpu_ms"].values()) / done if done else None,
-            "context_switches_per_msg": m["context_switches"] / done if done else None,
         })
         m["correct"] = (m["problem_count"] == 0 and lost == 0 and m["drained"]
                         and (not sink or (sink["missing"] == 0 and sink["duplicates"] == 0
@@ -1403,7 +1415,7 @@ class Bench:
                         if k:
                             row[ratio] = b / k
                 c[str(clients)] = row
-            for cfg in ("breakwater", "clamav", "floor", "busy", "postfix"):
+            for cfg in SCALING_CONFIGS:
                 a32, a200 = med.get((corpus, cfg, 32)), med.get((corpus, cfg, 200))
                 if a32 and a200 and a32["msgs_per_s"]:
                     c[f"{cfg}_200_vs_32"] = a200["msgs_per_s"] / a32["msgs_per_s"]
@@ -1520,7 +1532,7 @@ class Bench:
                 if "private_memory_ratio" in row:
                     L.append(f"| same, private memory (peak RssAnon: without the shared libraries' pages each "
                              f"process counts) | {f1(row['private_memory_ratio'], 2)} | < 1 |")
-            for cfg in ("breakwater", "clamav", "floor", "busy", "postfix"):
+            for cfg in SCALING_CONFIGS:
                 if f"{cfg}_200_vs_32" in rt:
                     L.append(f"| msgs/s at 200 clients / at 32, {CONFIG_LABEL[cfg]} | {f1(rt[f'{cfg}_200_vs_32'], 2)} | "
                              f"{'≥ 0.9' if cfg == 'breakwater' else '–'} |")
@@ -1626,7 +1638,7 @@ def main():
     unknown = [c for c in a.configs if c not in CONFIGS + EXTRA_CONFIGS]
     if unknown:
         ap.error(f"--configs: unknown {', '.join(unknown)} (known: {', '.join(CONFIGS + EXTRA_CONFIGS)})")
-    if ("floor" in a.configs or "busy" in a.configs) and not os.path.exists("/usr/include/libmilter/mfapi.h"):
+    if any(c in a.configs for c in FLOOR_CONFIGS) and not os.path.exists("/usr/include/libmilter/mfapi.h"):
         missing.append("libmilter's header (libmilter-dev)")
     if missing:
         sys.exit(f"milter_bench: missing {', '.join(missing)} (scripts/setup.sh --bench)")

@@ -32,11 +32,8 @@ public enum ThreadCacheLimit {
 
     /// The process name the kernel shows (`/proc/self/comm`), nil if it cannot be read.
     static func processName() -> String? {
-        guard let f = fopen("/proc/self/comm", "r") else { return nil }
-        defer { fclose(f) }
-        var buf = [CChar](repeating: 0, count: 64)
-        guard fgets(&buf, Int32(buf.count), f) != nil else { return nil }
-        let name = String(decoding: buf.prefix { $0 != 0 && $0 != 10 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard let bytes = FileIO.read("/proc/self/comm", limit: 64) else { return nil }
+        let name = String(decoding: bytes.prefix { $0 != UInt8(ascii: "\n") }, as: UTF8.self)
         return name.isEmpty ? nil : name
     }
 
