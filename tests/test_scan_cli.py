@@ -194,6 +194,49 @@ def test_zero_byte_stdin_is_an_error_line():
     assert h.verdicts(p.stdout) == {"stdin": ("error", "empty message (0 bytes)")}
 
 
+# ---------------------------------------------------------------- --files-from
+
+def test_files_from_scans_the_listed_paths_with_the_command_line_ones(tmp):
+    ham = h.messages(h.HAM)
+    phish = sample("Breakwater.Phish.CredentialHarvest/mailbox-suspension-plain.eml")
+    # CRLF and LF line ends, an empty line; a directory in the list is walked as on the command line.
+    listed = write(os.path.join(tmp, "list"), ("\r\n".join(ham[:2]) + "\n\n" + phish + "\n").encode())
+    p = h.scan(*SIGS, "--files-from", listed, ham[2])
+    assert p.returncode == 1, h.describe(p)
+    v = h.verdicts(p.stdout)
+    assert set(v) == {ham[0], ham[1], ham[2], phish}, v
+    assert v[phish] == ("found", {"Breakwater.Phish.CredentialHarvest"})
+    assert all(v[x] == ("ok", set()) for x in ham[:3])
+    assert "messages: 4," in p.stdout
+
+
+def test_files_from_standard_input_and_no_path():
+    ham = h.messages(h.HAM)
+    p = h.scan(*SIGS, "--files-from", "-", stdin=("\n".join(ham) + "\n").encode())
+    assert p.returncode == 0, h.describe(p)
+    assert set(h.verdicts(p.stdout)) == set(ham)
+
+
+def test_files_from_errors_say_what_is_wrong(tmp):
+    p = h.scan(*SIGS, "--files-from", os.path.join(tmp, "missing"))
+    assert p.returncode == 2 and "--files-from " in p.stderr and "No such file" in p.stderr, h.describe(p)
+    assert p.stdout == "", "nothing is scanned when the list cannot be read"
+    p = h.scan(*SIGS, "--files-from", tmp)
+    assert p.returncode == 2 and "not a regular file" in p.stderr, h.describe(p)
+    p = h.scan(*SIGS, "--files-from", "-", "-")
+    assert p.returncode == 64 and "standard input cannot hold both" in p.stderr, h.describe(p)
+    p = h.scan(*SIGS)
+    assert p.returncode == 64 and "--files-from" in p.stderr, h.describe(p)
+
+
+def test_a_listed_path_that_does_not_exist_is_an_error_line(tmp):
+    missing = os.path.join(tmp, "gone.eml")
+    listed = write(os.path.join(tmp, "list"), (missing + "\n").encode())
+    p = h.scan(*SIGS, "--files-from", listed)
+    assert p.returncode == 2, h.describe(p)
+    assert h.verdicts(p.stdout)[missing][0] == "error"
+
+
 # ---------------------------------------------------------------- bad input never crashes
 
 def test_empty_file(tmp):

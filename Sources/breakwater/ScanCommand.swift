@@ -11,7 +11,8 @@ struct ScanCommand: ParsableCommand {
         commandName: "scan",
         abstract: "Scan saved messages with the signature set, as clamscan does.",
         discussion: """
-            PATH is a message file, a directory of messages (scanned recursively) or - for standard input. \
+            PATH is a message file, a directory of messages (scanned recursively) or - for standard input; \
+            --files-from reads more PATHs from a file, one per line. \
             Prints one line per message (path: OK, path: NAME FOUND, path: ERROR reason) and a summary.
 
             Exit status: 0 all clean, 1 something found, 2 an error.
@@ -41,12 +42,60 @@ struct ScanCommand: ParsableCommand {
     @Option(name: .customLong("prefault-size"), help: ArgumentHelp("Parts up to this size get their memory at once instead of a page fault per page (0: never; default 16M; see breakwater.conf(5)).", valueName: "SIZE"))
     var prefaultSize: String?
 
+    @Option(name: .customLong("files-from"), help: ArgumentHelp(
+        "Also scan the PATHs listed in FILE, one per line (- reads the list from standard input). For thousands of files: each PATH on the command line costs more to parse than the one before it.",
+        valueName: "FILE"))
+    var filesFrom: String?
+
     @Argument(help: ArgumentHelp("Message files, directories, or - for standard input.", valueName: "PATH"))
-    var paths: [String]
+    var paths: [String] = []
 
     func validate() throws {
         guard jobs >= 1 && jobs <= 256 else { throw ValidationError("--jobs must be between 1 and 256") }
-        guard !paths.isEmpty else { throw ValidationError("name at least one PATH (a message, a directory, or - for stdin)") }
+        guard !paths.isEmpty || filesFrom != nil else {
+            throw ValidationError("name at least one PATH (a message, a directory, or - for stdin), or --files-from FILE")
+        }
+        if filesFrom == "-" && paths.contains("-") {
+            throw ValidationError("standard input cannot hold both a message (PATH -) and the list of --files-from -")
+        }
+    }
+
+    struct ListError: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// The PATHs listed in `file` (or standard input for -): one per line, empty lines skipped, a
+    /// CR before the line end dropped.
+    static func listedPaths(_ file: String) throws(ListError) -> [String] {
+        let bytes: [UInt8]?
+        if file == "-" {
+            var data: [UInt8] = []
+            var buf = [UInt8](repeating: 0, count: 1 << 16)
+            while true {
+                let n = buf.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                if n < 0 { throw ListError(description: "--files-from -: cannot read standard input: \(FileWalk.errnoString())") }
+                if n == 0 { break }
+                data += buf[0..<n]
+            }
+            bytes = data
+        } else {
+            var st = stat()
+            guard stat(file, &st) == 0 else {
+                throw ListError(description: "--files-from \(file): \(FileWalk.errnoString())")
+            }
+            guard (st.st_mode & S_IFMT) == S_IFREG else {
+                throw ListError(description: "--files-from \(file): not a regular file")
+            }
+            bytes = FileIO.read(file, limit: 1 << 30)
+        }
+        guard let bytes else {
+            throw ListError(description: "--files-from \(file): cannot read it: \(FileWalk.errnoString())")
+        }
+        return bytes.split(separator: UInt8(ascii: "\n")).compactMap { line in
+            let l = line.last == UInt8(ascii: "\r") ? line.dropLast() : line[...]
+            return l.isEmpty ? nil : String(decoding: l, as: UTF8.self)
+        }
     }
 
     func run() throws {
@@ -58,6 +107,15 @@ struct ScanCommand: ParsableCommand {
         } catch {
             throw ValidationError("\(error)")
         }
+        var all = paths
+        if let filesFrom {
+            do {
+                all += try ScanCommand.listedPaths(filesFrom)
+            } catch {
+                Output.err("breakwater: \(error)\n")
+                throw ExitCode(2)
+            }
+        }
         let dirs = signatures.isEmpty ? SignatureLocations.defaults() : signatures
         let engine: ClamEngine
         do {
@@ -66,7 +124,7 @@ struct ScanCommand: ParsableCommand {
             Output.err("breakwater: \(error)\n")
             throw ExitCode(2)
         }
-        let targets = FileWalk.targets(paths)
+        let targets = FileWalk.targets(all)
         let scanner = BatchScan(engine: engine, targets: targets, json: json)
         let start = Clock.monotonic()
         scanner.run(jobs: jobs)

@@ -24,27 +24,6 @@ struct WavesCommand: ParsableCommand {
 
 // MARK: - offline tools (hidden): what the fingerprint sees, replaying a corpus, the benchmark
 
-/// Reads a message file (at most 64 MB).
-func readMessageFile(_ path: String) -> [UInt8]? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var st = stat()
-    guard fstat(fd, &st) == 0, st.st_size > 0, st.st_size < 64 << 20 else { return nil }
-    let size = Int(st.st_size)
-    let bytes = [UInt8](unsafeUninitializedCapacity: size) { buf, count in
-        var off = 0
-        while off < size {
-            let n = pread(fd, buf.baseAddress! + off, size - off, off_t(off))
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            off += n
-        }
-        count = off
-    }
-    return bytes.count == size ? bytes : nil
-}
-
 /// The few headers the offline tools need: the raw Subject, the sender address and the client IP of
 /// the first Received header (what the milter would know from the MTA).
 struct MessageHeaders {
@@ -104,7 +83,7 @@ struct WavesFingerprintCommand: ParsableCommand {
                                     inspectLayers: true)
         var first: WaveFingerprint?
         for path in files {
-            guard let bytes = readMessageFile(path) else { Output.err("\(path): cannot read\n"); continue }
+            guard let bytes = FileIO.read(path) else { Output.err("\(path): cannot read\n"); continue }
             let inspector = WaveLayerInspector(memo: nil, recordLayers: true)
             _ = bytes.withUnsafeBytes { engine.scan($0, name: path, inspector: inspector) }
             let subject = MessageHeaders(bytes).subject.map(WaveSubject.decode)
@@ -152,7 +131,7 @@ struct WavesReplayCommand: ParsableCommand {
         let memo = WaveMemo()
         var now = Clock.wall()
         for target in FileWalk.targets(paths) {
-            guard case .file(let path) = target, let bytes = readMessageFile(path) else { continue }
+            guard case .file(let path) = target, let bytes = FileIO.read(path) else { continue }
             now += interval
             let h = MessageHeaders(bytes)
             let inspector = WaveLayerInspector(memo: memo)
@@ -208,7 +187,7 @@ struct WavesBenchCommand: ParsableCommand {
         let dirs = signatures.isEmpty ? SignatureLocations.defaults() : signatures
         var messages: [(String, [UInt8], MessageHeaders)] = []
         for target in FileWalk.targets(paths) {
-            if case .file(let p) = target, let b = readMessageFile(p) { messages.append((p, b, MessageHeaders(b))) }
+            if case .file(let p) = target, let b = FileIO.read(p) { messages.append((p, b, MessageHeaders(b))) }
         }
         guard !messages.isEmpty else { throw ValidationError("no readable message") }
         var plain = [Double](repeating: 0, count: messages.count)      // scan without inspection, summed over rounds
