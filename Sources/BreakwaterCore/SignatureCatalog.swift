@@ -247,8 +247,14 @@ public enum FileIO {
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, Int(st.st_size) <= limit else { return nil }
+        return readAll(fd: fd, limit: limit, sizeHint: Int(st.st_size))
+    }
+
+    /// Everything `fd` gives until end of file (standard input, a pipe, an open file); nil on a read
+    /// error (errno says which) or past `limit` bytes.
+    public static func readAll(fd: Int32, limit: Int = 64 << 20, sizeHint: Int = 0) -> [UInt8]? {
         var out: [UInt8] = []
-        out.reserveCapacity(Int(st.st_size))
+        out.reserveCapacity(min(sizeHint, limit))
         var buf = [UInt8](repeating: 0, count: 1 << 16)
         while out.count <= limit {
             let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }

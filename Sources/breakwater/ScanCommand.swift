@@ -69,16 +69,7 @@ struct ScanCommand: ParsableCommand {
     static func listedPaths(_ file: String) throws(ListError) -> [String] {
         let bytes: [UInt8]?
         if file == "-" {
-            var data: [UInt8] = []
-            var buf = [UInt8](repeating: 0, count: 1 << 16)
-            while true {
-                let n = buf.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
-                if n < 0 && errno == EINTR { continue }
-                if n < 0 { throw ListError(description: "--files-from -: cannot read standard input: \(FileWalk.errnoString())") }
-                if n == 0 { break }
-                data += buf[0..<n]
-            }
-            bytes = data
+            bytes = FileIO.readAll(fd: 0, limit: 1 << 30)
         } else {
             var st = stat()
             guard stat(file, &st) == 0 else {
@@ -90,7 +81,8 @@ struct ScanCommand: ParsableCommand {
             bytes = FileIO.read(file, limit: 1 << 30)
         }
         guard let bytes else {
-            throw ListError(description: "--files-from \(file): cannot read it: \(FileWalk.errnoString())")
+            let what = file == "-" ? "standard input" : "it"
+            throw ListError(description: "--files-from \(file): cannot read \(what): \(FileWalk.errnoString())")
         }
         return bytes.split(separator: UInt8(ascii: "\n")).compactMap { line in
             let l = line.last == UInt8(ascii: "\r") ? line.dropLast() : line[...]
@@ -177,13 +169,9 @@ final class BatchScan: Sendable {
         case .unreadable(let path, let reason):
             return (path, ScanResult(outcome: .error(reason), seconds: 0, bytes: 0))
         case .stdin:
-            var data = [UInt8]()
-            var chunk = [UInt8](repeating: 0, count: 65536)
-            while true {
-                let n = read(0, &chunk, chunk.count)
-                if n < 0 { return ("stdin", ScanResult(outcome: .error(FileWalk.errnoString()), seconds: 0, bytes: 0)) }
-                if n == 0 { break }
-                data.append(contentsOf: chunk[0..<n])
+            // No limit of its own: the engine's limits apply to what it scans, as for a file.
+            guard let data = FileIO.readAll(fd: 0, limit: Int.max) else {
+                return ("stdin", ScanResult(outcome: .error(FileWalk.errnoString()), seconds: 0, bytes: 0))
             }
             if data.isEmpty { return ("stdin", ScanResult(outcome: .error("empty message (0 bytes)"), seconds: 0, bytes: 0)) }
             return ("stdin", data.withUnsafeBytes { engine.scan($0, name: "stdin") })
