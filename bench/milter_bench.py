@@ -322,8 +322,9 @@ class Corpus:
 # The corpora's sizes. Each measured run must last long enough for Postfix to reach a steady state
 # (its queue manager and delivery to the sink running beside the intake, every smtpd and cleanup
 # process it needs started): at 200 clients, 980 wave messages passed in 1.2-1.9 s and 1,000 mixed
-# ones in 5-6 s, runs in which the 200-client figures were 0.78 and 0.88 of the 32-client ones
-# against 0.91 and 0.96 over 4,900 and 3,000 messages (2026-11-29, out/bench/milter-s16a and -s16b).
+# ones in 5-6 s, while Postfix started 60-150 more processes. In one invocation each (2026-11-29,
+# out/bench/milter-s16a and -s16b), Breakwater's 200/32 ratio was 0.78 on the 980-message wave and
+# 0.91 on 4,900 messages, 0.90 on 1,000 mixed messages and 0.91 on 3,000.
 MIXED_COUNT = 3000
 WAVE_SPAM, WAVE_HAM = 3920, 980
 WAVE_SOURCE_COUNT = 15080   # corpus.py --seed 7 makes 26 % spam: enough for WAVE_SPAM
