@@ -77,6 +77,7 @@ from harness.ports import free_port, release_port  # noqa: E402
 CONFIGS = ("postfix", "floor", "breakwater", "clamav")
 # Run only when named in --configs.
 EXTRA_CONFIGS = ("busy",)
+ALL_CONFIGS = CONFIGS + EXTRA_CONFIGS
 # The configurations that run bench/floor_milter.c.
 FLOOR_CONFIGS = ("floor", "busy")
 # The configurations whose 200-client msgs/s is reported against their 32-client msgs/s.
@@ -1143,7 +1144,9 @@ class Bench:
         os.chmod(d, 0o755)
         return d
 
-    def keep_logs(self, run_dir, label):
+    def close_run_dir(self, run_dir, label):
+        """Copies a run's logs to the output directory, then removes its working directory (unless
+        --keep-work)."""
         dest = os.path.join(self.out, "logs", f"{self.run_no:03d}-{label}")
         os.makedirs(dest, exist_ok=True)
         for root, _dirs, files in os.walk(run_dir):
@@ -1155,6 +1158,8 @@ class Bench:
                         shutil.copyfile(src, os.path.join(dest, rel))
                     except OSError:
                         pass
+        if not self.a.keep_work:
+            shutil.rmtree(run_dir, ignore_errors=True)
 
     def run_smtp(self, config, corpus, clients, round_no):
         label = f"{corpus.name}-{config}-c{clients}-r{round_no}"
@@ -1197,9 +1202,7 @@ class Bench:
                     if config == "breakwater":
                         rec["exit_status"] = rc
                 sink.stop()
-                self.keep_logs(run_dir, label)
-                if not self.a.keep_work:
-                    shutil.rmtree(run_dir, ignore_errors=True)
+                self.close_run_dir(run_dir, label)
         self.report_run(rec)
         self.runs.append(rec)
         return rec
@@ -1229,9 +1232,7 @@ class Bench:
                 rc = bw.stop()
                 if which == "breakwater":
                     rec["exit_status"] = rc
-                self.keep_logs(run_dir, label)
-                if not self.a.keep_work:
-                    shutil.rmtree(run_dir, ignore_errors=True)
+                self.close_run_dir(run_dir, label)
         self.report_run(rec)
         self.runs.append(rec)
         return rec
@@ -1314,7 +1315,7 @@ class Bench:
     # --- the whole benchmark ------------------------------------------------------------
     def run(self, corpora):
         self.build_loadgen()
-        configs = [c for c in CONFIGS + EXTRA_CONFIGS if c in self.a.configs]
+        configs = [c for c in ALL_CONFIGS if c in self.a.configs]
         for rnd in range(1, self.a.rounds + 1):
             for ci, corpus in enumerate(corpora):
                 # Interleave: the order of configurations rotates every round.
@@ -1498,7 +1499,7 @@ class Bench:
                          f"{short} {mb(d.get('peak_rss', {}).get(proc))} | {d['tempfail_answers']} | {d['still_deferred']} | "
                          f"{d['lost']} | {d['wrong_verdicts']} ({d['limit_declared']}) | {'yes' if d['all_correct'] else 'NO'} |")
             for clients in self.a.clients:
-                for cfg in CONFIGS + EXTRA_CONFIGS:
+                for cfg in ALL_CONFIGS:
                     r = med.get((c.name, cfg, clients))
                     if not r:
                         continue
@@ -1650,9 +1651,9 @@ def main():
         sys.exit("milter_bench: needs root (private Postfix instances)")
     missing = [t for t in ("postfix", "smtp-sink", "cc") + (("clamd", "clamav-milter") if "clamav" in a.configs else ())
                if not shutil.which(t)]
-    unknown = [c for c in a.configs if c not in CONFIGS + EXTRA_CONFIGS]
+    unknown = [c for c in a.configs if c not in ALL_CONFIGS]
     if unknown:
-        ap.error(f"--configs: unknown {', '.join(unknown)} (known: {', '.join(CONFIGS + EXTRA_CONFIGS)})")
+        ap.error(f"--configs: unknown {', '.join(unknown)} (known: {', '.join(ALL_CONFIGS)})")
     if any(c in a.configs for c in FLOOR_CONFIGS) and not os.path.exists("/usr/include/libmilter/mfapi.h"):
         missing.append("libmilter's header (libmilter-dev)")
     if missing:

@@ -67,20 +67,13 @@ struct ScanCommand: ParsableCommand {
     /// The PATHs listed in `file` (or standard input for -): one per line, empty lines skipped, a
     /// CR before the line end dropped.
     static func listedPaths(_ file: String) throws(ListError) -> [String] {
-        let bytes: [UInt8]?
-        if file == "-" {
-            bytes = FileIO.readAll(fd: 0, limit: 1 << 30)
-        } else {
+        let read = file == "-" ? FileIO.readAll(fd: 0, limit: 1 << 30) : FileIO.read(file, limit: 1 << 30)
+        guard let bytes = read else {
+            // Read once; only a failure is looked at again, to say why.
             var st = stat()
-            guard stat(file, &st) == 0 else {
-                throw ListError(description: "--files-from \(file): \(FileWalk.errnoString())")
-            }
-            guard (st.st_mode & S_IFMT) == S_IFREG else {
+            if file != "-" && stat(file, &st) == 0 && (st.st_mode & S_IFMT) != S_IFREG {
                 throw ListError(description: "--files-from \(file): not a regular file")
             }
-            bytes = FileIO.read(file, limit: 1 << 30)
-        }
-        guard let bytes else {
             let what = file == "-" ? "standard input" : "it"
             throw ListError(description: "--files-from \(file): cannot read \(what): \(FileWalk.errnoString())")
         }
