@@ -290,19 +290,42 @@ struct ShingleSink {
         if v < mins[bin] { mins[bin] = v }
     }
 
+    /// A word's hash: its bytes lowered (as `WaveTokenizer.lower` does), packed 8 to a 64-bit block,
+    /// each block folded in with a multiply and a rotation, from a seed of the salt and the length.
+    /// One multiply per 8 bytes: a multiply per byte (FNV) was most of the fingerprint's time.
+    @inline(__always)
+    func hashWord(_ p: UnsafePointer<UInt8>, count n: Int) -> UInt64 {
+        var h = (0xcbf2_9ce4_8422_2325 ^ salt) &+ UInt64(truncatingIfNeeded: n) &* 0x9E37_79B9_7F4A_7C15
+        var i = 0
+        var afterC3 = false
+        while i < n {
+            let end = min(i + 8, n)
+            var block: UInt64 = 0
+            var shift: UInt64 = 0
+            while i < end {
+                let c = p[i]
+                block |= UInt64(WaveTokenizer.lower(c, afterC3: afterC3)) << shift
+                afterC3 = c == 0xC3
+                shift &+= 8
+                i += 1
+            }
+            h = rotl((h ^ block) &* 0xff51_afd7_ed55_8ccd, 31)
+        }
+        return h
+    }
+
     /// One word, as found in the text (`w`: ASCII letters in any case, and UTF-8 sequences); it is
     /// lowered here while hashed. `adjacent`: the word followed the previous one with only blanks
     /// or punctuation between them in the original text.
     @inline(__always)
     mutating func word(_ w: UnsafeRawBufferPointer, adjacent: Bool) {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325 ^ salt
-        var afterC3 = false
-        for b in w {
-            let c = WaveTokenizer.lower(b, afterC3: afterC3)
-            afterC3 = b == 0xC3
-            h = (h ^ UInt64(c)) &* 0x0000_0100_0000_01b3
-        }
-        h = waveMix(h)
+        guard let p = w.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
+        word(w, hash: hashWord(p, count: w.count), adjacent: adjacent)
+    }
+
+    @inline(__always)
+    private mutating func word(_ w: UnsafeRawBufferPointer, hash: UInt64, adjacent: Bool) {
+        let h = waveMix(hash)
         words += 1
         inLayer += 1
         if inLayer >= 3 {
@@ -314,14 +337,18 @@ struct ShingleSink {
         h2 = h1
         h1 = h
         if sample.count + w.count + 1 <= WaveFingerprintBuilder.sampleLimit {
-            if !sample.isEmpty && sample.last != UInt8(ascii: "\n") {
-                sample.append(adjacent ? UInt8(ascii: " ") : UInt8(ascii: "\n"))
-            }
-            var afterC3 = false
-            for b in w {
-                sample.append(WaveTokenizer.lower(b, afterC3: afterC3))
-                afterC3 = b == 0xC3
-            }
+            appendSample(w, adjacent: adjacent)
+        }
+    }
+
+    private mutating func appendSample(_ w: UnsafeRawBufferPointer, adjacent: Bool) {
+        if !sample.isEmpty && sample.last != UInt8(ascii: "\n") {
+            sample.append(adjacent ? UInt8(ascii: " ") : UInt8(ascii: "\n"))
+        }
+        var afterC3 = false
+        for b in w {
+            sample.append(WaveTokenizer.lower(b, afterC3: afterC3))
+            afterC3 = b == 0xC3
         }
     }
 }
@@ -343,12 +370,24 @@ struct WaveTokenizer {
     static let maxChunk = 512
     static let maxWord = 40
 
-    /// Byte classes: 1 ASCII letter or UTF-8 byte (part of a word), 2 digit, 3 blank, 0 other.
-    static let classes: [UInt8] = (0..<256).map { c in
-        if c <= 0x20 || c == 0x7F { return 3 }
-        if (c >= 0x61 && c <= 0x7A) || (c >= 0x41 && c <= 0x5A) || c >= 0x80 { return 1 }
-        if c >= 0x30 && c <= 0x39 { return 2 }
-        return 0
+    // Byte classes, as bits: a byte is one of letter (ASCII letters and every non-ASCII byte: UTF-8
+    // letters), digit, blank (controls, space, DEL), one of the marks that make a chunk worth a
+    // closer look (':' '@' '.'), or other punctuation.
+    static let letter: UInt8 = 1, digit: UInt8 = 2, blank: UInt8 = 4, colon: UInt8 = 8, at: UInt8 = 16, dot: UInt8 = 32
+    static let other: UInt8 = 64
+    static let wordBits: UInt8 = letter | digit
+
+    /// The class bits of a byte. The table is a string constant in the binary (each entry 0x30 + bits:
+    /// 4 blank, 1 letter, 2 digit, 8 ':', @ '@', P '.', p other), so a lookup needs no lazy
+    /// initialisation and no bounds check; `WaveTests` checks it against the definition above.
+    @inline(__always) static func classOf(_ c: UInt8) -> UInt8 {
+        let table: StaticString = """
+            444444444444444444444444444444444pppppppppppppPp22222222228ppppp\
+            @11111111111111111111111111pppppp11111111111111111111111111pppp4\
+            1111111111111111111111111111111111111111111111111111111111111111\
+            1111111111111111111111111111111111111111111111111111111111111111
+            """
+        return table.utf8Start[Int(c)] &- 0x30
     }
 
     /// Lower case for ASCII, and for Latin-1 capitals in UTF-8 (C3 80..9E but not the
@@ -370,19 +409,27 @@ struct WaveTokenizer {
 
     /// Plain text: chunks are read where they are.
     mutating func feedText(_ b: UnsafeRawBufferPointer, into sink: inout ShingleSink) {
-        let cls = WaveTokenizer.classes
         let n = b.count
+        guard n > 0, let p = b.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
         var i = 0
         if !chunk.isEmpty || chunkTooLong {
             // Finish an assembled chunk that continues here.
-            while i < n && cls[Int(b[i])] != 3 { append(b[i]); i += 1 }
+            while i < n && WaveTokenizer.classOf(p[i]) & WaveTokenizer.blank == 0 { append(p[i]); i += 1 }
             flushChunk(into: &sink)
         }
         while i < n {
-            while i < n && cls[Int(b[i])] == 3 { i += 1 }
+            while i < n && WaveTokenizer.classOf(p[i]) & WaveTokenizer.blank != 0 { i += 1 }
             let start = i
-            while i < n && cls[Int(b[i])] != 3 { i += 1 }
-            if i > start { chunkAt(UnsafeRawBufferPointer(rebasing: b[start..<i]), dirty: false, into: &sink) }
+            var seen: UInt8 = 0
+            while i < n {
+                let k = WaveTokenizer.classOf(p[i])
+                if k & WaveTokenizer.blank != 0 { break }
+                seen |= k
+                i += 1
+            }
+            if i > start {
+                chunkAt(UnsafeRawBufferPointer(start: p + start, count: i - start), seen: seen, dirty: false, into: &sink)
+            }
         }
     }
 
@@ -395,7 +442,11 @@ struct WaveTokenizer {
             broken = true
         } else if !chunk.isEmpty {
             let dirty = chunkDirty
-            chunk.withUnsafeBytes { chunkAt($0, dirty: dirty, into: &sink) }
+            chunk.withUnsafeBytes { c in
+                var seen: UInt8 = 0
+                for x in c { seen |= WaveTokenizer.classOf(x) }
+                chunkAt(c, seen: seen, dirty: dirty, into: &sink)
+            }
         }
         chunk.removeAll(keepingCapacity: true)
         chunkTooLong = false
@@ -452,12 +503,11 @@ struct WaveTokenizer {
 
     /// HTML text holding entities: assembled chunk by chunk, entities decoded.
     private mutating func text(withEntities b: UnsafeRawBufferPointer, into sink: inout ShingleSink) {
-        let cls = WaveTokenizer.classes
         let n = b.count
         var i = 0
         while i < n {
             let c = b[i]
-            if cls[Int(c)] == 3 {
+            if WaveTokenizer.classOf(c) & WaveTokenizer.blank != 0 {
                 flushChunk(into: &sink)
                 i += 1
             } else if c == UInt8(ascii: "&") {
@@ -491,14 +541,14 @@ struct WaveTokenizer {
     // MARK: chunk classification
 
     /// One blank-delimited chunk: a URL (its domain is the word), an address (dropped), or words.
-    /// `dirty`: it was assembled from decoded entities, so its words are not verbatim in the source.
-    private mutating func chunkAt(_ c: UnsafeRawBufferPointer, dirty: Bool, into sink: inout ShingleSink) {
-        if c.count > WaveTokenizer.maxChunk { broken = true; return }
-        var colon = false, at = false, dot = false
-        for x in c {
-            if x == UInt8(ascii: ":") { colon = true } else if x == UInt8(ascii: "@") { at = true } else if x == UInt8(ascii: ".") { dot = true }
-        }
-        if colon || (dot && c.count > 4 && WaveTokenizer.findCI(c, from: 0, "www.") != nil) {
+    /// `seen`: the class bits of all its bytes together. `dirty`: it was assembled from decoded
+    /// entities, so its words are not verbatim in the source.
+    private mutating func chunkAt(_ c: UnsafeRawBufferPointer, seen: UInt8, dirty: Bool, into sink: inout ShingleSink) {
+        let n = c.count
+        if n > WaveTokenizer.maxChunk { broken = true; return }
+        guard let p = c.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
+        let colon = seen & WaveTokenizer.colon != 0, at = seen & WaveTokenizer.at != 0, dot = seen & WaveTokenizer.dot != 0
+        if colon || (dot && n > 4 && WaveTokenizer.findCI(c, from: 0, "www.") != nil) {
             if let host = WaveTokenizer.urlHost(c) {
                 // The domain stands for the link; links are never part of a verbatim word run.
                 broken = true
@@ -515,30 +565,46 @@ struct WaveTokenizer {
             return
         }
         if dirty { broken = true }
+        if seen == WaveTokenizer.letter {
+            // Letters only (most chunks of prose): the chunk is one word.
+            letterRun(p, 0, n, into: &sink)
+            if dirty { broken = true }
+            return
+        }
         // Words: runs of letters (ASCII letters, and any non-ASCII byte: UTF-8 letters).
-        let cls = WaveTokenizer.classes
         var i = 0
-        let n = c.count
         while i < n {
-            while i < n && cls[Int(c[i])] != 1 && cls[Int(c[i])] != 2 { i += 1 }
+            while i < n && WaveTokenizer.classOf(p[i]) & WaveTokenizer.wordBits == 0 { i += 1 }
             let start = i
-            var digit = false, ascii = false
+            var bits: UInt8 = 0
             while i < n {
-                let k = cls[Int(c[i])]
-                if k == 2 { digit = true } else if k != 1 { break } else if c[i] < 0x80 { ascii = true }
+                let k = WaveTokenizer.classOf(p[i])
+                if k & WaveTokenizer.wordBits == 0 { break }
+                bits |= k
                 i += 1
             }
             guard i > start else { continue }
-            if digit || i - start > WaveTokenizer.maxWord {
+            if bits & WaveTokenizer.digit != 0 {
                 broken = true
-            } else if ascii || i - start > 3 {
-                // (A lone UTF-8 run of 3 bytes or less, such as a typographic quote, is not a word.)
-                let adjacent = !broken
-                sink.word(UnsafeRawBufferPointer(rebasing: c[start..<i]), adjacent: adjacent)
-                broken = false
+            } else {
+                letterRun(p, start, i, into: &sink)
             }
         }
         if dirty { broken = true }
+    }
+
+    /// A run of letters, p[start..<end]: a word unless it is overlong, or a lone UTF-8 run of 3 bytes
+    /// or less (such as a typographic quote).
+    @inline(__always)
+    private mutating func letterRun(_ p: UnsafePointer<UInt8>, _ start: Int, _ end: Int, into sink: inout ShingleSink) {
+        let length = end - start
+        if length > WaveTokenizer.maxWord {
+            broken = true
+        } else if length > 3 || (start..<end).contains(where: { p[$0] < 0x80 }) {
+            let adjacent = !broken
+            sink.word(UnsafeRawBufferPointer(start: p + start, count: length), adjacent: adjacent)
+            broken = false
+        }
     }
 
     /// The host when the chunk is a URL (scheme://host... or www.host...), lower-cased.
