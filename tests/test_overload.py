@@ -194,8 +194,11 @@ def test_max_wait_keeps_the_mta_alive_then_tempfails(breakwater, test_sigs):
     is answered normally, and the next message after it is scanned again."""
     max_wait = 2.5
     bw = breakwater("--signatures", test_sigs, "--workers", "1", "--max-waiting", "4",
-                    "--max-wait", f"{int(max_wait * 1000)}ms", "--max-files", "100000")
-    slow = mail.slow_message(60000)  # 16 MB: about 8 s of scanning on an idle machine, far over max-wait
+                    "--max-wait", f"{int(max_wait * 1000)}ms", "--max-files", "200000")
+    # 150,000 parts of 24 bytes (19 MB, under the default max-message-size): about 7 s of scanning with
+    # the spool in /tmp on this machine's ext4. (60,000 parts of 160 bytes took 2.6-2.8 s there on
+    # 2026-11-29, too close to max-wait + the 0.3 s below: the waiting message was sometimes scanned.)
+    slow = mail.slow_message(150000, repeat=1)
     t, out = start_session(bw.milter_spec, slow, timeout=120, rcpt_macros={"i": "SLOW1"})
     while "eom" not in out and t.is_alive():
         time.sleep(0.005)

@@ -271,6 +271,25 @@ public final class ClamEngine: @unchecked Sendable {
         }
     }
 
+    /// Scans a message spooled to a file that nothing else writes to or truncates (the milter's own
+    /// unlinked spool file). The file is mapped and scanned as memory: libclamav reads its pages where
+    /// they are, instead of copying them into a private map as large as the file (`scan(fd:)`: a
+    /// populated anonymous map, then a `pread` of the whole file). Falls back to `scan(fd:)` when the
+    /// file cannot be mapped. Not for files others may change: a mapped page cut off by a truncation
+    /// is a SIGBUS.
+    public func scan(privateFile fd: Int32, name: String = "message", inspector: LayerInspector? = nil) -> ScanResult {
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_size > 0, let size = Int(exactly: st.st_size) else {
+            return scan(fd: fd, name: name, inspector: inspector)
+        }
+        let map = mmap(nil, size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0)
+        guard let map, map != UnsafeMutableRawPointer(bitPattern: -1) else {
+            return scan(fd: fd, name: name, inspector: inspector)
+        }
+        defer { munmap(map, size) }
+        return scan(UnsafeRawBufferPointer(start: map, count: size), name: name, inspector: inspector)
+    }
+
     private func runScan(
         start: Double, bytes: Int, inspector: LayerInspector?,
         _ body: (UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafeMutablePointer<UInt>, UnsafeMutablePointer<cl_scan_options>, UnsafeMutableRawPointer) -> cl_error_t

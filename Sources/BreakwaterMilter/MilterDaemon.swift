@@ -249,7 +249,7 @@ public final class MilterDaemon: @unchecked Sendable {
             case .memory:
                 result = s.message.withMemory { engine.scan($0, inspector: inspector) }!
             case .file(let fd):
-                result = engine.scan(fd: fd, inspector: inspector)
+                result = engine.scan(privateFile: fd, inspector: inspector)
             }
             var decision = policy.decide(result)
             if let waves, result.errorMessage == nil {

@@ -134,7 +134,8 @@ final class EngineBehaviourTests: XCTestCase {
         }
     }
 
-    /// Every sample and ham message gives the same names scanned from memory and from a descriptor.
+    /// Every sample and ham message gives the same names scanned from memory, from a descriptor, and
+    /// from a mapped private file (the milter's spool).
     func testMemoryAndDescriptorScansAgree() throws {
         let engine = try Fixtures.shipped()
         let files = Fixtures.messages(under: Fixtures.samples) + Fixtures.messages(under: Fixtures.ham)
@@ -149,7 +150,35 @@ final class EngineBehaviourTests: XCTestCase {
             XCTAssertEqual(fromMemory.isClean, fromFd.isClean, path)
             XCTAssertNil(fromFd.errorMessage, path)
             XCTAssertEqual(fromFd.bytes, fromMemory.bytes, path)
+            let mapped = engine.scan(privateFile: fd, name: path)
+            XCTAssertEqual(mapped.names, fromMemory.names, path)
+            XCTAssertEqual(mapped.isClean, fromMemory.isClean, path)
+            XCTAssertNil(mapped.errorMessage, path)
+            XCTAssertEqual(mapped.bytes, fromMemory.bytes, path)
         }
+    }
+
+    /// A private file that cannot be mapped (empty, or not a file) is scanned from its descriptor:
+    /// the same answer as `scan(fd:)`, never a crash.
+    func testPrivateFileThatCannotBeMappedFallsBackToTheDescriptor() throws {
+        let engine = try Fixtures.shipped()
+        var template = Array("/tmp/breakwater-test-empty.XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
+        defer { close(fd) }
+        let empty = engine.scan(privateFile: fd)
+        XCTAssertTrue(empty.isClean)
+        XCTAssertNil(empty.errorMessage)
+        var fds: [Int32] = [0, 0]
+        XCTAssertEqual(pipe(&fds), 0)
+        defer { close(fds[0]); close(fds[1]) }
+        _ = "not a mail at all".withCString { write(fds[1], $0, 17) }
+        close(fds[1]); fds[1] = -1
+        let fromPipe = engine.scan(privateFile: fds[0])
+        XCTAssertNil(fromPipe.errorMessage)
+        XCTAssertTrue(fromPipe.isClean)
+        XCTAssertEqual(engine.scan(privateFile: -1).isClean, false)
     }
 
     /// The parts libclamav decodes into temporary files are mapped populated up to `prefault-size`

@@ -109,13 +109,14 @@ def large_with_eicar_at_end(tid, size):
             + b"Content-Transfer-Encoding: base64\r\n\r\n" + att + end)
 
 
-def slow_message(parts=1500):
+def slow_message(parts=1500, repeat=8):
     """A small message that takes libclamav long to scan: many tiny base64 MIME parts (each is decoded
-    to a temporary file and scanned). Needs a raised --max-files to be scanned in full."""
+    to a temporary file and scanned; `repeat` sets each part's size). Needs a raised --max-files to be
+    scanned in full."""
     body = []
     for i in range(parts):
         body.append(f'--p\r\nContent-Type: application/octet-stream; name="f{i}.bin"\r\n'
                     "Content-Transfer-Encoding: base64\r\n\r\n"
-                    + base64.b64encode(f"part {i} data ".encode() * 8).decode() + "\r\n")
+                    + base64.b64encode(f"part {i} data ".encode() * repeat).decode() + "\r\n")
     return ("From: a@example.org\r\nTo: b@dest.example\r\nSubject: many parts\r\nMIME-Version: 1.0\r\n"
             'Content-Type: multipart/mixed; boundary="p"\r\n\r\n' + "".join(body) + "--p--\r\n").encode()
