@@ -410,7 +410,11 @@ struct WaveTokenizer {
     /// Plain text: chunks are read where they are.
     mutating func feedText(_ b: UnsafeRawBufferPointer, into sink: inout ShingleSink) {
         let n = b.count
-        guard n > 0, let p = b.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
+        guard n > 0, let p = b.baseAddress?.assumingMemoryBound(to: UInt8.self) else {
+            // Nothing more of an assembled chunk: it ends here.
+            if !chunk.isEmpty || chunkTooLong { flushChunk(into: &sink) }
+            return
+        }
         var i = 0
         if !chunk.isEmpty || chunkTooLong {
             // Finish an assembled chunk that continues here.

@@ -144,6 +144,17 @@ final class WaveFingerprintTests: XCTestCase {
         }
     }
 
+    func testEmptyTextEndsAnAssembledChunk() {
+        var tok = WaveTokenizer()
+        var sink = ShingleSink()
+        var html = "caf&eacute;"
+        html.withUTF8 { tok.feedHTML(UnsafeRawBufferPointer($0), into: &sink) }
+        XCTAssertEqual(sink.words, 0)  // the chunk with the entity is still being assembled
+        tok.feedText(UnsafeRawBufferPointer(start: nil, count: 0), into: &sink)
+        XCTAssertEqual(sink.words, 1)
+        XCTAssertEqual(String(decoding: sink.sample, as: UTF8.self), "café")
+    }
+
     func testWordHashFoldsCaseAndTellsWordsApart() {
         let sink = ShingleSink()
         func h(_ s: String) -> UInt64 {
