@@ -199,7 +199,7 @@ def test_zero_byte_stdin_is_an_error_line():
 def test_files_from_scans_the_listed_paths_with_the_command_line_ones(tmp):
     ham = h.messages(h.HAM)
     phish = sample("Breakwater.Phish.CredentialHarvest/mailbox-suspension-plain.eml")
-    # CRLF and LF line ends, an empty line; a directory in the list is walked as on the command line.
+    # CRLF and LF line ends, an empty line.
     listed = write(os.path.join(tmp, "list"), ("\r\n".join(ham[:2]) + "\n\n" + phish + "\n").encode())
     p = h.scan(*SIGS, "--files-from", listed, ham[2])
     assert p.returncode == 1, h.describe(p)
@@ -208,6 +208,13 @@ def test_files_from_scans_the_listed_paths_with_the_command_line_ones(tmp):
     assert v[phish] == ("found", {"Breakwater.Phish.CredentialHarvest"})
     assert all(v[x] == ("ok", set()) for x in ham[:3])
     assert "messages: 4," in p.stdout
+
+
+def test_files_from_walks_a_listed_directory_as_the_command_line_does(tmp):
+    listed = write(os.path.join(tmp, "list"), (h.HAM + "\n").encode())
+    p = h.scan(*SIGS, "--files-from", listed)
+    assert p.returncode == 0, h.describe(p)
+    assert set(h.verdicts(p.stdout)) == set(h.messages(h.HAM))
 
 
 def test_files_from_standard_input_and_no_path():

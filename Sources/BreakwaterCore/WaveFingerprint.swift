@@ -320,12 +320,7 @@ struct ShingleSink {
     @inline(__always)
     mutating func word(_ w: UnsafeRawBufferPointer, adjacent: Bool) {
         guard let p = w.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
-        word(w, hash: hashWord(p, count: w.count), adjacent: adjacent)
-    }
-
-    @inline(__always)
-    private mutating func word(_ w: UnsafeRawBufferPointer, hash: UInt64, adjacent: Bool) {
-        let h = waveMix(hash)
+        let h = waveMix(hashWord(p, count: w.count))
         words += 1
         inLayer += 1
         if inLayer >= 3 {

@@ -170,6 +170,10 @@ final class EngineBehaviourTests: XCTestCase {
         let empty = engine.scan(privateFile: fd)
         XCTAssertTrue(empty.isClean)
         XCTAssertNil(empty.errorMessage)
+        let fromFd = engine.scan(fd: fd)
+        XCTAssertEqual(empty.isClean, fromFd.isClean)
+        XCTAssertEqual(empty.errorMessage, fromFd.errorMessage)
+        XCTAssertEqual(empty.names, fromFd.names)
         var fds: [Int32] = [0, 0]
         XCTAssertEqual(pipe(&fds), 0)
         defer { close(fds[0]); close(fds[1]) }
