@@ -230,6 +230,12 @@ def test_files_from_errors_say_what_is_wrong(tmp):
     assert p.stdout == "", "nothing is scanned when the list cannot be read"
     p = h.scan(*SIGS, "--files-from", tmp)
     assert p.returncode == 2 and "not a regular file" in p.stderr, h.describe(p)
+    huge = os.path.join(tmp, "huge-list")
+    with open(huge, "wb") as f:
+        f.truncate((1 << 30) + 1)  # sparse: refused by its size, never read
+    p = h.scan(*SIGS, "--files-from", huge)
+    assert p.returncode == 2 and "larger than 1 GiB" in p.stderr, h.describe(p)
+    assert p.stdout == ""
     p = h.scan(*SIGS, "--files-from", "-", "-")
     assert p.returncode == 64 and "standard input cannot hold both" in p.stderr, h.describe(p)
     p = h.scan(*SIGS)

@@ -240,18 +240,20 @@ public enum SignatureCatalog {
 
 /// Whole-file reads and atomic replacement, for the small files Breakwater owns.
 public enum FileIO {
-    /// The file's bytes; nil when it cannot be read or is larger than `limit`.
+    /// The file's bytes; nil when it cannot be read (errno says why), is not a regular file, or is
+    /// larger than `limit` (errno EFBIG).
     public static func read(_ path: String, limit: Int = 64 << 20) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, Int(st.st_size) <= limit else { return nil }
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+        guard Int(st.st_size) <= limit else { errno = EFBIG; return nil }
         return readAll(fd: fd, limit: limit, sizeHint: Int(st.st_size))
     }
 
     /// Everything `fd` gives until end of file (standard input, a pipe, an open file); nil on a read
-    /// error (errno says which) or past `limit` bytes.
+    /// error (errno says which) or past `limit` bytes (errno EFBIG).
     public static func readAll(fd: Int32, limit: Int = 64 << 20, sizeHint: Int = 0) -> [UInt8]? {
         var out: [UInt8] = []
         out.reserveCapacity(min(sizeHint, limit))
@@ -262,7 +264,8 @@ public enum FileIO {
             if n == 0 { break }
             out += buf[0..<n]
         }
-        return out.count <= limit ? out : nil
+        guard out.count <= limit else { errno = EFBIG; return nil }
+        return out
     }
 
     public struct WriteError: Error, CustomStringConvertible, Sendable {

@@ -67,15 +67,17 @@ struct ScanCommand: ParsableCommand {
     /// The PATHs listed in `file` (or standard input for -): one per line, empty lines skipped, a
     /// CR before the line end dropped.
     static func listedPaths(_ file: String) throws(ListError) -> [String] {
-        let read = file == "-" ? FileIO.readAll(fd: 0, limit: 1 << 30) : FileIO.read(file, limit: 1 << 30)
+        let limitGiB = 1
+        let read = file == "-" ? FileIO.readAll(fd: 0, limit: limitGiB << 30) : FileIO.read(file, limit: limitGiB << 30)
         guard let bytes = read else {
             // Read once; only a failure is looked at again, to say why.
+            let why = errno == EFBIG ? "larger than \(limitGiB) GiB" : FileWalk.errnoString()
             var st = stat()
             if file != "-" && stat(file, &st) == 0 && (st.st_mode & S_IFMT) != S_IFREG {
                 throw ListError(description: "--files-from \(file): not a regular file")
             }
             let what = file == "-" ? "standard input" : "it"
-            throw ListError(description: "--files-from \(file): cannot read \(what): \(FileWalk.errnoString())")
+            throw ListError(description: "--files-from \(file): cannot read \(what): \(why)")
         }
         return bytes.split(separator: UInt8(ascii: "\n")).compactMap { line in
             let l = line.last == UInt8(ascii: "\r") ? line.dropLast() : line[...]
