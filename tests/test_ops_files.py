@@ -265,3 +265,33 @@ def test_sudo_config_the_invoking_user_can_read_is_used(bw_binary, workdir, test
     # sudo by root itself (SUDO_UID=0) changes nothing.
     r = run(bw_binary, "check-config", "--config", inner, env=sudo_env(uid=0, gid=0))
     assert r.returncode == 0, r.stderr
+
+
+def test_sudo_files_the_invoking_user_cannot_read_are_not_read(bw_binary, workdir, test_sigs):
+    """--check mail, --sha256-of and `signatures test` files are read with the sudo user's permissions:
+    otherwise `--check /etc/shadow` with a regex answers "fires on" (an oracle for its content)."""
+    ops = Ops(bw_binary, workdir, test_sigs)
+    secret = shadow(workdir)
+    hidden = os.path.join(workdir, "private-mail")
+    os.makedirs(hidden)
+    os.chmod(hidden, 0o700)
+    with open(os.path.join(hidden, "1.eml"), "w") as f:
+        f.write("From: a@example.org\r\nSubject: x\r\n\r\nSECRETHASHxyz\r\n")
+
+    def sudo(*args):
+        return subprocess.run([bw_binary, "signatures", *args, *ops.flags()], capture_output=True, text=True,
+                              timeout=120, env=sudo_env(), stdin=subprocess.DEVNULL)
+
+    for target in (secret, hidden):
+        r = sudo("add", "Breakwater.Local.Spam.Oracle", "--regex", "SECRETHASH[a-z]+", "--check", target, "--no-reload")
+        assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+        assert "fires on" not in r.stderr and "user who ran sudo" in r.stderr, r.stderr
+    assert ops.files() == {}
+    r = sudo("add", "Breakwater.Local.Malware.Shadow", "--sha256-of", secret, "--no-reload")
+    assert r.returncode == 1 and "user who ran sudo" in r.stderr, r.stderr
+    assert ops.files() == {}
+    r = sudo("test", secret)
+    assert r.returncode == 2 and "ERROR" in r.stdout and "user who ran sudo" in r.stdout, r.stdout + r.stderr
+    # Root without sudo reads them (what it always did): the regex fires on the hidden message.
+    r = ops("add", "Breakwater.Local.Spam.Oracle", "--regex", "SECRETHASH[a-z]+", "--check", hidden, "--no-reload")
+    assert r.returncode == 1 and "fires on " + hidden in r.stderr, r.stderr

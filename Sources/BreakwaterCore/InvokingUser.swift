@@ -29,6 +29,11 @@ public struct InvokingUser: Sendable, CustomStringConvertible {
         return InvokingUser(uid: u, gid: gid, name: pw.flatMap { $0.pointee.pw_name.map { String(cString: $0) } })
     }
 
+    /// ` (as the user who ran sudo, NAME, uid N)` after an error when `invoker` is set; empty otherwise.
+    public static func note(_ invoker: InvokingUser?) -> String {
+        invoker.map { " (read as the user who ran sudo: \($0))" } ?? ""
+    }
+
     /// The user's groups: the primary one and, when the account exists, its supplementary ones.
     public var groups: [gid_t] {
         guard let name else { return [gid] }

@@ -247,15 +247,17 @@ public enum SignatureCatalog {
 public enum FileIO {
     /// The file's bytes; nil when it cannot be read (errno says why), is not a regular file, or is
     /// larger than `limit` (errno EFBIG).
-    public static func read(_ path: String, limit: Int = 64 << 20) -> [UInt8]? {
+    /// With `invoker` (a command run through sudo), the file is opened with that user's permissions.
+    public static func read(_ path: String, limit: Int = 64 << 20, as invoker: InvokingUser? = nil) -> [UInt8]? {
         // Non-blocking open: a FIFO in place of a file must not hang the command (refused below).
-        let fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+        let flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC
+        let fd = invoker.map { $0.open(path, flags: flags) } ?? open(path, flags)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
-        let flags = fcntl(fd, F_GETFL)
-        if flags >= 0 { _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) }
+        let fl = fcntl(fd, F_GETFL)
+        if fl >= 0 { _ = fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) }
         guard Int(st.st_size) <= limit else { errno = EFBIG; return nil }
         return readAll(fd: fd, limit: limit, sizeHint: Int(st.st_size))
     }

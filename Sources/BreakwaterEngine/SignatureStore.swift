@@ -36,16 +36,19 @@ public final class SignatureStore: Sendable {
     public let limits: EngineLimits
     /// Where the test copy of the ops directory is made.
     public let temporaryDirectory: String
+    /// The user who ran sudo, when there is one: `--check` mail is read with that user's permissions.
+    public let invoker: InvokingUser?
 
     public static let lockFileName = ".breakwater-signatures.lock"
 
     public init(directory: String, prefix: String, otherDirectories: [String], limits: EngineLimits = EngineLimits(),
-                temporaryDirectory: String = Config.defaultTemporaryDirectory) {
+                temporaryDirectory: String = Config.defaultTemporaryDirectory, invoker: InvokingUser? = nil) {
         self.directory = directory.count > 1 && directory.hasSuffix("/") ? String(directory.dropLast()) : directory
         self.prefix = prefix
         self.otherDirectories = otherDirectories.filter { $0 != directory }
         self.limits = limits
         self.temporaryDirectory = temporaryDirectory
+        self.invoker = invoker
     }
 
     /// What a change did.
@@ -233,14 +236,14 @@ public final class SignatureStore: Sendable {
     func scan(_ paths: [String], with engine: ClamEngine, for name: String) throws(SignatureStoreError) -> ([String], Int) {
         var fired: [String] = []
         var count = 0
-        for target in FileWalk.targets(paths) {
+        for target in FileWalk.targets(paths, as: invoker) {
             switch target {
             case .stdin:
                 throw SignatureStoreError("--check takes directories or message files, not -")
             case .unreadable(let path, let reason):
                 throw SignatureStoreError("cannot check \(path): \(reason)")
             case .file(let path):
-                guard let bytes = FileIO.read(path) else { throw SignatureStoreError("cannot read \(path): \(FileWalk.errnoString())") }
+                guard let bytes = FileIO.read(path, as: invoker) else { throw SignatureStoreError("cannot read \(path): \(FileWalk.errnoString())\(InvokingUser.note(invoker))") }
                 let result = bytes.withUnsafeBytes { engine.scan($0, name: path) }
                 if let e = result.errorMessage { throw SignatureStoreError("cannot check \(path): \(e)") }
                 count += 1
@@ -265,11 +268,13 @@ public final class SignatureStore: Sendable {
 
     // MARK: hashing
 
-    /// The SHA-256 (lower-case hex, by libclamav's hashing) and the size of a file.
-    public static func sha256(ofFile path: String) throws(SignatureStoreError) -> (String, UInt64) {
+    /// The SHA-256 (lower-case hex, by libclamav's hashing) and the size of a file, opened with the
+    /// permissions of `invoker` when given (the user who ran sudo).
+    public static func sha256(ofFile path: String, as invoker: InvokingUser? = nil) throws(SignatureStoreError) -> (String, UInt64) {
         do { try ClamAVLibrary.ensureInitialised() } catch { throw SignatureStoreError("\(error)") }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SignatureStoreError("cannot read \(path): \(FileWalk.errnoString())") }
+        let flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC
+        let fd = invoker.map { $0.open(path, flags: flags) } ?? open(path, flags)
+        guard fd >= 0 else { throw SignatureStoreError("cannot read \(path): \(FileWalk.errnoString())\(InvokingUser.note(invoker))") }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { throw SignatureStoreError("\(path) is not a regular file") }

@@ -26,7 +26,7 @@ enum SignatureOps {
     static func store(_ config: Config) -> SignatureStore {
         SignatureStore(directory: config.localSignatures, prefix: config.ops.localPrefix,
                        otherDirectories: otherDirectories(config), limits: config.limits,
-                       temporaryDirectory: config.spoolDirectory)
+                       temporaryDirectory: config.spoolDirectory, invoker: InvokingUser.fromSudo())
     }
 
     /// The directories loaded besides the ops one, for the compile check (the official databases are left
@@ -138,7 +138,7 @@ struct SignaturesAddCommand: ParsableCommand {
             pattern = .hex(hex)
         } else {
             do {
-                let (h, size) = try SignatureStore.sha256(ofFile: sha256Of!)
+                let (h, size) = try SignatureStore.sha256(ofFile: sha256Of!, as: InvokingUser.fromSudo())
                 pattern = .sha256(h, size: size)
             } catch {
                 Output.err("breakwater signatures add: \(error)\n")
@@ -283,7 +283,9 @@ struct SignaturesTestCommand: ParsableCommand {
         var sources: [String: [String]] = [:]
         for e in SignatureCatalog.entries(in: dirs) { sources[e.name, default: []].append("\(e.file):\(e.line)") }
         var matched = false, failed = false
-        for target in FileWalk.targets(files) {
+        // Under sudo, the messages are read with the permissions of the user who ran it.
+        let invoker = InvokingUser.fromSudo()
+        for target in FileWalk.targets(files, as: invoker) {
             var out = ""
             switch target {
             case .stdin:
@@ -293,8 +295,8 @@ struct SignaturesTestCommand: ParsableCommand {
                 out = "\(path): ERROR \(reason)\n"
                 failed = true
             case .file(let path):
-                guard let bytes = FileIO.read(path) else {
-                    out = "\(path): ERROR \(FileWalk.errnoString())\n"
+                guard let bytes = FileIO.read(path, as: invoker) else {
+                    out = "\(path): ERROR \(FileWalk.errnoString())\(InvokingUser.note(invoker))\n"
                     failed = true
                     break
                 }
