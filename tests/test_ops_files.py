@@ -295,3 +295,17 @@ def test_sudo_files_the_invoking_user_cannot_read_are_not_read(bw_binary, workdi
     # Root without sudo reads them (what it always did): the regex fires on the hidden message.
     r = ops("add", "Breakwater.Local.Spam.Oracle", "--regex", "SECRETHASH[a-z]+", "--check", hidden, "--no-reload")
     assert r.returncode == 1 and "fires on " + hidden in r.stderr, r.stderr
+
+
+def test_list_reads_no_link_in_the_ops_directory(ops, workdir):
+    """A link in the ops directory to a root-only file would print its lines as signature names."""
+    r = add(ops)
+    assert r.returncode == 0, r.stderr
+    target = shadow(workdir)
+    os.symlink(target, os.path.join(ops.ops, "planted.ldb"))
+    os.mkfifo(os.path.join(ops.ops, "fifo.ndb"))
+    r = cli(ops.binary, "signatures", "list", "--local", *ops.flags(), timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert "SECRETHASH" not in r.stdout + r.stderr, r.stdout
+    assert "planted.ldb is a symbolic link" in r.stderr and "fifo.ndb is not a regular file" in r.stderr, r.stderr
+    assert "Breakwater.Local.Spam.Planted" in r.stdout

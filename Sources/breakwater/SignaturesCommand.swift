@@ -225,7 +225,22 @@ struct SignaturesListCommand: ParsableCommand {
                     if !json && ["cvd", "cld", "cud"].contains(type) { out += "(signed database: signatures not listed)  \(type)  \(file)\n" }
                     continue
                 }
-                for e in SignatureCatalog.entries(inFile: file) {
+                let entries: [CatalogEntry]
+                if isLocal {
+                    // The service user's directory: read by descriptor, no link followed (DirectoryHandle).
+                    do {
+                        let handle = try DirectoryHandle(dir)
+                        let name = SignatureCatalog.baseName(file)
+                        let bytes = try handle.read(name, limit: 1 << 30) ?? []
+                        entries = SignatureCatalog.entries(inText: String(decoding: bytes, as: UTF8.self), file: file)
+                    } catch {
+                        Output.err("breakwater signatures list: \(error): not listed\n")
+                        continue
+                    }
+                } else {
+                    entries = SignatureCatalog.entries(inFile: file)
+                }
+                for e in entries {
                     if json {
                         var fields: [(String, JSONValue)] = [("name", .string(e.name)), ("set", .string(isLocal ? "local" : "shipped")),
                                                              ("type", .string(e.type)), ("file", .string(e.file)), ("line", .int(e.line))]
