@@ -363,8 +363,21 @@ extension Config {
 
     /// Loads the file at `path`. `required` is false for the default path: a missing default file means
     /// built-in defaults.
-    public mutating func load(path: String, required: Bool) throws(ConfigError) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+    /// A file named on the command line (`required`) under sudo is opened with the permissions of the
+    /// user who ran sudo (InvokingUser): one that user cannot read is refused, and not a byte of it is
+    /// shown.
+    public mutating func load(path: String, required: Bool, invoker: InvokingUser? = InvokingUser.fromSudo()) throws(ConfigError) {
+        let fd: Int32
+        if required, let invoker {
+            // Read through the descriptor the user opened: the path is not looked up again as root.
+            fd = invoker.open(path)
+            guard fd >= 0 else {
+                throw ConfigError(source: path, line: nil,
+                                  message: "cannot read: the user who ran sudo (\(invoker)) cannot read it (\(FileWalk.errnoString())), so breakwater does not read it as root either")
+            }
+        } else {
+            fd = open(path, O_RDONLY | O_CLOEXEC)
+        }
         if fd < 0 {
             let e = errno
             if e == ENOENT && !required { return }

@@ -191,9 +191,14 @@ public enum SignatureCatalog {
 
     /// The signatures of one database file.
     public static func entries(inFile path: String) -> [CatalogEntry] {
+        guard namedTypes.contains(fileType(path)), let bytes = FileIO.read(path, limit: 1 << 30) else { return [] }
+        return entries(inText: String(decoding: bytes, as: UTF8.self), file: path)
+    }
+
+    /// The signatures of a database file's text (`file` gives its name and type).
+    public static func entries(inText text: String, file path: String) -> [CatalogEntry] {
         let type = fileType(path)
-        guard namedTypes.contains(type), let bytes = FileIO.read(path, limit: 1 << 30) else { return [] }
-        let text = String(decoding: bytes, as: UTF8.self)
+        guard namedTypes.contains(type) else { return [] }
         var notes: [String: SignatureNote] = [:]
         let owned = SignatureFileKind(rawValue: type).map { $0.ownedFileName == baseName(path) } ?? false
         if owned {
@@ -238,16 +243,21 @@ public enum SignatureCatalog {
     }
 }
 
-/// Whole-file reads and atomic replacement, for the small files Breakwater owns.
+/// Whole-file reads (files in a directory another user owns: DirectoryHandle).
 public enum FileIO {
     /// The file's bytes; nil when it cannot be read (errno says why), is not a regular file, or is
     /// larger than `limit` (errno EFBIG).
-    public static func read(_ path: String, limit: Int = 64 << 20) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+    /// With `invoker` (a command run through sudo), the file is opened with that user's permissions.
+    public static func read(_ path: String, limit: Int = 64 << 20, as invoker: InvokingUser? = nil) -> [UInt8]? {
+        // Non-blocking open: a FIFO in place of a file must not hang the command (refused below).
+        let flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC
+        let fd = invoker.map { $0.open(path, flags: flags) } ?? open(path, flags)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+        let fl = fcntl(fd, F_GETFL)
+        if fl >= 0 { _ = fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) }
         guard Int(st.st_size) <= limit else { errno = EFBIG; return nil }
         return readAll(fd: fd, limit: limit, sizeHint: Int(st.st_size))
     }
@@ -266,67 +276,6 @@ public enum FileIO {
         }
         guard out.count <= limit else { errno = EFBIG; return nil }
         return out
-    }
-
-    public struct WriteError: Error, CustomStringConvertible, Sendable {
-        public let description: String
-    }
-
-    /// Replaces (or creates) `path` with `contents` atomically: a temporary file in the same directory,
-    /// written and synced, given the mode and owner of the file it replaces (a new file gets `newMode`
-    /// and the directory's owner and group when the caller may set them), then renamed over it.
-    public static func replace(_ path: String, with contents: String, newMode: mode_t = 0o644) throws(WriteError) {
-        let dir = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
-        let name = SignatureCatalog.baseName(path)
-        var template = Array("\(dir.isEmpty ? "/" : dir)/.\(name).tmp.XXXXXX".utf8CString)
-        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-        guard fd >= 0 else { throw WriteError(description: "cannot create a temporary file in \(dir): \(FileWalk.errnoString())") }
-        let tmp = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        var ok = false
-        defer {
-            close(fd)
-            if !ok { unlink(tmp) }
-        }
-        var old = stat()
-        if stat(path, &old) == 0 {
-            _ = fchown(fd, old.st_uid, old.st_gid)  // only root may give a file away; otherwise it stays ours
-            guard fchmod(fd, old.st_mode & 0o7777) == 0 else { throw WriteError(description: "cannot set the mode of \(tmp): \(FileWalk.errnoString())") }
-        } else {
-            var d = stat()
-            if stat(dir, &d) == 0 { _ = fchown(fd, d.st_uid, d.st_gid) }
-            guard fchmod(fd, newMode) == 0 else { throw WriteError(description: "cannot set the mode of \(tmp): \(FileWalk.errnoString())") }
-        }
-        var data = contents
-        let written: Bool = data.withUTF8 { buf in
-            var off = 0
-            while off < buf.count {
-                let n = write(fd, buf.baseAddress! + off, buf.count - off)
-                if n < 0 { if errno == EINTR { continue }; return false }
-                off += n
-            }
-            return true
-        }
-        guard written else { throw WriteError(description: "cannot write \(tmp): \(FileWalk.errnoString())") }
-        guard fsync(fd) == 0 else { throw WriteError(description: "cannot sync \(tmp): \(FileWalk.errnoString())") }
-        guard rename(tmp, path) == 0 else { throw WriteError(description: "cannot rename \(tmp) to \(path): \(FileWalk.errnoString())") }
-        ok = true
-        syncDirectory(dir)
-    }
-
-    /// Removes `path` (it is fine when it is already gone) and syncs its directory.
-    public static func remove(_ path: String) throws(WriteError) {
-        if unlink(path) != 0 && errno != ENOENT {
-            throw WriteError(description: "cannot remove \(path): \(FileWalk.errnoString())")
-        }
-        syncDirectory(path.lastIndex(of: "/").map { String(path[..<$0]) } ?? ".")
-    }
-
-    static func syncDirectory(_ dir: String) {
-        let dfd = open(dir.isEmpty ? "/" : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 {
-            _ = fsync(dfd)
-            close(dfd)
-        }
     }
 }
 

@@ -23,6 +23,11 @@ public struct SignatureStoreError: Error, CustomStringConvertible, Sendable {
 /// (the other signature directories plus a copy of the ops directory with the change) in a test
 /// engine with the real libclamav, optionally scans known-good mail with it, and only then replaces
 /// the file atomically (temporary file, fsync, rename), keeping its mode and owner.
+///
+/// The commands run as root against a directory the service user owns, so every file of it is opened
+/// relative to the directory's descriptor without following links (DirectoryHandle): a link, a FIFO or
+/// a hard-linked file planted there is refused, never followed, and only files created here get an
+/// owner changed.
 public final class SignatureStore: Sendable {
     public let directory: String
     public let prefix: String
@@ -31,16 +36,19 @@ public final class SignatureStore: Sendable {
     public let limits: EngineLimits
     /// Where the test copy of the ops directory is made.
     public let temporaryDirectory: String
+    /// The user who ran sudo, when there is one: `--check` mail is read with that user's permissions.
+    public let invoker: InvokingUser?
 
     public static let lockFileName = ".breakwater-signatures.lock"
 
     public init(directory: String, prefix: String, otherDirectories: [String], limits: EngineLimits = EngineLimits(),
-                temporaryDirectory: String = Config.defaultTemporaryDirectory) {
+                temporaryDirectory: String = Config.defaultTemporaryDirectory, invoker: InvokingUser? = nil) {
         self.directory = directory.count > 1 && directory.hasSuffix("/") ? String(directory.dropLast()) : directory
         self.prefix = prefix
         self.otherDirectories = otherDirectories.filter { $0 != directory }
         self.limits = limits
         self.temporaryDirectory = temporaryDirectory
+        self.invoker = invoker
     }
 
     /// What a change did.
@@ -70,14 +78,14 @@ public final class SignatureStore: Sendable {
             throw SignatureStoreError(error.description)
         }
         let note = SignatureNote(author: author, added: Timestamp.iso8601(time), pattern: pattern.summary, comment: comment)
-        return try withLock { () throws(SignatureStoreError) -> Change in
-            if let existing = SignatureCatalog.entries(in: otherDirectories + [directory]).first(where: { $0.name == name }) {
+        return try withLock { (dir) throws(SignatureStoreError) -> Change in
+            if let existing = try (SignatureCatalog.entries(in: otherDirectories) + opsEntries(dir)).first(where: { $0.name == name }) {
                 throw SignatureStoreError("a signature named \(name) already exists in \(existing.file) (line \(existing.line)): choose another name, or remove it first")
             }
             let target = directory + "/" + kind.ownedFileName
-            var file = try readOwned(kind)
+            var file = try readOwned(kind, in: dir)
             file.entries.append(OwnedSignatureFile.Entry(name: name, line: line, note: note))
-            let (engine, signatures) = try compile(replacing: target, with: file)
+            let (engine, signatures) = try compile(dir, replacing: kind.ownedFileName, with: file)
             var fired: [String] = []
             var checked = 0
             if !check.isEmpty, let engine {
@@ -86,7 +94,7 @@ public final class SignatureStore: Sendable {
                     throw SignatureStoreError("\(name) fires on \(fired.count) of \(checked) known-good message\(checked == 1 ? "" : "s"); nothing changed (--force adds it anyway)", firedOn: fired)
                 }
             }
-            try write(file, to: target)
+            try write(file, kind: kind, in: dir)
             return Change(name: name, file: target, line: line, signatures: signatures, firedOn: fired, checked: checked)
         }
     }
@@ -94,17 +102,17 @@ public final class SignatureStore: Sendable {
     // MARK: remove
 
     public func remove(name: String) throws(SignatureStoreError) -> Change {
-        try withLock { () throws(SignatureStoreError) -> Change in
+        try withLock { (dir) throws(SignatureStoreError) -> Change in
             for kind in SignatureFileKind.allCases {
-                var file = try readOwned(kind)
+                var file = try readOwned(kind, in: dir)
                 guard let i = file.entries.firstIndex(where: { $0.name == name }) else { continue }
                 let removed = file.entries.remove(at: i)
                 let target = directory + "/" + kind.ownedFileName
-                let (_, signatures) = try compile(replacing: target, with: file)
-                try write(file, to: target)
+                let (_, signatures) = try compile(dir, replacing: kind.ownedFileName, with: file)
+                try write(file, kind: kind, in: dir)
                 return Change(name: name, file: target, line: removed.line, signatures: signatures, firedOn: [], checked: 0)
             }
-            if let other = SignatureCatalog.entries(in: otherDirectories + [directory]).first(where: { $0.name == name }) {
+            if let other = try (SignatureCatalog.entries(in: otherDirectories) + opsEntries(dir)).first(where: { $0.name == name }) {
                 let inOps = other.file.hasPrefix(directory + "/")
                 throw SignatureStoreError(inOps
                     ? "\(name) is in \(other.file) (line \(other.line)), which `breakwater signatures` did not write: edit that file by hand"
@@ -116,72 +124,100 @@ public final class SignatureStore: Sendable {
 
     // MARK: steps
 
-    /// Runs `body` holding the directory's lock file (flock, exclusive; waits for another change).
-    func withLock<T>(_ body: () throws(SignatureStoreError) -> T) throws(SignatureStoreError) -> T {
+    /// Runs `body` holding the directory's lock file (flock, exclusive; waits for another change), with
+    /// the directory open (O_DIRECTORY|O_NOFOLLOW) for every file access.
+    func withLock<T>(_ body: (DirectoryHandle) throws(SignatureStoreError) -> T) throws(SignatureStoreError) -> T {
         guard SignatureLocations.isDirectory(directory) else {
             throw SignatureStoreError("the ops signature directory \(directory) does not exist (the package creates it; or set local-signatures)")
         }
-        let lockPath = directory + "/" + SignatureStore.lockFileName
-        let fd = open(lockPath, O_RDONLY | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            throw SignatureStoreError("cannot lock \(directory): \(lockPath): \(FileWalk.errnoString()) (run as root or as the service user)")
+        let dir: DirectoryHandle
+        let fd: Int32
+        do {
+            dir = try DirectoryHandle(directory)
+            fd = try dir.lock(SignatureStore.lockFileName)
+        } catch {
+            let hint = error.description.hasSuffix(FileWalk.errnoString(EACCES)) ? " (run as root or as the service user)" : ""
+            throw SignatureStoreError("cannot lock \(directory): \(error)\(hint); nothing changed")
         }
         defer { close(fd) }
-        if geteuid() == 0 {
-            var d = stat()
-            if stat(directory, &d) == 0 { _ = fchown(fd, d.st_uid, d.st_gid) }  // usable by the service user too
-        }
-        while flock(fd, LOCK_EX) != 0 {
-            if errno != EINTR { throw SignatureStoreError("cannot lock \(lockPath): \(FileWalk.errnoString())") }
-        }
-        return try body()
+        return try body(dir)
     }
 
-    func readOwned(_ kind: SignatureFileKind) throws(SignatureStoreError) -> OwnedSignatureFile {
-        let path = directory + "/" + kind.ownedFileName
-        if access(path, F_OK) != 0 { return OwnedSignatureFile(kind: kind) }
-        guard let bytes = FileIO.read(path, limit: 256 << 20) else {
-            throw SignatureStoreError("cannot read \(path): \(FileWalk.errnoString())")
+    /// The database file names of the ops directory (what libclamav would load), sorted.
+    func databaseNames(_ dir: DirectoryHandle) throws(SignatureStoreError) -> [String] {
+        do {
+            return try dir.names().filter { $0.first != "." && SignatureLocations.databaseExtensions.contains(SignatureCatalog.fileType($0)) }
+        } catch {
+            throw SignatureStoreError(error.description)
+        }
+    }
+
+    /// A file of the ops directory, read without following a link (nil when it does not exist).
+    func readFile(_ name: String, in dir: DirectoryHandle, limit: Int, maxLinks: UInt? = nil) throws(SignatureStoreError) -> [UInt8]? {
+        do {
+            return try dir.read(name, limit: limit, maxLinks: maxLinks)
+        } catch {
+            throw SignatureStoreError("\(error); nothing changed")
+        }
+    }
+
+    /// The named signatures of the ops directory, for unique names.
+    func opsEntries(_ dir: DirectoryHandle) throws(SignatureStoreError) -> [CatalogEntry] {
+        var out: [CatalogEntry] = []
+        for name in try databaseNames(dir) where SignatureCatalog.namedTypes.contains(SignatureCatalog.fileType(name)) {
+            guard let bytes = try readFile(name, in: dir, limit: 1 << 30) else { continue }
+            out += SignatureCatalog.entries(inText: String(decoding: bytes, as: UTF8.self), file: dir.display(name))
+        }
+        return out
+    }
+
+    func readOwned(_ kind: SignatureFileKind, in dir: DirectoryHandle) throws(SignatureStoreError) -> OwnedSignatureFile {
+        // One hard link only: the file's text is written back, readable by the directory's owner.
+        guard let bytes = try readFile(kind.ownedFileName, in: dir, limit: 256 << 20, maxLinks: 1) else {
+            return OwnedSignatureFile(kind: kind)
         }
         return OwnedSignatureFile.parse(String(decoding: bytes, as: UTF8.self), kind: kind)
     }
 
-    /// Builds the whole set as it would be with `target` replaced by `file`: the other directories, and
-    /// a copy of the ops directory. Returns the engine (nil when the set would be empty) and its count.
-    func compile(replacing target: String, with file: OwnedSignatureFile) throws(SignatureStoreError) -> (ClamEngine?, Int) {
-        var template = Array("\(temporaryDirectory)/breakwater-check.XXXXXX".utf8CString)
-        guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
-            throw SignatureStoreError("cannot create a test directory in \(temporaryDirectory): \(FileWalk.errnoString())")
+    /// Builds the whole set as it would be with the file `target` of the ops directory replaced by
+    /// `file`: the other directories, and a copy of the ops directory (in a private directory under
+    /// the temporary directory, which may belong to the service user: it is used through its
+    /// descriptor only). Returns the engine (nil when the set would be empty) and its count.
+    func compile(_ dir: DirectoryHandle, replacing target: String, with file: OwnedSignatureFile) throws(SignatureStoreError) -> (ClamEngine?, Int) {
+        let staging: DirectoryHandle
+        do {
+            staging = try DirectoryHandle.makeTemporary(in: temporaryDirectory, prefix: "breakwater-check")
+        } catch {
+            throw SignatureStoreError("cannot create a test directory in \(temporaryDirectory): \(error)")
         }
-        let staging = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        defer {
-            for f in SignatureCatalog.databaseFiles(in: staging) { unlink(f) }
-            rmdir(staging)
-        }
-        for path in SignatureCatalog.databaseFiles(in: directory) where path != target {
-            guard let bytes = FileIO.read(path, limit: 1 << 30) else {
-                throw SignatureStoreError("cannot read \(path): \(FileWalk.errnoString())")
-            }
-            try writeStaged(staging + "/" + SignatureCatalog.baseName(path), String(decoding: bytes, as: UTF8.self))
+        defer { staging.removeTemporary() }
+        var staged = false
+        for name in try databaseNames(dir) where name != target {
+            guard let bytes = try readFile(name, in: dir, limit: 1 << 30) else { continue }
+            try writeStaged(staging, name, String(decoding: bytes, as: UTF8.self))
+            staged = true
         }
         if !file.entries.isEmpty {
-            try writeStaged(staging + "/" + SignatureCatalog.baseName(target), file.render())
+            try writeStaged(staging, target, file.render())
+            staged = true
         }
         var dirs = otherDirectories
-        if SignatureLocations.hasDatabaseFiles(staging) { dirs.append(staging) }
+        if staged { dirs.append(staging.procPath) }
         guard !dirs.isEmpty else { return (nil, 0) }
         do {
             let engine = try ClamEngine(directories: dirs, limits: limits)
             return (engine, engine.signatureCount)
         } catch {
-            let message = "\(error)".replacing(staging, with: directory)
+            let message = "\(error)".replacing(staging.procPath, with: directory).replacing(staging.path, with: directory)
             throw SignatureStoreError("libclamav refuses the new set: \(message); nothing changed")
         }
     }
 
-    private func writeStaged(_ path: String, _ text: String) throws(SignatureStoreError) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw SignatureStoreError("cannot write \(path): \(FileWalk.errnoString())") }
+    private func writeStaged(_ staging: DirectoryHandle, _ name: String, _ text: String) throws(SignatureStoreError) {
+        let path = staging.display(name)
+        let created: Int32?
+        do { created = try staging.createNew(name, mode: 0o600) } catch { throw SignatureStoreError(error.description) }
+        guard let fd = created else { throw SignatureStoreError("cannot write \(path): \(FileWalk.errnoString(EEXIST))") }
         defer { close(fd) }
         var t = text
         let ok: Bool = t.withUTF8 { buf in
@@ -200,14 +236,14 @@ public final class SignatureStore: Sendable {
     func scan(_ paths: [String], with engine: ClamEngine, for name: String) throws(SignatureStoreError) -> ([String], Int) {
         var fired: [String] = []
         var count = 0
-        for target in FileWalk.targets(paths) {
+        for target in FileWalk.targets(paths, as: invoker) {
             switch target {
             case .stdin:
                 throw SignatureStoreError("--check takes directories or message files, not -")
             case .unreadable(let path, let reason):
                 throw SignatureStoreError("cannot check \(path): \(reason)")
             case .file(let path):
-                guard let bytes = FileIO.read(path) else { throw SignatureStoreError("cannot read \(path): \(FileWalk.errnoString())") }
+                guard let bytes = FileIO.read(path, as: invoker) else { throw SignatureStoreError("cannot read \(path): \(FileWalk.errnoString())\(InvokingUser.note(invoker))") }
                 let result = bytes.withUnsafeBytes { engine.scan($0, name: path) }
                 if let e = result.errorMessage { throw SignatureStoreError("cannot check \(path): \(e)") }
                 count += 1
@@ -218,12 +254,12 @@ public final class SignatureStore: Sendable {
         return (fired, count)
     }
 
-    func write(_ file: OwnedSignatureFile, to path: String) throws(SignatureStoreError) {
+    func write(_ file: OwnedSignatureFile, kind: SignatureFileKind, in dir: DirectoryHandle) throws(SignatureStoreError) {
         do {
             if file.entries.isEmpty {
-                try FileIO.remove(path)  // libclamav refuses an empty database file
+                try dir.remove(kind.ownedFileName)  // libclamav refuses an empty database file
             } else {
-                try FileIO.replace(path, with: file.render())
+                try dir.replace(kind.ownedFileName, with: file.render())
             }
         } catch {
             throw SignatureStoreError(error.description)
@@ -232,11 +268,13 @@ public final class SignatureStore: Sendable {
 
     // MARK: hashing
 
-    /// The SHA-256 (lower-case hex, by libclamav's hashing) and the size of a file.
-    public static func sha256(ofFile path: String) throws(SignatureStoreError) -> (String, UInt64) {
+    /// The SHA-256 (lower-case hex, by libclamav's hashing) and the size of a file, opened with the
+    /// permissions of `invoker` when given (the user who ran sudo).
+    public static func sha256(ofFile path: String, as invoker: InvokingUser? = nil) throws(SignatureStoreError) -> (String, UInt64) {
         do { try ClamAVLibrary.ensureInitialised() } catch { throw SignatureStoreError("\(error)") }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SignatureStoreError("cannot read \(path): \(FileWalk.errnoString())") }
+        let flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC
+        let fd = invoker.map { $0.open(path, flags: flags) } ?? open(path, flags)
+        guard fd >= 0 else { throw SignatureStoreError("cannot read \(path): \(FileWalk.errnoString())\(InvokingUser.note(invoker))") }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { throw SignatureStoreError("\(path) is not a regular file") }

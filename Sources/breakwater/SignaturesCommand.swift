@@ -26,7 +26,7 @@ enum SignatureOps {
     static func store(_ config: Config) -> SignatureStore {
         SignatureStore(directory: config.localSignatures, prefix: config.ops.localPrefix,
                        otherDirectories: otherDirectories(config), limits: config.limits,
-                       temporaryDirectory: config.spoolDirectory)
+                       temporaryDirectory: config.spoolDirectory, invoker: InvokingUser.fromSudo())
     }
 
     /// The directories loaded besides the ops one, for the compile check (the official databases are left
@@ -138,7 +138,7 @@ struct SignaturesAddCommand: ParsableCommand {
             pattern = .hex(hex)
         } else {
             do {
-                let (h, size) = try SignatureStore.sha256(ofFile: sha256Of!)
+                let (h, size) = try SignatureStore.sha256(ofFile: sha256Of!, as: InvokingUser.fromSudo())
                 pattern = .sha256(h, size: size)
             } catch {
                 Output.err("breakwater signatures add: \(error)\n")
@@ -225,7 +225,22 @@ struct SignaturesListCommand: ParsableCommand {
                     if !json && ["cvd", "cld", "cud"].contains(type) { out += "(signed database: signatures not listed)  \(type)  \(file)\n" }
                     continue
                 }
-                for e in SignatureCatalog.entries(inFile: file) {
+                let entries: [CatalogEntry]
+                if isLocal {
+                    // The service user's directory: read by descriptor, no link followed (DirectoryHandle).
+                    do {
+                        let handle = try DirectoryHandle(dir)
+                        let name = SignatureCatalog.baseName(file)
+                        let bytes = try handle.read(name, limit: 1 << 30) ?? []
+                        entries = SignatureCatalog.entries(inText: String(decoding: bytes, as: UTF8.self), file: file)
+                    } catch {
+                        Output.err("breakwater signatures list: \(error): not listed\n")
+                        continue
+                    }
+                } else {
+                    entries = SignatureCatalog.entries(inFile: file)
+                }
+                for e in entries {
                     if json {
                         var fields: [(String, JSONValue)] = [("name", .string(e.name)), ("set", .string(isLocal ? "local" : "shipped")),
                                                              ("type", .string(e.type)), ("file", .string(e.file)), ("line", .int(e.line))]
@@ -283,7 +298,9 @@ struct SignaturesTestCommand: ParsableCommand {
         var sources: [String: [String]] = [:]
         for e in SignatureCatalog.entries(in: dirs) { sources[e.name, default: []].append("\(e.file):\(e.line)") }
         var matched = false, failed = false
-        for target in FileWalk.targets(files) {
+        // Under sudo, the messages are read with the permissions of the user who ran it.
+        let invoker = InvokingUser.fromSudo()
+        for target in FileWalk.targets(files, as: invoker) {
             var out = ""
             switch target {
             case .stdin:
@@ -293,8 +310,8 @@ struct SignaturesTestCommand: ParsableCommand {
                 out = "\(path): ERROR \(reason)\n"
                 failed = true
             case .file(let path):
-                guard let bytes = FileIO.read(path) else {
-                    out = "\(path): ERROR \(FileWalk.errnoString())\n"
+                guard let bytes = FileIO.read(path, as: invoker) else {
+                    out = "\(path): ERROR \(FileWalk.errnoString())\(InvokingUser.note(invoker))\n"
                     failed = true
                     break
                 }
