@@ -48,8 +48,8 @@ public final class WaveFeature: Sendable {
 
     func logStart(_ w: WaveInfo) {
         var line = "wave \(w.id) started: \(w.windowCount) messages in the window from ~\(w.senders) senders, ~\(w.networks) client networks"
-        line += "; action \(detector.settings.action.rawValue); subject=\"\(milterSafeHeaderValue(w.subject))\""
-        line += "; excerpt=\"\(w.excerpt)\""
+        line += "; action \(detector.settings.action.rawValue); subject=\(Escape.quoted(w.subject))"
+        line += "; excerpt=\(Escape.quoted(w.excerpt))"
         logger.notice("\(line)")
     }
 
@@ -58,7 +58,7 @@ public final class WaveFeature: Sendable {
         for event in detector.sweep(now: Clock.wall()) {
             if case .ended(let w) = event {
                 var line = "wave \(w.id) ended: \(w.waveMessages) messages while a wave, \(w.totalCount) in all since \(WaveReport.iso(w.firstSeen)), last at \(WaveReport.iso(w.lastSeen))"
-                if let p = w.promotedAs { line += "; promoted to \(p)" }
+                if let p = w.promotedAs { line += "; promoted to \(Escape.field(p))" }
                 logger.notice("\(line)")
             }
         }
@@ -79,7 +79,7 @@ public final class WaveFeature: Sendable {
     public func suggestion(id: String) -> Result<(WaveSuggestion, comment: String), WaveError> {
         let key = id.hasPrefix("w") ? id : "w" + id
         guard let w = detector.waves(now: Clock.wall()).first(where: { $0.id == key }) else {
-            return .failure(WaveError("no wave \(id): `breakwater waves` lists the active and recent ones"))
+            return .failure(WaveError("no wave \(Escape.text(id)): `breakwater waves` lists the active and recent ones"))
         }
         guard let s = WaveReport.suggestion(w, prefix: signaturePrefix) else {
             if w.samples.count < WaveSuggestion.minSamples {
@@ -94,7 +94,7 @@ public final class WaveFeature: Sendable {
     public func promoted(id: String, as name: String) -> Bool {
         let key = id.hasPrefix("w") ? id : "w" + id
         let ok = detector.store.markPromoted(id: key, as: name)
-        if ok { logger.notice("wave \(key) promoted to signature \(name)") }
+        if ok { logger.notice("wave \(Escape.field(key)) promoted to signature \(Escape.field(name))") }
         return ok
     }
 

@@ -87,14 +87,14 @@ struct WavesFingerprintCommand: ParsableCommand {
             let inspector = WaveLayerInspector(memo: nil, recordLayers: true)
             _ = bytes.withUnsafeBytes { engine.scan($0, name: path, inspector: inspector) }
             let subject = MessageHeaders(bytes).subject.map(WaveSubject.decode)
-            Output.out("\(path)\n")
+            Output.out("\(Escape.text(path))\n")
             for l in inspector.layers { Output.out("  layer depth=\(l.depth) type=\(l.type) size=\(l.size)\n") }
-            Output.out("  subject: \(subject ?? "-")\n")
+            Output.out("  subject: \(subject.map { Escape.text($0) } ?? "-")\n")
             guard let fp = inspector.finish(subject: subject) else {
                 Output.out("  no fingerprint: fewer than \(WaveFingerprintBuilder.minimumWords) words of text\n")
                 continue
             }
-            Output.out("  words: \(fp.words)\n  sample: \(fp.sample.replacing("\n", with: " | "))\n")
+            Output.out("  words: \(fp.words)\n  sample: \(Escape.text(fp.sample.replacing("\n", with: " | ")))\n")
             if similarity {
                 if let f = first { Output.out("  similarity to the first: \(format(f.similarity(fp.signature), 3))\n") } else { first = fp }
             }
@@ -273,7 +273,7 @@ func wavesRequest(_ argument: String, config: Config, command: String) throws ->
     }
     guard r.ok else {
         let head = r.head.hasPrefix("unknown request") ? "the daemon does not detect waves (waves = no)" : r.head
-        Output.err("breakwater \(command): \(head)\n")
+        Output.err("breakwater \(command): \(Escape.text(head))\n")
         throw ExitCode(1)
     }
     return r
@@ -342,7 +342,7 @@ struct WavesPromoteCommand: ParsableCommand {
         let config = try options.load()
         let r = try wavesRequest("SUGGEST \(id)", config: config, command: "waves promote")
         guard r.body.count >= 2 else {
-            Output.err("breakwater waves promote: unexpected answer from the daemon: \(r.head)\n")
+            Output.err("breakwater waves promote: unexpected answer from the daemon: \(Escape.text(r.head))\n")
             throw ExitCode(1)
         }
         let signature = name ?? r.head
@@ -356,7 +356,7 @@ struct WavesPromoteCommand: ParsableCommand {
         if let o = options.officialSignatures { args += ["--official-signatures", o] }
         for d in check { args += ["--check", d] }
         if force { args.append("--force") }
-        Output.out("wave \(id): breakwater signatures add \(signature) --regex \(WaveSuggestion.shellQuote(r.body[0])) --ignore-case --comment \(WaveSuggestion.shellQuote(r.body[1]))\n")
+        Output.out("wave \(id): breakwater signatures add \(Escape.shell(signature)) --regex \(WaveSuggestion.shellQuote(r.body[0])) --ignore-case --comment \(WaveSuggestion.shellQuote(r.body[1]))\n")
         let add = try SignaturesAddCommand.parse(args)
         try add.run()
         _ = try? ControlProtocol.request("WAVES PROMOTED \(id) \(signature)", socket: config.control, timeout: 10)
