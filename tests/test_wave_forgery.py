@@ -68,7 +68,8 @@ def ham_with(phrase, seed):
             "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + body).encode()
 
 
-def test_promote_refuses_a_signature_that_matches_ham(breakwater, workdir, bw_binary):
+def promotable_wave(breakwater, workdir, bw_binary):
+    """A daemon with one wave that has a suggested signature: (bw, gen, id, name, phrase, opts, added)."""
     sigs = eicar_only_signatures(os.path.join(workdir, "sigs"))
     local = os.path.join(workdir, "local-signatures")
     os.makedirs(local)
@@ -89,18 +90,14 @@ def test_promote_refuses_a_signature_that_matches_ham(breakwater, workdir, bw_bi
         return any(name in open(os.path.join(local, f)).read() for f in os.listdir(local)
                    if f.startswith("breakwater-local."))
 
-    # 1. A ham directory (--ham): refused by the libclamav check of `signatures add`.
-    hamdir = os.path.join(workdir, "ham")
-    os.makedirs(hamdir)
-    with open(os.path.join(hamdir, "1.eml"), "wb") as f:
-        f.write(ham_with(phrase, 5))
-    r = cli(bw_binary, "waves", "promote", wid, "--ham", hamdir, *opts)
-    assert r.returncode == 1, f"{r.returncode}\n{r.stdout}\n{r.stderr}"
-    assert "fires on" in r.stderr and "1.eml" in r.stderr, r.stderr
-    assert not added()
+    return bw, gen, wid, name, phrase, opts, added
 
-    # 2. Recently accepted mail: a colleague's message quoting the phrase goes through the milter
-    # (accepted, not part of the wave); the daemon's check of the suggestion finds it.
+
+def test_promote_refuses_a_signature_that_matches_recent_mail(breakwater, workdir, bw_binary):
+    bw, gen, wid, name, phrase, opts, added = promotable_wave(breakwater, workdir, bw_binary)
+    control = opts[1]
+    # A colleague's message quoting the campaign's phrase goes through the milter (accepted, not part
+    # of the wave); the daemon's check of the suggestion finds it.
     reply = send(bw, ham_with(phrase, 6), "<ben@example.org>", "<anna@dest.example>", "203.0.113.5")
     assert reply.kind in ("accept", "continue") and not wave_header(reply), reply
     r = cli(bw_binary, "waves", "promote", wid, *opts)
@@ -112,7 +109,7 @@ def test_promote_refuses_a_signature_that_matches_ham(breakwater, workdir, bw_bi
     assert not added()
     assert waves(bw_binary, control)[0]["promoted_as"] is None
 
-    # 3. --force adds it anyway, and the wave then gets the signature's reject.
+    # --force adds it anyway, and the wave then gets the signature's reject.
     r = cli(bw_binary, "waves", "promote", wid, "--force", *opts)
     assert r.returncode == 0, f"{r.returncode}\n{r.stdout}\n{r.stderr}"
     assert "added anyway (--force)" in r.stderr
@@ -121,6 +118,23 @@ def test_promote_refuses_a_signature_that_matches_ham(breakwater, workdir, bw_bi
     raw, sender, rcpt, _, _ = gen.wave(99)
     reply = send(bw, raw, sender, rcpt, "198.51.200.20")
     assert reply.kind == "reject" and name in reply.text, reply
+
+
+def test_promote_refuses_a_signature_that_matches_a_ham_directory(breakwater, workdir, bw_binary):
+    bw, gen, wid, name, phrase, opts, added = promotable_wave(breakwater, workdir, bw_binary)
+    hamdir = os.path.join(workdir, "ham")
+    os.makedirs(hamdir)
+    with open(os.path.join(hamdir, "1.eml"), "wb") as f:
+        f.write(ham_with(phrase, 5))
+    r = cli(bw_binary, "waves", "promote", wid, "--ham", hamdir, *opts)
+    assert r.returncode == 1, f"{r.returncode}\n{r.stdout}\n{r.stderr}"
+    # The daemon's own check found nothing (it holds no ham yet); libclamav's scan of --ham did.
+    assert "checked against 0 recently accepted message(s): no match" in r.stdout, r.stdout
+    assert "fires on" in r.stderr and "1.eml" in r.stderr, r.stderr
+    assert not added()
+    r = cli(bw_binary, "waves", "promote", wid, "--ham", hamdir, "--force", *opts)
+    assert r.returncode == 0, f"{r.returncode}\n{r.stdout}\n{r.stderr}"
+    assert added()
 
 
 def test_promote_validates_its_arguments(breakwater, workdir, bw_binary):
