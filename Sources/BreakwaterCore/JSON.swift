@@ -41,6 +41,8 @@ public enum JSONValue: Sendable {
         return s
     }
 
+    /// A JSON string. A Swift string is valid Unicode (invalid UTF-8 was decoded to U+FFFD), so the
+    /// output is valid UTF-8.
     public static func quote(_ s: String, into out: inout String) {
         out += "\""
         for u in s.unicodeScalars {
@@ -51,7 +53,9 @@ public enum JSONValue: Sendable {
             case "\r": out += "\\r"
             case "\t": out += "\\t"
             default:
-                if u.value < 0x20 {
+                // Every control character (C0, DEL, C1) and the line separators and bidirectional
+                // controls of `Escape` as \uXXXX: the text is mail's, and JSON is read on terminals.
+                if Escape.isUnsafe(u) {
                     let hex = String(u.value, radix: 16)
                     out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
                 } else {

@@ -10,7 +10,9 @@ public enum WaveReport {
 
     public static func comment(_ w: WaveInfo) -> String {
         var c = "wave \(w.id)"
-        if !w.subject.isEmpty { c += ": " + truncatedUTF8(w.subject, max: 80) }
+        // The subject is the sender's text: escaped, so the comment is one line of printable text (as
+        // `signatures add` requires) and safe on a terminal.
+        if !w.subject.isEmpty { c += ": " + Escape.text(truncatedUTF8(w.subject, max: 80)) }
         return c
     }
 
@@ -51,10 +53,10 @@ public enum WaveReport {
             out += "  messages: \(w.windowCount) in the window, \(w.totalCount) since first seen, \(w.waveMessages) while a wave\n"
             out += "  senders: ~\(w.senders), client networks: ~\(w.networks)\n"
             out += "  first seen: \(iso(w.firstSeen)), last seen: \(iso(w.lastSeen))\n"
-            out += "  subject: \(w.subject.isEmpty ? "-" : w.subject)\n"
-            out += "  excerpt: \(w.excerpt)\n"
+            out += "  subject: \(w.subject.isEmpty ? "-" : Escape.text(w.subject))\n"
+            out += "  excerpt: \(Escape.text(w.excerpt))\n"
             if let p = w.promotedAs {
-                out += "  promoted to: \(p)\n"
+                out += "  promoted to: \(Escape.text(p))\n"
             } else if let s = suggestion(w, prefix: prefix) {
                 out += "  suggested signature:\n    \(s.command(comment: comment(w)))\n"
             } else if w.samples.count < WaveSuggestion.minSamples {

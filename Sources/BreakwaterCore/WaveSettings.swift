@@ -16,7 +16,8 @@ public struct WaveSettings: Sendable {
     public var enabled = true
     /// `wave-threshold`: messages in the window that make a wave.
     public var threshold = 50
-    /// `wave-min-sources`: a wave needs more than this many distinct senders or client networks.
+    /// `wave-min-sources`: a wave needs more than this many distinct client networks (/24 for IPv4,
+    /// /48 for IPv6). Envelope senders are not counted: one host forges any number for free.
     public var minSources = 5
     /// `wave-window`: seconds of the sliding window; a wave ends after a whole window without a message.
     public var window = 600.0
@@ -50,7 +51,8 @@ public struct WaveSettings: Sendable {
 }
 
 /// Where a message came from, as the store counts it: the envelope sender and the client network
-/// (/24 for IPv4, /64 for IPv6), both hashed.
+/// (/24 for IPv4, /48 for IPv6: what one site is commonly given), both hashed. Only networks make a
+/// wave's sources; senders are shown.
 public struct WaveOrigin: Sendable {
     public var sender: UInt64
     public var network: UInt64
@@ -68,7 +70,7 @@ public struct WaveOrigin: Sendable {
             if ip.count == 16 && ip[0..<10].allSatisfy({ $0 == 0 }) && ip[10] == 0xff && ip[11] == 0xff {
                 ip = Array(ip[12...])
             }
-            let prefix = ip.count == 4 ? ip.prefix(3) : ip.prefix(8)
+            let prefix = ip.count == 4 ? ip.prefix(3) : ip.prefix(6)
             self.network = WaveOrigin.hash(Array(prefix), salt: UInt64(ip.count))
         } else {
             self.network = WaveOrigin.hash(Array(clientAddress.utf8), salt: 3)
@@ -92,7 +94,7 @@ extension Config {
                   help: "Messages of one fingerprint within wave-window that make a wave.",
                   repeatable: false) { c, v throws(ConfigKey.ValueError) in c.wave.threshold = try int(v, 2...10_000_000) },
         ConfigKey(name: "wave-min-sources", defaultText: "5",
-                  help: "A wave needs more than this many distinct envelope senders or client networks (/24 for IPv4, /64 for IPv6).",
+                  help: "A wave needs more than this many distinct client networks (/24 for IPv4, /48 for IPv6). Envelope senders are not counted: a single host can forge any number of them.",
                   repeatable: false) { c, v throws(ConfigKey.ValueError) in c.wave.minSources = try int(v, 0...100) },
         ConfigKey(name: "wave-window", defaultText: "10m",
                   help: "Sliding window over which wave messages are counted; a wave ends after a whole window without a message.",

@@ -28,10 +28,13 @@ public struct WaveInfo: Sendable {
     public var samples: [String]
     /// The signature it was promoted to, if it was.
     public var promotedAs: String?
+    /// Its fingerprint's template (the low 16 bits of each MinHash value, as the store keeps them),
+    /// to tell its own messages from others (`RecentHam`). Empty when the store keeps none.
+    public var signature: [UInt16]
 
     public init(id: String, active: Bool, startedAt: Double, endedAt: Double?, firstSeen: Double, lastSeen: Double,
                 windowCount: Int, totalCount: Int, waveMessages: Int, senders: Int, networks: Int, subject: String,
-                excerpt: String, samples: [String], promotedAs: String?) {
+                excerpt: String, samples: [String], promotedAs: String?, signature: [UInt16] = []) {
         self.id = id
         self.active = active
         self.startedAt = startedAt
@@ -47,6 +50,7 @@ public struct WaveInfo: Sendable {
         self.excerpt = excerpt
         self.samples = samples
         self.promotedAs = promotedAs
+        self.signature = signature
     }
 }
 
@@ -201,6 +205,7 @@ public final class InProcessWaveStore: WaveStore {
         var subject: String
         var samples: [String]
         var promotedAs: String?
+        var signature: [UInt16]
     }
 
     struct State {
@@ -283,6 +288,7 @@ public final class InProcessWaveStore: WaveStore {
             n += records.capacity * MemoryLayout<Record>.stride
             for r in records {
                 n += r.id.utf8.count + r.subject.utf8.count + (r.promotedAs?.utf8.count ?? 0)
+                n += r.signature.capacity * MemoryLayout<UInt16>.stride
                 n += r.samples.capacity * MemoryLayout<String>.stride + r.samples.reduce(0) { $0 + $1.utf8.count }
             }
             return n
@@ -426,6 +432,11 @@ public final class InProcessWaveStore: WaveStore {
         func slotValue(_ key: UInt64, _ e: Int) -> UInt32 { slotTag(key) << UInt32(entryBits) | UInt32(e + 1) }
         func slotTag(_ key: UInt64) -> UInt32 { UInt32(truncatingIfNeeded: key >> UInt64(32 + entryBits)) }
         func slotEntry(_ slot: UInt32) -> Int { Int(slot & (UInt32.max >> UInt32(32 - entryBits))) - 1 }
+
+        /// Entry `e`'s signature (its wave's template once it learned one).
+        func template(_ e: Int) -> [UInt16] {
+            (0..<waveSignatureSize).map { sig[e * waveSignatureSize + $0] }
+        }
 
         func equalBins(_ e: Int, _ s: [UInt32]) -> Int {
             var n = 0
@@ -631,7 +642,9 @@ public final class InProcessWaveStore: WaveStore {
             }
             let count = windowCount(e, now: now)
             guard count >= threshold else { return WaveObservation() }
-            let sources = max(distinct(e, networks: false, now: now), distinct(e, networks: true, now: now))
+            // Sources are client networks only: a single host forges any number of envelope senders,
+            // while a new /24 (or /48) costs an attacker a real address elsewhere.
+            let sources = distinct(e, networks: true, now: now)
             guard sources > minSources else { return WaveObservation() }
             let r = startWave(e, fp: fp, now: now)
             return WaveObservation(wave: records[r].id, started: info(r, now: now))
@@ -644,7 +657,8 @@ public final class InProcessWaveStore: WaveStore {
             let id = "w" + String(String(h, radix: 16).suffix(8))
             let rec = Record(id: id, entry: e, active: true, startedAt: now, endedAt: nil, firstSeen: firstSeen[e],
                              lastSeen: now, windowCount: 0, totalCount: 0, waveMessages: 1, senders: 0, networks: 0,
-                             subject: truncatedUTF8(fp.subject, max: 200), samples: [fp.sample], promotedAs: nil)
+                             subject: truncatedUTF8(fp.subject, max: 200), samples: [fp.sample], promotedAs: nil,
+                             signature: template(e))
             var r: Int
             if let same = records.firstIndex(where: { $0.id == id && !$0.active }) {
                 // The same campaign again: its record (and a promotion) carries over.
@@ -679,6 +693,7 @@ public final class InProcessWaveStore: WaveStore {
                 records[r].totalCount = Int(total[e])
                 records[r].senders = distinct(e, networks: false, now: records[r].lastSeen)
                 records[r].networks = distinct(e, networks: true, now: records[r].lastSeen)
+                records[r].signature = template(e)
                 record[e] = -1
             }
             records[r].entry = -1
@@ -702,7 +717,7 @@ public final class InProcessWaveStore: WaveStore {
                              totalCount: rec.totalCount, waveMessages: rec.waveMessages, senders: rec.senders,
                              networks: rec.networks, subject: rec.subject,
                              excerpt: rec.samples.first.map(WaveFingerprint.excerpt) ?? "",
-                             samples: rec.samples, promotedAs: rec.promotedAs)
+                             samples: rec.samples, promotedAs: rec.promotedAs, signature: rec.signature)
             if rec.active && rec.entry >= 0 {
                 let e = rec.entry
                 i.windowCount = windowCount(e, now: now)
@@ -710,6 +725,7 @@ public final class InProcessWaveStore: WaveStore {
                 i.senders = distinct(e, networks: false, now: now)
                 i.networks = distinct(e, networks: true, now: now)
                 i.lastSeen = lastSeen[e]
+                i.signature = template(e)
             }
             return i
         }

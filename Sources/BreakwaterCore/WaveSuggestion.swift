@@ -67,8 +67,9 @@ public struct WaveSuggestion: Sendable, Equatable {
         return c
     }
 
+    /// Quoted for a shell, and free of control characters (see `Escape.shell`).
     public static func shellQuote(_ s: String) -> String {
-        "'" + s.replacing("'", with: "'\\''") + "'"
+        Escape.shell(s)
     }
 
     /// The sample's segments (runs of adjacent words), each as its words.

@@ -109,7 +109,7 @@ func milterConnect(_ ctx: OpaquePointer?, _ hostname: UnsafeMutablePointer<CChar
 /// A client in skip-networks: accepted unscanned, at connect or (when connect has no reply) at each MAIL FROM.
 private func skipClient(_ s: Session, _ daemon: MilterDaemon) -> sfsistat {
     daemon.stats.skipped.add(1, ordering: .relaxed)
-    daemon.logger.info("client=\(s.clientAddress) verdict=skipped reason=skip-networks")
+    daemon.logger.info("client=\(Escape.field(s.clientAddress)) verdict=skipped reason=skip-networks")
     return SMFIS_ACCEPT
 }
 
@@ -137,12 +137,12 @@ func milterEnvFrom(_ ctx: OpaquePointer?, _ argv: UnsafeMutablePointer<UnsafeMut
     }
     if daemon.config.skipAuthenticated, let user = macro(ctx, "{auth_authen}") {
         daemon.stats.skipped.add(1, ordering: .relaxed)
-        daemon.logger.info("client=\(s.clientAddress) from=\(s.sender) auth=\(user) verdict=skipped reason=skip-authenticated")
+        daemon.logger.info("client=\(Escape.field(s.clientAddress)) from=\(Escape.field(s.sender)) auth=\(Escape.field(user)) verdict=skipped reason=skip-authenticated")
         return SMFIS_ACCEPT
     }
     if daemon.isSkippedSender(s.sender) {
         daemon.stats.skipped.add(1, ordering: .relaxed)
-        daemon.logger.info("client=\(s.clientAddress) from=\(s.sender) verdict=skipped reason=skip-senders")
+        daemon.logger.info("client=\(Escape.field(s.clientAddress)) from=\(Escape.field(s.sender)) verdict=skipped reason=skip-senders")
         return SMFIS_ACCEPT
     }
     if daemon.admission.isSaturated {
@@ -150,7 +150,7 @@ func milterEnvFrom(_ ctx: OpaquePointer?, _ argv: UnsafeMutablePointer<UnsafeMut
         let d = daemon.policy.busy(.busy)
         daemon.stats.count(d)
         setReply(ctx, d.reply!)
-        daemon.logger.info("client=\(s.clientAddress) from=\(s.sender) verdict=busy action=tempfail stage=mail-from")
+        daemon.logger.info("client=\(Escape.field(s.clientAddress)) from=\(Escape.field(s.sender)) verdict=busy action=tempfail stage=mail-from")
         return SMFIS_TEMPFAIL
     }
     return SMFIS_CONTINUE
@@ -251,7 +251,7 @@ func milterEOM(_ ctx: OpaquePointer?) -> sfsistat {
     case .discard:
         status = SMFIS_DISCARD
     case .quarantine:
-        let reason = "Breakwater: " + (decision.signatures.isEmpty ? decision.verdict.rawValue : decision.signatures.joined(separator: ", "))
+        let reason = "Breakwater: " + (decision.signatures.isEmpty ? decision.verdict.rawValue : Escape.text(decision.signatures.joined(separator: ", ")))
         _ = reason.withCString { smfi_quarantine(ctx, UnsafeMutablePointer(mutating: $0)) }
         status = SMFIS_CONTINUE
     case .tag, .accept:
@@ -266,14 +266,15 @@ func milterEOM(_ ctx: OpaquePointer?) -> sfsistat {
         }
     }
 
-    var line = "queue=\(queueID) client=\(s.clientAddress) from=<\(s.sender.trimmingAngles)> rcpts=\(s.recipients.count) size=\(size)"
+    // Every value from the MTA or the message is escaped (Escape.field): one token, no control character.
+    var line = "queue=\(Escape.field(queueID)) client=\(Escape.field(s.clientAddress)) from=<\(Escape.field(s.sender.trimmingAngles))> rcpts=\(s.recipients.count) size=\(size)"
     line += " verdict=\(decision.verdict.rawValue) action=\(decision.action.rawValue)"
-    if !decision.signatures.isEmpty { line += " signatures=\(decision.signatures.joined(separator: ","))" }
+    if !decision.signatures.isEmpty { line += " signatures=\(Escape.field(decision.signatures.joined(separator: ",")))" }
     if let cause = decision.tempfailCause { line += " cause=\(cause.rawValue)" }
     if let wave = decision.wave { line += " wave=\(wave)" }
     if let spooled { line += " spooled=\(spooled.replacing(" ", with: "-"))" }
     line += " wait_ms=\(waitMs) scan_ms=\(scanMs)"
-    if let r = decision.reply { line += " reply=\"\(r.code) \(r.status) \(r.text)\"" }
+    if let r = decision.reply { line += " reply=\(Escape.quoted("\(r.code) \(r.status) \(r.text)"))" }
     daemon.logger.info("\(line)")
     if !daemon.observers.isEmpty {
         let record = MessageRecord(queueID: queueID, client: s.clientAddress, sender: s.sender, recipients: s.recipients.count,

@@ -186,7 +186,7 @@ public final class ControlServer: DaemonService {
             let verb = parts.first.map { $0.uppercased() } ?? ""
             let argument = parts.count > 1 ? parts[1].trimmed : ""
             if verb == "RELOAD" {
-                daemon.logger.notice("control: RELOAD\(argument.isEmpty ? "" : " " + argument) from \(ControlServer.peer(fd))")
+                daemon.logger.notice("control: RELOAD\(argument.isEmpty ? "" : " " + Escape.text(argument)) from \(ControlServer.peer(fd))")
             }
             if let h = handlers.withLock({ list in list.first { $0.verb == verb }?.handler }) {
                 reply = h(argument, daemon)

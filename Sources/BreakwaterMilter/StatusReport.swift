@@ -93,7 +93,7 @@ public struct StatusReport: Sendable {
             if e.lastSucceeded {
                 lines.append("last reload:  \(Timestamp.iso8601(at)) OK")
             } else {
-                lines.append("last reload:  \(Timestamp.iso8601(at)) FAILED, still serving generation \(e.generation): \(e.lastError ?? "?")")
+                lines.append("last reload:  \(Timestamp.iso8601(at)) FAILED, still serving generation \(e.generation): \(Escape.text(e.lastError ?? "?"))")
             }
         } else {
             lines.append("last reload:  none since start")

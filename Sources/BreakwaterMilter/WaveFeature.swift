@@ -15,13 +15,20 @@ public final class WaveFeature: Sendable {
     let logger: Logger
     /// Prefix of suggested signature names (the names `breakwater signatures add` accepts).
     public let signaturePrefix: String
+    /// The last messages accepted clean, for the check of a suggested signature (`hamCheck`).
+    public let ham = RecentHam()
+    /// For the check's engine: the scan limits, and where its one-signature database is written.
+    let limits: EngineLimits
+    let checkDirectory: String
 
     public init(config: Config, stats: Stats, logger: Logger) {
         detector = WaveDetector(settings: config.wave, stats: stats, rejectTemplate: config.rejectMessage)
         self.logger = logger
         self.signaturePrefix = config.ops.localPrefix
+        self.limits = config.limits
+        self.checkDirectory = config.spoolDirectory
         let u = detector.store.usage()
-        logger.notice("wave detection: \(config.wave.threshold) messages in \(Int(config.wave.window))s from more than \(config.wave.minSources) senders or networks make a wave (action \(config.wave.action.rawValue)); store of \(ByteSize.format(config.wave.storeSize)) holds \(u.capacity) fingerprints")
+        logger.notice("wave detection: \(config.wave.threshold) messages in \(Int(config.wave.window))s from more than \(config.wave.minSources) client networks make a wave (action \(config.wave.action.rawValue)); store of \(ByteSize.format(config.wave.storeSize)) holds \(u.capacity) fingerprints")
     }
 
     /// The inspector for the message about to be scanned. Allow-listed mail is fingerprinted too
@@ -39,6 +46,7 @@ public final class WaveFeature: Sendable {
         let fp = inspector.finish(subject: subject.map(WaveSubject.decode))
         let o = detector.observe(fp, sender: sender, clientIP: clientIP, clientAddress: clientAddress, now: Clock.wall())
         if let started = o.started { logStart(started) }
+        if o.wave == nil, d.action == .accept, d.verdict == .clean, let fp { ham.add(fp) }
         if let sampled = o.sampled, let s = WaveReport.suggestion(sampled, prefix: signaturePrefix) {
             logger.notice("wave \(sampled.id): suggested signature from \(sampled.samples.count) messages: \(s.command(comment: WaveReport.comment(sampled))) (or: breakwater waves promote \(sampled.id))")
         }
@@ -48,8 +56,8 @@ public final class WaveFeature: Sendable {
 
     func logStart(_ w: WaveInfo) {
         var line = "wave \(w.id) started: \(w.windowCount) messages in the window from ~\(w.senders) senders, ~\(w.networks) client networks"
-        line += "; action \(detector.settings.action.rawValue); subject=\"\(milterSafeHeaderValue(w.subject))\""
-        line += "; excerpt=\"\(w.excerpt)\""
+        line += "; action \(detector.settings.action.rawValue); subject=\(Escape.quoted(w.subject))"
+        line += "; excerpt=\(Escape.quoted(w.excerpt))"
         logger.notice("\(line)")
     }
 
@@ -58,7 +66,7 @@ public final class WaveFeature: Sendable {
         for event in detector.sweep(now: Clock.wall()) {
             if case .ended(let w) = event {
                 var line = "wave \(w.id) ended: \(w.waveMessages) messages while a wave, \(w.totalCount) in all since \(WaveReport.iso(w.firstSeen)), last at \(WaveReport.iso(w.lastSeen))"
-                if let p = w.promotedAs { line += "; promoted to \(p)" }
+                if let p = w.promotedAs { line += "; promoted to \(Escape.field(p))" }
                 logger.notice("\(line)")
             }
         }
@@ -77,9 +85,13 @@ public final class WaveFeature: Sendable {
 
     /// What `waves promote ID` adds: the suggested signature of wave `id`, or why there is none.
     public func suggestion(id: String) -> Result<(WaveSuggestion, comment: String), WaveError> {
+        suggestionAndWave(id: id).map { ($0.0, $0.comment) }
+    }
+
+    func suggestionAndWave(id: String) -> Result<(WaveSuggestion, comment: String, wave: WaveInfo), WaveError> {
         let key = id.hasPrefix("w") ? id : "w" + id
         guard let w = detector.waves(now: Clock.wall()).first(where: { $0.id == key }) else {
-            return .failure(WaveError("no wave \(id): `breakwater waves` lists the active and recent ones"))
+            return .failure(WaveError("no wave \(Escape.text(id)): `breakwater waves` lists the active and recent ones"))
         }
         guard let s = WaveReport.suggestion(w, prefix: signaturePrefix) else {
             if w.samples.count < WaveSuggestion.minSamples {
@@ -87,14 +99,77 @@ public final class WaveFeature: Sendable {
             }
             return .failure(WaveError("wave \(w.id) has no suggested signature: its samples share no run of \(WaveSuggestion.minWords) or more words"))
         }
-        return .success((s, WaveReport.comment(w)))
+        return .success((s, WaveReport.comment(w), w))
+    }
+
+    /// What a suggested signature makes of the recently accepted mail: the suggestion compiled by
+    /// libclamav into an engine of its own (the same line `signatures add` writes), which scans the
+    /// text of each message in `ham` except the wave's own first messages (and those of any other
+    /// wave), accepted before it was a wave. Runs on the control thread, never on the message path.
+    public func hamCheck(_ s: WaveSuggestion) -> Result<(matched: [String], checked: Int), WaveError> {
+        let now = Clock.wall()
+        let templates = detector.waves(now: now).map(\.signature).filter { !$0.isEmpty }
+        // Half the similarity at which a message joins a fingerprint: a wave's template drifts as it
+        // learns, and its early members must not count as ham; unrelated mail shares next to nothing.
+        let bins = max(4, Int((detector.settings.similarity * Double(waveSignatureSize) / 2).rounded(.up)))
+        let texts = ham.samples(excluding: templates, minEqualBins: bins)
+        if texts.isEmpty { return .success(([], 0)) }
+        let line: (SignatureFileKind, String)
+        do {
+            line = try SignatureLine.make(name: s.name, pattern: .regex(s.regex, ignoreCase: true, trigger: nil),
+                                          prefix: signaturePrefix)
+        } catch {
+            return .failure(WaveError("the suggested signature is not valid: \(error)"))
+        }
+        var template = Array("\(checkDirectory)/.breakwater-ham-check-XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else {
+            return .failure(WaveError("cannot check it against recent mail: mkdtemp in \(checkDirectory): \(FileWalk.errnoString())"))
+        }
+        let dir = String(cString: made)
+        let file = dir + "/check." + line.0.rawValue
+        defer {
+            unlink(file)
+            rmdir(dir)
+        }
+        guard WaveFeature.writeNew(file, line.1 + "\n") else {
+            return .failure(WaveError("cannot check it against recent mail: cannot write \(file): \(FileWalk.errnoString())"))
+        }
+        let engine: ClamEngine
+        do {
+            engine = try ClamEngine(directories: [dir], limits: limits)
+        } catch {
+            return .failure(WaveError("cannot check it against recent mail: libclamav: \(error)"))
+        }
+        var matched: [String] = []
+        for t in texts {
+            let r = t.utf8.withContiguousStorageIfAvailable { engine.scan(UnsafeRawBufferPointer($0), name: "ham") }
+                ?? Array(t.utf8).withUnsafeBytes { engine.scan($0, name: "ham") }
+            if r.detections.contains(where: { $0.name == s.name }) { matched.append(t) }
+        }
+        return .success((matched, texts.count))
+    }
+
+    /// Writes a new file (0600, never through a link) in the check's own directory.
+    static func writeNew(_ path: String, _ text: String) -> Bool {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        let bytes = Array(text.utf8)
+        var off = 0
+        while off < bytes.count {
+            let n = bytes[off...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return false }
+            off += n
+        }
+        return true
     }
 
     /// Records a promotion (shown by `breakwater waves`, logged when the wave ends).
     public func promoted(id: String, as name: String) -> Bool {
         let key = id.hasPrefix("w") ? id : "w" + id
         let ok = detector.store.markPromoted(id: key, as: name)
-        if ok { logger.notice("wave \(key) promoted to signature \(name)") }
+        if ok { logger.notice("wave \(Escape.field(key)) promoted to signature \(Escape.field(name))") }
         return ok
     }
 
@@ -107,8 +182,19 @@ public final class WaveFeature: Sendable {
         case "JSON":
             return ControlReply(ok: true, head: "", body: [list(json: true).trimmed])
         case "SUGGEST" where words.count == 2:
-            switch suggestion(id: words[1]) {
-            case .success(let (s, comment)): return ControlReply(ok: true, head: s.name, body: [s.regex, comment])
+            switch suggestionAndWave(id: words[1]) {
+            case .success(let (s, comment, _)):
+                // Line 3: the check against recently accepted mail, "ham CHECKED MATCHED" (or
+                // "ham-error WHY"); then the excerpts of at most 3 messages it matched, escaped.
+                var body = [s.regex, comment]
+                switch hamCheck(s) {
+                case .success(let (matched, checked)):
+                    body.append("ham \(checked) \(matched.count)")
+                    body += matched.prefix(3).map { Escape.text(WaveFingerprint.excerpt($0)) }
+                case .failure(let e):
+                    body.append("ham-error \(Escape.text(e.description))")
+                }
+                return ControlReply(ok: true, head: s.name, body: body)
             case .failure(let e): return ControlReply(ok: false, head: e.description)
             }
         case "PROMOTED" where words.count == 3:
@@ -166,7 +252,7 @@ public final class WaveService: DaemonService {
         }
     }
 
-    static let help = "WAVES [TEXT|JSON|SUGGEST ID|PROMOTED ID NAME]: active and recent waves (text lines, or one JSON array); SUGGEST answers OK NAME with the regex and the comment as body lines; PROMOTED records that wave ID got signature NAME"
+    static let help = "WAVES [TEXT|JSON|SUGGEST ID|PROMOTED ID NAME]: active and recent waves (text lines, or one JSON array); SUGGEST answers OK NAME with the regex, the comment and 'ham CHECKED MATCHED' (the suggestion against recently accepted mail) as body lines, then excerpts of the mail it matched; PROMOTED records that wave ID got signature NAME"
 
     public func start(_ daemon: MilterDaemon) throws {
         guard let waves = daemon.waves else { return }

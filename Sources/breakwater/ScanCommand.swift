@@ -199,10 +199,12 @@ final class BatchScan: Sendable {
             fields.append(("scan_seconds", .double((result.seconds * 1e6).rounded() / 1e6)))
             line = JSONValue.object(fields).rendered + "\n"
         } else {
+            // File names (mail saved under the sender's names) and signature names: escaped for the terminal.
+            let shown = Escape.text(path)
             switch result.outcome {
-            case .clean: line = "\(path): OK\n"
-            case .found(let d): line = d.map { "\(path): \($0.name) FOUND\n" }.joined()
-            case .error(let m): line = "\(path): ERROR \(m)\n"
+            case .clean: line = "\(shown): OK\n"
+            case .found(let d): line = d.map { "\(shown): \(Escape.text($0.name)) FOUND\n" }.joined()
+            case .error(let m): line = "\(shown): ERROR \(Escape.text(m))\n"
             }
         }
         totals.withLock { t in

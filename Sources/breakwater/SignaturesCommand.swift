@@ -151,12 +151,12 @@ struct SignaturesAddCommand: ParsableCommand {
                                                         author: SignatureOps.author(), check: check, force: force)
         } catch {
             Output.err("breakwater signatures add: \(error)\n")
-            for m in error.firedOn { Output.err("  fires on \(m)\n") }
+            for m in error.firedOn { Output.err("  fires on \(Escape.text(m))\n") }
             throw ExitCode(1)
         }
         if !change.firedOn.isEmpty {
             Output.err("warning: \(name) fires on \(change.firedOn.count) known-good message(s), added anyway (--force):\n")
-            for m in change.firedOn { Output.err("  fires on \(m)\n") }
+            for m in change.firedOn { Output.err("  fires on \(Escape.text(m))\n") }
         }
         var line = "added \(name) to \(change.file): \(change.line)\n"
         if change.checked > 0 { line += "checked against \(change.checked) known-good message(s): \(change.firedOn.isEmpty ? "no match" : "\(change.firedOn.count) match(es)")\n" }
@@ -307,25 +307,25 @@ struct SignaturesTestCommand: ParsableCommand {
                 out = "-: ERROR use a file\n"
                 failed = true
             case .unreadable(let path, let reason):
-                out = "\(path): ERROR \(reason)\n"
+                out = "\(Escape.text(path)): ERROR \(reason)\n"
                 failed = true
             case .file(let path):
                 guard let bytes = FileIO.read(path, as: invoker) else {
-                    out = "\(path): ERROR \(FileWalk.errnoString())\(InvokingUser.note(invoker))\n"
+                    out = "\(Escape.text(path)): ERROR \(FileWalk.errnoString())\(InvokingUser.note(invoker))\n"
                     failed = true
                     break
                 }
                 let result = bytes.withUnsafeBytes { engine.scan($0, name: path) }
                 if let e = result.errorMessage {
-                    out = "\(path): ERROR \(e)\n"
+                    out = "\(Escape.text(path)): ERROR \(e)\n"
                     failed = true
                 } else if result.detections.isEmpty {
-                    out = "\(path): no match\n"
+                    out = "\(Escape.text(path)): no match\n"
                 } else {
                     matched = true
-                    out = "\(path):\n"
+                    out = "\(Escape.text(path)):\n"
                     for d in result.detections {
-                        out += "  \(d.name)  \(sources[d.name]?.joined(separator: ", ") ?? (d.isLimit ? "(libclamav limit)" : "(built into libclamav)"))\n"
+                        out += "  \(Escape.text(d.name))  \(sources[d.name]?.joined(separator: ", ") ?? (d.isLimit ? "(libclamav limit)" : "(built into libclamav)"))\n"
                     }
                 }
             }

@@ -12,7 +12,7 @@ struct WavesCommand: ParsableCommand {
         abstract: "List active and recent spam waves, or promote one to a signature.",
         discussion: """
             A wave is a fuzzy fingerprint of message text seen wave-threshold times within wave-window from more \
-            than wave-min-sources senders or client networks. `breakwater waves` asks the running daemon over the \
+            than wave-min-sources client networks (/24 for IPv4, /48 for IPv6; envelope senders are not counted). `breakwater waves` asks the running daemon over the \
             control socket; each wave comes with a suggested signature (the longest run of words all its samples \
             share) as a ready `breakwater signatures add` command line, which `waves promote ID` runs.
             """,
@@ -87,14 +87,14 @@ struct WavesFingerprintCommand: ParsableCommand {
             let inspector = WaveLayerInspector(memo: nil, recordLayers: true)
             _ = bytes.withUnsafeBytes { engine.scan($0, name: path, inspector: inspector) }
             let subject = MessageHeaders(bytes).subject.map(WaveSubject.decode)
-            Output.out("\(path)\n")
+            Output.out("\(Escape.text(path))\n")
             for l in inspector.layers { Output.out("  layer depth=\(l.depth) type=\(l.type) size=\(l.size)\n") }
-            Output.out("  subject: \(subject ?? "-")\n")
+            Output.out("  subject: \(subject.map { Escape.text($0) } ?? "-")\n")
             guard let fp = inspector.finish(subject: subject) else {
                 Output.out("  no fingerprint: fewer than \(WaveFingerprintBuilder.minimumWords) words of text\n")
                 continue
             }
-            Output.out("  words: \(fp.words)\n  sample: \(fp.sample.replacing("\n", with: " | "))\n")
+            Output.out("  words: \(fp.words)\n  sample: \(Escape.text(fp.sample.replacing("\n", with: " | ")))\n")
             if similarity {
                 if let f = first { Output.out("  similarity to the first: \(format(f.similarity(fp.signature), 3))\n") } else { first = fp }
             }
@@ -273,7 +273,7 @@ func wavesRequest(_ argument: String, config: Config, command: String) throws ->
     }
     guard r.ok else {
         let head = r.head.hasPrefix("unknown request") ? "the daemon does not detect waves (waves = no)" : r.head
-        Output.err("breakwater \(command): \(head)\n")
+        Output.err("breakwater \(command): \(Escape.text(head))\n")
         throw ExitCode(1)
     }
     return r
@@ -306,8 +306,13 @@ struct WavesPromoteCommand: ParsableCommand {
             Takes the wave's suggested signature from the daemon (a case-insensitive regular expression: the \
             longest run of words its sampled messages share) and runs `breakwater signatures add NAME --regex \
             REGEX --ignore-case --comment 'wave ID: SUBJECT'` with the same options: the name must be free and \
-            start with the local-prefix, the whole set must compile, --check mail must not match; then the \
-            daemon reloads and the command waits for the new engine.
+            start with the local-prefix, the whole set must compile, --check (--ham) mail must not match; then \
+            the daemon reloads and the command waits for the new engine.
+
+            Before that, the daemon checks the suggestion against the mail it accepted clean most recently \
+            (the text of the last 256 such messages, the wave's own first messages left out): compiled by \
+            libclamav into an engine of its own, it must match none of them. A suggestion that would have \
+            matched recent ham, or one given with --check/--ham, is refused unless --force.
 
             Exit status: 0 added and loaded; 1 refused (nothing changed), no such wave, or the reload failed; \
             3 no daemon is running.
@@ -319,10 +324,10 @@ struct WavesPromoteCommand: ParsableCommand {
     @Option(name: .customLong("name"), help: ArgumentHelp("Signature name (default: the suggested LOCAL-PREFIX + Wave.ID).", valueName: "NAME"))
     var name: String?
 
-    @Option(name: .customLong("check"), help: ArgumentHelp("A directory (or file) of known-good mail: refuse when the signature fires on any of it (repeatable).", valueName: "DIR"))
+    @Option(name: [.customLong("check"), .customLong("ham")], help: ArgumentHelp("A directory (or file) of known-good mail: refuse when the signature fires on any of it (repeatable).", valueName: "DIR"))
     var check: [String] = []
 
-    @Flag(name: .customLong("force"), help: "Add it even when it fires on --check mail.")
+    @Flag(name: .customLong("force"), help: "Add it even when it fires on recently accepted mail or on --check mail.")
     var force = false
 
     @Option(name: .customLong("timeout"), help: ArgumentHelp("Seconds to wait for the daemon's reload.", valueName: "SECONDS"))
@@ -331,21 +336,55 @@ struct WavesPromoteCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("The wave, as `breakwater waves` lists it.", valueName: "ID"))
     var id: String
 
+    /// A wave id as the store makes them: `w` and 1 to 16 hex digits (the `w` may be left out).
+    static func isWaveID(_ id: String) -> Bool {
+        let hex = id.hasPrefix("w") ? id.utf8.dropFirst() : id.utf8[...]
+        return !hex.isEmpty && hex.count <= 16
+            && hex.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
+    }
+
     func validate() throws {
-        guard !id.isEmpty, id.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) else {
-            throw ValidationError("'\(id)' is not a wave id (as `breakwater waves` lists it, e.g. w3fa2c81b)")
+        guard WavesPromoteCommand.isWaveID(id) else {
+            throw ValidationError("'\(Escape.text(id.prefix(64)))' is not a wave id (as `breakwater waves` lists it, e.g. w3fa2c81b)")
         }
-        if force && check.isEmpty { throw ValidationError("--force only makes sense with --check") }
+        if let name {
+            do { try SignatureLine.validateName(name, prefix: "") } catch {
+                throw ValidationError("--name: \(error)")
+            }
+        }
     }
 
     func run() throws {
         let config = try options.load()
         let r = try wavesRequest("SUGGEST \(id)", config: config, command: "waves promote")
         guard r.body.count >= 2 else {
-            Output.err("breakwater waves promote: unexpected answer from the daemon: \(r.head)\n")
+            Output.err("breakwater waves promote: unexpected answer from the daemon: \(Escape.text(r.head))\n")
             throw ExitCode(1)
         }
         let signature = name ?? r.head
+        // The daemon's check of the suggestion against recently accepted mail (body line 3).
+        let ham = r.body.count > 2 ? r.body[2].split(separator: " ").map(String.init) : []
+        if ham.count == 3, ham[0] == "ham", let checked = Int(ham[1]), let matched = Int(ham[2]) {
+            if matched > 0 {
+                Output.err("wave \(id): the suggested signature matches \(matched) of the \(checked) messages the daemon accepted clean most recently:\n")
+                for e in r.body.dropFirst(3) { Output.err("  \(Escape.text(e))\n") }
+                guard force else {
+                    Output.err("breakwater waves promote: not added: it would have matched ham (--force adds it anyway)\n")
+                    throw ExitCode(1)
+                }
+                Output.err("added anyway (--force)\n")
+            } else {
+                Output.out("wave \(id): checked against \(checked) recently accepted message(s): no match\n")
+            }
+        } else if r.body.count > 2, r.body[2].hasPrefix("ham-error ") {
+            Output.err("wave \(id): \(Escape.text(r.body[2].dropFirst(10)))\n")
+            guard force else {
+                Output.err("breakwater waves promote: not added: it could not be checked against recent mail (--force adds it anyway)\n")
+                throw ExitCode(1)
+            }
+        } else {
+            Output.err("wave \(id): the daemon did not check the suggestion against recent mail\n")
+        }
         // The same command as `breakwater signatures add`, with the same options.
         var args = [signature, "--regex", r.body[0], "--ignore-case", "--comment", r.body[1],
                     "--timeout", String(timeout)]
@@ -355,8 +394,8 @@ struct WavesPromoteCommand: ParsableCommand {
         for d in options.signatures { args += ["--signatures", d] }
         if let o = options.officialSignatures { args += ["--official-signatures", o] }
         for d in check { args += ["--check", d] }
-        if force { args.append("--force") }
-        Output.out("wave \(id): breakwater signatures add \(signature) --regex \(WaveSuggestion.shellQuote(r.body[0])) --ignore-case --comment \(WaveSuggestion.shellQuote(r.body[1]))\n")
+        if force && !check.isEmpty { args.append("--force") }
+        Output.out("wave \(id): breakwater signatures add \(Escape.shell(signature)) --regex \(WaveSuggestion.shellQuote(r.body[0])) --ignore-case --comment \(WaveSuggestion.shellQuote(r.body[1]))\n")
         let add = try SignaturesAddCommand.parse(args)
         try add.run()
         _ = try? ControlProtocol.request("WAVES PROMOTED \(id) \(signature)", socket: config.control, timeout: 10)

@@ -318,9 +318,42 @@ final class WaveStoreTests: XCTestCase {
             let o = WaveOrigin(sender: "bulk\(i % 5)@shop.test", clientIP: [198, 51, 100 + UInt8(i % 5), 1], clientAddress: "")
             XCTAssertNil(store.observe(Gen.waveFingerprint(&r), origin: o, now: 1000 + Double(i)).wave)
         }
-        // One more sender makes it.
+        // One more sender on a network already counted does not make it (senders are free to forge).
         let o = WaveOrigin(sender: "other@x.test", clientIP: [198, 51, 100, 1], clientAddress: "")
-        XCTAssertNotNil(store.observe(Gen.waveFingerprint(&r), origin: o, now: 1201).started)
+        XCTAssertNil(store.observe(Gen.waveFingerprint(&r), origin: o, now: 1201).wave)
+        // One more network makes it.
+        let o2 = WaveOrigin(sender: "bulk1@shop.test", clientIP: [198, 51, 105, 1], clientAddress: "")
+        XCTAssertNotNil(store.observe(Gen.waveFingerprint(&r), origin: o2, now: 1202).started)
+    }
+
+    /// One host (or one /24, or one IPv6 /48) cannot forge a wave with fresh envelope senders; the
+    /// same copies from distinct networks are one.
+    func testForgedSendersFromOneNetworkAreOneSource() {
+        var r = Rand(21)
+        let store = InProcessWaveStore(settings: WaveSettings())
+        for i in 0..<300 {
+            let o = WaveOrigin(sender: "forged\(i)@random\(i).test", clientIP: [192, 0, 2, UInt8(1 + i % 250)], clientAddress: "")
+            XCTAssertNil(store.observe(Gen.waveFingerprint(&r), origin: o, now: 1000 + Double(i)).wave, "copy \(i + 1)")
+        }
+        let list = store.waves(now: 1300)
+        XCTAssertTrue(list.isEmpty)
+        // IPv6: 300 distinct /64s inside one /48, and IPv4-mapped addresses of the same /24.
+        let v6 = InProcessWaveStore(settings: WaveSettings())
+        for i in 0..<300 {
+            var ip: [UInt8] = [0x20, 0x01, 0x0d, 0xb8, 0x00, 0x07, UInt8(i >> 8), UInt8(i & 255)] + [UInt8](repeating: 0, count: 7) + [1]
+            if i % 3 == 0 { ip = [UInt8](repeating: 0, count: 10) + [0xff, 0xff, 192, 0, 2, UInt8(1 + i % 250)] }
+            let o = WaveOrigin(sender: "forged\(i)@random\(i).test", clientIP: ip, clientAddress: "")
+            XCTAssertNil(v6.observe(Gen.waveFingerprint(&r), origin: o, now: 1000 + Double(i)).wave, "copy \(i + 1)")
+        }
+        // The same copies from distinct /24s (one sender for all) are a wave.
+        let spread = InProcessWaveStore(settings: WaveSettings())
+        var started: Int?
+        for i in 0..<100 {
+            let o = WaveOrigin(sender: "same@one.test", clientIP: [198, 51, UInt8(i), 9], clientAddress: "")
+            if spread.observe(Gen.waveFingerprint(&r), origin: o, now: 1000 + Double(i)).started != nil { started = i + 1 }
+        }
+        XCTAssertNotNil(started)
+        XCTAssertLessThanOrEqual(started ?? 999, 60)
     }
 
     /// 200,000 all-distinct messages: the store stays within its configured size (its own
@@ -340,7 +373,8 @@ final class WaveStoreTests: XCTestCase {
             now += 0.002
             if i % 500 == 0 {
                 // One wave copy every 500 distinct messages (400 in all, 50 within any window of 100,000).
-                let o = store.observe(Gen.waveFingerprint(&r), origin: origin(i), now: now)
+                // (From a network of its own each: sources are client networks.)
+                let o = store.observe(Gen.waveFingerprint(&r), origin: origin(i / 500), now: now)
                 if o.wave != nil { waveFound = true }
                 continue
             }
@@ -401,7 +435,7 @@ final class WaveDetectorTests: XCTestCase {
         let fp = Gen.fingerprint(subject: w.subject, text: w.text, html: w.html)
         var controlStarted = false
         for i in 0..<300 {
-            let ip: [UInt8] = [203, 0, 113, UInt8(i % 250)]
+            let ip: [UInt8] = [203, 0, UInt8(i % 250), 113]
             // Identical messages to many recipients, from many networks.
             XCTAssertNil(detector.observe(fp, sender: "<News@Lists.Example.ORG>", clientIP: ip, clientAddress: "", now: Double(i)).wave)
             // From the allow-listed network, any sender.
