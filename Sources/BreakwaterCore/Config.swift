@@ -223,7 +223,7 @@ extension Config {
             c, v throws(ConfigKey.ValueError) in c.limits.maxFileSize = try size(v)
         },
         key("prefault-size", "16M",
-            "Parts and archive members up to this size get their memory at once when libclamav maps them, instead of a page fault per page; with several workers each such fault interrupts every other CPU. 0 turns it off. Costs at most this minus 8M of memory per mapped part (libclamav keeps up to 8M of a part anyway).") {
+            "Parts and archive members up to this size get their memory at once when libclamav maps them, instead of a page fault per page; with several workers each such fault interrupts every other CPU. 0 turns it off. Costs at most this minus 8M of memory per mapped part (libclamav keeps up to 8M of a part anyway). Used only with libclamav 1.4.x and after a start-up self-test; the log says prefault: on or off, and why.") {
             c, v throws(ConfigKey.ValueError) in c.limits.prefaultSize = try size(v)
         },
         key("max-recursion", "17", "Deepest nesting scanned (zip in zip in forwarded message ...); deeper, on-nesting-limit applies.") {

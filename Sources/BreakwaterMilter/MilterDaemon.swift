@@ -83,6 +83,8 @@ public final class MilterDaemon: @unchecked Sendable {
         policy = Policy(config: config)
         if config.wave.enabled { waves = WaveFeature(config: config, stats: stats, logger: logger) }
         logger.notice("engine generation 1 loaded: \(initial.signatureCount) signatures from \(dirs.joined(separator: ", ")) in \(Int(initial.buildSeconds * 1000)) ms (libclamav \(ClamEngine.libraryVersion))")
+        // Decided before the first engine was built (Prefault): whether libclamav's page maps come populated.
+        logger.notice("\((ClamEngine.prefaultStatus ?? Prefault.ensureDecided(limits: limits)).summary)")
     }
 
     /// Registers with libmilter, opens the socket and serves until SIGTERM/SIGINT/SIGHUP, then drains.
