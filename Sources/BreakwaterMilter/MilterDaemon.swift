@@ -140,7 +140,8 @@ public final class MilterDaemon: @unchecked Sendable {
 
         let rc = smfi_main()
         logger.notice("stopping: waiting for \(stats.inFlight.load(ordering: .relaxed)) message(s) in progress")
-        let deadline = Clock.monotonic() + 60
+        // Long enough for a message that waited for a slot and then took the longest scan allowed.
+        let deadline = Clock.monotonic() + max(60, config.maxWait + Double(config.limits.maxScanTimeMilliseconds) / 1000 + 5)
         while stats.inFlight.load(ordering: .relaxed) > 0 && Clock.monotonic() < deadline {
             usleep(20_000)
         }
