@@ -4,6 +4,8 @@ range, 1.4.x) and a self-test against the real library, and says so in its log a
 import json
 import re
 
+import pytest
+
 from test_signatures_cli import control_of, request
 
 ON = re.compile(r"prefault: on \(libclamav 1\.4\.\d+, tested range 1\.4\.x; self-test passed: a 9 MiB file read back "
@@ -14,6 +16,8 @@ def test_startup_log_says_on_with_the_reason(breakwater, test_sigs):
     bw = breakwater("--signatures", test_sigs)
     assert bw.wait_log("prefault: "), bw.log_tail()
     line = next(l for l in bw.log().splitlines() if "prefault: " in l)
+    if "prefault: off (not compiled in" in line:
+        pytest.skip("a sanitizer build (BREAKWATER_BIN): its own mmap interceptor stays in charge")
     assert " notice " in line and ON.search(line), line
     head, body = request(control_of(bw), b"STATUS\n").split("\n", 1)
     st = json.loads(body)
