@@ -180,14 +180,14 @@ extension Config {
             c.onOversize = a
         },
         key("on-limit", "accept",
-            "Action for a message that hits a size or time limit (max-scan-size, max-file-size, max-scan-time): accept or tag (with an X-Breakwater-Not-Scanned header), reject (552 5.3.4), quarantine, discard. Large legitimate mail can hit these; so can a message padded to max-message-size, which on-oversize answers: set both to close that door.") {
+            "Action for a message that hits a size or time limit (max-scan-size, max-file-size, max-scan-time): accept or tag (with an X-Breakwater-Not-Scanned header), reject (552 5.3.4), quarantine, discard. Large legitimate mail can hit these; so can a message padded past max-message-size, which on-oversize answers: set both to close that door.") {
             c, v throws(ConfigKey.ValueError) in
             let a = try action(v)
             if a == .tempfail { throw .init(message: "tempfail would make the MTA retry this message forever: use accept or reject") }
             c.onLimit = a
         },
         key("on-nesting-limit", "reject",
-            "Action for a message nested deeper than max-recursion, with more layers than max-files, or with a MIME structure past libclamav's bounds (over 1024 parts or headers): reject (550 5.7.1), quarantine, discard, tag, accept. Legitimate mail does not nest that deep; attackers do, to put a payload where the scan stops.") {
+            "Action for a message nested deeper than max-recursion, with more layers than max-files, or with a MIME structure past libclamav's fixed bounds (its Heuristics.Limits.Exceeded.Email* names): reject (550 5.7.1), quarantine, discard, tag, accept. Legitimate mail does not nest that deep; attackers do, to put a payload where the scan stops.") {
             c, v throws(ConfigKey.ValueError) in
             let a = try action(v)
             if a == .tempfail { throw .init(message: "tempfail would make the MTA retry this message forever: use reject or quarantine") }

@@ -22,8 +22,8 @@ public struct Detection: Sendable, Hashable, Codable {
 /// The two kinds of scan limit, which the policy answers apart (`on-nesting-limit`, `on-limit`).
 public enum LimitKind: String, Sendable, CaseIterable {
     /// The message's structure is past what is scanned: nested too deep (`max-recursion`), too many
-    /// layers (`max-files`), or a MIME structure past libclamav's fixed bounds (more than 1024 parts or
-    /// headers, 256 arguments in a header, ...). Legitimate mail does not come near these; attackers
+    /// layers (`max-files`), or a MIME structure past libclamav's fixed bounds (its `Email*` limit
+    /// names: parts, headers, header bytes, folds, arguments). Legitimate mail does not come near these; attackers
     /// build such messages to put a payload where the scanner stops looking.
     case nesting
     /// A part or the whole scan is too large or too slow (`max-file-size`, `max-scan-size`,
