@@ -702,11 +702,11 @@ MaxThreads 12
 MaxQueue 100
 MaxConnectionQueueLength 200
 StreamMaxLength 25M
-MaxScanSize 100M
-MaxFileSize 50M
-MaxRecursion 16
-MaxFiles 2000
-MaxScanTime 60000
+MaxScanSize 400M
+MaxFileSize 100M
+MaxRecursion 17
+MaxFiles 10000
+MaxScanTime 120000
 PCREMatchLimit 100000
 PCRERecMatchLimit 2000
 PCREMaxFileSize 25M
@@ -1468,7 +1468,7 @@ class Bench:
                  "4xx when the client gave up (not lost: a sending MTA keeps them), not counted in msgs/s. "
                  "Lost = no 250/5xx/4xx answer at all (connection error, timeout) or accepted but not at the sink. Wrong = a verdict against the manifest "
                  "(ham rejected, spam/malware accepted, rejected without the expected name); (over limit, declared) = "
-                 "spam/malware accepted because a scan limit was hit (max-recursion 16 for both filters), with "
+                 "spam/malware accepted because a scan limit was hit (max-recursion 17 for both filters; Breakwater rejects a nesting limit by default), with "
                  "Breakwater's X-Breakwater-Not-Scanned header (or scan's Heuristics.Limits.Exceeded name) saying so: "
                  "not counted as wrong. clamav-milter accepts such a message as clean, which counts as wrong.\n")
         L.append("CPU-ms/msg: machine = whole machine from /proc/stat (includes anything else running), less this "

@@ -26,6 +26,7 @@ public struct Config: Sendable {
     public var onScanError = Action.tempfail
     public var onOversize = Action.accept
     public var onLimit = Action.accept
+    public var onNestingLimit = Action.reject
     public var scannedHeader = "X-Virus-Scanned"
     public var skipAuthenticated = false
     public var skipNetworks: [CIDR] = []
@@ -178,11 +179,19 @@ extension Config {
             if a == .tempfail { throw .init(message: "tempfail would make the MTA retry an oversize message forever: use accept or reject") }
             c.onOversize = a
         },
-        key("on-limit", "accept", "Action for a message that hits an engine limit (max-scan-size, max-file-size, max-recursion, max-files, max-scan-time).") {
+        key("on-limit", "accept",
+            "Action for a message that hits a size or time limit (max-scan-size, max-file-size, max-scan-time): accept or tag (with an X-Breakwater-Not-Scanned header), reject (552 5.3.4), quarantine, discard. Large legitimate mail can hit these; so can a message padded past max-message-size, which on-oversize answers: set both to close that door.") {
             c, v throws(ConfigKey.ValueError) in
             let a = try action(v)
             if a == .tempfail { throw .init(message: "tempfail would make the MTA retry this message forever: use accept or reject") }
             c.onLimit = a
+        },
+        key("on-nesting-limit", "reject",
+            "Action for a message nested deeper than max-recursion, with more layers than max-files, or with a MIME structure past libclamav's fixed bounds (its Heuristics.Limits.Exceeded.Email* names): reject (550 5.7.1), quarantine, discard, tag, accept. Legitimate mail does not nest that deep; attackers do, to put a payload where the scan stops.") {
+            c, v throws(ConfigKey.ValueError) in
+            let a = try action(v)
+            if a == .tempfail { throw .init(message: "tempfail would make the MTA retry this message forever: use reject or quarantine") }
+            c.onNestingLimit = a
         },
         key("scanned-header", "X-Virus-Scanned", "Header added to accepted mail; empty for none.") {
             c, v throws(ConfigKey.ValueError) in
@@ -207,23 +216,23 @@ extension Config {
         key("skip-recipients", "", "Recipients whose mail is not scanned (all recipients must match; repeatable).", repeatable: true) {
             c, v throws(ConfigKey.ValueError) in c.skipRecipients += try list(v).map(AddressList.bare)
         },
-        key("max-scan-size", "100M", "Most bytes libclamav scans per message, all layers together.") {
+        key("max-scan-size", "400M", "Most bytes libclamav scans per message, all layers together; past it, on-limit applies.") {
             c, v throws(ConfigKey.ValueError) in c.limits.maxScanSize = try size(v)
         },
-        key("max-file-size", "50M", "Largest single layer (attachment, archive member) scanned.") {
+        key("max-file-size", "100M", "Largest single layer (attachment, archive member) scanned; a larger one is skipped and on-limit applies.") {
             c, v throws(ConfigKey.ValueError) in c.limits.maxFileSize = try size(v)
         },
         key("prefault-size", "16M",
-            "Parts and archive members up to this size get their memory at once when libclamav maps them, instead of a page fault per page; with several workers each such fault interrupts every other CPU. 0 turns it off. Costs at most this minus 8M of memory per mapped part (libclamav keeps up to 8M of a part anyway).") {
+            "Parts and archive members up to this size get their memory at once when libclamav maps them, instead of a page fault per page; with several workers each such fault interrupts every other CPU. 0 turns it off. Costs at most this minus 8M of memory per mapped part (libclamav keeps up to 8M of a part anyway). Used only with libclamav 1.4.x and after a start-up self-test; the log says prefault: on or off, and why.") {
             c, v throws(ConfigKey.ValueError) in c.limits.prefaultSize = try size(v)
         },
-        key("max-recursion", "16", "Deepest nesting scanned (zip in zip in forwarded message ...).") {
+        key("max-recursion", "17", "Deepest nesting scanned (zip in zip in forwarded message ...); deeper, on-nesting-limit applies.") {
             c, v throws(ConfigKey.ValueError) in c.limits.maxRecursion = UInt32(try int(v, 1...100))
         },
-        key("max-files", "2000", "Most layers scanned per message.") {
+        key("max-files", "10000", "Most layers (attachments, archive members) scanned per message; past it, on-nesting-limit applies.") {
             c, v throws(ConfigKey.ValueError) in c.limits.maxFiles = UInt32(try int(v, 1...1_000_000))
         },
-        key("max-scan-time", "60s", "Longest scan of one message.") {
+        key("max-scan-time", "120s", "Longest scan of one message; past it, on-limit applies.") {
             c, v throws(ConfigKey.ValueError) in c.limits.maxScanTimeMilliseconds = UInt32(min(try duration(v) * 1000, 3_600_000))
         },
         key("heuristics", "encrypted-archives,phishing",

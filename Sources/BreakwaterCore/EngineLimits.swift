@@ -15,18 +15,21 @@ public struct Heuristics: OptionSet, Sendable, Hashable {
     public static let `default`: Heuristics = [.encryptedArchives, .phishing]
 }
 
-/// libclamav's scan limits, with defaults sized for mail rather than for whole file systems.
+/// libclamav's scan limits. The defaults are clamd's (clamd.conf(5) of libclamav 1.4): a filter in front
+/// of the mailbox must not stop looking sooner than the scanner a site would otherwise run, or a payload
+/// placed one level below its limit passes (ClamAV's own clam_cache_emax.tgz, attached to a message,
+/// sits 17 levels deep). docs/benchmarks.md has what the deeper limits cost on the mixed corpus.
 public struct EngineLimits: Sendable, Hashable {
     /// Most bytes scanned per message, all layers together (`CL_ENGINE_MAX_SCANSIZE`).
-    public var maxScanSize: UInt64 = 100 << 20
+    public var maxScanSize: UInt64 = 400 << 20
     /// Largest single layer (attachment, archive member) scanned (`CL_ENGINE_MAX_FILESIZE`).
-    public var maxFileSize: UInt64 = 50 << 20
+    public var maxFileSize: UInt64 = 100 << 20
     /// Deepest nesting (zip in zip in message/rfc822 ...) scanned (`CL_ENGINE_MAX_RECURSION`).
-    public var maxRecursion: UInt32 = 16
+    public var maxRecursion: UInt32 = 17
     /// Most layers per message (`CL_ENGINE_MAX_FILES`).
-    public var maxFiles: UInt32 = 2_000
+    public var maxFiles: UInt32 = 10_000
     /// Longest scan of one message, milliseconds (`CL_ENGINE_MAX_SCANTIME`).
-    public var maxScanTimeMilliseconds: UInt32 = 60_000
+    public var maxScanTimeMilliseconds: UInt32 = 120_000
     public var pcreMatchLimit: UInt64 = 100_000
     public var pcreRecursionLimit: UInt64 = 2_000
     /// Largest layer PCRE subsignatures run over (`CL_ENGINE_PCRE_MAX_FILESIZE`).

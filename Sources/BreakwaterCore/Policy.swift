@@ -122,6 +122,7 @@ public struct Policy: Sendable {
     public var onScanError: Action
     public var onOversize: Action
     public var onLimit: Action
+    public var onNestingLimit: Action
     public var scannedHeader: String
     public var productTag: String
 
@@ -131,6 +132,7 @@ public struct Policy: Sendable {
         onScanError = config.onScanError
         onOversize = config.onOversize
         onLimit = config.onLimit
+        onNestingLimit = config.onNestingLimit
         scannedHeader = config.scannedHeader
         productTag = "Breakwater \(Breakwater.version)"
     }
@@ -138,6 +140,27 @@ public struct Policy: Sendable {
     public func action(for signature: String) -> Action {
         for r in rules where globMatch(r.pattern, signature) { return r.action }
         return .reject
+    }
+
+    /// The action for a limit of this kind: `on-nesting-limit` or `on-limit`.
+    public func action(for kind: LimitKind) -> Action {
+        kind == .nesting ? onNestingLimit : onLimit
+    }
+
+    /// Of the limits a scan hit, the one whose action is the strongest, with that action (a nesting
+    /// limit first when both kinds give the same action); nil when the scan hit none.
+    func strongestLimit(_ result: ScanResult) -> (limit: Detection, kind: LimitKind, action: Action)? {
+        var best: (limit: Detection, kind: LimitKind, action: Action)?
+        for l in result.limits {
+            let kind = l.limitKind ?? .nesting
+            let a = action(for: kind)
+            if let b = best {
+                let sa = Policy.strength(a), sb = Policy.strength(b.action)
+                if sa < sb || (sa == sb && !(kind == .nesting && b.kind == .size)) { continue }
+            }
+            best = (l, kind, a)
+        }
+        return best
     }
 
     /// The decision for a scan result.
@@ -150,10 +173,11 @@ public struct Policy: Sendable {
                             cause: .scanError, oversizeStatus: false)
         case .found:
             let sigs = result.signatures
-            if sigs.isEmpty, let limit = result.limit {
-                var d = fallback(verdict: .limit, action: onLimit, reason: "exceeds scan limit (\(limit.name))",
-                                 cause: .size, oversizeStatus: true)
-                d.signatures = [limit.name]
+            let limit = strongestLimit(result)
+            if sigs.isEmpty, let limit {
+                var d = fallback(verdict: .limit, action: limit.action, reason: limitReason(limit.limit),
+                                 cause: .size, oversizeStatus: limit.kind == .size)
+                d.signatures = [limit.limit.name]
                 return d
             }
             // The strongest action among all matching signatures wins.
@@ -167,6 +191,17 @@ public struct Policy: Sendable {
                 }
             }
             let names = sigs.map(\.name)
+            // A limit's action counts too: a signature that is only tagged (a heuristic, say) must not
+            // carry a message past a limit whose action is stronger (a nesting limit: reject).
+            if let limit, Policy.strength(limit.action) > Policy.strength(chosen) {
+                var d = fallback(verdict: .infected, action: limit.action, reason: limitReason(limit.limit),
+                                 cause: .size, oversizeStatus: limit.kind == .size)
+                d.signatures = names
+                if limit.action == .tag || limit.action == .quarantine {
+                    d.headers.insert(("X-Breakwater-Signature", names.joined(separator: ", ")), at: 0)
+                }
+                return d
+            }
             var d = Decision(verdict: .infected, action: chosen, reply: nil, headers: [], signatures: names)
             switch chosen {
             case .reject:
@@ -179,11 +214,15 @@ public struct Policy: Sendable {
             case .accept, .discard:
                 d.headers = scanned()
             }
-            if let limit = result.limit, chosen == .accept || chosen == .tag {
-                d.headers.append(("X-Breakwater-Not-Scanned", "exceeds scan limit (\(limit.name))"))
+            if let limit, chosen == .accept || chosen == .tag || chosen == .quarantine {
+                d.headers.append(("X-Breakwater-Not-Scanned", limitReason(limit.limit)))
             }
             return d
         }
+    }
+
+    private func limitReason(_ limit: Detection) -> String {
+        "exceeds scan limit (\(limit.name))"
     }
 
     /// The decision for a message over `max-message-size`.

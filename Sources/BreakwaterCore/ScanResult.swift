@@ -14,6 +14,33 @@ public struct Detection: Sendable, Hashable, Codable {
     /// libclamav's "the scan hit a limit" heuristic (`Heuristics.Limits.Exceeded.*`): the message was not
     /// fully scanned.
     public var isLimit: Bool { name.hasPrefix("Heuristics.Limits.Exceeded") }
+
+    /// Which kind of limit this is, for a limit (nil for a signature).
+    public var limitKind: LimitKind? { isLimit ? LimitKind(limitName: name) : nil }
+}
+
+/// The two kinds of scan limit, which the policy answers apart (`on-nesting-limit`, `on-limit`).
+public enum LimitKind: String, Sendable, CaseIterable {
+    /// The message's structure is past what is scanned: nested too deep (`max-recursion`), too many
+    /// layers (`max-files`), or a MIME structure past libclamav's fixed bounds (its `Email*` limit
+    /// names: parts, headers, header bytes, folds, arguments). Legitimate mail does not come near these; attackers
+    /// build such messages to put a payload where the scanner stops looking.
+    case nesting
+    /// A part or the whole scan is too large or too slow (`max-file-size`, `max-scan-size`,
+    /// `max-scan-time`): large legitimate mail (a zipped export, a big PDF) can hit these.
+    case size
+
+    /// libclamav's names (`Heuristics.Limits.Exceeded.NAME`, 1.4) for the size and time limits; every
+    /// other limit name, including any a later libclamav adds, counts as nesting: the stricter answer
+    /// for a limit nobody has looked at yet.
+    static let sizeNames: Set<String> = ["MaxFileSize", "MaxScanSize", "MaxScanTime"]
+
+    /// The kind of a `Heuristics.Limits.Exceeded.*` name.
+    public init(limitName: String) {
+        let prefix = "Heuristics.Limits.Exceeded."
+        let last = limitName.hasPrefix(prefix) ? String(limitName.dropFirst(prefix.count)) : ""
+        self = LimitKind.sizeNames.contains(last) ? .size : .nesting
+    }
 }
 
 /// What one scan found.
@@ -40,8 +67,10 @@ public struct ScanResult: Sendable {
     }
     /// Detections that are real signatures (not "exceeded a limit").
     public var signatures: [Detection] { detections.filter { !$0.isLimit } }
-    /// The limit hit, if the scan hit one.
+    /// The limit hit, if the scan hit one (the first reported).
     public var limit: Detection? { detections.first { $0.isLimit } }
+    /// Every limit the scan hit (a scan can hit several: a part too large and another nested too deep).
+    public var limits: [Detection] { detections.filter { $0.isLimit } }
     public var errorMessage: String? {
         if case .error(let m) = outcome { return m }
         return nil

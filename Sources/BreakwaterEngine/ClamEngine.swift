@@ -128,8 +128,15 @@ public final class ClamEngine: @unchecked Sendable {
 
     /// Loads every database file in `directories` (all formats libclamav reads from a directory) and
     /// compiles the engine. Throws with libclamav's message, naming the file when it can.
-    public init(directories: [String], limits: EngineLimits = EngineLimits(), inspectLayers: Bool = false) throws {
+    public convenience init(directories: [String], limits: EngineLimits = EngineLimits(), inspectLayers: Bool = false) throws {
+        try self.init(directories: directories, limits: limits, inspectLayers: inspectLayers, gated: true)
+    }
+
+    /// `gated`: decide first whether this process uses the mmap wrapper (`Prefault`); false only for the
+    /// gate's own self-test engine.
+    init(directories: [String], limits: EngineLimits = EngineLimits(), inspectLayers: Bool = false, gated: Bool) throws {
         try ClamAVLibrary.ensureInitialised()
+        if gated { Prefault.ensureDecided(limits: limits) }
         let start = Clock.monotonic()
         guard let engine = cl_engine_new() else {
             throw EngineError(message: "cl_engine_new failed (out of memory?)", file: nil)
@@ -238,9 +245,13 @@ public final class ClamEngine: @unchecked Sendable {
         }
     }
 
-    /// Whether this process creates libclamav's page maps populated (`prefault-size`): false only in a
-    /// sanitizer build, where the sanitizer's own mmap interceptor stays in charge.
+    /// Whether the mmap wrapper is compiled in: false only in a sanitizer build, where the sanitizer's
+    /// own mmap interceptor stays in charge.
     public static var prefaultAvailable: Bool { bw_prefault_available() != 0 }
+
+    /// Whether this process creates libclamav's page maps populated (`prefault-size`), and why: decided
+    /// when the first engine is built (`Prefault`); nil before.
+    public static var prefaultStatus: PrefaultStatus? { Prefault.status }
 
     /// How many of libclamav's page maps were handed out with their pages present so far in this
     /// process (created populated, or reused from the pool).

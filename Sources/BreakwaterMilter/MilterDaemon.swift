@@ -83,6 +83,8 @@ public final class MilterDaemon: @unchecked Sendable {
         policy = Policy(config: config)
         if config.wave.enabled { waves = WaveFeature(config: config, stats: stats, logger: logger) }
         logger.notice("engine generation 1 loaded: \(initial.signatureCount) signatures from \(dirs.joined(separator: ", ")) in \(Int(initial.buildSeconds * 1000)) ms (libclamav \(ClamEngine.libraryVersion))")
+        // Decided before the first engine was built (Prefault): whether libclamav's page maps come populated.
+        logger.notice("\((ClamEngine.prefaultStatus ?? Prefault.ensureDecided(limits: limits)).summary)")
     }
 
     /// Registers with libmilter, opens the socket and serves until SIGTERM/SIGINT/SIGHUP, then drains.
@@ -138,7 +140,8 @@ public final class MilterDaemon: @unchecked Sendable {
 
         let rc = smfi_main()
         logger.notice("stopping: waiting for \(stats.inFlight.load(ordering: .relaxed)) message(s) in progress")
-        let deadline = Clock.monotonic() + 60
+        // Long enough for a message that waited for a slot and then took the longest scan allowed.
+        let deadline = Clock.monotonic() + max(60, config.maxWait + Double(config.limits.maxScanTimeMilliseconds) / 1000 + 5)
         while stats.inFlight.load(ordering: .relaxed) > 0 && Clock.monotonic() < deadline {
             usleep(20_000)
         }

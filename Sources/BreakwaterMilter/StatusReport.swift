@@ -53,6 +53,8 @@ public struct StatusReport: Sendable {
         return .object([
             ("version", .string(Breakwater.version)),
             ("libclamav", .string(ClamEngine.libraryVersion)),
+            ("prefault", .object([("enabled", .bool(ClamEngine.prefaultStatus?.enabled ?? false)),
+                                  ("reason", .string(ClamEngine.prefaultStatus?.reason ?? "not decided yet"))])),
             ("pid", .int(pid)),
             ("started_at", .string(Timestamp.iso8601(startedAt))),
             ("uptime_seconds", .double(rounded(now - startedAt))),
@@ -89,6 +91,7 @@ public struct StatusReport: Sendable {
         lines.append("breakwater \(Breakwater.version) (libclamav \(ClamEngine.libraryVersion)), pid \(pid), up \(Timestamp.duration(now - startedAt)) since \(Timestamp.iso8601(startedAt))")
         lines.append("engine:       generation \(e.generation), \(e.signatures) signatures, loaded \(Timestamp.iso8601(e.loadedAt)) in \(Int((e.buildSeconds * 1000).rounded())) ms\(e.reloading ? " (a reload is running)" : "")")
         lines.append("directories:  \(e.directories.joined(separator: ", "))")
+        lines.append("prefault:     \(ClamEngine.prefaultStatus.map { ($0.enabled ? "on" : "off") + " (" + $0.reason + ")" } ?? "not decided yet")")
         if let at = e.lastAttemptAt {
             if e.lastSucceeded {
                 lines.append("last reload:  \(Timestamp.iso8601(at)) OK")

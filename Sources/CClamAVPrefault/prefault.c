@@ -30,6 +30,11 @@
 // Everything else, and every call outside a scan, goes to the C library unchanged. Files over the
 // limit keep libclamav's lazy paging, so memory stays bounded.
 //
+// All of this is right only for the page-map code it was measured on (libclamav 1.4's fmap.c): it is
+// off until the program turns it on (bw_prefault_enable), which BreakwaterEngine's Prefault gate does
+// only for a libclamav in the tested version range whose scan of a file past the aging threshold still
+// reads the file's bytes back with it on (a start-up self-test). Off, it passes every call through.
+//
 // libclamav calls mmap64 and munmap through its PLT; the executable defines both, so the dynamic
 // linker binds those calls here.
 
@@ -55,8 +60,14 @@ static _Thread_local size_t populate_limit;
 static atomic_ulong populated;
 static atomic_ulong reused;
 static atomic_ulong remaps_skipped;
+// Off until the program turns it on (BreakwaterEngine's Prefault gate: a libclamav version in the
+// tested range and a passed self-test). While off, a scan's limit is taken as 0: every call passes
+// through to the C library, and libclamav pages as it always does.
+static atomic_int enabled;
 
-void bw_prefault_set_limit(size_t limit) { populate_limit = limit; }
+void bw_prefault_set_limit(size_t limit) {
+    populate_limit = atomic_load_explicit(&enabled, memory_order_acquire) ? limit : 0;
+}
 
 unsigned long bw_prefault_count(void) { return atomic_load_explicit(&populated, memory_order_relaxed); }
 
@@ -71,6 +82,10 @@ unsigned long bw_prefault_remaps_skipped(void) {
 int bw_prefault_available(void) { return 0; }
 
 void bw_prefault_release_pool(void) {}
+
+void bw_prefault_enable(int on) { (void)on; }
+
+int bw_prefault_enabled(void) { return 0; }
 
 #else
 
@@ -171,6 +186,13 @@ void bw_prefault_release_pool(void) {
     pthread_mutex_unlock(&pool_lock);
     for (int i = 0; i < n; i++) (void)real_munmap(taken[i].address, taken[i].length);
 }
+
+void bw_prefault_enable(int on) {
+    atomic_store_explicit(&enabled, on ? 1 : 0, memory_order_release);
+    if (!on) bw_prefault_release_pool();
+}
+
+int bw_prefault_enabled(void) { return atomic_load_explicit(&enabled, memory_order_acquire); }
 
 // True when [addr, addr + length) lies within one region handed out and not unmapped. Callers hold
 // pool_lock.

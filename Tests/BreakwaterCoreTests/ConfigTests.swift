@@ -11,6 +11,25 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(c.workers, Config.cores)
         XCTAssertEqual(c.onOversize, .accept)
         XCTAssertEqual(c.onScanError, .tempfail)
+        XCTAssertEqual(c.onLimit, .accept)
+        XCTAssertEqual(c.onNestingLimit, .reject)
+        // clamd's defaults (clamd.conf(5), libclamav 1.4), so no payload passes here that clamd finds.
+        XCTAssertEqual(c.limits.maxRecursion, 17)
+        XCTAssertEqual(c.limits.maxFiles, 10_000)
+        XCTAssertEqual(c.limits.maxFileSize, 100 << 20)
+        XCTAssertEqual(c.limits.maxScanSize, 400 << 20)
+        XCTAssertEqual(c.limits.maxScanTimeMilliseconds, 120_000)
+    }
+
+    func testOnNestingLimitKey() throws {
+        var c = Config()
+        try c.apply(fileText: "on-nesting-limit = quarantine\non-limit = reject\n", source: "t.conf")
+        XCTAssertEqual(c.onNestingLimit, .quarantine)
+        XCTAssertEqual(c.onLimit, .reject)
+        var bad = Config()
+        XCTAssertThrowsError(try bad.apply(fileText: "\non-nesting-limit = tempfail\n", source: "t.conf")) { e in
+            XCTAssertTrue("\(e)".hasPrefix("t.conf:2: "), "\(e)")
+        }
     }
 
     func testParsesFileWithCommentsQuotesAndRepeatables() throws {

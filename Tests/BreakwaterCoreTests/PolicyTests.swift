@@ -73,6 +73,91 @@ final class PolicyTests: XCTestCase {
         XCTAssertEqual(r.reply?.status, "5.3.4")
     }
 
+    /// Nesting limits (max-recursion, max-files, libclamav's MIME-structure bounds) and size/time limits
+    /// are answered apart: by default a message nested past the scan is rejected (550 5.7.1), one too
+    /// large to scan whole is accepted with a header, as on-oversize answers a message over
+    /// max-message-size.
+    func testNestingAndSizeLimitsAreAnsweredApart() {
+        let nesting = ["MaxRecursion", "MaxFiles", "EmailMIMEPartsPerMessage", "EmailHeaders", "EmailHeaderBytes",
+                       "EmailLineFoldCnt", "EmailMIMEArguments"]
+        for n in nesting {
+            XCTAssertEqual(Detection(rawName: "Heuristics.Limits.Exceeded.\(n)").limitKind, .nesting, n)
+        }
+        for n in ["MaxFileSize", "MaxScanSize", "MaxScanTime"] {
+            XCTAssertEqual(Detection(rawName: "Heuristics.Limits.Exceeded.\(n)").limitKind, .size, n)
+        }
+        // A limit name this libclamav does not have yet gets the stricter answer.
+        XCTAssertEqual(Detection(rawName: "Heuristics.Limits.Exceeded.SomethingNew").limitKind, .nesting)
+        XCTAssertEqual(Detection(rawName: "Heuristics.Limits.Exceeded").limitKind, .nesting)
+        XCTAssertNil(Detection(rawName: "Breakwater.Malware.X").limitKind)
+
+        let p = Policy(config: Config())
+        let deep = p.decide(found("Heuristics.Limits.Exceeded.MaxRecursion"))
+        XCTAssertEqual(deep.verdict, .limit)
+        XCTAssertEqual(deep.action, .reject)
+        XCTAssertEqual(deep.reply?.code, "550")
+        XCTAssertEqual(deep.reply?.status, "5.7.1")
+        XCTAssertEqual(deep.reply?.text, "Message not accepted: exceeds scan limit (Heuristics.Limits.Exceeded.MaxRecursion)")
+        XCTAssertEqual(deep.signatures, ["Heuristics.Limits.Exceeded.MaxRecursion"])
+        XCTAssertTrue(deep.headers.isEmpty)
+        XCTAssertEqual(p.decide(found("Heuristics.Limits.Exceeded.MaxFiles")).action, .reject)
+        XCTAssertEqual(p.decide(found("Heuristics.Limits.Exceeded.EmailMIMEPartsPerMessage")).action, .reject)
+        for n in ["MaxFileSize", "MaxScanSize", "MaxScanTime"] {
+            let d = p.decide(found("Heuristics.Limits.Exceeded.\(n)"))
+            XCTAssertEqual(d.action, .accept, n)
+            XCTAssertTrue(d.headers.contains { $0.0 == "X-Breakwater-Not-Scanned" && $0.1.contains(n) }, n)
+        }
+        // Both kinds in one scan: the stronger action, naming its limit.
+        let both = p.decide(found("Heuristics.Limits.Exceeded.MaxFileSize", "Heuristics.Limits.Exceeded.MaxRecursion"))
+        XCTAssertEqual(both.action, .reject)
+        XCTAssertEqual(both.signatures, ["Heuristics.Limits.Exceeded.MaxRecursion"])
+
+        // The keys move each kind on its own.
+        var c = Config()
+        c.onNestingLimit = .quarantine
+        c.onLimit = .reject
+        let q = Policy(config: c)
+        let held = q.decide(found("Heuristics.Limits.Exceeded.MaxRecursion"))
+        XCTAssertEqual(held.action, .quarantine)
+        XCTAssertTrue(held.headers.contains { $0.0 == "X-Breakwater-Not-Scanned" && $0.1.contains("MaxRecursion") })
+        let big = q.decide(found("Heuristics.Limits.Exceeded.MaxScanTime"))
+        XCTAssertEqual(big.action, .reject)
+        XCTAssertEqual(big.reply?.code, "552")
+        XCTAssertEqual(q.decide(found("Heuristics.Limits.Exceeded.MaxFileSize", "Heuristics.Limits.Exceeded.MaxRecursion")).reply?.code,
+                       "552", "the stronger action (on-limit reject) wins over on-nesting-limit quarantine")
+    }
+
+    /// A signature that is only tagged (a heuristic: an encrypted zip, a phishing link) must not carry a
+    /// message past a nesting limit whose action is stronger; a signature whose action is stronger still
+    /// decides.
+    func testLimitActionCountsBesideSignatures() {
+        let p = Policy(config: Config())
+        let d = p.decide(found("Heuristics.Encrypted.Zip", "Heuristics.Limits.Exceeded.MaxRecursion"))
+        XCTAssertEqual(d.verdict, .infected)
+        XCTAssertEqual(d.action, .reject)
+        XCTAssertEqual(d.reply?.code, "550")
+        XCTAssertEqual(d.reply?.text, "Message not accepted: exceeds scan limit (Heuristics.Limits.Exceeded.MaxRecursion)")
+        XCTAssertEqual(d.signatures, ["Heuristics.Encrypted.Zip"])
+
+        let s = p.decide(found("Breakwater.Malware.X", "Heuristics.Limits.Exceeded.MaxRecursion"))
+        XCTAssertEqual(s.action, .reject)
+        XCTAssertEqual(s.reply?.text, "Rejected: Breakwater.Malware.X")
+
+        // A size limit (accept) beside a tagged heuristic: tagged, with both headers.
+        let t = p.decide(found("Heuristics.Encrypted.Zip", "Heuristics.Limits.Exceeded.MaxFileSize"))
+        XCTAssertEqual(t.action, .tag)
+        XCTAssertTrue(t.headers.contains { $0.0 == "X-Breakwater-Signature" && $0.1 == "Heuristics.Encrypted.Zip" })
+        XCTAssertTrue(t.headers.contains { $0.0 == "X-Breakwater-Not-Scanned" && $0.1.contains("MaxFileSize") })
+
+        // on-nesting-limit quarantine beside a tag: held, and the headers say why.
+        var c = Config()
+        c.onNestingLimit = .quarantine
+        let h = Policy(config: c).decide(found("Heuristics.Encrypted.Zip", "Heuristics.Limits.Exceeded.MaxFiles"))
+        XCTAssertEqual(h.action, .quarantine)
+        XCTAssertTrue(h.headers.contains { $0.0 == "X-Breakwater-Signature" && $0.1 == "Heuristics.Encrypted.Zip" })
+        XCTAssertTrue(h.headers.contains { $0.0 == "X-Breakwater-Not-Scanned" && $0.1.contains("MaxFiles") })
+    }
+
     func testOversizeAndErrorsAndBusy() {
         var c = Config()
         let p = Policy(config: c)

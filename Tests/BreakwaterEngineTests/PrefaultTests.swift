@@ -1,5 +1,7 @@
 import XCTest
 import CClamAVPrefault
+import BreakwaterCore
+@testable import BreakwaterEngine
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -16,6 +18,10 @@ final class PrefaultTests: XCTestCase {
 
     override func setUpWithError() throws {
         try XCTSkipUnless(bw_prefault_available() != 0, "sanitizer build: the sanitizer owns mmap")
+        // The wrapper is off until the gate turns it on: on this libclamav (1.4.6) it does.
+        let status = Prefault.ensureDecided(limits: EngineLimits())
+        XCTAssertTrue(status.enabled, status.summary)
+        XCTAssertEqual(bw_prefault_enabled(), 1)
         let m = try XCTUnwrap(dlsym(nil, "mmap64"), "no mmap64 in the global scope")
         let u = try XCTUnwrap(dlsym(nil, "munmap"), "no munmap in the global scope")
         map = unsafeBitCast(m, to: Map.self)
@@ -103,6 +109,74 @@ final class PrefaultTests: XCTestCase {
         XCTAssertEqual(bw_prefault_remaps_skipped(), skipped + 1)
         XCTAssertTrue(UnsafeRawBufferPointer(start: p + page, count: page).allSatisfy { $0 == 0 })
         XCTAssertEqual(unmap(p, length), 0)
+    }
+
+    /// Turned off, the wrapper passes everything through: a scan's limit is taken as 0, nothing is
+    /// populated, pooled or spared a remap.
+    func testTurnedOffTheWrapperPassesThrough() throws {
+        defer { bw_prefault_enable(1) }
+        bw_prefault_enable(0)
+        bw_prefault_set_limit(1 << 20)
+        let populated = bw_prefault_count(), reused = bw_prefault_reused(), skipped = bw_prefault_remaps_skipped()
+        let p = try XCTUnwrap(anonymous(4 * page))
+        memset(p, 0xCD, 4 * page)
+        XCTAssertEqual(fixedRemap(p, page), p)
+        XCTAssertTrue(UnsafeRawBufferPointer(start: p, count: page).allSatisfy { $0 == 0 }, "the kernel remapped it")
+        XCTAssertEqual(unmap(p, 4 * page), 0)
+        let q = try XCTUnwrap(anonymous(4 * page))
+        XCTAssertEqual(unmap(q, 4 * page), 0)
+        XCTAssertEqual(bw_prefault_count(), populated)
+        XCTAssertEqual(bw_prefault_reused(), reused)
+        XCTAssertEqual(bw_prefault_remaps_skipped(), skipped)
+    }
+
+    /// The version gate is a pure function of cl_retver()'s string: only a 1.4.x release is in range.
+    func testVersionsOutsideTheTestedRangeTurnItOff() {
+        for v in ["1.4.0", "1.4.6", "1.4.7", "1.4.12"] {
+            XCTAssertNil(Prefault.versionRefusal(v), v)
+        }
+        for v in ["1.5.0", "1.3.2", "2.4.6", "0.104.4", "1.0.9"] {
+            XCTAssertEqual(Prefault.versionRefusal(v), "libclamav \(v) is outside the tested range 1.4.x", v)
+        }
+        for v in ["1.4.6-rc1", "1.4", "1.4.6.1", "", "devel-20240101", "1.4.x", "1.4.-1", "+1.4.6", "1.4.6\u{1B}[2J"] {
+            let refusal = Prefault.versionRefusal(v)
+            XCTAssertNotNil(refusal, v)
+            XCTAssertTrue(refusal?.contains("is not a release version") ?? false, v)
+            XCTAssertFalse(refusal?.contains("\u{1B}") ?? true, "escaped for the log: \(refusal ?? "")")
+        }
+        // Off outside the range, with no self-test run; off with prefault-size 0 or without the wrapper.
+        let out = Prefault.decide(version: "1.5.0", available: true, prefaultSize: 16 << 20,
+                                  selfTest: { XCTFail("no self-test outside the range"); return .success("") })
+        XCTAssertFalse(out.enabled)
+        XCTAssertEqual(out.summary, "prefault: off (libclamav 1.5.0 is outside the tested range 1.4.x; libclamav pages on its own)")
+        let zero = Prefault.decide(version: "1.4.6", available: true, prefaultSize: 0,
+                                   selfTest: { XCTFail("no self-test for prefault-size 0"); return .success("") })
+        XCTAssertEqual(zero, PrefaultStatus(enabled: false, reason: "prefault-size is 0"))
+        XCTAssertFalse(Prefault.decide(version: "1.4.6", available: false, prefaultSize: 16 << 20,
+                                       selfTest: { .success("") }).enabled)
+        // In range: the self-test decides.
+        let failed = Prefault.decide(version: "1.4.6", available: true, prefaultSize: 16 << 20,
+                                     selfTest: { .failure(.init(message: "read back wrong")) })
+        XCTAssertFalse(failed.enabled)
+        XCTAssertEqual(failed.reason, "libclamav 1.4.6: self-test failed: read back wrong; libclamav pages on its own")
+        let passed = Prefault.decide(version: "1.4.6", available: true, prefaultSize: 16 << 20, selfTest: { .success("proof") })
+        XCTAssertEqual(passed, PrefaultStatus(enabled: true, reason: "libclamav 1.4.6, tested range 1.4.x; proof"))
+    }
+
+    /// The start-up self-test against the real libclamav: a 9 MiB file scanned through a populated map
+    /// whose aging remaps are skipped reads both markers back.
+    func testSelfTestPassesOnThisLibclamav() throws {
+        XCTAssertEqual(ClamEngine.libraryVersion.prefix(4), "1.4.", "this machine's libclamav is the tested one")
+        let skipped = bw_prefault_remaps_skipped()
+        switch Prefault.runSelfTest(temporaryDirectory: nil) {
+        case .success(let proof):
+            XCTAssertTrue(proof.hasPrefix("self-test passed: a 9 MiB file read back through "), proof)
+        case .failure(let why):
+            XCTFail(why.message)
+        }
+        XCTAssertGreaterThan(bw_prefault_remaps_skipped(), skipped)
+        XCTAssertEqual(bw_prefault_enabled(), 1, "the self-test leaves the wrapper as it found it")
+        XCTAssertEqual(ClamEngine.prefaultStatus?.enabled, true)
     }
 
     func testReleasingThePoolUnmapsItsRegions() throws {

@@ -25,4 +25,11 @@ void bw_prefault_release_pool(void);
 /// 1 when the wrapper is compiled in (not under ThreadSanitizer, which intercepts mmap itself).
 int bw_prefault_available(void);
 
+/// Turns the wrapper on (1) or off (0) for the whole process; off by default. While off,
+/// bw_prefault_set_limit sets 0 and every mmap64/munmap passes through. Turning it off empties the pool.
+void bw_prefault_enable(int on);
+
+/// 1 while the wrapper is on.
+int bw_prefault_enabled(void);
+
 #endif
