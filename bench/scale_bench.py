@@ -2,9 +2,9 @@
 """Breakwater and clamd on an official-scale signature set (the stand-in of bench/officialdb.py).
 
     bench/scale_bench.py [--scale 1.0] [--seed 1] [--corpus DIR] [--count 1000] [--rounds 2]
-                         [--fork-count 400] [--bin PATH] [--only PARTS] [--json OUT]
+                         [--anchor-count 200] [--fork-count 400] [--bin PATH] [--only PARTS] [--json OUT]
 
-PARTS (comma-separated, default all): load, daemon, clamd, scan, fork.
+PARTS (comma-separated, default all): load, daemon, clamd, scan, anchor, fork.
 
  load    clamscan -d SET on one small file: every signature loads, no libclamav error or warning;
          wall time and peak RSS of the load.
@@ -21,6 +21,9 @@ PARTS (comma-separated, default all): load, daemon, clamd, scan, fork.
          corpus, with the shipped set alone and with the stand-in added. Each configuration is also run
          on one tiny file, and that run's CPU (the load) is subtracted. Interleaved, --rounds rounds.
          Any stand-in name reported is a false positive and fails the run.
+ anchor  the same on --anchor-count messages for clamscan (--allmatch, Breakwater's limits, as
+         bench/scan_bench.py runs it) and `breakwater scan --jobs 1`: one thread each, so the cost the
+         stand-in adds per message can be set beside libclamav's own.
  fork    bench/forkshare.c (built into out/bench/forkshare with cc -lclamav): the engine is built,
          the process forks, the child scans --fork-count messages and reports its Private_Dirty and
          Shared_Dirty from /proc/self/smaps_rollup.
@@ -222,28 +225,38 @@ def corpus_files(corpus, count):
     return [os.path.join(corpus, n) for n in names[:count]]
 
 
-def bench_scan(binary, standin, files, rounds, work):
+def scan_command(binary, key, standin, listfile):
+    """(command) for one scan configuration: bw-j2 / bw-j1 / clamscan, shipped alone or + the stand-in."""
+    name, _, sets = key.partition(" ")
+    dirs = [SHIPPED] + ([standin] if sets == "shipped+standin" else [])
+    if name == "clamscan":
+        return ["clamscan", *scan_bench.CLAMSCAN_MATCHING, *[a for d in dirs for a in ("-d", d)], "-f", listfile]
+    jobs = "2" if name == "bw-j2" else "1"
+    return [binary, "scan", "--jobs", jobs, "--no-summary", *[a for d in dirs for a in ("--signatures", d)],
+            "--files-from", listfile]
+
+
+def bench_scan(binary, standin, files, rounds, work, keys):
     tiny = os.path.join(work, "tiny.txt")
     with open(tiny, "w") as f:
         f.write("hello\n")
     lists = {}
-    for key, paths in (("full", files), ("tiny", [tiny])):
-        lists[key] = os.path.join(work, f"list-{key}")
-        with open(lists[key], "w") as f:
+    for kind, paths in (("full", files), ("tiny", [tiny])):
+        lists[kind] = os.path.join(work, f"list-{kind}-{len(files)}")
+        with open(lists[kind], "w") as f:
             f.write("".join(p + "\n" for p in paths))
-    configs = {"shipped": [SHIPPED], "shipped+standin": [SHIPPED, standin]}
-    cpu = {k: [] for k in configs}
-    load = {k: [] for k in configs}
-    wall = {k: [] for k in configs}
+    cpu = {k: [] for k in keys}
+    load = {k: [] for k in keys}
+    wall = {k: [] for k in keys}
     failures = []
     for r in range(rounds):
-        order = list(configs) if r % 2 == 0 else list(reversed(configs))
+        order = list(keys) if r % 2 == 0 else list(reversed(keys))
         for k in order:
-            sig = [a for d in configs[k] for a in ("--signatures", d)]
-            base = [binary, "scan", "--jobs", "2", "--no-summary", *sig, "--files-from"]
-            lw, lc, _ = scan_bench.run(base + [lists["tiny"]], os.path.join(work, f"scan-{k}-{r}-tiny.out"))
-            out = os.path.join(work, f"scan-{k}-{r}.out")
-            w, c, _ = scan_bench.run(base + [lists["full"]], out)
+            tag = k.replace(" ", "_")
+            lw, lc, _ = scan_bench.run(scan_command(binary, k, standin, lists["tiny"]),
+                                       os.path.join(work, f"scan-{tag}-{r}-tiny.out"))
+            out = os.path.join(work, f"scan-{tag}-{r}.out")
+            w, c, _ = scan_bench.run(scan_command(binary, k, standin, lists["full"]), out)
             per = (c - lc) * 1000 / len(files)
             cpu[k].append(per)
             load[k].append(lc)
@@ -255,9 +268,12 @@ def bench_scan(binary, standin, files, rounds, work):
             log(f"  round {r + 1} {k}: load {lw:.1f} s wall / {lc:.1f} s CPU; scan {w - lw:.1f} s wall, "
                 f"{per:.2f} CPU-ms/msg, {len(found)} messages with a finding")
     med = {k: statistics.median(v) for k, v in cpu.items()}
-    ratios = [b / a for a, b in zip(cpu["shipped"], cpu["shipped+standin"])]
-    return dict(messages=len(files), cpu_ms=cpu, load_cpu_s=load, scan_wall_s=wall, median_cpu_ms=med,
-                ratio_median=statistics.median(ratios), ratios=ratios), failures
+    res = dict(messages=len(files), cpu_ms=cpu, load_cpu_s=load, scan_wall_s=wall, median_cpu_ms=med)
+    for name in ("bw-j2", "bw-j1", "clamscan"):
+        a, b = cpu.get(f"{name} shipped"), cpu.get(f"{name} shipped+standin")
+        if a and b:
+            res[f"{name} ratio"] = statistics.median(y / x for x, y in zip(a, b))
+    return res, failures
 
 
 # ---------------------------------------------------------------------------------------------- fork
@@ -293,21 +309,22 @@ def main():
     ap.add_argument("--corpus", default=os.path.join(REPO, "out", "bench", "corpora", "mixed-1-3000"))
     ap.add_argument("--count", type=int, default=1000, help="messages for the scan part")
     ap.add_argument("--fork-count", type=int, default=400)
+    ap.add_argument("--anchor-count", type=int, default=200, help="messages for the anchor part")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--bin", default=os.environ.get("BREAKWATER_BIN", os.path.join(REPO, ".build/release/breakwater")))
-    ap.add_argument("--only", default="load,daemon,clamd,scan,fork")
+    ap.add_argument("--only", default="load,daemon,clamd,scan,anchor,fork")
     ap.add_argument("--json")
     a = ap.parse_args()
     parts = set(a.only.split(","))
     a.bin = os.path.abspath(a.bin)
-    if parts & {"daemon", "scan"} and not os.access(a.bin, os.X_OK):
+    if parts & {"daemon", "scan", "anchor"} and not os.access(a.bin, os.X_OK):
         sys.exit(f"scale_bench: no binary at {a.bin} (swift build -c release --static-swift-stdlib --product breakwater)")
-    if parts & {"scan", "fork"} and not os.path.isdir(a.corpus):
+    if parts & {"scan", "fork", "anchor"} and not os.path.isdir(a.corpus):
         sys.exit(f"scale_bench: no corpus at {a.corpus} (corpus.py --seed 1 --count 3000, or --corpus DIR)")
     standin = os.path.abspath(a.standin) if a.standin else officialdb.ensure(
         officialdb.default_dir(a.scale, a.seed), a.scale, a.seed, verbose=True)
     work = tempfile.mkdtemp(prefix="bw-scale-")
-    files = corpus_files(a.corpus, max(a.count, a.fork_count)) if parts & {"scan", "fork"} else []
+    files = corpus_files(a.corpus, max(a.count, a.fork_count, a.anchor_count)) if parts & {"scan", "fork", "anchor"} else []
     with open("/proc/loadavg") as f:
         loadavg = f.read().split()[:3]
     log(f"stand-in {standin}; {os.cpu_count()} cores, load average {' '.join(loadavg)}; nice {os.nice(0)}")
@@ -331,7 +348,13 @@ def main():
             failures += f
     if "scan" in parts:
         log(f"== scan CPU, {a.count} messages of {a.corpus}")
-        results["scan"], f = bench_scan(a.bin, standin, files[:a.count], a.rounds, work)
+        keys = [f"bw-j2 {s}" for s in ("shipped", "shipped+standin")]
+        results["scan"], f = bench_scan(a.bin, standin, files[:a.count], a.rounds, work, keys)
+        failures += f
+    if "anchor" in parts:
+        log(f"== scan CPU anchor: clamscan and breakwater scan --jobs 1, {a.anchor_count} messages")
+        keys = [f"{n} {s}" for n in ("clamscan", "bw-j1") for s in ("shipped", "shipped+standin")]
+        results["anchor"], f = bench_scan(a.bin, standin, files[:a.anchor_count], a.rounds, work, keys)
         failures += f
     if "fork" in parts:
         log(f"== fork after load, {a.fork_count} messages")
@@ -371,11 +394,14 @@ def report(res):
             log(f"\nbreakwater / clamd (yes): start {bw['start'] / cy['start']:.2f}, steady RSS "
                 f"{bw['steady_kb'] / cy['steady_kb']:.2f}, reload peak "
                 f"{max(x['peak'] for x in bw['rows']) / max(x['peak'] for x in cy['rows']):.2f}")
-    if res.get("scan"):
-        s = res["scan"]
-        log(f"\nscan CPU-ms/msg ({s['messages']} messages, load subtracted; per round): "
+    for part in ("scan", "anchor"):
+        s = res.get(part)
+        if not s:
+            continue
+        log(f"\n{part}: CPU-ms/msg ({s['messages']} messages, load subtracted; median (per round)): "
             + "; ".join(f"{k} {statistics.median(v):.2f} ({' / '.join(f'{x:.2f}' for x in v)})" for k, v in s["cpu_ms"].items())
-            + f"; ratio with/without the stand-in {s['ratio_median']:.2f}")
+            + "; with/without the stand-in: "
+            + ", ".join(f"{n} {s[n + ' ratio']:.2f}" for n in ("bw-j2", "bw-j1", "clamscan") if n + " ratio" in s))
     if res.get("fork"):
         f = res["fork"]
         log(f"fork after load: child Private_Dirty {mb(f['child.Private_Dirty']):.1f} MB, Shared_Dirty "
