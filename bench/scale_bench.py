@@ -4,7 +4,7 @@
     bench/scale_bench.py [--scale 1.0] [--seed 1] [--corpus DIR] [--count 1000] [--rounds 2]
                          [--anchor-count 200] [--fork-count 400] [--bin PATH] [--only PARTS] [--json OUT]
 
-PARTS (comma-separated, default all): load, daemon, clamd, scan, anchor, fork.
+PARTS (comma-separated, default all): load, daemon, clamd, starts, scan, anchor, fork.
 
  load    clamscan -d SET on one small file: every signature loads, no libclamav error or warning;
          wall time and peak RSS of the load.
@@ -17,6 +17,9 @@ PARTS (comma-separated, default all): load, daemon, clamd, scan, anchor, fork.
          Foreground yes, MaxThreads 2, SelfCheck off), once with ConcurrentDatabaseReload yes and once
          no: start to the first PONG, steady RSS, --rounds RELOAD commands (done when clamd logs
          "Database correctly reloaded"), peak RSS the same way.
+ starts  --rounds start-ups of breakwater run and clamd, alternately: wall and CPU seconds (utime +
+         stime from /proc) from start to listening (clamd: to the first PONG), RSS a second later.
+         CPU is the steadier figure on a shared machine.
  scan    CPU per message of `breakwater scan --jobs 2 --files-from LIST` on --count messages of the
          corpus, with the shipped set alone and with the stand-in added. Each configuration is also run
          on one tiny file, and that run's CPU (the load) is subtracted. Interleaved, --rounds rounds.
@@ -97,7 +100,9 @@ def bench_daemon(binary, standin, rounds):
 def combined_dir(standin, work):
     """The stand-in and the shipped set in one directory (clamd reads one DatabaseDirectory)."""
     d = os.path.join(work, "clamd-db")
-    os.makedirs(d, exist_ok=True)
+    if os.path.isdir(d):
+        return d
+    os.makedirs(d)
     for name in sorted(os.listdir(standin)):
         if name.endswith(DB_EXTS):
             try:
@@ -218,6 +223,51 @@ def bench_clamd(dbdir, work, concurrent, rounds):
     return dict(label=label, start=start, steady_kb=steady, rows=rows, loaded=sigs.strip()), failures
 
 
+# -------------------------------------------------------------------------------------------- starts
+
+def proc_cpu_s(pid):
+    """utime + stime of a process so far, seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_starts(binary, standin, dbdir, work, rounds):
+    """Start-up only, breakwater and clamd alternately: wall and CPU seconds to listening, RSS then."""
+    rows, failures = {"breakwater": [], "clamd": []}, []
+    for r in range(rounds):
+        order = ["breakwater", "clamd"] if r % 2 == 0 else ["clamd", "breakwater"]
+        for who in order:
+            if who == "breakwater":
+                d = tempfile.mkdtemp(prefix="bw-start-", dir=work)
+                args = ["--workers", "2", "--self-check", "0", "--metrics", "", "--signatures", SHIPPED,
+                        "--signatures", standin]
+                bw = reload_bench.BreakwaterDaemon(binary, d, args)
+                t = time.monotonic()
+                try:
+                    bw.start(timeout=900)
+                    wall = time.monotonic() - t
+                    cpu = proc_cpu_s(bw.pid)
+                    time.sleep(1.0)
+                    rss = proc_kb(bw.pid, "VmRSS")
+                finally:
+                    rc = bw.stop(timeout=60)
+                if rc != 0:
+                    failures.append(f"start round {r + 1}: breakwater exited {rc}")
+            else:
+                c = Clamd(dbdir, work, True)
+                try:
+                    wall = c.start()
+                    cpu = proc_cpu_s(c.proc.pid)
+                    time.sleep(1.0)
+                    rss = proc_kb(c.proc.pid, "VmRSS")
+                finally:
+                    c.stop()
+            rows[who].append(dict(wall=wall, cpu=cpu, rss=rss))
+            log(f"  start round {r + 1} {who}: listening after {wall:.1f} s wall, {cpu:.1f} s CPU, RSS {mb(rss):.0f} MB")
+    return rows, failures
+
+
 # ---------------------------------------------------------------------------------------------- scan
 
 def corpus_files(corpus, count):
@@ -312,7 +362,7 @@ def main():
     ap.add_argument("--anchor-count", type=int, default=200, help="messages for the anchor part")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--bin", default=os.environ.get("BREAKWATER_BIN", os.path.join(REPO, ".build/release/breakwater")))
-    ap.add_argument("--only", default="load,daemon,clamd,scan,anchor,fork")
+    ap.add_argument("--only", default="load,daemon,clamd,starts,scan,anchor,fork")
     ap.add_argument("--json")
     a = ap.parse_args()
     parts = set(a.only.split(","))
@@ -346,6 +396,10 @@ def main():
             r, f = bench_clamd(d, work, concurrent, a.rounds)
             results["clamd-yes" if concurrent else "clamd-no"] = r
             failures += f
+    if "starts" in parts:
+        log("== start-up, breakwater and clamd alternately")
+        results["starts"], f = bench_starts(a.bin, standin, combined_dir(standin, work), work, a.rounds)
+        failures += f
     if "scan" in parts:
         log(f"== scan CPU, {a.count} messages of {a.corpus}")
         keys = [f"bw-j2 {s}" for s in ("shipped", "shipped+standin")]
@@ -394,6 +448,15 @@ def report(res):
             log(f"\nbreakwater / clamd (yes): start {bw['start'] / cy['start']:.2f}, steady RSS "
                 f"{bw['steady_kb'] / cy['steady_kb']:.2f}, reload peak "
                 f"{max(x['peak'] for x in bw['rows']) / max(x['peak'] for x in cy['rows']):.2f}")
+    if res.get("starts"):
+        st = res["starts"]
+        med = {k: {f: statistics.median(x[f] for x in v) for f in ("wall", "cpu", "rss")} for k, v in st.items()}
+        log("\n| start-up, alternately (median of %d) | wall s | CPU s | RSS MB |" % len(st["clamd"]))
+        log("|---|---|---|---|")
+        for k, m in med.items():
+            log(f"| {k} | {m['wall']:.1f} | {m['cpu']:.1f} | {mb(m['rss']):.0f} |")
+        log(f"| breakwater / clamd | {med['breakwater']['wall'] / med['clamd']['wall']:.2f} | "
+            f"{med['breakwater']['cpu'] / med['clamd']['cpu']:.2f} | {med['breakwater']['rss'] / med['clamd']['rss']:.2f} |")
     for part in ("scan", "anchor"):
         s = res.get(part)
         if not s:
