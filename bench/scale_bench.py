@@ -4,7 +4,7 @@
     bench/scale_bench.py [--scale 1.0] [--seed 1] [--corpus DIR] [--count 1000] [--rounds 2]
                          [--anchor-count 200] [--fork-count 400] [--bin PATH] [--only PARTS] [--json OUT]
 
-PARTS (comma-separated, default all): load, daemon, clamd, starts, scan, anchor, fork.
+PARTS (comma-separated, default all): load, daemon, clamd, starts, reloads, scan, anchor, fork.
 
  load    clamscan -d SET on one small file: every signature loads, no libclamav error or warning;
          wall time and peak RSS of the load.
@@ -20,6 +20,9 @@ PARTS (comma-separated, default all): load, daemon, clamd, starts, scan, anchor,
  starts  --rounds start-ups of breakwater run and clamd, alternately: wall and CPU seconds (utime +
          stime from /proc) from start to listening (clamd: to the first PONG), RSS a second later.
          CPU is the steadier figure on a shared machine.
+ reloads breakwater run, clamd with ConcurrentDatabaseReload yes and clamd with no, all three loaded at
+         once, reloaded in turn (rotating order), --rounds each: wall and the daemon's CPU seconds per
+         reload, peak RSS as above. The fairest reload comparison on a shared machine.
  scan    CPU per message of `breakwater scan --jobs 2 --files-from LIST` on --count messages of the
          corpus, with the shipped set alone and with the stand-in added. Each configuration is also run
          on one tiny file, and that run's CPU (the load) is subtracted. Interleaved, --rounds rounds.
@@ -268,6 +271,66 @@ def bench_starts(binary, standin, dbdir, work, rounds):
     return rows, failures
 
 
+# ------------------------------------------------------------------------------------------- reloads
+
+def clamd_reload(c, timeout=900):
+    """RELOAD on clamd's socket; returns once clamd logged the reload and answers PING again."""
+    done = c.log_text().count("Database correctly reloaded")
+    answer = c.command("RELOAD", 30)
+    t = time.monotonic()
+    while c.log_text().count("Database correctly reloaded") == done:
+        if c.proc.poll() is not None or time.monotonic() - t > timeout:
+            raise RuntimeError(f"clamd reload did not finish ({answer}): {c.log_tail()}")
+        time.sleep(0.02)
+    c.command("PING", 120)
+
+
+def bench_reloads(binary, standin, dbdir, work, rounds):
+    """breakwater run, clamd (ConcurrentDatabaseReload yes) and clamd (no) all loaded; reloads in turn,
+    in a rotating order: wall time, the daemon's CPU seconds, peak RSS (VmHWM after clear_refs 5)."""
+    d = tempfile.mkdtemp(prefix="bw-reloads-", dir=work)
+    bw = reload_bench.BreakwaterDaemon(binary, d, ["--workers", "2", "--self-check", "0", "--metrics", "",
+                                                   "--signatures", SHIPPED, "--signatures", standin])
+    daemons = {}
+    rows = {"breakwater": [], "clamd yes": [], "clamd no": []}
+    failures = []
+    try:
+        bw.start(timeout=900)
+        ctl = ["--control", os.path.join(bw.run_dir, "control.sock")]
+        daemons["breakwater"] = (bw.pid, lambda: subprocess.run([binary, "reload", *ctl], capture_output=True,
+                                                                text=True, timeout=900, check=True))
+        for name, conc in (("clamd yes", True), ("clamd no", False)):
+            c = Clamd(dbdir, work, conc)
+            c.start()
+            daemons[name] = (c.proc.pid, (lambda c=c: clamd_reload(c)), c)
+        keys = list(rows)
+        for r in range(rounds):
+            order = keys[r % 3:] + keys[:r % 3]
+            for k in order:
+                pid, fn = daemons[k][0], daemons[k][1]
+                time.sleep(1.0)
+                before = proc_kb(pid, "VmRSS")
+                with open(f"/proc/{pid}/clear_refs", "w") as f:
+                    f.write("5")
+                c0 = proc_cpu_s(pid)
+                t0 = time.monotonic()
+                fn()
+                wall = time.monotonic() - t0
+                cpu = proc_cpu_s(pid) - c0
+                peak = proc_kb(pid, "VmHWM")
+                rows[k].append(dict(wall=wall, cpu=cpu, before=before, peak=peak))
+                log(f"  reload round {r + 1} {k}: {wall:.1f} s wall, {cpu:.1f} s CPU, RSS before {mb(before):.0f} MB, "
+                    f"peak {mb(peak):.0f} MB")
+    except Exception as e:  # recorded; the daemons are stopped below
+        failures.append(f"reloads: {e}")
+    finally:
+        bw.stop(timeout=60)
+        for k, v in daemons.items():
+            if len(v) == 3:
+                v[2].stop()
+    return rows, failures
+
+
 # ---------------------------------------------------------------------------------------------- scan
 
 def corpus_files(corpus, count):
@@ -362,7 +425,7 @@ def main():
     ap.add_argument("--anchor-count", type=int, default=200, help="messages for the anchor part")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--bin", default=os.environ.get("BREAKWATER_BIN", os.path.join(REPO, ".build/release/breakwater")))
-    ap.add_argument("--only", default="load,daemon,clamd,starts,scan,anchor,fork")
+    ap.add_argument("--only", default="load,daemon,clamd,starts,reloads,scan,anchor,fork")
     ap.add_argument("--json")
     a = ap.parse_args()
     parts = set(a.only.split(","))
@@ -399,6 +462,10 @@ def main():
     if "starts" in parts:
         log("== start-up, breakwater and clamd alternately")
         results["starts"], f = bench_starts(a.bin, standin, combined_dir(standin, work), work, a.rounds)
+        failures += f
+    if "reloads" in parts:
+        log("== reloads, breakwater and clamd (yes, no) loaded side by side, in turn")
+        results["reloads"], f = bench_reloads(a.bin, standin, combined_dir(standin, work), work, a.rounds)
         failures += f
     if "scan" in parts:
         log(f"== scan CPU, {a.count} messages of {a.corpus}")
@@ -457,6 +524,16 @@ def report(res):
             log(f"| {k} | {m['wall']:.1f} | {m['cpu']:.1f} | {mb(m['rss']):.0f} |")
         log(f"| breakwater / clamd | {med['breakwater']['wall'] / med['clamd']['wall']:.2f} | "
             f"{med['breakwater']['cpu'] / med['clamd']['cpu']:.2f} | {med['breakwater']['rss'] / med['clamd']['rss']:.2f} |")
+    if res.get("reloads"):
+        rl = res["reloads"]
+        log("\n| reload, in turn (median of %d) | wall s | CPU s | RSS before MB | peak MB | peak / before |" % len(rl["breakwater"]))
+        log("|---|---|---|---|---|---|")
+        for k, v in rl.items():
+            if not v:
+                continue
+            m = {f: statistics.median(x[f] for x in v) for f in ("wall", "cpu", "before")}
+            peak = max(x["peak"] for x in v)
+            log(f"| {k} | {m['wall']:.1f} | {m['cpu']:.1f} | {mb(m['before']):.0f} | {mb(peak):.0f} | {peak / m['before']:.2f} |")
     for part in ("scan", "anchor"):
         s = res.get(part)
         if not s:
