@@ -2,7 +2,10 @@
 # Runs every benchmark in bench/ that exists, one after the other (never two at once: the machine
 # has two cores and the figures are only comparable inside one run).
 #
-#   bench/run.sh [--quick] [--rounds N] [--only NAME[,NAME]]   NAME: scan, metrics, milter, waves, reload
+#   bench/run.sh [--quick] [--rounds N] [--only NAME[,NAME]]   NAME: scan, metrics, milter, waves, reload, scale
+#
+# `scale` (bench/scale_bench.py on the official-scale stand-in, about 2 GiB per engine, 15-25 minutes)
+# runs only when named; with --quick it uses a stand-in at 1 % of full size.
 #
 # Binary: $BREAKWATER_BIN, default .build/release/breakwater (`make bench` builds it as the package does,
 # with the Swift runtime linked in).
@@ -24,7 +27,7 @@ while [ $# -gt 0 ]; do
     --rounds=*) rounds="${1#*=}" ;;
     --only) only="$2"; shift ;;
     --only=*) only="${1#*=}" ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -74,6 +77,14 @@ if wants reload && [ -f bench/reload_bench.py ]; then
   [ -n "$rounds" ] && args+=(--rounds "$rounds")
   [ $quick -eq 1 ] && args+=(--rounds 1 --synthetic 300000)
   run reload "$PY" bench/reload_bench.py "${args[@]}"
+fi
+
+if wants scale && [ -f bench/scale_bench.py ]; then
+  args=(--bin "$BREAKWATER_BIN")
+  [ -n "${BENCH_CORPUS:-}" ] && args+=(--corpus "$BENCH_CORPUS")
+  [ -n "$rounds" ] && args+=(--rounds "$rounds")
+  [ $quick -eq 1 ] && args+=(--scale 0.01 --count 200 --anchor-count 50 --fork-count 50)
+  run scale "$PY" bench/scale_bench.py "${args[@]}" --json out/bench/scale.json
 fi
 
 if wants metrics && [ -f bench/metrics_bench.py ]; then
