@@ -9,6 +9,7 @@
 stdout and stderr go to a log file (bw.log_path); bw.log() reads it.
 """
 import os
+import stat
 import shutil
 import signal
 import subprocess
@@ -81,7 +82,23 @@ class BreakwaterDaemon:
     def command(self):
         return [self.binary, "run", "--socket", self.milter_spec, *self.hermetic_defaults(), *self.args]
 
+    def control_path(self):
+        """The control socket the daemon was told to open ("" or None: none)."""
+        cmd = self.command()
+        i = len(cmd) - 1 - cmd[::-1].index("--control") if "--control" in cmd else None
+        return cmd[i + 1] if i is not None and i + 1 < len(cmd) else None
+
     def listening(self):
+        # The milter socket listens before the control socket is opened: a test that talks to the
+        # control socket right after start() needs both.
+        control = self.control_path()
+        # (A socket file, not /proc/net/unix: a path too long for sun_path is bound by another name.)
+        if control:
+            try:
+                if not stat.S_ISSOCK(os.stat(os.path.join(self.workdir, control)).st_mode):
+                    return False
+            except OSError:
+                return False
         if self.socket_kind == "unix":
             return procs.unix_listening(self.socket_path)
         return procs.tcp_listening(self.port)
