@@ -20,8 +20,10 @@ public final class MessageAssembly {
     /// Over `maxMessageSize` on the bytes received; nothing more is kept, the buffer is emptied.
     public private(set) var oversize = false
     public private(set) var headersEnded = false
-    /// Why the message could not be held (a spool file could not be written); nothing more is kept.
-    public private(set) var spoolError: String?
+    /// Why the message could not be held (a spool file could not be written, or the spool budget is
+    /// spent); nothing more is kept.
+    public private(set) var spoolFailure: MessageBuffer.SpoolError?
+    public var spoolError: String? { spoolFailure?.description }
     /// The first Subject header's value as received (at most 998 bytes, the RFC 5322 line limit).
     public private(set) var subject: String?
 
@@ -32,7 +34,7 @@ public final class MessageAssembly {
 
     /// True while the message is still kept: not oversize and no spool error. Once false, the caller
     /// may skip the rest of the message (SMFIS_SKIP).
-    public var isKept: Bool { !oversize && spoolError == nil }
+    public var isKept: Bool { !oversize && spoolFailure == nil }
 
     /// The size the client declared (ESMTP `SIZE=` at MAIL FROM). Only pre-sizes the buffer, within
     /// `MessageBuffer.expect`'s caps; it never marks the message oversize and never shortens a scan:
@@ -105,7 +107,7 @@ public final class MessageAssembly {
         received = 0
         oversize = false
         headersEnded = false
-        spoolError = nil
+        spoolFailure = nil
         subject = nil
     }
 
@@ -115,7 +117,7 @@ public final class MessageAssembly {
     }
 
     private func fail(_ error: MessageBuffer.SpoolError) {
-        spoolError = error.description
+        spoolFailure = error
         buffer.reset()
     }
 

@@ -19,7 +19,9 @@ private func attach(_ ctx: OpaquePointer?) -> Session {
     if let s = session(ctx) { return s }
     let daemon = MilterDaemon.shared!
     let s = daemon.newSession()
-    daemon.stats.sessionsOpen.add(1, ordering: .relaxed)
+    let open = daemon.stats.sessionsOpen.add(1, ordering: .relaxed).newValue
+    // Counted from the session's first callback (negotiation) to its close.
+    s.overSessionCap = open > daemon.config.maxSessions
     _ = smfi_setpriv(ctx, Unmanaged.passRetained(s).toOpaque())
     return s
 }
@@ -59,8 +61,10 @@ func milterNegotiate(
         // each step carries the ACK at once.
         // Connect only continues too: a client in skip-networks is accepted at MAIL FROM instead, which
         // saves the MTA a round trip per connection.
-        want |= flag(SMFIP_NODATA) | flag(SMFIP_NOEOH) | flag(SMFIP_NR_HDR) | flag(SMFIP_NR_RCPT)
-            | flag(SMFIP_NR_CONN)
+        // RCPT keeps its reply: past max-recipients it is answered 452 4.5.3.
+        want |= flag(SMFIP_NODATA) | flag(SMFIP_NOEOH) | flag(SMFIP_NR_HDR)
+        // A session over max-sessions is answered at connect, so connect keeps its reply there.
+        if !s.overSessionCap { want |= flag(SMFIP_NR_CONN) }
     }
     want &= f1
     pf1?.pointee = want
@@ -69,7 +73,6 @@ func milterNegotiate(
     s.assembly.leadingSpace = want & flag(SMFIP_HDR_LEADSPC) != 0
     s.canSkip = want & flag(SMFIP_SKIP) != 0
     s.noReplyHeaders = want & flag(SMFIP_NR_HDR) != 0
-    s.noReplyRecipients = want & flag(SMFIP_NR_RCPT) != 0
     s.noReplyConnect = want & flag(SMFIP_NR_CONN) != 0
     return SMFIS_CONTINUE
 }
@@ -77,6 +80,7 @@ func milterNegotiate(
 func milterConnect(_ ctx: OpaquePointer?, _ hostname: UnsafeMutablePointer<CChar>?, _ addr: UnsafeMutablePointer<sockaddr>?) -> sfsistat {
     let s = attach(ctx)
     let daemon = MilterDaemon.shared!
+    if s.overSessionCap && !s.noReplyConnect { return refuseSession(ctx, daemon) }
     if let addr {
         var buf = [CChar](repeating: 0, count: 64)
         switch Int32(addr.pointee.sa_family) {
@@ -106,6 +110,18 @@ func milterConnect(_ ctx: OpaquePointer?, _ hostname: UnsafeMutablePointer<CChar
     return s.noReplyConnect ? SMFIS_NOREPLY : SMFIS_CONTINUE
 }
 
+/// A session past max-sessions: 451 4.3.2 at connect (or at MAIL FROM when connect had no reply),
+/// logged at most once a second with the count since the last line.
+private func refuseSession(_ ctx: OpaquePointer?, _ daemon: MilterDaemon) -> sfsistat {
+    let d = daemon.policy.busy(.sessions)
+    daemon.stats.count(d)
+    setReply(ctx, d.reply!)
+    if let n = daemon.sessionsOverCap.tick() {
+        daemon.logger.warning("sessions: more than max-sessions (\(daemon.config.maxSessions)) open: \(n) new session(s) answered 451 4.3.2 since the last line (cause=sessions)")
+    }
+    return SMFIS_TEMPFAIL
+}
+
 /// A client in skip-networks: accepted unscanned, at connect or (when connect has no reply) at each MAIL FROM.
 private func skipClient(_ s: Session, _ daemon: MilterDaemon) -> sfsistat {
     daemon.stats.skipped.add(1, ordering: .relaxed)
@@ -116,6 +132,7 @@ private func skipClient(_ s: Session, _ daemon: MilterDaemon) -> sfsistat {
 func milterEnvFrom(_ ctx: OpaquePointer?, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> sfsistat {
     let s = attach(ctx)
     let daemon = MilterDaemon.shared!
+    if s.overSessionCap { return refuseSession(ctx, daemon) }
     if s.clientSkipped { return skipClient(s, daemon) }
     s.resetMessage()
     s.started = Clock.monotonic()
@@ -154,10 +171,22 @@ func milterEnvFrom(_ ctx: OpaquePointer?, _ argv: UnsafeMutablePointer<UnsafeMut
 
 func milterEnvRcpt(_ ctx: OpaquePointer?, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> sfsistat {
     let s = attach(ctx)
+    let daemon = MilterDaemon.shared!
+    if s.recipients.count >= daemon.config.maxRecipients {
+        // This RCPT only: the transaction goes on with the recipients taken so far.
+        s.recipientsRefused += 1
+        daemon.stats.recipientsRefused.add(1, ordering: .relaxed)
+        setReply(ctx, ("452", "4.5.3", "Too many recipients (Breakwater max-recipients \(daemon.config.maxRecipients))"))
+        if s.recipientsRefused == 1 {
+            let queueID = macro(ctx, "i") ?? "-"
+            daemon.logger.info("queue=\(queueID) client=\(s.clientAddress) from=<\(s.sender.trimmingAngles)> rcpts=\(s.recipients.count): more than max-recipients, further RCPTs answered 452 4.5.3")
+        }
+        return SMFIS_TEMPFAIL
+    }
     if let argv, let first = argv[0] {
         s.recipients.append(String(cString: first))
     }
-    return s.noReplyRecipients ? SMFIS_NOREPLY : SMFIS_CONTINUE
+    return SMFIS_CONTINUE
 }
 
 func milterHeader(_ ctx: OpaquePointer?, _ name: UnsafeMutablePointer<CChar>?, _ value: UnsafeMutablePointer<CChar>?) -> sfsistat {
@@ -188,7 +217,7 @@ func milterEOM(_ ctx: OpaquePointer?) -> sfsistat {
     let queueID = macro(ctx, "i") ?? "-"
     let size = s.assembly.received
     let spooled = s.assembly.buffer.spoolReason
-    let (decision, waitSeconds, scanSeconds, scanned) = daemon.decide(s) { _ = smfi_progress(ctx) }
+    let (decision, waitSeconds, scanSeconds, scanned) = daemon.decide(s, queueID: queueID) { _ = smfi_progress(ctx) }
     let waitMs = Int(waitSeconds * 1000), scanMs = Int(scanSeconds * 1000)
     daemon.stats.count(decision)
 
@@ -219,6 +248,7 @@ func milterEOM(_ ctx: OpaquePointer?) -> sfsistat {
     }
 
     var line = "queue=\(queueID) client=\(s.clientAddress) from=<\(s.sender.trimmingAngles)> rcpts=\(s.recipients.count) size=\(size)"
+    if s.recipientsRefused > 0 { line += " rcpts_refused=\(s.recipientsRefused)" }
     line += " verdict=\(decision.verdict.rawValue) action=\(decision.action.rawValue)"
     if !decision.signatures.isEmpty { line += " signatures=\(decision.signatures.joined(separator: ","))" }
     if let cause = decision.tempfailCause { line += " cause=\(cause.rawValue)" }

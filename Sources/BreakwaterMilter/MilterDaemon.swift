@@ -27,6 +27,9 @@ public final class MilterDaemon: @unchecked Sendable {
     public let admission: Admission
     public let policy: Policy
     public let stats = Stats()
+    /// Log lines for sessions over max-sessions and for threads that cannot start: one a second.
+    let sessionsOverCap = OncePerSecond()
+    let threadFailures = OncePerSecond()
     public let logger: Logger
     /// Services started with the daemon; set before `run()`.
     public var services: [DaemonService] = []
@@ -79,7 +82,7 @@ public final class MilterDaemon: @unchecked Sendable {
             if isError { log.error("\(message)") } else { log.notice("\(message)") }
         })
         admission = Admission(slots: config.workers, maxWaiting: config.maxWaiting, maxWait: config.maxWait,
-                              memoryBudget: config.memoryBudget)
+                              memoryBudget: config.memoryBudget, spoolBudget: config.spoolBudget)
         policy = Policy(config: config)
         if config.wave.enabled { waves = WaveFeature(config: config, stats: stats, logger: logger) }
         logger.notice("engine generation 1 loaded: \(initial.signatureCount) signatures from \(dirs.joined(separator: ", ")) in \(Int(initial.buildSeconds * 1000)) ms (libclamav \(ClamEngine.libraryVersion))")
@@ -122,7 +125,7 @@ public final class MilterDaemon: @unchecked Sendable {
             throw StartupError("cannot listen on \(socketSpec): \(FileWalk.errnoString()) (is another milter on it, or the directory missing?)")
         }
         if !socketIsUnix { MilterDaemon.disableNagleOnListeners() }
-        startSignalThread()
+        try startSignalThread()
         for service in services {
             do { try service.start(self) } catch { throw StartupError("\(error)") }
         }
@@ -134,7 +137,7 @@ public final class MilterDaemon: @unchecked Sendable {
         } else {
             logger.warning("libmilter threads keep the default stack size: pthread_setattr_default_np: \(String(cString: strerror(stackRC)))")
         }
-        logger.notice("listening on \(socketSpec): \(admission.slots) scan slots, \(admission.maxWaiting) may wait up to \(config.maxWait)s, memory budget \(ByteSize.format(config.memoryBudget)), spool over \(ByteSize.format(config.spoolThreshold)) to \(config.spoolDirectory)")
+        logger.notice("listening on \(socketSpec): \(admission.slots) scan slots, \(admission.maxWaiting) may wait up to \(config.maxWait)s, memory budget \(ByteSize.format(config.memoryBudget)), spool over \(ByteSize.format(config.spoolThreshold)) to \(config.spoolDirectory) (spool budget \(ByteSize.format(config.spoolBudget)))")
 
         let rc = smfi_main()
         logger.notice("stopping: waiting for \(stats.inFlight.load(ordering: .relaxed)) message(s) in progress")
@@ -189,8 +192,8 @@ public final class MilterDaemon: @unchecked Sendable {
 
     /// SIGUSR2: reload signatures (SIGHUP would stop libmilter). The signals are blocked in every thread
     /// (main blocks them first); this thread takes USR1/USR2 with sigwait, libmilter's takes HUP/TERM/INT.
-    private func startSignalThread() {
-        Thread.start(stackSize: 256 << 10) { [self] in
+    private func startSignalThread() throws {
+        let started = Thread.tryStart(stackSize: 256 << 10) { [self] in
             var set = sigset_t()
             sigemptyset(&set)
             sigaddset(&set, SIGUSR1)
@@ -204,6 +207,7 @@ public final class MilterDaemon: @unchecked Sendable {
                 }
             }
         }
+        if case .failure(let e) = started { throw StartupError("cannot start the signal thread: \(e)") }
     }
 
     // MARK: per-message work
@@ -225,10 +229,15 @@ public final class MilterDaemon: @unchecked Sendable {
     }
 
     /// Scans the message in a slot and decides. Runs on the libmilter thread of the session.
-    func decide(_ s: Session, keepAlive: () -> Void) -> (Decision, wait: Double, scan: Double, scanned: Bool) {
+    func decide(_ s: Session, queueID: String, keepAlive: () -> Void) -> (Decision, wait: Double, scan: Double, scanned: Bool) {
         let message = s.assembly.buffer
-        if let err = s.assembly.spoolError {
-            logger.error("cannot hold the message: \(err)")
+        if let failure = s.assembly.spoolFailure {
+            if failure.overBudget {
+                // A temporary condition under load, answered 451 like the memory budget; the message's
+                // own log line names the cause.
+                return (policy.busy(.spoolBudget), 0, 0, false)
+            }
+            logger.error("queue=\(queueID) cannot hold the message: \(failure)")
             return (policy.busy(.memoryBudget), 0, 0, false)
         }
         if s.assembly.oversize {
@@ -266,10 +275,15 @@ public final class MilterDaemon: @unchecked Sendable {
             return (policy.busy(.busy), 0, 0, false)
         case .timedOut:
             return (policy.busy(.timeout), Clock.monotonic() - waitStart, 0, false)
+        case .noThread(let why):
+            if let n = threadFailures.tick() {
+                logger.error("queue=\(queueID) \(why): \(n) message(s) answered 451 4.3.2 since the last line (raise the unit's TasksMax= or lower max-sessions)")
+            }
+            return (policy.busy(.threads), 0, 0, false)
         case .scanned(let waited):
             let (result, decision) = scanned!
             stats.scanned.add(1, ordering: .relaxed)
-            if let err = result.errorMessage { logger.error("scan error: \(err)") }
+            if let err = result.errorMessage { logger.error("queue=\(queueID) scan error: \(err)") }
             return (decision, waited, result.seconds, true)
         }
     }

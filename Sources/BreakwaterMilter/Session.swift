@@ -6,7 +6,6 @@ final class Session {
     // Negotiated with the MTA.
     var canSkip = false
     var noReplyHeaders = false
-    var noReplyRecipients = false
     /// Connect needs no reply: a client in skip-networks is then accepted at MAIL FROM instead.
     var noReplyConnect = false
 
@@ -14,10 +13,14 @@ final class Session {
     var clientAddress = "unknown"
     var clientIP: [UInt8]? = nil
     var clientSkipped = false
+    /// Opened while max-sessions were open already: answered 451 4.3.2 at connect.
+    var overSessionCap = false
 
     // The current message; reset by `resetMessage()` (abort, end of message).
     var sender = ""
     var recipients: [String] = []
+    /// RCPTs answered 452 4.5.3 past max-recipients in this message.
+    var recipientsRefused = 0
     /// Headers and body as received, the received size, the oversize decision, the Subject.
     let assembly: MessageAssembly
     var started = 0.0
@@ -29,6 +32,7 @@ final class Session {
     func resetMessage() {
         sender = ""
         recipients.removeAll(keepingCapacity: true)
+        recipientsRefused = 0
         assembly.reset()
     }
 }

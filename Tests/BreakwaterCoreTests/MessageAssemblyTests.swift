@@ -124,12 +124,26 @@ final class MessageAssemblyTests: XCTestCase {
         XCTAssertEqual(kept, name + Array(": ".utf8) + value + [13, 10, 13, 10] + chunk)
     }
 
+    func testSpoolBudgetSpentIsATemporaryFailure() {
+        let a = Admission(slots: 1, maxWaiting: 0, maxWait: 1, memoryBudget: 1 << 20, spoolBudget: 4 << 10)
+        let m = MessageAssembly(buffer: MessageBuffer(admission: a, spoolThreshold: 1 << 10, spoolDirectory: NSTemporaryDirectory()),
+                                maxMessageSize: 1 << 20)
+        header(m, "Subject", "x")
+        XCTAssertTrue(body(m, String(repeating: "a", count: 3000)))
+        XCTAssertFalse(body(m, String(repeating: "b", count: 3000)))
+        XCTAssertEqual(m.spoolFailure?.overBudget, true)
+        XCTAssertEqual(a.snapshot.spooled, 0, "the failed message holds no spool budget")
+        m.reset()
+        XCTAssertNil(m.spoolFailure)
+    }
+
     func testSpoolFailureStopsTakingTheMessage() {
         let a = Admission(slots: 1, maxWaiting: 0, maxWait: 1, memoryBudget: 1 << 20)
         let m = MessageAssembly(buffer: MessageBuffer(admission: a, spoolThreshold: 10, spoolDirectory: "/nonexistent-dir"),
                                 maxMessageSize: 1 << 20)
         header(m, "Subject", "longer than ten bytes")
         XCTAssertNotNil(m.spoolError)
+        XCTAssertEqual(m.spoolFailure?.overBudget, false)
         XCTAssertFalse(body(m, "x"))
         m.reset()
         XCTAssertNil(m.spoolError)
