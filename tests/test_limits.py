@@ -201,3 +201,29 @@ def test_thread_start_failure_451(breakwater, test_sigs):
                 break
             except OSError:
                 time.sleep(0.1)
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def unit_entries(path, key):
+    out = []
+    with open(path) as f:
+        for line in f:
+            k, sep, v = line.strip().partition("=")
+            if sep and k == key:
+                out.append(v.strip())
+    return out
+
+
+def test_package_spools_on_disk():
+    """The shipped unit points TMPDIR (spool-directory's default, "$TMPDIR or /tmp") at its state
+    directory's spool/, which systemd creates writable under ProtectSystem=strict, and the conffile
+    leaves spool-directory at that default. (tests/test_deb.py checks the running service.)"""
+    unit = os.path.join(REPO, "debian", "breakwater.service")
+    env = dict(item.split("=", 1) for v in unit_entries(unit, "Environment") for item in v.split())
+    spool = env.get("TMPDIR")
+    assert spool == "/var/lib/breakwater/spool", env
+    assert "breakwater/spool" in " ".join(unit_entries(unit, "StateDirectory")).split()
+    with open(os.path.join(REPO, "debian", "breakwater.conf")) as f:
+        assert not [l for l in f if l.startswith("spool-directory")], "the conffile overrides spool-directory"
