@@ -227,3 +227,20 @@ def test_package_spools_on_disk():
     assert "breakwater/spool" in " ".join(unit_entries(unit, "StateDirectory")).split()
     with open(os.path.join(REPO, "debian", "breakwater.conf")) as f:
         assert not [l for l in f if l.startswith("spool-directory")], "the conffile overrides spool-directory"
+
+
+def test_recipient_cap_off(breakwater, postfix, sink, test_sigs):
+    """max-recipients = 0: no cap of Breakwater's own, and over a unix socket RCPT is negotiated
+    without a reply (SMFIP_NR_RCPT); every recipient is taken and the message is scanned."""
+    bw = breakwater("--signatures", test_sigs, "--max-recipients", "0", socket="unix")
+    pf = postfix(milters=bw.postfix_milter)
+    tid = mail.test_id()
+    rcpts = [f"r{i}@dest.example" for i in range(5)]
+    r = pf.send(mail.eicar_attachment(tid), sender=sender_for(tid), rcpts=rcpts)
+    assert r.code == 550, r
+    tid = mail.test_id()
+    r = pf.send(mail.ham(tid), sender=sender_for(tid), rcpts=rcpts)
+    assert r.code == 250, r
+    got = sink.wait_for("X-Test-Id", tid)
+    assert len(got) == 1 and sorted(x.strip("<>") for x in got[0].rcpts) == rcpts, got[0].rcpts
+    assert bw.wait_log("rcpts=5 "), bw.log_tail()

@@ -5,6 +5,8 @@ import BreakwaterCore
 final class Session {
     // Negotiated with the MTA.
     var canSkip = false
+    /// RCPT needs no reply (max-recipients = 0, over a unix socket).
+    var noReplyRecipients = false
     var noReplyHeaders = false
     /// Connect needs no reply: a client in skip-networks is then accepted at MAIL FROM instead.
     var noReplyConnect = false
