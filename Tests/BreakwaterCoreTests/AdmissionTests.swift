@@ -215,6 +215,14 @@ final class AdmissionTests: XCTestCase {
         XCTAssertEqual(a.snapshot.buffered, 0)
     }
 
+    func testOncePerSecondCountsWhatItHolds() {
+        let o = OncePerSecond()
+        XCTAssertEqual(o.tick(now: 100.1), 1)
+        for _ in 0..<50 { XCTAssertNil(o.tick(now: 100.5)) }
+        XCTAssertEqual(o.tick(now: 101.0), 51, "the next second's first event reports those held back")
+        XCTAssertNil(o.tick(now: 101.9))
+    }
+
     func testSpoolFailureIsReported() {
         let a = Admission(slots: 1, maxWaiting: 0, maxWait: 1, memoryBudget: 1 << 20)
         let m = MessageBuffer(admission: a, spoolThreshold: 10, spoolDirectory: "/nonexistent-dir")
