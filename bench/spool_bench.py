@@ -81,6 +81,7 @@ class Daemon:
         deadline = time.monotonic() + 60
         while not os.path.exists(self.sock):
             if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
                 raise SystemExit(f"breakwater did not start: {cmd}")
             time.sleep(0.05)
 
