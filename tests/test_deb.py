@@ -198,10 +198,16 @@ class UnitProcess:
 
     def environment(self):
         pw = pwd.getpwnam(USER)
-        return {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
-                "HOME": pw.pw_dir, "USER": USER, "LOGNAME": USER, "SHELL": pw.pw_shell,
-                "RUNTIME_DIRECTORY": RUN_DIR, "STATE_DIRECTORY": "/var/lib/breakwater",
-                "INVOCATION_ID": uuid.uuid4().hex}
+        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
+               "HOME": pw.pw_dir, "USER": USER, "LOGNAME": USER, "SHELL": pw.pw_shell,
+               "RUNTIME_DIRECTORY": RUN_DIR, "STATE_DIRECTORY": "/var/lib/breakwater",
+               "INVOCATION_ID": uuid.uuid4().hex}
+        # Environment= lines (KEY=VALUE, space-separated, no quoting used in the unit).
+        for k, v in self.unit.get("Service", []):
+            if k == "Environment":
+                assert '"' not in v and "$" not in v and "%" not in v, f"Environment= this emulation does not model: {v}"
+                env.update(item.split("=", 1) for item in v.split())
+        return env
 
     def umask(self):
         return int(unit_value(self.unit, "UMask") or "0022", 8)
@@ -209,14 +215,15 @@ class UnitProcess:
     def make_directories(self):
         uid, gid = user_ids()
         for key, base in (("RuntimeDirectory", "/run"), ("StateDirectory", "/var/lib")):
-            name = unit_value(self.unit, key)
-            if not name:
+            names = unit_value(self.unit, key)
+            if not names:
                 continue
             mode = int(unit_value(self.unit, key + "Mode") or "0755", 8)
-            path = os.path.join(base, name)
-            os.makedirs(path, exist_ok=True)
-            os.chown(path, uid, gid)
-            os.chmod(path, mode)
+            for name in names.split():  # e.g. StateDirectory=breakwater breakwater/spool
+                path = os.path.join(base, name)
+                os.makedirs(path, exist_ok=True)
+                os.chown(path, uid, gid)
+                os.chmod(path, mode)
 
     def start(self, ready, timeout=60):
         """Starts the service and waits until it is started as systemd sees it: for Type=notify, its
@@ -572,6 +579,9 @@ def test_unit_under_systemd(deb, system, workdir):
         assert props["ActiveState"] == "active", box.journal() + box.console_log()
         # Type=notify: active means listening.
         box.wait_listening(timeout=2)
+        # The spool is the state directory's spool/ on disk, not the private /tmp (a tmpfs on current
+        # Debian, whose pages count against MemoryMax=).
+        assert "to /var/lib/breakwater/spool (spool budget" in box.journal(), box.journal()
         tid = mail.test_id()
         assert box.milter("inet:8897@127.0.0.1", mail.eicar_attachment(tid)).startswith("550 "), box.journal()
         out = box.milter("inet:8897@127.0.0.1", mail.ham(mail.test_id()))

@@ -1,72 +1,246 @@
-"""Engine limits that do not open a door (issue 19, item 2): ClamAV's own clam_cache_emax.tgz
-(Debian's clamav-testfiles) holds its payload so deep that, attached to an ordinary message, the
-executable sits past level 17. clamscan with its defaults finds it; Breakwater with max-recursion 16
-and on-limit accept used to deliver it with only an X-Breakwater-Not-Scanned header. Now the limits
-reach as deep as clamd's, and a message nested past them gets on-nesting-limit (reject by default),
-through the real milter (miltertest) and a real Postfix."""
-import base64
+"""Bounds that hold under hostile load (issue 19, items 3 and 7), with the real binary, libmilter and
+a private Postfix:
+
+- spool-budget: while other messages hold the spool, a message that needs it gets 451 4.3.2 through
+  Postfix, its log line names the queue id and cause=spool_budget, and nothing is lost (the message
+  held goes through scanned, the refused one goes through once sent again);
+- max-sessions: past it a new milter session is answered 451 4.3.2 at connect (over TCP and over a
+  unix socket, where connect otherwise has no reply), logged at most once a second, and sessions
+  are taken again once others close;
+- max-recipients: each RCPT past it gets 452 4.5.3 through Postfix, the message goes to the others;
+- a scanner thread that cannot be started (the daemon in a pids cgroup at its limit) answers
+  451 4.3.2 with cause=threads instead of ending the daemon, which scans again once it can.
+"""
 import os
+import re
+import smtplib
+import time
+import uuid
 
 import pytest
 
 from harness import mail
-from test_miltertest import miltertest, write
-
-EMAX = "/usr/share/clamav-testfiles/clam_cache_emax.tgz"
-NESTING_TEXT = "Message not accepted: exceeds scan limit (Heuristics.Limits.Exceeded.MaxRecursion)"
+from harness.milterclient import CHUNK, MilterConnection, run_session, split_message
 
 
-def emax_message(tid):
-    """An ordinary message with clam_cache_emax.tgz attached (base64), as a mail client sends it."""
-    if not os.path.exists(EMAX):
-        pytest.fail(f"{EMAX} is missing: install clamav-testfiles (scripts/setup.sh --test)")
-    with open(EMAX, "rb") as f:
-        att = base64.encodebytes(f.read()).decode().replace("\n", "\r\n")
-    b = "bw-" + tid
-    return ("From: Alice Sender <alice@example.org>\r\nTo: Bob <user@dest.example>\r\n"
-            f"Subject: the files\r\nDate: Mon, 04 Mar 2024 07:00:00 +0000\r\nMessage-ID: <{tid}@example.org>\r\n"
-            f"X-Test-Id: {tid}\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"{b}\"\r\n\r\n"
-            f"--{b}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe files you asked for.\r\n"
-            f"--{b}\r\nContent-Type: application/gzip; name=\"files.tgz\"\r\nContent-Transfer-Encoding: base64\r\n"
-            "Content-Disposition: attachment; filename=\"files.tgz\"\r\n\r\n" + att + f"--{b}--\r\n").encode()
+def sender_for(tid):
+    return f"s-{tid}@example.org"
 
 
-@pytest.fixture(scope="module")
-def limits_daemon(module_breakwater, test_sigs):
-    """The tests' own signatures (which do not know clam.exe): all that can stop the message is the
-    nesting limit. Every limit and on-* key at its default."""
-    return module_breakwater("--signatures", test_sigs, name="bw-limits")
+def open_session(spec):
+    m = MilterConnection.open(spec, timeout=30)
+    m.negotiate()
+    return m
 
 
-def test_emax_rejected_by_nesting_limit_miltertest(miltertest_bin, limits_daemon, workdir):
-    miltertest(miltertest_bin, "reject_text", limits_daemon, msg=write(workdir, "emax.eml", emax_message("mtemax")),
-               code="550", status="5.7.1", text=NESTING_TEXT, qid="MTQIDEMAX1")
-    assert limits_daemon.wait_log("queue=MTQIDEMAX1 "), limits_daemon.log_tail()
-    line = [l for l in limits_daemon.log_tail(200).splitlines() if "queue=MTQIDEMAX1 " in l][-1]
-    assert "verdict=limit action=reject" in line and "Heuristics.Limits.Exceeded.MaxRecursion" in line, line
+def start_message(m, raw, qid):
+    """Connect, HELO, MAIL, RCPT, DATA, the headers and the whole body of `raw`, but no end of
+    message: the session then holds the message (in memory or spooled)."""
+    r = m.connect(macros={"j": "mx.breakwater.test"})
+    assert r is None or r.kind == "continue", r
+    m.helo()
+    r = m.mail("<holder@example.org>")
+    assert r is None or r.kind == "continue", r
+    m.rcpt("<user@dest.example>", macros={"i": qid})
+    m.data()
+    headers, body = split_message(raw)
+    for name, value in headers:
+        m.header(name, value)
+    m.eoh()
+    for i in range(0, len(body), CHUNK):
+        r = m.body(body[i:i + CHUNK])
+        assert r is None or r.kind == "continue", r
 
 
-def test_emax_rejected_with_shipped_signatures_miltertest(miltertest_bin, breakwater, workdir):
-    """With the shipped set and the default max-recursion (17, clamd's), the executable's name in the
-    innermost tar is found, as clamscan with its defaults finds it."""
-    bw = breakwater()
-    miltertest(miltertest_bin, "reject", bw, msg=write(workdir, "emax.eml", emax_message("mtemax2")),
-               name="Breakwater.Attachment.ExecutableName", qid="MTQIDEMAX2")
+def test_spool_budget_451(breakwater, postfix, sink, test_sigs):
+    bw = breakwater("--signatures", test_sigs, "--max-message-size", "300K", "--spool-threshold", "16K",
+                    "--spool-budget", "300K")
+    pf = postfix(milters=bw.postfix_milter)
+    # A session holds 250 KB in the spool (its body is in, its end of message not yet).
+    held_raw = mail.large_ham(mail.test_id(), 250_000)
+    holder = open_session(bw.milter_spec)
+    start_message(holder, held_raw, "HOLDQID1")
 
-
-def test_nesting_limit_keys_through_milter(miltertest_bin, breakwater, workdir, test_sigs):
-    """on-nesting-limit quarantine holds the message instead (with the X-Breakwater-Not-Scanned header)."""
-    bw = breakwater("--signatures", test_sigs, "--on-nesting-limit", "quarantine")
-    miltertest(miltertest_bin, "quarantine", bw, msg=write(workdir, "emax.eml", emax_message("mtemax3")),
-               name="Heuristics.Limits.Exceeded.MaxRecursion")
-
-
-def test_emax_rejected_through_postfix(limits_daemon, module_postfix, sink):
-    pf = module_postfix(milters=limits_daemon.postfix_milter)
+    # Another 100 KB message would pass the 300K budget: 451 4.3.2 through Postfix.
     tid = mail.test_id()
-    r = pf.send(emax_message(tid), sender=f"s-{tid}@example.org")
-    assert (r.code, r.text) == (550, "5.7.1 " + NESTING_TEXT), r
-    ham = mail.test_id()
-    assert pf.send(mail.ham(ham), sender=f"s-{ham}@example.org").code == 250
-    assert sink.wait_for("X-Test-Id", ham), "the ham after it was not delivered"
-    assert sink.find("X-Test-Id", tid) == [], "the nested message reached the sink"
+    data = mail.large_ham(tid, 100_000)
+    r = pf.send(data, sender=sender_for(tid))
+    assert (r.stage, r.code) == ("END-OF-DATA", 451) and r.text.startswith("4.3.2 "), r
+    assert "spool budget" in r.text, r
+    line = bw.wait_log("cause=spool_budget")
+    assert line and re.search(r"queue=[0-9A-F]{6,} ", line) and "action=tempfail" in line, bw.log_tail()
+    # A small message (held in memory) still goes through meanwhile.
+    small = mail.test_id()
+    assert pf.send(mail.ham(small), sender=sender_for(small)).code == 250
+    assert len(sink.wait_for("X-Test-Id", small)) == 1
+
+    # The held message is scanned in full and accepted; the spool is free again.
+    r = holder.eom(macros={"i": "HOLDQID1"})
+    assert r.kind == "continue" and any(n == "X-Virus-Scanned" for n, _ in r.added_headers), r
+    holder.quit()
+    held_line = bw.wait_log("queue=HOLDQID1 ")
+    assert held_line and "verdict=clean" in held_line and "spooled=size" in held_line, held_line
+
+    # Nothing lost: the refused message, sent again as the client would, arrives once.
+    r = pf.send(data, sender=sender_for(tid))
+    assert r.code == 250, r
+    assert len(sink.wait_for("X-Test-Id", tid)) == 1
+    assert sink.find("X-Test-Id", tid)[0].header("X-Virus-Scanned")
+
+
+@pytest.mark.parametrize("socket", ["inet", "unix"])
+def test_session_cap_451_at_connect(breakwater, test_sigs, socket):
+    bw = breakwater("--signatures", test_sigs, "--max-sessions", "3", socket=socket)
+    spec = bw.milter_spec
+    held = []
+    for _ in range(3):
+        m = open_session(spec)
+        r = m.connect()
+        assert r is None or r.kind == "continue", r
+        held.append(m)
+    start = time.monotonic()
+    refused = 0
+    for _ in range(25):
+        m = open_session(spec)
+        r = m.connect()
+        assert r is not None and r.kind == "tempfail" and (r.smtp_code, r.enhanced) == ("451", "4.3.2"), r
+        assert "too many sessions" in r.text, r
+        refused += 1
+        m.quit()
+    elapsed = time.monotonic() - start
+    # The sessions held still carry mail.
+    r = held[0].send_message(mail.eicar_attachment(mail.test_id()), rcpt_macros={"i": "CAPQID1"})
+    assert r.kind == "reject" and r.smtp_code == "550", r
+    assert bw.wait_log("sessions: more than max-sessions (3) open")
+    time.sleep(1.2)
+    lines = [l for l in bw.log().splitlines() if "more than max-sessions" in l]
+    assert 1 <= len(lines) <= int(elapsed) + 2, f"{refused} refused in {elapsed:.1f}s gave {len(lines)} lines:\n" + "\n".join(lines)
+    assert sum(int(re.search(r": (\d+) new session", l).group(1)) for l in lines) <= refused
+    # Once held sessions close, new ones are taken again.
+    for m in held:
+        m.quit()
+    deadline = time.monotonic() + 10
+    while True:
+        m = open_session(spec)
+        r = m.connect()
+        if r is None or r.kind == "continue":
+            r = m.send_message(mail.ham(mail.test_id()), rcpt_macros={"i": "CAPQID2"})
+            assert r.kind == "continue", r
+            m.quit()
+            break
+        m.quit()
+        assert time.monotonic() < deadline, "sessions were not taken again after the held ones closed"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("socket", ["inet", "unix"])
+def test_recipient_cap_452(breakwater, postfix, sink, test_sigs, socket):
+    bw = breakwater("--signatures", test_sigs, "--max-recipients", "3", socket=socket)
+    pf = postfix(milters=bw.postfix_milter)
+    tid = mail.test_id()
+    rcpts = [f"r{i}@dest.example" for i in range(5)]
+    with pf.session() as s:
+        assert s.mail(sender_for(tid))[0] == 250
+        answers = [s.rcpt(r) for r in rcpts]
+        code, text = s.data(mail.ham(tid))
+    assert [a[0] for a in answers] == [250, 250, 250, 452, 452], answers
+    assert all(a[1].startswith(b"4.5.3 ") for a in answers[3:]), answers
+    assert code == 250, (code, text)
+    got = sink.wait_for("X-Test-Id", tid)
+    assert len(got) == 1 and sorted(r.strip("<>") for r in got[0].rcpts) == rcpts[:3], got[0].rcpts
+    line = bw.wait_log("more than max-recipients")
+    assert line and re.search(r"queue=[0-9A-F]{6,} ", line), bw.log_tail()
+    assert bw.wait_log("rcpts=3 ") and "rcpts_refused=2" in bw.wait_log("rcpts_refused="), bw.log_tail()
+
+
+def pids_cgroup_root():
+    if os.path.exists("/sys/fs/cgroup/pids/cgroup.procs"):
+        return "/sys/fs/cgroup/pids"  # cgroup v1
+    controllers = "/sys/fs/cgroup/cgroup.controllers"
+    if os.path.exists(controllers) and "pids" in open(controllers).read().split():
+        return "/sys/fs/cgroup"  # cgroup v2
+    return None
+
+
+def test_thread_start_failure_451(breakwater, test_sigs):
+    """The daemon is moved into a pids cgroup whose limit is its thread count before its first scan:
+    the scanner threads cannot start (EAGAIN). The message gets 451 4.3.2 (cause=threads) and the
+    daemon lives on; with the limit lifted it scans again."""
+    root = pids_cgroup_root()
+    if root is None or os.geteuid() != 0:
+        pytest.skip("needs root and a pids cgroup controller")
+    bw = breakwater("--signatures", test_sigs, "--workers", "2")
+    group = os.path.join(root, f"bw-test-{uuid.uuid4().hex[:8]}")
+    os.mkdir(group)
+    try:
+        with open(os.path.join(group, "cgroup.procs"), "w") as f:
+            f.write(str(bw.pid))
+        with open(os.path.join(group, "pids.current")) as f:
+            current = int(f.read())
+        with open(os.path.join(group, "pids.max"), "w") as f:
+            f.write(str(current))
+        r = run_session(bw.milter_spec, mail.eicar_attachment(mail.test_id()), rcpt_macros={"i": "THRQID1"})
+        assert r.kind == "tempfail" and (r.smtp_code, r.enhanced) == ("451", "4.3.2"), r
+        assert "cannot start a thread" in r.text, r
+        line = bw.wait_log("queue=THRQID1 client=")
+        assert line and "cause=threads" in line, bw.log_tail()
+        assert bw.wait_log("cannot start scanner thread"), bw.log_tail()
+        assert bw.proc.poll() is None, "the daemon ended"
+        with open(os.path.join(group, "pids.max"), "w") as f:
+            f.write("max")
+        time.sleep(1.1)  # a failed start is tried again a second later
+        r = run_session(bw.milter_spec, mail.eicar_attachment(mail.test_id()), rcpt_macros={"i": "THRQID2"})
+        assert r.kind == "reject" and r.smtp_code == "550", r
+    finally:
+        if bw.proc.poll() is None:
+            with open(os.path.join(root, "cgroup.procs"), "w") as f:
+                f.write(str(bw.pid))
+        for _ in range(50):
+            try:
+                os.rmdir(group)
+                break
+            except OSError:
+                time.sleep(0.1)
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def unit_entries(path, key):
+    out = []
+    with open(path) as f:
+        for line in f:
+            k, sep, v = line.strip().partition("=")
+            if sep and k == key:
+                out.append(v.strip())
+    return out
+
+
+def test_package_spools_on_disk():
+    """The shipped unit points TMPDIR (spool-directory's default, "$TMPDIR or /tmp") at its state
+    directory's spool/, which systemd creates writable under ProtectSystem=strict, and the conffile
+    leaves spool-directory at that default. (tests/test_deb.py checks the running service.)"""
+    unit = os.path.join(REPO, "debian", "breakwater.service")
+    env = dict(item.split("=", 1) for v in unit_entries(unit, "Environment") for item in v.split())
+    spool = env.get("TMPDIR")
+    assert spool == "/var/lib/breakwater/spool", env
+    assert "breakwater/spool" in " ".join(unit_entries(unit, "StateDirectory")).split()
+    with open(os.path.join(REPO, "debian", "breakwater.conf")) as f:
+        assert not [l for l in f if l.startswith("spool-directory")], "the conffile overrides spool-directory"
+
+
+def test_recipient_cap_off(breakwater, postfix, sink, test_sigs):
+    """max-recipients = 0: no cap of Breakwater's own, and over a unix socket RCPT is negotiated
+    without a reply (SMFIP_NR_RCPT); every recipient is taken and the message is scanned."""
+    bw = breakwater("--signatures", test_sigs, "--max-recipients", "0", socket="unix")
+    pf = postfix(milters=bw.postfix_milter)
+    tid = mail.test_id()
+    rcpts = [f"r{i}@dest.example" for i in range(5)]
+    r = pf.send(mail.eicar_attachment(tid), sender=sender_for(tid), rcpts=rcpts)
+    assert r.code == 550, r
+    tid = mail.test_id()
+    r = pf.send(mail.ham(tid), sender=sender_for(tid), rcpts=rcpts)
+    assert r.code == 250, r
+    got = sink.wait_for("X-Test-Id", tid)
+    assert len(got) == 1 and sorted(x.strip("<>") for x in got[0].rcpts) == rcpts, got[0].rcpts
+    assert bw.wait_log("rcpts=5 "), bw.log_tail()

@@ -13,6 +13,7 @@ mail is relayed to the test's SMTP sink.
 import glob
 import os
 import re
+import smtplib
 import threading
 import time
 
@@ -191,6 +192,32 @@ def test_oversize_rejected_552(strict_pair, sink, announce_size):
     r = pf.send(mail.ham(small), sender=sender_for(small))
     assert r.code == 250, r
     assert assert_delivered(sink, small).header("X-Virus-Scanned")
+
+
+def test_declared_size_over_limit_small_eicar_rejected(main_pair, sink):
+    """Issue 19's bypass: Postfix (message_size_limit 64M) passes a declared SIZE=30000000 to the
+    milter (max-message-size 1M, on-oversize accept) and never checks it against the bytes that
+    follow. A small EICAR message declared that large is scanned and rejected (550), not accepted
+    as oversize, and Breakwater logs the size received."""
+    bw, pf = main_pair
+    tid = mail.test_id()
+    data = mail.eicar_attachment(tid)
+    with pf.session() as s:
+        code, text = s.mail(sender_for(tid), ["SIZE=30000000"])
+        assert code == 250, (code, text)
+        assert s.rcpt("user@dest.example")[0] == 250
+        try:
+            code, text = s.data(data)
+        except smtplib.SMTPDataError as e:
+            code, text = e.smtp_code, e.smtp_error
+    assert code == 550 and b"Test.EICAR" in text, (code, text)
+    assert_never_delivered(pf, sink, tid)
+    qid = queue_id_in_maillog(pf, tid, "milter-reject")
+    assert qid, f"no milter-reject line for {tid} in the maillog:\n{pf.log_tail()}"
+    line = bw.wait_log(f"queue={qid} ")
+    assert line and "verdict=infected" in line, f"{line}\n{bw.log_tail()}"
+    size = int(re.search(r" size=(\d+) ", line).group(1))
+    assert len(data) <= size < len(data) + 2000, f"size= is not the size received ({len(data)} sent): {line}"
 
 
 def test_quarantine_puts_message_on_hold(strict_pair, sink):

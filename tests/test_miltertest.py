@@ -2,6 +2,7 @@
 independent of Postfix and of our own client): tests/miltertest/*.lua for reject, accept with the
 added header, tempfail on overload, quarantine, and skip for an authenticated sender."""
 import os
+import re
 import subprocess
 import threading
 
@@ -59,6 +60,22 @@ def test_reject_names_signature(miltertest_bin, std_daemons, workdir, socket):
                name=mail.SPAM_SIG, qid=f"MTQIDREJ2{socket}")
     assert bw.wait_log(f"queue=MTQIDREJ1{socket} ") and bw.wait_log(f"queue=MTQIDREJ2{socket} "), \
         f"queue ids missing from the log:\n{bw.log_tail()}"
+
+
+@pytest.mark.parametrize("socket", ["inet", "unix"])
+def test_declared_size_over_limit_is_still_scanned(miltertest_bin, std_daemons, workdir, socket):
+    """Issue 19: MAIL FROM declares SIZE=30000000 (over the 25M max-message-size) and then sends a
+    small EICAR message: it is scanned and rejected, never accepted as oversize, and the log's size=
+    is the size received."""
+    bw = std_daemons[socket]
+    raw = mail.eicar_attachment("mtsize")
+    qid = f"MTQIDSIZE{socket}"
+    miltertest(miltertest_bin, "reject", bw, msg=write(workdir, "eicar-size.eml", raw), name=mail.EICAR_SIG,
+               qid=qid, size=30000000)
+    line = bw.wait_log(f"queue={qid} ")
+    assert line, f"no log line for {qid}:\n{bw.log_tail()}"
+    size = int(re.search(r" size=(\d+) ", line).group(1))
+    assert "verdict=infected" in line and size < 10_000, line
 
 
 def test_reject_with_shipped_signatures(miltertest_bin, breakwater, workdir):

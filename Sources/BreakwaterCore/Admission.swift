@@ -63,19 +63,23 @@ public final class Admission: @unchecked Sendable {
     public let maxWaiting: Int
     public let maxWait: Double
     public let memoryBudget: UInt64
+    /// Bytes of message data that may sit in spool files at once (`spool-budget`).
+    public let spoolBudget: UInt64
 
     private let line: ScanLine
     private let buffered = Atomic<UInt64>(0)
+    private let spooled = Atomic<UInt64>(0)
 
     /// Each scanner thread's stack: what a thread gets by default (libclamav recurses into nested
     /// archives).
     static let scannerStackSize = 8 << 20
 
-    public init(slots: Int, maxWaiting: Int, maxWait: Double, memoryBudget: UInt64) {
+    public init(slots: Int, maxWaiting: Int, maxWait: Double, memoryBudget: UInt64, spoolBudget: UInt64 = .max) {
         self.slots = max(1, slots)
         self.maxWaiting = max(0, maxWaiting)
         self.maxWait = maxWait
         self.memoryBudget = memoryBudget
+        self.spoolBudget = spoolBudget
         line = ScanLine(scanners: self.slots, stackSize: Admission.scannerStackSize)
     }
 
@@ -89,6 +93,8 @@ public final class Admission: @unchecked Sendable {
         case busy
         /// Waited `maxWait` in line without a scanner taking it: nothing ran.
         case timedOut
+        /// No scanner thread could be started (the process is at its task limit): nothing ran.
+        case noThread(String)
     }
 
     /// Runs `scan` on a scanner thread, waiting in line for one if the line is not full, and returns
@@ -113,29 +119,50 @@ public final class Admission: @unchecked Sendable {
     /// Reserves `bytes` of the memory budget. False when that would pass the budget: the caller then
     /// spools to disk or tempfails, never grows the heap.
     public func reserve(_ bytes: UInt64) -> Bool {
-        var current = buffered.load(ordering: .relaxed)
-        while true {
-            let next = current &+ bytes
-            if next > memoryBudget || next < current { return false }
-            let (exchanged, original) = buffered.compareExchange(expected: current, desired: next, ordering: .relaxed)
-            if exchanged { return true }
-            current = original
-        }
+        reserve(bytes, ceiling: memoryBudget)
+    }
+
+    /// Reserves `bytes` only if the budget taken stays at or under `ceiling` (at most the budget).
+    public func reserve(_ bytes: UInt64, ceiling: UInt64) -> Bool {
+        Admission.reserve(buffered, bytes, limit: min(ceiling, memoryBudget))
     }
 
     public func release(_ bytes: UInt64) {
         buffered.subtract(bytes, ordering: .relaxed)
     }
 
+    /// Reserves `bytes` of the spool budget before they are written to a spool file. False when that
+    /// would pass the budget: the message is then answered 451 4.3.2 and the disk never fills.
+    public func reserveSpool(_ bytes: UInt64) -> Bool {
+        Admission.reserve(spooled, bytes, limit: spoolBudget)
+    }
+
+    public func releaseSpool(_ bytes: UInt64) {
+        spooled.subtract(bytes, ordering: .relaxed)
+    }
+
+    private static func reserve(_ counter: borrowing Atomic<UInt64>, _ bytes: UInt64, limit: UInt64) -> Bool {
+        var current = counter.load(ordering: .relaxed)
+        while true {
+            let next = current &+ bytes
+            if next > limit || next < current { return false }
+            let (exchanged, original) = counter.compareExchange(expected: current, desired: next, ordering: .relaxed)
+            if exchanged { return true }
+            current = original
+        }
+    }
+
     public struct Snapshot: Sendable {
         public let busy: Int, slots: Int, waiting: Int, maxWaiting: Int
         public let buffered: UInt64, budget: UInt64
+        public var spooled: UInt64 = 0, spoolBudget: UInt64 = 0
     }
 
     public var snapshot: Snapshot {
         let (b, w) = line.counts
         return Snapshot(busy: b, slots: slots, waiting: w, maxWaiting: maxWaiting,
-                        buffered: buffered.load(ordering: .relaxed), budget: memoryBudget)
+                        buffered: buffered.load(ordering: .relaxed), budget: memoryBudget,
+                        spooled: spooled.load(ordering: .relaxed), spoolBudget: spoolBudget)
     }
 }
 
@@ -170,6 +197,9 @@ final class ScanLine: @unchecked Sendable {
     private var running = 0
     private var stopping = false
     private var threads: [Thread] = []
+    /// When starting a scanner thread failed: not tried again before this (monotonic seconds).
+    private var nextThreadAttempt = 0.0
+    private var threadError = ""
 
     init(scanners: Int, stackSize: Int) {
         self.scanners = scanners
@@ -193,11 +223,26 @@ final class ScanLine: @unchecked Sendable {
             lock.unlock()
             return .busy
         }
+        if threads.count < scanners && start >= nextThreadAttempt {
+            // Started with the first scan. A thread that cannot be started (EAGAIN at the task limit)
+            // is tried again a second later, never more often; the scanners there are serve meanwhile.
+            while threads.count < scanners {
+                switch Thread.tryStart(stackSize: stackSize, { [self] in scannerLoop() }) {
+                case .success(let t): threads.append(t)
+                case .failure(let e):
+                    threadError = "cannot start scanner thread \(threads.count + 1) of \(scanners): \(e)"
+                    nextThreadAttempt = start + 1
+                }
+                if start < nextThreadAttempt { break }
+            }
+        }
         if threads.isEmpty {
-            for _ in 0..<scanners { threads.append(Thread.start(stackSize: stackSize) { [self] in scannerLoop() }) }
+            let why = threadError
+            lock.unlock()
+            return .noThread(why)
         }
         // A job a free scanner is about to take does not wait; past that, the line holds maxWaiting.
-        if running + queue.count >= scanners + maxWaiting {
+        if running + queue.count >= threads.count + maxWaiting {
             lock.unlock()
             return .busy
         }

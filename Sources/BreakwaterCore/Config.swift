@@ -15,9 +15,12 @@ public struct Config: Sendable {
     public var workers = Config.cores
     public var maxWaiting = 256
     public var maxWait = 20.0
+    public var maxSessions = 1000
+    public var maxRecipients = 1000
     public var maxMessageSize: UInt64 = 25 << 20
     public var memoryBudget: UInt64 = 256 << 20
     public var spoolThreshold: UInt64 = 1 << 20
+    public var spoolBudget: UInt64 = 1 << 30
     public var spoolDirectory = Config.defaultTemporaryDirectory
     /// Set by the scan-temporary-directory key; otherwise libclamav's files go to the spool directory.
     public var scanTemporaryDirectory: String? = nil
@@ -136,6 +139,14 @@ extension Config {
         key("max-wait", "20s", "Longest wait for a scan slot (the MTA is kept alive meanwhile); then 451 4.3.2.") {
             c, v throws(ConfigKey.ValueError) in c.maxWait = try duration(v)
         },
+        key("max-sessions", "1000",
+            "Milter sessions (MTA connections) open at once; past it a new session is answered 451 4.3.2 at connect (logged at most once a second). Each open session costs a file descriptor and a few KB; one busy in a callback costs a libmilter thread.") {
+            c, v throws(ConfigKey.ValueError) in c.maxSessions = try int(v, 1...1_000_000)
+        },
+        key("max-recipients", "1000",
+            "Recipients per message; each RCPT past it is answered 452 4.5.3 (the sender sends those in another transaction). Postfix's smtpd_recipient_limit is 1000 too. 0: no limit of its own (the MTA's applies), and RCPT needs no reply over a unix socket, a round trip less per recipient.") {
+            c, v throws(ConfigKey.ValueError) in c.maxRecipients = try int(v, 0...1_000_000)
+        },
         key("max-message-size", "25M", "Largest message taken in full; the rest of a larger body is skipped and on-oversize applies.") {
             c, v throws(ConfigKey.ValueError) in c.maxMessageSize = try size(v)
         },
@@ -144,6 +155,10 @@ extension Config {
         },
         key("spool-threshold", "1M", "A message larger than this is spooled to an unlinked temporary file instead of memory.") {
             c, v throws(ConfigKey.ValueError) in c.spoolThreshold = try size(v)
+        },
+        key("spool-budget", "1G",
+            "Bytes of messages held in spool files across all sessions; past it a message that needs the spool gets 451 4.3.2 (the MTA retries it). At least max-message-size.") {
+            c, v throws(ConfigKey.ValueError) in c.spoolBudget = try size(v)
         },
         key("spool-directory", "$TMPDIR or /tmp", "Where spooled messages go, and libclamav's temporary files unless scan-temporary-directory is set.") {
             c, v throws(ConfigKey.ValueError) in
@@ -416,6 +431,11 @@ extension Config {
         if spoolThreshold > memoryBudget {
             throw ConfigError(source: "configuration", line: nil,
                               message: "spool-threshold (\(ByteSize.format(spoolThreshold))) is larger than memory-budget (\(ByteSize.format(memoryBudget)))")
+        }
+        if spoolBudget < maxMessageSize {
+            // A message of max-message-size could then never be held: the MTA would retry it forever.
+            throw ConfigError(source: "configuration", line: nil,
+                              message: "spool-budget (\(ByteSize.format(spoolBudget))) is smaller than max-message-size (\(ByteSize.format(maxMessageSize)))")
         }
     }
 

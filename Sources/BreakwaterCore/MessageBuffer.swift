@@ -18,12 +18,16 @@ public final class MessageBuffer {
     /// Budget held for `bytes`' capacity.
     private var reserved: UInt64 = 0
     private var fd: Int32 = -1
+    /// Spool budget held for the bytes written to the spool file.
+    private var spoolReserved: UInt64 = 0
     public private(set) var size: UInt64 = 0
     /// Why the message went to disk, if it did: "size" or "memory budget".
     public private(set) var spoolReason: String?
 
     public struct SpoolError: Error, CustomStringConvertible {
         public let description: String
+        /// The spool budget (`spool-budget`) is spent: a temporary condition, not a broken spool.
+        public var overBudget = false
     }
 
     public init(admission: Admission, spoolThreshold: UInt64, spoolDirectory: String) {
@@ -34,16 +38,24 @@ public final class MessageBuffer {
 
     deinit { reset() }
 
+    /// The most an announced size (ESMTP SIZE) reserves before the message's data arrives.
+    public static let maxAnnouncedReserve: UInt64 = 64 << 10
+
     public var storage: Storage { fd >= 0 ? .file(fd: fd) : .memory }
 
     /// Pre-sizes the buffer for a message the client announced (ESMTP SIZE), within the spool
     /// threshold and the budget. Saves the copies of repeated growth. The 1 KB over the announced
     /// size covers the MTA's own Received: header; a message that passes it grows once. (4 KB over
     /// it held 0.6-0.8 MB more at the peak of 200 sessions of 3.5 KB messages waiting for a scan.)
+    ///
+    /// The announcement is the client's word, made before any data: it reserves at most
+    /// `maxAnnouncedReserve`, and only while the budget is less than half taken, so sessions that
+    /// announce large messages and then idle cannot hold the budget the messages being received need.
+    /// (A larger message grows geometrically from there: 64 KB to 1 MB is four copies.)
     public func expect(_ announced: UInt64) {
         guard fd < 0, bytes.isEmpty, announced > 0 else { return }
-        let want = min(announced + 1024, spoolThreshold)
-        if want > reserved && admission.reserve(want - reserved) {
+        let want = min(announced &+ 1024, spoolThreshold, MessageBuffer.maxAnnouncedReserve)
+        if want > reserved && admission.reserve(want - reserved, ceiling: admission.memoryBudget / 2) {
             bytes.reserveCapacity(Int(want))
             reserved = want
         }
@@ -62,15 +74,13 @@ public final class MessageBuffer {
         let n = UInt64(chunk.count)
         if n == 0 { return }
         if fd >= 0 {
-            try writeAll(chunk)
-            size += n
+            try writeSpooled(chunk)
             return
         }
         let needed = size + n
         if needed > spoolThreshold {
             try spill(reason: "size")
-            try writeAll(chunk)
-            size += n
+            try writeSpooled(chunk)
             return
         }
         if needed > UInt64(bytes.capacity) || needed > reserved {
@@ -79,8 +89,7 @@ public final class MessageBuffer {
             if newCapacity > reserved {
                 guard admission.reserve(newCapacity - reserved) else {
                     try spill(reason: "memory budget")
-                    try writeAll(chunk)
-                    size += n
+                    try writeSpooled(chunk)
                     return
                 }
                 reserved = newCapacity
@@ -92,6 +101,10 @@ public final class MessageBuffer {
     }
 
     private func spill(reason: String) throws(SpoolError) {
+        // The bytes held so far and the chunk that did not fit must both fit the spool budget; the
+        // chunk's share is reserved by the write that follows.
+        guard admission.reserveSpool(size) else { throw overBudget() }
+        spoolReserved = size
         var template = Array((spoolDirectory + "/breakwater-msg.XXXXXX").utf8CString)
         let f = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         if f < 0 {
@@ -110,6 +123,19 @@ public final class MessageBuffer {
             return nil
         }
         if let failure { throw failure }
+    }
+
+    private func overBudget() -> SpoolError {
+        SpoolError(description: "the spool budget (\(ByteSize.format(admission.spoolBudget)), spool-budget) is spent", overBudget: true)
+    }
+
+    /// Writes `p` to the spool file, within the spool budget.
+    private func writeSpooled(_ p: UnsafeRawBufferPointer) throws(SpoolError) {
+        let n = UInt64(p.count)
+        guard admission.reserveSpool(n) else { throw overBudget() }
+        spoolReserved += n
+        try writeAll(p)
+        size += n
     }
 
     private func writeAll(_ p: UnsafeRawBufferPointer) throws(SpoolError) {
@@ -135,6 +161,7 @@ public final class MessageBuffer {
         if fd >= 0 { close(fd); fd = -1 }
         bytes = []
         if reserved > 0 { admission.release(reserved); reserved = 0 }
+        if spoolReserved > 0 { admission.releaseSpool(spoolReserved); spoolReserved = 0 }
         size = 0
         spoolReason = nil
     }

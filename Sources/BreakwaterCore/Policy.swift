@@ -60,6 +60,12 @@ public func globMatch(_ pattern: String, _ text: String) -> Bool {
 /// Why a message was not (fully) scanned or could not be answered normally.
 public enum TempfailCause: String, Sendable, CaseIterable {
     case busy, memoryBudget = "memory_budget", timeout, scanError = "scan_error", size
+    /// The spool budget (`spool-budget`) was spent: the message could not be held on disk.
+    case spoolBudget = "spool_budget"
+    /// More milter sessions open than `max-sessions`: the new one is answered at connect.
+    case sessions
+    /// A thread the message needed could not be started (the process is at its task limit).
+    case threads
 }
 
 /// The answer for one message, ready for the milter bridge.
@@ -241,6 +247,9 @@ public struct Policy: Sendable {
         case .timeout: text = "Breakwater is busy (waited too long for a scanner), please try again later"
         case .scanError: text = "Breakwater could not scan this message, please try again later"
         case .size: text = "Breakwater cannot take this message now, please try again later"
+        case .spoolBudget: text = "Breakwater is over its spool budget, please try again later"
+        case .sessions: text = "Breakwater has too many sessions open, please try again later"
+        case .threads: text = "Breakwater cannot start a thread now, please try again later"
         }
         return Decision(verdict: .busy, action: .tempfail, reply: ("451", "4.3.2", text), headers: [],
                         tempfailCause: cause)

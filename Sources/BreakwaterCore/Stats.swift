@@ -16,6 +16,11 @@ public final class Stats: Sendable {
     private let tempfailTimeout = Atomic<Int>(0)
     private let tempfailScanError = Atomic<Int>(0)
     private let tempfailSize = Atomic<Int>(0)
+    private let tempfailSpoolBudget = Atomic<Int>(0)
+    private let tempfailSessions = Atomic<Int>(0)
+    private let tempfailThreads = Atomic<Int>(0)
+    /// RCPTs answered 452 4.5.3 past max-recipients (not messages: the message goes on without them).
+    public let recipientsRefused = Atomic<Int>(0)
     public let sessionsOpen = Atomic<Int>(0)
     public let inFlight = Atomic<Int>(0)
     /// Wave detection: waves started, and messages that arrived while their fingerprint was a wave.
@@ -42,6 +47,9 @@ public final class Stats: Sendable {
             case .timeout: tempfailTimeout.add(1, ordering: .relaxed)
             case .scanError: tempfailScanError.add(1, ordering: .relaxed)
             case .size: tempfailSize.add(1, ordering: .relaxed)
+            case .spoolBudget: tempfailSpoolBudget.add(1, ordering: .relaxed)
+            case .sessions: tempfailSessions.add(1, ordering: .relaxed)
+            case .threads: tempfailThreads.add(1, ordering: .relaxed)
             }
         }
     }
@@ -53,6 +61,29 @@ public final class Stats: Sendable {
         case .timeout: tempfailTimeout.load(ordering: .relaxed)
         case .scanError: tempfailScanError.load(ordering: .relaxed)
         case .size: tempfailSize.load(ordering: .relaxed)
+        case .spoolBudget: tempfailSpoolBudget.load(ordering: .relaxed)
+        case .sessions: tempfailSessions.load(ordering: .relaxed)
+        case .threads: tempfailThreads.load(ordering: .relaxed)
         }
+    }
+}
+
+/// Counts events and lets one log line through at most once a second, with the count since the last
+/// line: a flood (sessions over max-sessions, a thread that cannot start) costs one line a second.
+public final class OncePerSecond: Sendable {
+    private let lastSecond = Atomic<Int>(Int.min)
+    private let pending = Atomic<Int>(0)
+
+    public init() {}
+
+    /// Counts one event. Returns the events counted since the last non-nil answer (this one
+    /// included) when a line may be logged now, else nil.
+    public func tick(now: Double = Clock.monotonic()) -> Int? {
+        pending.add(1, ordering: .relaxed)
+        let second = Int(now)
+        let last = lastSecond.load(ordering: .relaxed)
+        guard last != second,
+              lastSecond.compareExchange(expected: last, desired: second, ordering: .relaxed).exchanged else { return nil }
+        return pending.exchange(0, ordering: .relaxed)
     }
 }

@@ -39,8 +39,23 @@ public final class Thread: @unchecked Sendable {
 
     private init(_ body: @escaping @Sendable () -> Void) { self.body = body }
 
+    /// Starts a thread; stops the process if it cannot (only for threads a command cannot do
+    /// without at its start: the daemon's run-time threads use `tryStart`).
     @discardableResult
     public static func start(stackSize: Int = 1 << 20, _ body: @escaping @Sendable () -> Void) -> Thread {
+        switch tryStart(stackSize: stackSize, body) {
+        case .success(let t): return t
+        case .failure(let e): fatalError("cannot start a thread: \(e)")
+        }
+    }
+
+    public struct StartError: Error, CustomStringConvertible, Sendable {
+        public let code: Int32
+        public var description: String { "pthread_create: \(String(cString: strerror(code)))" }
+    }
+
+    /// Starts a thread, or says why not (EAGAIN: the process or its cgroup is at its task limit).
+    public static func tryStart(stackSize: Int = 1 << 20, _ body: @escaping @Sendable () -> Void) -> Result<Thread, StartError> {
         let t = Thread(body)
         var attr = pthread_attr_t()
         pthread_attr_init(&attr)
@@ -52,8 +67,11 @@ public final class Thread: @unchecked Sendable {
             return nil
         }, box)
         pthread_attr_destroy(&attr)
-        precondition(rc == 0, "pthread_create failed: \(rc)")
-        return t
+        if rc != 0 {
+            Unmanaged<Thread>.fromOpaque(box).release()
+            return .failure(StartError(code: rc))
+        }
+        return .success(t)
     }
 
     public func join() { pthread_join(handle, nil) }

@@ -61,7 +61,7 @@ public final class EngineHolder: Sendable {
             return (true, r.started + 1)
         }
         guard start else { return ticket }
-        Thread.start(stackSize: 8 << 20) { [self] in
+        let thread = Thread.tryStart(stackSize: 8 << 20) { [self] in
             while true {
                 reload.withLock { $0.started += 1; $0.inAttempt = true }
                 reloadOnce()
@@ -74,7 +74,27 @@ public final class EngineHolder: Sendable {
                 }
                 if !again { break }
             }
-        }.detach()  // nobody joins it: its stack is released when it ends
+        }
+        switch thread {
+        case .success(let t):
+            t.detach()  // nobody joins it: its stack is released when it ends
+        case .failure(let e):
+            // At the task limit: this attempt fails (the engine in service stays), the daemon goes on.
+            let message = "cannot start the reload thread: \(e)"
+            reload.withLock { r in
+                r.started += 1
+                r.finished = r.started
+                r.running = false
+                r.pending = false
+            }
+            let generation = state.withLock { s -> Int in
+                s.status.lastAttemptAt = Clock.wall()
+                s.status.lastError = message
+                s.status.lastSucceeded = false
+                return s.status.generation
+            }
+            onEvent("reload failed, still serving engine generation \(generation): \(message)", true)
+        }
         return ticket
     }
 

@@ -31,6 +31,8 @@ public struct MetricsSnapshot: Sendable {
     public var inFlight = 0
     public var bufferedBytes: UInt64 = 0
     public var memoryBudgetBytes: UInt64 = 0
+    public var spooledBytes: UInt64 = 0
+    public var spoolBudgetBytes: UInt64 = 0
     public var sessionsOpen = 0
     public var threads = 0
     public var engineGeneration = 0
@@ -69,6 +71,7 @@ public final class BreakwaterMetrics: Sendable {
 
     private let slotsBusy, slots, waiting, waitingLimit, inFlight: Gauge
     private let bufferedBytes, memoryBudgetBytes, sessionsOpen, threads: Gauge
+    private let spooledBytes, spoolBudgetBytes: Gauge
     private let engineGeneration, signatures, engineLoadedAt: Gauge
     private let lastReloadAt, lastReloadSuccess, reloadSeconds, startedAt: Gauge
 
@@ -87,7 +90,7 @@ public final class BreakwaterMetrics: Sendable {
             r.makeCounter(descriptor: Self.metric("messages_total", help: "Messages answered, by outcome: accepted (let through unchanged), rejected (5xx), tempfailed (4xx, the MTA retries), discarded, quarantined (held by the MTA), tagged (header added), skipped (not scanned by a skip rule)."), labels: [("outcome", $0.rawValue)])
         }
         tempfails = TempfailCause.allCases.map {
-            r.makeCounter(descriptor: Self.metric("tempfails_total", help: "Messages answered 4xx, by cause: busy (no scan slot and the waiting line full), memory_budget (message could not be held), timeout (waited max-wait for a slot), scan_error, size (a scan limit with tempfail configured)."), labels: [("cause", $0.rawValue)])
+            r.makeCounter(descriptor: Self.metric("tempfails_total", help: "Messages answered 4xx, by cause: busy (no scan slot and the waiting line full), memory_budget (message could not be held), timeout (waited max-wait for a slot), scan_error, size (a scan limit with tempfail configured), spool_budget (spool-budget spent), sessions (max-sessions open: answered at connect), threads (a thread could not be started)."), labels: [("cause", $0.rawValue)])
         }
         scans = r.makeCounter(descriptor: Self.metric("scans_total", help: "Messages scanned by the engine."))
         mirrored = Locked([Int](repeating: 0, count: Outcome.allCases.count + TempfailCause.allCases.count + 1))
@@ -106,6 +109,8 @@ public final class BreakwaterMetrics: Sendable {
         inFlight = r.makeGauge(descriptor: Self.metric("messages_in_progress", help: "Messages at end of data being scanned or waiting now."))
         bufferedBytes = r.makeGauge(descriptor: Self.metric("buffered_bytes", help: "Bytes of message data held in memory now."))
         memoryBudgetBytes = r.makeGauge(descriptor: Self.metric("memory_budget_bytes", help: "Bytes of message data that may be held in memory (memory-budget)."))
+        spooledBytes = r.makeGauge(descriptor: Self.metric("spooled_bytes", help: "Bytes of message data held in spool files now."))
+        spoolBudgetBytes = r.makeGauge(descriptor: Self.metric("spool_budget_bytes", help: "Bytes of message data that may be held in spool files (spool-budget)."))
         sessionsOpen = r.makeGauge(descriptor: Self.metric("milter_sessions", help: "libmilter sessions (MTA connections) open now."))
         threads = r.makeGauge(descriptor: Self.metric("process_threads", help: "Threads of the breakwater process (from /proc/self/status)."))
         engineGeneration = r.makeGauge(descriptor: Self.metric("engine_generation", help: "Generation of the engine in service: 1 at start, +1 per successful reload."))
@@ -174,6 +179,8 @@ public final class BreakwaterMetrics: Sendable {
         inFlight.set(to: Double(s.inFlight))
         bufferedBytes.set(to: Double(s.bufferedBytes))
         memoryBudgetBytes.set(to: Double(s.memoryBudgetBytes))
+        spooledBytes.set(to: Double(s.spooledBytes))
+        spoolBudgetBytes.set(to: Double(s.spoolBudgetBytes))
         sessionsOpen.set(to: Double(s.sessionsOpen))
         threads.set(to: Double(s.threads))
         engineGeneration.set(to: Double(s.engineGeneration))

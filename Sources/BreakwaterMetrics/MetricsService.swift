@@ -105,6 +105,8 @@ public final class MetricsService: DaemonService {
         s.waitingLimit = a.maxWaiting
         s.bufferedBytes = a.buffered
         s.memoryBudgetBytes = a.budget
+        s.spooledBytes = a.spooled
+        s.spoolBudgetBytes = a.spoolBudget
         let e = daemon.engines.status
         s.engineGeneration = e.generation
         s.signatures = e.signatures

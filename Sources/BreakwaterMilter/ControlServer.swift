@@ -168,11 +168,19 @@ public final class ControlServer: DaemonService {
                 close(c)
                 continue
             }
-            Thread.start(stackSize: 512 << 10) { [self] in
+            let served = Thread.tryStart(stackSize: 512 << 10) { [self] in
                 serve(c, daemon: daemon)
                 close(c)
                 connections.subtract(1, ordering: .relaxed)
-            }.detach()
+            }
+            switch served {
+            case .success(let t): t.detach()
+            case .failure(let e):
+                // At the task limit: this request is refused, the daemon goes on.
+                ControlServer.send(c, ControlReply(ok: false, head: "busy: cannot start a thread (\(e)), try again"))
+                close(c)
+                connections.subtract(1, ordering: .relaxed)
+            }
         }
     }
 

@@ -27,6 +27,9 @@ public final class MilterDaemon: @unchecked Sendable {
     public let admission: Admission
     public let policy: Policy
     public let stats = Stats()
+    /// Log lines for sessions over max-sessions and for threads that cannot start: one a second.
+    let sessionsOverCap = OncePerSecond()
+    let threadFailures = OncePerSecond()
     public let logger: Logger
     /// Services started with the daemon; set before `run()`.
     public var services: [DaemonService] = []
@@ -79,7 +82,7 @@ public final class MilterDaemon: @unchecked Sendable {
             if isError { log.error("\(message)") } else { log.notice("\(message)") }
         })
         admission = Admission(slots: config.workers, maxWaiting: config.maxWaiting, maxWait: config.maxWait,
-                              memoryBudget: config.memoryBudget)
+                              memoryBudget: config.memoryBudget, spoolBudget: config.spoolBudget)
         policy = Policy(config: config)
         if config.wave.enabled { waves = WaveFeature(config: config, stats: stats, logger: logger) }
         logger.notice("engine generation 1 loaded: \(initial.signatureCount) signatures from \(dirs.joined(separator: ", ")) in \(Int(initial.buildSeconds * 1000)) ms (libclamav \(ClamEngine.libraryVersion))")
@@ -124,7 +127,7 @@ public final class MilterDaemon: @unchecked Sendable {
             throw StartupError("cannot listen on \(socketSpec): \(FileWalk.errnoString()) (is another milter on it, or the directory missing?)")
         }
         if !socketIsUnix { MilterDaemon.disableNagleOnListeners() }
-        startSignalThread()
+        try startSignalThread()
         for service in services {
             do { try service.start(self) } catch { throw StartupError("\(error)") }
         }
@@ -136,7 +139,7 @@ public final class MilterDaemon: @unchecked Sendable {
         } else {
             logger.warning("libmilter threads keep the default stack size: pthread_setattr_default_np: \(String(cString: strerror(stackRC)))")
         }
-        logger.notice("listening on \(socketSpec): \(admission.slots) scan slots, \(admission.maxWaiting) may wait up to \(config.maxWait)s, memory budget \(ByteSize.format(config.memoryBudget)), spool over \(ByteSize.format(config.spoolThreshold)) to \(config.spoolDirectory)")
+        logger.notice("listening on \(socketSpec): \(admission.slots) scan slots, \(admission.maxWaiting) may wait up to \(config.maxWait)s, memory budget \(ByteSize.format(config.memoryBudget)), spool over \(ByteSize.format(config.spoolThreshold)) to \(config.spoolDirectory) (spool budget \(ByteSize.format(config.spoolBudget)))")
 
         let rc = smfi_main()
         logger.notice("stopping: waiting for \(stats.inFlight.load(ordering: .relaxed)) message(s) in progress")
@@ -192,8 +195,8 @@ public final class MilterDaemon: @unchecked Sendable {
 
     /// SIGUSR2: reload signatures (SIGHUP would stop libmilter). The signals are blocked in every thread
     /// (main blocks them first); this thread takes USR1/USR2 with sigwait, libmilter's takes HUP/TERM/INT.
-    private func startSignalThread() {
-        Thread.start(stackSize: 256 << 10) { [self] in
+    private func startSignalThread() throws {
+        let started = Thread.tryStart(stackSize: 256 << 10) { [self] in
             var set = sigset_t()
             sigemptyset(&set)
             sigaddset(&set, SIGUSR1)
@@ -207,13 +210,16 @@ public final class MilterDaemon: @unchecked Sendable {
                 }
             }
         }
+        if case .failure(let e) = started { throw StartupError("cannot start the signal thread: \(e)") }
     }
 
     // MARK: per-message work
 
     func newSession() -> Session {
-        Session(message: MessageBuffer(admission: admission, spoolThreshold: config.spoolThreshold,
-                                       spoolDirectory: config.spoolDirectory))
+        Session(assembly: MessageAssembly(
+            buffer: MessageBuffer(admission: admission, spoolThreshold: config.spoolThreshold,
+                                  spoolDirectory: config.spoolDirectory),
+            maxMessageSize: config.maxMessageSize))
     }
 
     func isSkippedSender(_ sender: String) -> Bool {
@@ -226,13 +232,19 @@ public final class MilterDaemon: @unchecked Sendable {
     }
 
     /// Scans the message in a slot and decides. Runs on the libmilter thread of the session.
-    func decide(_ s: Session, keepAlive: () -> Void) -> (Decision, wait: Double, scan: Double, scanned: Bool) {
-        if let err = s.spoolError {
-            logger.error("cannot hold the message: \(err)")
+    func decide(_ s: Session, queueID: String, keepAlive: () -> Void) -> (Decision, wait: Double, scan: Double, scanned: Bool) {
+        let message = s.assembly.buffer
+        if let failure = s.assembly.spoolFailure {
+            if failure.overBudget {
+                // A temporary condition under load, answered 451 like the memory budget; the message's
+                // own log line names the cause.
+                return (policy.busy(.spoolBudget), 0, 0, false)
+            }
+            logger.error("queue=\(Escape.field(queueID)) cannot hold the message: \(failure)")
             return (policy.busy(.memoryBudget), 0, 0, false)
         }
-        if s.oversize {
-            return (policy.oversize(bytes: s.message.size, limit: config.maxMessageSize), 0, 0, false)
+        if s.assembly.oversize {
+            return (policy.oversize(bytes: s.assembly.received, limit: config.maxMessageSize), 0, 0, false)
         }
         if allRecipientsSkipped(s.recipients) {
             stats.skipped.add(1, ordering: .relaxed)
@@ -248,16 +260,16 @@ public final class MilterDaemon: @unchecked Sendable {
             // thread would keep resident (16 KB of touched stack each instead of 12; with 200 sessions
             // waiting, about 0.6 MB), for a few microseconds more of the scanner's time.
             let result: ScanResult
-            switch s.message.storage {
+            switch message.storage {
             case .memory:
-                result = s.message.withMemory { engine.scan($0, inspector: inspector) }!
+                result = message.withMemory { engine.scan($0, inspector: inspector) }!
             case .file(let fd):
                 result = engine.scan(privateFile: fd, inspector: inspector)
             }
             var decision = policy.decide(result)
             if let waves, result.errorMessage == nil {
                 decision = waves.apply(decision, inspector: inspector, sender: s.sender, clientIP: s.clientIP,
-                                       clientAddress: s.clientAddress, subject: s.subject)
+                                       clientAddress: s.clientAddress, subject: s.assembly.subject)
             }
             scanned = (result, decision)
         }, keepAlive: keepAlive)
@@ -266,10 +278,15 @@ public final class MilterDaemon: @unchecked Sendable {
             return (policy.busy(.busy), 0, 0, false)
         case .timedOut:
             return (policy.busy(.timeout), Clock.monotonic() - waitStart, 0, false)
+        case .noThread(let why):
+            if let n = threadFailures.tick() {
+                logger.error("queue=\(Escape.field(queueID)) \(why): \(n) message(s) answered 451 4.3.2 since the last line (raise the unit's TasksMax= or lower max-sessions)")
+            }
+            return (policy.busy(.threads), 0, 0, false)
         case .scanned(let waited):
             let (result, decision) = scanned!
             stats.scanned.add(1, ordering: .relaxed)
-            if let err = result.errorMessage { logger.error("scan error: \(err)") }
+            if let err = result.errorMessage { logger.error("queue=\(Escape.field(queueID)) scan error: \(Escape.text(err))") }
             return (decision, waited, result.seconds, true)
         }
     }

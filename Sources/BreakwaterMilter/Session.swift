@@ -4,10 +4,10 @@ import BreakwaterCore
 /// may run on different libmilter threads, but never two at once, so no lock is needed here.
 final class Session {
     // Negotiated with the MTA.
-    var leadingSpace = false
     var canSkip = false
-    var noReplyHeaders = false
+    /// RCPT needs no reply (max-recipients = 0, over a unix socket).
     var noReplyRecipients = false
+    var noReplyHeaders = false
     /// Connect needs no reply: a client in skip-networks is then accepted at MAIL FROM instead.
     var noReplyConnect = false
 
@@ -15,32 +15,26 @@ final class Session {
     var clientAddress = "unknown"
     var clientIP: [UInt8]? = nil
     var clientSkipped = false
+    /// Opened while max-sessions were open already: answered 451 4.3.2 at connect.
+    var overSessionCap = false
 
     // The current message; reset by `resetMessage()` (abort, end of message).
     var sender = ""
     var recipients: [String] = []
-    var message: MessageBuffer
-    var headersEnded = false
-    var oversize = false
-    /// Bytes received (or announced with SIZE=) when the message went over max-message-size.
-    var oversizeBytes: UInt64 = 0
-    var spoolError: String?
+    /// RCPTs answered 452 4.5.3 past max-recipients in this message.
+    var recipientsRefused = 0
+    /// Headers and body as received, the received size, the oversize decision, the Subject.
+    let assembly: MessageAssembly
     var started = 0.0
-    /// The first Subject header's raw value (wave detection).
-    var subject: String?
 
-    init(message: MessageBuffer) {
-        self.message = message
+    init(assembly: MessageAssembly) {
+        self.assembly = assembly
     }
 
     func resetMessage() {
         sender = ""
         recipients.removeAll(keepingCapacity: true)
-        message.reset()
-        headersEnded = false
-        oversize = false
-        oversizeBytes = 0
-        spoolError = nil
-        subject = nil
+        recipientsRefused = 0
+        assembly.reset()
     }
 }

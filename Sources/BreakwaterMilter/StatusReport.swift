@@ -76,6 +76,7 @@ public struct StatusReport: Sendable {
             ("slots", .object([("busy", .int(admission.busy)), ("total", .int(admission.slots))])),
             ("waiting", .object([("now", .int(admission.waiting)), ("max", .int(admission.maxWaiting))])),
             ("memory", .object([("buffered_bytes", .int(Int(admission.buffered))), ("budget_bytes", .int(Int(admission.budget)))])),
+            ("spool", .object([("spooled_bytes", .int(Int(clamping: admission.spooled))), ("budget_bytes", .int(Int(clamping: admission.spoolBudget)))])),
             ("sessions_open", .int(sessionsOpen)),
             ("in_flight", .int(inFlight)),
             ("counters", .object(counters.map { ($0.0, .int($0.1)) })),
@@ -104,6 +105,7 @@ public struct StatusReport: Sendable {
         lines.append("self-check:   \(selfCheck > 0 ? "every \(formatSeconds(selfCheck))" : "off")")
         lines.append("scan slots:   \(admission.busy)/\(admission.slots) busy, \(admission.waiting) waiting (at most \(admission.maxWaiting))")
         lines.append("memory:       \(ByteSize.format(admission.buffered)) buffered of \(ByteSize.format(admission.budget)) budget; \(sessionsOpen) sessions open, \(inFlight) messages in progress")
+        lines.append("spool:        \(ByteSize.format(admission.spooled)) spooled of \(ByteSize.format(admission.spoolBudget)) budget")
         lines.append("messages:     " + counters.map { "\($0.1) \($0.0)" }.joined(separator: ", "))
         lines.append("tempfailed:   " + tempfails.map { "\($0.1) \($0.0)" }.joined(separator: ", "))
         lines.append(waves?.text ?? "waves:        detection off (waves = no)")

@@ -102,7 +102,7 @@ struct StatusCommand: ParsableCommand {
         discussion: """
             Version, uptime, engine generation, signatures and their directories, when they were loaded, the \
             last reload and its error, scan slots busy, messages waiting, buffered bytes against the memory \
-            budget, and the message counters since start (tempfails by cause).
+            budget, spooled bytes against the spool budget, and the message counters since start (tempfails by cause).
 
             Exit status: 0 running; 1 the last reload failed (the daemon serves the previous engine); 3 no \
             daemon is running.

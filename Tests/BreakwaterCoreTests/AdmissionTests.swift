@@ -171,6 +171,58 @@ final class AdmissionTests: XCTestCase {
         XCTAssertEqual(a.snapshot.buffered, 0)
     }
 
+    func testSpoolBudgetBoundsTheBytesInSpoolFiles() throws {
+        let a = Admission(slots: 1, maxWaiting: 0, maxWait: 1, memoryBudget: 1 << 20, spoolBudget: 100 << 10)
+        let m1 = MessageBuffer(admission: a, spoolThreshold: 16 << 10, spoolDirectory: NSTemporaryDirectory())
+        let m2 = MessageBuffer(admission: a, spoolThreshold: 16 << 10, spoolDirectory: NSTemporaryDirectory())
+        let chunk = [UInt8](repeating: 67, count: 10 << 10)
+        for _ in 0..<6 { try chunk.withUnsafeBytes { try m1.append($0) } }
+        guard case .file = m1.storage else { return XCTFail("past the threshold the message is spooled") }
+        XCTAssertEqual(a.snapshot.spooled, 60 << 10)
+        XCTAssertEqual(a.snapshot.buffered, 0)
+        // The second message spills at 16K and then runs into the 100K budget.
+        var failure: MessageBuffer.SpoolError?
+        do {
+            for _ in 0..<6 { try chunk.withUnsafeBytes { try m2.append($0) } }
+        } catch {
+            failure = error as? MessageBuffer.SpoolError
+        }
+        XCTAssertEqual(failure?.overBudget, true, "past spool-budget the append fails as over budget")
+        XCTAssertLessThanOrEqual(a.snapshot.spooled, 100 << 10)
+        m2.reset()
+        XCTAssertEqual(a.snapshot.spooled, 60 << 10, "a dropped message returns its spool budget")
+        // Room again: the same message now fits.
+        m1.reset()
+        XCTAssertEqual(a.snapshot.spooled, 0)
+        for _ in 0..<6 { try chunk.withUnsafeBytes { try m2.append($0) } }
+        XCTAssertEqual(a.snapshot.spooled, 60 << 10)
+        m2.reset()
+        XCTAssertEqual(a.snapshot.spooled, 0)
+    }
+
+    func testSpillFromMemoryBudgetIsBoundedBySpoolBudget() throws {
+        // The memory budget is spent, so a small message must spill, and the spool budget is too.
+        let a = Admission(slots: 1, maxWaiting: 0, maxWait: 1, memoryBudget: 32 << 10, spoolBudget: 8 << 10)
+        let held = MessageBuffer(admission: a, spoolThreshold: 32 << 10, spoolDirectory: NSTemporaryDirectory())
+        let chunk = [UInt8](repeating: 68, count: 20 << 10)
+        try chunk.withUnsafeBytes { try held.append($0) }
+        let m = MessageBuffer(admission: a, spoolThreshold: 32 << 10, spoolDirectory: NSTemporaryDirectory())
+        XCTAssertThrowsError(try chunk.withUnsafeBytes { try m.append($0) }) { e in
+            XCTAssertEqual((e as? MessageBuffer.SpoolError)?.overBudget, true)
+        }
+        m.reset(); held.reset()
+        XCTAssertEqual(a.snapshot.spooled, 0)
+        XCTAssertEqual(a.snapshot.buffered, 0)
+    }
+
+    func testOncePerSecondCountsWhatItHolds() {
+        let o = OncePerSecond()
+        XCTAssertEqual(o.tick(now: 100.1), 1)
+        for _ in 0..<50 { XCTAssertNil(o.tick(now: 100.5)) }
+        XCTAssertEqual(o.tick(now: 101.0), 51, "the next second's first event reports those held back")
+        XCTAssertNil(o.tick(now: 101.9))
+    }
+
     func testSpoolFailureIsReported() {
         let a = Admission(slots: 1, maxWaiting: 0, maxWait: 1, memoryBudget: 1 << 20)
         let m = MessageBuffer(admission: a, spoolThreshold: 10, spoolDirectory: "/nonexistent-dir")

@@ -138,6 +138,15 @@ final class ConfigTests: XCTestCase {
         try c.set("memory-budget", "1M", source: "x", line: nil)
         try c.set("spool-threshold", "2M", source: "x", line: nil)
         XCTAssertThrowsError(try c.validate())
+        // A spool budget below max-message-size could never hold the largest message.
+        var d = Config()
+        try d.set("spool-budget", "10M", source: "x", line: nil)
+        XCTAssertThrowsError(try d.validate()) { e in
+            XCTAssertTrue("\(e)".contains("spool-budget"), "\(e)")
+        }
+        try d.set("max-message-size", "10M", source: "x", line: nil)
+        XCTAssertNoThrow(try d.validate())
+        XCTAssertEqual(Config().spoolBudget, 1 << 30)
     }
 
     func testDocumentedDefaultsParseBack() throws {

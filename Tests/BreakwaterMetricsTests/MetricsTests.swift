@@ -185,7 +185,7 @@ final class InstrumentTests: XCTestCase {
             "messages_total", "tempfails_total", "scans_total", "detections_total",
             "scan_duration_seconds", "slot_wait_seconds", "message_size_bytes",
             "scan_slots_busy", "scan_slots", "messages_waiting", "messages_waiting_limit", "messages_in_progress",
-            "buffered_bytes", "memory_budget_bytes", "milter_sessions", "process_threads", "engine_generation",
+            "buffered_bytes", "memory_budget_bytes", "spooled_bytes", "spool_budget_bytes", "milter_sessions", "process_threads", "engine_generation",
             "signatures_loaded", "engine_loaded_timestamp_seconds", "reload_last_timestamp_seconds",
             "reload_last_success", "reload_duration_seconds", "start_time_seconds", "build_info",
         ]

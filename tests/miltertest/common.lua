@@ -39,14 +39,19 @@ function open_conn()
   return conn
 end
 
--- MAIL FROM (with {auth_authen} when opts.auth is set) and RCPT TO (with the {i} macro).
+-- MAIL FROM (with {auth_authen} when opts.auth is set, SIZE=opts.size when set) and RCPT TO (with the {i} macro).
 -- Returns nil when both continued, else the reply that ended the transaction.
 function envelope(conn, opts)
   opts = opts or {}
   if opts.auth then
     mt.macro(conn, SMFIC_MAIL, "{auth_authen}", opts.auth, "{auth_type}", "PLAIN")
   end
-  must(mt.mailfrom(conn, opts.from or "<sender@example.org>"), "mailfrom")
+  if opts.size then
+    -- An ESMTP SIZE= argument, as Postfix passes on the client's declared size.
+    must(mt.mailfrom(conn, opts.from or "<sender@example.org>", "SIZE=" .. opts.size), "mailfrom")
+  else
+    must(mt.mailfrom(conn, opts.from or "<sender@example.org>"), "mailfrom")
+  end
   local r = mt.getreply(conn)
   if r ~= SMFIR_CONTINUE then return r end
   mt.macro(conn, SMFIC_RCPT, "i", opts.qid or "MTQID0001")

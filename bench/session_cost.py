@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""Per-message CPU of `breakwater run` for two builds, driven directly over a unix socket (4 sessions,
+no MTA), in interleaved rounds: the cost of the milter path itself (assembly, replies), not of
+Postfix. Small messages (ham and the test wave spam, 1.5-4 KB, one recipient) against bench/sigs.
+
+    N=6000 python3 bench/session_cost.py OLD_BINARY NEW_BINARY [ROUNDS]
+
+Three daemons: OLD, NEW, and NEW with --max-recipients 0 (RCPT without a reply). Reports the daemon's
+CPU-ms per message (utime + stime from /proc) and msgs/s, medians over the rounds.
+"""
+import os, sys, time, subprocess, threading, statistics, uuid
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "tests"))
+from harness import mail
+from harness.milterclient import MilterConnection
+
+def cpu(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        x = f.read().rsplit(")", 1)[1].split()
+    return (int(x[11]) + int(x[12])) / os.sysconf("SC_CLK_TCK")
+
+msgs = []
+for i in range(int(os.environ.get("N", "1500"))):
+    tid = uuid.uuid4().hex[:12]
+    msgs.append(mail.mini_cooper_spam(tid, i % 4) if i % 3 == 0 else mail.ham(tid, 20 + i % 30))
+
+def start(binary, name, extra=()):
+    sock = f"/tmp/bwcost-{name}.sock"
+    spool = f"/dev/shm/bwcost-{name}"; os.makedirs(spool, exist_ok=True)
+    log = open(f"/tmp/bwcost-{name}.log", "ab")
+    p = subprocess.Popen([binary, "run", "--socket", f"unix:{sock}", "--control", "", "--metrics", "",
+        "--local-signatures", "/nonexistent", "--signatures", os.path.join(REPO, "bench", "sigs"), "--spool-directory", spool,
+        "--workers", "2", "--log-level", "notice", *extra], stdout=log, stderr=subprocess.STDOUT)
+    while not os.path.exists(sock): time.sleep(0.05)
+    time.sleep(0.5)
+    return p, f"unix:{sock}"
+
+def drive(spec, clients=4):
+    chunks = [msgs[i::clients] for i in range(clients)]
+    def run(ms):
+        with MilterConnection.open(spec) as m:
+            m.negotiate(); m.connect(); m.helo()
+            for raw in ms:
+                r = m.send_message(raw, rcpt_macros={"i": "COSTQID"})
+                assert r.kind in ("continue", "reject"), r
+    ts = [threading.Thread(target=run, args=(c,)) for c in chunks]
+    t0 = time.monotonic()
+    for t in ts: t.start()
+    for t in ts: t.join()
+    return time.monotonic() - t0
+
+bins = {"old": (sys.argv[1], ()), "new": (sys.argv[2], ()), "new-rcpt0": (sys.argv[2], ("--max-recipients", "0"))}
+procs = {k: start(v[0], k, v[1]) for k, v in bins.items()}
+for k, (p, spec) in procs.items(): drive(spec)  # warm-up
+res = {k: [] for k in bins}
+for r in range(int(sys.argv[3]) if len(sys.argv) > 3 else 5):
+    for k in (list(bins) if r % 2 == 0 else list(bins)[::-1]):
+        p, spec = procs[k]
+        c0 = cpu(p.pid); wall = drive(spec); c = cpu(p.pid) - c0
+        res[k].append((c * 1000 / len(msgs), len(msgs) / wall))
+        print(r, k, f"daemon CPU {c*1000/len(msgs):.3f} ms/msg, {len(msgs)/wall:.0f} msgs/s", flush=True)
+for k, (p, spec) in procs.items(): p.terminate(); p.wait()
+for k in bins:
+    print(k, "median daemon CPU ms/msg", round(statistics.median(x[0] for x in res[k]), 3),
+          "msgs/s", round(statistics.median(x[1] for x in res[k])), "all", [round(x[0], 3) for x in res[k]])
