@@ -58,6 +58,70 @@ public enum ControlProtocol {
         }
     }
 
+    /// Longest request argument (the text after the verb), in bytes.
+    public static let maxArgument = 1024
+    /// Longest verb; every verb is ASCII letters only.
+    public static let maxVerb = 32
+
+    /// Parses what a client sent: the request is the bytes up to the first `\n` (an optional `\r`
+    /// before it is dropped), or all of `bytes` when there is no `\n` (the client ended its input).
+    /// Pure: no I/O, no state, any bytes (the fuzz target calls it directly).
+    ///
+    /// The line is at most `maxRequest` bytes with its `\n`, UTF-8 without NUL, C0/C1 controls or DEL;
+    /// the verb is ASCII letters (at most `maxVerb`), matched without regard to case and returned in
+    /// upper case; the argument is the rest, without surrounding spaces, at most `maxArgument` bytes.
+    /// Whether the verb exists and what its argument may be is the handler's business.
+    public static func parseRequest(_ bytes: [UInt8]) -> Result<ControlRequest, ControlRequestError> {
+        let nl = bytes.firstIndex(of: 10)
+        let lineLength = nl.map { $0 + 1 } ?? bytes.count
+        guard lineLength <= maxRequest else {
+            return .failure(ControlRequestError("request too long (at most \(maxRequest) bytes)"))
+        }
+        var line = bytes[..<(nl ?? bytes.count)]
+        if line.last == 13 { line = line.dropLast() }
+        guard let text = String(validating: line, as: UTF8.self) else {
+            return .failure(ControlRequestError("the request is not UTF-8 text"))
+        }
+        if let bad = text.unicodeScalars.first(where: isControl) {
+            return .failure(ControlRequestError("the request contains a control character (\\x\(hex(bad.value))): one line of printable text"))
+        }
+        let trimmed = text.trimmed
+        guard !trimmed.isEmpty else { return .failure(ControlRequestError("empty request: try HELP")) }
+        let parts = trimmed.split(separator: " ", maxSplits: 1)
+        let verb = String(parts[0])
+        guard verb.utf8.count <= maxVerb, verb.utf8.allSatisfy({ ($0 | 0x20) >= UInt8(ascii: "a") && ($0 | 0x20) <= UInt8(ascii: "z") }) else {
+            return .failure(ControlRequestError("unknown request '\(String(verb.prefix(maxVerb)))': try HELP"))
+        }
+        let argument = parts.count > 1 ? parts[1].trimmed : ""
+        guard argument.utf8.count <= maxArgument else {
+            return .failure(ControlRequestError("the argument of \(verb.uppercased()) is longer than \(maxArgument) bytes"))
+        }
+        return .success(ControlRequest(verb: verb.uppercased(), argument: argument))
+    }
+
+    /// C0 controls (tab included), DEL and C1 controls: never in a request, never echoed raw.
+    public static func isControl(_ u: Unicode.Scalar) -> Bool {
+        u.value < 0x20 || (u.value >= 0x7f && u.value <= 0x9f)
+    }
+
+    /// `s` with control characters (see `isControl`) written as `\xNN` (`\u{NNNN}` past 0xff never
+    /// occurs: C1 ends at 0x9f): safe to echo in an answer or a log line.
+    public static func escaped(_ s: String) -> String {
+        guard s.unicodeScalars.contains(where: isControl) || s.contains("\\") else { return s }
+        var out = ""
+        for u in s.unicodeScalars {
+            if isControl(u) { out += "\\x" + hex(u.value) }
+            else if u == "\\" { out += "\\\\" }
+            else { out.unicodeScalars.append(u) }
+        }
+        return out
+    }
+
+    private static func hex(_ v: UInt32) -> String {
+        let s = String(v, radix: 16)
+        return s.count < 2 ? "0" + s : s
+    }
+
     /// Replaces line breaks, which would end the line early.
     public static func oneLine(_ s: String) -> String {
         guard s.contains(where: { $0 == "\n" || $0 == "\r" || $0 == "\r\n" }) else { return s }
@@ -153,4 +217,24 @@ public enum ControlProtocol {
         }
         return response
     }
+}
+
+/// A request of the control socket that passed `ControlProtocol.parseRequest`.
+public struct ControlRequest: Sendable, Equatable {
+    /// ASCII letters, upper case.
+    public var verb: String
+    /// The rest of the line without surrounding spaces; printable text, at most `maxArgument` bytes.
+    public var argument: String
+
+    public init(verb: String, argument: String) {
+        self.verb = verb
+        self.argument = argument
+    }
+}
+
+/// Why a request line was refused; the text is the answer's `ERR` line (it never echoes a control
+/// character).
+public struct ControlRequestError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
 }

@@ -33,13 +33,6 @@ public struct HTTPResponse: Sendable {
     }
 }
 
-/// The request line of a request that passed the checks.
-public struct HTTPRequest: Sendable, Equatable {
-    public let method: String
-    /// The path without the query string.
-    public let path: String
-}
-
 /// A deliberately small HTTP/1.x listener for the metrics endpoint: one thread, one connection at a
 /// time, a bounded request head read within a deadline, one answer, then close. It shares nothing with
 /// the scanning path but the handler it calls, so a slow or hostile client only ever delays a scrape.
@@ -214,7 +207,7 @@ public final class HTTPEndpoint: @unchecked Sendable {
             if n == 0 { return true }  // closed before a whole request head: nothing to answer
             let scanFrom = max(0, buffer.count - 3)
             buffer.append(contentsOf: chunk[0..<n])
-            if HTTPEndpoint.headEnd(buffer, from: scanFrom) != nil {
+            if HTTPRequest.headEnd(buffer, from: scanFrom) != nil {
                 complete = true
             } else if buffer.count > maxRequestBytes {
                 response = .text(431, "Request Header Fields Too Large", "request head larger than \(maxRequestBytes) bytes\n")
@@ -225,9 +218,9 @@ public final class HTTPEndpoint: @unchecked Sendable {
             unreadInput = true
             send(fd, r, deadline: deadline)
         } else {
-            let end = HTTPEndpoint.headEnd(buffer, from: 0)!
+            let end = HTTPRequest.headEnd(buffer, from: 0)!
             unreadInput = end < buffer.count
-            switch HTTPEndpoint.parseHead(buffer[..<end]) {
+            switch HTTPRequest.parse(head: buffer[..<end]) {
             case .failure(let e): send(fd, e.response, deadline: deadline)
             case .success(let request): send(fd, handler(request), deadline: deadline)
             }
@@ -262,44 +255,6 @@ public final class HTTPEndpoint: @unchecked Sendable {
             if n <= 0 { if n < 0 && (errno == EAGAIN || errno == EINTR) { continue }; return }
             budget -= n
         }
-    }
-
-    // MARK: parsing (static, pure)
-
-    /// The index just past the blank line ending the request head, searching from `from`.
-    static func headEnd(_ b: [UInt8], from: Int) -> Int? {
-        let lf = UInt8(ascii: "\n"), cr = UInt8(ascii: "\r")
-        var i = max(0, from)
-        while i < b.count {
-            if b[i] == lf {
-                if i + 1 < b.count && b[i + 1] == lf { return i + 2 }
-                if i + 2 < b.count && b[i + 1] == cr && b[i + 2] == lf { return i + 3 }
-            }
-            i += 1
-        }
-        return nil
-    }
-
-    /// Checks the request head and returns its method and path, or the error answer.
-    public static func parseHead(_ head: ArraySlice<UInt8>) -> Result<HTTPRequest, HTTPResponseError> {
-        let bad = HTTPResponseError(response: .text(400, "Bad Request", "malformed request\n"))
-        guard let lineEnd = head.firstIndex(of: UInt8(ascii: "\n")) else { return .failure(bad) }
-        var line = head[head.startIndex..<lineEnd]
-        if line.last == UInt8(ascii: "\r") { line = line.dropLast() }
-        // Printable ASCII only in the request line; headers are not needed and not looked at beyond
-        // being bounded, except that they must not carry NUL.
-        guard line.allSatisfy({ $0 >= 0x20 && $0 < 0x7f }), !head.contains(0) else { return .failure(bad) }
-        let parts = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: false)
-        guard parts.count == 3 else { return .failure(bad) }
-        let method = String(decoding: parts[0], as: UTF8.self)
-        let target = String(decoding: parts[1], as: UTF8.self)
-        let version = String(decoding: parts[2], as: UTF8.self)
-        guard !method.isEmpty, method.utf8.allSatisfy({ $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }),
-              target.hasPrefix("/"), version == "HTTP/1.1" || version == "HTTP/1.0" else {
-            return .failure(bad)
-        }
-        let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? target
-        return .success(HTTPRequest(method: method, path: path))
     }
 }
 

@@ -181,17 +181,15 @@ public final class ControlServer: DaemonService {
         switch ControlServer.readRequest(fd, timeout: ControlServer.readTimeout) {
         case .failure(let why):
             reply = ControlReply(ok: false, head: why.description)
-        case .success(let line):
-            let parts = line.trimmed.split(separator: " ", maxSplits: 1)
-            let verb = parts.first.map { $0.uppercased() } ?? ""
-            let argument = parts.count > 1 ? parts[1].trimmed : ""
+        case .success(let request):
+            let verb = request.verb, argument = request.argument
             if verb == "RELOAD" {
                 daemon.logger.notice("control: RELOAD\(argument.isEmpty ? "" : " " + argument) from \(ControlServer.peer(fd))")
             }
             if let h = handlers.withLock({ list in list.first { $0.verb == verb }?.handler }) {
                 reply = h(argument, daemon)
             } else {
-                reply = ControlReply(ok: false, head: verb.isEmpty ? "empty request: try HELP" : "unknown request '\(ControlProtocol.oneLine(String(line.prefix(64))))': try HELP")
+                reply = ControlReply(ok: false, head: "unknown request '\(verb)': try HELP")
             }
         }
         ControlServer.send(fd, reply)
@@ -214,45 +212,26 @@ public final class ControlServer: DaemonService {
         }
     }
 
-    /// One line, at most `maxRequest` bytes, within `timeout` seconds.
-    static func readRequest(_ fd: Int32, timeout: Double) -> Result<String, RequestError> {
+    /// One request line (see `ControlProtocol.parseRequest`), read within `timeout` seconds.
+    static func readRequest(_ fd: Int32, timeout: Double) -> Result<ControlRequest, ControlRequestError> {
         var bytes: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 1024)
         let deadline = Clock.monotonic() + timeout
         while true {
-            if let nl = bytes.firstIndex(of: 10) {
-                var line = Array(bytes[..<nl])
-                if line.last == 13 { line.removeLast() }
-                guard !line.contains(0), let s = String(validating: line, as: UTF8.self) else {
-                    return .failure(RequestError("the request is not a line of UTF-8 text"))
-                }
-                return .success(s)
-            }
-            if bytes.count >= ControlProtocol.maxRequest {
-                return .failure(RequestError("request too long (at most \(ControlProtocol.maxRequest) bytes)"))
-            }
+            if bytes.contains(10) || bytes.count >= ControlProtocol.maxRequest { return ControlProtocol.parseRequest(bytes) }
             let left = deadline - Clock.monotonic()
-            if left <= 0 { return .failure(RequestError("no request line within \(Int(timeout)) s")) }
+            if left <= 0 { return .failure(ControlRequestError("no request line within \(Int(timeout)) s")) }
             var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let r = poll(&p, 1, Int32(left * 1000) + 1)
-            if r < 0 && errno != EINTR { return .failure(RequestError("poll failed")) }
+            if r < 0 && errno != EINTR { return .failure(ControlRequestError("poll failed")) }
             if r <= 0 { continue }
             let want = min(buf.count, ControlProtocol.maxRequest - bytes.count)
             let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, want, 0) }
-            if n < 0 { if errno == EINTR { continue }; return .failure(RequestError("read failed")) }
-            if n == 0 {
-                // A request without its newline, then end of input, still counts.
-                if bytes.isEmpty { return .failure(RequestError("empty request: try HELP")) }
-                bytes.append(10)
-                continue
-            }
+            if n < 0 { if errno == EINTR { continue }; return .failure(ControlRequestError("read failed")) }
+            // A request without its newline, then end of input, still counts.
+            if n == 0 { return ControlProtocol.parseRequest(bytes) }
             bytes += buf[0..<n]
         }
-    }
-
-    struct RequestError: Error, CustomStringConvertible {
-        let description: String
-        init(_ d: String) { description = d }
     }
 
     static func send(_ fd: Int32, _ reply: ControlReply) {

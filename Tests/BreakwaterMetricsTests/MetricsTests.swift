@@ -67,8 +67,8 @@ final class RequestParsingTests: XCTestCase {
     }
 
     func testGoodRequestLines() throws {
-        XCTAssertEqual(try parse("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").get(), HTTPRequest(method: "GET", path: "/metrics"))
-        XCTAssertEqual(try parse("GET /metrics?name[]=x HTTP/1.0\n\n").get(), HTTPRequest(method: "GET", path: "/metrics"))
+        XCTAssertEqual(try parse("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").get(), HTTPRequest(method: "GET", path: "/metrics", host: "x"))
+        XCTAssertEqual(try parse("GET /metrics?name[]=x HTTP/1.0\n\n").get(), HTTPRequest(method: "GET", path: "/metrics", version: "HTTP/1.0"))
         XCTAssertEqual(try parse("POST /health HTTP/1.1\r\n\r\n").get(), HTTPRequest(method: "POST", path: "/health"))
     }
 
@@ -82,9 +82,9 @@ final class RequestParsingTests: XCTestCase {
     }
 
     func testHeadEnd() {
-        XCTAssertEqual(HTTPEndpoint.headEnd(Array("GET / HTTP/1.1\r\n\r\nrest".utf8), from: 0), 18)
-        XCTAssertEqual(HTTPEndpoint.headEnd(Array("GET / HTTP/1.1\n\n".utf8), from: 0), 16)
-        XCTAssertNil(HTTPEndpoint.headEnd(Array("GET / HTTP/1.1\r\nHost: x\r\n".utf8), from: 0))
+        XCTAssertEqual(HTTPRequest.headEnd(Array("GET / HTTP/1.1\r\n\r\nrest".utf8), from: 0), 18)
+        XCTAssertEqual(HTTPRequest.headEnd(Array("GET / HTTP/1.1\n\n".utf8), from: 0), 16)
+        XCTAssertNil(HTTPRequest.headEnd(Array("GET / HTTP/1.1\r\nHost: x\r\n".utf8), from: 0))
     }
 }
 
