@@ -73,7 +73,8 @@ public enum ControlProtocol {
     /// Whether the verb exists and what its argument may be is the handler's business.
     public static func parseRequest(_ bytes: [UInt8]) -> Result<ControlRequest, ControlRequestError> {
         let nl = bytes.firstIndex(of: 10)
-        let lineLength = nl.map { $0 + 1 } ?? bytes.count
+        // With its `\n` the line must fit `maxRequest`: so must one the client ended without it.
+        let lineLength = nl.map { $0 + 1 } ?? bytes.count + 1
         guard lineLength <= maxRequest else {
             return .failure(ControlRequestError("request too long (at most \(maxRequest) bytes)"))
         }
@@ -161,6 +162,9 @@ public enum ControlProtocol {
     /// Sends one request and reads the whole answer, waiting up to `timeout` seconds for it.
     public static func request(_ line: String, socket path: String, timeout: Double) throws(ClientError) -> Response {
         guard !path.isEmpty else { throw .notRunning("the control socket is turned off (control is empty)") }
+        guard !line.contains(where: { $0 == "\n" || $0 == "\r" || $0 == "\r\n" }) else {
+            throw .failed("the request contains a line break: '\(escaped(String(line.prefix(80))))'")
+        }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw .failed("socket: \(FileWalk.errnoString())") }
         defer { close(fd) }
@@ -237,4 +241,39 @@ public struct ControlRequest: Sendable, Equatable {
 public struct ControlRequestError: Error, Sendable, Equatable, CustomStringConvertible {
     public let description: String
     public init(_ d: String) { description = d }
+}
+
+/// Who may use the control socket: root, the daemon's own user, or a member of the socket file's
+/// group (by the peer's primary group or a supplementary one). The file's mode (`control-mode`) is a
+/// first gate; this one holds even when the mode is wider than it should be.
+public struct ControlPeer: Sendable, Equatable {
+    public var pid: Int32
+    public var uid: UInt32
+    public var gid: UInt32
+    /// Supplementary groups (SO_PEERGROUPS); may include `gid`.
+    public var groups: [UInt32]
+
+    public init(pid: Int32, uid: UInt32, gid: UInt32, groups: [UInt32]) {
+        self.pid = pid
+        self.uid = uid
+        self.gid = gid
+        self.groups = groups
+    }
+
+    public func allowed(daemonUID: UInt32, socketGID: UInt32) -> Bool {
+        uid == 0 || uid == daemonUID || gid == socketGID || groups.contains(socketGID)
+    }
+
+    /// The `ERR` text a refused peer gets.
+    public func refusal(daemonUID: UInt32, socketGID: UInt32) -> String {
+        "permission denied: uid \(uid) is not root, the daemon's user (uid \(daemonUID)) or a member of the control socket's group (gid \(socketGID))"
+    }
+
+    /// The `Groups:` line of /proc/PID/status (a fallback where SO_PEERGROUPS is missing).
+    public static func groups(inStatus text: String) -> [UInt32]? {
+        for line in text.split(separator: "\n") where line.hasPrefix("Groups:") {
+            return line.dropFirst("Groups:".count).split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { UInt32($0) }
+        }
+        return nil
+    }
 }
