@@ -58,7 +58,7 @@ public struct HTTPRequest: Sendable, Equatable {
     /// Checks a whole request head (up to and including its blank line) and returns the request, or
     /// the error answer. The request line is printable ASCII, `METHOD /target HTTP/1.x`; each header
     /// line is `name: value` with a token name and a value of printable characters or tabs (no NUL,
-    /// no control character, no obsolete line folding); at most one Host header.
+    /// no control character, no obsolete line folding); one Host header, which HTTP/1.1 requires.
     public static func parse(head: ArraySlice<UInt8>) -> Result<HTTPRequest, HTTPResponseError> {
         let bad = HTTPResponseError(response: .text(400, "Bad Request", "malformed request\n"))
         var lines: [ArraySlice<UInt8>] = []
@@ -93,6 +93,8 @@ public struct HTTPRequest: Sendable, Equatable {
                 host = String(decoding: value, as: UTF8.self).trimmingBlanks
             }
         }
+        // RFC 9112 3.2: an HTTP/1.1 request without Host is a 400. (HTTP/1.0 may leave it out.)
+        if host == nil && version == "HTTP/1.1" { return .failure(bad) }
         let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? target
         return .success(HTTPRequest(method: method, path: path, version: version, host: host))
     }
