@@ -64,3 +64,35 @@ final class ControlRequestParsingTests: XCTestCase {
         XCTAssertEqual(ControlProtocol.escaped("plain"), "plain")
     }
 }
+
+final class ControlPeerTests: XCTestCase {
+    func testAllowed() {
+        let daemon: UInt32 = 110, group: UInt32 = 120
+        func peer(_ uid: UInt32, _ gid: UInt32, _ groups: [UInt32] = []) -> ControlPeer {
+            ControlPeer(pid: 1, uid: uid, gid: gid, groups: groups)
+        }
+        XCTAssertTrue(peer(0, 0).allowed(daemonUID: daemon, socketGID: group))
+        XCTAssertTrue(peer(110, 65534).allowed(daemonUID: daemon, socketGID: group))
+        XCTAssertTrue(peer(1000, 120).allowed(daemonUID: daemon, socketGID: group))
+        XCTAssertTrue(peer(1000, 1000, [27, 120]).allowed(daemonUID: daemon, socketGID: group))
+        XCTAssertFalse(peer(1000, 1000, [27, 100]).allowed(daemonUID: daemon, socketGID: group))
+        XCTAssertFalse(peer(65534, 65534).allowed(daemonUID: daemon, socketGID: group))
+        XCTAssertTrue(peer(65534, 65534).refusal(daemonUID: daemon, socketGID: group).hasPrefix("permission denied: uid 65534 "))
+    }
+
+    func testGroupsInStatus() {
+        let status = "Name:\tcat\nUid:\t1000\t1000\t1000\t1000\nGroups:\t4 24 27 1000 \nNgid:\t0\n"
+        XCTAssertEqual(ControlPeer.groups(inStatus: status), [4, 24, 27, 1000])
+        XCTAssertEqual(ControlPeer.groups(inStatus: "Groups:\t\n"), [])
+        XCTAssertNil(ControlPeer.groups(inStatus: "Name:\tx\n"))
+    }
+
+    func testClientRefusesALineBreakBeforeConnecting() {
+        do {
+            _ = try ControlProtocol.request("WAVES PROMOTED w1 Breakwater.Local.A\nRELOAD", socket: "/nonexistent/control.sock", timeout: 1)
+            XCTFail("sent")
+        } catch {
+            XCTAssertTrue(error.description.hasPrefix("the request contains a line break"), error.description)
+        }
+    }
+}
