@@ -106,7 +106,7 @@ def test_peer_not_root_not_daemon_user_not_in_group_is_refused(daemon, bw_binary
     assert as_user(bw_binary, "status", "--control", path).returncode != 0
     bw.wait_log("more refused")
     lines = [l for l in bw.log().splitlines() if "control: refused" in l]
-    assert 2 <= len(lines) <= 4, lines
+    assert 2 <= len(lines) <= 6, f"12 refusals, {len(lines)} log lines: {lines}"
     # Root is still served.
     assert request(path, b"PING\n").startswith("OK breakwater")
 
