@@ -321,8 +321,9 @@ final class EndpointTests: XCTestCase {
     }
 
     func testAnswersAndCloses() throws {
-        let r = try exchange(Array("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+        let r = try exchange(Array("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:\(endpoint.port)\r\n\r\n".utf8))
         XCTAssertTrue(r.hasPrefix("HTTP/1.1 200 OK\r\n"), r)
+        XCTAssertTrue(try exchange(Array("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".utf8)).hasPrefix("HTTP/1.1 421 Misdirected Request\r\n"))
         XCTAssertTrue(r.contains("\r\nContent-Length: 5\r\n"), r)
         XCTAssertTrue(r.contains("\r\nConnection: close\r\n"), r)
         XCTAssertTrue(r.hasSuffix("\r\n\r\nfine\n"), r)
@@ -335,7 +336,7 @@ final class EndpointTests: XCTestCase {
         let r = try exchange(big)
         XCTAssertTrue(r.hasPrefix("HTTP/1.1 431 "), String(r.prefix(80)))
         // And the endpoint still serves.
-        XCTAssertTrue(try exchange(Array("GET /metrics HTTP/1.1\r\n\r\n".utf8)).hasPrefix("HTTP/1.1 200 "))
+        XCTAssertTrue(try exchange(Array("GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n".utf8)).hasPrefix("HTTP/1.1 200 "))
     }
 
     func testIncompleteHeadTimesOutWith408() throws {
