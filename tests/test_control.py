@@ -195,7 +195,7 @@ def test_request_arguments_are_checked(daemon, test_sigs):
         answer = request(path, line.encode())
         assert answer.startswith("ERR ") and expected in answer, f"{line[:80]!r}: {answer[:300]!r}"
         assert "\x1b" not in answer and "\x9b" not in answer, answer
-    assert request(path, b"\xff\xfe PING\n").startswith("ERR the request is not UTF-8")
+    assert request(path, b"\xff\xfe PING\n").startswith("ERR the request is not a line of UTF-8")
     # Nothing of the refused names was recorded; a good name is.
     listed = json.loads(request(path, b"WAVES JSON\n").split("\n", 1)[1])
     assert [w.get("promoted_as") for w in listed if w["id"] == wid] in ([None], [""]), listed

@@ -81,7 +81,7 @@ public enum ControlProtocol {
         var line = bytes[..<(nl ?? bytes.count)]
         if line.last == 13 { line = line.dropLast() }
         guard let text = String(validating: line, as: UTF8.self) else {
-            return .failure(ControlRequestError("the request is not UTF-8 text"))
+            return .failure(ControlRequestError("the request is not a line of UTF-8 text"))
         }
         if let bad = text.unicodeScalars.first(where: isControl) {
             return .failure(ControlRequestError("the request contains a control character (\\x\(hex(bad.value))): one line of printable text"))

@@ -265,7 +265,8 @@ public final class ControlServer: DaemonService {
             if let h = handlers.withLock({ list in list.first { $0.verb == verb }?.handler }) {
                 reply = h(argument, daemon)
             } else {
-                reply = ControlReply(ok: false, head: "unknown request '\(verb)': try HELP")
+                let line = argument.isEmpty ? verb : verb + " " + argument
+                reply = ControlReply(ok: false, head: "unknown request '\(String(line.prefix(64)))': try HELP")
             }
         }
         ControlServer.send(fd, reply, deadline: Clock.monotonic() + ControlServer.writeTimeout)

@@ -30,7 +30,7 @@ final class ControlRequestParsingTests: XCTestCase {
         XCTAssertEqual(error(Array("PING\tx\n".utf8)), "the request contains a control character (\\x09): one line of printable text")
         XCTAssertEqual(error(Array("PING \u{85}\n".utf8)), "the request contains a control character (\\x85): one line of printable text")
         XCTAssertEqual(error(Array("PING \u{7f}\n".utf8)), "the request contains a control character (\\x7f): one line of printable text")
-        XCTAssertEqual(error([0x50, 0xff, 0x0a]), "the request is not UTF-8 text")
+        XCTAssertEqual(error([0x50, 0xff, 0x0a]), "the request is not a line of UTF-8 text")
         XCTAssertEqual(error(Array("P1NG\n".utf8)), "unknown request 'P1NG': try HELP")
         XCTAssertEqual(error(Array("STATUS/../x\n".utf8)), "unknown request 'STATUS/../x': try HELP")
         XCTAssertNotNil(error(Array(String(repeating: "A", count: 40).utf8)))
