@@ -9,6 +9,10 @@
   succeed and fail; /health is 200 while an engine is loaded;
 - malformed, oversized, stalled and wrong-method requests get 4xx or are closed, and messages keep
   being scanned while they are open;
+- several scrapes are answered at once while slow-loris clients hold connections open (each
+  connection has one deadline for the whole exchange);
+- only a Host that names the endpoint is answered (no DNS rebinding from a browser on the host):
+  evil.example gets 421, 127.0.0.1:PORT, localhost and [::1] are served, HTTP/1.0 may omit Host;
 - the alert rules pass `promtool check rules` and their unit tests (`promtool test rules`).
 """
 import http.client
@@ -419,8 +423,8 @@ def test_hostile_requests_get_4xx_and_scanning_goes_on(breakwater, test_sigs, me
         out, _ = raw_http(metrics_port, b"GET /metr", shut=True)
         assert out == b""
 
-        # A stalled request holds the endpoint (one connection at a time) for its 5 s timeout, never
-        # the milter: messages keep being answered meanwhile, then it gets 408.
+        # A stalled request holds its connection for the 5 s deadline, never the milter: messages keep
+        # being answered meanwhile, then it gets 408.
         before = traffic.count()
         stalled = socket.create_connection(("127.0.0.1", metrics_port), timeout=15)
         try:
@@ -448,6 +452,97 @@ def test_hostile_requests_get_4xx_and_scanning_goes_on(breakwater, test_sigs, me
     assert s.get("breakwater_messages_total", outcome="accepted") == traffic.count()
     assert s.get("breakwater_scan_duration_seconds_count") == traffic.count()
     assert http_get(metrics_port, "/health")[0] == 200
+
+
+def test_scrapes_at_once_while_slow_loris_clients_hold_connections(breakwater, test_sigs, metrics_port):
+    breakwater("--signatures", test_sigs, "--metrics", f"127.0.0.1:{metrics_port}")
+    assert http_get(metrics_port, "/health")[0] == 200
+    stop = threading.Event()
+    loris, silent = [], []
+
+    def trickle():
+        # Two slow-loris clients: a header byte every 0.3 s, never the blank line.
+        while not stop.is_set():
+            for s in loris:
+                try:
+                    s.sendall(b"a")
+                except OSError:
+                    pass
+            stop.wait(0.3)
+
+    try:
+        # Many that connect and say nothing (more than the endpoint keeps: the oldest are dropped)...
+        for _ in range(80):
+            silent.append(socket.create_connection(("127.0.0.1", metrics_port), timeout=15))
+        for _ in range(2):
+            s = socket.create_connection(("127.0.0.1", metrics_port), timeout=15)
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            loris.append(s)
+        pump = threading.Thread(target=trickle)
+        pump.start()
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        results = [None, None]
+
+        def scrape(i):
+            try:
+                results[i] = http_get(metrics_port, "/metrics", timeout=3)[0]
+            except OSError as e:
+                results[i] = repr(e)
+
+        threads = [threading.Thread(target=scrape, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        took = time.monotonic() - t0
+        assert results == [200, 200], f"scrapes while slow clients hold connections: {results}"
+        assert took < 3, f"two scrapes took {took:.1f} s"
+        # Trickling does not extend a connection: it ends at its 5 s deadline with 408.
+        got = b""
+        loris[0].settimeout(10)
+        try:
+            while True:
+                chunk = loris[0].recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+        except ConnectionResetError:  # the pump may still write after the close
+            pass
+        assert status_of(got) == 408, got[:80]
+        assert time.monotonic() - t0 < 7
+    finally:
+        stop.set()
+        for s in loris + silent:
+            s.close()
+    assert http_get(metrics_port, "/health")[0] == 200
+
+
+def host_request(port, host_header, version="HTTP/1.1", path="/metrics"):
+    head = f"GET {path} {version}\r\n" + (f"Host: {host_header}\r\n" if host_header is not None else "") + "\r\n"
+    out, _ = raw_http(port, head.encode())
+    return status_of(out), out
+
+
+def test_host_header_must_name_the_endpoint(breakwater, test_sigs, metrics_port):
+    breakwater("--signatures", test_sigs, "--metrics", f"127.0.0.1:{metrics_port}")
+    for host in ("evil.example", f"evil.example:{metrics_port}", "127.0.0.1.evil.example", "localhost.evil.example",
+                 f"attacker.test:{metrics_port}", "10.1.2.3", "", f"127.0.0.1:{metrics_port}0"):
+        status, out = host_request(metrics_port, host)
+        assert status == 421, (host, out[:200])
+        assert b"breakwater_" not in out
+    for host in (f"127.0.0.1:{metrics_port}", "127.0.0.1", "localhost", f"localhost:{metrics_port}",
+                 "LOCALHOST", f"[::1]:{metrics_port}", "127.0.0.53"):
+        status, out = host_request(metrics_port, host)
+        assert status == 200 and b"breakwater_scans_total" in out, (host, out[:200])
+    # HTTP/1.1 requires Host (400); HTTP/1.0 may leave it out (no browser does).
+    assert host_request(metrics_port, None)[0] == 400
+    assert host_request(metrics_port, None, version="HTTP/1.0")[0] == 200
+    assert host_request(metrics_port, "evil.example", version="HTTP/1.0")[0] == 421
+    assert host_request(metrics_port, "evil.example", path="/health")[0] == 421
+    # Two Host headers: 400.
+    out, _ = raw_http(metrics_port, b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n")
+    assert status_of(out) == 400
 
 
 def test_ipv6_loopback(breakwater, test_sigs):

@@ -58,6 +58,53 @@ public enum ControlProtocol {
         }
     }
 
+    /// Longest request argument (the text after the verb), in bytes.
+    public static let maxArgument = 1024
+    /// Longest verb; every verb is ASCII letters only.
+    public static let maxVerb = 32
+
+    /// Parses what a client sent: the request is the bytes up to the first `\n` (an optional `\r`
+    /// before it is dropped), or all of `bytes` when there is no `\n` (the client ended its input).
+    /// Pure: no I/O, no state, any bytes (the fuzz target calls it directly).
+    ///
+    /// The line is at most `maxRequest` bytes with its `\n`, UTF-8 without NUL, C0/C1 controls or DEL;
+    /// the verb is ASCII letters (at most `maxVerb`), matched without regard to case and returned in
+    /// upper case; the argument is the rest, without surrounding spaces, at most `maxArgument` bytes.
+    /// Whether the verb exists and what its argument may be is the handler's business.
+    public static func parseRequest(_ bytes: [UInt8]) -> Result<ControlRequest, ControlRequestError> {
+        let nl = bytes.firstIndex(of: 10)
+        // With its `\n` the line must fit `maxRequest`: so must one the client ended without it.
+        let lineLength = nl.map { $0 + 1 } ?? bytes.count + 1
+        guard lineLength <= maxRequest else {
+            return .failure(ControlRequestError("request too long (at most \(maxRequest) bytes)"))
+        }
+        var line = bytes[..<(nl ?? bytes.count)]
+        if line.last == 13 { line = line.dropLast() }
+        guard let text = String(validating: line, as: UTF8.self) else {
+            return .failure(ControlRequestError("the request is not a line of UTF-8 text"))
+        }
+        if let bad = text.unicodeScalars.first(where: isControl) {
+            return .failure(ControlRequestError("the request contains a control character (\(Escape.text(String(bad)))): one line of printable text"))
+        }
+        let trimmed = text.trimmed
+        guard !trimmed.isEmpty else { return .failure(ControlRequestError("empty request: try HELP")) }
+        let parts = trimmed.split(separator: " ", maxSplits: 1)
+        let verb = String(parts[0])
+        guard verb.utf8.count <= maxVerb, verb.utf8.allSatisfy({ ($0 | 0x20) >= UInt8(ascii: "a") && ($0 | 0x20) <= UInt8(ascii: "z") }) else {
+            return .failure(ControlRequestError("unknown request '\(String(verb.prefix(maxVerb)))': try HELP"))
+        }
+        let argument = parts.count > 1 ? parts[1].trimmed : ""
+        guard argument.utf8.count <= maxArgument else {
+            return .failure(ControlRequestError("the argument of \(verb.uppercased()) is longer than \(maxArgument) bytes"))
+        }
+        return .success(ControlRequest(verb: verb.uppercased(), argument: argument))
+    }
+
+    /// C0 controls (tab included), DEL and C1 controls: never in a request, never echoed raw.
+    public static func isControl(_ u: Unicode.Scalar) -> Bool {
+        u.value < 0x20 || (u.value >= 0x7f && u.value <= 0x9f)
+    }
+
     /// Replaces line breaks, which would end the line early.
     public static func oneLine(_ s: String) -> String {
         guard s.contains(where: { $0 == "\n" || $0 == "\r" || $0 == "\r\n" }) else { return s }
@@ -97,6 +144,9 @@ public enum ControlProtocol {
     /// Sends one request and reads the whole answer, waiting up to `timeout` seconds for it.
     public static func request(_ line: String, socket path: String, timeout: Double) throws(ClientError) -> Response {
         guard !path.isEmpty else { throw .notRunning("the control socket is turned off (control is empty)") }
+        guard !line.contains(where: { $0 == "\n" || $0 == "\r" || $0 == "\r\n" }) else {
+            throw .failed("the request contains a line break: '\(Escape.text(line.prefix(80)))'")
+        }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw .failed("socket: \(FileWalk.errnoString())") }
         defer { close(fd) }
@@ -152,5 +202,60 @@ public enum ControlProtocol {
             throw .failed("unexpected answer from \(path): \(String(decoding: answer.prefix(200), as: UTF8.self))")
         }
         return response
+    }
+}
+
+/// A request of the control socket that passed `ControlProtocol.parseRequest`.
+public struct ControlRequest: Sendable, Equatable {
+    /// ASCII letters, upper case.
+    public var verb: String
+    /// The rest of the line without surrounding spaces; printable text, at most `maxArgument` bytes.
+    public var argument: String
+
+    public init(verb: String, argument: String) {
+        self.verb = verb
+        self.argument = argument
+    }
+}
+
+/// Why a request line was refused; the text is the answer's `ERR` line (it never echoes a control
+/// character).
+public struct ControlRequestError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
+}
+
+/// Who may use the control socket: root, the daemon's own user, or a member of the socket file's
+/// group (by the peer's primary group or a supplementary one). The file's mode (`control-mode`) is a
+/// first gate; this one holds even when the mode is wider than it should be.
+public struct ControlPeer: Sendable, Equatable {
+    public var pid: Int32
+    public var uid: UInt32
+    public var gid: UInt32
+    /// Supplementary groups (SO_PEERGROUPS); may include `gid`.
+    public var groups: [UInt32]
+
+    public init(pid: Int32, uid: UInt32, gid: UInt32, groups: [UInt32]) {
+        self.pid = pid
+        self.uid = uid
+        self.gid = gid
+        self.groups = groups
+    }
+
+    public func allowed(daemonUID: UInt32, socketGID: UInt32) -> Bool {
+        uid == 0 || uid == daemonUID || gid == socketGID || groups.contains(socketGID)
+    }
+
+    /// The `ERR` text a refused peer gets.
+    public func refusal(daemonUID: UInt32, socketGID: UInt32) -> String {
+        "permission denied: uid \(uid) is not root, the daemon's user (uid \(daemonUID)) or a member of the control socket's group (gid \(socketGID))"
+    }
+
+    /// The `Groups:` line of /proc/PID/status (a fallback where SO_PEERGROUPS is missing).
+    public static func groups(inStatus text: String) -> [UInt32]? {
+        for line in text.split(separator: "\n") where line.hasPrefix("Groups:") {
+            return line.dropFirst("Groups:".count).split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { UInt32($0) }
+        }
+        return nil
     }
 }

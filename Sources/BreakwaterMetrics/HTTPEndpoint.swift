@@ -33,21 +33,17 @@ public struct HTTPResponse: Sendable {
     }
 }
 
-/// The request line of a request that passed the checks.
-public struct HTTPRequest: Sendable, Equatable {
-    public let method: String
-    /// The path without the query string.
-    public let path: String
-}
-
-/// A deliberately small HTTP/1.x listener for the metrics endpoint: one thread, one connection at a
-/// time, a bounded request head read within a deadline, one answer, then close. It shares nothing with
-/// the scanning path but the handler it calls, so a slow or hostile client only ever delays a scrape.
+/// A deliberately small HTTP/1.x listener for the metrics endpoint: one thread that serves up to
+/// `maxConnections` connections at once with poll, each with a bounded request head and one deadline
+/// for the whole exchange (head read, answer written), one answer, then close. Requests whose Host
+/// does not name the endpoint get 421 (`hostAllowed`). It shares nothing with the scanning path but
+/// the handler it calls, so a slow or hostile client never delays another scrape.
 public final class HTTPEndpoint: @unchecked Sendable {
     public let address: ListenAddress
     /// Largest request head (request line and headers) read; a longer one gets 431.
     public let maxRequestBytes: Int
-    /// Seconds a client has to send its request head (408 after), and to take the answer.
+    /// Seconds a connection may last: its request head and the answer within that (408 after, if the
+    /// head had started).
     public let timeout: Double
     private let handler: @Sendable (HTTPRequest) -> HTTPResponse
 
@@ -144,162 +140,165 @@ public final class HTTPEndpoint: @unchecked Sendable {
 
     // MARK: server thread
 
+    /// One client: reading its head, then writing its answer, then (when it sent more than the head)
+    /// draining briefly before the close, all by its own deadline.
+    private struct Connection {
+        let fd: Int32
+        /// Monotonic time by which the whole exchange ends (`timeout` after accept): a slow-loris
+        /// client loses its connection then, whatever it still sends.
+        let deadline: Double
+        var input: [UInt8] = []
+        var output: [UInt8] = []
+        var written = 0
+        var draining = false
+        var unreadInput = false
+        var writing: Bool { !output.isEmpty && !draining }
+    }
+
+    /// Most connections served at once; past it the oldest (the slowest) is dropped for the new one.
+    public static let maxConnections = 64
+
+    /// One thread serves every connection with poll: each reads its head and writes its answer
+    /// without waiting for the others, so a stalled client delays no scrape.
     private func serve() {
+        var conns: [Connection] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        defer { for c in conns { close(c.fd) } }
         while true {
+            let now = Clock.monotonic()
+            var wait = 60_000.0
+            for c in conns { wait = min(wait, max(0, (c.deadline - now) * 1000) + 1) }
             var fds = [pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: wakeFDs.read, events: Int16(POLLIN), revents: 0)]
-            let n = poll(&fds, 2, -1)
+            fds += conns.map { pollfd(fd: $0.fd, events: Int16($0.writing ? POLLOUT : POLLIN), revents: 0) }
+            let n = poll(&fds, nfds_t(fds.count), Int32(wait))
             if n < 0 {
                 if errno == EINTR { continue }
                 return
             }
             if fds[1].revents != 0 { return }
-            if fds[0].revents & Int16(POLLIN) == 0 { continue }
+            let after = Clock.monotonic()
+            var keep: [Connection] = []
+            for (i, var c) in conns.enumerated() {
+                if fds[i + 2].revents != 0 && step(&c, chunk: &chunk) == false {
+                    close(c.fd)
+                } else if after >= c.deadline {
+                    // Out of time: a head that never ended gets 408 if it started; then close.
+                    if !c.writing && !c.draining && !c.input.isEmpty {
+                        let r = HTTPResponse.text(408, "Request Timeout", "request not received in time\n").serialized
+                        _ = r.withUnsafeBytes { Glibc.send(c.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+                        // Drop what it sent meanwhile: closing with unread input would reset the
+                        // connection and could lose the 408.
+                        shutdown(c.fd, Int32(SHUT_WR))
+                        _ = chunk.withUnsafeMutableBytes { recv(c.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+                    }
+                    close(c.fd)
+                } else {
+                    keep.append(c)
+                }
+            }
+            conns = keep
+            guard fds[0].revents & Int16(POLLIN) != 0 else { continue }
             let client = accept(listenFD, nil, nil)
             if client < 0 {
                 switch errno {
-                case EAGAIN, EINTR, ECONNABORTED, EPROTO: continue
+                case EAGAIN, EINTR, ECONNABORTED, EPROTO: break
                 default: usleep(100_000)  // out of descriptors or memory: back off, do not spin
                 }
                 continue
             }
             HTTPEndpoint.setFlags(client)
-            if !handle(client) { close(client); return }
-            close(client)
+            if conns.count >= HTTPEndpoint.maxConnections { close(conns.removeFirst().fd) }
+            conns.append(Connection(fd: client, deadline: Clock.monotonic() + timeout))
         }
     }
 
-    private enum Wait { case ready, timedOut, stopping }
-
-    /// Waits for `events` on `fd` until the monotonic `deadline`, or until stop().
-    private func wait(_ fd: Int32, _ events: Int32, until deadline: Double) -> Wait {
-        while true {
-            let left = deadline - Clock.monotonic()
-            if left <= 0 { return .timedOut }
-            var fds = [pollfd(fd: fd, events: Int16(events), revents: 0),
-                       pollfd(fd: wakeFDs.read, events: Int16(POLLIN), revents: 0)]
-            let n = poll(&fds, 2, Int32(min(left * 1000 + 1, 60_000)))
-            if n < 0 {
-                if errno == EINTR { continue }
-                return .stopping
-            }
-            if fds[1].revents != 0 { return .stopping }
-            if fds[0].revents != 0 { return .ready }
+    /// Moves one connection on after poll said it is ready; false when it is done (close it).
+    private func step(_ c: inout Connection, chunk: inout [UInt8]) -> Bool {
+        if c.draining {
+            let n = chunk.withUnsafeMutableBytes { recv(c.fd, $0.baseAddress, $0.count, 0) }
+            return n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR))
         }
+        if c.writing {
+            let n = c.output.withUnsafeBytes { Glibc.send(c.fd, $0.baseAddress! + c.written, $0.count - c.written, Int32(MSG_NOSIGNAL)) }
+            if n < 0 { return errno == EAGAIN || errno == EINTR }
+            c.written += n
+            guard c.written == c.output.count else { return true }
+            shutdown(c.fd, Int32(SHUT_WR))
+            // Closing with unread input would reset the connection before the client read the answer:
+            // read and drop what it still sends, briefly (the deadline still holds).
+            guard c.unreadInput else { return false }
+            c.draining = true
+            return true
+        }
+        let want = min(chunk.count, maxRequestBytes + 1 - c.input.count)
+        let n = chunk.withUnsafeMutableBytes { recv(c.fd, $0.baseAddress, want, 0) }
+        if n < 0 { return errno == EAGAIN || errno == EINTR }
+        if n == 0 { return false }  // closed before a whole request head: nothing to answer
+        c.input.append(contentsOf: chunk[0..<n])
+        let response: HTTPResponse
+        switch HTTPRequest.parse(c.input, maxHeadBytes: maxRequestBytes) {
+        case .incomplete: return true
+        case .failure(let r):
+            response = r
+            c.unreadInput = true
+        case .request(let request, let headLength):
+            c.unreadInput = headLength < c.input.count
+            if HTTPEndpoint.hostAllowed(request.host, version: request.version, listen: address) {
+                response = handler(request)
+            } else {
+                response = .text(421, "Misdirected Request", "the Host header must name this endpoint: \(address), localhost or a loopback address\n")
+            }
+        }
+        c.input = []
+        c.output = response.serialized
+        return step(&c, chunk: &chunk)
     }
 
-    /// Serves one connection; false when the endpoint is stopping.
-    private func handle(_ fd: Int32) -> Bool {
-        let deadline = Clock.monotonic() + timeout
-        var buffer: [UInt8] = []
-        buffer.reserveCapacity(1024)
-        var chunk = [UInt8](repeating: 0, count: 2048)
-        var response: HTTPResponse?
-        var complete = false
-        while response == nil && !complete {
-            switch wait(fd, POLLIN, until: deadline) {
-            case .stopping: return false
-            case .timedOut:
-                if buffer.isEmpty { return true }  // connected and said nothing: just close
-                response = .text(408, "Request Timeout", "request not received in time\n")
-                continue
-            case .ready: break
-            }
-            let want = min(chunk.count, maxRequestBytes + 1 - buffer.count)
-            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, want, 0) }
-            if n < 0 {
-                if errno == EAGAIN || errno == EINTR { continue }
-                return true
-            }
-            if n == 0 { return true }  // closed before a whole request head: nothing to answer
-            let scanFrom = max(0, buffer.count - 3)
-            buffer.append(contentsOf: chunk[0..<n])
-            if HTTPEndpoint.headEnd(buffer, from: scanFrom) != nil {
-                complete = true
-            } else if buffer.count > maxRequestBytes {
-                response = .text(431, "Request Header Fields Too Large", "request head larger than \(maxRequestBytes) bytes\n")
-            }
+    // MARK: Host
+
+    /// Whether a request's Host header names this endpoint, so that a page a browser on this host
+    /// loaded from another site cannot read the metrics through a name that resolves to it (DNS
+    /// rebinding). Allowed: `localhost`, a loopback address (127.0.0.0/8, ::1, ::ffff:127.x), the
+    /// address the endpoint listens on, and, when it listens on every address (0.0.0.0 or ::), any IP
+    /// literal (a rebinding page always uses a name); each with or without `:PORT`, IPv6 in brackets.
+    /// A request without Host is allowed for HTTP/1.0 only (browsers always send one; HTTP/1.1
+    /// requires it). Pure.
+    public static func hostAllowed(_ host: String?, version: String, listen: ListenAddress) -> Bool {
+        guard let host else { return version == "HTTP/1.0" }
+        var name = Substring(host)
+        if name.hasPrefix("[") {
+            guard let close = name.firstIndex(of: "]") else { return false }
+            let rest = name[name.index(after: close)...]
+            guard rest.isEmpty || validPort(rest) else { return false }
+            name = name[name.index(after: name.startIndex)..<close]
+            guard let bytes = CIDR.parseAddress(String(name)), bytes.count == 16 else { return false }
+            return addressAllowed(bytes, listen: listen)
         }
-        let unreadInput: Bool
-        if let r = response {
-            unreadInput = true
-            send(fd, r, deadline: deadline)
-        } else {
-            let end = HTTPEndpoint.headEnd(buffer, from: 0)!
-            unreadInput = end < buffer.count
-            switch HTTPEndpoint.parseHead(buffer[..<end]) {
-            case .failure(let e): send(fd, e.response, deadline: deadline)
-            case .success(let request): send(fd, handler(request), deadline: deadline)
-            }
+        if let colon = name.lastIndex(of: ":") {
+            guard validPort(name[colon...]) else { return false }
+            name = name[..<colon]
         }
-        shutdown(fd, Int32(SHUT_WR))
-        if unreadInput { drain(fd) }
-        return true
+        if name.lowercased() == "localhost" { return true }
+        // Dotted decimal only: inet_pton takes nothing else for IPv4, and an IPv6 literal needs brackets.
+        guard name.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || $0 == 46 }),
+              let bytes = CIDR.parseAddress(String(name)), bytes.count == 4 else { return false }
+        return addressAllowed(bytes, listen: listen)
     }
 
-    private func send(_ fd: Int32, _ response: HTTPResponse, deadline: Double) {
-        let bytes = response.serialized
-        var off = 0
-        while off < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + off, bytes.count - off, Int32(MSG_NOSIGNAL)) }
-            if n > 0 { off += n; continue }
-            if n < 0 && (errno == EAGAIN || errno == EINTR) {
-                if wait(fd, POLLOUT, until: deadline + timeout) != .ready { return }
-                continue
-            }
-            return
-        }
+    /// `:` and 1 to 5 digits, at most 65535.
+    private static func validPort(_ s: Substring) -> Bool {
+        guard s.first == ":" else { return false }
+        let digits = s.dropFirst()
+        guard (1...5).contains(digits.count), digits.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), let p = Int(digits) else { return false }
+        return p <= 65535
     }
 
-    /// Reads and drops what the client still sends (briefly, boundedly), so that closing with unread
-    /// input does not reset the connection before the client has read the answer.
-    private func drain(_ fd: Int32) {
-        let until = Clock.monotonic() + 0.2
-        var budget = 64 << 10
-        var sink = [UInt8](repeating: 0, count: 4096)
-        while budget > 0, wait(fd, POLLIN, until: until) == .ready {
-            let n = sink.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n <= 0 { if n < 0 && (errno == EAGAIN || errno == EINTR) { continue }; return }
-            budget -= n
-        }
-    }
-
-    // MARK: parsing (static, pure)
-
-    /// The index just past the blank line ending the request head, searching from `from`.
-    static func headEnd(_ b: [UInt8], from: Int) -> Int? {
-        let lf = UInt8(ascii: "\n"), cr = UInt8(ascii: "\r")
-        var i = max(0, from)
-        while i < b.count {
-            if b[i] == lf {
-                if i + 1 < b.count && b[i + 1] == lf { return i + 2 }
-                if i + 2 < b.count && b[i + 1] == cr && b[i + 2] == lf { return i + 3 }
-            }
-            i += 1
-        }
-        return nil
-    }
-
-    /// Checks the request head and returns its method and path, or the error answer.
-    public static func parseHead(_ head: ArraySlice<UInt8>) -> Result<HTTPRequest, HTTPResponseError> {
-        let bad = HTTPResponseError(response: .text(400, "Bad Request", "malformed request\n"))
-        guard let lineEnd = head.firstIndex(of: UInt8(ascii: "\n")) else { return .failure(bad) }
-        var line = head[head.startIndex..<lineEnd]
-        if line.last == UInt8(ascii: "\r") { line = line.dropLast() }
-        // Printable ASCII only in the request line; headers are not needed and not looked at beyond
-        // being bounded, except that they must not carry NUL.
-        guard line.allSatisfy({ $0 >= 0x20 && $0 < 0x7f }), !head.contains(0) else { return .failure(bad) }
-        let parts = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: false)
-        guard parts.count == 3 else { return .failure(bad) }
-        let method = String(decoding: parts[0], as: UTF8.self)
-        let target = String(decoding: parts[1], as: UTF8.self)
-        let version = String(decoding: parts[2], as: UTF8.self)
-        guard !method.isEmpty, method.utf8.allSatisfy({ $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }),
-              target.hasPrefix("/"), version == "HTTP/1.1" || version == "HTTP/1.0" else {
-            return .failure(bad)
-        }
-        let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? target
-        return .success(HTTPRequest(method: method, path: path))
+    private static func addressAllowed(_ a: [UInt8], listen: ListenAddress) -> Bool {
+        if a == listen.address || listen.address.allSatisfy({ $0 == 0 }) { return true }
+        if a.count == 4 { return a[0] == 127 }
+        if a == [UInt8](repeating: 0, count: 15) + [1] { return true }
+        return a[0..<10].allSatisfy { $0 == 0 } && a[10] == 0xff && a[11] == 0xff && a[12] == 127
     }
 }
 

@@ -31,7 +31,8 @@ public final class ControlServer: DaemonService {
     private let stopping = Atomic<Bool>(false)
     private let connections = Atomic<Int>(0)
     private let acceptThread = Locked<Thread?>(nil)
-    private let socketInode = Locked<UInt64>(0)
+    /// The socket file's inode and group when bound.
+    private let socketFile = Locked<(ino: UInt64, gid: UInt32)>((0, 0))
 
     public init(path: String, mode: UInt32, reloadTimeout: Double = 600) {
         self.path = path
@@ -86,7 +87,7 @@ public final class ControlServer: DaemonService {
         if fd >= 0 { close(fd) }
         // Remove the socket only if it is still ours (not one a newer daemon made meanwhile).
         var st = stat()
-        let ino = socketInode.withLock { $0 }
+        let ino = socketFile.withLock { $0.ino }
         if lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFSOCK, UInt64(st.st_ino) == ino { unlink(path) }
     }
 
@@ -136,74 +137,157 @@ public final class ControlServer: DaemonService {
             unlink(path)
             throw StartupError("control \(path): \(e)")
         }
-        if lstat(path, &st) == 0 { socketInode.withLock { $0 = UInt64(st.st_ino) } }
+        if lstat(path, &st) == 0 { socketFile.withLock { $0 = (UInt64(st.st_ino), UInt32(st.st_gid)) } }
         return fd
     }
 
+    /// Connections still sending their request line, served by the accept thread with poll: a
+    /// client that connects and sends nothing (or sends slowly) holds no thread and no handler slot,
+    /// only one of `maxPending` entries until its `readTimeout`; when all are taken, the oldest
+    /// (the slowest) is closed to make room, so a prompt client always gets in.
+    public static let maxPending = 64
+    /// Seconds a client has to take its whole answer once the handler is done.
+    static let writeTimeout = 5.0
+
+    private struct Pending {
+        let fd: Int32
+        let peer: ControlPeer?
+        let deadline: Double
+        var bytes: [UInt8] = []
+    }
+
+    /// At most one refusal log line a second, with the count of the ones not logged.
+    private let refusals = Locked<(last: Double, suppressed: Int)>((-1e9, 0))
+
     private func acceptLoop(fd: Int32, daemon: MilterDaemon?) {
+        var pending: [Pending] = []
+        var chunk = [UInt8](repeating: 0, count: 1024)
+        defer { for p in pending { close(p.fd) } }
         while !stopping.load(ordering: .relaxed) {
-            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let r = poll(&p, 1, 200)
-            if r <= 0 { continue }
+            let now = Clock.monotonic()
+            var timeout = 200.0
+            for p in pending { timeout = min(timeout, max(0, (p.deadline - now) * 1000) + 1) }
+            var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
+            fds += pending.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
+            let r = poll(&fds, nfds_t(fds.count), Int32(timeout))
+            if r < 0 && errno != EINTR { usleep(10_000) }
+            guard let daemon else { break }
+            // Read what the pending clients sent; finish those with a whole line, an error, or no time left.
+            let after = Clock.monotonic()
+            var keep: [Pending] = []
+            for (i, var p) in pending.enumerated() {
+                var ended = false
+                if r > 0 && fds[i + 1].revents != 0 {
+                    let want = min(chunk.count, ControlProtocol.maxRequest - p.bytes.count)
+                    let n = chunk.withUnsafeMutableBytes { recv(p.fd, $0.baseAddress, want, Int32(MSG_DONTWAIT)) }
+                    if n > 0 { p.bytes += chunk[0..<n] } else if n == 0 || (errno != EAGAIN && errno != EINTR) { ended = true }
+                }
+                if ended || p.bytes.contains(10) || p.bytes.count >= ControlProtocol.maxRequest {
+                    dispatch(p, daemon: daemon)
+                } else if after >= p.deadline {
+                    ControlServer.finish(p.fd, ControlReply(ok: false, head: "no request line within \(Int(ControlServer.readTimeout)) s"))
+                } else {
+                    keep.append(p)
+                }
+            }
+            pending = keep
+            guard r > 0, fds[0].revents & Int16(POLLIN) != 0 else { continue }
             let c = accept(fd, nil, nil)
-            if c >= 0 { _ = fcntl(c, F_SETFD, FD_CLOEXEC) }
             if c < 0 {
                 if errno == EMFILE || errno == ENFILE { usleep(100_000) }  // out of descriptors: do not spin
                 continue
             }
-            guard let daemon else { close(c); continue }
-            var tv = timeval(tv_sec: 5, tv_usec: 0)
-            setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-            if connections.add(1, ordering: .relaxed).newValue > ControlServer.maxConnections {
-                connections.subtract(1, ordering: .relaxed)
-                // Take the request line if it is already there (clients write it right after connecting),
-                // so the answer is not lost to a reset; never wait long on this thread.
-                var p = pollfd(fd: c, events: Int16(POLLIN), revents: 0)
-                if poll(&p, 1, 50) > 0 {
-                    var buf = [UInt8](repeating: 0, count: ControlProtocol.maxRequest)
-                    _ = buf.withUnsafeMutableBytes { recv(c, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-                }
-                ControlServer.send(c, ControlReply(ok: false, head: "busy: \(ControlServer.maxConnections) control requests are being served, try again"))
-                shutdown(c, Int32(SHUT_WR))
-                close(c)
-                continue
+            _ = fcntl(c, F_SETFD, FD_CLOEXEC)
+            _ = fcntl(c, F_SETFL, fcntl(c, F_GETFL) | O_NONBLOCK)
+            if pending.count >= ControlServer.maxPending {
+                let oldest = pending.removeFirst()
+                ControlServer.finish(oldest.fd, ControlReply(ok: false, head: "no request line in time (\(ControlServer.maxPending) control clients were waiting)"))
             }
-            let served = Thread.tryStart(stackSize: 512 << 10) { [self] in
-                serve(c, daemon: daemon)
-                close(c)
-                connections.subtract(1, ordering: .relaxed)
-            }
-            switch served {
-            case .success(let t): t.detach()
-            case .failure(let e):
-                // At the task limit: this request is refused, the daemon goes on.
-                ControlServer.send(c, ControlReply(ok: false, head: "busy: cannot start a thread (\(e)), try again"))
-                close(c)
-                connections.subtract(1, ordering: .relaxed)
-            }
+            pending.append(Pending(fd: c, peer: ControlServer.peerCredentials(c), deadline: Clock.monotonic() + ControlServer.readTimeout))
         }
     }
 
-    private func serve(_ fd: Int32, daemon: MilterDaemon) {
+    /// A pending client sent its line (or ended its input, or sent the most a request may have):
+    /// refuse it, answer busy, or serve it on a thread of its own.
+    private func dispatch(_ p: Pending, daemon: MilterDaemon) {
+        let daemonUID = UInt32(getuid())
+        let socketGID = self.socketGID()
+        guard let peer = p.peer, peer.allowed(daemonUID: daemonUID, socketGID: socketGID) else {
+            logRefusal(p.peer, daemonUID: daemonUID, socketGID: socketGID, daemon: daemon)
+            let why = p.peer?.refusal(daemonUID: daemonUID, socketGID: socketGID) ?? "permission denied: the client's credentials cannot be read"
+            ControlServer.finish(p.fd, ControlReply(ok: false, head: why))
+            return
+        }
+        let request = ControlProtocol.parseRequest(p.bytes)
+        if connections.add(1, ordering: .relaxed).newValue > ControlServer.maxConnections {
+            connections.subtract(1, ordering: .relaxed)
+            ControlServer.finish(p.fd, ControlReply(ok: false, head: "busy: \(ControlServer.maxConnections) control requests are being served, try again"))
+            return
+        }
+        let fd = p.fd
+        let served = Thread.tryStart(stackSize: 512 << 10) { [self] in
+            serve(fd, request: request, daemon: daemon)
+            close(fd)
+            connections.subtract(1, ordering: .relaxed)
+        }
+        switch served {
+        case .success(let t): t.detach()
+        case .failure(let e):
+            // At the task limit: this request is refused, the daemon goes on.
+            connections.subtract(1, ordering: .relaxed)
+            ControlServer.finish(fd, ControlReply(ok: false, head: "busy: cannot start a thread (\(e)), try again"))
+        }
+    }
+
+    /// The socket file's group now (an operator may have changed it), or the one it had when bound.
+    private func socketGID() -> UInt32 {
+        var st = stat()
+        let file = socketFile.withLock { $0 }
+        if lstat(path, &st) == 0, UInt64(st.st_ino) == file.ino { return UInt32(st.st_gid) }
+        return file.gid
+    }
+
+    private func logRefusal(_ peer: ControlPeer?, daemonUID: UInt32, socketGID: UInt32, daemon: MilterDaemon) {
+        let now = Clock.monotonic()
+        let more: Int? = refusals.withLock { r in
+            if now - r.last < 1 { r.suppressed += 1; return nil }
+            defer { r = (now, 0) }
+            return r.suppressed
+        }
+        guard let more else { return }
+        let who = peer.map { "uid \($0.uid) gid \($0.gid) pid \($0.pid)" } ?? "a client whose credentials cannot be read"
+        daemon.logger.warning("control: refused \(who) on \(path): not root, uid \(daemonUID) or a member of group \(socketGID)\(more > 0 ? " (\(more) more refused since the last such line)" : "")")
+    }
+
+    private func serve(_ fd: Int32, request: Result<ControlRequest, ControlRequestError>, daemon: MilterDaemon) {
         let reply: ControlReply
-        switch ControlServer.readRequest(fd, timeout: ControlServer.readTimeout) {
+        switch request {
         case .failure(let why):
             reply = ControlReply(ok: false, head: why.description)
-        case .success(let line):
-            let parts = line.trimmed.split(separator: " ", maxSplits: 1)
-            let verb = parts.first.map { $0.uppercased() } ?? ""
-            let argument = parts.count > 1 ? parts[1].trimmed : ""
+        case .success(let request):
+            let verb = request.verb, argument = request.argument
             if verb == "RELOAD" {
                 daemon.logger.notice("control: RELOAD\(argument.isEmpty ? "" : " " + Escape.text(argument)) from \(ControlServer.peer(fd))")
             }
             if let h = handlers.withLock({ list in list.first { $0.verb == verb }?.handler }) {
                 reply = h(argument, daemon)
             } else {
-                reply = ControlReply(ok: false, head: verb.isEmpty ? "empty request: try HELP" : "unknown request '\(ControlProtocol.oneLine(String(line.prefix(64))))': try HELP")
+                let line = argument.isEmpty ? verb : verb + " " + argument
+                reply = ControlReply(ok: false, head: "unknown request '\(String(line.prefix(64)))': try HELP")
             }
         }
-        ControlServer.send(fd, reply)
+        ControlServer.send(fd, reply, deadline: Clock.monotonic() + ControlServer.writeTimeout)
         ControlServer.lingeringClose(fd)
+    }
+
+    /// Answers from the accept thread (a refusal, busy, a timeout: short answers that fit the socket's
+    /// buffer) and closes, never waiting long.
+    static func finish(_ fd: Int32, _ reply: ControlReply) {
+        send(fd, reply, deadline: Clock.monotonic() + 0.05)
+        shutdown(fd, Int32(SHUT_WR))
+        var buf = [UInt8](repeating: 0, count: 4096)
+        _ = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+        close(fd)
     }
 
     /// Ends the answer, then reads and drops what the client still sends (a request too long, for
@@ -222,67 +306,69 @@ public final class ControlServer: DaemonService {
         }
     }
 
-    /// One line, at most `maxRequest` bytes, within `timeout` seconds.
-    static func readRequest(_ fd: Int32, timeout: Double) -> Result<String, RequestError> {
-        var bytes: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 1024)
-        let deadline = Clock.monotonic() + timeout
-        while true {
-            if let nl = bytes.firstIndex(of: 10) {
-                var line = Array(bytes[..<nl])
-                if line.last == 13 { line.removeLast() }
-                guard !line.contains(0), let s = String(validating: line, as: UTF8.self) else {
-                    return .failure(RequestError("the request is not a line of UTF-8 text"))
-                }
-                return .success(s)
-            }
-            if bytes.count >= ControlProtocol.maxRequest {
-                return .failure(RequestError("request too long (at most \(ControlProtocol.maxRequest) bytes)"))
-            }
-            let left = deadline - Clock.monotonic()
-            if left <= 0 { return .failure(RequestError("no request line within \(Int(timeout)) s")) }
-            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let r = poll(&p, 1, Int32(left * 1000) + 1)
-            if r < 0 && errno != EINTR { return .failure(RequestError("poll failed")) }
-            if r <= 0 { continue }
-            let want = min(buf.count, ControlProtocol.maxRequest - bytes.count)
-            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, want, 0) }
-            if n < 0 { if errno == EINTR { continue }; return .failure(RequestError("read failed")) }
-            if n == 0 {
-                // A request without its newline, then end of input, still counts.
-                if bytes.isEmpty { return .failure(RequestError("empty request: try HELP")) }
-                bytes.append(10)
-                continue
-            }
-            bytes += buf[0..<n]
-        }
-    }
-
-    struct RequestError: Error, CustomStringConvertible {
-        let description: String
-        init(_ d: String) { description = d }
-    }
-
-    static func send(_ fd: Int32, _ reply: ControlReply) {
+    /// Writes the whole answer by `deadline` (a monotonic time), or gives up: a client that does not
+    /// read holds its thread no longer than that.
+    static func send(_ fd: Int32, _ reply: ControlReply, deadline: Double) {
         var text = reply.rendered
         text.withUTF8 { buf in
             var off = 0
             while off < buf.count {
-                let n = Glibc.send(fd, buf.baseAddress! + off, buf.count - off, Int32(MSG_NOSIGNAL))
-                if n < 0 { if errno == EINTR { continue }; return }
-                off += n
+                let n = Glibc.send(fd, buf.baseAddress! + off, buf.count - off, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+                if n >= 0 { off += n; continue }
+                if errno == EINTR { continue }
+                guard errno == EAGAIN else { return }
+                let left = deadline - Clock.monotonic()
+                if left <= 0 { return }
+                var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                _ = poll(&p, 1, Int32(min(left, 1) * 1000) + 1)
             }
         }
     }
 
     /// `uid U pid P` of the client (SO_PEERCRED), for the log.
     static func peer(_ fd: Int32) -> String {
+        guard let p = peerCredentials(fd) else { return "an unknown client" }
+        return "uid \(p.uid) pid \(p.pid)"
+    }
+
+    /// SO_PEERGROUPS (Linux 4.13): the peer's supplementary groups as they were at connect(). The Glibc
+    /// module does not export the constant.
+    static let soPeerGroups: Int32 = 59
+
+    /// The client's credentials as of its connect(): SO_PEERCRED for pid, uid and gid, SO_PEERGROUPS
+    /// for the supplementary groups (/proc/PID/status where that is missing). All are seen in the
+    /// daemon's user namespace (under systemd's PrivateUsers=, ids it does not map read as 65534).
+    static func peerCredentials(_ fd: Int32) -> ControlPeer? {
         // struct ucred (pid, uid, gid); Glibc's module map leaves it out (it needs _GNU_SOURCE).
         struct PeerCredentials { var pid: Int32 = 0, uid: UInt32 = 0, gid: UInt32 = 0 }
         var cred = PeerCredentials()
         var len = socklen_t(MemoryLayout<PeerCredentials>.size)
-        guard getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 else { return "an unknown client" }
-        return "uid \(cred.uid) pid \(cred.pid)"
+        guard getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 else { return nil }
+        var groups = [UInt32](repeating: 0, count: 64)
+        var glen = socklen_t(groups.count * 4)
+        var rc = groups.withUnsafeMutableBytes { getsockopt(fd, SOL_SOCKET, soPeerGroups, $0.baseAddress, &glen) }
+        if rc != 0 && errno == ERANGE && glen <= 65536 * 4 {
+            groups = [UInt32](repeating: 0, count: Int(glen) / 4 + 1)
+            glen = socklen_t(groups.count * 4)
+            rc = groups.withUnsafeMutableBytes { getsockopt(fd, SOL_SOCKET, soPeerGroups, $0.baseAddress, &glen) }
+        }
+        if rc == 0 {
+            groups = Array(groups.prefix(Int(glen) / 4))
+        } else {
+            groups = procGroups(cred.pid) ?? []
+        }
+        return ControlPeer(pid: cred.pid, uid: cred.uid, gid: cred.gid, groups: groups)
+    }
+
+    private static func procGroups(_ pid: Int32) -> [UInt32]? {
+        guard pid > 0 else { return nil }
+        let fd = open("/proc/\(pid)/status", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: 16384)
+        let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard n > 0 else { return nil }
+        return ControlPeer.groups(inStatus: String(decoding: bytes[0..<n], as: UTF8.self))
     }
 
     // MARK: built-in requests

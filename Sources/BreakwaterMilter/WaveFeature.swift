@@ -182,6 +182,7 @@ public final class WaveFeature: Sendable {
         case "JSON":
             return ControlReply(ok: true, head: "", body: [list(json: true).trimmed])
         case "SUGGEST" where words.count == 2:
+            if let bad = WaveService.badID(words[1]) { return ControlReply(ok: false, head: bad) }
             switch suggestionAndWave(id: words[1]) {
             case .success(let (s, comment, _)):
                 // Line 3: the check against recently accepted mail, "ham CHECKED MATCHED" (or
@@ -198,6 +199,10 @@ public final class WaveFeature: Sendable {
             case .failure(let e): return ControlReply(ok: false, head: e.description)
             }
         case "PROMOTED" where words.count == 3:
+            if let bad = WaveService.badID(words[1]) { return ControlReply(ok: false, head: bad) }
+            do throws(SignatureInputError) { try SignatureLine.validateName(words[2], prefix: signaturePrefix) } catch {
+                return ControlReply(ok: false, head: "WAVES PROMOTED: \(Escape.text(error.description))")
+            }
             return promoted(id: words[1], as: words[2]) ? ControlReply(ok: true, head: "")
                                                        : ControlReply(ok: false, head: "no wave \(words[1])")
         default:
@@ -250,6 +255,13 @@ public final class WaveService: DaemonService {
         ControlServer.of(daemon)?.register("WAVES", help: WaveService.help) { argument, _ in
             waves.control(argument)
         }
+    }
+
+    /// Why `id` is not a wave id (`w` and up to 16 hex digits, the `w` optional), or nil.
+    static func badID(_ id: String) -> String? {
+        let digits = id.hasPrefix("w") ? id.dropFirst() : Substring(id)
+        if !digits.isEmpty && digits.count <= 16 && digits.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }) { return nil }
+        return "'\(Escape.text(String(id.prefix(40))))' is not a wave id (w and hex digits, as `breakwater waves` lists them)"
     }
 
     static let help = "WAVES [TEXT|JSON|SUGGEST ID|PROMOTED ID NAME]: active and recent waves (text lines, or one JSON array); SUGGEST answers OK NAME with the regex, the comment and 'ham CHECKED MATCHED' (the suggestion against recently accepted mail) as body lines, then excerpts of the mail it matched; PROMOTED records that wave ID got signature NAME"

@@ -67,9 +67,57 @@ final class RequestParsingTests: XCTestCase {
     }
 
     func testGoodRequestLines() throws {
-        XCTAssertEqual(try parse("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").get(), HTTPRequest(method: "GET", path: "/metrics"))
-        XCTAssertEqual(try parse("GET /metrics?name[]=x HTTP/1.0\n\n").get(), HTTPRequest(method: "GET", path: "/metrics"))
-        XCTAssertEqual(try parse("POST /health HTTP/1.1\r\n\r\n").get(), HTTPRequest(method: "POST", path: "/health"))
+        XCTAssertEqual(try parse("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").get(), HTTPRequest(method: "GET", path: "/metrics", host: "x"))
+        XCTAssertEqual(try parse("GET /metrics?name[]=x HTTP/1.0\n\n").get(), HTTPRequest(method: "GET", path: "/metrics", version: "HTTP/1.0"))
+        XCTAssertEqual(try parse("POST /health HTTP/1.1\r\nhOST:  [::1]:9 \r\n\r\n").get(), HTTPRequest(method: "POST", path: "/health", host: "[::1]:9"))
+        XCTAssertEqual(try parse("GET / HTTP/1.1\r\nX-A: b\tc\r\nHost:\r\n\r\n").get(), HTTPRequest(method: "GET", path: "/", host: ""))
+    }
+
+    func testMalformedHeadersGet400() {
+        for bad in ["GET / HTTP/1.1\r\n\r\n", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+                    "GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", "GET / HTTP/1.1\r\nHost: a\r\nNo colon\r\n\r\n",
+                    "GET / HTTP/1.1\r\nHost: a\r\n: empty name\r\n\r\n", "GET / HTTP/1.1\r\nHost: a\u{1b}[2J\r\n\r\n",
+                    "GET / HTTP/1.1\r\nHo st: a\r\n\r\n", "GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n"] {
+            XCTAssertEqual(status(bad), 400, bad.debugDescription)
+        }
+    }
+
+    func testParseIncrementally() {
+        let req = Array("GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\nextra".utf8)
+        for n in 0..<(req.count - 5) {
+            guard case .incomplete = HTTPRequest.parse(Array(req[..<n])) else { return XCTFail("\(n)") }
+        }
+        guard case .request(let r, let len) = HTTPRequest.parse(req) else { return XCTFail() }
+        XCTAssertEqual(r.host, "localhost")
+        XCTAssertEqual(len, req.count - 5)
+        guard case .failure(let e) = HTTPRequest.parse(Array(repeating: UInt8(ascii: "a"), count: 8193)) else { return XCTFail() }
+        XCTAssertEqual(e.status, 431)
+        guard case .failure(let e2) = HTTPRequest.parse(Array(("GET / HTTP/1.1\r\nX: " + String(repeating: "a", count: 9000) + "\r\n\r\n").utf8)) else { return XCTFail() }
+        XCTAssertEqual(e2.status, 431)
+    }
+
+    func testHostRule() throws {
+        let lo = try ListenAddress.parse("127.0.0.1:9897")
+        let v6 = try ListenAddress.parse("[::1]:9897")
+        let lan = try ListenAddress.parse("192.0.2.10:9897")
+        let any = try ListenAddress.parse("0.0.0.0:9897")
+        for ok in ["127.0.0.1", "127.0.0.1:9897", "127.0.0.1:80", "localhost", "LocalHost:9897", "127.1.2.3",
+                   "[::1]", "[::1]:9897", "[::ffff:127.0.0.1]:1"] {
+            XCTAssertTrue(HTTPEndpoint.hostAllowed(ok, version: "HTTP/1.1", listen: lo), ok)
+            XCTAssertTrue(HTTPEndpoint.hostAllowed(ok, version: "HTTP/1.1", listen: v6), ok)
+            XCTAssertTrue(HTTPEndpoint.hostAllowed(ok, version: "HTTP/1.1", listen: lan), ok)
+        }
+        for bad in ["evil.example", "evil.example:9897", "127.0.0.1.evil.example", "localhost.evil.example", "", ":9897",
+                    "127.0.0.1:", "127.0.0.1:99999", "127.0.0.1:+80", "127.0.0.1 evil", "[::1", "[::1]x", "::1",
+                    "[fe80::1%25eth0]", "0x7f.1", "2130706433", "[::2]", "10.0.0.1", "192.0.2.10:80", "localhost.",
+                    "127.0.0.1:9897:1", "[::1]:9897]"] {
+            XCTAssertFalse(HTTPEndpoint.hostAllowed(bad, version: "HTTP/1.1", listen: lo), bad)
+        }
+        XCTAssertTrue(HTTPEndpoint.hostAllowed("192.0.2.10:9897", version: "HTTP/1.1", listen: lan))
+        XCTAssertTrue(HTTPEndpoint.hostAllowed("192.0.2.99", version: "HTTP/1.1", listen: any))  // any IP literal
+        XCTAssertFalse(HTTPEndpoint.hostAllowed("evil.example", version: "HTTP/1.1", listen: any))
+        XCTAssertTrue(HTTPEndpoint.hostAllowed(nil, version: "HTTP/1.0", listen: lo))
+        XCTAssertFalse(HTTPEndpoint.hostAllowed(nil, version: "HTTP/1.1", listen: lo))
     }
 
     func testMalformedRequestLinesGet400() {
@@ -82,9 +130,9 @@ final class RequestParsingTests: XCTestCase {
     }
 
     func testHeadEnd() {
-        XCTAssertEqual(HTTPEndpoint.headEnd(Array("GET / HTTP/1.1\r\n\r\nrest".utf8), from: 0), 18)
-        XCTAssertEqual(HTTPEndpoint.headEnd(Array("GET / HTTP/1.1\n\n".utf8), from: 0), 16)
-        XCTAssertNil(HTTPEndpoint.headEnd(Array("GET / HTTP/1.1\r\nHost: x\r\n".utf8), from: 0))
+        XCTAssertEqual(HTTPRequest.headEnd(Array("GET / HTTP/1.1\r\n\r\nrest".utf8), from: 0), 18)
+        XCTAssertEqual(HTTPRequest.headEnd(Array("GET / HTTP/1.1\n\n".utf8), from: 0), 16)
+        XCTAssertNil(HTTPRequest.headEnd(Array("GET / HTTP/1.1\r\nHost: x\r\n".utf8), from: 0))
     }
 }
 
@@ -273,8 +321,9 @@ final class EndpointTests: XCTestCase {
     }
 
     func testAnswersAndCloses() throws {
-        let r = try exchange(Array("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+        let r = try exchange(Array("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:\(endpoint.port)\r\n\r\n".utf8))
         XCTAssertTrue(r.hasPrefix("HTTP/1.1 200 OK\r\n"), r)
+        XCTAssertTrue(try exchange(Array("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".utf8)).hasPrefix("HTTP/1.1 421 Misdirected Request\r\n"))
         XCTAssertTrue(r.contains("\r\nContent-Length: 5\r\n"), r)
         XCTAssertTrue(r.contains("\r\nConnection: close\r\n"), r)
         XCTAssertTrue(r.hasSuffix("\r\n\r\nfine\n"), r)
@@ -287,7 +336,7 @@ final class EndpointTests: XCTestCase {
         let r = try exchange(big)
         XCTAssertTrue(r.hasPrefix("HTTP/1.1 431 "), String(r.prefix(80)))
         // And the endpoint still serves.
-        XCTAssertTrue(try exchange(Array("GET /metrics HTTP/1.1\r\n\r\n".utf8)).hasPrefix("HTTP/1.1 200 "))
+        XCTAssertTrue(try exchange(Array("GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n".utf8)).hasPrefix("HTTP/1.1 200 "))
     }
 
     func testIncompleteHeadTimesOutWith408() throws {

@@ -122,6 +122,7 @@ class BreakwaterDaemon:
         env = dict(os.environ if self.env is None else self.env)
         # One log file per daemon; the daemon logs to stderr.
         self._log = open(self.log_path, "ab")
+        log_start = self._log.tell()
         self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT, cwd=self.workdir, env=env,
                                      start_new_session=True)
@@ -132,7 +133,9 @@ class BreakwaterDaemon:
                 self._cleanup()
                 raise BreakwaterError(f"breakwater exited with {self.returncode} before listening: "
                                       f"{' '.join(self.command())}\n{self.log_tail()}")
-            if self.listening():
+            # libmilter listens before the daemon starts its services (control socket, metrics):
+            # ready once it has logged "listening on", which comes after them.
+            if self.listening() and ("--log-level" in self.args or self._logged_since(log_start, "] listening on ")):
                 return self
             time.sleep(0.02)
         self.stop()
@@ -180,6 +183,14 @@ class BreakwaterDaemon:
                 return f.read()
         except FileNotFoundError:
             return ""
+
+    def _logged_since(self, offset, text):
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                return text.encode() in f.read()
+        except FileNotFoundError:
+            return False
 
     def wait_log(self, text, timeout=10.0):
         """Waits until `text` appears in the log; returns the first line containing it, or None."""
