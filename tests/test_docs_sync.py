@@ -10,6 +10,8 @@ import os
 import re
 import subprocess
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFFILE = os.path.join(REPO, "debian", "breakwater.conf")
 MAN5 = os.path.join(REPO, "docs", "breakwater.conf.5")
@@ -73,12 +75,36 @@ def test_man5_documents_every_key(bw_binary):
     assert not missing, f"breakwater.conf(5) does not document {missing}"
     extra = sorted(set(documented) - set(program))
     assert not extra, f"breakwater.conf(5) documents keys the program does not have: {extra}"
+    repeatable = repeatable_keys(bw_binary)
     for key, default in program.items():
         text = documented[key]
-        if default and re.fullmatch(r"[\w.:@/%,-]+( [\w.:@/%,-]+)*", default) and " or " not in default \
-                and not default.startswith("number"):
-            assert text.split(";")[0].strip() == default, \
-                f"breakwater.conf(5) gives {key} the default {text!r}, the program {default!r}"
+        shown, _, rest = text.partition(";")
+        shown = shown.strip()
+        if key in DESCRIBED:
+            # A default that is not one value is described, in words the page may choose.
+            assert default == DESCRIBED[key][0], \
+                f"the program describes {key}'s default as {default!r}, this test as {DESCRIBED[key][0]!r}: update both pages"
+            assert shown == DESCRIBED[key][1], \
+                f"breakwater.conf(5) describes {key}'s default as {shown!r}, this test expects {DESCRIBED[key][1]!r}"
+        else:
+            assert shown == (default or "empty"), \
+                f"breakwater.conf(5) gives {key} the default {shown!r}, the program {default or 'empty'!r}"
+        assert ("repeatable" in rest) == (key in repeatable), \
+            f"breakwater.conf(5) {'does not mark' if key in repeatable else 'marks'} {key} repeatable"
+
+
+# Keys whose default is not one value (ConfigTests.testDescribedDefaults has the program's side):
+# key -> (what check-config --print-defaults says, what breakwater.conf(5) says).
+DESCRIBED = {
+    "workers": ("number of cores", "the number of CPU cores"),
+    "spool-directory": ("$TMPDIR or /tmp", "$TMPDIR, or /tmp"),
+    "scan-temporary-directory": ("the spool directory", "the spool directory"),
+}
+
+
+def repeatable_keys(bw_binary):
+    """The keys `breakwater run --help` marks [repeatable]."""
+    return set(re.findall(r"^  --([a-z][a-z0-9-]*) \(default: .*\) \[repeatable\]$", out(bw_binary, "run", "--help"), re.M))
 
 
 def test_man8_documents_every_subcommand(bw_binary):
@@ -108,3 +134,69 @@ def test_versions_agree(bw_binary):
     m = re.match(r"breakwater \(([^)]+)\)", changelog)
     assert m and re.match(rf"{re.escape(version)}([-+~].*)?$", m.group(1)), \
         f"debian/changelog's version {m and m.group(1)} is not the program's {version}"
+
+
+README = os.path.join(REPO, "README.md")
+PACKAGE = os.path.join(REPO, "Package.swift")
+
+
+def package_targets():
+    """The names of Package.swift's targets other than the test targets."""
+    text = read(PACKAGE)
+    return set(re.findall(r'\.(?:target|executableTarget|systemLibrary|binaryTarget|plugin)\(\s*name:\s*"([^"]+)"', text))
+
+
+def readme_map_targets():
+    """The targets in the first column of the README's map (the first table under `## Architecture`)."""
+    section = read(README).split("\n## Architecture\n", 1)[1].split("\n## ", 1)[0]
+    table = section.split("\n| target | what |\n", 1)[1].split("\n\n", 1)[0]
+    names = set()
+    for row in table.splitlines()[1:]:
+        names.update(re.findall(r"`([^`]+)`", row.split("|")[1]))
+    return names
+
+
+@pytest.mark.xfail(condition="BreakwaterWaves" not in open(PACKAGE).read(), strict=True,
+                   reason="the README's map lists BreakwaterWaves, which issue 20 item 2 adds to Package.swift")
+def test_readme_map_lists_exactly_the_package_targets():
+    targets, listed = package_targets(), readme_map_targets()
+    assert "BreakwaterCore" in targets and "breakwater" in targets, targets
+    assert listed == targets, \
+        f"README's map lacks {sorted(targets - listed)}, lists {sorted(listed - targets)} that Package.swift does not have"
+
+
+def test_readme_points_to_the_man_pages_instead_of_copying_them():
+    readme = read(README)
+    assert "breakwater(8)" in readme and "breakwater.conf(5)" in readme
+    quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    assert re.search(r"^make run\b", quick, re.M) and re.search(r"^make test\b", quick, re.M), "quick start lost make run / make test"
+    assert "smtpd_milters" in readme and "milter_default_action" in readme, "README lost the Postfix lines"
+    # A key table with defaults is breakwater.conf(5)'s job: one in the README drifts.
+    assert "| key | default |" not in readme, "README copies a key table: point to breakwater.conf(5)"
+
+
+def test_source_cites_only_existing_man_page_sections():
+    """A `breakwater(8), SECTION` or `breakwater.conf(5), SECTION` cited in the sources exists."""
+    pages = {"breakwater(8)": read(MAN8), "breakwater.conf(5)": read(MAN5)}
+    cited = 0
+    for root, _, files in os.walk(os.path.join(REPO, "Sources")):
+        for name in files:
+            text = read(os.path.join(root, name))
+            assert "README.md, \"" not in text, f"{name} cites a README section: cite the man page"
+            for page, section in re.findall(r"(breakwater(?:\.conf)?\(\d\)), ([A-Z][A-Z ]+[A-Z])\b", text):
+                cited += 1
+                assert re.search(rf'^\.S[HS] "?{re.escape(section)}"?$', pages[page], re.M | re.I), \
+                    f"{name} cites {page}, {section}, which has no such section"
+    assert cited, "no source cites a man page section (ControlProtocol.swift cites breakwater(8), CONTROL SOCKET)"
+
+
+def test_check_config_help_says_what_it_does(bw_binary, tmp_path):
+    # check-config does not load signatures: a signature directory without any database (which
+    # libclamav would refuse) passes, so its help must not promise that the signatures load.
+    empty = tmp_path / "no-signatures"
+    empty.mkdir()
+    r = subprocess.run([bw_binary, "check-config", "--config", CONFFILE, "--signatures", str(empty)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    overview = out(bw_binary, "check-config", "--help").split("CONFIGURATION KEYS", 1)[0]
+    assert "signatures load" not in overview, overview

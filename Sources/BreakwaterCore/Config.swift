@@ -86,12 +86,19 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable {
 }
 
 /// One configuration key: its name, default as written in a config file, help, and how it applies.
+///
+/// Each default is stated once, in `Config`'s property initialisers: `show` writes a configuration's
+/// value as a config file would, and `defaultText` is `show(Config())`. A key whose default is not one
+/// value (it depends on the machine, the environment or another key) has no `show` and a described
+/// default instead; ConfigTests.testDescribedDefaults lists those keys.
 public struct ConfigKey: Sendable {
     public let name: String
     public let defaultText: String
     public let help: String
     /// Repeating the key adds to a list instead of replacing it.
     public let repeatable: Bool
+    /// The key's value in a configuration, as a config file writes it; nil for a described default.
+    public let show: (@Sendable (Config) -> String)?
     let apply: @Sendable (inout Config, String) throws(ValueError) -> Void
 
     public struct ValueError: Error { public let message: String }
@@ -100,7 +107,7 @@ public struct ConfigKey: Sendable {
 extension Config {
     /// Every key, in the order the documentation lists them.
     public static let keys: [ConfigKey] = [
-        key("socket", "inet:8897@127.0.0.1",
+        key("socket", show: { $0.socket },
             "Where the MTA connects: unix:/path/to/socket or inet:PORT@HOST (libmilter syntax). For a chrooted Postfix smtpd a unix socket must live under /var/spool/postfix.") {
             c, v throws(ConfigKey.ValueError) in
             guard v.hasPrefix("unix:") || v.hasPrefix("local:") || v.hasPrefix("inet:") || v.hasPrefix("inet6:") else {
@@ -108,70 +115,70 @@ extension Config {
             }
             c.socket = v
         },
-        key("signatures", "/usr/share/breakwater/signatures",
+        key("signatures", described: SignatureLocations.installedShipped,
             "A signature directory to load (repeatable). Default: the shipped set.", repeatable: true) {
             c, v throws(ConfigKey.ValueError) in
             for d in try list(v) { c.signatures.append(d) }
         },
-        key("local-signatures", SignatureLocations.defaultLocal,
+        key("local-signatures", show: { $0.localSignatures },
             "The ops directory, loaded in addition to the signatures when it exists; `breakwater signatures` writes here.") {
             c, v throws(ConfigKey.ValueError) in c.localSignatures = v
         },
-        key("control", "/run/breakwater/control.sock", "The control socket used by `breakwater reload`, `status` and `signatures`; empty turns it off.") {
+        key("control", show: { $0.control }, "The control socket used by `breakwater reload`, `status` and `signatures`; empty turns it off.") {
             c, v throws(ConfigKey.ValueError) in c.control = v
         },
-        key("metrics", "127.0.0.1:9897", "Address of the Prometheus /metrics endpoint (IP:PORT or [IPv6]:PORT); empty turns it off.") {
+        key("metrics", show: { $0.metrics }, "Address of the Prometheus /metrics endpoint (IP:PORT or [IPv6]:PORT); empty turns it off.") {
             c, v throws(ConfigKey.ValueError) in
             if !v.isEmpty {
                 do throws(ListenAddress.ParseError) { _ = try ListenAddress.parse(v) } catch { throw .init(message: error.description) }
             }
             c.metrics = v
         },
-        key("metrics-max-signatures", "100", "Signature names counted under their own name in breakwater_detections_total; the rest count as \"other\".") {
+        key("metrics-max-signatures", show: { "\($0.metricsMaxSignatures)" }, "Signature names counted under their own name in breakwater_detections_total; the rest count as \"other\".") {
             c, v throws(ConfigKey.ValueError) in c.metricsMaxSignatures = try int(v, 0...100_000)
         },
-        key("workers", "number of cores", "Scan slots: messages scanned at the same time.") {
+        key("workers", described: "number of cores", "Scan slots: messages scanned at the same time.") {
             c, v throws(ConfigKey.ValueError) in c.workers = try int(v, 1...1024)
         },
-        key("max-waiting", "256", "Messages that may wait for a free scan slot; past it the MTA gets 451 4.3.2. A wait costs a blocked thread; a 451 costs the MTA a whole new transaction later.") {
+        key("max-waiting", show: { "\($0.maxWaiting)" }, "Messages that may wait for a free scan slot; past it the MTA gets 451 4.3.2. A wait costs a blocked thread; a 451 costs the MTA a whole new transaction later.") {
             c, v throws(ConfigKey.ValueError) in c.maxWaiting = try int(v, 0...100_000)
         },
-        key("max-wait", "20s", "Longest wait for a scan slot (the MTA is kept alive meanwhile); then 451 4.3.2.") {
+        key("max-wait", show: { ConfigText.seconds($0.maxWait) }, "Longest wait for a scan slot (the MTA is kept alive meanwhile); then 451 4.3.2.") {
             c, v throws(ConfigKey.ValueError) in c.maxWait = try duration(v)
         },
-        key("max-sessions", "1000",
+        key("max-sessions", show: { "\($0.maxSessions)" },
             "Milter sessions (MTA connections) open at once; past it a new session is answered 451 4.3.2 at connect (logged at most once a second). Each open session costs a file descriptor and a few KB; one busy in a callback costs a libmilter thread.") {
             c, v throws(ConfigKey.ValueError) in c.maxSessions = try int(v, 1...1_000_000)
         },
-        key("max-recipients", "1000",
+        key("max-recipients", show: { "\($0.maxRecipients)" },
             "Recipients per message; each RCPT past it is answered 452 4.5.3 (the sender sends those in another transaction). Postfix's smtpd_recipient_limit is 1000 too. 0: no limit of its own (the MTA's applies), and RCPT needs no reply over a unix socket, a round trip less per recipient.") {
             c, v throws(ConfigKey.ValueError) in c.maxRecipients = try int(v, 0...1_000_000)
         },
-        key("max-message-size", "25M", "Largest message taken in full; the rest of a larger body is skipped and on-oversize applies.") {
+        key("max-message-size", show: { ByteSize.format($0.maxMessageSize) }, "Largest message taken in full; the rest of a larger body is skipped and on-oversize applies.") {
             c, v throws(ConfigKey.ValueError) in c.maxMessageSize = try size(v)
         },
-        key("memory-budget", "256M", "Bytes of messages held in memory across all sessions; past it messages spill to disk.") {
+        key("memory-budget", show: { ByteSize.format($0.memoryBudget) }, "Bytes of messages held in memory across all sessions; past it messages spill to disk.") {
             c, v throws(ConfigKey.ValueError) in c.memoryBudget = try size(v)
         },
-        key("spool-threshold", "1M", "A message larger than this is spooled to an unlinked temporary file instead of memory.") {
+        key("spool-threshold", show: { ByteSize.format($0.spoolThreshold) }, "A message larger than this is spooled to an unlinked temporary file instead of memory.") {
             c, v throws(ConfigKey.ValueError) in c.spoolThreshold = try size(v)
         },
-        key("spool-budget", "1G",
+        key("spool-budget", show: { ByteSize.format($0.spoolBudget) },
             "Bytes of messages held in spool files across all sessions; past it a message that needs the spool gets 451 4.3.2 (the MTA retries it). At least max-message-size.") {
             c, v throws(ConfigKey.ValueError) in c.spoolBudget = try size(v)
         },
-        key("spool-directory", "$TMPDIR or /tmp", "Where spooled messages go, and libclamav's temporary files unless scan-temporary-directory is set.") {
+        key("spool-directory", described: "$TMPDIR or /tmp", "Where spooled messages go, and libclamav's temporary files unless scan-temporary-directory is set.") {
             c, v throws(ConfigKey.ValueError) in
             c.spoolDirectory = v
             c.limits.temporaryDirectory = c.scanTemporaryDirectory ?? v
         },
-        key("scan-temporary-directory", "the spool directory",
+        key("scan-temporary-directory", described: "the spool directory",
             "Where libclamav writes the parts it decodes during a scan (a few small files per message, removed when the scan ends). A tmpfs saves the file-system work per message, at the cost of up to workers x max-scan-size of memory.") {
             c, v throws(ConfigKey.ValueError) in
             c.scanTemporaryDirectory = v
             c.limits.temporaryDirectory = v
         },
-        key("action", "(see below)",
+        key("action", described: "(see below)",
             "GLOB ACTION: signatures matching GLOB get ACTION (\(Action.list)). Repeatable; first match wins; the built-in rules follow: \(ActionRule.defaults.map(\.description).joined(separator: ", ")).",
             repeatable: true) {
             c, v throws(ConfigKey.ValueError) in
@@ -181,76 +188,76 @@ extension Config {
             }
             c.actions.append(ActionRule(pattern: String(parts[0]), action: a))
         },
-        key("reject-message", "Rejected: %s", "Reply text of a reject; %s is the signature name.") {
+        key("reject-message", show: { $0.rejectMessage }, "Reply text of a reject; %s is the signature name.") {
             c, v throws(ConfigKey.ValueError) in c.rejectMessage = v
         },
-        key("on-scan-error", "tempfail", "Action when libclamav fails on a message.") {
+        key("on-scan-error", show: { $0.onScanError.rawValue }, "Action when libclamav fails on a message.") {
             c, v throws(ConfigKey.ValueError) in c.onScanError = try action(v)
         },
-        key("on-oversize", "accept",
+        key("on-oversize", show: { $0.onOversize.rawValue },
             "Action for a message over max-message-size: accept (with an X-Breakwater-Not-Scanned header), tag, reject (552 5.3.4), quarantine, discard.") {
             c, v throws(ConfigKey.ValueError) in
             let a = try action(v)
             if a == .tempfail { throw .init(message: "tempfail would make the MTA retry an oversize message forever: use accept or reject") }
             c.onOversize = a
         },
-        key("on-limit", "accept",
+        key("on-limit", show: { $0.onLimit.rawValue },
             "Action for a message that hits a size or time limit (max-scan-size, max-file-size, max-scan-time): accept or tag (with an X-Breakwater-Not-Scanned header), reject (552 5.3.4), quarantine, discard. Large legitimate mail can hit these; so can a message padded past max-message-size, which on-oversize answers: set both to close that door.") {
             c, v throws(ConfigKey.ValueError) in
             let a = try action(v)
             if a == .tempfail { throw .init(message: "tempfail would make the MTA retry this message forever: use accept or reject") }
             c.onLimit = a
         },
-        key("on-nesting-limit", "reject",
+        key("on-nesting-limit", show: { $0.onNestingLimit.rawValue },
             "Action for a message nested deeper than max-recursion, with more layers than max-files, or with a MIME structure past libclamav's fixed bounds (its Heuristics.Limits.Exceeded.Email* names): reject (550 5.7.1), quarantine, discard, tag, accept. Legitimate mail does not nest that deep; attackers do, to put a payload where the scan stops.") {
             c, v throws(ConfigKey.ValueError) in
             let a = try action(v)
             if a == .tempfail { throw .init(message: "tempfail would make the MTA retry this message forever: use reject or quarantine") }
             c.onNestingLimit = a
         },
-        key("scanned-header", "X-Virus-Scanned", "Header added to accepted mail; empty for none.") {
+        key("scanned-header", show: { $0.scannedHeader }, "Header added to accepted mail; empty for none.") {
             c, v throws(ConfigKey.ValueError) in
             guard v.allSatisfy({ $0.isASCII && $0 != ":" && $0 != " " && !$0.isNewline }) else {
                 throw .init(message: "'\(v)' is not a header name")
             }
             c.scannedHeader = v
         },
-        key("skip-authenticated", "no", "Do not scan mail from SMTP-authenticated senders ({auth_authen}).") {
+        key("skip-authenticated", show: { ConfigText.yesNo($0.skipAuthenticated) }, "Do not scan mail from SMTP-authenticated senders ({auth_authen}).") {
             c, v throws(ConfigKey.ValueError) in c.skipAuthenticated = try bool(v)
         },
-        key("skip-networks", "", "Client networks not scanned (CIDR, IPv4 or IPv6, comma-separated; repeatable).", repeatable: true) {
+        key("skip-networks", show: { ConfigText.list($0.skipNetworks.map(\.description)) }, "Client networks not scanned (CIDR, IPv4 or IPv6, comma-separated; repeatable).", repeatable: true) {
             c, v throws(ConfigKey.ValueError) in
             for item in try list(v) {
                 guard let n = CIDR(item) else { throw .init(message: "'\(item)' is not a network: write 192.0.2.0/24 or 2001:db8::/32") }
                 c.skipNetworks.append(n)
             }
         },
-        key("skip-senders", "", "Envelope senders not scanned (addresses or @domain; repeatable).", repeatable: true) {
+        key("skip-senders", show: { ConfigText.list($0.skipSenders) }, "Envelope senders not scanned (addresses or @domain; repeatable).", repeatable: true) {
             c, v throws(ConfigKey.ValueError) in c.skipSenders += try list(v).map(AddressList.bare)
         },
-        key("skip-recipients", "", "Recipients whose mail is not scanned (all recipients must match; repeatable).", repeatable: true) {
+        key("skip-recipients", show: { ConfigText.list($0.skipRecipients) }, "Recipients whose mail is not scanned (all recipients must match; repeatable).", repeatable: true) {
             c, v throws(ConfigKey.ValueError) in c.skipRecipients += try list(v).map(AddressList.bare)
         },
-        key("max-scan-size", "400M", "Most bytes libclamav scans per message, all layers together; past it, on-limit applies.") {
+        key("max-scan-size", show: { ByteSize.format($0.limits.maxScanSize) }, "Most bytes libclamav scans per message, all layers together; past it, on-limit applies.") {
             c, v throws(ConfigKey.ValueError) in c.limits.maxScanSize = try size(v)
         },
-        key("max-file-size", "100M", "Largest single layer (attachment, archive member) scanned; a larger one is skipped and on-limit applies.") {
+        key("max-file-size", show: { ByteSize.format($0.limits.maxFileSize) }, "Largest single layer (attachment, archive member) scanned; a larger one is skipped and on-limit applies.") {
             c, v throws(ConfigKey.ValueError) in c.limits.maxFileSize = try size(v)
         },
-        key("prefault-size", "16M",
+        key("prefault-size", show: { ByteSize.format($0.limits.prefaultSize) },
             "Parts and archive members up to this size get their memory at once when libclamav maps them, instead of a page fault per page; with several workers each such fault interrupts every other CPU. 0 turns it off. Costs at most this minus 8M of memory per mapped part (libclamav keeps up to 8M of a part anyway). Used only with libclamav 1.4.x and after a start-up self-test; the log says prefault: on or off, and why.") {
             c, v throws(ConfigKey.ValueError) in c.limits.prefaultSize = try size(v)
         },
-        key("max-recursion", "17", "Deepest nesting scanned (zip in zip in forwarded message ...); deeper, on-nesting-limit applies.") {
+        key("max-recursion", show: { "\($0.limits.maxRecursion)" }, "Deepest nesting scanned (zip in zip in forwarded message ...); deeper, on-nesting-limit applies.") {
             c, v throws(ConfigKey.ValueError) in c.limits.maxRecursion = UInt32(try int(v, 1...100))
         },
-        key("max-files", "10000", "Most layers (attachments, archive members) scanned per message; past it, on-nesting-limit applies.") {
+        key("max-files", show: { "\($0.limits.maxFiles)" }, "Most layers (attachments, archive members) scanned per message; past it, on-nesting-limit applies.") {
             c, v throws(ConfigKey.ValueError) in c.limits.maxFiles = UInt32(try int(v, 1...1_000_000))
         },
-        key("max-scan-time", "120s", "Longest scan of one message; past it, on-limit applies.") {
+        key("max-scan-time", show: { ConfigText.seconds(Double($0.limits.maxScanTimeMilliseconds) / 1000) }, "Longest scan of one message; past it, on-limit applies.") {
             c, v throws(ConfigKey.ValueError) in c.limits.maxScanTimeMilliseconds = UInt32(min(try duration(v) * 1000, 3_600_000))
         },
-        key("heuristics", "encrypted-archives,phishing",
+        key("heuristics", show: { ConfigText.heuristics($0.limits.heuristics) },
             "Heuristic alerts besides exceeded limits: \(Heuristics.names.map(\.0).joined(separator: ", ")), or none.") {
             c, v throws(ConfigKey.ValueError) in
             var h: Heuristics = []
@@ -262,10 +269,10 @@ extension Config {
             }
             c.limits.heuristics = h
         },
-        key("milter-timeout", "300s", "How long libmilter waits for the MTA before dropping a session.") {
+        key("milter-timeout", show: { ConfigText.seconds($0.milterTimeout) }, "How long libmilter waits for the MTA before dropping a session.") {
             c, v throws(ConfigKey.ValueError) in c.milterTimeout = try duration(v)
         },
-        key("log-level", "info", "debug, info, notice, warning or error.") {
+        key("log-level", show: { $0.logLevel }, "debug, info, notice, warning or error.") {
             c, v throws(ConfigKey.ValueError) in
             guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(v) else {
                 throw .init(message: "unknown log level '\(v)': use debug, info, notice, warning or error")
@@ -274,9 +281,16 @@ extension Config {
         },
     ] + waveKeys + opsKeys
 
-    private static func key(_ name: String, _ def: String, _ help: String, repeatable: Bool = false,
-                            _ apply: @escaping @Sendable (inout Config, String) throws(ConfigKey.ValueError) -> Void) -> ConfigKey {
-        ConfigKey(name: name, defaultText: def, help: help, repeatable: repeatable, apply: apply)
+    /// A key whose default is the value `Config()` holds, written by `show`.
+    static func key(_ name: String, show: @escaping @Sendable (Config) -> String, _ help: String, repeatable: Bool = false,
+                    _ apply: @escaping @Sendable (inout Config, String) throws(ConfigKey.ValueError) -> Void) -> ConfigKey {
+        ConfigKey(name: name, defaultText: show(Config()), help: help, repeatable: repeatable, show: show, apply: apply)
+    }
+
+    /// A key whose default is not one value: `described` says what it is.
+    static func key(_ name: String, described: String, _ help: String, repeatable: Bool = false,
+                    _ apply: @escaping @Sendable (inout Config, String) throws(ConfigKey.ValueError) -> Void) -> ConfigKey {
+        ConfigKey(name: name, defaultText: described, help: help, repeatable: repeatable, show: nil, apply: apply)
     }
 
     // MARK: value parsers
@@ -453,6 +467,33 @@ extension Config {
             }
         }
         return out
+    }
+}
+
+/// Values written as a config file writes them: the inverse of the key parsers in `Config`.
+enum ConfigText {
+    /// `20s`, `500ms`.
+    static func seconds(_ s: Double) -> String {
+        s == s.rounded() ? "\(Int(s))s" : "\(Int((s * 1000).rounded()))ms"
+    }
+
+    /// `10m`, or seconds when not a whole number of minutes.
+    static func minutes(_ s: Double) -> String {
+        s.truncatingRemainder(dividingBy: 60) == 0 ? "\(Int(s / 60))m" : seconds(s)
+    }
+
+    static func yesNo(_ b: Bool) -> String { b ? "yes" : "no" }
+
+    static func list(_ items: [String]) -> String { items.joined(separator: ",") }
+
+    /// `0660`.
+    static func octal(_ mode: UInt32) -> String {
+        let digits = String(mode, radix: 8)
+        return String(repeating: "0", count: max(1, 4 - digits.count)) + digits
+    }
+
+    static func heuristics(_ h: Heuristics) -> String {
+        h.isEmpty ? "none" : list(Heuristics.names.filter { h.contains($0.1) }.map(\.0))
     }
 }
 

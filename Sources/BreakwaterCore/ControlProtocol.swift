@@ -2,7 +2,7 @@
 import Glibc
 #endif
 
-/// The control socket's line protocol (documented in README.md, "Signature operations").
+/// The control socket's line protocol (documented in breakwater(8), CONTROL SOCKET).
 ///
 /// A client connects to the unix socket, writes one request line (`VERB [ARGUMENT]`, at most
 /// `maxRequest` bytes with its `\n`), and reads the answer until the daemon closes the connection:

@@ -93,7 +93,7 @@ struct RunCommand: ParsableCommand {
 struct CheckConfigCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check-config",
-        abstract: "Validate the configuration (and that the signatures load) without starting.",
+        abstract: "Validate the configuration without starting (the signatures are not loaded).",
         discussion: "Exit status 0 when the configuration is valid, 2 otherwise; errors are printed as FILE:LINE: what is wrong.\n\n" + ConfigOptions.keysHelp
     )
 

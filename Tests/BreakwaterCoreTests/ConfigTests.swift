@@ -162,6 +162,59 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(keysSeen, Set(Config.keys.map(\.name)))
     }
 
+    /// Each default is stated once, in `Config`'s initialisers; a key's default text is written from
+    /// it. Setting every key to its default text must give back the same configuration, key by key: a
+    /// formatter that disagrees with its key's parser (a unit, a list separator, octal) fails here.
+    func testEveryDefaultTextParsesBackToTheDefault() throws {
+        let builtIn = Config()
+        for k in Config.keys {
+            guard let show = k.show else { continue }
+            XCTAssertEqual(k.defaultText, show(builtIn), k.name)
+            var c = Config()
+            try c.set(k.name, k.defaultText, source: "default of \(k.name)", line: nil)
+            for other in Config.keys {
+                guard let showOther = other.show else { continue }
+                XCTAssertEqual(showOther(c), showOther(builtIn), "setting \(k.name) = \(k.defaultText) changed \(other.name)")
+            }
+        }
+    }
+
+    /// The keys whose default is not one value of `Config()` but a description, and what each means.
+    /// A new key belongs here only when its default really depends on the machine, the environment or
+    /// another key; everything else gets a `show`.
+    func testDescribedDefaults() {
+        let described = Dictionary(uniqueKeysWithValues: Config.keys.filter { $0.show == nil }.map { ($0.name, $0.defaultText) })
+        XCTAssertEqual(described, [
+            "signatures": SignatureLocations.installedShipped,
+            "workers": "number of cores",
+            "spool-directory": "$TMPDIR or /tmp",
+            "scan-temporary-directory": "the spool directory",
+            "action": "(see below)",
+        ])
+        let c = Config()
+        // Empty means the shipped set: the installed one, or the checkout's Signatures/ from a build tree.
+        XCTAssertEqual(c.signatures, [])
+        XCTAssertEqual(c.workers, Config.cores)
+        XCTAssertEqual(c.spoolDirectory, Config.defaultTemporaryDirectory)
+        XCTAssertNil(c.scanTemporaryDirectory)
+        XCTAssertNil(c.limits.temporaryDirectory)
+        // The built-in rules apply after the configured ones; documentedDefaults() lists them.
+        XCTAssertEqual(c.actions, [])
+        XCTAssertTrue(Config.documentedDefaults().contains("#action = \(ActionRule.defaults[0])\n"))
+    }
+
+    func testDefaultTextFormatters() {
+        XCTAssertEqual(ConfigText.seconds(20), "20s")
+        XCTAssertEqual(ConfigText.seconds(0.5), "500ms")
+        XCTAssertEqual(ConfigText.minutes(600), "10m")
+        XCTAssertEqual(ConfigText.minutes(90), "90s")
+        XCTAssertEqual(ConfigText.octal(0o660), "0660")
+        XCTAssertEqual(ConfigText.octal(0o7), "0007")
+        XCTAssertEqual(ConfigText.heuristics([]), "none")
+        XCTAssertEqual(ConfigText.heuristics([.phishing, .encryptedArchives]), "encrypted-archives,phishing")
+        XCTAssertEqual(ConfigText.list([]), "")
+    }
+
     func testCIDR() {
         let v4 = CIDR("192.0.2.0/24")!
         XCTAssertTrue(v4.contains("192.0.2.77"))
