@@ -3,7 +3,8 @@ SWIFT ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
 export PATH := $(dir $(SWIFT)):$(PATH)
 BIN := .build/debug/breakwater
 
-.PHONY: all build release run scan-samples test unit-test integration-test tsan-test bench deb deb-test clean setup
+.PHONY: all build release run scan-samples test unit-test integration-test tsan-test bench deb deb-test clean setup \
+	format format-check
 
 all: build
 
@@ -74,6 +75,14 @@ deb:
 deb-test: deb
 	scripts/setup.sh --deb --test
 	BREAKWATER_DEB_TEST=1 python3 -m pytest -q -p no:cacheprovider tests/test_deb.py
+
+# swift-format with .swift-format: `make format` rewrites the Swift files in place; `make format-check`
+# (CI) changes nothing and fails on any finding (swift format lint --strict).
+format:
+	SWIFT=$(SWIFT) scripts/format.sh
+
+format-check:
+	SWIFT=$(SWIFT) scripts/format.sh --check
 
 clean:
 	rm -rf .build
