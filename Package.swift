@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "breakwater", targets: ["breakwater"]),
         .library(name: "BreakwaterCore", targets: ["BreakwaterCore"]),
+        .library(name: "BreakwaterWaves", targets: ["BreakwaterWaves"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -26,11 +27,13 @@ let package = Package(
 
         // Logic that needs no C and no socket: config, policy, admission, message assembly.
         .target(name: "BreakwaterCore"),
+        // Wave detection: fingerprint, store, detector, reports, suggestions; no C, no libclamav.
+        .target(name: "BreakwaterWaves", dependencies: ["BreakwaterCore"]),
         // The libclamav engine wrapper.
         .target(name: "BreakwaterEngine", dependencies: ["CClamAV", "CClamAVPrefault", "BreakwaterCore"]),
         // The libmilter bridge and the daemon.
         .target(name: "BreakwaterMilter", dependencies: [
-            "CMilter", "CMalloc", "BreakwaterCore", "BreakwaterEngine",
+            "CMilter", "CMalloc", "BreakwaterCore", "BreakwaterEngine", "BreakwaterWaves",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The Prometheus endpoint: swift-metrics instruments in a swift-prometheus registry, a small HTTP listener.
@@ -41,11 +44,12 @@ let package = Package(
         ]),
         .executableTarget(name: "breakwater", dependencies: [
             "BreakwaterCore", "BreakwaterEngine", "BreakwaterMilter",
-            "BreakwaterMetrics",
+            "BreakwaterMetrics", "BreakwaterWaves",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "BreakwaterCoreTests", dependencies: ["BreakwaterCore", "CMalloc"]),
+        .testTarget(name: "BreakwaterWavesTests", dependencies: ["BreakwaterWaves", "BreakwaterCore"]),
         .testTarget(name: "BreakwaterEngineTests", dependencies: ["BreakwaterEngine", "BreakwaterCore", "CClamAVPrefault"]),
         .testTarget(name: "BreakwaterMetricsTests", dependencies: ["BreakwaterMetrics", "BreakwaterCore"]),
     ],

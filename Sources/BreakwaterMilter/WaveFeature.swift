@@ -1,5 +1,6 @@
 import BreakwaterCore
 import BreakwaterEngine
+import BreakwaterWaves
 import Logging
 import Synchronization
 #if canImport(Glibc)

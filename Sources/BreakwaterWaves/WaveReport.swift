@@ -1,3 +1,4 @@
+import BreakwaterCore
 #if canImport(Glibc)
 import Glibc
 #endif

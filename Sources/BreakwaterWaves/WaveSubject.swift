@@ -1,3 +1,4 @@
+import BreakwaterCore
 /// Header helpers for wave detection: the Subject as the milter receives it (raw, possibly folded
 /// and RFC 2047-encoded) made readable.
 public enum WaveSubject {

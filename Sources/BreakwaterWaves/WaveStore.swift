@@ -1,3 +1,4 @@
+import BreakwaterCore
 import Synchronization
 #if canImport(Glibc)
 import Glibc

@@ -1,3 +1,4 @@
+import BreakwaterCore
 import Synchronization
 
 /// The wave rule around a `WaveStore`: allow lists, the action on wave messages, counters. Pure

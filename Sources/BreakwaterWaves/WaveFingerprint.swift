@@ -1,3 +1,4 @@
+import BreakwaterCore
 // Wave detection, part 1: a fuzzy fingerprint of a message's decoded text.
 //
 // Why MinHash (one-permutation, 64 bins) and not simhash

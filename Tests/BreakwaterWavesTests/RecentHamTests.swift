@@ -1,5 +1,6 @@
 import XCTest
-@testable import BreakwaterCore
+import BreakwaterCore
+@testable import BreakwaterWaves
 
 final class RecentHamTests: XCTestCase {
     func fp(_ seed: UInt32, sample: String) -> WaveFingerprint {

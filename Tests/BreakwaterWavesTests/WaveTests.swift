@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
-@testable import BreakwaterCore
+import BreakwaterCore
+@testable import BreakwaterWaves
 
 /// A seeded generator (SplitMix64): the tests are reproducible.
 struct Rand {

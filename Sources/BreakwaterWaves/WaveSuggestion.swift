@@ -1,3 +1,4 @@
+import BreakwaterCore
 /// A signature suggested for a wave: the longest run of normalised words that every sample holds
 /// verbatim (up to case, blanks and punctuation), as a case-insensitive regular expression.
 public struct WaveSuggestion: Sendable, Equatable {
