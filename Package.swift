@@ -23,7 +23,7 @@ let package = Package(
         .target(name: "CClamAVPrefault", linkerSettings: [.linkedLibrary("dl")]),
         // glibc tuning Swift's Glibc module does not export: mallopt (the daemon's arena cap) and the
         // default thread stack size (libmilter's session threads).
-        .target(name: "CMalloc"),
+        .target(name: "CProcessTuning"),
 
         // Logic that needs no C and no socket: config, policy, admission, message assembly.
         .target(name: "BreakwaterCore"),
@@ -33,7 +33,7 @@ let package = Package(
         .target(name: "BreakwaterEngine", dependencies: ["CClamAV", "CClamAVPrefault", "BreakwaterCore"]),
         // The libmilter bridge and the daemon.
         .target(name: "BreakwaterMilter", dependencies: [
-            "CMilter", "CMalloc", "BreakwaterCore", "BreakwaterEngine", "BreakwaterWaves",
+            "CMilter", "CProcessTuning", "BreakwaterCore", "BreakwaterEngine", "BreakwaterWaves",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The Prometheus endpoint: swift-metrics instruments in a swift-prometheus registry, a small HTTP listener.
@@ -48,7 +48,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "BreakwaterCoreTests", dependencies: ["BreakwaterCore", "CMalloc"]),
+        .testTarget(name: "BreakwaterCoreTests", dependencies: ["BreakwaterCore", "CProcessTuning"]),
         .testTarget(name: "BreakwaterWavesTests", dependencies: ["BreakwaterWaves", "BreakwaterCore"]),
         .testTarget(name: "BreakwaterEngineTests", dependencies: ["BreakwaterEngine", "BreakwaterCore", "CClamAVPrefault"]),
         .testTarget(name: "BreakwaterMetricsTests", dependencies: ["BreakwaterMetrics", "BreakwaterCore"]),

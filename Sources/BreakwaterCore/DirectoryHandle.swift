@@ -73,9 +73,7 @@ public final class DirectoryHandle {
         defer { closedir(d) }
         var out: [String] = []
         while let entry = readdir(d) {
-            let name = withUnsafePointer(to: entry.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
+            let name = entry.pointee.name
             if name != "." && name != ".." { out.append(name) }
         }
         return out.sorted()

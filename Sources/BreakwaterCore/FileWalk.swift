@@ -45,9 +45,7 @@ public enum FileWalk {
             }
             var names: [String] = []
             while let entry = readdir(dir) {
-                let name = withUnsafePointer(to: entry.pointee.d_name) {
-                    $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-                }
+                let name = entry.pointee.name
                 if name == "." || name == ".." { continue }
                 names.append(name)
             }
@@ -117,9 +115,7 @@ public enum SignatureLocations {
         guard let dir = opendir(path) else { return false }
         defer { closedir(dir) }
         while let entry = readdir(dir) {
-            let name = withUnsafePointer(to: entry.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
+            let name = entry.pointee.name
             if let dot = name.lastIndex(of: "."), name.first != ".",
                databaseExtensions.contains(String(name[name.index(after: dot)...]).lowercased()) {
                 return true

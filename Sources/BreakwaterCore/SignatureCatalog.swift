@@ -222,9 +222,7 @@ public enum SignatureCatalog {
         defer { closedir(d) }
         var names: [String] = []
         while let entry = readdir(d) {
-            let name = withUnsafePointer(to: entry.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
+            let name = entry.pointee.name
             if name.first != ".", SignatureLocations.databaseExtensions.contains(fileType(name)) { names.append(name) }
         }
         let base = dir.hasSuffix("/") ? dir : dir + "/"

@@ -37,9 +37,7 @@ public struct SignatureDirectoryState: Sendable, Equatable {
             }
             let base = dir.hasSuffix("/") ? dir : dir + "/"
             while let entry = readdir(d) {
-                let name = withUnsafePointer(to: entry.pointee.d_name) {
-                    $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-                }
+                let name = entry.pointee.name
                 guard name.first != ".", SignatureLocations.databaseExtensions.contains(SignatureCatalog.fileType(name)) else { continue }
                 var st = stat()
                 guard stat(base + name, &st) == 0 else { continue }  // removed meanwhile

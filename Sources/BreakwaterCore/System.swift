@@ -140,7 +140,7 @@ public enum MallocThreadCache {
 /// what was freed in it for reuse. In the daemon every libmilter session thread allocates a little and
 /// the scanning threads allocate a lot (libclamav's decoders), so under load the freed memory of
 /// large messages ends up spread over a dozen arenas. `breakwater run` therefore caps arenas at the
-/// number of scan slots (at least 2; MilterDaemon sets it through CMalloc): measured on mixed mail,
+/// number of scan slots (at least 2; MilterDaemon sets it through CProcessTuning): measured on mixed mail,
 /// a third less peak RSS at the same CPU per message (docs/benchmarks.md). An administrator's own
 /// MALLOC_ARENA_MAX or glibc.malloc.arena_max tunable wins.
 public enum MallocArenas {

@@ -35,7 +35,7 @@ public final class WaveFeature: Sendable {
     /// The inspector for the message about to be scanned. Allow-listed mail is fingerprinted too
     /// (never counted): its body must be in the repeat memo in case the same bytes come again from
     /// a sender that is not allow-listed, which libclamav's cache would not parse again.
-    func inspector(sender: String, clientIP: [UInt8]?) -> WaveLayerInspector? {
+    func inspector() -> WaveLayerInspector? {
         WaveLayerInspector(memo: memo)
     }
 
@@ -66,7 +66,7 @@ public final class WaveFeature: Sendable {
     public func sweep() {
         for event in detector.sweep(now: Clock.wall()) {
             if case .ended(let w) = event {
-                var line = "wave \(w.id) ended: \(w.waveMessages) messages while a wave, \(w.totalCount) in all since \(WaveReport.iso(w.firstSeen)), last at \(WaveReport.iso(w.lastSeen))"
+                var line = "wave \(w.id) ended: \(w.waveMessages) messages while a wave, \(w.totalCount) in all since \(Timestamp.iso8601(w.firstSeen)), last at \(Timestamp.iso8601(w.lastSeen))"
                 if let p = w.promotedAs { line += "; promoted to \(Escape.field(p))" }
                 logger.notice("\(line)")
             }

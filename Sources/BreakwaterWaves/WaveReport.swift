@@ -23,10 +23,10 @@ public enum WaveReport {
             return .object([
                 ("id", .string(w.id)),
                 ("active", .bool(w.active)),
-                ("started_at", .string(iso(w.startedAt))),
-                ("ended_at", w.endedAt.map { .string(iso($0)) } ?? .null),
-                ("first_seen", .string(iso(w.firstSeen))),
-                ("last_seen", .string(iso(w.lastSeen))),
+                ("started_at", .string(Timestamp.iso8601(w.startedAt))),
+                ("ended_at", w.endedAt.map { .string(Timestamp.iso8601($0)) } ?? .null),
+                ("first_seen", .string(Timestamp.iso8601(w.firstSeen))),
+                ("last_seen", .string(Timestamp.iso8601(w.lastSeen))),
                 ("window_count", .int(w.windowCount)),
                 ("total_count", .int(w.totalCount)),
                 ("wave_messages", .int(w.waveMessages)),
@@ -48,12 +48,12 @@ public enum WaveReport {
         if waves.isEmpty { return "no active or recent waves\n" }
         var out = ""
         for w in waves {
-            let state = w.active ? "active since \(iso(w.startedAt)) (\(ago(now - w.startedAt)))"
-                                 : "ended \(iso(w.endedAt ?? w.lastSeen)) (\(ago(now - (w.endedAt ?? w.lastSeen))))"
+            let state = w.active ? "active since \(Timestamp.iso8601(w.startedAt)) (\(ago(now - w.startedAt)))"
+                                 : "ended \(Timestamp.iso8601(w.endedAt ?? w.lastSeen)) (\(ago(now - (w.endedAt ?? w.lastSeen))))"
             out += "wave \(w.id): \(state)\n"
             out += "  messages: \(w.windowCount) in the window, \(w.totalCount) since first seen, \(w.waveMessages) while a wave\n"
             out += "  senders: ~\(w.senders), client networks: ~\(w.networks)\n"
-            out += "  first seen: \(iso(w.firstSeen)), last seen: \(iso(w.lastSeen))\n"
+            out += "  first seen: \(Timestamp.iso8601(w.firstSeen)), last seen: \(Timestamp.iso8601(w.lastSeen))\n"
             out += "  subject: \(w.subject.isEmpty ? "-" : Escape.text(w.subject))\n"
             out += "  excerpt: \(Escape.text(w.excerpt))\n"
             if let p = w.promotedAs {
@@ -67,15 +67,6 @@ public enum WaveReport {
             }
         }
         return out
-    }
-
-    /// `2026-11-25T06:10:51Z`.
-    public static func iso(_ t: Double) -> String {
-        var secs = time_t(t)
-        var tm = Glibc.tm()
-        gmtime_r(&secs, &tm)
-        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
-        return "\(tm.tm_year + 1900)-\(two(tm.tm_mon + 1))-\(two(tm.tm_mday))T\(two(tm.tm_hour)):\(two(tm.tm_min)):\(two(tm.tm_sec))Z"
     }
 
     static func ago(_ s: Double) -> String {

@@ -1,7 +1,7 @@
 // glibc tuning that Swift's Glibc module does not export (<malloc.h>; the GNU pthread extensions):
 // the daemon's malloc arena cap (MallocArenas in BreakwaterCore) and libmilter's thread stacks.
-#ifndef BREAKWATER_CMALLOC_H
-#define BREAKWATER_CMALLOC_H
+#ifndef BREAKWATER_CPROCESSTUNING_H
+#define BREAKWATER_CPROCESSTUNING_H
 
 #include <malloc.h>
 #include <stddef.h>

@@ -2,7 +2,7 @@
 // the header (a module header may see <pthread.h> already included without it).
 #define _GNU_SOURCE
 #include <pthread.h>
-#include "cmalloc.h"
+#include "processtuning.h"
 
 int bw_set_default_thread_stack_size(size_t bytes) {
     pthread_attr_t attr;
