@@ -7,7 +7,6 @@ let package = Package(
     products: [
         .executable(name: "breakwater", targets: ["breakwater"]),
         .library(name: "BreakwaterCore", targets: ["BreakwaterCore"]),
-        .library(name: "BreakwaterWaves", targets: ["BreakwaterWaves"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

@@ -11,13 +11,13 @@ import Glibc
 /// the log lines when a wave starts and ends, and what `breakwater waves` asks over the control
 /// socket. Present when `waves = yes` (the default).
 public final class WaveFeature: Sendable {
-    public let detector: WaveDetector
+    package let detector: WaveDetector
     let memo = WaveMemo()
     let logger: Logger
     /// Prefix of suggested signature names (the names `breakwater signatures add` accepts).
     public let signaturePrefix: String
     /// The last messages accepted clean, for the check of a suggested signature (`hamCheck`).
-    public let ham = RecentHam()
+    package let ham = RecentHam()
     /// For the check's engine: the scan limits, and where its one-signature database is written.
     let limits: EngineLimits
     let checkDirectory: String
@@ -85,7 +85,7 @@ public final class WaveFeature: Sendable {
     }
 
     /// What `waves promote ID` adds: the suggested signature of wave `id`, or why there is none.
-    public func suggestion(id: String) -> Result<(WaveSuggestion, comment: String), WaveError> {
+    package func suggestion(id: String) -> Result<(WaveSuggestion, comment: String), WaveError> {
         suggestionAndWave(id: id).map { ($0.0, $0.comment) }
     }
 
@@ -107,7 +107,7 @@ public final class WaveFeature: Sendable {
     /// libclamav into an engine of its own (the same line `signatures add` writes), which scans the
     /// text of each message in `ham` except the wave's own first messages (and those of any other
     /// wave), accepted before it was a wave. Runs on the control thread, never on the message path.
-    public func hamCheck(_ s: WaveSuggestion) -> Result<(matched: [String], checked: Int), WaveError> {
+    package func hamCheck(_ s: WaveSuggestion) -> Result<(matched: [String], checked: Int), WaveError> {
         let now = Clock.wall()
         let templates = detector.waves(now: now).map(\.signature).filter { !$0.isEmpty }
         // Half the similarity at which a message joins a fingerprint: a wave's template drifts as it

@@ -7,18 +7,18 @@ import BreakwaterCore
 /// bytes of normalised text, the text a suggestion is built from) and its MinHash signature. Keeping
 /// them costs the message path a lock and two retains: the sample and signature were made for the
 /// fingerprint anyway. Memory: at most `capacity` samples (about 2.3 KB each).
-public final class RecentHam: Sendable {
-    public static let defaultCapacity = 256
+package final class RecentHam: Sendable {
+    package static let defaultCapacity = 256
 
     struct Item {
         var sample: String
         var signature: [UInt32]
     }
 
-    public let capacity: Int
+    package let capacity: Int
     private let state: Locked<(items: [Item], next: Int)>
 
-    public init(capacity: Int = RecentHam.defaultCapacity) {
+    package init(capacity: Int = RecentHam.defaultCapacity) {
         self.capacity = max(1, capacity)
         var items: [Item] = []
         items.reserveCapacity(self.capacity)
@@ -26,7 +26,7 @@ public final class RecentHam: Sendable {
     }
 
     /// Remembers one message that was accepted clean (the oldest goes when full).
-    public func add(_ fp: WaveFingerprint) {
+    package func add(_ fp: WaveFingerprint) {
         let item = Item(sample: fp.sample, signature: fp.signature)
         let old: Item? = state.withLock { s in
             if s.items.count < capacity {
@@ -41,12 +41,12 @@ public final class RecentHam: Sendable {
         _ = old  // released outside the lock
     }
 
-    public var count: Int { state.withLock { $0.items.count } }
+    package var count: Int { state.withLock { $0.items.count } }
 
     /// The samples held, except those similar to one of `excluding` (wave templates, as the store
     /// keeps them: the low 16 bits of each value): the first messages of a wave were accepted before
     /// it was one, and they are not ham. Similar means `minEqualBins` or more equal values.
-    public func samples(excluding: [[UInt16]], minEqualBins: Int) -> [String] {
+    package func samples(excluding: [[UInt16]], minEqualBins: Int) -> [String] {
         let items = state.withLock { $0.items }
         return items.compactMap { item in
             for t in excluding where t.count == item.signature.count {

@@ -3,17 +3,17 @@ import Synchronization
 
 /// The wave rule around a `WaveStore`: allow lists, the action on wave messages, counters. Pure
 /// (no I/O): the milter feeds it fingerprints and logs the events it returns.
-public final class WaveDetector: Sendable {
-    public let settings: WaveSettings
-    public let store: any WaveStore
+package final class WaveDetector: Sendable {
+    package let settings: WaveSettings
+    package let store: any WaveStore
     private let stats: Stats
     /// Messages counted in the store, and messages too short to fingerprint.
-    public let counted = Atomic<Int>(0)
-    public let tooShort = Atomic<Int>(0)
-    public let allowListed = Atomic<Int>(0)
+    package let counted = Atomic<Int>(0)
+    package let tooShort = Atomic<Int>(0)
+    package let allowListed = Atomic<Int>(0)
     private let rejectTemplate: ReplyTemplate
 
-    public init(settings: WaveSettings, store: (any WaveStore)? = nil, stats: Stats, rejectTemplate: String = "Rejected: %s") {
+    package init(settings: WaveSettings, store: (any WaveStore)? = nil, stats: Stats, rejectTemplate: String = "Rejected: %s") {
         self.settings = settings
         self.store = store ?? InProcessWaveStore(settings: settings)
         self.stats = stats
@@ -22,12 +22,12 @@ public final class WaveDetector: Sendable {
 
     /// Mail from allow-listed senders and client networks is never counted (and need not be
     /// fingerprinted at all).
-    public func isAllowListed(sender: String, clientIP: [UInt8]?) -> Bool {
+    package func isAllowListed(sender: String, clientIP: [UInt8]?) -> Bool {
         settings.allowsSender(sender) || settings.allowsNetwork(clientIP)
     }
 
     /// Counts one scanned message. `fingerprint` is nil when the message had too little text.
-    public func observe(_ fingerprint: WaveFingerprint?, sender: String, clientIP: [UInt8]?, clientAddress: String,
+    package func observe(_ fingerprint: WaveFingerprint?, sender: String, clientIP: [UInt8]?, clientAddress: String,
                         now: Double) -> WaveObservation {
         if isAllowListed(sender: sender, clientIP: clientIP) {
             allowListed.add(1, ordering: .relaxed)
@@ -47,7 +47,7 @@ public final class WaveDetector: Sendable {
 
     /// The decision for a message of wave `id`: the configured action, unless the scan already
     /// decided something stronger than accept or tag (a signature's reject stands).
-    public func decide(_ d: Decision, wave id: String) -> Decision {
+    package func decide(_ d: Decision, wave id: String) -> Decision {
         var d = d
         d.wave = id
         guard d.action == .accept || d.action == .tag else { return d }
@@ -69,9 +69,9 @@ public final class WaveDetector: Sendable {
     }
 
     /// Ends waves that went quiet; the caller logs the events.
-    public func sweep(now: Double) -> [WaveEvent] { store.sweep(now: now) }
+    package func sweep(now: Double) -> [WaveEvent] { store.sweep(now: now) }
 
-    public func waves(now: Double) -> [WaveInfo] { store.waves(now: now) }
+    package func waves(now: Double) -> [WaveInfo] { store.waves(now: now) }
 
-    public var activeWaves: Int { store.usage().activeWaves }
+    package var activeWaves: Int { store.usage().activeWaves }
 }

@@ -27,24 +27,24 @@ import BreakwaterCore
 // decoded layers), so the cost per message is bounded whatever arrives.
 
 /// Number of MinHash values in a fingerprint.
-public let waveSignatureSize = 64
+package let waveSignatureSize = 64
 
 /// The fuzzy fingerprint of one message, and the bits of its text kept for display and for the
 /// suggested signature.
-public struct WaveFingerprint: Sendable {
+package struct WaveFingerprint: Sendable {
     /// One-permutation MinHash of the message's word 3-shingles (body and subject), densified.
-    public var signature: [UInt32]
+    package var signature: [UInt32]
     /// Words of decoded text that went into it.
-    public var words: Int
+    package var words: Int
     /// The subject as received (decoded only of its leading/trailing blanks), at most 200 bytes.
-    public var subject: String
+    package var subject: String
     /// The normalised text: words separated by a space, a newline where two words were not
     /// adjacent in the original (something was dropped between them, or an HTML tag or entity
     /// separated them). At most `WaveFingerprintBuilder.sampleLimit` bytes. Used for the suggested
     /// signature, whose word runs must exist verbatim (up to case and blanks) in every message.
-    public var sample: String
+    package var sample: String
 
-    public init(signature: [UInt32], words: Int, subject: String, sample: String) {
+    package init(signature: [UInt32], words: Int, subject: String, sample: String) {
         self.signature = signature
         self.words = words
         self.subject = subject
@@ -52,7 +52,7 @@ public struct WaveFingerprint: Sendable {
     }
 
     /// Estimated Jaccard similarity of the two messages' shingle sets: the fraction of equal bins.
-    public func similarity(_ other: [UInt32]) -> Double {
+    package func similarity(_ other: [UInt32]) -> Double {
         Double(WaveFingerprint.equalBins(signature, other)) / Double(waveSignatureSize)
     }
 
@@ -63,10 +63,10 @@ public struct WaveFingerprint: Sendable {
     }
 
     /// The first words of the sample, on one line, for display.
-    public var excerpt: String { WaveFingerprint.excerpt(sample) }
+    package var excerpt: String { WaveFingerprint.excerpt(sample) }
 
     /// The first words of a sample, on one line, at most 160 bytes.
-    public static func excerpt(_ sample: String) -> String {
+    package static func excerpt(_ sample: String) -> String {
         var out = ""
         for w in sample.split(whereSeparator: { $0 == " " || $0 == "\n" }) {
             if out.utf8.count + w.utf8.count + 1 > 160 { break }
@@ -78,12 +78,12 @@ public struct WaveFingerprint: Sendable {
 }
 
 /// Kinds of decoded layer the fingerprint reads.
-public enum WaveLayerKind: Sendable {
+package enum WaveLayerKind: Sendable {
     case text, html, utf16LE, utf16BE, html16LE, html16BE
 
     /// The kind for a libclamav file type name, or nil for layers that are not text (attachments,
     /// archives, the message itself).
-    public static func forClamType(_ type: String) -> WaveLayerKind? {
+    package static func forClamType(_ type: String) -> WaveLayerKind? {
         switch type {
         case "CL_TYPE_TEXT_ASCII", "CL_TYPE_TEXT_UTF8": return .text
         case "CL_TYPE_HTML": return .html
@@ -103,30 +103,30 @@ public enum WaveLayerKind: Sendable {
 /// domain (the last two labels of its host, three when the second-level label is short as in
 /// co.uk: per-recipient subdomains and all paths and queries vanish); HTML loses its tags, comments,
 /// scripts and styles and has its entities decoded; blanks collapse.
-public struct WaveFingerprintBuilder: Sendable {
+package struct WaveFingerprintBuilder: Sendable {
     /// Bytes of decoded text read per message, all layers together.
-    public static let defaultByteLimit = 64 << 10
+    package static let defaultByteLimit = 64 << 10
     /// Bytes of normalised text kept as the sample.
-    public static let sampleLimit = 2048
+    package static let sampleLimit = 2048
     /// Fewer body words than this and the message is not fingerprinted (an image-only or
     /// attachment-only message would be judged on its subject alone).
-    public static let minimumWords = 8
+    package static let minimumWords = 8
 
-    public private(set) var remaining: Int
+    package private(set) var remaining: Int
     private var mins = [UInt32](repeating: .max, count: waveSignatureSize)
     private var filled = 0
     private var tokenizer = WaveTokenizer()
     private var sink = ShingleSink()
 
-    public init(byteLimit: Int = WaveFingerprintBuilder.defaultByteLimit) {
+    package init(byteLimit: Int = WaveFingerprintBuilder.defaultByteLimit) {
         remaining = byteLimit
     }
 
     /// Words read so far.
-    public var words: Int { sink.words }
+    package var words: Int { sink.words }
 
     /// Reads (a prefix of) one decoded layer.
-    public mutating func add(_ bytes: UnsafeRawBufferPointer, kind: WaveLayerKind) {
+    package mutating func add(_ bytes: UnsafeRawBufferPointer, kind: WaveLayerKind) {
         guard remaining > 0, bytes.count > 0 else { return }
         let take = min(bytes.count, remaining)
         remaining -= take
@@ -147,18 +147,18 @@ public struct WaveFingerprintBuilder: Sendable {
     }
 
     /// Convenience for tests and tools.
-    public mutating func add(_ text: String, kind: WaveLayerKind) {
+    package mutating func add(_ text: String, kind: WaveLayerKind) {
         var t = text
         t.withUTF8 { add(UnsafeRawBufferPointer($0), kind: kind) }
     }
 
     /// The fingerprint, or nil when the message has too little text to be judged.
-    public func finish(subject: String?) -> WaveFingerprint? {
+    package func finish(subject: String?) -> WaveFingerprint? {
         body.finish(subject: subject)
     }
 
     /// What the body contributed (the subject not yet mixed in): compact, to be kept for a repeat.
-    public var body: WaveBody {
+    package var body: WaveBody {
         var b = sink
         b.flushShort()
         return WaveBody(mins: b.mins, words: b.words, sample: b.sample)
@@ -194,13 +194,13 @@ public struct WaveFingerprintBuilder: Sendable {
 
 /// A message body's part of a fingerprint: the MinHash of its shingles (before densification),
 /// its word count and its sample.
-public struct WaveBody: Sendable {
+package struct WaveBody: Sendable {
     var mins: [UInt32]
-    public let words: Int
+    package let words: Int
     var sample: [UInt8]
 
     /// The fingerprint with the subject mixed in, or nil when the body has too little text.
-    public func finish(subject: String?) -> WaveFingerprint? {
+    package func finish(subject: String?) -> WaveFingerprint? {
         guard words >= WaveFingerprintBuilder.minimumWords else { return nil }
         var mins = self.mins
         // The subject adds its own shingles (salted apart from the body's): a wave with a fixed
@@ -223,7 +223,7 @@ public struct WaveBody: Sendable {
 }
 
 /// At most `max` bytes of `s`, cut at a character boundary.
-public func truncatedUTF8(_ s: String, max: Int) -> String {
+package func truncatedUTF8(_ s: String, max: Int) -> String {
     guard s.utf8.count > max else { return s }
     var bytes = Array(s.utf8.prefix(max))
     // Drop a last character that the cut left incomplete.

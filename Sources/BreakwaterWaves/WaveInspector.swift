@@ -18,27 +18,27 @@ import Glibc
 /// libclamav's clean-file cache: a message byte-identical to one already scanned clean is not
 /// parsed again, so its parts never reach the callback (only depth 0 does). Such a repeat gets the
 /// fingerprint of the original from `WaveMemo`, keyed by the message's size, head and tail.
-public final class WaveLayerInspector: LayerInspector {
-    public private(set) var builder: WaveFingerprintBuilder
+package final class WaveLayerInspector: LayerInspector {
+    package private(set) var builder: WaveFingerprintBuilder
     private let memo: WaveMemo?
     private var memoKey: UInt64?
     private var textLayers = 0
     /// Every layer seen (type, depth, size), when `recordLayers` is set (for `breakwater waves
     /// fingerprint`).
-    public private(set) var layers: [(type: String, depth: Int, size: Int)] = []
+    package private(set) var layers: [(type: String, depth: Int, size: Int)] = []
     private let recordLayers: Bool
 
-    public init(memo: WaveMemo?, byteLimit: Int = WaveFingerprintBuilder.defaultByteLimit, recordLayers: Bool = false) {
+    package init(memo: WaveMemo?, byteLimit: Int = WaveFingerprintBuilder.defaultByteLimit, recordLayers: Bool = false) {
         self.memo = memo
         self.builder = WaveFingerprintBuilder(byteLimit: byteLimit)
         self.recordLayers = recordLayers
     }
 
-    public func inspect(fd: Int32, type: String, depth: Int, size: Int) {
+    package func inspect(fd: Int32, type: String, depth: Int, size: Int) {
         inspect(fd: fd, type: type, depth: depth, size: size, buffer: nil)
     }
 
-    public func inspect(fd: Int32, type: String, depth: Int, size: Int, buffer: UnsafeRawBufferPointer?) {
+    package func inspect(fd: Int32, type: String, depth: Int, size: Int, buffer: UnsafeRawBufferPointer?) {
         if recordLayers { layers.append((type, depth, size)) }
         if depth == 0 {
             if memo != nil, memoKey == nil { memoKey = WaveMemo.key(fd: fd, size: size, buffer: buffer) }
@@ -66,7 +66,7 @@ public final class WaveLayerInspector: LayerInspector {
     }
 
     /// The message's fingerprint (nil when it has too little text), once the scan is over.
-    public func finish(subject: String?) -> WaveFingerprint? {
+    package func finish(subject: String?) -> WaveFingerprint? {
         if let memo, let key = memoKey {
             if textLayers > 0 {
                 memo.store(key, builder.body)
@@ -81,11 +81,11 @@ public final class WaveLayerInspector: LayerInspector {
 /// The body fingerprints of the last `entries` messages, by a key of their size, first and last
 /// 4 KB: lets a byte-identical repeat (which libclamav's cache does not parse again) count as what it
 /// is. At most `entries` x (256 bytes + the sample, at most 2 KB).
-public final class WaveMemo: Sendable {
-    public static let entries = 128
+package final class WaveMemo: Sendable {
+    package static let entries = 128
     private let state = Locked<(keys: [UInt64], bodies: [UInt64: WaveBody], next: Int)>(([], [:], 0))
 
-    public init() {}
+    package init() {}
 
     static func key(fd: Int32, size: Int, buffer: UnsafeRawBufferPointer?) -> UInt64? {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325 ^ UInt64(size)

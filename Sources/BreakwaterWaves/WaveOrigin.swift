@@ -3,18 +3,18 @@ import BreakwaterCore
 /// Where a message came from, as the store counts it: the envelope sender and the client network
 /// (/24 for IPv4, /48 for IPv6: what one site is commonly given), both hashed. Only networks make a
 /// wave's sources; senders are shown.
-public struct WaveOrigin: Sendable {
-    public var sender: UInt64
-    public var network: UInt64
+package struct WaveOrigin: Sendable {
+    package var sender: UInt64
+    package var network: UInt64
 
-    public init(sender: UInt64, network: UInt64) {
+    package init(sender: UInt64, network: UInt64) {
         self.sender = sender
         self.network = network
     }
 
     /// `clientIP`: 4 or 16 bytes (IPv4-mapped IPv6 counts as IPv4); `clientAddress` is used when the
     /// address is unknown (a unix-socket client).
-    public init(sender: String, clientIP: [UInt8]?, clientAddress: String) {
+    package init(sender: String, clientIP: [UInt8]?, clientAddress: String) {
         self.sender = WaveOrigin.hash(Array(AddressList.bare(sender).utf8), salt: 1)
         if var ip = clientIP {
             if ip.count == 16 && ip[0..<10].allSatisfy({ $0 == 0 }) && ip[10] == 0xff && ip[11] == 0xff {

@@ -4,12 +4,12 @@ import Glibc
 #endif
 
 /// `breakwater waves` output, rendered by the daemon (text or JSON) and printed as is by the command.
-public enum WaveReport {
-    public static func suggestion(_ w: WaveInfo, prefix: String = "Breakwater.Local.") -> WaveSuggestion? {
+package enum WaveReport {
+    package static func suggestion(_ w: WaveInfo, prefix: String = "Breakwater.Local.") -> WaveSuggestion? {
         WaveSuggestion.make(waveID: w.id, samples: w.samples, prefix: prefix)
     }
 
-    public static func comment(_ w: WaveInfo) -> String {
+    package static func comment(_ w: WaveInfo) -> String {
         var c = "wave \(w.id)"
         // The subject is the sender's text: escaped, so the comment is one line of printable text (as
         // `signatures add` requires) and safe on a terminal.
@@ -17,7 +17,7 @@ public enum WaveReport {
         return c
     }
 
-    public static func json(_ waves: [WaveInfo], now: Double, prefix: String = "Breakwater.Local.") -> JSONValue {
+    package static func json(_ waves: [WaveInfo], now: Double, prefix: String = "Breakwater.Local.") -> JSONValue {
         .array(waves.map { w in
             let s = suggestion(w, prefix: prefix)
             return .object([
@@ -44,7 +44,7 @@ public enum WaveReport {
         })
     }
 
-    public static func text(_ waves: [WaveInfo], now: Double, prefix: String = "Breakwater.Local.") -> String {
+    package static func text(_ waves: [WaveInfo], now: Double, prefix: String = "Breakwater.Local.") -> String {
         if waves.isEmpty { return "no active or recent waves\n" }
         var out = ""
         for w in waves {

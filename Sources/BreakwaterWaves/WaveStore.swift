@@ -5,35 +5,35 @@ import Glibc
 #endif
 
 /// One wave as `breakwater waves` shows it.
-public struct WaveInfo: Sendable {
-    public var id: String
-    public var active: Bool
+package struct WaveInfo: Sendable {
+    package var id: String
+    package var active: Bool
     /// When the wave passed the threshold, and when it ended (a whole window without a message).
-    public var startedAt: Double
-    public var endedAt: Double?
+    package var startedAt: Double
+    package var endedAt: Double?
     /// First and last message of its fingerprint.
-    public var firstSeen: Double
-    public var lastSeen: Double
+    package var firstSeen: Double
+    package var lastSeen: Double
     /// Messages of the fingerprint in the sliding window (now, or when the wave ended).
-    public var windowCount: Int
+    package var windowCount: Int
     /// Messages of the fingerprint since it was first seen.
-    public var totalCount: Int
+    package var totalCount: Int
     /// Messages that arrived while it was a wave (those that got the wave action).
-    public var waveMessages: Int
+    package var waveMessages: Int
     /// Approximate distinct envelope senders and client networks in the window.
-    public var senders: Int
-    public var networks: Int
-    public var subject: String
-    public var excerpt: String
+    package var senders: Int
+    package var networks: Int
+    package var subject: String
+    package var excerpt: String
     /// Normalised texts of a few members (see `WaveFingerprint.sample`).
-    public var samples: [String]
+    package var samples: [String]
     /// The signature it was promoted to, if it was.
-    public var promotedAs: String?
+    package var promotedAs: String?
     /// Its fingerprint's template (the low 16 bits of each MinHash value, as the store keeps them),
     /// to tell its own messages from others (`RecentHam`). Empty when the store keeps none.
-    public var signature: [UInt16]
+    package var signature: [UInt16]
 
-    public init(id: String, active: Bool, startedAt: Double, endedAt: Double?, firstSeen: Double, lastSeen: Double,
+    package init(id: String, active: Bool, startedAt: Double, endedAt: Double?, firstSeen: Double, lastSeen: Double,
                 windowCount: Int, totalCount: Int, waveMessages: Int, senders: Int, networks: Int, subject: String,
                 excerpt: String, samples: [String], promotedAs: String?, signature: [UInt16] = []) {
         self.id = id
@@ -56,41 +56,41 @@ public struct WaveInfo: Sendable {
 }
 
 /// What the store made of one message.
-public struct WaveObservation: Sendable {
+package struct WaveObservation: Sendable {
     /// The wave the message belongs to, when its fingerprint is an active wave.
-    public var wave: String?
+    package var wave: String?
     /// This message made its fingerprint a wave.
-    public var started: WaveInfo?
+    package var started: WaveInfo?
     /// This message completed the wave's samples (its suggested signature is now final).
-    public var sampled: WaveInfo?
-    public init(wave: String? = nil, started: WaveInfo? = nil, sampled: WaveInfo? = nil) {
+    package var sampled: WaveInfo?
+    package init(wave: String? = nil, started: WaveInfo? = nil, sampled: WaveInfo? = nil) {
         self.wave = wave
         self.started = started
         self.sampled = sampled
     }
 }
 
-public enum WaveEvent: Sendable {
+package enum WaveEvent: Sendable {
     case started(WaveInfo)
     case ended(WaveInfo)
 }
 
-public struct WaveStoreUsage: Sendable {
+package struct WaveStoreUsage: Sendable {
     /// Fingerprints held and the most the store holds.
-    public var entries: Int
-    public var capacity: Int
+    package var entries: Int
+    package var capacity: Int
     /// Bytes the store has allocated (entries, index, wave records with their samples) and its budget.
-    public var bytes: Int
-    public var budget: Int
-    public var activeWaves: Int
-    public var evictions: Int
+    package var bytes: Int
+    package var budget: Int
+    package var activeWaves: Int
+    package var evictions: Int
     /// Fragments of one wave merged into one fingerprint.
-    public var merges: Int
+    package var merges: Int
 }
 
 /// Counts recent fingerprints and tells which are waves. The daemon ships the in-process store; a
 /// store shared by several MX hosts can implement the same protocol.
-public protocol WaveStore: AnyObject, Sendable {
+package protocol WaveStore: AnyObject, Sendable {
     /// Counts one message (never an allow-listed one); cost bounded whatever the store holds.
     func observe(_ fingerprint: WaveFingerprint, origin: WaveOrigin, now: Double) -> WaveObservation
     /// Ends waves that saw no message for a whole window.
@@ -117,20 +117,20 @@ public protocol WaveStore: AnyObject, Sendable {
 ///   repeating.
 /// - Locking: one mutex, held for the few microseconds of an `observe`; fingerprints are computed
 ///   before it is taken, never under it.
-public final class InProcessWaveStore: WaveStore {
-    public static let bands = waveSignatureSize / 2
-    public static let slotsPerBucket = 4
-    public static let ringBuckets = 10
-    public static let maxWaveRecords = 32
-    public static let samplesPerWave = 4
+package final class InProcessWaveStore: WaveStore {
+    package static let bands = waveSignatureSize / 2
+    package static let slotsPerBucket = 4
+    package static let ringBuckets = 10
+    package static let maxWaveRecords = 32
+    package static let samplesPerWave = 4
     /// Entries an index slot can name (24 bits, leaving 8 for the tag): more than the largest
     /// wave-store-size (4G) holds.
-    public static let maxEntries = 1 << 24 - 1
+    package static let maxEntries = 1 << 24 - 1
     /// Distinct senders (and networks) per half window held exactly before the bitmap estimate takes over.
-    public static let smallSet = 8
+    package static let smallSet = 8
 
     /// Bytes one entry costs: its arrays plus its share of the index.
-    public static let bytesPerEntry: Int =
+    package static let bytesPerEntry: Int =
         waveSignatureSize * 3          // signature (low 16 bits of each value) and its votes
         + ringBuckets * 4 + 8           // window ring and its epoch
         + 8 * 8 + 8                     // sender and network bitmaps (current and previous half window), their epoch
@@ -139,13 +139,13 @@ public final class InProcessWaveStore: WaveStore {
         + 4 + 4 + 1 + 4                 // list links, segment, free list
         + bands * 4                     // index slots (one per band)
     /// Bytes reserved for the wave records and their samples.
-    public static let waveRecordBytes = samplesPerWave * WaveFingerprintBuilder.sampleLimit + 1024
+    package static let waveRecordBytes = samplesPerWave * WaveFingerprintBuilder.sampleLimit + 1024
 
-    public let settings: WaveSettings
-    public let capacity: Int
+    package let settings: WaveSettings
+    package let capacity: Int
     private let state: Locked<State>
 
-    public init(settings: WaveSettings) {
+    package init(settings: WaveSettings) {
         self.settings = settings
         let budget = Int(max(settings.storeSize, WaveSettings.minimumStoreSize))
         let forEntries = budget - InProcessWaveStore.maxWaveRecords * InProcessWaveStore.waveRecordBytes
@@ -153,15 +153,15 @@ public final class InProcessWaveStore: WaveStore {
         state = Locked(State(capacity: capacity, settings: settings, budget: budget))
     }
 
-    public func observe(_ fingerprint: WaveFingerprint, origin: WaveOrigin, now: Double) -> WaveObservation {
+    package func observe(_ fingerprint: WaveFingerprint, origin: WaveOrigin, now: Double) -> WaveObservation {
         state.withLock { $0.observe(fingerprint, origin: origin, now: now) }
     }
 
-    public func sweep(now: Double) -> [WaveEvent] {
+    package func sweep(now: Double) -> [WaveEvent] {
         state.withLock { $0.sweep(now: now) }
     }
 
-    public func waves(now: Double) -> [WaveInfo] {
+    package func waves(now: Double) -> [WaveInfo] {
         state.withLock { s in
             var list = s.records.indices.map { s.info($0, now: now) }
             list.sort { a, b in
@@ -172,7 +172,7 @@ public final class InProcessWaveStore: WaveStore {
         }
     }
 
-    public func markPromoted(id: String, as name: String) -> Bool {
+    package func markPromoted(id: String, as name: String) -> Bool {
         state.withLock { s in
             guard let i = s.records.firstIndex(where: { $0.id == id }) else { return false }
             s.records[i].promotedAs = name
@@ -180,7 +180,7 @@ public final class InProcessWaveStore: WaveStore {
         }
     }
 
-    public func usage() -> WaveStoreUsage {
+    package func usage() -> WaveStoreUsage {
         state.withLock { s in
             WaveStoreUsage(entries: s.live, capacity: s.capacity, bytes: s.allocatedBytes, budget: s.budget,
                            activeWaves: s.records.filter { $0.active }.count, evictions: s.evictions,

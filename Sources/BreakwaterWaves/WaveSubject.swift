@@ -1,10 +1,10 @@
 import BreakwaterCore
 /// Header helpers for wave detection: the Subject as the milter receives it (raw, possibly folded
 /// and RFC 2047-encoded) made readable.
-public enum WaveSubject {
+package enum WaveSubject {
     /// Unfolds and decodes RFC 2047 encoded words in UTF-8, US-ASCII and ISO-8859-1 (B and Q);
     /// encoded words in other charsets are kept as they are. Bounded to the first 1,000 bytes.
-    public static func decode(_ raw: String) -> String {
+    package static func decode(_ raw: String) -> String {
         let raw = truncatedUTF8(raw, max: 1000)
         var out = ""
         var rest = Substring(raw)

@@ -1,33 +1,33 @@
 import BreakwaterCore
 /// A signature suggested for a wave: the longest run of normalised words that every sample holds
 /// verbatim (up to case, blanks and punctuation), as a case-insensitive regular expression.
-public struct WaveSuggestion: Sendable, Equatable {
+package struct WaveSuggestion: Sendable, Equatable {
     /// The words of the run.
-    public var words: [String]
+    package var words: [String]
     /// PCRE: the words with `[^a-z0-9]+` between them (any run of blanks, line breaks or
     /// punctuation), to be used case-insensitively.
-    public var regex: String
+    package var regex: String
     /// The suggested signature name.
-    public var name: String
+    package var name: String
 
     /// Runs longer than this are cut to their most distinctive window: a shorter pattern survives a
     /// reworded sentence elsewhere in the template.
-    public static let maxWords = 12
+    package static let maxWords = 12
     /// A run shorter than this (in words or bytes) is too common to be a signature.
-    public static let minWords = 3
-    public static let minBytes = 16
+    package static let minWords = 3
+    package static let minBytes = 16
 
     /// The signature name for a wave id: `PREFIX` + `Wave.` + the id without its leading `w`
     /// (for example Breakwater.Local.Wave.3fa2c81b).
-    public static func name(forWave id: String, prefix: String = "Breakwater.Local.") -> String {
+    package static func name(forWave id: String, prefix: String = "Breakwater.Local.") -> String {
         prefix + "Wave." + (id.hasPrefix("w") ? String(id.dropFirst()) : id)
     }
 
     /// Samples needed for a suggestion: what one message holds says nothing of what varies.
-    public static let minSamples = 2
+    package static let minSamples = 2
 
     /// nil when the samples share no run long enough (or there are fewer than `minSamples`).
-    public static func make(waveID: String, samples: [String], prefix: String = "Breakwater.Local.") -> WaveSuggestion? {
+    package static func make(waveID: String, samples: [String], prefix: String = "Breakwater.Local.") -> WaveSuggestion? {
         let docs = samples.map(segments).filter { !$0.isEmpty }
         guard docs.count >= minSamples, let first = docs.first else { return nil }
         let longestSegment = first.map(\.count).max() ?? 0
@@ -62,14 +62,14 @@ public struct WaveSuggestion: Sendable, Equatable {
 
     /// The `breakwater signatures add` command line that adds it (`breakwater waves promote` runs the
     /// same).
-    public func command(comment: String? = nil) -> String {
+    package func command(comment: String? = nil) -> String {
         var c = "breakwater signatures add \(name) --regex \(WaveSuggestion.shellQuote(regex)) --ignore-case"
         if let comment { c += " --comment \(WaveSuggestion.shellQuote(comment))" }
         return c
     }
 
     /// Quoted for a shell, and free of control characters (see `Escape.shell`).
-    public static func shellQuote(_ s: String) -> String {
+    package static func shellQuote(_ s: String) -> String {
         Escape.shell(s)
     }
 
