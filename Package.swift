@@ -22,15 +22,17 @@ let package = Package(
         .target(name: "CClamAVPrefault", linkerSettings: [.linkedLibrary("dl")]),
         // glibc tuning Swift's Glibc module does not export: mallopt (the daemon's arena cap) and the
         // default thread stack size (libmilter's session threads).
-        .target(name: "CMalloc"),
+        .target(name: "CProcessTuning"),
 
         // Logic that needs no C and no socket: config, policy, admission, message assembly.
         .target(name: "BreakwaterCore"),
+        // Wave detection: fingerprint, store, detector, reports, suggestions; no C, no libclamav.
+        .target(name: "BreakwaterWaves", dependencies: ["BreakwaterCore"]),
         // The libclamav engine wrapper.
         .target(name: "BreakwaterEngine", dependencies: ["CClamAV", "CClamAVPrefault", "BreakwaterCore"]),
         // The libmilter bridge and the daemon.
         .target(name: "BreakwaterMilter", dependencies: [
-            "CMilter", "CMalloc", "BreakwaterCore", "BreakwaterEngine",
+            "CMilter", "CProcessTuning", "BreakwaterCore", "BreakwaterEngine", "BreakwaterWaves",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The Prometheus endpoint: swift-metrics instruments in a swift-prometheus registry, a small HTTP listener.
@@ -41,11 +43,12 @@ let package = Package(
         ]),
         .executableTarget(name: "breakwater", dependencies: [
             "BreakwaterCore", "BreakwaterEngine", "BreakwaterMilter",
-            "BreakwaterMetrics",
+            "BreakwaterMetrics", "BreakwaterWaves",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "BreakwaterCoreTests", dependencies: ["BreakwaterCore", "CMalloc"]),
+        .testTarget(name: "BreakwaterCoreTests", dependencies: ["BreakwaterCore", "CProcessTuning"]),
+        .testTarget(name: "BreakwaterWavesTests", dependencies: ["BreakwaterWaves", "BreakwaterCore"]),
         .testTarget(name: "BreakwaterEngineTests", dependencies: ["BreakwaterEngine", "BreakwaterCore", "CClamAVPrefault"]),
         .testTarget(name: "BreakwaterMetricsTests", dependencies: ["BreakwaterMetrics", "BreakwaterCore"]),
     ],

@@ -37,7 +37,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_CORPUS = os.path.join(os.path.dirname(REPO), "shared", "corpus")
 
-# Breakwater's defaults (Sources/BreakwaterCore/EngineLimits.swift), restated for clamscan.
+# Breakwater's defaults (Sources/BreakwaterCore/Config/EngineLimits.swift), restated for clamscan.
 CLAMSCAN_MATCHING = [
     "--allmatch=yes", "--no-summary", "--stdout",
     "--max-filesize=100M", "--max-scansize=400M", "--max-recursion=17", "--max-files=10000",

@@ -138,7 +138,6 @@ func milterEnvFrom(_ ctx: OpaquePointer?, _ argv: UnsafeMutablePointer<UnsafeMut
     if s.overSessionCap { return refuseSession(ctx, daemon) }
     if s.clientSkipped { return skipClient(s, daemon) }
     s.resetMessage()
-    s.started = Clock.monotonic()
     if let argv, let first = argv[0] {
         s.sender = String(cString: first)
         var i = 1

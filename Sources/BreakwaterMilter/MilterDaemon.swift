@@ -1,6 +1,6 @@
 import BreakwaterCore
 import BreakwaterEngine
-import CMalloc
+import CProcessTuning
 import CMilter
 import Logging
 #if canImport(Glibc)
@@ -178,9 +178,7 @@ public final class MilterDaemon: @unchecked Sendable {
         guard let dir = opendir("/proc/self/fd") else { return }
         defer { closedir(dir) }
         while let entry = readdir(dir) {
-            let name = withUnsafePointer(to: entry.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
+            let name = entry.pointee.name
             guard let fd = Int32(name) else { continue }
             var value: Int32 = 0
             var len = socklen_t(MemoryLayout<Int32>.size)
@@ -251,7 +249,7 @@ public final class MilterDaemon: @unchecked Sendable {
             return (Decision(verdict: .skipped, action: .accept, reply: nil), 0, 0, false)
         }
         let waitStart = Clock.monotonic()
-        let inspector = waves?.inspector(sender: s.sender, clientIP: s.clientIP)
+        let inspector = waves?.inspector()
         let engine = engines.current
         var scanned: (result: ScanResult, decision: Decision)?
         let outcome = admission.scan({

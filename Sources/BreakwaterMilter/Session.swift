@@ -25,7 +25,6 @@ final class Session {
     var recipientsRefused = 0
     /// Headers and body as received, the received size, the oversize decision, the Subject.
     let assembly: MessageAssembly
-    var started = 0.0
 
     init(assembly: MessageAssembly) {
         self.assembly = assembly

@@ -1,5 +1,6 @@
 import BreakwaterCore
 import BreakwaterEngine
+import BreakwaterWaves
 import Logging
 import Synchronization
 #if canImport(Glibc)
@@ -10,13 +11,13 @@ import Glibc
 /// the log lines when a wave starts and ends, and what `breakwater waves` asks over the control
 /// socket. Present when `waves = yes` (the default).
 public final class WaveFeature: Sendable {
-    public let detector: WaveDetector
+    package let detector: WaveDetector
     let memo = WaveMemo()
     let logger: Logger
     /// Prefix of suggested signature names (the names `breakwater signatures add` accepts).
     public let signaturePrefix: String
     /// The last messages accepted clean, for the check of a suggested signature (`hamCheck`).
-    public let ham = RecentHam()
+    package let ham = RecentHam()
     /// For the check's engine: the scan limits, and where its one-signature database is written.
     let limits: EngineLimits
     let checkDirectory: String
@@ -34,7 +35,7 @@ public final class WaveFeature: Sendable {
     /// The inspector for the message about to be scanned. Allow-listed mail is fingerprinted too
     /// (never counted): its body must be in the repeat memo in case the same bytes come again from
     /// a sender that is not allow-listed, which libclamav's cache would not parse again.
-    func inspector(sender: String, clientIP: [UInt8]?) -> WaveLayerInspector? {
+    func inspector() -> WaveLayerInspector? {
         WaveLayerInspector(memo: memo)
     }
 
@@ -65,7 +66,7 @@ public final class WaveFeature: Sendable {
     public func sweep() {
         for event in detector.sweep(now: Clock.wall()) {
             if case .ended(let w) = event {
-                var line = "wave \(w.id) ended: \(w.waveMessages) messages while a wave, \(w.totalCount) in all since \(WaveReport.iso(w.firstSeen)), last at \(WaveReport.iso(w.lastSeen))"
+                var line = "wave \(w.id) ended: \(w.waveMessages) messages while a wave, \(w.totalCount) in all since \(Timestamp.iso8601(w.firstSeen)), last at \(Timestamp.iso8601(w.lastSeen))"
                 if let p = w.promotedAs { line += "; promoted to \(Escape.field(p))" }
                 logger.notice("\(line)")
             }
@@ -84,7 +85,7 @@ public final class WaveFeature: Sendable {
     }
 
     /// What `waves promote ID` adds: the suggested signature of wave `id`, or why there is none.
-    public func suggestion(id: String) -> Result<(WaveSuggestion, comment: String), WaveError> {
+    package func suggestion(id: String) -> Result<(WaveSuggestion, comment: String), WaveError> {
         suggestionAndWave(id: id).map { ($0.0, $0.comment) }
     }
 
@@ -106,7 +107,7 @@ public final class WaveFeature: Sendable {
     /// libclamav into an engine of its own (the same line `signatures add` writes), which scans the
     /// text of each message in `ham` except the wave's own first messages (and those of any other
     /// wave), accepted before it was a wave. Runs on the control thread, never on the message path.
-    public func hamCheck(_ s: WaveSuggestion) -> Result<(matched: [String], checked: Int), WaveError> {
+    package func hamCheck(_ s: WaveSuggestion) -> Result<(matched: [String], checked: Int), WaveError> {
         let now = Clock.wall()
         let templates = detector.waves(now: now).map(\.signature).filter { !$0.isEmpty }
         // Half the similarity at which a message joins a fingerprint: a wave's template drifts as it

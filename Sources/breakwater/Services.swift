@@ -5,7 +5,6 @@ import BreakwaterMilter
 /// The services `breakwater run` starts beside the milter, and the per-message observers it feeds.
 /// Each feature adds its own line here.
 func installServices(on daemon: MilterDaemon) {
-    _ = daemon
     ControlServer.install(on: daemon)  // ops: the control socket (reload, status; others register requests on it)
     SignatureWatch.install(on: daemon)  // ops: self-check, a reload when a signature file changes
     MetricsService.install(on: daemon)  // metrics: /metrics endpoint and its per-message observer

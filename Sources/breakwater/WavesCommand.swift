@@ -1,6 +1,7 @@
 import ArgumentParser
 import BreakwaterCore
 import BreakwaterEngine
+import BreakwaterWaves
 #if canImport(Glibc)
 import Glibc
 #endif

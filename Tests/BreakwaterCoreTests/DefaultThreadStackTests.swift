@@ -1,4 +1,4 @@
-import CMalloc
+import CProcessTuning
 import XCTest
 #if canImport(Glibc)
 import Glibc

@@ -77,23 +77,4 @@ final class EscapingTests: XCTestCase {
         // A C1 control as its two UTF-8 bytes ($'\xNN' is one byte).
         XCTAssertEqual(Escape.shell("x\u{9b}"), "$'x\\xc2\\x9b'")
     }
-
-    func testWaveCommentAndCommandAreSafe() {
-        // An encoded-word Subject that decodes to a screen-clearing sequence.
-        let subject = WaveSubject.decode("=?utf-8?q?=1B[2J=1B[H_you_won=0D=0A?=")
-        XCTAssertTrue(subject.contains("\u{1b}"))
-        let w = WaveInfo(id: "w1234abcd", active: true, startedAt: 0, endedAt: nil, firstSeen: 0, lastSeen: 0,
-                         windowCount: 1, totalCount: 1, waveMessages: 1, senders: 1, networks: 1, subject: subject,
-                         excerpt: "x\u{1b}y", samples: ["alpha bravo charlie delta echo", "alpha bravo charlie delta echo"],
-                         promotedAs: nil)
-        let comment = WaveReport.comment(w)
-        XCTAssertNoThrow(try SignatureLine.validateNote(comment, what: "comment"))
-        XCTAssertTrue(comment.contains("\\x1b[2J"))
-        let text = WaveReport.text([w], now: 0)
-        XCTAssertFalse(text.unicodeScalars.contains { $0 != "\n" && Escape.isUnsafe($0) }, text)
-        XCTAssertTrue(text.contains("subject: \\x1b[2J\\x1b[H you won"), text)
-        let json = WaveReport.json([w], now: 0).rendered
-        XCTAssertFalse(json.unicodeScalars.contains(where: Escape.isUnsafe))
-        XCTAssertTrue(json.contains("\\u001b[2J"))
-    }
 }

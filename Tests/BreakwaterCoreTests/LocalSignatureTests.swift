@@ -125,16 +125,6 @@ final class LocalSignatureTests: XCTestCase {
         XCTAssertTrue(refusal("Breakwater.Local.R", .regex("abcd\nefgh", ignoreCase: true, trigger: nil)).contains("line break"))
     }
 
-    func testWaveSuggestionsMakeValidLines() throws {
-        // What `breakwater waves` suggests: words with [^a-z0-9]+ between them, used case-insensitively.
-        let s = WaveSuggestion(words: ["selected", "to", "receive", "a", "brand", "new", "mini", "cooper"],
-                               regex: "selected[^a-z0-9]+to[^a-z0-9]+receive[^a-z0-9]+a[^a-z0-9]+brand[^a-z0-9]+new[^a-z0-9]+mini[^a-z0-9]+cooper",
-                               name: "Breakwater.Local.Wave.3fa2c81b")
-        let (kind, line) = try make(s.name, .regex(s.regex, ignoreCase: true, trigger: nil))
-        XCTAssertEqual(kind, .ldb)
-        XCTAssertTrue(line.contains(";73656c6563746564::i;"), line)  // "selected"
-    }
-
     // MARK: hex and hashes
 
     func testHexIsNormalisedAndChecked() throws {

@@ -1,0 +1,69 @@
+import Synchronization
+
+/// Counters since start, shared by every session; lock-free.
+public final class Stats: Sendable {
+    public let startedAt = Clock.wall()
+    public let scanned = Atomic<Int>(0)
+    public let accepted = Atomic<Int>(0)
+    public let rejected = Atomic<Int>(0)
+    public let discarded = Atomic<Int>(0)
+    public let quarantined = Atomic<Int>(0)
+    public let tagged = Atomic<Int>(0)
+    public let skipped = Atomic<Int>(0)
+    public let tempfailed = Atomic<Int>(0)
+    private let tempfailBusy = Atomic<Int>(0)
+    private let tempfailMemory = Atomic<Int>(0)
+    private let tempfailTimeout = Atomic<Int>(0)
+    private let tempfailScanError = Atomic<Int>(0)
+    private let tempfailSize = Atomic<Int>(0)
+    private let tempfailSpoolBudget = Atomic<Int>(0)
+    private let tempfailSessions = Atomic<Int>(0)
+    private let tempfailThreads = Atomic<Int>(0)
+    /// RCPTs answered 452 4.5.3 past max-recipients (not messages: the message goes on without them).
+    public let recipientsRefused = Atomic<Int>(0)
+    public let sessionsOpen = Atomic<Int>(0)
+    public let inFlight = Atomic<Int>(0)
+    /// Wave detection: waves started, and messages that arrived while their fingerprint was a wave.
+    public let wavesStarted = Atomic<Int>(0)
+    public let waveMessages = Atomic<Int>(0)
+
+    public init() {}
+
+
+    public func count(_ d: Decision) {
+        switch d.action {
+        case .accept:
+            // A message let through by a skip rule is counted as skipped where it is skipped, not also accepted.
+            if d.verdict != .skipped { accepted.add(1, ordering: .relaxed) }
+        case .reject: rejected.add(1, ordering: .relaxed)
+        case .discard: discarded.add(1, ordering: .relaxed)
+        case .quarantine: quarantined.add(1, ordering: .relaxed)
+        case .tag: tagged.add(1, ordering: .relaxed)
+        case .tempfail:
+            tempfailed.add(1, ordering: .relaxed)
+            switch d.tempfailCause ?? .scanError {
+            case .busy: tempfailBusy.add(1, ordering: .relaxed)
+            case .memoryBudget: tempfailMemory.add(1, ordering: .relaxed)
+            case .timeout: tempfailTimeout.add(1, ordering: .relaxed)
+            case .scanError: tempfailScanError.add(1, ordering: .relaxed)
+            case .size: tempfailSize.add(1, ordering: .relaxed)
+            case .spoolBudget: tempfailSpoolBudget.add(1, ordering: .relaxed)
+            case .sessions: tempfailSessions.add(1, ordering: .relaxed)
+            case .threads: tempfailThreads.add(1, ordering: .relaxed)
+            }
+        }
+    }
+
+    public func tempfails(_ cause: TempfailCause) -> Int {
+        switch cause {
+        case .busy: tempfailBusy.load(ordering: .relaxed)
+        case .memoryBudget: tempfailMemory.load(ordering: .relaxed)
+        case .timeout: tempfailTimeout.load(ordering: .relaxed)
+        case .scanError: tempfailScanError.load(ordering: .relaxed)
+        case .size: tempfailSize.load(ordering: .relaxed)
+        case .spoolBudget: tempfailSpoolBudget.load(ordering: .relaxed)
+        case .sessions: tempfailSessions.load(ordering: .relaxed)
+        case .threads: tempfailThreads.load(ordering: .relaxed)
+        }
+    }
+}

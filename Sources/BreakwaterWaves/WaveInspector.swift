@@ -1,0 +1,139 @@
+import BreakwaterCore
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Feeds the text and HTML layers libclamav decodes during the scan into a wave fingerprint, so wave
+/// detection needs no MIME parser of its own. One inspector per message (not thread-safe; a scan
+/// calls it from its own thread only).
+///
+/// What libclamav 1.4 hands over (checked with a probe of the file-inspection callback): the message
+/// itself as `CL_TYPE_MAIL` at depth 0, then each decoded part at depth 1: a text/plain part as
+/// `CL_TYPE_TEXT_ASCII` whatever its charset (UTF-8 included), whether it was 7bit, quoted-printable
+/// or base64; a text/html part as `CL_TYPE_HTML`, raw (tags and entities still there, transfer
+/// encoding removed); multipart/alternative gives both. UTF-16 text is `CL_TYPE_TEXT_UTF16LE/BE`.
+/// The layer comes with libclamav's mapped view of it, read in place; without one, it is pread.
+///
+/// libclamav's clean-file cache: a message byte-identical to one already scanned clean is not
+/// parsed again, so its parts never reach the callback (only depth 0 does). Such a repeat gets the
+/// fingerprint of the original from `WaveMemo`, keyed by the message's size, head and tail.
+package final class WaveLayerInspector: LayerInspector {
+    package private(set) var builder: WaveFingerprintBuilder
+    private let memo: WaveMemo?
+    private var memoKey: UInt64?
+    private var textLayers = 0
+    /// Every layer seen (type, depth, size), when `recordLayers` is set (for `breakwater waves
+    /// fingerprint`).
+    package private(set) var layers: [(type: String, depth: Int, size: Int)] = []
+    private let recordLayers: Bool
+
+    package init(memo: WaveMemo?, byteLimit: Int = WaveFingerprintBuilder.defaultByteLimit, recordLayers: Bool = false) {
+        self.memo = memo
+        self.builder = WaveFingerprintBuilder(byteLimit: byteLimit)
+        self.recordLayers = recordLayers
+    }
+
+    package func inspect(fd: Int32, type: String, depth: Int, size: Int) {
+        inspect(fd: fd, type: type, depth: depth, size: size, buffer: nil)
+    }
+
+    package func inspect(fd: Int32, type: String, depth: Int, size: Int, buffer: UnsafeRawBufferPointer?) {
+        if recordLayers { layers.append((type, depth, size)) }
+        if depth == 0 {
+            if memo != nil, memoKey == nil { memoKey = WaveMemo.key(fd: fd, size: size, buffer: buffer) }
+            return
+        }
+        guard let kind = WaveLayerKind.forClamType(type), builder.remaining > 0, size > 0 else { return }
+        textLayers += 1
+        let want = min(size, builder.remaining)
+        if let buffer, buffer.baseAddress != nil {
+            builder.add(UnsafeRawBufferPointer(rebasing: buffer[0..<min(want, buffer.count)]), kind: kind)
+            return
+        }
+        guard fd >= 0 else { return }
+        let bytes = [UInt8](unsafeUninitializedCapacity: want) { buf, count in
+            var off = 0
+            while off < want {
+                let n = pread(fd, buf.baseAddress! + off, want - off, off_t(off))
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                off += n
+            }
+            count = off
+        }
+        bytes.withUnsafeBytes { builder.add($0, kind: kind) }
+    }
+
+    /// The message's fingerprint (nil when it has too little text), once the scan is over.
+    package func finish(subject: String?) -> WaveFingerprint? {
+        if let memo, let key = memoKey {
+            if textLayers > 0 {
+                memo.store(key, builder.body)
+            } else if let earlier = memo.lookup(key) {
+                return earlier.finish(subject: subject)
+            }
+        }
+        return builder.finish(subject: subject)
+    }
+}
+
+/// The body fingerprints of the last `entries` messages, by a key of their size, first and last
+/// 4 KB: lets a byte-identical repeat (which libclamav's cache does not parse again) count as what it
+/// is. At most `entries` x (256 bytes + the sample, at most 2 KB).
+package final class WaveMemo: Sendable {
+    package static let entries = 128
+    private let state = Locked<(keys: [UInt64], bodies: [UInt64: WaveBody], next: Int)>(([], [:], 0))
+
+    package init() {}
+
+    static func key(fd: Int32, size: Int, buffer: UnsafeRawBufferPointer?) -> UInt64? {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325 ^ UInt64(size)
+        func mix(_ b: UnsafeRawBufferPointer) {
+            var i = 0
+            // 8 bytes at a time; the tail byte by byte.
+            while i + 8 <= b.count {
+                h = (h ^ b.loadUnaligned(fromByteOffset: i, as: UInt64.self)) &* 0x0000_0100_0000_01b3
+                h ^= h >> 29
+                i += 8
+            }
+            while i < b.count { h = (h ^ UInt64(b[i])) &* 0x0000_0100_0000_01b3; i += 1 }
+        }
+        let part = 4096
+        if let buffer, buffer.baseAddress != nil, buffer.count == size {
+            mix(UnsafeRawBufferPointer(rebasing: buffer[0..<min(part, size)]))
+            if size > part { mix(UnsafeRawBufferPointer(rebasing: buffer[max(part, size - part)..<size])) }
+            return h
+        }
+        guard fd >= 0 else { return nil }
+        var head = [UInt8](repeating: 0, count: min(part, size))
+        guard pread(fd, &head, head.count, 0) == head.count else { return nil }
+        head.withUnsafeBytes { mix($0) }
+        if size > part {
+            let start = max(part, size - part)
+            var tail = [UInt8](repeating: 0, count: size - start)
+            guard pread(fd, &tail, tail.count, off_t(start)) == tail.count else { return nil }
+            tail.withUnsafeBytes { mix($0) }
+        }
+        return h
+    }
+
+    func store(_ key: UInt64, _ body: WaveBody) {
+        state.withLock { s in
+            if s.bodies[key] == nil {
+                if s.keys.count < WaveMemo.entries {
+                    s.keys.append(key)
+                } else {
+                    s.bodies[s.keys[s.next]] = nil
+                    s.keys[s.next] = key
+                    s.next = (s.next + 1) % WaveMemo.entries
+                }
+            }
+            s.bodies[key] = body
+        }
+    }
+
+    func lookup(_ key: UInt64) -> WaveBody? {
+        state.withLock { $0.bodies[key] }
+    }
+}
