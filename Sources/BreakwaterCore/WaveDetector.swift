@@ -1,7 +1,7 @@
 import Synchronization
 
-/// The wave rule around a `WaveStore`: allow lists, the action on wave messages, counters. Pure
-/// (no I/O): the milter feeds it fingerprints and logs the events it returns.
+/// Wave detection around a `WaveStore`: allow lists and counters; `Policy` decides what a wave's
+/// messages get. Pure (no I/O): the milter feeds it fingerprints and logs the events it returns.
 public final class WaveDetector: Sendable {
     public let settings: WaveSettings
     public let store: any WaveStore
@@ -10,13 +10,11 @@ public final class WaveDetector: Sendable {
     public let counted = Atomic<Int>(0)
     public let tooShort = Atomic<Int>(0)
     public let allowListed = Atomic<Int>(0)
-    private let rejectTemplate: ReplyTemplate
 
-    public init(settings: WaveSettings, store: (any WaveStore)? = nil, stats: Stats, rejectTemplate: String = "Rejected: %s") {
+    public init(settings: WaveSettings, store: (any WaveStore)? = nil, stats: Stats) {
         self.settings = settings
         self.store = store ?? InProcessWaveStore(settings: settings)
         self.stats = stats
-        self.rejectTemplate = ReplyTemplate(rejectTemplate)
     }
 
     /// Mail from allow-listed senders and client networks is never counted (and need not be
@@ -42,29 +40,6 @@ public final class WaveDetector: Sendable {
         if o.started != nil { stats.wavesStarted.add(1, ordering: .relaxed) }
         if o.wave != nil { stats.waveMessages.add(1, ordering: .relaxed) }
         return o
-    }
-
-    /// The decision for a message of wave `id`: the configured action, unless the scan already
-    /// decided something stronger than accept or tag (a signature's reject stands).
-    public func decide(_ d: Decision, wave id: String) -> Decision {
-        var d = d
-        d.wave = id
-        guard d.action == .accept || d.action == .tag else { return d }
-        switch settings.action {
-        case .tag:
-            d.action = .tag
-            d.headers.insert(("X-Breakwater-Wave", id), at: 0)
-        case .tempfail:
-            d.action = .tempfail
-            d.headers = []
-            d.reply = ("451", "4.7.1", "Message held back: part of a mail wave (\(id)), please try again later")
-            d.tempfailCause = .scanError
-        case .reject:
-            d.action = .reject
-            d.headers = []
-            d.reply = ("550", "5.7.1", rejectTemplate.render("wave \(id)"))
-        }
-        return d
     }
 
     /// Ends waves that went quiet; the caller logs the events.
