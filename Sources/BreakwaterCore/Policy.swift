@@ -145,6 +145,9 @@ public struct Policy: Sendable {
     public var waveAction: WaveAction
     public var scannedHeader: String
     public var productTag: String
+    /// `max-recipients` (0: no limit), and the reply to each RCPT past it, built once.
+    public var maxRecipients: Int
+    public var recipientRefusal: (code: String, status: String, text: String)
 
     public init(config: Config) {
         skip = SkipRules(config: config)
@@ -157,6 +160,14 @@ public struct Policy: Sendable {
         waveAction = config.wave.action
         scannedHeader = config.scannedHeader
         productTag = "Breakwater \(Breakwater.version)"
+        maxRecipients = config.maxRecipients
+        recipientRefusal = ("452", "4.5.3", "Too many recipients (Breakwater max-recipients \(config.maxRecipients))")
+    }
+
+    /// True when an RCPT is past `max-recipients` with `taken` recipients taken so far: it gets
+    /// `recipientRefusal` (452 4.5.3), and the transaction goes on with the recipients taken.
+    public func refusesRecipient(taken: Int) -> Bool {
+        maxRecipients > 0 && taken >= maxRecipients
     }
 
     public func action(for signature: String) -> Action {
@@ -301,6 +312,12 @@ public struct Policy: Sendable {
         }
         return Decision(verdict: .busy, action: .tempfail, reply: ("451", "4.3.2", text), headers: [],
                         tempfailCause: cause)
+    }
+
+    /// A message that could not be held (in memory or in the spool): 451 4.3.2, cause spool_budget
+    /// when the spool budget was spent, else memory_budget.
+    public func cannotHold(_ failure: MessageBuffer.SpoolError) -> Decision {
+        busy(failure.overBudget ? .spoolBudget : .memoryBudget)
     }
 
     private func fallback(verdict: Decision.Verdict, action: Action, reason: String, cause: TempfailCause,

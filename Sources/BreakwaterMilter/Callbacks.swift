@@ -166,7 +166,7 @@ func milterEnvFrom(_ ctx: OpaquePointer?, _ argv: UnsafeMutablePointer<UnsafeMut
         let d = daemon.policy.busy(.busy)
         daemon.stats.count(d)
         setReply(ctx, d.reply!)
-        daemon.logger.info("client=\(Escape.field(s.clientAddress)) from=\(Escape.field(s.sender)) verdict=busy action=tempfail stage=mail-from")
+        daemon.logger.info("client=\(Escape.field(s.clientAddress)) from=\(Escape.field(s.sender)) verdict=\(d.verdict.rawValue) action=\(d.action.rawValue) cause=\(TempfailCause.busy.rawValue) stage=mail-from")
         return SMFIS_TEMPFAIL
     }
     return SMFIS_CONTINUE
@@ -175,12 +175,11 @@ func milterEnvFrom(_ ctx: OpaquePointer?, _ argv: UnsafeMutablePointer<UnsafeMut
 func milterEnvRcpt(_ ctx: OpaquePointer?, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> sfsistat {
     let s = attach(ctx)
     let daemon = MilterDaemon.shared!
-    let maxRecipients = daemon.config.maxRecipients
-    if maxRecipients > 0 && s.recipients.count >= maxRecipients {
+    if daemon.policy.refusesRecipient(taken: s.recipients.count) {
         // This RCPT only: the transaction goes on with the recipients taken so far.
         s.recipientsRefused += 1
         daemon.stats.recipientsRefused.add(1, ordering: .relaxed)
-        setReply(ctx, ("452", "4.5.3", "Too many recipients (Breakwater max-recipients \(maxRecipients))"))
+        setReply(ctx, daemon.policy.recipientRefusal)
         if s.recipientsRefused == 1 {
             let queueID = macro(ctx, "i") ?? "-"
             daemon.logger.info("queue=\(Escape.field(queueID)) client=\(Escape.field(s.clientAddress)) from=<\(Escape.field(s.sender.trimmingAngles))> rcpts=\(s.recipients.count): more than max-recipients, further RCPTs answered 452 4.5.3")

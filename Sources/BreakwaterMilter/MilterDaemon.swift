@@ -226,13 +226,10 @@ public final class MilterDaemon: @unchecked Sendable {
     func decide(_ s: Session, queueID: String, keepAlive: () -> Void) -> (Decision, wait: Double, scan: Double, scanned: Bool) {
         let message = s.assembly.buffer
         if let failure = s.assembly.spoolFailure {
-            if failure.overBudget {
-                // A temporary condition under load, answered 451 like the memory budget; the message's
-                // own log line names the cause.
-                return (policy.busy(.spoolBudget), 0, 0, false)
-            }
-            logger.error("queue=\(Escape.field(queueID)) cannot hold the message: \(failure)")
-            return (policy.busy(.memoryBudget), 0, 0, false)
+            // A spent spool budget is a temporary condition under load, named by the message's own
+            // log line (cause=spool_budget); any other failure is an error of its own.
+            if !failure.overBudget { logger.error("queue=\(Escape.field(queueID)) cannot hold the message: \(failure)") }
+            return (policy.cannotHold(failure), 0, 0, false)
         }
         if s.assembly.oversize {
             return (policy.oversize(bytes: s.assembly.received, limit: config.maxMessageSize), 0, 0, false)

@@ -335,4 +335,21 @@ final class PolicyTests: XCTestCase {
         XCTAssertEqual(s.skipped.load(ordering: .relaxed), 2)
         XCTAssertEqual(s.accepted.load(ordering: .relaxed), 0)
     }
+
+    func testRecipientLimitAndHoldFailuresAreDecidedByPolicy() {
+        var c = Config()
+        c.maxRecipients = 2
+        let p = Policy(config: c)
+        XCTAssertFalse(p.refusesRecipient(taken: 1))
+        XCTAssertTrue(p.refusesRecipient(taken: 2))
+        XCTAssertEqual(p.recipientRefusal.code, "452")
+        XCTAssertEqual(p.recipientRefusal.status, "4.5.3")
+        XCTAssertEqual(p.recipientRefusal.text, "Too many recipients (Breakwater max-recipients 2)")
+        c.maxRecipients = 0
+        XCTAssertFalse(Policy(config: c).refusesRecipient(taken: 1_000_000), "0: no limit")
+        let spent = p.cannotHold(MessageBuffer.SpoolError(description: "spent", overBudget: true))
+        XCTAssertEqual(spent.tempfailCause, .spoolBudget)
+        XCTAssertEqual(spent.reply?.code, "451")
+        XCTAssertEqual(p.cannotHold(MessageBuffer.SpoolError(description: "EIO", overBudget: false)).tempfailCause, .memoryBudget)
+    }
 }
