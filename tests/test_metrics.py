@@ -213,7 +213,7 @@ def test_counters_histograms_and_gauges_after_a_known_sequence(breakwater, metri
     promtool_check(promtool, s.text)
     for outcome in ("accepted", "rejected", "tempfailed", "discarded", "quarantined", "tagged", "skipped"):
         assert s.get("breakwater_messages_total", outcome=outcome) == 0
-    for cause in ("busy", "memory_budget", "timeout", "scan_error", "size"):
+    for cause in ("busy", "memory_budget", "timeout", "scan_error", "size", "policy", "wave"):
         assert s.get("breakwater_tempfails_total", cause=cause) == 0
     assert s.get("breakwater_detections_total", signature="other") == 0
     assert s.get("breakwater_scan_duration_seconds_count") == 0
@@ -325,6 +325,21 @@ def test_counters_histograms_and_gauges_after_a_known_sequence(breakwater, metri
         assert s.get(h + "_count") == scans + got_accept, h
     assert s.get("breakwater_message_size_bytes_bucket", le="262144.0") == scans
     assert s.get("breakwater_message_size_bytes_bucket", le="1048576.0") == scans + got_accept
+
+
+def test_signature_tempfail_is_logged_and_counted_as_policy(breakwater, metrics_sigs, metrics_port):
+    """A signature whose action is tempfail: 451 4.7.1, logged cause=policy and counted under
+    tempfails_total{cause="policy"} (it was counted as scan_error before issue 20)."""
+    bw = breakwater("--signatures", metrics_sigs, "--metrics", f"127.0.0.1:{metrics_port}",
+                    "--action", f"{DISCARD_SIG}* tempfail")
+    r = run_session(bw.milter_spec, marked(mail.test_id(), DISCARD_MARK))
+    assert kind(r) == "451 4.7.1", (r, bw.log_tail())
+    line = bw.wait_log("verdict=infected action=tempfail")
+    assert line and DISCARD_SIG in line and " cause=policy " in line, bw.log_tail()
+    s = Scrape(metrics_port)
+    assert s.get("breakwater_messages_total", outcome="tempfailed") == 1
+    assert s.get("breakwater_tempfails_total", cause="policy") == 1
+    assert s.get("breakwater_tempfails_total", cause="scan_error") == 0
 
 
 def test_reloads_and_health(breakwater, metrics_sigs, metrics_port, promtool):

@@ -305,3 +305,22 @@ def test_wave_action_reject(breakwater, workdir, spool):
     assert re.search(r"verdict=clean action=reject wave=w[0-9a-f]+ .*reply=\"550 5\.7\.1 Rejected: wave w", bw.log())
     if spool == "spooled":
         assert "spooled=" in bw.log()
+
+
+def test_wave_action_tempfail_has_cause_wave(breakwater, workdir, bw_binary):
+    """wave-action tempfail: 451 4.7.1, logged and counted with cause wave (scan_error before issue 20)."""
+    sigs = eicar_only_signatures(os.path.join(workdir, "sigs"))
+    bw = breakwater("--signatures", sigs, "--wave-action", "tempfail", "--wave-threshold", "20")
+    gen = Generator(77)
+    codes = []
+    for i in range(40):
+        reply = send(bw, *gen.wave(i)[:4])
+        codes.append(f"{reply.smtp_code} {reply.enhanced}" if reply.kind == "tempfail" else reply.kind)
+    first = next(i for i, c in enumerate(codes) if c == "451 4.7.1")
+    assert first < 25, codes
+    assert all(c == "451 4.7.1" for c in codes[first:]), codes
+    assert re.search(r"verdict=clean action=tempfail cause=wave wave=w[0-9a-f]+ ", bw.log()), bw.log_tail()
+    assert "cause=scan_error" not in bw.log()
+    st = json.loads(bw_cli(bw_binary, "status", "--json", "--control", control_path(bw)).stdout)
+    assert st["tempfailed_by_cause"]["wave"] == 40 - first, st
+    assert st["tempfailed_by_cause"]["scan_error"] == 0, st

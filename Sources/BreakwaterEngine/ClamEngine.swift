@@ -243,10 +243,10 @@ public final class ClamEngine: @unchecked Sendable {
     public func scan(_ message: UnsafeRawBufferPointer, name: String = "message", inspector: LayerInspector? = nil) -> ScanResult {
         let start = Clock.monotonic()
         guard let base = message.baseAddress ?? (message.count == 0 ? UnsafeRawPointer(bitPattern: 1) : nil) else {
-            return ScanResult(outcome: .error("empty buffer"), seconds: 0, bytes: 0)
+            return ScanResult(finding: .error("empty buffer"), seconds: 0, bytes: 0)
         }
         guard let map = cl_fmap_open_memory(base, message.count) else {
-            return ScanResult(outcome: .error("cannot map message (out of memory?)"), seconds: 0, bytes: message.count)
+            return ScanResult(finding: .error("cannot map message (out of memory?)"), seconds: 0, bytes: message.count)
         }
         defer { cl_fmap_close(map) }
         return runScan(start: start, bytes: message.count, inspector: inspector) { virname, scanned, options, ctx in
@@ -299,15 +299,15 @@ public final class ClamEngine: @unchecked Sendable {
         let seconds = Clock.monotonic() - start
         switch rc {
         case CL_CLEAN:
-            return ScanResult(outcome: .clean, seconds: seconds, bytes: bytes)
+            return ScanResult(finding: .clean, seconds: seconds, bytes: bytes)
         case CL_VIRUS:
             var names = ctx.names
             if names.isEmpty, let virname { names.append(String(cString: virname)) }
             var seen = Set<String>()
             let detections = names.filter { seen.insert($0).inserted }.map(Detection.init(rawName:))
-            return ScanResult(outcome: .found(detections), seconds: seconds, bytes: bytes)
+            return ScanResult(finding: .found(detections), seconds: seconds, bytes: bytes)
         default:
-            return ScanResult(outcome: .error(String(cString: cl_strerror(rc))), seconds: seconds, bytes: bytes)
+            return ScanResult(finding: .error(String(cString: cl_strerror(rc))), seconds: seconds, bytes: bytes)
         }
     }
 }

@@ -3,7 +3,7 @@ import Prometheus
 import Synchronization
 
 /// What became of a message, as the metrics count it: every message answered falls in exactly one.
-public enum Outcome: String, Sendable, CaseIterable {
+public enum MessageOutcome: String, Sendable, CaseIterable {
     case accepted, rejected, tempfailed, discarded, quarantined, tagged, skipped
 
     public init(_ d: Decision) {
@@ -21,7 +21,7 @@ public enum Outcome: String, Sendable, CaseIterable {
 
 /// The values read at scrape time: counters since start (monotonic) and gauges now.
 public struct MetricsSnapshot: Sendable {
-    public var messages: [Outcome: Int] = [:]
+    public var messages: [MessageOutcome: Int] = [:]
     public var tempfails: [TempfailCause: Int] = [:]
     public var scans = 0
     public var slotsBusy = 0
@@ -56,7 +56,7 @@ public final class BreakwaterMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     public let maxSignatures: Int
 
-    private let messages: [Counter]  // by Outcome.allCases
+    private let messages: [Counter]  // by MessageOutcome.allCases
     private let tempfails: [Counter]  // by TempfailCause.allCases
     private let scans: Counter
     /// Values the mirrored counters had at the last scrape, same order: messages, tempfails, scans.
@@ -86,14 +86,14 @@ public final class BreakwaterMetrics: Sendable {
         self.maxSignatures = max(0, maxSignatures)
         let r = registry
 
-        messages = Outcome.allCases.map {
+        messages = MessageOutcome.allCases.map {
             r.makeCounter(descriptor: Self.metric("messages_total", help: "Messages answered, by outcome: accepted (let through unchanged), rejected (5xx), tempfailed (4xx, the MTA retries), discarded, quarantined (held by the MTA), tagged (header added), skipped (not scanned by a skip rule)."), labels: [("outcome", $0.rawValue)])
         }
         tempfails = TempfailCause.allCases.map {
-            r.makeCounter(descriptor: Self.metric("tempfails_total", help: "Messages answered 4xx, by cause: busy (no scan slot and the waiting line full), memory_budget (message could not be held), timeout (waited max-wait for a slot), scan_error, size (a scan limit with tempfail configured), spool_budget (spool-budget spent), sessions (max-sessions open: answered at connect), threads (a thread could not be started)."), labels: [("cause", $0.rawValue)])
+            r.makeCounter(descriptor: Self.metric("tempfails_total", help: "Messages answered 4xx, by cause: busy (no scan slot and the waiting line full), memory_budget (message could not be held), timeout (waited max-wait for a slot), scan_error, size (a scan limit with tempfail configured), spool_budget (spool-budget spent), sessions (max-sessions open: answered at connect), threads (a thread could not be started), policy (a signature whose action is tempfail), wave (a mail wave with wave-action tempfail)."), labels: [("cause", $0.rawValue)])
         }
         scans = r.makeCounter(descriptor: Self.metric("scans_total", help: "Messages scanned by the engine."))
-        mirrored = Locked([Int](repeating: 0, count: Outcome.allCases.count + TempfailCause.allCases.count + 1))
+        mirrored = Locked([Int](repeating: 0, count: MessageOutcome.allCases.count + TempfailCause.allCases.count + 1))
 
         otherDetections = r.makeCounter(descriptor: Self.metric("detections_total", help: BreakwaterMetrics.detectionsHelp), labels: [("signature", "other")])
         detections = Locked([:])
@@ -162,7 +162,7 @@ public final class BreakwaterMetrics: Sendable {
 
     /// Brings the mirrored counters and the gauges to `s`.
     public func update(_ s: MetricsSnapshot) {
-        var now: [Int] = Outcome.allCases.map { s.messages[$0] ?? 0 }
+        var now: [Int] = MessageOutcome.allCases.map { s.messages[$0] ?? 0 }
         now += TempfailCause.allCases.map { s.tempfails[$0] ?? 0 }
         now.append(s.scans)
         let counters = messages + tempfails + [scans]

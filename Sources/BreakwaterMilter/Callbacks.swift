@@ -106,7 +106,7 @@ func milterConnect(_ ctx: OpaquePointer?, _ hostname: UnsafeMutablePointer<CChar
     } else if let hostname {
         s.clientAddress = String(cString: hostname)
     }
-    if let ip = s.clientIP, daemon.config.skipNetworks.contains(where: { $0.contains(ip) }) {
+    if daemon.policy.skip.skipsClient(s.clientIP) {
         s.clientSkipped = true
         if !s.noReplyConnect { return skipClient(s, daemon) }
     }
@@ -127,8 +127,8 @@ private func refuseSession(_ ctx: OpaquePointer?, _ daemon: MilterDaemon) -> sfs
 
 /// A client in skip-networks: accepted unscanned, at connect or (when connect has no reply) at each MAIL FROM.
 private func skipClient(_ s: Session, _ daemon: MilterDaemon) -> sfsistat {
-    daemon.stats.skipped.add(1, ordering: .relaxed)
-    daemon.logger.info("client=\(Escape.field(s.clientAddress)) verdict=skipped reason=skip-networks")
+    daemon.stats.count(Decision.skipped)
+    daemon.logger.info("client=\(Escape.field(s.clientAddress)) verdict=skipped reason=\(SkipRules.Reason.networks.rawValue)")
     return SMFIS_ACCEPT
 }
 
@@ -150,14 +150,14 @@ func milterEnvFrom(_ ctx: OpaquePointer?, _ argv: UnsafeMutablePointer<UnsafeMut
             i += 1
         }
     }
-    if daemon.config.skipAuthenticated, let user = macro(ctx, "{auth_authen}") {
-        daemon.stats.skipped.add(1, ordering: .relaxed)
-        daemon.logger.info("client=\(Escape.field(s.clientAddress)) from=\(Escape.field(s.sender)) auth=\(Escape.field(user)) verdict=skipped reason=skip-authenticated")
+    if let user = daemon.policy.skip.authenticatedUser({ macro(ctx, "{auth_authen}") }) {
+        daemon.stats.count(Decision.skipped)
+        daemon.logger.info("client=\(Escape.field(s.clientAddress)) from=\(Escape.field(s.sender)) auth=\(Escape.field(user)) verdict=skipped reason=\(SkipRules.Reason.authenticated.rawValue)")
         return SMFIS_ACCEPT
     }
-    if daemon.isSkippedSender(s.sender) {
-        daemon.stats.skipped.add(1, ordering: .relaxed)
-        daemon.logger.info("client=\(Escape.field(s.clientAddress)) from=\(Escape.field(s.sender)) verdict=skipped reason=skip-senders")
+    if daemon.policy.skip.skipsSender(s.sender) {
+        daemon.stats.count(Decision.skipped)
+        daemon.logger.info("client=\(Escape.field(s.clientAddress)) from=\(Escape.field(s.sender)) verdict=skipped reason=\(SkipRules.Reason.senders.rawValue)")
         return SMFIS_ACCEPT
     }
     if daemon.admission.isSaturated {
@@ -165,7 +165,7 @@ func milterEnvFrom(_ ctx: OpaquePointer?, _ argv: UnsafeMutablePointer<UnsafeMut
         let d = daemon.policy.busy(.busy)
         daemon.stats.count(d)
         setReply(ctx, d.reply!)
-        daemon.logger.info("client=\(Escape.field(s.clientAddress)) from=\(Escape.field(s.sender)) verdict=busy action=tempfail stage=mail-from")
+        daemon.logger.info("client=\(Escape.field(s.clientAddress)) from=\(Escape.field(s.sender)) verdict=\(d.verdict.rawValue) action=\(d.action.rawValue) cause=\(TempfailCause.busy.rawValue) stage=mail-from")
         return SMFIS_TEMPFAIL
     }
     return SMFIS_CONTINUE
@@ -174,12 +174,11 @@ func milterEnvFrom(_ ctx: OpaquePointer?, _ argv: UnsafeMutablePointer<UnsafeMut
 func milterEnvRcpt(_ ctx: OpaquePointer?, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> sfsistat {
     let s = attach(ctx)
     let daemon = MilterDaemon.shared!
-    let maxRecipients = daemon.config.maxRecipients
-    if maxRecipients > 0 && s.recipients.count >= maxRecipients {
+    if daemon.policy.refusesRecipient(taken: s.recipients.count) {
         // This RCPT only: the transaction goes on with the recipients taken so far.
         s.recipientsRefused += 1
         daemon.stats.recipientsRefused.add(1, ordering: .relaxed)
-        setReply(ctx, ("452", "4.5.3", "Too many recipients (Breakwater max-recipients \(maxRecipients))"))
+        setReply(ctx, daemon.policy.recipientRefusal)
         if s.recipientsRefused == 1 {
             let queueID = macro(ctx, "i") ?? "-"
             daemon.logger.info("queue=\(Escape.field(queueID)) client=\(Escape.field(s.clientAddress)) from=<\(Escape.field(s.sender.trimmingAngles))> rcpts=\(s.recipients.count): more than max-recipients, further RCPTs answered 452 4.5.3")

@@ -220,39 +220,26 @@ public final class MilterDaemon: @unchecked Sendable {
             maxMessageSize: config.maxMessageSize))
     }
 
-    func isSkippedSender(_ sender: String) -> Bool {
-        AddressList.contains(config.skipSenders, sender)
-    }
-
-    func allRecipientsSkipped(_ recipients: [String]) -> Bool {
-        !config.skipRecipients.isEmpty && !recipients.isEmpty
-            && recipients.allSatisfy { AddressList.contains(config.skipRecipients, $0) }
-    }
-
     /// Scans the message in a slot and decides. Runs on the libmilter thread of the session.
     func decide(_ s: Session, queueID: String, keepAlive: () -> Void) -> (Decision, wait: Double, scan: Double, scanned: Bool) {
         let message = s.assembly.buffer
         if let failure = s.assembly.spoolFailure {
-            if failure.overBudget {
-                // A temporary condition under load, answered 451 like the memory budget; the message's
-                // own log line names the cause.
-                return (policy.busy(.spoolBudget), 0, 0, false)
-            }
-            logger.error("queue=\(Escape.field(queueID)) cannot hold the message: \(failure)")
-            return (policy.busy(.memoryBudget), 0, 0, false)
+            // A spent spool budget is a temporary condition under load, named by the message's own
+            // log line (cause=spool_budget); any other failure is an error of its own.
+            if !failure.overBudget { logger.error("queue=\(Escape.field(queueID)) cannot hold the message: \(failure)") }
+            return (policy.cannotHold(failure), 0, 0, false)
         }
         if s.assembly.oversize {
             return (policy.oversize(bytes: s.assembly.received, limit: config.maxMessageSize), 0, 0, false)
         }
-        if allRecipientsSkipped(s.recipients) {
-            stats.skipped.add(1, ordering: .relaxed)
-            return (Decision(verdict: .skipped, action: .accept, reply: nil), 0, 0, false)
+        if policy.skip.skipsRecipients(s.recipients) {
+            return (Decision.skipped, 0, 0, false)
         }
         let waitStart = Clock.monotonic()
         let inspector = waves?.inspector()
         let engine = engines.current
         var scanned: (result: ScanResult, decision: Decision)?
-        let outcome = admission.scan({
+        let slot = admission.scan({
             // On a scanner thread, while this session's thread waits for it. The wave store is fed here
             // too: its update needs a few KB of stack, which on the session's thread every libmilter
             // thread would keep resident (16 KB of touched stack each instead of 12; with 200 sessions
@@ -264,14 +251,14 @@ public final class MilterDaemon: @unchecked Sendable {
             case .file(let fd):
                 result = engine.scan(privateFile: fd, inspector: inspector)
             }
-            var decision = policy.decide(result)
+            var wave: String?
             if let waves, result.errorMessage == nil {
-                decision = waves.apply(decision, inspector: inspector, sender: s.sender, clientIP: s.clientIP,
-                                       clientAddress: s.clientAddress, subject: s.assembly.subject)
+                wave = waves.observe(result, inspector: inspector, sender: s.sender, clientIP: s.clientIP,
+                                     clientAddress: s.clientAddress, subject: s.assembly.subject)
             }
-            scanned = (result, decision)
+            scanned = (result, policy.decide(result, wave: wave))
         }, keepAlive: keepAlive)
-        switch outcome {
+        switch slot {
         case .busy:
             return (policy.busy(.busy), 0, 0, false)
         case .timedOut:

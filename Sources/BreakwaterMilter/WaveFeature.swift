@@ -23,7 +23,7 @@ public final class WaveFeature: Sendable {
     let checkDirectory: String
 
     public init(config: Config, stats: Stats, logger: Logger) {
-        detector = WaveDetector(settings: config.wave, stats: stats, rejectTemplate: config.rejectMessage)
+        detector = WaveDetector(settings: config.wave, stats: stats)
         self.logger = logger
         self.signaturePrefix = config.ops.localPrefix
         self.limits = config.limits
@@ -39,20 +39,20 @@ public final class WaveFeature: Sendable {
         WaveLayerInspector(memo: memo)
     }
 
-    /// Counts the scanned message and applies the wave rule to its decision. The store's lock is
-    /// taken only inside `observe`, after the scan.
-    func apply(_ d: Decision, inspector: WaveLayerInspector?, sender: String, clientIP: [UInt8]?, clientAddress: String,
-               subject: String?) -> Decision {
-        guard let inspector else { return d }
+    /// Counts the scanned message in the wave store and returns the wave it belongs to, if any, for
+    /// the policy to decide on. The store's lock is taken only inside `observe`, after the scan.
+    func observe(_ result: ScanResult, inspector: WaveLayerInspector?, sender: String, clientIP: [UInt8]?,
+                 clientAddress: String, subject: String?) -> String? {
+        guard let inspector else { return nil }
         let fp = inspector.finish(subject: subject.map(WaveSubject.decode))
         let o = detector.observe(fp, sender: sender, clientIP: clientIP, clientAddress: clientAddress, now: Clock.wall())
         if let started = o.started { logStart(started) }
-        if o.wave == nil, d.action == .accept, d.verdict == .clean, let fp { ham.add(fp) }
+        // Ham for the check of a suggested signature: a clean scan outside any wave (accepted as is).
+        if o.wave == nil, result.isClean, let fp { ham.add(fp) }
         if let sampled = o.sampled, let s = WaveReport.suggestion(sampled, prefix: signaturePrefix) {
             logger.notice("wave \(sampled.id): suggested signature from \(sampled.samples.count) messages: \(s.command(comment: WaveReport.comment(sampled))) (or: breakwater waves promote \(sampled.id))")
         }
-        guard let id = o.wave else { return d }
-        return detector.decide(d, wave: id)
+        return o.wave
     }
 
     func logStart(_ w: WaveInfo) {

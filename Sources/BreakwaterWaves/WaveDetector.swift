@@ -1,8 +1,8 @@
 import BreakwaterCore
 import Synchronization
 
-/// The wave rule around a `WaveStore`: allow lists, the action on wave messages, counters. Pure
-/// (no I/O): the milter feeds it fingerprints and logs the events it returns.
+/// Wave detection around a `WaveStore`: allow lists and counters; `Policy` decides what a wave's
+/// messages get. Pure (no I/O): the milter feeds it fingerprints and logs the events it returns.
 package final class WaveDetector: Sendable {
     package let settings: WaveSettings
     package let store: any WaveStore
@@ -11,13 +11,11 @@ package final class WaveDetector: Sendable {
     package let counted = Atomic<Int>(0)
     package let tooShort = Atomic<Int>(0)
     package let allowListed = Atomic<Int>(0)
-    private let rejectTemplate: ReplyTemplate
 
-    package init(settings: WaveSettings, store: (any WaveStore)? = nil, stats: Stats, rejectTemplate: String = "Rejected: %s") {
+    package init(settings: WaveSettings, store: (any WaveStore)? = nil, stats: Stats) {
         self.settings = settings
         self.store = store ?? InProcessWaveStore(settings: settings)
         self.stats = stats
-        self.rejectTemplate = ReplyTemplate(rejectTemplate)
     }
 
     /// Mail from allow-listed senders and client networks is never counted (and need not be
@@ -43,29 +41,6 @@ package final class WaveDetector: Sendable {
         if o.started != nil { stats.wavesStarted.add(1, ordering: .relaxed) }
         if o.wave != nil { stats.waveMessages.add(1, ordering: .relaxed) }
         return o
-    }
-
-    /// The decision for a message of wave `id`: the configured action, unless the scan already
-    /// decided something stronger than accept or tag (a signature's reject stands).
-    package func decide(_ d: Decision, wave id: String) -> Decision {
-        var d = d
-        d.wave = id
-        guard d.action == .accept || d.action == .tag else { return d }
-        switch settings.action {
-        case .tag:
-            d.action = .tag
-            d.headers.insert(("X-Breakwater-Wave", id), at: 0)
-        case .tempfail:
-            d.action = .tempfail
-            d.headers = []
-            d.reply = ("451", "4.7.1", "Message held back: part of a mail wave (\(id)), please try again later")
-            d.tempfailCause = .scanError
-        case .reject:
-            d.action = .reject
-            d.headers = []
-            d.reply = ("550", "5.7.1", rejectTemplate.render("wave \(id)"))
-        }
-        return d
     }
 
     /// Ends waves that went quiet; the caller logs the events.

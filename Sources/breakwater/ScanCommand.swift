@@ -162,21 +162,21 @@ final class BatchScan: Sendable {
     private func scanOne(_ target: ScanTarget) -> (String, ScanResult) {
         switch target {
         case .unreadable(let path, let reason):
-            return (path, ScanResult(outcome: .error(reason), seconds: 0, bytes: 0))
+            return (path, ScanResult(finding: .error(reason), seconds: 0, bytes: 0))
         case .stdin:
             // No limit of its own: the engine's limits apply to what it scans, as for a file.
             guard let data = FileIO.readAll(fd: 0, limit: Int.max) else {
-                return ("stdin", ScanResult(outcome: .error(FileWalk.errnoString()), seconds: 0, bytes: 0))
+                return ("stdin", ScanResult(finding: .error(FileWalk.errnoString()), seconds: 0, bytes: 0))
             }
-            if data.isEmpty { return ("stdin", ScanResult(outcome: .error("empty message (0 bytes)"), seconds: 0, bytes: 0)) }
+            if data.isEmpty { return ("stdin", ScanResult(finding: .error("empty message (0 bytes)"), seconds: 0, bytes: 0)) }
             return ("stdin", data.withUnsafeBytes { engine.scan($0, name: "stdin") })
         case .file(let path):
             let fd = open(path, O_RDONLY | O_CLOEXEC)
-            if fd < 0 { return (path, ScanResult(outcome: .error(FileWalk.errnoString()), seconds: 0, bytes: 0)) }
+            if fd < 0 { return (path, ScanResult(finding: .error(FileWalk.errnoString()), seconds: 0, bytes: 0)) }
             defer { close(fd) }
             var st = stat()
             if fstat(fd, &st) == 0 && st.st_size == 0 {
-                return (path, ScanResult(outcome: .error("empty message (0 bytes)"), seconds: 0, bytes: 0))
+                return (path, ScanResult(finding: .error("empty message (0 bytes)"), seconds: 0, bytes: 0))
             }
             return (path, engine.scan(fd: fd, name: path))
         }
@@ -187,7 +187,7 @@ final class BatchScan: Sendable {
         let line: String
         if json {
             var fields: [(String, JSONValue)] = [("path", .string(path))]
-            switch result.outcome {
+            switch result.finding {
             case .clean: fields.append(("status", .string("clean")))
             case .found: fields.append(("status", .string("found")))
             case .error(let m): fields.append(("status", .string("error"))); fields.append(("error", .string(m)))
@@ -201,7 +201,7 @@ final class BatchScan: Sendable {
         } else {
             // File names (mail saved under the sender's names) and signature names: escaped for the terminal.
             let shown = Escape.text(path)
-            switch result.outcome {
+            switch result.finding {
             case .clean: line = "\(shown): OK\n"
             case .found(let d): line = d.map { "\(shown): \(Escape.text($0.name)) FOUND\n" }.joined()
             case .error(let m): line = "\(shown): ERROR \(Escape.text(m))\n"
@@ -209,7 +209,7 @@ final class BatchScan: Sendable {
         }
         totals.withLock { t in
             t.messages += 1
-            switch result.outcome {
+            switch result.finding {
             case .clean: break
             case .found: t.detected += 1
             case .error: t.errors += 1

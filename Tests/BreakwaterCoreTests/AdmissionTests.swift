@@ -12,7 +12,7 @@ final class AdmissionTests: XCTestCase {
     func testScannersThenLineThenBusy() {
         let a = Admission(slots: 2, maxWaiting: 1, maxWait: 5, memoryBudget: 1 << 20)
         let gate = Atomic<Bool>(false)
-        let outcomes = Mutex<[Admission.ScanOutcome]>([])
+        let outcomes = Mutex<[Admission.SlotResult]>([])
         let first = (0..<2).map { _ in
             BreakwaterCore.Thread.start {
                 let o = a.scan { while !gate.load(ordering: .relaxed) { usleep(1000) } }

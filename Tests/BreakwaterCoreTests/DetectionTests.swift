@@ -19,7 +19,7 @@ final class DetectionTests: XCTestCase {
     }
 
     func testScanResultViews() {
-        let found = ScanResult(outcome: .found([
+        let found = ScanResult(finding: .found([
             Detection(rawName: "Breakwater.Spam.X.UNOFFICIAL"),
             Detection(rawName: "Heuristics.Limits.Exceeded.MaxScanSize"),
         ]), seconds: 0.01, bytes: 10)
@@ -29,12 +29,12 @@ final class DetectionTests: XCTestCase {
         XCTAssertEqual(found.limit?.name, "Heuristics.Limits.Exceeded.MaxScanSize")
         XCTAssertNil(found.errorMessage)
 
-        let clean = ScanResult(outcome: .clean, seconds: 0, bytes: 1)
+        let clean = ScanResult(finding: .clean, seconds: 0, bytes: 1)
         XCTAssertTrue(clean.isClean)
         XCTAssertEqual(clean.detections, [])
         XCTAssertNil(clean.limit)
 
-        let error = ScanResult(outcome: .error("boom"), seconds: 0, bytes: 0)
+        let error = ScanResult(finding: .error("boom"), seconds: 0, bytes: 0)
         XCTAssertFalse(error.isClean)
         XCTAssertEqual(error.errorMessage, "boom")
         XCTAssertEqual(error.detections, [])

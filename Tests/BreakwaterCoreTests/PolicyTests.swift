@@ -3,7 +3,7 @@ import XCTest
 
 final class PolicyTests: XCTestCase {
     func found(_ names: String...) -> ScanResult {
-        ScanResult(outcome: .found(names.map { Detection(rawName: $0) }), seconds: 0.001, bytes: 100)
+        ScanResult(finding: .found(names.map { Detection(rawName: $0) }), seconds: 0.001, bytes: 100)
     }
 
     func testGlob() {
@@ -53,11 +53,11 @@ final class PolicyTests: XCTestCase {
 
     func testCleanGetsScannedHeaderUnlessOff() {
         var c = Config()
-        let d = Policy(config: c).decide(ScanResult(outcome: .clean, seconds: 0, bytes: 1))
+        let d = Policy(config: c).decide(ScanResult(finding: .clean, seconds: 0, bytes: 1))
         XCTAssertEqual(d.action, .accept)
         XCTAssertEqual(d.headers.first?.0, "X-Virus-Scanned")
         c.scannedHeader = ""
-        XCTAssertTrue(Policy(config: c).decide(ScanResult(outcome: .clean, seconds: 0, bytes: 1)).headers.isEmpty)
+        XCTAssertTrue(Policy(config: c).decide(ScanResult(finding: .clean, seconds: 0, bytes: 1)).headers.isEmpty)
     }
 
     func testLimitIsNeverSilentlyClean() {
@@ -166,7 +166,7 @@ final class PolicyTests: XCTestCase {
         XCTAssertTrue(o.headers.contains { $0.0 == "X-Breakwater-Not-Scanned" && $0.1.contains("25M") })
         c.onOversize = .reject
         XCTAssertEqual(Policy(config: c).oversize(bytes: 1, limit: 1).reply?.code, "552")
-        let e = p.decide(ScanResult(outcome: .error("CL_EMEM"), seconds: 0, bytes: 1))
+        let e = p.decide(ScanResult(finding: .error("CL_EMEM"), seconds: 0, bytes: 1))
         XCTAssertEqual(e.action, .tempfail)
         XCTAssertEqual(e.reply?.code, "451")
         XCTAssertEqual(e.tempfailCause, .scanError)
@@ -186,11 +186,170 @@ final class PolicyTests: XCTestCase {
         s.count(p.busy(.busy))
         s.count(p.busy(.timeout))
         s.count(p.decide(found("Breakwater.Malware.X")))
-        s.count(p.decide(ScanResult(outcome: .clean, seconds: 0, bytes: 1)))
+        s.count(p.decide(ScanResult(finding: .clean, seconds: 0, bytes: 1)))
         XCTAssertEqual(s.tempfailed.load(ordering: .relaxed), 2)
         XCTAssertEqual(s.tempfails(.busy), 1)
         XCTAssertEqual(s.tempfails(.timeout), 1)
         XCTAssertEqual(s.rejected.load(ordering: .relaxed), 1)
         XCTAssertEqual(s.accepted.load(ordering: .relaxed), 1)
+    }
+
+    // MARK: issue 20: one owner per decision
+
+    /// Before: a signature whose action is tempfail was logged and counted as cause scan_error.
+    func testSignatureTempfailCarriesPolicyCause() {
+        var c = Config()
+        c.actions = [ActionRule(pattern: "Hold.*", action: .tempfail)]
+        let d = Policy(config: c).decide(found("Hold.X"))
+        XCTAssertEqual(d.action, .tempfail)
+        XCTAssertEqual(d.reply?.code, "451")
+        XCTAssertEqual(d.tempfailCause, .policy)
+        let s = Stats()
+        s.count(d)
+        XCTAssertEqual(s.tempfails(.policy), 1)
+        XCTAssertEqual(s.tempfails(.scanError), 0)
+    }
+
+    /// The wave result goes into `decide`; a wave tempfail has cause wave (before: scan_error).
+    func testWaveRuleIsDecidedByPolicy() {
+        let clean = ScanResult(finding: .clean, seconds: 0, bytes: 1)
+        var c = Config()
+        let tag = Policy(config: c).decide(clean, wave: "w1")
+        XCTAssertEqual(tag.action, .tag)
+        XCTAssertEqual(tag.wave, "w1")
+        XCTAssertEqual(tag.headers.first?.0, "X-Breakwater-Wave")
+        XCTAssertEqual(tag.headers.first?.1, "w1")
+        XCTAssertEqual(Policy(config: c).decide(clean), Policy(config: c).decide(clean, wave: nil))
+        XCTAssertNil(Policy(config: c).decide(clean).wave)
+        c.wave.action = .reject
+        let rej = Policy(config: c).decide(clean, wave: "w1")
+        XCTAssertEqual(rej.reply?.code, "550")
+        XCTAssertEqual(rej.reply?.text, "Rejected: wave w1")
+        XCTAssertTrue(rej.headers.isEmpty)
+        c.wave.action = .tempfail
+        let tf = Policy(config: c).decide(clean, wave: "w1")
+        XCTAssertEqual(tf.action, .tempfail)
+        XCTAssertEqual(tf.reply?.code, "451")
+        XCTAssertEqual(tf.reply?.status, "4.7.1")
+        XCTAssertEqual(tf.tempfailCause, .wave)
+        let s = Stats()
+        s.count(tf)
+        XCTAssertEqual(s.tempfails(.wave), 1)
+        XCTAssertEqual(s.tempfails(.scanError), 0)
+        // A signature's reject stands, and still names the wave.
+        let kept = Policy(config: c).decide(found("Breakwater.Malware.X"), wave: "w1")
+        XCTAssertEqual(kept.action, .reject)
+        XCTAssertEqual(kept.reply?.text, "Rejected: Breakwater.Malware.X")
+        XCTAssertEqual(kept.wave, "w1")
+        // A tagged signature in a wave: the wave's action applies over the tag.
+        XCTAssertEqual(Policy(config: c).decide(found("Heuristics.Encrypted.Zip"), wave: "w1").tempfailCause, .wave)
+    }
+
+    /// Every tempfail the policy can answer names its cause.
+    func testEveryTempfailNamesItsCause() {
+        var c = Config()
+        c.actions = [ActionRule(pattern: "Hold.*", action: .tempfail)]
+        c.onLimit = .tempfail
+        c.onNestingLimit = .tempfail
+        c.onScanError = .tempfail
+        c.wave.action = .tempfail
+        let p = Policy(config: c)
+        let cases: [(Decision, TempfailCause)] = [
+            (p.decide(found("Hold.X")), .policy),
+            (p.decide(found("Heuristics.Limits.Exceeded.MaxFileSize")), .size),
+            (p.decide(found("Heuristics.Limits.Exceeded.MaxRecursion")), .size),
+            (p.decide(ScanResult(finding: .error("CL_EMEM"), seconds: 0, bytes: 1)), .scanError),
+            (p.decide(ScanResult(finding: .clean, seconds: 0, bytes: 1), wave: "w2"), .wave),
+        ] + TempfailCause.allCases.map { (p.busy($0), $0) }
+        for (d, cause) in cases {
+            XCTAssertEqual(d.action, .tempfail)
+            XCTAssertEqual(d.tempfailCause, cause, "\(d)")
+        }
+        // The metric labels and log values are the raw values, one per cause.
+        XCTAssertEqual(Set(TempfailCause.allCases.map(\.rawValue)).count, TempfailCause.allCases.count)
+        XCTAssertEqual(TempfailCause.policy.rawValue, "policy")
+        XCTAssertEqual(TempfailCause.wave.rawValue, "wave")
+    }
+
+    /// Before: `==` ignored `wave`.
+    func testDecisionEqualityComparesEveryField() {
+        let a = Decision(verdict: .infected, action: .tag, reply: ("451", "4.7.1", "x"), headers: [("H", "v")],
+                         tempfailCause: .policy, signatures: ["S"], wave: "w1")
+        XCTAssertEqual(a, a)
+        var b = a; b.wave = nil
+        XCTAssertNotEqual(a, b)
+        b = a; b.wave = "w2"
+        XCTAssertNotEqual(a, b)
+        b = a; b.verdict = .clean
+        XCTAssertNotEqual(a, b)
+        b = a; b.action = .accept
+        XCTAssertNotEqual(a, b)
+        b = a; b.reply = ("451", "4.7.1", "y")
+        XCTAssertNotEqual(a, b)
+        b = a; b.reply = nil
+        XCTAssertNotEqual(a, b)
+        b = a; b.headers = [("H", "w")]
+        XCTAssertNotEqual(a, b)
+        b = a; b.tempfailCause = .wave
+        XCTAssertNotEqual(a, b)
+        b = a; b.signatures = []
+        XCTAssertNotEqual(a, b)
+    }
+
+    func testSkipRules() {
+        var c = Config()
+        XCTAssertFalse(SkipRules(config: c).skipsClient([192, 0, 2, 7]))
+        XCTAssertFalse(SkipRules(config: c).skipsRecipients(["a@b.example"]))
+        var asked = false
+        XCTAssertNil(SkipRules(config: c).authenticatedUser { asked = true; return "u" })
+        XCTAssertFalse(asked, "the {auth_authen} macro is looked up only when skip-authenticated is on")
+        try! c.apply(fileText: """
+            skip-authenticated = yes
+            skip-networks = 192.0.2.0/24, 2001:db8::/32
+            skip-senders = <Bulk@List.Example>, @trusted.example
+            skip-recipients = abuse@dest.example, @quiet.example
+            """, source: "t.conf")
+        let r = Policy(config: c).skip
+        XCTAssertTrue(r.skipsClient([192, 0, 2, 7]))
+        XCTAssertTrue(r.skipsClient([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 7]))
+        XCTAssertTrue(r.skipsClient([0x20, 0x01, 0x0d, 0xb8] + [UInt8](repeating: 0, count: 12)))
+        XCTAssertFalse(r.skipsClient([198, 51, 100, 1]))
+        XCTAssertFalse(r.skipsClient(nil))
+        XCTAssertEqual(r.authenticatedUser { "alice" }, "alice")
+        XCTAssertNil(r.authenticatedUser { nil })
+        XCTAssertTrue(r.skipsSender("<bulk@list.example>"))
+        XCTAssertTrue(r.skipsSender("x@trusted.example"))
+        XCTAssertFalse(r.skipsSender("x@untrusted.example"))
+        XCTAssertFalse(r.skipsSender(""))
+        XCTAssertTrue(r.skipsRecipients(["<abuse@dest.example>", "b@quiet.example"]))
+        XCTAssertFalse(r.skipsRecipients(["abuse@dest.example", "c@other.example"]), "every recipient must be listed")
+        XCTAssertFalse(r.skipsRecipients([]))
+        XCTAssertEqual(SkipRules.Reason.networks.rawValue, "skip-networks")
+        XCTAssertEqual(SkipRules.Reason.recipients.rawValue, "skip-recipients")
+    }
+
+    func testStatsCountSkippedDecisions() {
+        let s = Stats()
+        s.count(Decision.skipped)
+        s.count(Decision.skipped)
+        XCTAssertEqual(s.skipped.load(ordering: .relaxed), 2)
+        XCTAssertEqual(s.accepted.load(ordering: .relaxed), 0)
+    }
+
+    func testRecipientLimitAndHoldFailuresAreDecidedByPolicy() {
+        var c = Config()
+        c.maxRecipients = 2
+        let p = Policy(config: c)
+        XCTAssertFalse(p.refusesRecipient(taken: 1))
+        XCTAssertTrue(p.refusesRecipient(taken: 2))
+        XCTAssertEqual(p.recipientRefusal.code, "452")
+        XCTAssertEqual(p.recipientRefusal.status, "4.5.3")
+        XCTAssertEqual(p.recipientRefusal.text, "Too many recipients (Breakwater max-recipients 2)")
+        c.maxRecipients = 0
+        XCTAssertFalse(Policy(config: c).refusesRecipient(taken: 1_000_000), "0: no limit")
+        let spent = p.cannotHold(MessageBuffer.SpoolError(description: "spent", overBudget: true))
+        XCTAssertEqual(spent.tempfailCause, .spoolBudget)
+        XCTAssertEqual(spent.reply?.code, "451")
+        XCTAssertEqual(p.cannotHold(MessageBuffer.SpoolError(description: "EIO", overBudget: false)).tempfailCause, .memoryBudget)
     }
 }

@@ -245,10 +245,10 @@ final class InstrumentTests: XCTestCase {
     }
 
     func testOutcomeOfDecisions() {
-        XCTAssertEqual(Outcome(Decision(verdict: .skipped, action: .accept, reply: nil)), .skipped)
-        XCTAssertEqual(Outcome(Decision(verdict: .clean, action: .accept, reply: nil)), .accepted)
-        XCTAssertEqual(Outcome(infected(["x"], .discard)), .discarded)
-        XCTAssertEqual(Outcome(Policy(config: Config()).busy(.memoryBudget)), .tempfailed)
+        XCTAssertEqual(MessageOutcome(Decision(verdict: .skipped, action: .accept, reply: nil)), .skipped)
+        XCTAssertEqual(MessageOutcome(Decision(verdict: .clean, action: .accept, reply: nil)), .accepted)
+        XCTAssertEqual(MessageOutcome(infected(["x"], .discard)), .discarded)
+        XCTAssertEqual(MessageOutcome(Policy(config: Config()).busy(.memoryBudget)), .tempfailed)
     }
 
     func testStatsCountSkippedOnceNotAlsoAccepted() {
@@ -256,6 +256,7 @@ final class InstrumentTests: XCTestCase {
         st.count(Decision(verdict: .skipped, action: .accept, reply: nil))
         st.count(Decision(verdict: .clean, action: .accept, reply: nil))
         XCTAssertEqual(st.accepted.load(ordering: .relaxed), 1)
+        XCTAssertEqual(st.skipped.load(ordering: .relaxed), 1)
     }
 
     func testThreadsFromProcStatus() {

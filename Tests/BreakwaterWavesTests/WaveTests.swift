@@ -452,26 +452,6 @@ final class WaveDetectorTests: XCTestCase {
         XCTAssertTrue(detector.waves(now: 300).isEmpty)
     }
 
-    func testActions() {
-        let clean = Decision(verdict: .clean, action: .accept, reply: nil, headers: [("X-Virus-Scanned", "Breakwater")])
-        var s = WaveSettings()
-        let tag = WaveDetector(settings: s, stats: Stats()).decide(clean, wave: "w1")
-        XCTAssertEqual(tag.action, .tag)
-        XCTAssertEqual(tag.headers.first?.0, "X-Breakwater-Wave")
-        XCTAssertEqual(tag.headers.first?.1, "w1")
-        s.action = .reject
-        let rej = WaveDetector(settings: s, stats: Stats()).decide(clean, wave: "w1")
-        XCTAssertEqual(rej.reply?.code, "550")
-        XCTAssertEqual(rej.reply?.text, "Rejected: wave w1")
-        s.action = .tempfail
-        XCTAssertEqual(WaveDetector(settings: s, stats: Stats()).decide(clean, wave: "w1").reply?.code, "451")
-        // A signature's reject stands.
-        let sig = Decision(verdict: .infected, action: .reject, reply: ("550", "5.7.1", "Rejected: X"), signatures: ["X"])
-        let kept = WaveDetector(settings: s, stats: Stats()).decide(sig, wave: "w1")
-        XCTAssertEqual(kept.reply?.text, "Rejected: X")
-        XCTAssertEqual(kept.wave, "w1")
-    }
-
     func testConfigKeys() throws {
         var c = Config()
         try c.apply(fileText: """

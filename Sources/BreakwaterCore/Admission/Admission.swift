@@ -43,7 +43,8 @@ public final class Admission: @unchecked Sendable {
     /// Lets the scanners finish the line, then ends them (the daemon's end with the process).
     deinit { line.stop() }
 
-    public enum ScanOutcome: Sendable, Equatable {
+    /// What became of a message's turn for a scan slot.
+    public enum SlotResult: Sendable, Equatable {
         /// The scan ran; `waited` is the seconds it spent in line before a scanner took it.
         case scanned(waited: Double)
         /// Every scanner busy and the line full: nothing ran.
@@ -58,7 +59,7 @@ public final class Admission: @unchecked Sendable {
     /// when it has run (or did not get to run). `keepAlive` is called about once a second while the
     /// message waits in line (the milter sends `smfi_progress` so the MTA does not time out), on the
     /// caller's thread, without the lock held.
-    public func scan(_ scan: () -> Void, keepAlive: () -> Void = {}) -> ScanOutcome {
+    public func scan(_ scan: () -> Void, keepAlive: () -> Void = {}) -> SlotResult {
         withoutActuallyEscaping(scan) { scan in
             // `scan` is run by a scanner thread while this thread waits for it, or not at all: it does
             // not outlive this call.
@@ -173,7 +174,7 @@ final class ScanLine: @unchecked Sendable {
     /// Jobs in line beyond those the free scanners are about to take. Call with the lock held.
     private var waitingLocked: Int { max(0, running + queue.count - scanners) }
 
-    func run(_ job: Job, maxWaiting: Int, maxWait: Double, keepAlive: () -> Void) -> Admission.ScanOutcome {
+    func run(_ job: Job, maxWaiting: Int, maxWait: Double, keepAlive: () -> Void) -> Admission.SlotResult {
         let start = Clock.monotonic()
         lock.lock()
         if stopping {

@@ -19,6 +19,8 @@ public final class Stats: Sendable {
     private let tempfailSpoolBudget = Atomic<Int>(0)
     private let tempfailSessions = Atomic<Int>(0)
     private let tempfailThreads = Atomic<Int>(0)
+    private let tempfailPolicy = Atomic<Int>(0)
+    private let tempfailWave = Atomic<Int>(0)
     /// RCPTs answered 452 4.5.3 past max-recipients (not messages: the message goes on without them).
     public let recipientsRefused = Atomic<Int>(0)
     public let sessionsOpen = Atomic<Int>(0)
@@ -30,18 +32,24 @@ public final class Stats: Sendable {
     public init() {}
 
 
+    /// Counts one answered message (skipped ones too) by its action, and a tempfail by its cause.
     public func count(_ d: Decision) {
         switch d.action {
         case .accept:
-            // A message let through by a skip rule is counted as skipped where it is skipped, not also accepted.
-            if d.verdict != .skipped { accepted.add(1, ordering: .relaxed) }
+            // A message let through by a skip rule counts as skipped, not also accepted.
+            if d.verdict == .skipped {
+                skipped.add(1, ordering: .relaxed)
+            } else {
+                accepted.add(1, ordering: .relaxed)
+            }
         case .reject: rejected.add(1, ordering: .relaxed)
         case .discard: discarded.add(1, ordering: .relaxed)
         case .quarantine: quarantined.add(1, ordering: .relaxed)
         case .tag: tagged.add(1, ordering: .relaxed)
         case .tempfail:
             tempfailed.add(1, ordering: .relaxed)
-            switch d.tempfailCause ?? .scanError {
+            // Every tempfail the policy answers names its cause; one built without counts as policy.
+            switch d.tempfailCause ?? .policy {
             case .busy: tempfailBusy.add(1, ordering: .relaxed)
             case .memoryBudget: tempfailMemory.add(1, ordering: .relaxed)
             case .timeout: tempfailTimeout.add(1, ordering: .relaxed)
@@ -50,6 +58,8 @@ public final class Stats: Sendable {
             case .spoolBudget: tempfailSpoolBudget.add(1, ordering: .relaxed)
             case .sessions: tempfailSessions.add(1, ordering: .relaxed)
             case .threads: tempfailThreads.add(1, ordering: .relaxed)
+            case .policy: tempfailPolicy.add(1, ordering: .relaxed)
+            case .wave: tempfailWave.add(1, ordering: .relaxed)
             }
         }
     }
@@ -64,6 +74,8 @@ public final class Stats: Sendable {
         case .spoolBudget: tempfailSpoolBudget.load(ordering: .relaxed)
         case .sessions: tempfailSessions.load(ordering: .relaxed)
         case .threads: tempfailThreads.load(ordering: .relaxed)
+        case .policy: tempfailPolicy.load(ordering: .relaxed)
+        case .wave: tempfailWave.load(ordering: .relaxed)
         }
     }
 }

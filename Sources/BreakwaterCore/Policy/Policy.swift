@@ -66,6 +66,10 @@ public enum TempfailCause: String, Sendable, CaseIterable {
     case sessions
     /// A thread the message needed could not be started (the process is at its task limit).
     case threads
+    /// A signature whose action is tempfail (`action GLOB tempfail`): held back on purpose.
+    case policy
+    /// A message of a mail wave, with `wave-action = tempfail`.
+    case wave
 }
 
 /// The answer for one message, ready for the milter bridge.
@@ -84,20 +88,25 @@ public struct Decision: Sendable, Equatable {
     public var wave: String? = nil
 
     public init(verdict: Verdict, action: Action, reply: (code: String, status: String, text: String)?,
-                headers: [(String, String)] = [], tempfailCause: TempfailCause? = nil, signatures: [String] = []) {
+                headers: [(String, String)] = [], tempfailCause: TempfailCause? = nil, signatures: [String] = [],
+                wave: String? = nil) {
         self.verdict = verdict
         self.action = action
         self.reply = reply
         self.headers = headers
         self.tempfailCause = tempfailCause
         self.signatures = signatures
+        self.wave = wave
     }
+
+    /// A message let through unscanned by a skip rule (the rule is in the log line where it applied).
+    public static let skipped = Decision(verdict: .skipped, action: .accept, reply: nil)
 
     public static func == (a: Decision, b: Decision) -> Bool {
         a.verdict == b.verdict && a.action == b.action && a.reply?.code == b.reply?.code
             && a.reply?.status == b.reply?.status && a.reply?.text == b.reply?.text
             && a.headers.map { "\($0.0): \($0.1)" } == b.headers.map { "\($0.0): \($0.1)" }
-            && a.tempfailCause == b.tempfailCause && a.signatures == b.signatures
+            && a.tempfailCause == b.tempfailCause && a.signatures == b.signatures && a.wave == b.wave
     }
 }
 
@@ -121,26 +130,44 @@ public struct ReplyTemplate: Sendable {
     }
 }
 
-/// Maps scan results to decisions. Pure: no I/O, no C.
+/// Every answer Breakwater gives a message: the skip rules, signature actions, limits, oversize, scan
+/// errors, the wave rule, and the temporary failures under load, each tempfail with its cause. Pure:
+/// no I/O, no C.
 public struct Policy: Sendable {
+    public var skip: SkipRules
     public var rules: [ActionRule]
     public var rejectTemplate: ReplyTemplate
     public var onScanError: Action
     public var onOversize: Action
     public var onLimit: Action
     public var onNestingLimit: Action
+    /// `wave-action`: what a message of a mail wave gets (when the scan decided accept or tag).
+    public var waveAction: WaveAction
     public var scannedHeader: String
     public var productTag: String
+    /// `max-recipients` (0: no limit), and the reply to each RCPT past it, built once.
+    public var maxRecipients: Int
+    public var recipientRefusal: (code: String, status: String, text: String)
 
     public init(config: Config) {
+        skip = SkipRules(config: config)
         rules = config.actions + ActionRule.defaults
         rejectTemplate = ReplyTemplate(config.rejectMessage)
         onScanError = config.onScanError
         onOversize = config.onOversize
         onLimit = config.onLimit
         onNestingLimit = config.onNestingLimit
+        waveAction = config.wave.action
         scannedHeader = config.scannedHeader
         productTag = "Breakwater \(Breakwater.version)"
+        maxRecipients = config.maxRecipients
+        recipientRefusal = ("452", "4.5.3", "Too many recipients (Breakwater max-recipients \(config.maxRecipients))")
+    }
+
+    /// True when an RCPT is past `max-recipients` with `taken` recipients taken so far: it gets
+    /// `recipientRefusal` (452 4.5.3), and the transaction goes on with the recipients taken.
+    public func refusesRecipient(taken: Int) -> Bool {
+        maxRecipients > 0 && taken >= maxRecipients
     }
 
     public func action(for signature: String) -> Action {
@@ -169,9 +196,40 @@ public struct Policy: Sendable {
         return best
     }
 
-    /// The decision for a scan result.
-    public func decide(_ result: ScanResult) -> Decision {
-        switch result.outcome {
+    /// The decision for a scan result; `wave` is the mail wave the message belongs to (wave
+    /// detection), nil when it belongs to none or detection is off.
+    public func decide(_ result: ScanResult, wave: String? = nil) -> Decision {
+        let d = scanDecision(result)
+        guard let wave else { return d }
+        return apply(wave: wave, to: d)
+    }
+
+    /// The wave rule: `wave-action` for a message the scan would accept or tag; a stronger answer
+    /// of the scan (a signature's reject, a scan error's tempfail) stands. Either way the decision
+    /// names the wave for the log.
+    private func apply(wave id: String, to decision: Decision) -> Decision {
+        var d = decision
+        d.wave = id
+        guard d.action == .accept || d.action == .tag else { return d }
+        switch waveAction {
+        case .tag:
+            d.action = .tag
+            d.headers.insert(("X-Breakwater-Wave", id), at: 0)
+        case .tempfail:
+            d.action = .tempfail
+            d.headers = []
+            d.reply = ("451", "4.7.1", "Message held back: part of a mail wave (\(id)), please try again later")
+            d.tempfailCause = .wave
+        case .reject:
+            d.action = .reject
+            d.headers = []
+            d.reply = ("550", "5.7.1", rejectTemplate.render("wave \(id)"))
+        }
+        return d
+    }
+
+    private func scanDecision(_ result: ScanResult) -> Decision {
+        switch result.finding {
         case .clean:
             return Decision(verdict: .clean, action: .accept, reply: nil, headers: scanned())
         case .error(let message):
@@ -214,7 +272,7 @@ public struct Policy: Sendable {
                 d.reply = ("550", "5.7.1", rejectTemplate.render(chosenSig))
             case .tempfail:
                 d.reply = ("451", "4.7.1", "Message held back for review: \(chosenSig)")
-                d.tempfailCause = .scanError
+                d.tempfailCause = .policy
             case .tag, .quarantine:
                 d.headers = [("X-Breakwater-Signature", names.joined(separator: ", "))] + scanned()
             case .accept, .discard:
@@ -250,9 +308,16 @@ public struct Policy: Sendable {
         case .spoolBudget: text = "Breakwater is over its spool budget, please try again later"
         case .sessions: text = "Breakwater has too many sessions open, please try again later"
         case .threads: text = "Breakwater cannot start a thread now, please try again later"
+        case .policy, .wave: text = "Breakwater holds this message back, please try again later"
         }
         return Decision(verdict: .busy, action: .tempfail, reply: ("451", "4.3.2", text), headers: [],
                         tempfailCause: cause)
+    }
+
+    /// A message that could not be held (in memory or in the spool): 451 4.3.2, cause spool_budget
+    /// when the spool budget was spent, else memory_budget.
+    public func cannotHold(_ failure: MessageBuffer.SpoolError) -> Decision {
+        busy(failure.overBudget ? .spoolBudget : .memoryBudget)
     }
 
     private func fallback(verdict: Decision.Verdict, action: Action, reason: String, cause: TempfailCause,

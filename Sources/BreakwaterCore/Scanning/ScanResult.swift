@@ -45,24 +45,25 @@ public enum LimitKind: String, Sendable, CaseIterable {
 
 /// What one scan found.
 public struct ScanResult: Sendable {
-    public enum Outcome: Sendable {
+    /// What the scan found: nothing, detections (signatures and limits), or an error.
+    public enum Finding: Sendable {
         case clean
         case found([Detection])
         case error(String)
     }
-    public let outcome: Outcome
+    public let finding: Finding
     public let seconds: Double
     public let bytes: Int
 
-    public init(outcome: Outcome, seconds: Double, bytes: Int) {
-        self.outcome = outcome
+    public init(finding: Finding, seconds: Double, bytes: Int) {
+        self.finding = finding
         self.seconds = seconds
         self.bytes = bytes
     }
 
     /// Every detection, limits included.
     public var detections: [Detection] {
-        if case .found(let d) = outcome { return d }
+        if case .found(let d) = finding { return d }
         return []
     }
     /// Detections that are real signatures (not "exceeded a limit").
@@ -72,11 +73,11 @@ public struct ScanResult: Sendable {
     /// Every limit the scan hit (a scan can hit several: a part too large and another nested too deep).
     public var limits: [Detection] { detections.filter { $0.isLimit } }
     public var errorMessage: String? {
-        if case .error(let m) = outcome { return m }
+        if case .error(let m) = finding { return m }
         return nil
     }
     public var isClean: Bool {
-        if case .clean = outcome { return true }
+        if case .clean = finding { return true }
         return false
     }
 }
