@@ -69,7 +69,7 @@ REPO = os.path.dirname(HERE)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
-sys.path.insert(0, os.path.join(REPO, "tests"))
+sys.path.insert(0, os.path.join(REPO, "IntegrationTests"))
 from harness import postfix as harness_postfix  # noqa: E402
 from harness import procs  # noqa: E402
 from harness.ports import free_port, release_port  # noqa: E402
@@ -409,7 +409,7 @@ class Proc:
             return ""
 
 
-# Postfix: a private relay-to-sink instance, configured like the test harness's (tests/harness/postfix.py:
+# Postfix: a private relay-to-sink instance, configured like the test harness's (IntegrationTests/harness/postfix.py:
 # no chroot, postlogd for maillog_file, no DNS; in_flow_delay = 0, smtpd_error_sleep_time = 0 and no
 # client limits, without which a reject-heavy load measures Postfix's flow control), plus the bench's
 # own settings: process limits for 200 clients, no message rate limit, its own names and log path.
@@ -431,7 +431,7 @@ class Postfix:
         self.port = self.master = None
 
     def main_cf(self):
-        """The harness's main.cf (tests/harness/postfix.py) with the bench's overrides; same paths
+        """The harness's main.cf (IntegrationTests/harness/postfix.py) with the bench's overrides; same paths
         (base/etc, base/spool, base/data) except the maillog, which is base/maillog here."""
         overrides = {
             "myhostname": "mx.bench.test", "mydomain": "bench.test",

@@ -54,7 +54,7 @@ REPO = os.path.dirname(BENCH)
 sys.path.insert(0, BENCH)
 
 import officialdb  # noqa: E402
-import reload_bench  # noqa: E402  (also puts tests/ on sys.path for the harness)
+import reload_bench  # noqa: E402  (also puts IntegrationTests/ on sys.path for the harness)
 import scan_bench  # noqa: E402
 
 SHIPPED = os.path.join(REPO, "Signatures")
