@@ -25,7 +25,7 @@ CPU-bound milter's throughput moves with it. The verdicts of both daemons must a
 message, and the "on" daemon's breakwater_messages_total must equal the messages it answered;
 otherwise the exit status is 1 (the cost target is reported, not enforced).
 
-Messages: --corpus DIR (every regular file except manifest.tsv, e.g. from ../shared/corpus/corpus.py),
+Messages: --corpus DIR (every regular file except manifest.tsv, e.g. from bench/corpus/generate.py),
 default Signatures/samples and Signatures/ham (small messages: the worst case for a per-message cost
 relative to the scan). Signatures: --signatures DIR, default Signatures/ (the shipped set).
 Binary: --bin or $BREAKWATER_BIN, default .build/release/breakwater (`swift build -c release`).

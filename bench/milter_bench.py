@@ -5,8 +5,8 @@
   (b) Postfix + clamav-milter + clamd (Debian's packages; same signatures, OnInfected Reject,
       scan limits matched to Breakwater's defaults)
   (c) Postfix alone, no milter
-  at 4, 32 and 200 concurrent SMTP clients, on two corpora: mixed mail (corpus.py --seed 1,
-  3,000 messages) and a wave of small near-identical messages (corpus.py --seed 7 spam plus
+  at 4, 32 and 200 concurrent SMTP clients, on two corpora: mixed mail (bench/corpus/generate.py
+  --seed 1, 3,000 messages) and a wave of small near-identical messages (--seed 7 spam plus
   small ham, 4,900 messages, 80 % spam); and
   (d) `breakwater run` driven directly over the milter protocol (no Postfix) vs
       `breakwater scan --jobs 2` on the same messages; and
@@ -42,7 +42,7 @@ every verdict against the corpus manifest (ham accepted, spam/malware rejected w
 signature name), every accepted message at the sink exactly once, no rejected message at the sink.
 
     bench/milter_bench.py --corpus DIR --wave-corpus DIR [--rounds 3] [--quick] [--out DIR]
-    bench/milter_bench.py --generator ../shared/corpus/corpus.py      # makes the corpora itself
+    bench/milter_bench.py --generator bench/corpus/generate.py       # makes the corpora itself
 
 Needs root (Postfix), postfix, clamav-daemon, clamav-milter (scripts/setup.sh --bench), cc and a
 release build of breakwater (BREAKWATER_BIN or --breakwater; default .build/release/breakwater).
@@ -69,10 +69,10 @@ from milterbench.runs import Bench
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--corpus", help="mixed corpus: a corpus.py directory (--seed 1 --count 3000)")
+    ap.add_argument("--corpus", help="mixed corpus: a directory with manifest.tsv (generate.py --seed 1 --count 3000)")
     ap.add_argument("--wave-corpus", help="wave corpus: a directory made by make_wave (or by this script), "
-                    "or any corpus.py directory to use as is")
-    ap.add_argument("--generator", help="corpus.py: generate both corpora (cached in --corpus-cache)")
+                    "or any generated corpus directory to use as is")
+    ap.add_argument("--generator", help="a corpus generator (bench/corpus/generate.py, or one with its flags and manifest): generate both corpora (cached in --corpus-cache)")
     ap.add_argument("--corpus-cache", default=os.path.join(REPO, "out", "bench", "corpora"))
     ap.add_argument("--signatures", default=os.path.join(HERE, "sigs"),
                     help="signature directory the corpus manifest refers to (default bench/sigs)")
@@ -138,7 +138,7 @@ def main():
         a.corpus = a.corpus or mixed
         a.wave_corpus = a.wave_corpus or wave
     if not a.corpus or not a.wave_corpus:
-        sys.exit("milter_bench: give --corpus and --wave-corpus (corpus.py directories), or --generator corpus.py")
+        sys.exit("milter_bench: give --corpus and --wave-corpus (generated corpus directories), or --generator bench/corpus/generate.py")
     corpora = [Corpus("mixed", os.path.abspath(a.corpus), a.count), Corpus("wave", os.path.abspath(a.wave_corpus), a.count)]
     for c in corpora:
         log(f"corpus {c.describe()}")

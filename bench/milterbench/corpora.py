@@ -71,7 +71,7 @@ class Corpus:
             head = head.split(b"\r\n\r\n", 1)[0]
             m = BENCH_ID.search(head)
             if not m:
-                raise RuntimeError(f"{p}: no X-Bench-Id header (not a corpus.py message?)")
+                raise RuntimeError(f"{p}: no X-Bench-Id header (not a generated corpus message?)")
             self.ids.append(m.group(1).decode())
         self.total_bytes = sum(r["bytes"] for r in rows)
         sizes = sorted(r["bytes"] for r in rows)
@@ -96,7 +96,7 @@ class Corpus:
 # 0.91 on 4,900 messages, 0.90 on 1,000 mixed messages and 0.91 on 3,000.
 MIXED_COUNT = 3000
 WAVE_SPAM, WAVE_HAM = 3920, 980
-WAVE_SOURCE_COUNT = 15080   # corpus.py --seed 7 makes 26 % spam: enough for WAVE_SPAM
+WAVE_SOURCE_COUNT = 15080   # --seed 7 makes about 26 % spam: enough for WAVE_SPAM
 
 
 def generate_corpora(generator, cache_dir):
@@ -116,7 +116,7 @@ def generate_corpora(generator, cache_dir):
 
 
 def make_wave(src, out, n_spam=WAVE_SPAM, n_ham=WAVE_HAM, ham_max=6000):
-    """A spam wave from a corpus.py directory: its spam (the Mini Cooper and phishing waves, near-
+    """A spam wave from a generated corpus directory: its spam (the Mini Cooper and phishing waves, near-
     identical messages) plus small ham, 80 % spam, shuffled with a fixed seed."""
     if os.path.exists(os.path.join(out, "manifest.tsv")):
         return out
