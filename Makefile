@@ -49,7 +49,7 @@ tsan-test:
 	scripts/setup.sh --test
 	$(SWIFT) build --sanitize=thread --scratch-path .build-tsan
 	TSAN_OPTIONS=report_thread_leaks=0 BREAKWATER_BIN=.build-tsan/debug/breakwater \
-	  scripts/integration-tests.sh tests/test_reload.py tests/test_signatures_cli.py tests/test_waves.py
+	  scripts/integration-tests.sh IntegrationTests/test_reload.py IntegrationTests/test_signatures_cli.py IntegrationTests/test_waves.py
 
 # The binary measured is built as the package builds it (Swift runtime linked in; debian/rules), so the
 # memory figures are those of the installed program, not of one that maps the Swift shared libraries.
@@ -74,7 +74,7 @@ deb:
 # removes and purges it on this machine: needs root. CI runs it after `make test`.
 deb-test: deb
 	scripts/setup.sh --deb --test
-	BREAKWATER_DEB_TEST=1 python3 -m pytest -q -p no:cacheprovider tests/test_deb.py
+	BREAKWATER_DEB_TEST=1 python3 -m pytest -q -p no:cacheprovider IntegrationTests/test_deb.py
 
 # swift-format with .swift-format: `make format` rewrites the Swift files in place; `make format-check`
 # (CI) changes nothing and fails on any finding (swift format lint --strict).

@@ -12,7 +12,7 @@ slower or faster time window on a shared machine hits both alike; figures are on
 one invocation.
 
 Each run sends --messages messages over the milter protocol, one session per message as an MTA
-does (TCP_NODELAY), from --clients client processes (tests/harness/milterclient.py). Two phases:
+does (TCP_NODELAY), from --clients client processes (IntegrationTests/harness/milterclient.py). Two phases:
  1. interleaved runs, one daemon at a time: msgs/s (messages answered / wall time of the run) and
     daemon CPU-us/msg (user+system CPU of the daemon process over the run, /proc/PID/stat);
  2. paired rounds: both daemons at once, every message sent to both (alternately first), so both
@@ -25,7 +25,7 @@ CPU-bound milter's throughput moves with it. The verdicts of both daemons must a
 message, and the "on" daemon's breakwater_messages_total must equal the messages it answered;
 otherwise the exit status is 1 (the cost target is reported, not enforced).
 
-Messages: --corpus DIR (every regular file except manifest.tsv, e.g. from ../shared/corpus/corpus.py),
+Messages: --corpus DIR (every regular file except manifest.tsv, e.g. from bench/corpus/generate.py),
 default Signatures/samples and Signatures/ham (small messages: the worst case for a per-message cost
 relative to the scan). Signatures: --signatures DIR, default Signatures/ (the shipped set).
 Binary: --bin or $BREAKWATER_BIN, default .build/release/breakwater (`swift build -c release`).
@@ -47,7 +47,7 @@ import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "tests"))
+sys.path.insert(0, os.path.join(REPO, "IntegrationTests"))
 
 from harness import procs  # noqa: E402
 from harness.milterclient import SMFIR_REPLYCODE, MilterConnection  # noqa: E402

@@ -29,7 +29,7 @@ import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "tests"))
+sys.path.insert(0, os.path.join(REPO, "IntegrationTests"))
 
 from harness.breakwater import BreakwaterDaemon  # noqa: E402
 from harness.milterclient import MilterConnection  # noqa: E402

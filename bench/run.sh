@@ -9,9 +9,9 @@
 #
 # Binary: $BREAKWATER_BIN, default .build/release/breakwater (`make bench` builds it as the package does,
 # with the Swift runtime linked in).
-# Corpus: $BENCH_CORPUS (a corpus.py directory) and, for the milter benchmark, $BENCH_WAVE_CORPUS;
-# otherwise, when ../shared/corpus/corpus.py exists beside the checkout, the milter benchmark
-# generates both corpora once into out/bench/corpora, and the other benches use their own defaults.
+# Corpus: $BENCH_CORPUS (a directory with manifest.tsv) and, for the milter benchmark,
+# $BENCH_WAVE_CORPUS; otherwise bench/corpus/generate.py makes the milter benchmark's corpora once into
+# out/bench/corpora, and the other benches use their own defaults (the same generator).
 # Results: out/bench/ (gitignored); the milter benchmark writes out/bench/milter-TIMESTAMP/results.{md,json}.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -40,7 +40,7 @@ if [ ! -x "$BREAKWATER_BIN" ]; then
   exit 2
 fi
 PY=${PYTHON:-python3}
-GEN="$REPO/../shared/corpus/corpus.py"
+GEN="$REPO/bench/corpus/generate.py"
 mkdir -p out/bench
 status=0
 wants() { case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
@@ -99,17 +99,12 @@ if wants milter && [ -f bench/milter_bench.py ]; then
   args=(--breakwater "$BREAKWATER_BIN")
   if [ -n "${BENCH_CORPUS:-}" ] && [ -n "${BENCH_WAVE_CORPUS:-}" ]; then
     args+=(--corpus "$BENCH_CORPUS" --wave-corpus "$BENCH_WAVE_CORPUS")
-  elif [ -f "$GEN" ]; then
+  else
     args+=(--generator "$GEN")
     [ -n "${BENCH_CORPUS:-}" ] && args+=(--corpus "$BENCH_CORPUS")
-  else
-    echo "=== bench: milter: skipped (set BENCH_CORPUS and BENCH_WAVE_CORPUS to corpus.py directories)" >&2
-    args=()
   fi
-  if [ ${#args[@]} -gt 0 ]; then
-    [ -n "$rounds" ] && args+=(--rounds "$rounds")
-    [ $quick -eq 1 ] && args+=(--quick)
-    run milter "$PY" bench/milter_bench.py "${args[@]}"
-  fi
+  [ -n "$rounds" ] && args+=(--rounds "$rounds")
+  [ $quick -eq 1 ] && args+=(--quick)
+  run milter "$PY" bench/milter_bench.py "${args[@]}"
 fi
 exit $status

@@ -54,7 +54,7 @@ REPO = os.path.dirname(BENCH)
 sys.path.insert(0, BENCH)
 
 import officialdb  # noqa: E402
-import reload_bench  # noqa: E402  (also puts tests/ on sys.path for the harness)
+import reload_bench  # noqa: E402  (also puts IntegrationTests/ on sys.path for the harness)
 import scan_bench  # noqa: E402
 
 SHIPPED = os.path.join(REPO, "Signatures")
@@ -433,7 +433,7 @@ def main():
     if parts & {"daemon", "scan", "anchor"} and not os.access(a.bin, os.X_OK):
         sys.exit(f"scale_bench: no binary at {a.bin} (swift build -c release --static-swift-stdlib --product breakwater)")
     if parts & {"scan", "fork", "anchor"} and not os.path.isdir(a.corpus):
-        sys.exit(f"scale_bench: no corpus at {a.corpus} (corpus.py --seed 1 --count 3000, or --corpus DIR)")
+        sys.exit(f"scale_bench: no corpus at {a.corpus} (bench/corpus/generate.py --seed 1 --count 3000 --out DIR, or --corpus DIR)")
     standin = os.path.abspath(a.standin) if a.standin else officialdb.ensure(
         officialdb.default_dir(a.scale, a.seed), a.scale, a.seed, verbose=True)
     work = tempfile.mkdtemp(prefix="bw-scale-")

@@ -12,15 +12,13 @@ faster time window on a shared machine hits every configuration alike; figures a
 one invocation. Prints msgs/s and CPU-ms/msg per run, the median per configuration, and the ratios
 breakwater/clamscan (median of the per-round ratios). Targets (issue 2): bw-j1 within 5% of clamscan,
 bw-j2 at least 1.7x clamscan. Then checks that breakwater and clamscan report the same signature names
-for every message (and, for a corpus.py corpus, the names its manifest expects). Exit status 1 when the
+for every message (and, for a corpus with manifest.tsv, the names it expects). Exit status 1 when the
 verdicts disagree; the throughput targets are reported, not enforced.
 
 Corpus (the messages): --corpus DIR (every regular file in it except manifest.tsv); by default the
-corpus that ../shared/corpus/corpus.py makes with --seed 1 --count 1000 (generated once into
-$TMPDIR/breakwater-bench-corpus-seed1-1000) when that generator exists beside the checkout, else
-Signatures/samples and Signatures/ham copied until --count messages (each copy made unique, so
-libclamav's clean-file cache does not turn the copies into cache hits).
-Signatures: --signatures DIR; by default the corpus generator's sigs/ when it exists, else Signatures/.
+corpus that bench/corpus/generate.py makes with --seed 1 --count 1000 (generated once into
+$TMPDIR/breakwater-bench-generated-seed1-1000).
+Signatures: --signatures DIR; by default bench/sigs/, the names the generated corpus expects.
 Binary: --bin, or $BREAKWATER_BIN, default .build/release/breakwater (build it with
 `swift build -c release`).
 """
@@ -35,7 +33,8 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_CORPUS = os.path.join(os.path.dirname(REPO), "shared", "corpus")
+GENERATOR = os.path.join(REPO, "bench", "corpus", "generate.py")
+SIGNATURES = os.path.join(REPO, "bench", "sigs")
 
 # Breakwater's defaults (Sources/BreakwaterCore/Config/EngineLimits.swift), restated for clamscan.
 CLAMSCAN_MATCHING = [
@@ -53,31 +52,12 @@ def log(*a):
 
 
 def default_corpus(count):
-    gen = os.path.join(SHARED_CORPUS, "corpus.py")
-    if os.path.exists(gen):
-        out = os.path.join(tempfile.gettempdir(), f"breakwater-bench-corpus-seed1-{count}")
-        if not os.path.exists(os.path.join(out, "manifest.tsv")):
-            log(f"generating the corpus: {gen} --seed 1 --count {count} --out {out}")
-            subprocess.run([sys.executable, gen, "--seed", "1", "--out", out, "--count", str(count)],
-                           check=True, stdout=subprocess.DEVNULL)
-        return out, False
-    out = tempfile.mkdtemp(prefix="breakwater-bench-samples-")
-    sources = []
-    for sub in ("samples", "ham"):
-        for d, _, files in os.walk(os.path.join(REPO, "Signatures", sub)):
-            sources += [os.path.join(d, f) for f in sorted(files) if f.endswith(".eml")]
-    for i in range(count):
-        with open(sources[i % len(sources)], "rb") as f:
-            data = f.read()
-        with open(os.path.join(out, f"{i:06d}.eml"), "wb") as f:
-            f.write(b"X-Bench-Copy: %d\r\n" % i + data)
-    log(f"no corpus generator at {SHARED_CORPUS}: using {count} copies of Signatures/samples and ham in {out}")
-    return out, True
-
-
-def default_signatures():
-    sigs = os.path.join(SHARED_CORPUS, "sigs")
-    return sigs if os.path.isdir(sigs) else os.path.join(REPO, "Signatures")
+    out = os.path.join(tempfile.gettempdir(), f"breakwater-bench-generated-seed1-{count}")
+    if not os.path.exists(os.path.join(out, "manifest.tsv")):
+        log(f"generating the corpus: {GENERATOR} --seed 1 --count {count} --out {out}")
+        subprocess.run([sys.executable, GENERATOR, "--seed", "1", "--out", out, "--count", str(count)],
+                       check=True, stdout=subprocess.DEVNULL)
+    return out
 
 
 def run(cmd, out_path):
@@ -126,8 +106,8 @@ def main():
     for tool, hint in ((args.bin, "swift build -c release"), (args.clamscan, "scripts/setup.sh --bench")):
         if not os.access(tool, os.X_OK):
             raise SystemExit(f"{tool} not found ({hint})")
-    corpus, generated_copies = (args.corpus, False) if args.corpus else default_corpus(args.count)
-    sigs = args.signatures or default_signatures()
+    corpus = args.corpus or default_corpus(args.count)
+    sigs = args.signatures or SIGNATURES
     files = sorted(os.path.join(corpus, f) for f in os.listdir(corpus)
                    if f != "manifest.tsv" and os.path.isfile(os.path.join(corpus, f)))
     if not files:
@@ -190,7 +170,7 @@ def main():
     log(f"\nverdicts: {len(clam)} of {len(files)} messages detected by clamscan; "
         f"breakwater {'agrees on every message' if bad == 0 else f'differs on {bad} message(s)'}")
     manifest = os.path.join(corpus, "manifest.tsv")
-    if os.path.exists(manifest) and not generated_copies:
+    if os.path.exists(manifest):
         missed, limited = [], []
         with open(manifest) as m:
             next(m)
@@ -209,8 +189,6 @@ def main():
         log(f"outputs kept in {outdir}")
     else:
         shutil.rmtree(outdir, ignore_errors=True)
-    if generated_copies:
-        shutil.rmtree(corpus, ignore_errors=True)
     return 1 if bad else 0
 
 

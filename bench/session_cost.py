@@ -10,7 +10,7 @@ CPU-ms per message (utime + stime from /proc) and msgs/s, medians over the round
 """
 import os, sys, time, subprocess, threading, statistics, uuid
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "tests"))
+sys.path.insert(0, os.path.join(REPO, "IntegrationTests"))
 from harness import mail
 from harness.milterclient import MilterConnection
 

@@ -28,7 +28,7 @@ import time
 import uuid
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "tests"))
+sys.path.insert(0, os.path.join(REPO, "IntegrationTests"))
 from harness import mail  # noqa: E402
 from harness.milterclient import CHUNK, MilterConnection, split_message  # noqa: E402
 

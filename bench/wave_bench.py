@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark: what wave detection costs per message, and what it finds, on the shared corpus.
+"""Benchmark: what wave detection costs per message, and what it finds, on the generated corpus.
 
     bench/wave_bench.py [--corpus DIR] [--signatures DIR] [--bin PATH] [--rounds 3] [--count 1000]
 
@@ -15,10 +15,10 @@
    scan and the store with default wave settings; the corpus manifest says which messages are wave
    spam. Reported: the waves found, their members by class, and ham counted into a wave (should be 0).
 
-Corpus: --corpus DIR (a corpus.py directory, with manifest.tsv); by default
-`../shared/corpus/corpus.py --seed 1 --count 1000`, generated once into
-$TMPDIR/breakwater-bench-corpus-seed1-1000 (the same directory bench/scan_bench.py uses).
-Signatures: --signatures DIR; default the generator's sigs/ (else Signatures/).
+Corpus: --corpus DIR (a directory with manifest.tsv, as bench/corpus/generate.py makes); by default
+`bench/corpus/generate.py --seed 1 --count 1000`, generated once into
+$TMPDIR/breakwater-bench-generated-seed1-1000 (the same directory bench/scan_bench.py uses).
+Signatures: --signatures DIR; default bench/sigs/ (the names the generated corpus expects).
 Binary: --bin, or $BREAKWATER_BIN, default .build/release/breakwater.
 Results: out/bench/waves-TIMESTAMP/results.{md,json}.
 """
@@ -32,7 +32,8 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_CORPUS = os.path.join(os.path.dirname(REPO), "shared", "corpus")
+GENERATOR = os.path.join(REPO, "bench", "corpus", "generate.py")
+SIGNATURES = os.path.join(REPO, "bench", "sigs")
 
 
 def log(*a):
@@ -40,13 +41,10 @@ def log(*a):
 
 
 def default_corpus(count):
-    gen = os.path.join(SHARED_CORPUS, "corpus.py")
-    if not os.path.exists(gen):
-        sys.exit(f"wave_bench: no corpus generator at {gen}: name a corpus.py directory with --corpus")
-    out = os.path.join(tempfile.gettempdir(), f"breakwater-bench-corpus-seed1-{count}")
+    out = os.path.join(tempfile.gettempdir(), f"breakwater-bench-generated-seed1-{count}")
     if not os.path.exists(os.path.join(out, "manifest.tsv")):
-        log(f"generating the corpus: {gen} --seed 1 --count {count} --out {out}")
-        subprocess.run([sys.executable, gen, "--seed", "1", "--out", out, "--count", str(count)],
+        log(f"generating the corpus: {GENERATOR} --seed 1 --count {count} --out {out}")
+        subprocess.run([sys.executable, GENERATOR, "--seed", "1", "--out", out, "--count", str(count)],
                        check=True, stdout=subprocess.DEVNULL)
     return out
 
@@ -73,8 +71,7 @@ def main():
     if not os.access(binary, os.X_OK):
         sys.exit(f"wave_bench: no breakwater binary at {binary} (swift build -c release, or --bin)")
     corpus = args.corpus or default_corpus(args.count)
-    sigs = args.signatures or (os.path.join(SHARED_CORPUS, "sigs") if os.path.isdir(os.path.join(SHARED_CORPUS, "sigs"))
-                               else os.path.join(REPO, "Signatures"))
+    sigs = args.signatures or SIGNATURES
     rows = manifest(corpus)
     files = [os.path.join(corpus, r[0]) for r in rows]
     outdir = os.path.join(REPO, "out", "bench", time.strftime("waves-%Y%m%d-%H%M%S"))

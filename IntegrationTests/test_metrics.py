@@ -34,7 +34,7 @@ from harness.ports import free_port, release_port
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RULES = os.path.join(REPO, "contrib", "prometheus", "breakwater.rules.yml")
-RULE_TESTS = os.path.join(REPO, "tests", "prometheus", "breakwater.rules.test.yml")
+RULE_TESTS = os.path.join(REPO, "IntegrationTests", "prometheus", "breakwater.rules.test.yml")
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
 QUARANTINE_MARK, QUARANTINE_SIG = "bw-metrics-quarantine-marker-5d1c", "Test.Metrics.Quarantine"

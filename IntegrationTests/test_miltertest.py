@@ -1,5 +1,5 @@
 """Breakwater driven by miltertest (OpenDKIM's Lua MTA simulator, an implementation of the MTA side
-independent of Postfix and of our own client): tests/miltertest/*.lua for reject, accept with the
+independent of Postfix and of our own client): IntegrationTests/miltertest/*.lua for reject, accept with the
 added header, tempfail on overload, quarantine, and skip for an authenticated sender."""
 import os
 import re
@@ -18,7 +18,7 @@ BUSY_TEXT = "Breakwater is busy scanning other mail, please try again later"
 
 
 def miltertest(binary, script, daemon, timeout=120, **defs):
-    """Runs tests/miltertest/SCRIPT.lua against `daemon`; returns stdout; fails with all output."""
+    """Runs IntegrationTests/miltertest/SCRIPT.lua against `daemon`; returns stdout; fails with all output."""
     cmd = [binary, "-D", f"sock={daemon.milter_spec}", "-D", f"libdir={LUA_DIR}"]
     for k, v in defs.items():
         cmd += ["-D", f"{k}={v}"]

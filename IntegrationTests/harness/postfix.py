@@ -25,7 +25,7 @@ POSTCONF = shutil.which("postconf") or "/usr/sbin/postconf"
 # No chroot anywhere (column 5 = n), only the services a relay-to-sink instance needs,
 # and postlogd so that maillog_file works without syslog.
 MASTER_CF = """\
-127.0.0.1:{port} inet n - n - - smtpd
+127.0.0.1:{port} inet n - n - {smtpd_limit} smtpd
 pickup    unix  n - n 60 1 pickup
 cleanup   unix  n - n -  0 cleanup
 qmgr      unix  n - n 300 1 qmgr
@@ -72,7 +72,8 @@ class SmtpResult:
 
 
 class PostfixInstance:
-    def __init__(self, base_dir, sink_port, milters=None, settings=None, name="postfix"):
+    def __init__(self, base_dir, sink_port, milters=None, settings=None, name="postfix",
+                 smtpd_process_limit=None):
         self.base = os.path.join(base_dir, name)
         self.config_dir = os.path.join(self.base, "etc")
         self.queue_dir = os.path.join(self.base, "spool")
@@ -82,6 +83,8 @@ class PostfixInstance:
         self.sink_port = sink_port
         self.milters = milters
         self.settings = dict(settings or {})
+        # smtpd's process limit in master.cf; None: default_process_limit (the benchmark raises it).
+        self.smtpd_process_limit = smtpd_process_limit
         self.port = None
         self.master_pid = None
         self._started = False
@@ -149,7 +152,8 @@ class PostfixInstance:
         with open(os.path.join(self.config_dir, "main.cf"), "w") as f:
             f.write(self.main_cf())
         with open(os.path.join(self.config_dir, "master.cf"), "w") as f:
-            f.write(MASTER_CF.format(port=self.port))
+            limit = "-" if self.smtpd_process_limit is None else str(int(self.smtpd_process_limit))
+            f.write(MASTER_CF.format(port=self.port, smtpd_limit=limit))
 
     # --- lifecycle ---------------------------------------------------------------
     def _postfix(self, *args, timeout=60):
@@ -199,7 +203,10 @@ class PostfixInstance:
         pids = []
         if self.master_pid:
             pids = [self.master_pid] + procs.children(self.master_pid)
-        self._postfix("stop", timeout=30)
+        try:
+            self._postfix("stop", timeout=30)
+        except subprocess.TimeoutExpired:
+            pass  # the master and its children are killed by PID below
         killed = []
         if self.master_pid and not procs.wait_gone(self.master_pid, 15):
             procs.kill(self.master_pid)

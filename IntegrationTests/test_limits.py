@@ -219,7 +219,7 @@ def unit_entries(path, key):
 def test_package_spools_on_disk():
     """The shipped unit points TMPDIR (spool-directory's default, "$TMPDIR or /tmp") at its state
     directory's spool/, which systemd creates writable under ProtectSystem=strict, and the conffile
-    leaves spool-directory at that default. (tests/test_deb.py checks the running service.)"""
+    leaves spool-directory at that default. (IntegrationTests/test_deb.py checks the running service.)"""
     unit = os.path.join(REPO, "debian", "breakwater.service")
     env = dict(item.split("=", 1) for v in unit_entries(unit, "Environment") for item in v.split())
     spool = env.get("TMPDIR")

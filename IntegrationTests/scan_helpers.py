@@ -1,4 +1,4 @@
-"""Helpers for tests/test_scan_cli.py: run `breakwater scan` as a user would and read what it says.
+"""Helpers for IntegrationTests/test_scan_cli.py: run `breakwater scan` as a user would and read what it says.
 
 BREAKWATER_BIN names the binary under test (default .build/debug/breakwater, relative to the checkout).
 Only the checkout is needed: the shipped Signatures/ with its samples and ham set.
