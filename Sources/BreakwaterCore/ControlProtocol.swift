@@ -37,10 +37,15 @@ public enum ControlProtocol {
             if lines.last == "" { lines.removeLast() }
             guard let first = lines.first else { return nil }
             let body = Array(lines.dropFirst())
-            if first == "OK" { return Response(ok: true, head: "", body: body) }
-            if first.hasPrefix("OK ") { return Response(ok: true, head: String(first.dropFirst(3)), body: body) }
-            if first == "ERR" { return Response(ok: false, head: "", body: body) }
-            if first.hasPrefix("ERR ") { return Response(ok: false, head: String(first.dropFirst(4)), body: body) }
+            // Compared as bytes: a head starting with a combining mark makes one Character of it and
+            // the blank before it, so `hasPrefix("OK ")` would not see the blank.
+            for (ok, word) in [(true, "OK"), (false, "ERR")] where first.utf8.starts(with: word.utf8) {
+                let rest = first.utf8.dropFirst(word.utf8.count)
+                if rest.isEmpty { return Response(ok: ok, head: "", body: body) }
+                if rest.first == UInt8(ascii: " ") {
+                    return Response(ok: ok, head: String(decoding: rest.dropFirst(), as: UTF8.self), body: body)
+                }
+            }
             return nil
         }
     }
@@ -56,6 +61,36 @@ public enum ControlProtocol {
             case .notRunning(let s), .failed(let s): return s
             }
         }
+    }
+
+    /// Why a request line is refused.
+    public struct RequestError: Error, CustomStringConvertible, Sendable, Equatable {
+        public let description: String
+        public init(_ d: String) { description = d }
+    }
+
+    /// The request line in what a client sent so far (the server reads into `bytes` until this is not
+    /// nil): nil while no LF has come and there are fewer than `maxRequest` bytes; else the line
+    /// without its LF or CR LF, or why it is not one (too long, a NUL, not UTF-8). Pure, for the fuzzer.
+    public static func requestLine(_ bytes: [UInt8]) -> Result<String, RequestError>? {
+        if let nl = bytes.firstIndex(of: 10) {
+            var line = Array(bytes[..<nl])
+            if line.last == 13 { line.removeLast() }
+            guard !line.contains(0), let s = String(validating: line, as: UTF8.self) else {
+                return .failure(RequestError("the request is not a line of UTF-8 text"))
+            }
+            return .success(s)
+        }
+        if bytes.count >= maxRequest {
+            return .failure(RequestError("request too long (at most \(maxRequest) bytes)"))
+        }
+        return nil
+    }
+
+    /// A request line's verb (upper-cased) and its argument (trimmed; empty when there is none).
+    public static func split(_ line: String) -> (verb: String, argument: String) {
+        let parts = line.trimmed.split(separator: " ", maxSplits: 1)
+        return (parts.first.map { $0.uppercased() } ?? "", parts.count > 1 ? parts[1].trimmed : "")
     }
 
     /// Replaces line breaks, which would end the line early.

@@ -182,9 +182,7 @@ public final class ControlServer: DaemonService {
         case .failure(let why):
             reply = ControlReply(ok: false, head: why.description)
         case .success(let line):
-            let parts = line.trimmed.split(separator: " ", maxSplits: 1)
-            let verb = parts.first.map { $0.uppercased() } ?? ""
-            let argument = parts.count > 1 ? parts[1].trimmed : ""
+            let (verb, argument) = ControlProtocol.split(line)
             if verb == "RELOAD" {
                 daemon.logger.notice("control: RELOAD\(argument.isEmpty ? "" : " " + argument) from \(ControlServer.peer(fd))")
             }
@@ -220,17 +218,7 @@ public final class ControlServer: DaemonService {
         var buf = [UInt8](repeating: 0, count: 1024)
         let deadline = Clock.monotonic() + timeout
         while true {
-            if let nl = bytes.firstIndex(of: 10) {
-                var line = Array(bytes[..<nl])
-                if line.last == 13 { line.removeLast() }
-                guard !line.contains(0), let s = String(validating: line, as: UTF8.self) else {
-                    return .failure(RequestError("the request is not a line of UTF-8 text"))
-                }
-                return .success(s)
-            }
-            if bytes.count >= ControlProtocol.maxRequest {
-                return .failure(RequestError("request too long (at most \(ControlProtocol.maxRequest) bytes)"))
-            }
+            if let line = ControlProtocol.requestLine(bytes) { return line }
             let left = deadline - Clock.monotonic()
             if left <= 0 { return .failure(RequestError("no request line within \(Int(timeout)) s")) }
             var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
@@ -250,10 +238,7 @@ public final class ControlServer: DaemonService {
         }
     }
 
-    struct RequestError: Error, CustomStringConvertible {
-        let description: String
-        init(_ d: String) { description = d }
-    }
+    typealias RequestError = ControlProtocol.RequestError
 
     static func send(_ fd: Int32, _ reply: ControlReply) {
         var text = reply.rendered
