@@ -113,10 +113,16 @@ public final class Admission: @unchecked Sendable {
     /// Reserves `bytes` of the memory budget. False when that would pass the budget: the caller then
     /// spools to disk or tempfails, never grows the heap.
     public func reserve(_ bytes: UInt64) -> Bool {
+        reserve(bytes, ceiling: memoryBudget)
+    }
+
+    /// Reserves `bytes` only if the budget taken stays at or under `ceiling` (at most the budget).
+    public func reserve(_ bytes: UInt64, ceiling: UInt64) -> Bool {
+        let limit = min(ceiling, memoryBudget)
         var current = buffered.load(ordering: .relaxed)
         while true {
             let next = current &+ bytes
-            if next > memoryBudget || next < current { return false }
+            if next > limit || next < current { return false }
             let (exchanged, original) = buffered.compareExchange(expected: current, desired: next, ordering: .relaxed)
             if exchanged { return true }
             current = original

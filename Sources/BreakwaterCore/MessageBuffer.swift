@@ -34,16 +34,24 @@ public final class MessageBuffer {
 
     deinit { reset() }
 
+    /// The most an announced size (ESMTP SIZE) reserves before the message's data arrives.
+    public static let maxAnnouncedReserve: UInt64 = 64 << 10
+
     public var storage: Storage { fd >= 0 ? .file(fd: fd) : .memory }
 
     /// Pre-sizes the buffer for a message the client announced (ESMTP SIZE), within the spool
     /// threshold and the budget. Saves the copies of repeated growth. The 1 KB over the announced
     /// size covers the MTA's own Received: header; a message that passes it grows once. (4 KB over
     /// it held 0.6-0.8 MB more at the peak of 200 sessions of 3.5 KB messages waiting for a scan.)
+    ///
+    /// The announcement is the client's word, made before any data: it reserves at most
+    /// `maxAnnouncedReserve`, and only while the budget is less than half taken, so sessions that
+    /// announce large messages and then idle cannot hold the budget the messages being received need.
+    /// (A larger message grows geometrically from there: 64 KB to 1 MB is four copies.)
     public func expect(_ announced: UInt64) {
         guard fd < 0, bytes.isEmpty, announced > 0 else { return }
-        let want = min(announced + 1024, spoolThreshold)
-        if want > reserved && admission.reserve(want - reserved) {
+        let want = min(announced &+ 1024, spoolThreshold, MessageBuffer.maxAnnouncedReserve)
+        if want > reserved && admission.reserve(want - reserved, ceiling: admission.memoryBudget / 2) {
             bytes.reserveCapacity(Int(want))
             reserved = want
         }

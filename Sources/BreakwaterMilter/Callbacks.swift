@@ -66,7 +66,7 @@ func milterNegotiate(
     pf1?.pointee = want
     pf2?.pointee = 0
     pf3?.pointee = 0
-    s.leadingSpace = want & flag(SMFIP_HDR_LEADSPC) != 0
+    s.assembly.leadingSpace = want & flag(SMFIP_HDR_LEADSPC) != 0
     s.canSkip = want & flag(SMFIP_SKIP) != 0
     s.noReplyHeaders = want & flag(SMFIP_NR_HDR) != 0
     s.noReplyRecipients = want & flag(SMFIP_NR_RCPT) != 0
@@ -124,13 +124,9 @@ func milterEnvFrom(_ ctx: OpaquePointer?, _ argv: UnsafeMutablePointer<UnsafeMut
         var i = 1
         while let arg = argv[i] {
             let a = String(cString: arg)
+            // The declared size only pre-sizes the buffer: oversize is decided on the bytes received.
             if a.count > 5, a.prefix(5).uppercased() == "SIZE=", let n = UInt64(a.dropFirst(5)) {
-                if n > daemon.config.maxMessageSize {
-                    s.oversize = true
-                    s.oversizeBytes = n
-                } else {
-                    s.message.expect(n)
-                }
+                s.assembly.declare(size: n)
             }
             i += 1
         }
@@ -166,62 +162,18 @@ func milterEnvRcpt(_ ctx: OpaquePointer?, _ argv: UnsafeMutablePointer<UnsafeMut
 
 func milterHeader(_ ctx: OpaquePointer?, _ name: UnsafeMutablePointer<CChar>?, _ value: UnsafeMutablePointer<CChar>?) -> sfsistat {
     let s = attach(ctx)
-    let reply = s.noReplyHeaders ? SMFIS_NOREPLY : SMFIS_CONTINUE
-    guard let name, let value, !s.oversize, s.spoolError == nil else { return reply }
-    let daemon = MilterDaemon.shared!
-    let nameLen = strlen(name), valueLen = strlen(value)
-    if s.subject == nil, nameLen == 7, strncasecmp(name, "Subject", 7) == 0 {
-        // Wave detection (at most the first 998 bytes: the RFC 5322 line limit).
-        s.subject = String(decoding: UnsafeRawBufferPointer(start: value, count: min(valueLen, 998)), as: UTF8.self)
+    if let name, let value {
+        s.assembly.header(name: UnsafeRawBufferPointer(start: name, count: strlen(name)),
+                          value: UnsafeRawBufferPointer(start: value, count: strlen(value)))
     }
-    let separator = s.leadingSpace ? ":" : ": "
-    let lineLen = UInt64(nameLen + valueLen + separator.utf8.count + 2)
-    if s.message.size + lineLen > daemon.config.maxMessageSize {
-        s.oversize = true
-        return reply
-    }
-    do {
-        try s.message.append(UnsafeRawBufferPointer(start: name, count: nameLen))
-        try s.message.append(separator)
-        // Folded values keep the LF libmilter gives between their lines (libclamav's mail parser takes
-        // both); each header line ends with CRLF.
-        try s.message.append(UnsafeRawBufferPointer(start: value, count: valueLen))
-        try s.message.append("\r\n")
-    } catch {
-        s.spoolError = error.description
-    }
-    return reply
-}
-
-private func endHeaders(_ s: Session) {
-    guard !s.headersEnded else { return }
-    s.headersEnded = true
-    if s.spoolError == nil && !s.oversize {
-        do { try s.message.append("\r\n") } catch { s.spoolError = error.description }
-    }
+    return s.noReplyHeaders ? SMFIS_NOREPLY : SMFIS_CONTINUE
 }
 
 func milterBody(_ ctx: OpaquePointer?, _ body: UnsafeMutablePointer<UInt8>?, _ len: Int) -> sfsistat {
     let s = attach(ctx)
-    endHeaders(s)
-    let skip = s.canSkip ? SMFIS_SKIP : SMFIS_CONTINUE
-    if s.oversize || s.spoolError != nil { return skip }
-    let daemon = MilterDaemon.shared!
-    if s.message.size + UInt64(len) > daemon.config.maxMessageSize {
-        // Stop taking body: the rest would only be thrown away.
-        s.oversize = true
-        s.oversizeBytes = s.message.size + UInt64(len)
-        s.message.reset()
-        return skip
-    }
-    do {
-        try s.message.append(UnsafeRawBufferPointer(start: body, count: len))
-    } catch {
-        s.spoolError = error.description
-        s.message.reset()
-        return skip
-    }
-    return SMFIS_CONTINUE
+    let wanted = s.assembly.body(UnsafeRawBufferPointer(start: body, count: body == nil ? 0 : len))
+    if wanted { return SMFIS_CONTINUE }
+    return s.canSkip ? SMFIS_SKIP : SMFIS_CONTINUE
 }
 
 func milterEOM(_ ctx: OpaquePointer?) -> sfsistat {
@@ -232,10 +184,10 @@ func milterEOM(_ ctx: OpaquePointer?) -> sfsistat {
         s.resetMessage()
         daemon.stats.inFlight.subtract(1, ordering: .relaxed)
     }
-    endHeaders(s)
+    s.assembly.endOfHeaders()
     let queueID = macro(ctx, "i") ?? "-"
-    let size = s.oversize ? max(s.oversizeBytes, s.message.size) : s.message.size
-    let spooled = s.message.spoolReason
+    let size = s.assembly.received
+    let spooled = s.assembly.buffer.spoolReason
     let (decision, waitSeconds, scanSeconds, scanned) = daemon.decide(s) { _ = smfi_progress(ctx) }
     let waitMs = Int(waitSeconds * 1000), scanMs = Int(scanSeconds * 1000)
     daemon.stats.count(decision)
@@ -259,7 +211,7 @@ func milterEOM(_ ctx: OpaquePointer?) -> sfsistat {
     }
     if status == SMFIS_CONTINUE {
         for (name, value) in decision.headers {
-            let v = (s.leadingSpace ? " " : "") + milterSafeHeaderValue(value)
+            let v = (s.assembly.leadingSpace ? " " : "") + milterSafeHeaderValue(value)
             _ = name.withCString { n in
                 v.withCString { smfi_addheader(ctx, UnsafeMutablePointer(mutating: n), UnsafeMutablePointer(mutating: $0)) }
             }

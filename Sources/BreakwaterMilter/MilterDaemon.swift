@@ -209,8 +209,10 @@ public final class MilterDaemon: @unchecked Sendable {
     // MARK: per-message work
 
     func newSession() -> Session {
-        Session(message: MessageBuffer(admission: admission, spoolThreshold: config.spoolThreshold,
-                                       spoolDirectory: config.spoolDirectory))
+        Session(assembly: MessageAssembly(
+            buffer: MessageBuffer(admission: admission, spoolThreshold: config.spoolThreshold,
+                                  spoolDirectory: config.spoolDirectory),
+            maxMessageSize: config.maxMessageSize))
     }
 
     func isSkippedSender(_ sender: String) -> Bool {
@@ -224,12 +226,13 @@ public final class MilterDaemon: @unchecked Sendable {
 
     /// Scans the message in a slot and decides. Runs on the libmilter thread of the session.
     func decide(_ s: Session, keepAlive: () -> Void) -> (Decision, wait: Double, scan: Double, scanned: Bool) {
-        if let err = s.spoolError {
+        let message = s.assembly.buffer
+        if let err = s.assembly.spoolError {
             logger.error("cannot hold the message: \(err)")
             return (policy.busy(.memoryBudget), 0, 0, false)
         }
-        if s.oversize {
-            return (policy.oversize(bytes: s.message.size, limit: config.maxMessageSize), 0, 0, false)
+        if s.assembly.oversize {
+            return (policy.oversize(bytes: s.assembly.received, limit: config.maxMessageSize), 0, 0, false)
         }
         if allRecipientsSkipped(s.recipients) {
             stats.skipped.add(1, ordering: .relaxed)
@@ -245,16 +248,16 @@ public final class MilterDaemon: @unchecked Sendable {
             // thread would keep resident (16 KB of touched stack each instead of 12; with 200 sessions
             // waiting, about 0.6 MB), for a few microseconds more of the scanner's time.
             let result: ScanResult
-            switch s.message.storage {
+            switch message.storage {
             case .memory:
-                result = s.message.withMemory { engine.scan($0, inspector: inspector) }!
+                result = message.withMemory { engine.scan($0, inspector: inspector) }!
             case .file(let fd):
                 result = engine.scan(privateFile: fd, inspector: inspector)
             }
             var decision = policy.decide(result)
             if let waves, result.errorMessage == nil {
                 decision = waves.apply(decision, inspector: inspector, sender: s.sender, clientIP: s.clientIP,
-                                       clientAddress: s.clientAddress, subject: s.subject)
+                                       clientAddress: s.clientAddress, subject: s.assembly.subject)
             }
             scanned = (result, decision)
         }, keepAlive: keepAlive)

@@ -4,7 +4,6 @@ import BreakwaterCore
 /// may run on different libmilter threads, but never two at once, so no lock is needed here.
 final class Session {
     // Negotiated with the MTA.
-    var leadingSpace = false
     var canSkip = false
     var noReplyHeaders = false
     var noReplyRecipients = false
@@ -19,28 +18,17 @@ final class Session {
     // The current message; reset by `resetMessage()` (abort, end of message).
     var sender = ""
     var recipients: [String] = []
-    var message: MessageBuffer
-    var headersEnded = false
-    var oversize = false
-    /// Bytes received (or announced with SIZE=) when the message went over max-message-size.
-    var oversizeBytes: UInt64 = 0
-    var spoolError: String?
+    /// Headers and body as received, the received size, the oversize decision, the Subject.
+    let assembly: MessageAssembly
     var started = 0.0
-    /// The first Subject header's raw value (wave detection).
-    var subject: String?
 
-    init(message: MessageBuffer) {
-        self.message = message
+    init(assembly: MessageAssembly) {
+        self.assembly = assembly
     }
 
     func resetMessage() {
         sender = ""
         recipients.removeAll(keepingCapacity: true)
-        message.reset()
-        headersEnded = false
-        oversize = false
-        oversizeBytes = 0
-        spoolError = nil
-        subject = nil
+        assembly.reset()
     }
 }
