@@ -36,10 +36,11 @@ def split_message(raw):
     return headers, body.replace(b"\n", b"\r\n")
 
 
-# Assembly: setup byte, then ops (see Fuzz/FuzzAssembly).
+# Assembly: two setup bytes, then ops (see Fuzz/FuzzAssembly): 0 header, 1 body, 2 repeat, 3 long
+# header, 4 declared SIZE.
 for path in messages:
     headers, body = split_message(open(path, "rb").read())
-    out = bytearray([0x35])
+    out = bytearray([0x35, 0x05]) + bytes([4, 0, 0, 0, 0x10, 0])
     for n, v in headers:
         field = (n + b"\0" + v)[:255]
         out += bytes([0, len(field)]) + field
@@ -47,11 +48,11 @@ for path in messages:
         chunk = body[i:i + 255]
         out += bytes([1, len(chunk)]) + chunk
     put("assembly", os.path.basename(path), bytes(out))
-# 10,000 headers, a 1 MB header line, NUL and bare CR in the body, a tiny spool threshold.
-put("assembly", "many-headers", bytes([0x00, 2, 0x27, 0x10, 0, 7]) + b"X-A\0b c" + bytes([1, 4]) + b"body")
-put("assembly", "long-line", bytes([0xf3, 3, 0x10, 0x00, 0x00, 0x41, 1, 3]) + b"end")
-put("assembly", "nul-cr", bytes([0x11, 0, 12]) + b"Subject\0a\rb\nc" + bytes([1, 6]) + b"a\0b\rc\n")
-
+# 10,000 headers, a 1 MB header line, NUL and bare CR, a declared 30 MB SIZE on a small message.
+put("assembly", "many-headers", bytes([0x00, 0x07, 2, 0x27, 0x10, 0, 7]) + b"X-A\0b c" + bytes([1, 4]) + b"body")
+put("assembly", "long-line", bytes([0xf3, 0x07, 3, 0x10, 0x00, 0x00, 0x41, 1, 3]) + b"end")
+put("assembly", "nul-cr", bytes([0x11, 0x08, 0, 12]) + b"Subject\0a\rb\nc" + bytes([1, 6]) + b"a\0b\rc\n")
+put("assembly", "declared-size", bytes([0x35, 0x00, 4, 0, 0x01, 0xc9, 0xc3, 0x80, 0, 8]) + b"To\0x@y.z" + bytes([1, 5]) + b"EICAR")
 # Wave: a Subject line, then layers (kind byte + bytes) separated by 0xFF.
 for path in messages:
     msg = email.message_from_bytes(open(path, "rb").read(), policy=email.policy.compat32)

@@ -23,17 +23,28 @@ product() {
     esac
 }
 
-for t in "${targets[@]}"; do
-    p=$(product "$t") || exit 2
-    # ld.gold warns about every ASan check symbol it cannot export: noise, not ours.
-    if ! BREAKWATER_FUZZ=1 "$SWIFT" build --scratch-path "$scratch" --product "$p" \
-            --sanitize=fuzzer --sanitize=address >"$scratch.$p.build.log" 2>&1; then
-        grep -v 'ld.gold: warning: Cannot export local symbol' "$scratch.$p.build.log" | tail -30
-        echo "fuzz: building $p failed" >&2
+build() {
+    # One -sanitize= flag: swiftc keeps only the last one given, and SwiftPM passes its --sanitize
+    # options in a varying (hashed) order, so `--sanitize=fuzzer --sanitize=address` builds some
+    # modules without coverage and others without ASan. ld.gold warns about every ASan check symbol
+    # it cannot export: noise, not ours.
+    if ! BREAKWATER_FUZZ=1 "$SWIFT" build --scratch-path "$scratch" --product "$1" \
+            --sanitize=fuzzer -Xswiftc -sanitize=fuzzer,address >"$scratch.$1.build.log" 2>&1; then
+        grep -v 'ld.gold: warning: Cannot export local symbol' "$scratch.$1.build.log" | tail -30
+        echo "fuzz: building $1 failed" >&2
         exit 1
     fi
-    rm -f "$scratch.$p.build.log"
+    rm -f "$scratch.$1.build.log"
+}
+
+for t in "${targets[@]}"; do
+    build "$(product "$t")" || exit 2
 done
+# Both instrumentations reached our code (see build): ASan here, coverage checked at each run.
+if [ "$(nm "$scratch/debug/BreakwaterCore.build/Config.swift.o" | grep -c __asan_report_load)" = 0 ]; then
+    echo "fuzz: BreakwaterCore was built without AddressSanitizer" >&2
+    exit 1
+fi
 
 failed=()
 for t in "${targets[@]}"; do
@@ -51,7 +62,7 @@ for t in "${targets[@]}"; do
     cov=$(grep -Eo 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1)
     if ! grep -q '^INFO: Loaded 1 modules' "$log"; then
         failed+=("$t")
-        echo "fuzz $t: the binary has no coverage instrumentation (rebuild: rm -rf $scratch)"
+        echo "fuzz $t: the binary has no coverage instrumentation"
     elif [ $rc -ne 0 ]; then
         failed+=("$t")
         echo "fuzz $t: FINDING (exit $rc) after ${execs:-?} executions; log $log, input(s):"

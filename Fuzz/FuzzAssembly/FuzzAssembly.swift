@@ -1,20 +1,23 @@
-// libFuzzer target: message assembly, as the milter callbacks do it (Callbacks.swift: milterHeader,
-// endHeaders, milterBody) over MessageBuffer, with the Subject capture for wave detection.
-// Input: a byte choosing the spool threshold and memory budget, then operations:
-//   0 LEN NAME\0VALUE   one header as libmilter hands it over (C strings: cut at a NUL)
-//   1 LEN BYTES         one body chunk (any bytes, NUL and bare CR included)
-//   2 N N HEADERLEN ... the next header repeated N (up to 65,535) times: 10,000 headers and more
-//   3 L L L BYTE        one header whose value is L (up to 16 MB) copies of BYTE: 1 MB lines
-// Invariants: the assembled message is byte for byte the header lines (name, ": ", value, CRLF),
-// a blank line and the body chunks, in memory or spooled, and its size is the sum of the parts;
-// what passes max-message-size is marked oversize, not kept; the memory budget held returns to 0
-// on reset; the Subject kept is the first Subject's first 998 bytes.
+// libFuzzer target: message assembly (BreakwaterCore.MessageAssembly over MessageBuffer), fed as the
+// milter callbacks feed it: a declared SIZE, headers one by one, the end of the headers, body chunks.
+// Input: two setup bytes (spool threshold, memory budget, max-message-size, leading-space mode), then
+// operations, each a byte whose value modulo 5 picks it:
+//   0 LEN NAME\0VALUE   one header (any bytes, NUL, bare CR and LF included: the type must not care)
+//   1 LEN BYTES         one body chunk; bits 3-5 of the op byte scale LEN up to 32 KB
+//   2 N N               the next header is repeated N (up to 65,535) times: 10,000 headers and more
+//   3 L L L BYTE        one header whose value is L (up to 16 MB) copies of BYTE: 1 MB lines and more
+//   4 S S S S S         a declared SIZE (up to 1 TB); it must change nothing but the buffer's capacity
+// Invariants, checked against a plain model of the message: `received` is the sum of the parts;
+// oversize exactly when that sum passes max-message-size (never because of a declared size), and
+// then nothing is held; otherwise the message held, in memory or spooled, is byte for byte the
+// header lines (name, ": " or ":", value, CRLF), CRLF and the body, and its size is `received`; the
+// Subject kept is the first Subject's (any case) first 998 bytes; the memory budget is never passed
+// and is all given back on reset.
 import BreakwaterCore
 #if canImport(Glibc)
 import Glibc
 #endif
 
-let maxMessageSize: UInt64 = 4 << 20
 let spoolDirectory: String = {
     if let t = getenv("TMPDIR") { return String(cString: t) }
     return "/tmp"
@@ -31,135 +34,101 @@ struct Reader {
     }
 }
 
-/// The session state Callbacks.swift keeps for assembly.
-final class Assembly {
-    let message: MessageBuffer
-    var subject: String?
-    var oversize = false
-    var spoolError: String?
-    var headersEnded = false
-    var expected: [UInt8] = []
-    var firstSubjectValue: [UInt8]?
-
-    init(_ m: MessageBuffer) { message = m }
-
-    func header(name: [UInt8], value: [UInt8]) {
-        guard !oversize, spoolError == nil else { return }
-        // libmilter's strings end at their first NUL.
-        let name = Array(name.prefix { $0 != 0 }), value = Array(value.prefix { $0 != 0 })
-        if subject == nil, name.count == 7, String(decoding: name, as: UTF8.self).lowercased() == "subject" {
-            subject = String(decoding: value.prefix(998), as: UTF8.self)
-            if firstSubjectValue == nil { firstSubjectValue = value }
-        }
-        let separator = ": "
-        let lineLen = UInt64(name.count + value.count + separator.utf8.count + 2)
-        if message.size + lineLen > maxMessageSize { oversize = true; return }
-        do throws(MessageBuffer.SpoolError) {
-            try append(name)
-            try message.append(separator)
-            try append(value)
-            try message.append("\r\n")
-            expected += name; expected += Array(separator.utf8); expected += value; expected += [13, 10]
-        } catch {
-            spoolError = error.description
-        }
-    }
-
-    func append(_ bytes: [UInt8]) throws(MessageBuffer.SpoolError) {
-        let failure = bytes.withUnsafeBytes { p -> MessageBuffer.SpoolError? in
-            do throws(MessageBuffer.SpoolError) { try message.append(p) } catch { return error }
-            return nil
-        }
-        if let failure { throw failure }
-    }
-
-    func endHeaders() {
-        guard !headersEnded else { return }
-        headersEnded = true
-        if spoolError == nil && !oversize {
-            do throws(MessageBuffer.SpoolError) { try message.append("\r\n"); expected += [13, 10] } catch { spoolError = error.description }
-        }
-    }
-
-    func body(_ chunk: UnsafeBufferPointer<UInt8>) {
-        endHeaders()
-        if oversize || spoolError != nil { return }
-        if message.size + UInt64(chunk.count) > maxMessageSize {
-            oversize = true
-            message.reset()
-            expected = []
-            return
-        }
-        do throws(MessageBuffer.SpoolError) {
-            try message.append(UnsafeRawBufferPointer(chunk))
-            expected += chunk
-        } catch {
-            spoolError = error.description
-            message.reset()
-            expected = []
-        }
-    }
-}
-
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzAssembly(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     var r = Reader(p: UnsafeBufferPointer(start: data, count: size))
-    guard let setup = r.byte() else { return 0 }
-    let spoolThreshold = UInt64(1024) << UInt64((setup & 0x0f) % 12)  // 1 KB ... 2 MB
-    let budget = UInt64(4096) << UInt64((setup >> 4) % 12)          // 4 KB ... 8 MB
+    guard let s1 = r.byte(), let s2 = r.byte() else { return 0 }
+    let spoolThreshold = UInt64(1024) << UInt64((s1 & 0x0f) % 12)  // 1 KB ... 2 MB
+    let budget = UInt64(4096) << UInt64((s1 >> 4) % 12)            // 4 KB ... 8 MB
+    let maxMessageSize = UInt64(16 << 10) << UInt64(s2 & 0x07)     // 16 KB ... 2 MB
     let admission = Admission(slots: 1, maxWaiting: 1, maxWait: 1, memoryBudget: budget)
     let buffer = MessageBuffer(admission: admission, spoolThreshold: spoolThreshold, spoolDirectory: spoolDirectory)
-    let a = Assembly(buffer)
+    let a = MessageAssembly(buffer: buffer, maxMessageSize: maxMessageSize)
+    a.leadingSpace = s2 & 0x08 != 0
+    let separator: [UInt8] = a.leadingSpace ? [58] : [58, 32]
+
+    // The model.
+    var expected: [UInt8] = []
+    var received: UInt64 = 0
+    var headersEnded = false
+    var subject: String? = nil
+    var keep = true  // expected still tracks the held message (false once past the limit)
+
+    func header(_ name: [UInt8], _ value: [UInt8]) {
+        received += UInt64(name.count + separator.count + value.count + 2)
+        if subject == nil, name.count == 7, String(decoding: name, as: UTF8.self).lowercased() == "subject" {
+            subject = String(decoding: value.prefix(998), as: UTF8.self)
+        }
+        if keep && received <= maxMessageSize { expected += name; expected += separator; expected += value; expected += [13, 10] } else { keep = false }
+        name.withUnsafeBytes { n in value.withUnsafeBytes { v in a.header(name: n, value: v) } }
+    }
+    func endOfHeaders() {
+        if !headersEnded {
+            headersEnded = true
+            received += 2
+            if keep && received <= maxMessageSize { expected += [13, 10] } else { keep = false }
+        }
+    }
+
     var repeatNext = 1
     while let op = r.byte() {
-        switch op & 3 {
+        switch op % 5 {
         case 0:
             let len = Int(r.byte() ?? 0)
             let field = Array(r.bytes(len))
-            let colon = field.firstIndex(of: 0) ?? field.count
-            let name = Array(field[..<colon]), value = colon < field.count ? Array(field[(colon + 1)...]) : []
-            for _ in 0..<repeatNext { a.header(name: name, value: value) }
+            let nul = field.firstIndex(of: 0) ?? field.count
+            let name = Array(field[..<nul]), value = nul < field.count ? Array(field[(nul + 1)...]) : []
+            for _ in 0..<repeatNext { header(name, value) }
             repeatNext = 1
         case 1:
-            let len = Int(r.byte() ?? 0) << (op >> 2 & 7)
-            let chunk = r.bytes(len)
-            a.body(chunk)
+            let len = Int(r.byte() ?? 0) << Int(op >> 3 & 7)
+            let chunk = Array(r.bytes(len))
+            endOfHeaders()
+            received += UInt64(chunk.count)
+            if keep && received <= maxMessageSize { expected += chunk } else { keep = false }
+            let wanted = chunk.withUnsafeBytes { a.body($0) }
+            guard wanted == (received <= maxMessageSize) else { fatalError("body() said \(wanted) at \(received) of \(maxMessageSize)") }
         case 2:
             let hi = Int(r.byte() ?? 0), lo = Int(r.byte() ?? 0)
             repeatNext = hi << 8 | lo
-        default:
+        case 3:
             let l = Int(r.byte() ?? 0) << 16 | Int(r.byte() ?? 0) << 8 | Int(r.byte() ?? 0)
             let fill = r.byte() ?? 0x41
-            a.header(name: Array("X-Long".utf8), value: [UInt8](repeating: fill, count: l))
+            header(Array("X-Long".utf8), [UInt8](repeating: fill, count: l))
+        default:
+            var declared: UInt64 = 0
+            for _ in 0..<5 { declared = declared << 8 | UInt64(r.byte() ?? 0) }
+            a.declare(size: declared)
         }
+        guard admission.snapshot.buffered <= budget else { fatalError("budget passed: \(admission.snapshot.buffered) of \(budget)") }
     }
-    a.endHeaders()
-    if let v = a.firstSubjectValue {
-        let want = String(decoding: v.prefix(998), as: UTF8.self)
-        guard a.subject == want else { fatalError("subject \(String(describing: a.subject)) vs \(want)") }
-    }
-    if a.spoolError != nil {
-        fatalError("spool error: \(a.spoolError!)")  // /tmp is writable: any error here is ours
-    }
+    a.endOfHeaders()
+    endOfHeaders()
+
+    guard a.spoolError == nil else { fatalError("spool error: \(a.spoolError!)") }  // the spool directory is writable
+    guard a.received == received else { fatalError("received \(a.received), the parts sum to \(received)") }
+    guard a.subject == subject else { fatalError("subject \(String(describing: a.subject)) vs \(String(describing: subject))") }
+    guard a.oversize == (received > maxMessageSize) else { fatalError("oversize \(a.oversize) at \(received) of \(maxMessageSize)") }
     if a.oversize {
-        guard buffer.size <= maxMessageSize else { fatalError("oversize message kept \(buffer.size) bytes") }
+        guard buffer.size == 0 else { fatalError("an oversize message holds \(buffer.size) bytes") }
     } else {
-        guard buffer.size == UInt64(a.expected.count) else { fatalError("size \(buffer.size) but parts sum to \(a.expected.count)") }
+        guard buffer.size == received, UInt64(expected.count) == received else {
+            fatalError("holds \(buffer.size) bytes, model \(expected.count), received \(received)")
+        }
         switch buffer.storage {
         case .memory:
-            let same = buffer.withMemory { p in p.elementsEqual(a.expected) }
-            guard same == true else { fatalError("assembled bytes differ from the parts (memory)") }
+            guard buffer.withMemory({ $0.elementsEqual(expected) }) == true else { fatalError("held bytes differ from the parts (memory)") }
             guard buffer.size <= spoolThreshold else { fatalError("\(buffer.size) bytes in memory over the threshold \(spoolThreshold)") }
         case .file(let fd):
-            var back = [UInt8](repeating: 0, count: a.expected.count)
+            var back = [UInt8](repeating: 0, count: expected.count)
             let n = back.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
-            guard n == a.expected.count, back == a.expected else { fatalError("assembled bytes differ from the parts (spool, \(n))") }
+            guard n == expected.count, back == expected else { fatalError("held bytes differ from the parts (spool, read \(n))") }
             var st = stat()
-            guard fstat(fd, &st) == 0, UInt64(st.st_size) == buffer.size else { fatalError("spool file size \(st.st_size) vs \(buffer.size)") }
+            guard fstat(fd, &st) == 0, UInt64(st.st_size) == buffer.size else { fatalError("spool file of \(st.st_size) bytes, size \(buffer.size)") }
         }
     }
-    guard admission.snapshot.buffered <= budget else { fatalError("budget passed: \(admission.snapshot.buffered) of \(budget)") }
-    buffer.reset()
+    a.reset()
     guard admission.snapshot.buffered == 0 else { fatalError("budget held after reset: \(admission.snapshot.buffered)") }
+    guard a.received == 0, !a.oversize, a.subject == nil, buffer.size == 0 else { fatalError("reset left state") }
     return 0
 }
