@@ -234,6 +234,18 @@ final class LocalSignatureTests: XCTestCase {
         XCTAssertNil(ControlProtocol.Response.parse(""))
     }
 
+    func testControlRequestLineAndSplit() {
+        XCTAssertNil(ControlProtocol.requestLine(Array("PING".utf8)))
+        XCTAssertEqual(ControlProtocol.requestLine(Array("status  text \r\nmore".utf8)), .success("status  text "))
+        XCTAssertEqual(ControlProtocol.requestLine([0x41, 0, 0x42, 10]), .failure(.init("the request is not a line of UTF-8 text")))
+        XCTAssertEqual(ControlProtocol.requestLine([0xc3, 0x28, 10]), .failure(.init("the request is not a line of UTF-8 text")))
+        XCTAssertEqual(ControlProtocol.requestLine([UInt8](repeating: 65, count: ControlProtocol.maxRequest)),
+                       .failure(.init("request too long (at most 4096 bytes)")))
+        XCTAssertTrue(ControlProtocol.split("  status  text ") == ("STATUS", "text"))
+        XCTAssertTrue(ControlProtocol.split("waves promoted  a b ") == ("WAVES", "promoted  a b"))
+        XCTAssertTrue(ControlProtocol.split(" ") == ("", ""))
+    }
+
     func testControlClientSaysWhenNoDaemonRuns() {
         let path = NSTemporaryDirectory() + "bw-nosuch-" + UUID().uuidString + ".sock"
         XCTAssertThrowsError(try ControlProtocol.request("PING", socket: path, timeout: 1)) { e in
