@@ -37,9 +37,8 @@ build() {
     rm -f "$scratch.$1.build.log"
 }
 
-for t in "${targets[@]}"; do
-    build "$(product "$t")" || exit 2
-done
+for t in "${targets[@]}"; do product "$t" >/dev/null || exit 2; done
+for t in "${targets[@]}"; do build "$(product "$t")"; done
 # Both instrumentations reached our code (see build): ASan here, coverage checked at each run.
 if [ "$(nm "$scratch/debug/BreakwaterCore.build/Config.swift.o" | grep -c __asan_report_load)" = 0 ]; then
     echo "fuzz: BreakwaterCore was built without AddressSanitizer" >&2
