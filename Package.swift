@@ -54,3 +54,23 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// Fuzz targets (Fuzz/README.md): one libFuzzer executable per parser, declared only when
+// BREAKWATER_FUZZ=1 so that normal builds and `swift test` neither build nor see them. `make fuzz`
+// builds them with -sanitize=fuzzer,address into .build-fuzz.
+if Context.environment["BREAKWATER_FUZZ"] == "1" {
+    let fuzzers: [(String, [Target.Dependency])] = [
+        ("FuzzAssembly", ["BreakwaterCore"]),
+        ("FuzzWave", ["BreakwaterWaves", "BreakwaterCore"]),
+        ("FuzzConfig", ["BreakwaterCore"]),
+        ("FuzzSignature", ["BreakwaterCore"]),
+        ("FuzzControl", ["BreakwaterCore"]),
+        ("FuzzHTTP", ["BreakwaterMetrics"]),
+    ]
+    for (name, deps) in fuzzers {
+        package.products.append(.executable(name: name, targets: [name]))
+        package.targets.append(.executableTarget(
+            name: name, dependencies: deps, path: "Fuzz/\(name)",
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
+    }
+}

@@ -356,7 +356,8 @@ extension Config {
     public mutating func apply(fileText: String, source: String) throws(ConfigError) {
         var lineNo = 0
         var seen: [String: Int] = [:]
-        for raw in fileText.split(separator: "\n", omittingEmptySubsequences: false) {
+        // "\r\n" is one Character in Swift, not a "\n": a file with CRLF line ends is split on both.
+        for raw in fileText.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
             lineNo += 1
             let line = raw.trimmed
             if line.isEmpty || line.hasPrefix("#") { continue }

@@ -37,10 +37,15 @@ public enum ControlProtocol {
             if lines.last == "" { lines.removeLast() }
             guard let first = lines.first else { return nil }
             let body = Array(lines.dropFirst())
-            if first == "OK" { return Response(ok: true, head: "", body: body) }
-            if first.hasPrefix("OK ") { return Response(ok: true, head: String(first.dropFirst(3)), body: body) }
-            if first == "ERR" { return Response(ok: false, head: "", body: body) }
-            if first.hasPrefix("ERR ") { return Response(ok: false, head: String(first.dropFirst(4)), body: body) }
+            // Compared as bytes: a head starting with a combining mark makes one Character of it and
+            // the blank before it, so `hasPrefix("OK ")` would not see the blank.
+            for (ok, word) in [(true, "OK"), (false, "ERR")] where first.utf8.starts(with: word.utf8) {
+                let rest = first.utf8.dropFirst(word.utf8.count)
+                if rest.isEmpty { return Response(ok: ok, head: "", body: body) }
+                if rest.first == UInt8(ascii: " ") {
+                    return Response(ok: ok, head: String(decoding: rest.dropFirst(), as: UTF8.self), body: body)
+                }
+            }
             return nil
         }
     }

@@ -327,7 +327,7 @@ public enum SignatureLine {
         for u in s.unicodeScalars {
             if u == "\n" || u == "\r" { throw SignatureInputError("the \(what) contains a line break: a signature is one line") }
             if u == "\0" { throw SignatureInputError("the \(what) contains a NUL byte") }
-            if u.value < 0x20 && u != "\t" { throw SignatureInputError("the \(what) contains the control character \(describe(Character(u)))") }
+            if (u.value < 0x20 && u != "\t") || u.value == 0x7f { throw SignatureInputError("the \(what) contains \(describe(Character(u)))") }
         }
         guard s.utf8.count <= maxPatternLength else { throw SignatureInputError("the \(what) is longer than \(maxPatternLength) bytes") }
     }
