@@ -158,7 +158,7 @@ public enum Prefault {
         file += "Subject: prefault self-test\r\nMIME-Version: 1.0\r\n"
         file += "Content-Type: multipart/mixed; boundary=\"self-test\"\r\n\r\n\(rawMarker)\r\n"
         file += "--self-test\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
-        file += base64(Array(decodedMarker.utf8)) + "\r\n--self-test--\r\n"
+        file += Base64.encode(Array(decodedMarker.utf8)) + "\r\n--self-test--\r\n"
         // The epilogue: zero bytes, which libclamav's MIME parser passes over quickly (the scan costs about
         // a tenth of a second; text lines would take several times longer).
         let size = 9 << 20
@@ -213,22 +213,6 @@ public enum Prefault {
         let digits = Array("0123456789abcdef".utf8)
         var out = [UInt8]()
         for b in s.utf8 { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 15)]) }
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    private static func base64(_ bytes: [UInt8]) -> String {
-        let table = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
-        var out = [UInt8]()
-        var i = 0
-        while i < bytes.count {
-            let n = min(3, bytes.count - i)
-            let b0 = bytes[i], b1 = n > 1 ? bytes[i + 1] : 0, b2 = n > 2 ? bytes[i + 2] : 0
-            out.append(table[Int(b0 >> 2)])
-            out.append(table[Int((b0 & 3) << 4 | b1 >> 4)])
-            out.append(n > 1 ? table[Int((b1 & 15) << 2 | b2 >> 6)] : UInt8(ascii: "="))
-            out.append(n > 2 ? table[Int(b2 & 63)] : UInt8(ascii: "="))
-            i += 3
-        }
         return String(decoding: out, as: UTF8.self)
     }
 
