@@ -31,25 +31,32 @@ let package = Package(
         // The libclamav engine wrapper.
         .target(name: "BreakwaterEngine", dependencies: ["CClamAV", "CClamAVPrefault", "BreakwaterCore"]),
         // The libmilter bridge and the daemon.
-        .target(name: "BreakwaterMilter", dependencies: [
-            "CMilter", "CProcessTuning", "BreakwaterCore", "BreakwaterEngine", "BreakwaterWaves",
-            .product(name: "Logging", package: "swift-log"),
-        ]),
+        .target(
+            name: "BreakwaterMilter",
+            dependencies: [
+                "CMilter", "CProcessTuning", "BreakwaterCore", "BreakwaterEngine", "BreakwaterWaves",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         // The Prometheus endpoint: swift-metrics instruments in a swift-prometheus registry, a small HTTP listener.
-        .target(name: "BreakwaterMetrics", dependencies: [
-            "BreakwaterCore", "BreakwaterEngine", "BreakwaterMilter",
-            .product(name: "CoreMetrics", package: "swift-metrics"),
-            .product(name: "Prometheus", package: "swift-prometheus"),
-        ]),
-        .executableTarget(name: "breakwater", dependencies: [
-            "BreakwaterCore", "BreakwaterEngine", "BreakwaterMilter",
-            "BreakwaterMetrics", "BreakwaterWaves",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            .product(name: "Logging", package: "swift-log"),
-        ]),
+        .target(
+            name: "BreakwaterMetrics",
+            dependencies: [
+                "BreakwaterCore", "BreakwaterEngine", "BreakwaterMilter",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]),
+        .executableTarget(
+            name: "breakwater",
+            dependencies: [
+                "BreakwaterCore", "BreakwaterEngine", "BreakwaterMilter",
+                "BreakwaterMetrics", "BreakwaterWaves",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .testTarget(name: "BreakwaterCoreTests", dependencies: ["BreakwaterCore", "CProcessTuning"]),
         .testTarget(name: "BreakwaterWavesTests", dependencies: ["BreakwaterWaves", "BreakwaterCore"]),
-        .testTarget(name: "BreakwaterEngineTests", dependencies: ["BreakwaterEngine", "BreakwaterCore", "CClamAVPrefault"]),
+        .testTarget(
+            name: "BreakwaterEngineTests", dependencies: ["BreakwaterEngine", "BreakwaterCore", "CClamAVPrefault"]),
         .testTarget(name: "BreakwaterMetricsTests", dependencies: ["BreakwaterMetrics", "BreakwaterCore"]),
     ],
     swiftLanguageModes: [.v6]
@@ -69,8 +76,9 @@ if Context.environment["BREAKWATER_FUZZ"] == "1" {
     ]
     for (name, deps) in fuzzers {
         package.products.append(.executable(name: name, targets: [name]))
-        package.targets.append(.executableTarget(
-            name: name, dependencies: deps, path: "Fuzz/\(name)",
-            swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
+        package.targets.append(
+            .executableTarget(
+                name: name, dependencies: deps, path: "Fuzz/\(name)",
+                swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
     }
 }

@@ -1,7 +1,8 @@
+import BreakwaterCore
 import CClamAV
 import CClamAVPrefault
-import BreakwaterCore
 import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -43,14 +44,21 @@ final class LoadMessages: Sendable {
     static let shared = LoadMessages()
     private let state = Locked<(capturing: Bool, lines: [String])>((false, []))
     func begin() { state.withLock { $0 = (true, []) } }
-    func end() -> [String] { state.withLock { s in let l = s.lines; s = (false, []); return l } }
+    func end() -> [String] {
+        state.withLock { s in
+            let l = s.lines
+            s = (false, [])
+            return l
+        }
+    }
     func add(_ line: String) {
         state.withLock { s in if s.capturing && s.lines.count < 200 { s.lines.append(line) } }
     }
 }
 
 private func clamavMessageCallback(
-    _ severity: cl_msg, _ fullmsg: UnsafePointer<CChar>?, _ msg: UnsafePointer<CChar>?, _ context: UnsafeMutableRawPointer?
+    _ severity: cl_msg, _ fullmsg: UnsafePointer<CChar>?, _ msg: UnsafePointer<CChar>?,
+    _ context: UnsafeMutableRawPointer?
 ) {
     guard context == nil, let msg else { return }  // messages during scans carry our scan context: ignored
     if severity == CL_MSG_ERROR || severity == CL_MSG_WARN {
@@ -82,7 +90,8 @@ private func fileInspectionCallback(
     guard let context, let type else { return CL_CLEAN }
     let ctx = Unmanaged<ScanContext>.fromOpaque(context).takeUnretainedValue()
     let buffer = fileBuffer.map { UnsafeRawBufferPointer(start: $0, count: fileSize) }
-    ctx.inspector?.inspect(fd: fd, type: String(cString: type), depth: Int(recursionLevel), size: fileSize, buffer: buffer)
+    ctx.inspector?.inspect(
+        fd: fd, type: String(cString: type), depth: Int(recursionLevel), size: fileSize, buffer: buffer)
     return CL_CLEAN
 }
 
@@ -110,13 +119,16 @@ public final class ClamEngine: @unchecked Sendable {
 
     /// Loads every database file in `directories` (all formats libclamav reads from a directory) and
     /// compiles the engine. Throws with libclamav's message, naming the file when it can.
-    public convenience init(directories: [String], limits: EngineLimits = EngineLimits(), inspectLayers: Bool = false) throws {
+    public convenience init(directories: [String], limits: EngineLimits = EngineLimits(), inspectLayers: Bool = false)
+        throws
+    {
         try self.init(directories: directories, limits: limits, inspectLayers: inspectLayers, gated: true)
     }
 
     /// `gated`: decide first whether this process uses the mmap wrapper (`Prefault`); false only for the
     /// gate's own self-test engine.
-    init(directories: [String], limits: EngineLimits = EngineLimits(), inspectLayers: Bool = false, gated: Bool) throws {
+    init(directories: [String], limits: EngineLimits = EngineLimits(), inspectLayers: Bool = false, gated: Bool) throws
+    {
         try ClamAVLibrary.ensureInitialised()
         if gated { Prefault.ensureDecided(limits: limits) }
         let start = Clock.monotonic()
@@ -208,7 +220,8 @@ public final class ClamEngine: @unchecked Sendable {
         func set(_ field: cl_engine_field, _ value: Int64) throws {
             let rc = cl_engine_set_num(engine, field, value)
             if rc != CL_SUCCESS {
-                throw EngineError(message: "cannot set engine option \(field): \(String(cString: cl_strerror(rc)))", file: nil)
+                throw EngineError(
+                    message: "cannot set engine option \(field): \(String(cString: cl_strerror(rc)))", file: nil)
             }
         }
         try set(CL_ENGINE_MAX_SCANSIZE, Int64(l.maxScanSize))
@@ -222,7 +235,8 @@ public final class ClamEngine: @unchecked Sendable {
         if let tmp = l.temporaryDirectory {
             let rc = cl_engine_set_str(engine, CL_ENGINE_TMPDIR, tmp)
             if rc != CL_SUCCESS {
-                throw EngineError(message: "cannot use temporary directory \(tmp): \(String(cString: cl_strerror(rc)))", file: nil)
+                throw EngineError(
+                    message: "cannot use temporary directory \(tmp): \(String(cString: cl_strerror(rc)))", file: nil)
             }
         }
     }
@@ -240,7 +254,9 @@ public final class ClamEngine: @unchecked Sendable {
     public static var prefaultedMaps: UInt { UInt(bw_prefault_count()) + UInt(bw_prefault_reused()) }
 
     /// Scans a whole message held in memory. The buffer is not copied.
-    public func scan(_ message: UnsafeRawBufferPointer, name: String = "message", inspector: LayerInspector? = nil) -> ScanResult {
+    public func scan(_ message: UnsafeRawBufferPointer, name: String = "message", inspector: LayerInspector? = nil)
+        -> ScanResult
+    {
         let start = Clock.monotonic()
         guard let base = message.baseAddress ?? (message.count == 0 ? UnsafeRawPointer(bitPattern: 1) : nil) else {
             return ScanResult(finding: .error("empty buffer"), seconds: 0, bytes: 0)
@@ -285,7 +301,10 @@ public final class ClamEngine: @unchecked Sendable {
 
     private func runScan(
         start: Double, bytes: Int, inspector: LayerInspector?,
-        _ body: (UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafeMutablePointer<UInt>, UnsafeMutablePointer<cl_scan_options>, UnsafeMutableRawPointer) -> cl_error_t
+        _ body: (
+            UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafeMutablePointer<UInt>,
+            UnsafeMutablePointer<cl_scan_options>, UnsafeMutableRawPointer
+        ) -> cl_error_t
     ) -> ScanResult {
         let ctx = ScanContext(inspector: wantsInspection ? inspector : nil)
         var virname: UnsafePointer<CChar>? = nil

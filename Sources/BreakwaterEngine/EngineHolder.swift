@@ -1,5 +1,6 @@
 import BreakwaterCore
 import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -30,11 +31,14 @@ public final class EngineHolder: Sendable {
     private let onEvent: @Sendable (String, Bool) -> Void
 
     /// `build` makes a new engine from the current configuration; `onEvent(message, isError)` logs.
-    public init(initial: ClamEngine, build: @escaping @Sendable () throws -> ClamEngine,
-                onEvent: @escaping @Sendable (String, Bool) -> Void) {
-        let status = ReloadStatus(generation: 1, signatures: initial.signatureCount, directories: initial.directories,
-                                  loadedAt: initial.loadedAt, buildSeconds: initial.buildSeconds,
-                                  lastAttemptAt: nil, lastError: nil, lastSucceeded: true, reloading: false)
+    public init(
+        initial: ClamEngine, build: @escaping @Sendable () throws -> ClamEngine,
+        onEvent: @escaping @Sendable (String, Bool) -> Void
+    ) {
+        let status = ReloadStatus(
+            generation: 1, signatures: initial.signatureCount, directories: initial.directories,
+            loadedAt: initial.loadedAt, buildSeconds: initial.buildSeconds,
+            lastAttemptAt: nil, lastError: nil, lastSucceeded: true, reloading: false)
         state = Locked((initial, status))
         self.build = build
         self.onEvent = onEvent
@@ -56,19 +60,28 @@ public final class EngineHolder: Sendable {
     public func triggerReload() -> Int {
         let (start, ticket) = reload.withLock { r -> (Bool, Int) in
             // An attempt that has not read the files yet covers this request; one under way does not.
-            if r.running { if r.inAttempt { r.pending = true }; return (false, r.started + 1) }
+            if r.running {
+                if r.inAttempt { r.pending = true }
+                return (false, r.started + 1)
+            }
             r.running = true
             return (true, r.started + 1)
         }
         guard start else { return ticket }
         let thread = Thread.tryStart(stackSize: 8 << 20) { [self] in
             while true {
-                reload.withLock { $0.started += 1; $0.inAttempt = true }
+                reload.withLock {
+                    $0.started += 1
+                    $0.inAttempt = true
+                }
                 reloadOnce()
                 let again = reload.withLock { r -> Bool in
                     r.finished = r.started
                     r.inAttempt = false
-                    if r.pending { r.pending = false; return true }
+                    if r.pending {
+                        r.pending = false
+                        return true
+                    }
                     r.running = false
                     return false
                 }
@@ -134,7 +147,9 @@ public final class EngineHolder: Sendable {
                 s.status.lastSucceeded = true
                 return s.status.generation
             }
-            onEvent("engine generation \(generation) loaded: \(engine.signatureCount) signatures from \(engine.directories.joined(separator: ", ")) in \(Int(engine.buildSeconds * 1000)) ms", false)
+            onEvent(
+                "engine generation \(generation) loaded: \(engine.signatureCount) signatures from \(engine.directories.joined(separator: ", ")) in \(Int(engine.buildSeconds * 1000)) ms",
+                false)
             return nil
         } catch {
             let message = "\(error)"

@@ -1,6 +1,7 @@
-import CClamAVPrefault
 import BreakwaterCore
+import CClamAVPrefault
 import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -42,7 +43,9 @@ public enum Prefault {
         guard parts.count == 3 else { return nil }
         var numbers: [Int] = []
         for p in parts {
-            guard !p.isEmpty, p.count <= 6, p.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let n = Int(p) else { return nil }
+            guard !p.isEmpty, p.count <= 6, p.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let n = Int(p) else {
+                return nil
+            }
             numbers.append(n)
         }
         return (numbers[0], numbers[1], numbers[2])
@@ -62,10 +65,14 @@ public enum Prefault {
     /// The decision, without side effects: off when the wrapper is not compiled in, when `prefault-size`
     /// is 0, or when the version is outside the range (the self-test is then not run); else the
     /// self-test's verdict. `selfTest` returns a description of what it proved, or throws why not.
-    static func decide(version: String, available: Bool, prefaultSize: UInt64,
-                       selfTest: () -> Result<String, SelfTestFailure>) -> PrefaultStatus {
+    static func decide(
+        version: String, available: Bool, prefaultSize: UInt64,
+        selfTest: () -> Result<String, SelfTestFailure>
+    ) -> PrefaultStatus {
         guard available else {
-            return PrefaultStatus(enabled: false, reason: "not compiled in: a sanitizer build, whose own mmap interceptor stays in charge")
+            return PrefaultStatus(
+                enabled: false, reason: "not compiled in: a sanitizer build, whose own mmap interceptor stays in charge"
+            )
         }
         guard prefaultSize > 0 else {
             return PrefaultStatus(enabled: false, reason: "prefault-size is 0")
@@ -77,7 +84,9 @@ public enum Prefault {
         case .success(let proof):
             return PrefaultStatus(enabled: true, reason: "libclamav \(version), tested range \(testedRange); \(proof)")
         case .failure(let why):
-            return PrefaultStatus(enabled: false, reason: "libclamav \(version): self-test failed: \(why.message); libclamav pages on its own")
+            return PrefaultStatus(
+                enabled: false,
+                reason: "libclamav \(version): self-test failed: \(why.message); libclamav pages on its own")
         }
     }
 
@@ -97,9 +106,10 @@ public enum Prefault {
     public static func ensureDecided(limits: EngineLimits) -> PrefaultStatus {
         decided.withLock { state in
             if let s = state { return s }
-            let s = decide(version: ClamAVLibrary.version, available: bw_prefault_available() != 0,
-                           prefaultSize: limits.prefaultSize,
-                           selfTest: { runSelfTest(temporaryDirectory: limits.temporaryDirectory) })
+            let s = decide(
+                version: ClamAVLibrary.version, available: bw_prefault_available() != 0,
+                prefaultSize: limits.prefaultSize,
+                selfTest: { runSelfTest(temporaryDirectory: limits.temporaryDirectory) })
             bw_prefault_enable(s.enabled ? 1 : 0)
             state = s
             return s
@@ -127,7 +137,8 @@ public enum Prefault {
         let rawMarker = "BREAKWATER-PREFAULT-SELF-TEST-RAW-\(nonce)"
         let decodedMarker = "BREAKWATER-PREFAULT-SELF-TEST-DECODED-\(nonce)"
         let tailMarker = "BREAKWATER-PREFAULT-SELF-TEST-TAIL-\(nonce)"
-        let rawName = "Breakwater.SelfTest.PrefaultRaw", decodedName = "Breakwater.SelfTest.PrefaultDecoded"
+        let rawName = "Breakwater.SelfTest.PrefaultRaw"
+        let decodedName = "Breakwater.SelfTest.PrefaultDecoded"
         let tailName = "Breakwater.SelfTest.PrefaultTail"
 
         // The signatures, in a directory of their own (libclamav loads from files), removed once built.
@@ -137,8 +148,12 @@ public enum Prefault {
         }
         let dir = String(cString: dirPointer)
         let sigPath = dir + "/self-test.ndb"
-        defer { unlink(sigPath); rmdir(dir) }
-        let sigs = "\(rawName):0:*:\(hex(rawMarker))\n\(decodedName):0:*:\(hex(decodedMarker))\n"
+        defer {
+            unlink(sigPath)
+            rmdir(dir)
+        }
+        let sigs =
+            "\(rawName):0:*:\(hex(rawMarker))\n\(decodedName):0:*:\(hex(decodedMarker))\n"
             + "\(tailName):0:*:\(hex(tailMarker))\n"
         guard writeFile(sigPath, Array(sigs.utf8)) else {
             return .failure(SelfTestFailure(message: "cannot write \(sigPath): \(FileWalk.errnoString())"))
@@ -175,13 +190,16 @@ public enum Prefault {
         defer { close(fd) }
         let written = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
         guard written == bytes.count else {
-            return .failure(SelfTestFailure(message: "cannot write its \(bytes.count)-byte file in \(base): \(FileWalk.errnoString())"))
+            return .failure(
+                SelfTestFailure(
+                    message: "cannot write its \(bytes.count)-byte file in \(base): \(FileWalk.errnoString())"))
         }
 
         let expected: Set<String> = [rawName, decodedName, tailName]
         let wasOn = bw_prefault_enabled()
         bw_prefault_enable(1)
-        let populatedBefore = bw_prefault_count(), skippedBefore = bw_prefault_remaps_skipped()
+        let populatedBefore = bw_prefault_count()
+        let skippedBefore = bw_prefault_remaps_skipped()
         let on = engine.scan(fd: fd, name: "prefault-self-test")
         let populated = bw_prefault_count() - populatedBefore
         let skipped = bw_prefault_remaps_skipped() - skippedBefore
@@ -189,19 +207,31 @@ public enum Prefault {
         let found = Set(on.detections.map(\.name))
         if found == expected && skipped > 0 && populated > 0 {
             let ms = Int(((Clock.monotonic() - start) * 1000).rounded())
-            return .success("self-test passed: a \(size >> 20) MiB file read back through \(skipped) skipped aging remaps in \(ms) ms")
+            return .success(
+                "self-test passed: a \(size >> 20) MiB file read back through \(skipped) skipped aging remaps in \(ms) ms"
+            )
         }
         if found == expected {
-            return .failure(SelfTestFailure(message: populated == 0
-                ? "libclamav did not map the file through the wrapper"
-                : "libclamav did not age the file's map, so skipping its remaps could not be proven"))
+            return .failure(
+                SelfTestFailure(
+                    message: populated == 0
+                        ? "libclamav did not map the file through the wrapper"
+                        : "libclamav did not age the file's map, so skipping its remaps could not be proven"))
         }
         let off = engine.scan(fd: fd, name: "prefault-self-test")
         let foundOff = Set(off.detections.map(\.name))
         if foundOff == expected {
-            return .failure(SelfTestFailure(message: "with the wrapper on, the file read back wrong (found \(describe(found, on)) instead of all three markers; with libclamav's own paging, all three)"))
+            return .failure(
+                SelfTestFailure(
+                    message:
+                        "with the wrapper on, the file read back wrong (found \(describe(found, on)) instead of all three markers; with libclamav's own paging, all three)"
+                ))
         }
-        return .failure(SelfTestFailure(message: "the markers were not found even with libclamav's own paging (found \(describe(foundOff, off))): this self-test does not run as designed on this libclamav"))
+        return .failure(
+            SelfTestFailure(
+                message:
+                    "the markers were not found even with libclamav's own paging (found \(describe(foundOff, off))): this self-test does not run as designed on this libclamav"
+            ))
     }
 
     private static func describe(_ names: Set<String>, _ r: ScanResult) -> String {
@@ -212,7 +242,10 @@ public enum Prefault {
     private static func hex(_ s: String) -> String {
         let digits = Array("0123456789abcdef".utf8)
         var out = [UInt8]()
-        for b in s.utf8 { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 15)]) }
+        for b in s.utf8 {
+            out.append(digits[Int(b >> 4)])
+            out.append(digits[Int(b & 15)])
+        }
         return String(decoding: out, as: UTF8.self)
     }
 
@@ -227,7 +260,11 @@ public enum Prefault {
     static func printable(_ s: String) -> String {
         var out = ""
         for b in s.utf8.prefix(64) {
-            if b >= 0x20 && b < 0x7F { out.append(Character(Unicode.Scalar(b))) } else { out += "\\x" + String(b, radix: 16) }
+            if b >= 0x20 && b < 0x7F {
+                out.append(Character(Unicode.Scalar(b)))
+            } else {
+                out += "\\x" + String(b, radix: 16)
+            }
         }
         return out.isEmpty ? "(empty)" : out
     }

@@ -1,5 +1,6 @@
 import BreakwaterCore
 import CClamAV
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -41,8 +42,10 @@ public final class SignatureStore: Sendable {
 
     public static let lockFileName = ".breakwater-signatures.lock"
 
-    public init(directory: String, prefix: String, otherDirectories: [String], limits: EngineLimits = EngineLimits(),
-                temporaryDirectory: String = Config.defaultTemporaryDirectory, invoker: InvokingUser? = nil) {
+    public init(
+        directory: String, prefix: String, otherDirectories: [String], limits: EngineLimits = EngineLimits(),
+        temporaryDirectory: String = Config.defaultTemporaryDirectory, invoker: InvokingUser? = nil
+    ) {
         self.directory = directory.count > 1 && directory.hasSuffix("/") ? String(directory.dropLast()) : directory
         self.prefix = prefix
         self.otherDirectories = otherDirectories.filter { $0 != directory }
@@ -66,8 +69,10 @@ public final class SignatureStore: Sendable {
 
     // MARK: add
 
-    public func add(name: String, pattern: SignaturePattern, comment: String, author: String, at time: Double = Clock.wall(),
-                    check: [String] = [], force: Bool = false) throws(SignatureStoreError) -> Change {
+    public func add(
+        name: String, pattern: SignaturePattern, comment: String, author: String, at time: Double = Clock.wall(),
+        check: [String] = [], force: Bool = false
+    ) throws(SignatureStoreError) -> Change {
         let kind: SignatureFileKind
         let line: String
         do {
@@ -77,10 +82,15 @@ public final class SignatureStore: Sendable {
         } catch {
             throw SignatureStoreError(error.description)
         }
-        let note = SignatureNote(author: author, added: Timestamp.iso8601(time), pattern: pattern.summary, comment: comment)
+        let note = SignatureNote(
+            author: author, added: Timestamp.iso8601(time), pattern: pattern.summary, comment: comment)
         return try withLock { (dir) throws(SignatureStoreError) -> Change in
-            if let existing = try (SignatureCatalog.entries(in: otherDirectories) + opsEntries(dir)).first(where: { $0.name == name }) {
-                throw SignatureStoreError("a signature named \(name) already exists in \(existing.file) (line \(existing.line)): choose another name, or remove it first")
+            if let existing = try (SignatureCatalog.entries(in: otherDirectories) + opsEntries(dir)).first(where: {
+                $0.name == name
+            }) {
+                throw SignatureStoreError(
+                    "a signature named \(name) already exists in \(existing.file) (line \(existing.line)): choose another name, or remove it first"
+                )
             }
             let target = directory + "/" + kind.ownedFileName
             var file = try readOwned(kind, in: dir)
@@ -91,11 +101,14 @@ public final class SignatureStore: Sendable {
             if !check.isEmpty, let engine {
                 (fired, checked) = try scan(check, with: engine, for: name)
                 if !fired.isEmpty && !force {
-                    throw SignatureStoreError("\(name) fires on \(fired.count) of \(checked) known-good message\(checked == 1 ? "" : "s"); nothing changed (--force adds it anyway)", firedOn: fired)
+                    throw SignatureStoreError(
+                        "\(name) fires on \(fired.count) of \(checked) known-good message\(checked == 1 ? "" : "s"); nothing changed (--force adds it anyway)",
+                        firedOn: fired)
                 }
             }
             try write(file, kind: kind, in: dir)
-            return Change(name: name, file: target, line: line, signatures: signatures, firedOn: fired, checked: checked)
+            return Change(
+                name: name, file: target, line: line, signatures: signatures, firedOn: fired, checked: checked)
         }
     }
 
@@ -110,15 +123,21 @@ public final class SignatureStore: Sendable {
                 let target = directory + "/" + kind.ownedFileName
                 let (_, signatures) = try compile(dir, replacing: kind.ownedFileName, with: file)
                 try write(file, kind: kind, in: dir)
-                return Change(name: name, file: target, line: removed.line, signatures: signatures, firedOn: [], checked: 0)
+                return Change(
+                    name: name, file: target, line: removed.line, signatures: signatures, firedOn: [], checked: 0)
             }
-            if let other = try (SignatureCatalog.entries(in: otherDirectories) + opsEntries(dir)).first(where: { $0.name == name }) {
+            if let other = try (SignatureCatalog.entries(in: otherDirectories) + opsEntries(dir)).first(where: {
+                $0.name == name
+            }) {
                 let inOps = other.file.hasPrefix(directory + "/")
-                throw SignatureStoreError(inOps
-                    ? "\(name) is in \(other.file) (line \(other.line)), which `breakwater signatures` did not write: edit that file by hand"
-                    : "\(name) is in \(other.file), not in the ops directory \(directory): `breakwater signatures` never changes that set")
+                throw SignatureStoreError(
+                    inOps
+                        ? "\(name) is in \(other.file) (line \(other.line)), which `breakwater signatures` did not write: edit that file by hand"
+                        : "\(name) is in \(other.file), not in the ops directory \(directory): `breakwater signatures` never changes that set"
+                )
             }
-            throw SignatureStoreError("no local signature named \(name) in \(directory) (see `breakwater signatures list --local`)")
+            throw SignatureStoreError(
+                "no local signature named \(name) in \(directory) (see `breakwater signatures list --local`)")
         }
     }
 
@@ -128,7 +147,9 @@ public final class SignatureStore: Sendable {
     /// the directory open (O_DIRECTORY|O_NOFOLLOW) for every file access.
     func withLock<T>(_ body: (DirectoryHandle) throws(SignatureStoreError) -> T) throws(SignatureStoreError) -> T {
         guard SignatureLocations.isDirectory(directory) else {
-            throw SignatureStoreError("the ops signature directory \(directory) does not exist (the package creates it; or set local-signatures)")
+            throw SignatureStoreError(
+                "the ops signature directory \(directory) does not exist (the package creates it; or set local-signatures)"
+            )
         }
         let dir: DirectoryHandle
         let fd: Int32
@@ -136,7 +157,8 @@ public final class SignatureStore: Sendable {
             dir = try DirectoryHandle(directory)
             fd = try dir.lock(SignatureStore.lockFileName)
         } catch {
-            let hint = error.description.hasSuffix(FileWalk.errnoString(EACCES)) ? " (run as root or as the service user)" : ""
+            let hint =
+                error.description.hasSuffix(FileWalk.errnoString(EACCES)) ? " (run as root or as the service user)" : ""
             throw SignatureStoreError("cannot lock \(directory): \(error)\(hint); nothing changed")
         }
         defer { close(fd) }
@@ -146,14 +168,18 @@ public final class SignatureStore: Sendable {
     /// The database file names of the ops directory (what libclamav would load), sorted.
     func databaseNames(_ dir: DirectoryHandle) throws(SignatureStoreError) -> [String] {
         do {
-            return try dir.names().filter { $0.first != "." && SignatureLocations.databaseExtensions.contains(SignatureCatalog.fileType($0)) }
+            return try dir.names().filter {
+                $0.first != "." && SignatureLocations.databaseExtensions.contains(SignatureCatalog.fileType($0))
+            }
         } catch {
             throw SignatureStoreError(error.description)
         }
     }
 
     /// A file of the ops directory, read without following a link (nil when it does not exist).
-    func readFile(_ name: String, in dir: DirectoryHandle, limit: Int, maxLinks: UInt? = nil) throws(SignatureStoreError) -> [UInt8]? {
+    func readFile(_ name: String, in dir: DirectoryHandle, limit: Int, maxLinks: UInt? = nil)
+        throws(SignatureStoreError) -> [UInt8]?
+    {
         do {
             return try dir.read(name, limit: limit, maxLinks: maxLinks)
         } catch {
@@ -171,7 +197,8 @@ public final class SignatureStore: Sendable {
         return out
     }
 
-    func readOwned(_ kind: SignatureFileKind, in dir: DirectoryHandle) throws(SignatureStoreError) -> OwnedSignatureFile {
+    func readOwned(_ kind: SignatureFileKind, in dir: DirectoryHandle) throws(SignatureStoreError) -> OwnedSignatureFile
+    {
         // One hard link only: the file's text is written back, readable by the directory's owner.
         guard let bytes = try readFile(kind.ownedFileName, in: dir, limit: 256 << 20, maxLinks: 1) else {
             return OwnedSignatureFile(kind: kind)
@@ -183,7 +210,9 @@ public final class SignatureStore: Sendable {
     /// `file`: the other directories, and a copy of the ops directory (in a private directory under
     /// the temporary directory, which may belong to the service user: it is used through its
     /// descriptor only). Returns the engine (nil when the set would be empty) and its count.
-    func compile(_ dir: DirectoryHandle, replacing target: String, with file: OwnedSignatureFile) throws(SignatureStoreError) -> (ClamEngine?, Int) {
+    func compile(_ dir: DirectoryHandle, replacing target: String, with file: OwnedSignatureFile)
+        throws(SignatureStoreError) -> (ClamEngine?, Int)
+    {
         let staging: DirectoryHandle
         do {
             staging = try DirectoryHandle.makeTemporary(in: temporaryDirectory, prefix: "breakwater-check")
@@ -208,7 +237,8 @@ public final class SignatureStore: Sendable {
             let engine = try ClamEngine(directories: dirs, limits: limits)
             return (engine, engine.signatureCount)
         } catch {
-            let message = "\(error)".replacing(staging.procPath, with: directory).replacing(staging.path, with: directory)
+            let message = "\(error)".replacing(staging.procPath, with: directory).replacing(
+                staging.path, with: directory)
             throw SignatureStoreError("libclamav refuses the new set: \(message); nothing changed")
         }
     }
@@ -217,14 +247,19 @@ public final class SignatureStore: Sendable {
         let path = staging.display(name)
         let created: Int32?
         do { created = try staging.createNew(name, mode: 0o600) } catch { throw SignatureStoreError(error.description) }
-        guard let fd = created else { throw SignatureStoreError("cannot write \(path): \(FileWalk.errnoString(EEXIST))") }
+        guard let fd = created else {
+            throw SignatureStoreError("cannot write \(path): \(FileWalk.errnoString(EEXIST))")
+        }
         defer { close(fd) }
         var t = text
         let ok: Bool = t.withUTF8 { buf in
             var off = 0
             while off < buf.count {
                 let n = Glibc.write(fd, buf.baseAddress! + off, buf.count - off)
-                if n < 0 { if errno == EINTR { continue }; return false }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return false
+                }
                 off += n
             }
             return true
@@ -233,7 +268,9 @@ public final class SignatureStore: Sendable {
     }
 
     /// Scans every message under `paths`; returns those on which `name` fired, and how many were scanned.
-    func scan(_ paths: [String], with engine: ClamEngine, for name: String) throws(SignatureStoreError) -> ([String], Int) {
+    func scan(_ paths: [String], with engine: ClamEngine, for name: String) throws(SignatureStoreError) -> (
+        [String], Int
+    ) {
         var fired: [String] = []
         var count = 0
         for target in FileWalk.targets(paths, as: invoker) {
@@ -243,7 +280,10 @@ public final class SignatureStore: Sendable {
             case .unreadable(let path, let reason):
                 throw SignatureStoreError("cannot check \(path): \(reason)")
             case .file(let path):
-                guard let bytes = FileIO.read(path, as: invoker) else { throw SignatureStoreError("cannot read \(path): \(FileWalk.errnoString())\(InvokingUser.note(invoker))") }
+                guard let bytes = FileIO.read(path, as: invoker) else {
+                    throw SignatureStoreError(
+                        "cannot read \(path): \(FileWalk.errnoString())\(InvokingUser.note(invoker))")
+                }
                 let result = bytes.withUnsafeBytes { engine.scan($0, name: path) }
                 if let e = result.errorMessage { throw SignatureStoreError("cannot check \(path): \(e)") }
                 count += 1
@@ -254,7 +294,8 @@ public final class SignatureStore: Sendable {
         return (fired, count)
     }
 
-    func write(_ file: OwnedSignatureFile, kind: SignatureFileKind, in dir: DirectoryHandle) throws(SignatureStoreError) {
+    func write(_ file: OwnedSignatureFile, kind: SignatureFileKind, in dir: DirectoryHandle) throws(SignatureStoreError)
+    {
         do {
             if file.entries.isEmpty {
                 try dir.remove(kind.ownedFileName)  // libclamav refuses an empty database file
@@ -270,14 +311,20 @@ public final class SignatureStore: Sendable {
 
     /// The SHA-256 (lower-case hex, by libclamav's hashing) and the size of a file, opened with the
     /// permissions of `invoker` when given (the user who ran sudo).
-    public static func sha256(ofFile path: String, as invoker: InvokingUser? = nil) throws(SignatureStoreError) -> (String, UInt64) {
+    public static func sha256(ofFile path: String, as invoker: InvokingUser? = nil) throws(SignatureStoreError) -> (
+        String, UInt64
+    ) {
         do { try ClamAVLibrary.ensureInitialised() } catch { throw SignatureStoreError("\(error)") }
         let flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC
         let fd = invoker.map { $0.open(path, flags: flags) } ?? open(path, flags)
-        guard fd >= 0 else { throw SignatureStoreError("cannot read \(path): \(FileWalk.errnoString())\(InvokingUser.note(invoker))") }
+        guard fd >= 0 else {
+            throw SignatureStoreError("cannot read \(path): \(FileWalk.errnoString())\(InvokingUser.note(invoker))")
+        }
         defer { close(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { throw SignatureStoreError("\(path) is not a regular file") }
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+            throw SignatureStoreError("\(path) is not a regular file")
+        }
         var length: UInt32 = 0
         guard let digest = cl_hash_file_fd(fd, "sha256", &length) else {
             throw SignatureStoreError("cannot hash \(path)")

@@ -1,4 +1,5 @@
 import BreakwaterCore
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -11,8 +12,10 @@ public struct HTTPResponse: Sendable {
     public var body: [UInt8]
     public var headers: [(String, String)]
 
-    public init(status: Int, reason: String, contentType: String = "text/plain; charset=utf-8", body: [UInt8],
-                headers: [(String, String)] = []) {
+    public init(
+        status: Int, reason: String, contentType: String = "text/plain; charset=utf-8", body: [UInt8],
+        headers: [(String, String)] = []
+    ) {
         self.status = status
         self.reason = reason
         self.contentType = contentType
@@ -20,7 +23,9 @@ public struct HTTPResponse: Sendable {
         self.headers = headers
     }
 
-    public static func text(_ status: Int, _ reason: String, _ body: String, headers: [(String, String)] = []) -> HTTPResponse {
+    public static func text(_ status: Int, _ reason: String, _ body: String, headers: [(String, String)] = [])
+        -> HTTPResponse
+    {
         HTTPResponse(status: status, reason: reason, body: Array(body.utf8), headers: headers)
     }
 
@@ -54,8 +59,10 @@ public final class HTTPEndpoint: @unchecked Sendable {
     /// The port actually bound (differs from `address.port` when that is 0).
     public private(set) var port: UInt16 = 0
 
-    public init(address: ListenAddress, maxRequestBytes: Int = 8192, timeout: Double = 5,
-                handler: @escaping @Sendable (HTTPRequest) -> HTTPResponse) {
+    public init(
+        address: ListenAddress, maxRequestBytes: Int = 8192, timeout: Double = 5,
+        handler: @escaping @Sendable (HTTPRequest) -> HTTPResponse
+    ) {
         self.address = address
         self.maxRequestBytes = maxRequestBytes
         self.timeout = timeout
@@ -69,7 +76,8 @@ public final class HTTPEndpoint: @unchecked Sendable {
     /// Binds, listens and starts the server thread.
     public func start() throws(BindError) {
         let family = address.isIPv6 ? AF_INET6 : AF_INET
-        let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        let fd = socket(
+            family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard fd >= 0 else { throw BindError(description: "metrics \(address): socket: \(FileWalk.errnoString())") }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
@@ -81,7 +89,9 @@ public final class HTTPEndpoint: @unchecked Sendable {
             sa.sin6_port = address.port.bigEndian
             withUnsafeMutableBytes(of: &sa.sin6_addr) { $0.copyBytes(from: address.address) }
             rc = withUnsafePointer(to: &sa) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
+                }
             }
         } else {
             var sa = sockaddr_in()
@@ -89,13 +99,18 @@ public final class HTTPEndpoint: @unchecked Sendable {
             sa.sin_port = address.port.bigEndian
             withUnsafeMutableBytes(of: &sa.sin_addr) { $0.copyBytes(from: address.address) }
             rc = withUnsafePointer(to: &sa) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
             }
         }
         if rc != 0 || listen(fd, 16) != 0 {
             let err = FileWalk.errnoString()
             close(fd)
-            throw BindError(description: "metrics: cannot listen on \(address): \(err) (is something else on that port? set metrics to another address, or empty to turn it off)")
+            throw BindError(
+                description:
+                    "metrics: cannot listen on \(address): \(err) (is something else on that port? set metrics to another address, or empty to turn it off)"
+            )
         }
         var bound = sockaddr_storage()
         var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
@@ -168,8 +183,10 @@ public final class HTTPEndpoint: @unchecked Sendable {
             let now = Clock.monotonic()
             var wait = 60_000.0
             for c in conns { wait = min(wait, max(0, (c.deadline - now) * 1000) + 1) }
-            var fds = [pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: wakeFDs.read, events: Int16(POLLIN), revents: 0)]
+            var fds = [
+                pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: wakeFDs.read, events: Int16(POLLIN), revents: 0),
+            ]
             fds += conns.map { pollfd(fd: $0.fd, events: Int16($0.writing ? POLLOUT : POLLIN), revents: 0) }
             let n = poll(&fds, nfds_t(fds.count), Int32(wait))
             if n < 0 {
@@ -186,7 +203,9 @@ public final class HTTPEndpoint: @unchecked Sendable {
                     // Out of time: a head that never ended gets 408 if it started; then close.
                     if !c.writing && !c.draining && !c.input.isEmpty {
                         let r = HTTPResponse.text(408, "Request Timeout", "request not received in time\n").serialized
-                        _ = r.withUnsafeBytes { Glibc.send(c.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+                        _ = r.withUnsafeBytes {
+                            Glibc.send(c.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+                        }
                         // Drop what it sent meanwhile: closing with unread input would reset the
                         // connection and could lose the 408.
                         shutdown(c.fd, Int32(SHUT_WR))
@@ -220,7 +239,9 @@ public final class HTTPEndpoint: @unchecked Sendable {
             return n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR))
         }
         if c.writing {
-            let n = c.output.withUnsafeBytes { Glibc.send(c.fd, $0.baseAddress! + c.written, $0.count - c.written, Int32(MSG_NOSIGNAL)) }
+            let n = c.output.withUnsafeBytes {
+                Glibc.send(c.fd, $0.baseAddress! + c.written, $0.count - c.written, Int32(MSG_NOSIGNAL))
+            }
             if n < 0 { return errno == EAGAIN || errno == EINTR }
             c.written += n
             guard c.written == c.output.count else { return true }
@@ -247,7 +268,9 @@ public final class HTTPEndpoint: @unchecked Sendable {
             if HTTPEndpoint.hostAllowed(request.host, version: request.version, listen: address) {
                 response = handler(request)
             } else {
-                response = .text(421, "Misdirected Request", "the Host header must name this endpoint: \(address), localhost or a loopback address\n")
+                response = .text(
+                    421, "Misdirected Request",
+                    "the Host header must name this endpoint: \(address), localhost or a loopback address\n")
             }
         }
         c.input = []
@@ -282,7 +305,8 @@ public final class HTTPEndpoint: @unchecked Sendable {
         if name.lowercased() == "localhost" { return true }
         // Dotted decimal only: inet_pton takes nothing else for IPv4, and an IPv6 literal needs brackets.
         guard name.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || $0 == 46 }),
-              let bytes = CIDR.parseAddress(String(name)), bytes.count == 4 else { return false }
+            let bytes = CIDR.parseAddress(String(name)), bytes.count == 4
+        else { return false }
         return addressAllowed(bytes, listen: listen)
     }
 
@@ -290,7 +314,8 @@ public final class HTTPEndpoint: @unchecked Sendable {
     private static func validPort(_ s: Substring) -> Bool {
         guard s.first == ":" else { return false }
         let digits = s.dropFirst()
-        guard (1...5).contains(digits.count), digits.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), let p = Int(digits) else { return false }
+        guard (1...5).contains(digits.count), digits.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), let p = Int(digits)
+        else { return false }
         return p <= 65535
     }
 

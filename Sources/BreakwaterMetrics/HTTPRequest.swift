@@ -30,7 +30,8 @@ public struct HTTPRequest: Sendable, Equatable {
     public static func parse(_ bytes: [UInt8], maxHeadBytes: Int = 8192) -> Parsed {
         guard let end = headEnd(bytes, from: 0), end <= maxHeadBytes else {
             if bytes.count > maxHeadBytes {
-                return .failure(.text(431, "Request Header Fields Too Large", "request head larger than \(maxHeadBytes) bytes\n"))
+                return .failure(
+                    .text(431, "Request Header Fields Too Large", "request head larger than \(maxHeadBytes) bytes\n"))
             }
             return .incomplete
         }
@@ -43,7 +44,8 @@ public struct HTTPRequest: Sendable, Equatable {
     /// The index just past the blank line (LF LF or LF CR LF) ending the request head, searching from
     /// `from`.
     public static func headEnd(_ b: [UInt8], from: Int) -> Int? {
-        let lf = UInt8(ascii: "\n"), cr = UInt8(ascii: "\r")
+        let lf = UInt8(ascii: "\n")
+        let cr = UInt8(ascii: "\r")
         var i = max(0, from)
         while i < b.count {
             if b[i] == lf {
@@ -69,7 +71,9 @@ public struct HTTPRequest: Sendable, Equatable {
             lines.append(line)
             start = nl + 1
         }
-        guard start == head.endIndex, lines.count >= 2, lines.last!.isEmpty, !head.contains(0) else { return .failure(bad) }
+        guard start == head.endIndex, lines.count >= 2, lines.last!.isEmpty, !head.contains(0) else {
+            return .failure(bad)
+        }
         let line = lines[0]
         // Printable ASCII only in the request line.
         guard line.allSatisfy({ $0 >= 0x20 && $0 < 0x7f }) else { return .failure(bad) }
@@ -79,13 +83,15 @@ public struct HTTPRequest: Sendable, Equatable {
         let target = String(decoding: parts[1], as: UTF8.self)
         let version = String(decoding: parts[2], as: UTF8.self)
         guard !method.isEmpty, method.utf8.allSatisfy({ $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }),
-              target.hasPrefix("/"), version == "HTTP/1.1" || version == "HTTP/1.0" else {
+            target.hasPrefix("/"), version == "HTTP/1.1" || version == "HTTP/1.0"
+        else {
             return .failure(bad)
         }
         var host: String?
         for header in lines.dropFirst().dropLast() {
             guard let colon = header.firstIndex(of: UInt8(ascii: ":")), colon > header.startIndex,
-                  header[..<colon].allSatisfy(isTokenByte) else { return .failure(bad) }
+                header[..<colon].allSatisfy(isTokenByte)
+            else { return .failure(bad) }
             let value = header[(colon + 1)...]
             guard value.allSatisfy({ $0 == 9 || ($0 >= 0x20 && $0 != 0x7f) }) else { return .failure(bad) }
             if asciiLowercased(header[..<colon]) == "host" {
@@ -95,14 +101,17 @@ public struct HTTPRequest: Sendable, Equatable {
         }
         // RFC 9112 3.2: an HTTP/1.1 request without Host is a 400. (HTTP/1.0 may leave it out.)
         if host == nil && version == "HTTP/1.1" { return .failure(bad) }
-        let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? target
+        let path =
+            target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init)
+            ?? target
         return .success(HTTPRequest(method: method, path: path, version: version, host: host))
     }
 
     /// tchar of RFC 9110.
     static func isTokenByte(_ b: UInt8) -> Bool {
         switch b {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"):
             return true
         default:
             return Array("!#$%&'*+-.^_`|~".utf8).contains(b)

@@ -7,7 +7,10 @@ public enum MessageOutcome: String, Sendable, CaseIterable {
     case accepted, rejected, tempfailed, discarded, quarantined, tagged, skipped
 
     public init(_ d: Decision) {
-        if d.verdict == .skipped { self = .skipped; return }
+        if d.verdict == .skipped {
+            self = .skipped
+            return
+        }
         switch d.action {
         case .accept: self = .accepted
         case .reject: self = .rejected
@@ -75,52 +78,113 @@ public final class BreakwaterMetrics: Sendable {
     private let engineGeneration, signatures, engineLoadedAt: Gauge
     private let lastReloadAt, lastReloadSuccess, reloadSeconds, startedAt: Gauge
 
-    public static let scanBuckets: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+    public static let scanBuckets: [Double] = [
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
+    ]
     public static let waitBuckets: [Double] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60]
-    public static let byteBuckets: [Double] = [1024, 4096, 16384, 65536, 262_144, 1_048_576, 4_194_304, 16_777_216, 67_108_864]
+    public static let byteBuckets: [Double] = [
+        1024, 4096, 16384, 65536, 262_144, 1_048_576, 4_194_304, 16_777_216, 67_108_864,
+    ]
 
     /// `maxSignatures`: detection series with their own signature label; later names count as `other`.
     /// `info`: labels of `breakwater_build_info`.
-    public init(maxSignatures: Int, info: [(String, String)] = [], registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+    public init(
+        maxSignatures: Int, info: [(String, String)] = [],
+        registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()
+    ) {
         self.registry = registry
         self.maxSignatures = max(0, maxSignatures)
         let r = registry
 
         messages = MessageOutcome.allCases.map {
-            r.makeCounter(descriptor: Self.metric("messages_total", help: "Messages answered, by outcome: accepted (let through unchanged), rejected (5xx), tempfailed (4xx, the MTA retries), discarded, quarantined (held by the MTA), tagged (header added), skipped (not scanned by a skip rule)."), labels: [("outcome", $0.rawValue)])
+            r.makeCounter(
+                descriptor: Self.metric(
+                    "messages_total",
+                    help:
+                        "Messages answered, by outcome: accepted (let through unchanged), rejected (5xx), tempfailed (4xx, the MTA retries), discarded, quarantined (held by the MTA), tagged (header added), skipped (not scanned by a skip rule)."
+                ), labels: [("outcome", $0.rawValue)])
         }
         tempfails = TempfailCause.allCases.map {
-            r.makeCounter(descriptor: Self.metric("tempfails_total", help: "Messages answered 4xx, by cause: busy (no scan slot and the waiting line full), memory_budget (message could not be held), timeout (waited max-wait for a slot), scan_error, size (a scan limit with tempfail configured), spool_budget (spool-budget spent), sessions (max-sessions open: answered at connect), threads (a thread could not be started), policy (a signature whose action is tempfail), wave (a mail wave with wave-action tempfail)."), labels: [("cause", $0.rawValue)])
+            r.makeCounter(
+                descriptor: Self.metric(
+                    "tempfails_total",
+                    help:
+                        "Messages answered 4xx, by cause: busy (no scan slot and the waiting line full), memory_budget (message could not be held), timeout (waited max-wait for a slot), scan_error, size (a scan limit with tempfail configured), spool_budget (spool-budget spent), sessions (max-sessions open: answered at connect), threads (a thread could not be started), policy (a signature whose action is tempfail), wave (a mail wave with wave-action tempfail)."
+                ), labels: [("cause", $0.rawValue)])
         }
         scans = r.makeCounter(descriptor: Self.metric("scans_total", help: "Messages scanned by the engine."))
         mirrored = Locked([Int](repeating: 0, count: MessageOutcome.allCases.count + TempfailCause.allCases.count + 1))
 
-        otherDetections = r.makeCounter(descriptor: Self.metric("detections_total", help: BreakwaterMetrics.detectionsHelp), labels: [("signature", "other")])
+        otherDetections = r.makeCounter(
+            descriptor: Self.metric("detections_total", help: BreakwaterMetrics.detectionsHelp),
+            labels: [("signature", "other")])
         detections = Locked([:])
 
-        scanSeconds = r.makeValueHistogram(descriptor: Self.metric("scan_duration_seconds", help: "Seconds the engine took to scan a message."), buckets: Self.scanBuckets)
-        waitSeconds = r.makeValueHistogram(descriptor: Self.metric("slot_wait_seconds", help: "Seconds a message waited for a scan slot (0 when one was free), for every message that got a slot or timed out waiting."), buckets: Self.waitBuckets)
-        messageBytes = r.makeValueHistogram(descriptor: Self.metric("message_size_bytes", help: "Size in bytes of the messages scanned."), buckets: Self.byteBuckets)
+        scanSeconds = r.makeValueHistogram(
+            descriptor: Self.metric("scan_duration_seconds", help: "Seconds the engine took to scan a message."),
+            buckets: Self.scanBuckets)
+        waitSeconds = r.makeValueHistogram(
+            descriptor: Self.metric(
+                "slot_wait_seconds",
+                help:
+                    "Seconds a message waited for a scan slot (0 when one was free), for every message that got a slot or timed out waiting."
+            ), buckets: Self.waitBuckets)
+        messageBytes = r.makeValueHistogram(
+            descriptor: Self.metric("message_size_bytes", help: "Size in bytes of the messages scanned."),
+            buckets: Self.byteBuckets)
 
         slotsBusy = r.makeGauge(descriptor: Self.metric("scan_slots_busy", help: "Scan slots in use now."))
         slots = r.makeGauge(descriptor: Self.metric("scan_slots", help: "Scan slots configured (workers)."))
-        waiting = r.makeGauge(descriptor: Self.metric("messages_waiting", help: "Messages waiting for a scan slot now."))
-        waitingLimit = r.makeGauge(descriptor: Self.metric("messages_waiting_limit", help: "Messages that may wait for a scan slot (max-waiting); past it new messages get 4xx."))
-        inFlight = r.makeGauge(descriptor: Self.metric("messages_in_progress", help: "Messages at end of data being scanned or waiting now."))
-        bufferedBytes = r.makeGauge(descriptor: Self.metric("buffered_bytes", help: "Bytes of message data held in memory now."))
-        memoryBudgetBytes = r.makeGauge(descriptor: Self.metric("memory_budget_bytes", help: "Bytes of message data that may be held in memory (memory-budget)."))
-        spooledBytes = r.makeGauge(descriptor: Self.metric("spooled_bytes", help: "Bytes of message data held in spool files now."))
-        spoolBudgetBytes = r.makeGauge(descriptor: Self.metric("spool_budget_bytes", help: "Bytes of message data that may be held in spool files (spool-budget)."))
-        sessionsOpen = r.makeGauge(descriptor: Self.metric("milter_sessions", help: "libmilter sessions (MTA connections) open now."))
-        threads = r.makeGauge(descriptor: Self.metric("process_threads", help: "Threads of the breakwater process (from /proc/self/status)."))
-        engineGeneration = r.makeGauge(descriptor: Self.metric("engine_generation", help: "Generation of the engine in service: 1 at start, +1 per successful reload."))
-        signatures = r.makeGauge(descriptor: Self.metric("signatures_loaded", help: "Signatures loaded in the engine in service."))
-        engineLoadedAt = r.makeGauge(descriptor: Self.metric("engine_loaded_timestamp_seconds", help: "Unix time the engine in service was loaded."))
-        lastReloadAt = r.makeGauge(descriptor: Self.metric("reload_last_timestamp_seconds", help: "Unix time of the last signature load attempt (the initial load until a reload is tried)."))
-        lastReloadSuccess = r.makeGauge(descriptor: Self.metric("reload_last_success", help: "1 when the last signature load attempt succeeded, 0 when it failed (the previous engine stays in service)."))
-        reloadSeconds = r.makeGauge(descriptor: Self.metric("reload_duration_seconds", help: "Seconds the engine in service took to build."))
+        waiting = r.makeGauge(
+            descriptor: Self.metric("messages_waiting", help: "Messages waiting for a scan slot now."))
+        waitingLimit = r.makeGauge(
+            descriptor: Self.metric(
+                "messages_waiting_limit",
+                help: "Messages that may wait for a scan slot (max-waiting); past it new messages get 4xx."))
+        inFlight = r.makeGauge(
+            descriptor: Self.metric(
+                "messages_in_progress", help: "Messages at end of data being scanned or waiting now."))
+        bufferedBytes = r.makeGauge(
+            descriptor: Self.metric("buffered_bytes", help: "Bytes of message data held in memory now."))
+        memoryBudgetBytes = r.makeGauge(
+            descriptor: Self.metric(
+                "memory_budget_bytes", help: "Bytes of message data that may be held in memory (memory-budget)."))
+        spooledBytes = r.makeGauge(
+            descriptor: Self.metric("spooled_bytes", help: "Bytes of message data held in spool files now."))
+        spoolBudgetBytes = r.makeGauge(
+            descriptor: Self.metric(
+                "spool_budget_bytes", help: "Bytes of message data that may be held in spool files (spool-budget)."))
+        sessionsOpen = r.makeGauge(
+            descriptor: Self.metric("milter_sessions", help: "libmilter sessions (MTA connections) open now."))
+        threads = r.makeGauge(
+            descriptor: Self.metric(
+                "process_threads", help: "Threads of the breakwater process (from /proc/self/status)."))
+        engineGeneration = r.makeGauge(
+            descriptor: Self.metric(
+                "engine_generation", help: "Generation of the engine in service: 1 at start, +1 per successful reload.")
+        )
+        signatures = r.makeGauge(
+            descriptor: Self.metric("signatures_loaded", help: "Signatures loaded in the engine in service."))
+        engineLoadedAt = r.makeGauge(
+            descriptor: Self.metric(
+                "engine_loaded_timestamp_seconds", help: "Unix time the engine in service was loaded."))
+        lastReloadAt = r.makeGauge(
+            descriptor: Self.metric(
+                "reload_last_timestamp_seconds",
+                help: "Unix time of the last signature load attempt (the initial load until a reload is tried)."))
+        lastReloadSuccess = r.makeGauge(
+            descriptor: Self.metric(
+                "reload_last_success",
+                help:
+                    "1 when the last signature load attempt succeeded, 0 when it failed (the previous engine stays in service)."
+            ))
+        reloadSeconds = r.makeGauge(
+            descriptor: Self.metric("reload_duration_seconds", help: "Seconds the engine in service took to build."))
         startedAt = r.makeGauge(descriptor: Self.metric("start_time_seconds", help: "Unix time the daemon started."))
-        let build = r.makeGauge(descriptor: Self.metric("build_info", help: "Always 1; the labels name the Breakwater version and the libclamav it runs on."), labels: [("version", Breakwater.version)] + info)
+        let build = r.makeGauge(
+            descriptor: Self.metric(
+                "build_info", help: "Always 1; the labels name the Breakwater version and the libclamav it runs on."),
+            labels: [("version", Breakwater.version)] + info)
         build.set(to: 1)
     }
 
@@ -129,7 +193,8 @@ public final class BreakwaterMetrics: Sendable {
         MetricNameDescriptor(namespace: "breakwater", metricName: name, unitName: "", helpText: help)
     }
 
-    static let detectionsHelp = "Signature matches, by signature name; names past metrics-max-signatures distinct ones are counted as signature=\"other\"."
+    static let detectionsHelp =
+        "Signature matches, by signature name; names past metrics-max-signatures distinct ones are counted as signature=\"other\"."
 
     // MARK: per message
 
@@ -152,7 +217,9 @@ public final class BreakwaterMetrics: Sendable {
         detections.withLock { table in
             if let c = table[name] { return c }
             guard table.count < maxSignatures, name != "other" else { return otherDetections }
-            let c = registry.makeCounter(descriptor: Self.metric("detections_total", help: BreakwaterMetrics.detectionsHelp), labels: [("signature", name)])
+            let c = registry.makeCounter(
+                descriptor: Self.metric("detections_total", help: BreakwaterMetrics.detectionsHelp),
+                labels: [("signature", name)])
             table[name] = c
             return c
         }

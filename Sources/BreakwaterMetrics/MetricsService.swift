@@ -4,6 +4,7 @@ import BreakwaterMilter
 import CoreMetrics
 import Prometheus
 import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -33,8 +34,9 @@ public final class MetricsService: DaemonService {
     public static func install(on daemon: MilterDaemon) {
         let spec = daemon.config.metrics
         guard !spec.isEmpty else { return }
-        let metrics = BreakwaterMetrics(maxSignatures: daemon.config.metricsMaxSignatures,
-                                        info: [("libclamav", ClamEngine.libraryVersion)])
+        let metrics = BreakwaterMetrics(
+            maxSignatures: daemon.config.metricsMaxSignatures,
+            info: [("libclamav", ClamEngine.libraryVersion)])
         if bootstrapped.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged {
             MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics.registry))
         }
@@ -81,7 +83,8 @@ public final class MetricsService: DaemonService {
             return .text(503, "Service Unavailable", "no signatures loaded\n")
         }
         metrics.update(snapshot(of: daemon))
-        return HTTPResponse(status: 200, reason: "OK", contentType: BreakwaterMetrics.contentType, body: metrics.exposition())
+        return HTTPResponse(
+            status: 200, reason: "OK", contentType: BreakwaterMetrics.contentType, body: metrics.exposition())
     }
 
     static func snapshot(of daemon: MilterDaemon) -> MetricsSnapshot {

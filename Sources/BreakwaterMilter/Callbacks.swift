@@ -1,6 +1,7 @@
 import BreakwaterCore
 import CMilter
 import Logging
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -37,8 +38,9 @@ private func setReply(_ ctx: OpaquePointer?, _ reply: (code: String, status: Str
     _ = reply.code.withCString { c in
         reply.status.withCString { x in
             text.withCString { t in
-                smfi_setreply(ctx, UnsafeMutablePointer(mutating: c), UnsafeMutablePointer(mutating: x),
-                              UnsafeMutablePointer(mutating: t))
+                smfi_setreply(
+                    ctx, UnsafeMutablePointer(mutating: c), UnsafeMutablePointer(mutating: x),
+                    UnsafeMutablePointer(mutating: t))
             }
         }
     }
@@ -80,7 +82,9 @@ func milterNegotiate(
     return SMFIS_CONTINUE
 }
 
-func milterConnect(_ ctx: OpaquePointer?, _ hostname: UnsafeMutablePointer<CChar>?, _ addr: UnsafeMutablePointer<sockaddr>?) -> sfsistat {
+func milterConnect(
+    _ ctx: OpaquePointer?, _ hostname: UnsafeMutablePointer<CChar>?, _ addr: UnsafeMutablePointer<sockaddr>?
+) -> sfsistat {
     let s = attach(ctx)
     let daemon = MilterDaemon.shared!
     if s.overSessionCap && !s.noReplyConnect { return refuseSession(ctx, daemon) }
@@ -102,7 +106,9 @@ func milterConnect(_ ctx: OpaquePointer?, _ hostname: UnsafeMutablePointer<CChar
         default:
             break
         }
-        if buf[0] != 0 { s.clientAddress = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+        if buf[0] != 0 {
+            s.clientAddress = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
     } else if let hostname {
         s.clientAddress = String(cString: hostname)
     }
@@ -120,7 +126,9 @@ private func refuseSession(_ ctx: OpaquePointer?, _ daemon: MilterDaemon) -> sfs
     daemon.stats.count(d)
     setReply(ctx, d.reply!)
     if let n = daemon.sessionsOverCap.tick() {
-        daemon.logger.warning("sessions: more than max-sessions (\(daemon.config.maxSessions)) open: \(n) new session(s) answered 451 4.3.2 since the last line (cause=sessions)")
+        daemon.logger.warning(
+            "sessions: more than max-sessions (\(daemon.config.maxSessions)) open: \(n) new session(s) answered 451 4.3.2 since the last line (cause=sessions)"
+        )
     }
     return SMFIS_TEMPFAIL
 }
@@ -128,7 +136,8 @@ private func refuseSession(_ ctx: OpaquePointer?, _ daemon: MilterDaemon) -> sfs
 /// A client in skip-networks: accepted unscanned, at connect or (when connect has no reply) at each MAIL FROM.
 private func skipClient(_ s: Session, _ daemon: MilterDaemon) -> sfsistat {
     daemon.stats.count(Decision.skipped)
-    daemon.logger.info("client=\(Escape.field(s.clientAddress)) verdict=skipped reason=\(SkipRules.Reason.networks.rawValue)")
+    daemon.logger.info(
+        "client=\(Escape.field(s.clientAddress)) verdict=skipped reason=\(SkipRules.Reason.networks.rawValue)")
     return SMFIS_ACCEPT
 }
 
@@ -152,12 +161,16 @@ func milterEnvFrom(_ ctx: OpaquePointer?, _ argv: UnsafeMutablePointer<UnsafeMut
     }
     if let user = daemon.policy.skip.authenticatedUser({ macro(ctx, "{auth_authen}") }) {
         daemon.stats.count(Decision.skipped)
-        daemon.logger.info("client=\(Escape.field(s.clientAddress)) from=\(Escape.field(s.sender)) auth=\(Escape.field(user)) verdict=skipped reason=\(SkipRules.Reason.authenticated.rawValue)")
+        daemon.logger.info(
+            "client=\(Escape.field(s.clientAddress)) from=\(Escape.field(s.sender)) auth=\(Escape.field(user)) verdict=skipped reason=\(SkipRules.Reason.authenticated.rawValue)"
+        )
         return SMFIS_ACCEPT
     }
     if daemon.policy.skip.skipsSender(s.sender) {
         daemon.stats.count(Decision.skipped)
-        daemon.logger.info("client=\(Escape.field(s.clientAddress)) from=\(Escape.field(s.sender)) verdict=skipped reason=\(SkipRules.Reason.senders.rawValue)")
+        daemon.logger.info(
+            "client=\(Escape.field(s.clientAddress)) from=\(Escape.field(s.sender)) verdict=skipped reason=\(SkipRules.Reason.senders.rawValue)"
+        )
         return SMFIS_ACCEPT
     }
     if daemon.admission.isSaturated {
@@ -165,7 +178,9 @@ func milterEnvFrom(_ ctx: OpaquePointer?, _ argv: UnsafeMutablePointer<UnsafeMut
         let d = daemon.policy.busy(.busy)
         daemon.stats.count(d)
         setReply(ctx, d.reply!)
-        daemon.logger.info("client=\(Escape.field(s.clientAddress)) from=\(Escape.field(s.sender)) verdict=\(d.verdict.rawValue) action=\(d.action.rawValue) cause=\(TempfailCause.busy.rawValue) stage=mail-from")
+        daemon.logger.info(
+            "client=\(Escape.field(s.clientAddress)) from=\(Escape.field(s.sender)) verdict=\(d.verdict.rawValue) action=\(d.action.rawValue) cause=\(TempfailCause.busy.rawValue) stage=mail-from"
+        )
         return SMFIS_TEMPFAIL
     }
     return SMFIS_CONTINUE
@@ -181,7 +196,9 @@ func milterEnvRcpt(_ ctx: OpaquePointer?, _ argv: UnsafeMutablePointer<UnsafeMut
         setReply(ctx, daemon.policy.recipientRefusal)
         if s.recipientsRefused == 1 {
             let queueID = macro(ctx, "i") ?? "-"
-            daemon.logger.info("queue=\(Escape.field(queueID)) client=\(Escape.field(s.clientAddress)) from=<\(Escape.field(s.sender.trimmingAngles))> rcpts=\(s.recipients.count): more than max-recipients, further RCPTs answered 452 4.5.3")
+            daemon.logger.info(
+                "queue=\(Escape.field(queueID)) client=\(Escape.field(s.clientAddress)) from=<\(Escape.field(s.sender.trimmingAngles))> rcpts=\(s.recipients.count): more than max-recipients, further RCPTs answered 452 4.5.3"
+            )
         }
         return SMFIS_TEMPFAIL
     }
@@ -191,11 +208,14 @@ func milterEnvRcpt(_ ctx: OpaquePointer?, _ argv: UnsafeMutablePointer<UnsafeMut
     return s.noReplyRecipients ? SMFIS_NOREPLY : SMFIS_CONTINUE
 }
 
-func milterHeader(_ ctx: OpaquePointer?, _ name: UnsafeMutablePointer<CChar>?, _ value: UnsafeMutablePointer<CChar>?) -> sfsistat {
+func milterHeader(_ ctx: OpaquePointer?, _ name: UnsafeMutablePointer<CChar>?, _ value: UnsafeMutablePointer<CChar>?)
+    -> sfsistat
+{
     let s = attach(ctx)
     if let name, let value {
-        s.assembly.header(name: UnsafeRawBufferPointer(start: name, count: strlen(name)),
-                          value: UnsafeRawBufferPointer(start: value, count: strlen(value)))
+        s.assembly.header(
+            name: UnsafeRawBufferPointer(start: name, count: strlen(name)),
+            value: UnsafeRawBufferPointer(start: value, count: strlen(value)))
     }
     return s.noReplyHeaders ? SMFIS_NOREPLY : SMFIS_CONTINUE
 }
@@ -220,7 +240,8 @@ func milterEOM(_ ctx: OpaquePointer?) -> sfsistat {
     let size = s.assembly.received
     let spooled = s.assembly.buffer.spoolReason
     let (decision, waitSeconds, scanSeconds, scanned) = daemon.decide(s, queueID: queueID) { _ = smfi_progress(ctx) }
-    let waitMs = Int(waitSeconds * 1000), scanMs = Int(scanSeconds * 1000)
+    let waitMs = Int(waitSeconds * 1000)
+    let scanMs = Int(scanSeconds * 1000)
     daemon.stats.count(decision)
 
     var status: sfsistat
@@ -234,7 +255,10 @@ func milterEOM(_ ctx: OpaquePointer?) -> sfsistat {
     case .discard:
         status = SMFIS_DISCARD
     case .quarantine:
-        let reason = "Breakwater: " + (decision.signatures.isEmpty ? decision.verdict.rawValue : Escape.text(decision.signatures.joined(separator: ", ")))
+        let reason =
+            "Breakwater: "
+            + (decision.signatures.isEmpty
+                ? decision.verdict.rawValue : Escape.text(decision.signatures.joined(separator: ", ")))
         _ = reason.withCString { smfi_quarantine(ctx, UnsafeMutablePointer(mutating: $0)) }
         status = SMFIS_CONTINUE
     case .tag, .accept:
@@ -244,16 +268,21 @@ func milterEOM(_ ctx: OpaquePointer?) -> sfsistat {
         for (name, value) in decision.headers {
             let v = (s.assembly.leadingSpace ? " " : "") + milterSafeHeaderValue(value)
             _ = name.withCString { n in
-                v.withCString { smfi_addheader(ctx, UnsafeMutablePointer(mutating: n), UnsafeMutablePointer(mutating: $0)) }
+                v.withCString {
+                    smfi_addheader(ctx, UnsafeMutablePointer(mutating: n), UnsafeMutablePointer(mutating: $0))
+                }
             }
         }
     }
 
     // Every value from the MTA or the message is escaped (Escape.field): one token, no control character.
-    var line = "queue=\(Escape.field(queueID)) client=\(Escape.field(s.clientAddress)) from=<\(Escape.field(s.sender.trimmingAngles))> rcpts=\(s.recipients.count) size=\(size)"
+    var line =
+        "queue=\(Escape.field(queueID)) client=\(Escape.field(s.clientAddress)) from=<\(Escape.field(s.sender.trimmingAngles))> rcpts=\(s.recipients.count) size=\(size)"
     if s.recipientsRefused > 0 { line += " rcpts_refused=\(s.recipientsRefused)" }
     line += " verdict=\(decision.verdict.rawValue) action=\(decision.action.rawValue)"
-    if !decision.signatures.isEmpty { line += " signatures=\(Escape.field(decision.signatures.joined(separator: ",")))" }
+    if !decision.signatures.isEmpty {
+        line += " signatures=\(Escape.field(decision.signatures.joined(separator: ",")))"
+    }
     if let cause = decision.tempfailCause { line += " cause=\(cause.rawValue)" }
     if let wave = decision.wave { line += " wave=\(wave)" }
     if let spooled { line += " spooled=\(spooled.replacing(" ", with: "-"))" }
@@ -261,9 +290,10 @@ func milterEOM(_ ctx: OpaquePointer?) -> sfsistat {
     if let r = decision.reply { line += " reply=\(Escape.quoted("\(r.code) \(r.status) \(r.text)"))" }
     daemon.logger.info("\(line)")
     if !daemon.observers.isEmpty {
-        let record = MessageRecord(queueID: queueID, client: s.clientAddress, sender: s.sender, recipients: s.recipients.count,
-                                   bytes: size, decision: decision, waitSeconds: waitSeconds, scanSeconds: scanSeconds,
-                                   scanned: scanned)
+        let record = MessageRecord(
+            queueID: queueID, client: s.clientAddress, sender: s.sender, recipients: s.recipients.count,
+            bytes: size, decision: decision, waitSeconds: waitSeconds, scanSeconds: scanSeconds,
+            scanned: scanned)
         for o in daemon.observers { o(record) }
     }
     return status

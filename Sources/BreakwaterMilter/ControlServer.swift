@@ -1,6 +1,7 @@
 import BreakwaterCore
 import BreakwaterEngine
 import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -81,9 +82,15 @@ public final class ControlServer: DaemonService {
 
     public func stop() {
         stopping.store(true, ordering: .relaxed)
-        let t = acceptThread.withLock { t -> Thread? in defer { t = nil }; return t }
+        let t = acceptThread.withLock { t -> Thread? in
+            defer { t = nil }
+            return t
+        }
         t?.join()
-        let fd = listener.withLock { fd -> Int32 in defer { fd = -1 }; return fd }
+        let fd = listener.withLock { fd -> Int32 in
+            defer { fd = -1 }
+            return fd
+        }
         if fd >= 0 { close(fd) }
         // Remove the socket only if it is still ours (not one a newer daemon made meanwhile).
         var st = stat()
@@ -97,9 +104,12 @@ public final class ControlServer: DaemonService {
         var st = stat()
         if lstat(path, &st) == 0 {
             guard (st.st_mode & S_IFMT) == S_IFSOCK else {
-                throw StartupError("control \(path): exists and is not a socket; remove it or set control to another path")
+                throw StartupError(
+                    "control \(path): exists and is not a socket; remove it or set control to another path")
             }
-            switch Result(catching: { () throws(ControlProtocol.ClientError) in try ControlProtocol.request("PING", socket: path, timeout: 2) }) {
+            switch Result(catching: { () throws(ControlProtocol.ClientError) in
+                try ControlProtocol.request("PING", socket: path, timeout: 2)
+            }) {
             case .success:
                 throw StartupError("control \(path): another daemon answers on it (is breakwater already running?)")
             case .failure(.notRunning):
@@ -110,7 +120,9 @@ public final class ControlServer: DaemonService {
         }
         let dir = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
         if !dir.isEmpty && !SignatureLocations.isDirectory(dir) {
-            throw StartupError("control \(path): the directory \(dir) does not exist (systemd's RuntimeDirectory= creates /run/breakwater; create it, set control to another path, or set control to nothing to turn the control socket off)")
+            throw StartupError(
+                "control \(path): the directory \(dir) does not exist (systemd's RuntimeDirectory= creates /run/breakwater; create it, set control to another path, or set control to nothing to turn the control socket off)"
+            )
         }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw StartupError("control \(path): socket: \(FileWalk.errnoString())") }
@@ -118,7 +130,9 @@ public final class ControlServer: DaemonService {
         let old = umask(0o177)
         let result = ControlProtocol.withAddress(path) { addr -> (Int32, Int32) in
             let rc = withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+                }
             }
             return (rc, errno)
         }
@@ -180,12 +194,18 @@ public final class ControlServer: DaemonService {
                 if r > 0 && fds[i + 1].revents != 0 {
                     let want = min(chunk.count, ControlProtocol.maxRequest - p.bytes.count)
                     let n = chunk.withUnsafeMutableBytes { recv(p.fd, $0.baseAddress, want, Int32(MSG_DONTWAIT)) }
-                    if n > 0 { p.bytes += chunk[0..<n] } else if n == 0 || (errno != EAGAIN && errno != EINTR) { ended = true }
+                    if n > 0 {
+                        p.bytes += chunk[0..<n]
+                    } else if n == 0 || (errno != EAGAIN && errno != EINTR) {
+                        ended = true
+                    }
                 }
                 if ended || p.bytes.contains(10) || p.bytes.count >= ControlProtocol.maxRequest {
                     dispatch(p, daemon: daemon)
                 } else if after >= p.deadline {
-                    ControlServer.finish(p.fd, ControlReply(ok: false, head: "no request line within \(Int(ControlServer.readTimeout)) s"))
+                    ControlServer.finish(
+                        p.fd,
+                        ControlReply(ok: false, head: "no request line within \(Int(ControlServer.readTimeout)) s"))
                 } else {
                     keep.append(p)
                 }
@@ -201,9 +221,16 @@ public final class ControlServer: DaemonService {
             _ = fcntl(c, F_SETFL, fcntl(c, F_GETFL) | O_NONBLOCK)
             if pending.count >= ControlServer.maxPending {
                 let oldest = pending.removeFirst()
-                ControlServer.finish(oldest.fd, ControlReply(ok: false, head: "no request line in time (\(ControlServer.maxPending) control clients were waiting)"))
+                ControlServer.finish(
+                    oldest.fd,
+                    ControlReply(
+                        ok: false,
+                        head: "no request line in time (\(ControlServer.maxPending) control clients were waiting)"))
             }
-            pending.append(Pending(fd: c, peer: ControlServer.peerCredentials(c), deadline: Clock.monotonic() + ControlServer.readTimeout))
+            pending.append(
+                Pending(
+                    fd: c, peer: ControlServer.peerCredentials(c),
+                    deadline: Clock.monotonic() + ControlServer.readTimeout))
         }
     }
 
@@ -214,14 +241,20 @@ public final class ControlServer: DaemonService {
         let socketGID = self.socketGID()
         guard let peer = p.peer, peer.allowed(daemonUID: daemonUID, socketGID: socketGID) else {
             logRefusal(p.peer, daemonUID: daemonUID, socketGID: socketGID, daemon: daemon)
-            let why = p.peer?.refusal(daemonUID: daemonUID, socketGID: socketGID) ?? "permission denied: the client's credentials cannot be read"
+            let why =
+                p.peer?.refusal(daemonUID: daemonUID, socketGID: socketGID)
+                ?? "permission denied: the client's credentials cannot be read"
             ControlServer.finish(p.fd, ControlReply(ok: false, head: why))
             return
         }
         let request = ControlProtocol.parseRequest(p.bytes)
         if connections.add(1, ordering: .relaxed).newValue > ControlServer.maxConnections {
             connections.subtract(1, ordering: .relaxed)
-            ControlServer.finish(p.fd, ControlReply(ok: false, head: "busy: \(ControlServer.maxConnections) control requests are being served, try again"))
+            ControlServer.finish(
+                p.fd,
+                ControlReply(
+                    ok: false,
+                    head: "busy: \(ControlServer.maxConnections) control requests are being served, try again"))
             return
         }
         let fd = p.fd
@@ -250,13 +283,19 @@ public final class ControlServer: DaemonService {
     private func logRefusal(_ peer: ControlPeer?, daemonUID: UInt32, socketGID: UInt32, daemon: MilterDaemon) {
         let now = Clock.monotonic()
         let more: Int? = refusals.withLock { r in
-            if now - r.last < 1 { r.suppressed += 1; return nil }
+            if now - r.last < 1 {
+                r.suppressed += 1
+                return nil
+            }
             defer { r = (now, 0) }
             return r.suppressed
         }
         guard let more else { return }
-        let who = peer.map { "uid \($0.uid) gid \($0.gid) pid \($0.pid)" } ?? "a client whose credentials cannot be read"
-        daemon.logger.warning("control: refused \(who) on \(path): not root, uid \(daemonUID) or a member of group \(socketGID)\(more > 0 ? " (\(more) more refused since the last such line)" : "")")
+        let who =
+            peer.map { "uid \($0.uid) gid \($0.gid) pid \($0.pid)" } ?? "a client whose credentials cannot be read"
+        daemon.logger.warning(
+            "control: refused \(who) on \(path): not root, uid \(daemonUID) or a member of group \(socketGID)\(more > 0 ? " (\(more) more refused since the last such line)" : "")"
+        )
     }
 
     private func serve(_ fd: Int32, request: Result<ControlRequest, ControlRequestError>, daemon: MilterDaemon) {
@@ -265,9 +304,12 @@ public final class ControlServer: DaemonService {
         case .failure(let why):
             reply = ControlReply(ok: false, head: why.description)
         case .success(let request):
-            let verb = request.verb, argument = request.argument
+            let verb = request.verb
+            let argument = request.argument
             if verb == "RELOAD" {
-                daemon.logger.notice("control: RELOAD\(argument.isEmpty ? "" : " " + Escape.text(argument)) from \(ControlServer.peer(fd))")
+                daemon.logger.notice(
+                    "control: RELOAD\(argument.isEmpty ? "" : " " + Escape.text(argument)) from \(ControlServer.peer(fd))"
+                )
             }
             if let h = handlers.withLock({ list in list.first { $0.verb == verb }?.handler }) {
                 reply = h(argument, daemon)
@@ -314,7 +356,10 @@ public final class ControlServer: DaemonService {
             var off = 0
             while off < buf.count {
                 let n = Glibc.send(fd, buf.baseAddress! + off, buf.count - off, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
-                if n >= 0 { off += n; continue }
+                if n >= 0 {
+                    off += n
+                    continue
+                }
                 if errno == EINTR { continue }
                 guard errno == EAGAIN else { return }
                 let left = deadline - Clock.monotonic()
@@ -381,15 +426,23 @@ public final class ControlServer: DaemonService {
             let lines = self?.handlers.withLock { $0.map(\.help) } ?? []
             return ControlReply(ok: true, head: "requests:", body: lines)
         }
-        register("STATUS", help: "STATUS [JSON|TEXT]: the daemon's status as one JSON object (default) or as text lines") { argument, daemon in
+        register(
+            "STATUS", help: "STATUS [JSON|TEXT]: the daemon's status as one JSON object (default) or as text lines"
+        ) { argument, daemon in
             let report = StatusReport(daemon: daemon)
             switch argument.uppercased() {
             case "", "JSON": return ControlReply(ok: true, head: "", body: [report.json.rendered])
             case "TEXT": return ControlReply(ok: true, head: "", body: report.text)
-            default: return ControlReply(ok: false, head: "STATUS takes JSON or TEXT, not '\(ControlProtocol.oneLine(argument))'")
+            default:
+                return ControlReply(
+                    ok: false, head: "STATUS takes JSON or TEXT, not '\(ControlProtocol.oneLine(argument))'")
             }
         }
-        register("RELOAD", help: "RELOAD [NOWAIT]: reloads the signatures; answers once the new engine serves (OK generation N signatures M) or failed (ERR why)") { [weak self] argument, daemon in
+        register(
+            "RELOAD",
+            help:
+                "RELOAD [NOWAIT]: reloads the signatures; answers once the new engine serves (OK generation N signatures M) or failed (ERR why)"
+        ) { [weak self] argument, daemon in
             let timeout = self?.reloadTimeout ?? 600
             switch argument.uppercased() {
             case "": break
@@ -397,18 +450,33 @@ public final class ControlServer: DaemonService {
                 daemon.engines.triggerReload()
                 return ControlReply(ok: true, head: "reload started")
             default:
-                return ControlReply(ok: false, head: "RELOAD takes nothing or NOWAIT, not '\(ControlProtocol.oneLine(argument))'")
+                return ControlReply(
+                    ok: false, head: "RELOAD takes nothing or NOWAIT, not '\(ControlProtocol.oneLine(argument))'")
             }
             let ticket = daemon.engines.triggerReload()
-            let done = daemon.engines.waitForAttempt(ticket, timeout: timeout) { self?.stopping.load(ordering: .relaxed) ?? true }
+            let done = daemon.engines.waitForAttempt(ticket, timeout: timeout) {
+                self?.stopping.load(ordering: .relaxed) ?? true
+            }
             let s = daemon.engines.status
             guard done else {
-                return ControlReply(ok: false, head: "the reload did not finish within \(Int(timeout)) s; still serving generation \(s.generation) (see STATUS)")
+                return ControlReply(
+                    ok: false,
+                    head:
+                        "the reload did not finish within \(Int(timeout)) s; still serving generation \(s.generation) (see STATUS)"
+                )
             }
             if s.lastSucceeded {
-                return ControlReply(ok: true, head: "generation \(s.generation) signatures \(s.signatures) ms \(Int((s.buildSeconds * 1000).rounded()))")
+                return ControlReply(
+                    ok: true,
+                    head:
+                        "generation \(s.generation) signatures \(s.signatures) ms \(Int((s.buildSeconds * 1000).rounded()))"
+                )
             }
-            return ControlReply(ok: false, head: "reload failed, still serving generation \(s.generation) (\(s.signatures) signatures): \(s.lastError ?? "unknown error")")
+            return ControlReply(
+                ok: false,
+                head:
+                    "reload failed, still serving generation \(s.generation) (\(s.signatures) signatures): \(s.lastError ?? "unknown error")"
+            )
         }
     }
 }

@@ -1,8 +1,9 @@
 import BreakwaterCore
 import BreakwaterEngine
-import CProcessTuning
 import CMilter
+import CProcessTuning
 import Logging
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -47,24 +48,32 @@ public final class MilterDaemon: @unchecked Sendable {
         self.config = config
         self.logger = logger
         if let arenas = MallocArenas.limit(workers: config.workers),
-           bw_malloc_set_arena_max(Int32(clamping: arenas)) == 1 {
-            logger.info("malloc: at most \(arenas) arenas, one per scan slot (MALLOC_ARENA_MAX in the environment overrides)")
+            bw_malloc_set_arena_max(Int32(clamping: arenas)) == 1
+        {
+            logger.info(
+                "malloc: at most \(arenas) arenas, one per scan slot (MALLOC_ARENA_MAX in the environment overrides)")
         }
         if ThreadCacheLimit.isApplied {
-            logger.info("malloc: per-thread caches keep blocks of at most 64 bytes (\(MallocThreadCache.tunable); a glibc.malloc.tcache tunable in GLIBC_TUNABLES overrides)")
+            logger.info(
+                "malloc: per-thread caches keep blocks of at most 64 bytes (\(MallocThreadCache.tunable); a glibc.malloc.tcache tunable in GLIBC_TUNABLES overrides)"
+            )
         }
         // A missing or read-only spool or scan directory would otherwise surface as a tempfail per message.
-        for (key, dir) in [("spool-directory", config.spoolDirectory),
-                           ("scan-temporary-directory", config.limits.temporaryDirectory ?? config.spoolDirectory)] {
+        for (key, dir) in [
+            ("spool-directory", config.spoolDirectory),
+            ("scan-temporary-directory", config.limits.temporaryDirectory ?? config.spoolDirectory),
+        ] {
             var st = stat()
             if stat(dir, &st) != 0 {
-                throw StartupError("\(key) \(dir): \(FileWalk.errnoString()) (create it, or set \(key) to another directory)")
+                throw StartupError(
+                    "\(key) \(dir): \(FileWalk.errnoString()) (create it, or set \(key) to another directory)")
             }
             if (st.st_mode & S_IFMT) != S_IFDIR {
                 throw StartupError("\(key) \(dir): not a directory")
             }
             if access(dir, W_OK | X_OK) != 0 {
-                throw StartupError("\(key) \(dir): not writable by this user (uid \(getuid())): \(FileWalk.errnoString())")
+                throw StartupError(
+                    "\(key) \(dir): not writable by this user (uid \(getuid())): \(FileWalk.errnoString())")
             }
         }
         let dirs = config.signatureDirectories
@@ -76,16 +85,23 @@ public final class MilterDaemon: @unchecked Sendable {
             throw StartupError("\(error)")
         }
         let log = logger
-        engines = EngineHolder(initial: initial, build: {
-            try ClamEngine(directories: config.signatureDirectories, limits: limits, inspectLayers: config.wave.enabled)
-        }, onEvent: { message, isError in
-            if isError { log.error("\(message)") } else { log.notice("\(message)") }
-        })
-        admission = Admission(slots: config.workers, maxWaiting: config.maxWaiting, maxWait: config.maxWait,
-                              memoryBudget: config.memoryBudget, spoolBudget: config.spoolBudget)
+        engines = EngineHolder(
+            initial: initial,
+            build: {
+                try ClamEngine(
+                    directories: config.signatureDirectories, limits: limits, inspectLayers: config.wave.enabled)
+            },
+            onEvent: { message, isError in
+                if isError { log.error("\(message)") } else { log.notice("\(message)") }
+            })
+        admission = Admission(
+            slots: config.workers, maxWaiting: config.maxWaiting, maxWait: config.maxWait,
+            memoryBudget: config.memoryBudget, spoolBudget: config.spoolBudget)
         policy = Policy(config: config)
         if config.wave.enabled { waves = WaveFeature(config: config, stats: stats, logger: logger) }
-        logger.notice("engine generation 1 loaded: \(initial.signatureCount) signatures from \(dirs.joined(separator: ", ")) in \(Int(initial.buildSeconds * 1000)) ms (libclamav \(ClamEngine.libraryVersion))")
+        logger.notice(
+            "engine generation 1 loaded: \(initial.signatureCount) signatures from \(dirs.joined(separator: ", ")) in \(Int(initial.buildSeconds * 1000)) ms (libclamav \(ClamEngine.libraryVersion))"
+        )
         // Decided before the first engine was built (Prefault): whether libclamav's page maps come populated.
         logger.notice("\((ClamEngine.prefaultStatus ?? Prefault.ensureDecided(limits: limits)).summary)")
     }
@@ -115,7 +131,8 @@ public final class MilterDaemon: @unchecked Sendable {
 
         let socketSpec = config.socket
         guard socketSpec.withCString({ smfi_setconn(UnsafeMutablePointer(mutating: $0)) }) == MI_SUCCESS else {
-            throw StartupError("socket \(socketSpec): libmilter does not accept it (write unix:/path or inet:PORT@HOST)")
+            throw StartupError(
+                "socket \(socketSpec): libmilter does not accept it (write unix:/path or inet:PORT@HOST)")
         }
         _ = smfi_settimeout(Int32(config.milterTimeout.rounded()))
         _ = smfi_setbacklog(256)
@@ -124,7 +141,9 @@ public final class MilterDaemon: @unchecked Sendable {
         let opened = smfi_opensocket(1)  // true: remove a stale unix socket first
         umask(oldMask)
         guard opened == MI_SUCCESS else {
-            throw StartupError("cannot listen on \(socketSpec): \(FileWalk.errnoString()) (is another milter on it, or the directory missing?)")
+            throw StartupError(
+                "cannot listen on \(socketSpec): \(FileWalk.errnoString()) (is another milter on it, or the directory missing?)"
+            )
         }
         if !socketIsUnix { MilterDaemon.disableNagleOnListeners() }
         try startSignalThread()
@@ -137,19 +156,26 @@ public final class MilterDaemon: @unchecked Sendable {
         if stackRC == 0 {
             logger.info("libmilter session threads: \(ByteSize.format(UInt64(MilterDaemon.sessionThreadStack))) stacks")
         } else {
-            logger.warning("libmilter threads keep the default stack size: pthread_setattr_default_np: \(String(cString: strerror(stackRC)))")
+            logger.warning(
+                "libmilter threads keep the default stack size: pthread_setattr_default_np: \(String(cString: strerror(stackRC)))"
+            )
         }
-        logger.notice("listening on \(socketSpec): \(admission.slots) scan slots, \(admission.maxWaiting) may wait up to \(config.maxWait)s, memory budget \(ByteSize.format(config.memoryBudget)), spool over \(ByteSize.format(config.spoolThreshold)) to \(config.spoolDirectory) (spool budget \(ByteSize.format(config.spoolBudget)))")
+        logger.notice(
+            "listening on \(socketSpec): \(admission.slots) scan slots, \(admission.maxWaiting) may wait up to \(config.maxWait)s, memory budget \(ByteSize.format(config.memoryBudget)), spool over \(ByteSize.format(config.spoolThreshold)) to \(config.spoolDirectory) (spool budget \(ByteSize.format(config.spoolBudget)))"
+        )
 
         let rc = smfi_main()
         logger.notice("stopping: waiting for \(stats.inFlight.load(ordering: .relaxed)) message(s) in progress")
         // Long enough for a message that waited for a slot and then took the longest scan allowed.
-        let deadline = Clock.monotonic() + max(60, config.maxWait + Double(config.limits.maxScanTimeMilliseconds) / 1000 + 5)
+        let deadline =
+            Clock.monotonic() + max(60, config.maxWait + Double(config.limits.maxScanTimeMilliseconds) / 1000 + 5)
         while stats.inFlight.load(ordering: .relaxed) > 0 && Clock.monotonic() < deadline {
             usleep(20_000)
         }
         if stats.inFlight.load(ordering: .relaxed) > 0 {
-            logger.warning("stopped with \(stats.inFlight.load(ordering: .relaxed)) message(s) unfinished (the MTA will retry them)")
+            logger.warning(
+                "stopped with \(stats.inFlight.load(ordering: .relaxed)) message(s) unfinished (the MTA will retry them)"
+            )
         }
         if socketSpec.hasPrefix("unix:") || socketSpec.hasPrefix("local:") {
             let path = String(socketSpec.drop(while: { $0 != ":" }).dropFirst())
@@ -185,7 +211,8 @@ public final class MilterDaemon: @unchecked Sendable {
             guard getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &value, &len) == 0, value == 1 else { continue }
             var domain: Int32 = 0
             len = socklen_t(MemoryLayout<Int32>.size)
-            guard getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0, domain == AF_INET || domain == AF_INET6 else { continue }
+            guard getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0, domain == AF_INET || domain == AF_INET6
+            else { continue }
             var one: Int32 = 1
             _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         }
@@ -214,19 +241,25 @@ public final class MilterDaemon: @unchecked Sendable {
     // MARK: per-message work
 
     func newSession() -> Session {
-        Session(assembly: MessageAssembly(
-            buffer: MessageBuffer(admission: admission, spoolThreshold: config.spoolThreshold,
-                                  spoolDirectory: config.spoolDirectory),
-            maxMessageSize: config.maxMessageSize))
+        Session(
+            assembly: MessageAssembly(
+                buffer: MessageBuffer(
+                    admission: admission, spoolThreshold: config.spoolThreshold,
+                    spoolDirectory: config.spoolDirectory),
+                maxMessageSize: config.maxMessageSize))
     }
 
     /// Scans the message in a slot and decides. Runs on the libmilter thread of the session.
-    func decide(_ s: Session, queueID: String, keepAlive: () -> Void) -> (Decision, wait: Double, scan: Double, scanned: Bool) {
+    func decide(_ s: Session, queueID: String, keepAlive: () -> Void) -> (
+        Decision, wait: Double, scan: Double, scanned: Bool
+    ) {
         let message = s.assembly.buffer
         if let failure = s.assembly.spoolFailure {
             // A spent spool budget is a temporary condition under load, named by the message's own
             // log line (cause=spool_budget); any other failure is an error of its own.
-            if !failure.overBudget { logger.error("queue=\(Escape.field(queueID)) cannot hold the message: \(failure)") }
+            if !failure.overBudget {
+                logger.error("queue=\(Escape.field(queueID)) cannot hold the message: \(failure)")
+            }
             return (policy.cannotHold(failure), 0, 0, false)
         }
         if s.assembly.oversize {
@@ -239,25 +272,27 @@ public final class MilterDaemon: @unchecked Sendable {
         let inspector = waves?.inspector()
         let engine = engines.current
         var scanned: (result: ScanResult, decision: Decision)?
-        let slot = admission.scan({
-            // On a scanner thread, while this session's thread waits for it. The wave store is fed here
-            // too: its update needs a few KB of stack, which on the session's thread every libmilter
-            // thread would keep resident (16 KB of touched stack each instead of 12; with 200 sessions
-            // waiting, about 0.6 MB), for a few microseconds more of the scanner's time.
-            let result: ScanResult
-            switch message.storage {
-            case .memory:
-                result = message.withMemory { engine.scan($0, inspector: inspector) }!
-            case .file(let fd):
-                result = engine.scan(privateFile: fd, inspector: inspector)
-            }
-            var wave: String?
-            if let waves, result.errorMessage == nil {
-                wave = waves.observe(result, inspector: inspector, sender: s.sender, clientIP: s.clientIP,
-                                     clientAddress: s.clientAddress, subject: s.assembly.subject)
-            }
-            scanned = (result, policy.decide(result, wave: wave))
-        }, keepAlive: keepAlive)
+        let slot = admission.scan(
+            {
+                // On a scanner thread, while this session's thread waits for it. The wave store is fed here
+                // too: its update needs a few KB of stack, which on the session's thread every libmilter
+                // thread would keep resident (16 KB of touched stack each instead of 12; with 200 sessions
+                // waiting, about 0.6 MB), for a few microseconds more of the scanner's time.
+                let result: ScanResult
+                switch message.storage {
+                case .memory:
+                    result = message.withMemory { engine.scan($0, inspector: inspector) }!
+                case .file(let fd):
+                    result = engine.scan(privateFile: fd, inspector: inspector)
+                }
+                var wave: String?
+                if let waves, result.errorMessage == nil {
+                    wave = waves.observe(
+                        result, inspector: inspector, sender: s.sender, clientIP: s.clientIP,
+                        clientAddress: s.clientAddress, subject: s.assembly.subject)
+                }
+                scanned = (result, policy.decide(result, wave: wave))
+            }, keepAlive: keepAlive)
         switch slot {
         case .busy:
             return (policy.busy(.busy), 0, 0, false)
@@ -265,13 +300,17 @@ public final class MilterDaemon: @unchecked Sendable {
             return (policy.busy(.timeout), Clock.monotonic() - waitStart, 0, false)
         case .noThread(let why):
             if let n = threadFailures.tick() {
-                logger.error("queue=\(Escape.field(queueID)) \(why): \(n) message(s) answered 451 4.3.2 since the last line (raise the unit's TasksMax= or lower max-sessions)")
+                logger.error(
+                    "queue=\(Escape.field(queueID)) \(why): \(n) message(s) answered 451 4.3.2 since the last line (raise the unit's TasksMax= or lower max-sessions)"
+                )
             }
             return (policy.busy(.threads), 0, 0, false)
         case .scanned(let waited):
             let (result, decision) = scanned!
             stats.scanned.add(1, ordering: .relaxed)
-            if let err = result.errorMessage { logger.error("queue=\(Escape.field(queueID)) scan error: \(Escape.text(err))") }
+            if let err = result.errorMessage {
+                logger.error("queue=\(Escape.field(queueID)) scan error: \(Escape.text(err))")
+            }
             return (decision, waited, result.seconds, true)
         }
     }

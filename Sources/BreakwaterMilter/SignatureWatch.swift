@@ -1,6 +1,7 @@
 import BreakwaterCore
 import BreakwaterEngine
 import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -34,8 +35,12 @@ public final class SignatureWatch: DaemonService {
     /// `signatures add` then loads), and the official one when it is enabled.
     static func directories(_ config: Config) -> [String] {
         var dirs = config.signatureDirectories
-        if !config.localSignatures.isEmpty && !dirs.contains(config.localSignatures) { dirs.append(config.localSignatures) }
-        if config.ops.officialSignatures && !dirs.contains(OpsSettings.officialDirectory) { dirs.append(OpsSettings.officialDirectory) }
+        if !config.localSignatures.isEmpty && !dirs.contains(config.localSignatures) {
+            dirs.append(config.localSignatures)
+        }
+        if config.ops.officialSignatures && !dirs.contains(OpsSettings.officialDirectory) {
+            dirs.append(OpsSettings.officialDirectory)
+        }
         return dirs
     }
 
@@ -57,7 +62,10 @@ public final class SignatureWatch: DaemonService {
 
     public func stop() {
         stopping.store(true, ordering: .relaxed)
-        let t = thread.withLock { t -> Thread? in defer { t = nil }; return t }
+        let t = thread.withLock { t -> Thread? in
+            defer { t = nil }
+            return t
+        }
         t?.join()
     }
 
@@ -69,7 +77,8 @@ public final class SignatureWatch: DaemonService {
             return now.changes(since: b)
         }
         guard !changes.isEmpty else { return }
-        let shown = changes.prefix(5).joined(separator: ", ") + (changes.count > 5 ? " and \(changes.count - 5) more" : "")
+        let shown =
+            changes.prefix(5).joined(separator: ", ") + (changes.count > 5 ? " and \(changes.count - 5) more" : "")
         daemon.logger.notice("signature files changed (\(shown)): reloading")
         // Until the attempt starts and records the new state, the next look must not trigger again.
         baseline.withLock { $0 = now }

@@ -1,5 +1,6 @@
 import BreakwaterCore
 import BreakwaterEngine
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -53,30 +54,52 @@ public struct StatusReport: Sendable {
         return .object([
             ("version", .string(Breakwater.version)),
             ("libclamav", .string(ClamEngine.libraryVersion)),
-            ("prefault", .object([("enabled", .bool(ClamEngine.prefaultStatus?.enabled ?? false)),
-                                  ("reason", .string(ClamEngine.prefaultStatus?.reason ?? "not decided yet"))])),
+            (
+                "prefault",
+                .object([
+                    ("enabled", .bool(ClamEngine.prefaultStatus?.enabled ?? false)),
+                    ("reason", .string(ClamEngine.prefaultStatus?.reason ?? "not decided yet")),
+                ])
+            ),
             ("pid", .int(pid)),
             ("started_at", .string(Timestamp.iso8601(startedAt))),
             ("uptime_seconds", .double(rounded(now - startedAt))),
-            ("engine", .object([
-                ("generation", .int(e.generation)),
-                ("signatures", .int(e.signatures)),
-                ("directories", .array(e.directories.map(JSONValue.string))),
-                ("loaded_at", .string(Timestamp.iso8601(e.loadedAt))),
-                ("build_seconds", .double(rounded(e.buildSeconds))),
-                ("reloading", .bool(e.reloading)),
-            ])),
-            ("last_reload", .object([
-                ("at", e.lastAttemptAt.map { .string(Timestamp.iso8601($0)) } ?? .null),
-                ("succeeded", .bool(e.lastSucceeded)),
-                ("error", e.lastError.map(JSONValue.string) ?? .null),
-            ])),
+            (
+                "engine",
+                .object([
+                    ("generation", .int(e.generation)),
+                    ("signatures", .int(e.signatures)),
+                    ("directories", .array(e.directories.map(JSONValue.string))),
+                    ("loaded_at", .string(Timestamp.iso8601(e.loadedAt))),
+                    ("build_seconds", .double(rounded(e.buildSeconds))),
+                    ("reloading", .bool(e.reloading)),
+                ])
+            ),
+            (
+                "last_reload",
+                .object([
+                    ("at", e.lastAttemptAt.map { .string(Timestamp.iso8601($0)) } ?? .null),
+                    ("succeeded", .bool(e.lastSucceeded)),
+                    ("error", e.lastError.map(JSONValue.string) ?? .null),
+                ])
+            ),
             ("self_check_seconds", .double(selfCheck)),
             ("local_signatures", .string(localSignatures)),
             ("slots", .object([("busy", .int(admission.busy)), ("total", .int(admission.slots))])),
             ("waiting", .object([("now", .int(admission.waiting)), ("max", .int(admission.maxWaiting))])),
-            ("memory", .object([("buffered_bytes", .int(Int(admission.buffered))), ("budget_bytes", .int(Int(admission.budget)))])),
-            ("spool", .object([("spooled_bytes", .int(Int(clamping: admission.spooled))), ("budget_bytes", .int(Int(clamping: admission.spoolBudget)))])),
+            (
+                "memory",
+                .object([
+                    ("buffered_bytes", .int(Int(admission.buffered))), ("budget_bytes", .int(Int(admission.budget))),
+                ])
+            ),
+            (
+                "spool",
+                .object([
+                    ("spooled_bytes", .int(Int(clamping: admission.spooled))),
+                    ("budget_bytes", .int(Int(clamping: admission.spoolBudget))),
+                ])
+            ),
             ("sessions_open", .int(sessionsOpen)),
             ("in_flight", .int(inFlight)),
             ("counters", .object(counters.map { ($0.0, .int($0.1)) })),
@@ -89,23 +112,37 @@ public struct StatusReport: Sendable {
     public var text: [String] {
         let e = engine
         var lines: [String] = []
-        lines.append("breakwater \(Breakwater.version) (libclamav \(ClamEngine.libraryVersion)), pid \(pid), up \(Timestamp.duration(now - startedAt)) since \(Timestamp.iso8601(startedAt))")
-        lines.append("engine:       generation \(e.generation), \(e.signatures) signatures, loaded \(Timestamp.iso8601(e.loadedAt)) in \(Int((e.buildSeconds * 1000).rounded())) ms\(e.reloading ? " (a reload is running)" : "")")
+        lines.append(
+            "breakwater \(Breakwater.version) (libclamav \(ClamEngine.libraryVersion)), pid \(pid), up \(Timestamp.duration(now - startedAt)) since \(Timestamp.iso8601(startedAt))"
+        )
+        lines.append(
+            "engine:       generation \(e.generation), \(e.signatures) signatures, loaded \(Timestamp.iso8601(e.loadedAt)) in \(Int((e.buildSeconds * 1000).rounded())) ms\(e.reloading ? " (a reload is running)" : "")"
+        )
         lines.append("directories:  \(e.directories.joined(separator: ", "))")
-        lines.append("prefault:     \(ClamEngine.prefaultStatus.map { ($0.enabled ? "on" : "off") + " (" + $0.reason + ")" } ?? "not decided yet")")
+        lines.append(
+            "prefault:     \(ClamEngine.prefaultStatus.map { ($0.enabled ? "on" : "off") + " (" + $0.reason + ")" } ?? "not decided yet")"
+        )
         if let at = e.lastAttemptAt {
             if e.lastSucceeded {
                 lines.append("last reload:  \(Timestamp.iso8601(at)) OK")
             } else {
-                lines.append("last reload:  \(Timestamp.iso8601(at)) FAILED, still serving generation \(e.generation): \(Escape.text(e.lastError ?? "?"))")
+                lines.append(
+                    "last reload:  \(Timestamp.iso8601(at)) FAILED, still serving generation \(e.generation): \(Escape.text(e.lastError ?? "?"))"
+                )
             }
         } else {
             lines.append("last reload:  none since start")
         }
         lines.append("self-check:   \(selfCheck > 0 ? "every \(formatSeconds(selfCheck))" : "off")")
-        lines.append("scan slots:   \(admission.busy)/\(admission.slots) busy, \(admission.waiting) waiting (at most \(admission.maxWaiting))")
-        lines.append("memory:       \(ByteSize.format(admission.buffered)) buffered of \(ByteSize.format(admission.budget)) budget; \(sessionsOpen) sessions open, \(inFlight) messages in progress")
-        lines.append("spool:        \(ByteSize.format(admission.spooled)) spooled of \(ByteSize.format(admission.spoolBudget)) budget")
+        lines.append(
+            "scan slots:   \(admission.busy)/\(admission.slots) busy, \(admission.waiting) waiting (at most \(admission.maxWaiting))"
+        )
+        lines.append(
+            "memory:       \(ByteSize.format(admission.buffered)) buffered of \(ByteSize.format(admission.budget)) budget; \(sessionsOpen) sessions open, \(inFlight) messages in progress"
+        )
+        lines.append(
+            "spool:        \(ByteSize.format(admission.spooled)) spooled of \(ByteSize.format(admission.spoolBudget)) budget"
+        )
         lines.append("messages:     " + counters.map { "\($0.1) \($0.0)" }.joined(separator: ", "))
         lines.append("tempfailed:   " + tempfails.map { "\($0.1) \($0.0)" }.joined(separator: ", "))
         lines.append(waves?.text ?? "waves:        detection off (waves = no)")

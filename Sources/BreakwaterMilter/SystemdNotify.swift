@@ -1,5 +1,6 @@
 import BreakwaterCore
 import Logging
+
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,4 +1,5 @@
 import BreakwaterCore
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -26,8 +27,9 @@ public enum ThreadCacheLimit {
         let reason = FileWalk.errnoString()
         unsetenv(marker)
         if let previous { setenv("GLIBC_TUNABLES", previous, 1) } else { unsetenv("GLIBC_TUNABLES") }
-        Output.err("breakwater: warning: cannot re-execute /proc/self/exe with GLIBC_TUNABLES=\(value) (\(reason)); "
-            + "glibc's per-thread malloc caches stay at their default size\n")
+        Output.err(
+            "breakwater: warning: cannot re-execute /proc/self/exe with GLIBC_TUNABLES=\(value) (\(reason)); "
+                + "glibc's per-thread malloc caches stay at their default size\n")
     }
 
     /// The process name the kernel shows (`/proc/self/comm`), nil if it cannot be read.

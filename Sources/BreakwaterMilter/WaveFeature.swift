@@ -3,6 +3,7 @@ import BreakwaterEngine
 import BreakwaterWaves
 import Logging
 import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -29,7 +30,9 @@ public final class WaveFeature: Sendable {
         self.limits = config.limits
         self.checkDirectory = config.spoolDirectory
         let u = detector.store.usage()
-        logger.notice("wave detection: \(config.wave.threshold) messages in \(Int(config.wave.window))s from more than \(config.wave.minSources) client networks make a wave (action \(config.wave.action.rawValue)); store of \(ByteSize.format(config.wave.storeSize)) holds \(u.capacity) fingerprints")
+        logger.notice(
+            "wave detection: \(config.wave.threshold) messages in \(Int(config.wave.window))s from more than \(config.wave.minSources) client networks make a wave (action \(config.wave.action.rawValue)); store of \(ByteSize.format(config.wave.storeSize)) holds \(u.capacity) fingerprints"
+        )
     }
 
     /// The inspector for the message about to be scanned. Allow-listed mail is fingerprinted too
@@ -41,22 +44,28 @@ public final class WaveFeature: Sendable {
 
     /// Counts the scanned message in the wave store and returns the wave it belongs to, if any, for
     /// the policy to decide on. The store's lock is taken only inside `observe`, after the scan.
-    func observe(_ result: ScanResult, inspector: WaveLayerInspector?, sender: String, clientIP: [UInt8]?,
-                 clientAddress: String, subject: String?) -> String? {
+    func observe(
+        _ result: ScanResult, inspector: WaveLayerInspector?, sender: String, clientIP: [UInt8]?,
+        clientAddress: String, subject: String?
+    ) -> String? {
         guard let inspector else { return nil }
         let fp = inspector.finish(subject: subject.map(WaveSubject.decode))
-        let o = detector.observe(fp, sender: sender, clientIP: clientIP, clientAddress: clientAddress, now: Clock.wall())
+        let o = detector.observe(
+            fp, sender: sender, clientIP: clientIP, clientAddress: clientAddress, now: Clock.wall())
         if let started = o.started { logStart(started) }
         // Ham for the check of a suggested signature: a clean scan outside any wave (accepted as is).
         if o.wave == nil, result.isClean, let fp { ham.add(fp) }
         if let sampled = o.sampled, let s = WaveReport.suggestion(sampled, prefix: signaturePrefix) {
-            logger.notice("wave \(sampled.id): suggested signature from \(sampled.samples.count) messages: \(s.command(comment: WaveReport.comment(sampled))) (or: breakwater waves promote \(sampled.id))")
+            logger.notice(
+                "wave \(sampled.id): suggested signature from \(sampled.samples.count) messages: \(s.command(comment: WaveReport.comment(sampled))) (or: breakwater waves promote \(sampled.id))"
+            )
         }
         return o.wave
     }
 
     func logStart(_ w: WaveInfo) {
-        var line = "wave \(w.id) started: \(w.windowCount) messages in the window from ~\(w.senders) senders, ~\(w.networks) client networks"
+        var line =
+            "wave \(w.id) started: \(w.windowCount) messages in the window from ~\(w.senders) senders, ~\(w.networks) client networks"
         line += "; action \(detector.settings.action.rawValue); subject=\(Escape.quoted(w.subject))"
         line += "; excerpt=\(Escape.quoted(w.excerpt))"
         logger.notice("\(line)")
@@ -66,7 +75,8 @@ public final class WaveFeature: Sendable {
     public func sweep() {
         for event in detector.sweep(now: Clock.wall()) {
             if case .ended(let w) = event {
-                var line = "wave \(w.id) ended: \(w.waveMessages) messages while a wave, \(w.totalCount) in all since \(Timestamp.iso8601(w.firstSeen)), last at \(Timestamp.iso8601(w.lastSeen))"
+                var line =
+                    "wave \(w.id) ended: \(w.waveMessages) messages while a wave, \(w.totalCount) in all since \(Timestamp.iso8601(w.firstSeen)), last at \(Timestamp.iso8601(w.lastSeen))"
                 if let p = w.promotedAs { line += "; promoted to \(Escape.field(p))" }
                 logger.notice("\(line)")
             }
@@ -80,8 +90,9 @@ public final class WaveFeature: Sendable {
         sweep()
         let now = Clock.wall()
         let waves = detector.waves(now: now)
-        return json ? WaveReport.json(waves, now: now, prefix: signaturePrefix).rendered + "\n"
-                    : WaveReport.text(waves, now: now, prefix: signaturePrefix)
+        return json
+            ? WaveReport.json(waves, now: now, prefix: signaturePrefix).rendered + "\n"
+            : WaveReport.text(waves, now: now, prefix: signaturePrefix)
     }
 
     /// What `waves promote ID` adds: the suggested signature of wave `id`, or why there is none.
@@ -92,13 +103,20 @@ public final class WaveFeature: Sendable {
     func suggestionAndWave(id: String) -> Result<(WaveSuggestion, comment: String, wave: WaveInfo), WaveError> {
         let key = id.hasPrefix("w") ? id : "w" + id
         guard let w = detector.waves(now: Clock.wall()).first(where: { $0.id == key }) else {
-            return .failure(WaveError("no wave \(Escape.text(id)): `breakwater waves` lists the active and recent ones"))
+            return .failure(
+                WaveError("no wave \(Escape.text(id)): `breakwater waves` lists the active and recent ones"))
         }
         guard let s = WaveReport.suggestion(w, prefix: signaturePrefix) else {
             if w.samples.count < WaveSuggestion.minSamples {
-                return .failure(WaveError("wave \(w.id) has no suggested signature yet: it needs \(WaveSuggestion.minSamples) sampled messages and has \(w.samples.count)"))
+                return .failure(
+                    WaveError(
+                        "wave \(w.id) has no suggested signature yet: it needs \(WaveSuggestion.minSamples) sampled messages and has \(w.samples.count)"
+                    ))
             }
-            return .failure(WaveError("wave \(w.id) has no suggested signature: its samples share no run of \(WaveSuggestion.minWords) or more words"))
+            return .failure(
+                WaveError(
+                    "wave \(w.id) has no suggested signature: its samples share no run of \(WaveSuggestion.minWords) or more words"
+                ))
         }
         return .success((s, WaveReport.comment(w), w))
     }
@@ -117,14 +135,17 @@ public final class WaveFeature: Sendable {
         if texts.isEmpty { return .success(([], 0)) }
         let line: (SignatureFileKind, String)
         do {
-            line = try SignatureLine.make(name: s.name, pattern: .regex(s.regex, ignoreCase: true, trigger: nil),
-                                          prefix: signaturePrefix)
+            line = try SignatureLine.make(
+                name: s.name, pattern: .regex(s.regex, ignoreCase: true, trigger: nil),
+                prefix: signaturePrefix)
         } catch {
             return .failure(WaveError("the suggested signature is not valid: \(error)"))
         }
         var template = Array("\(checkDirectory)/.breakwater-ham-check-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else {
-            return .failure(WaveError("cannot check it against recent mail: mkdtemp in \(checkDirectory): \(FileWalk.errnoString())"))
+            return .failure(
+                WaveError(
+                    "cannot check it against recent mail: mkdtemp in \(checkDirectory): \(FileWalk.errnoString())"))
         }
         let dir = String(cString: made)
         let file = dir + "/check." + line.0.rawValue
@@ -133,7 +154,8 @@ public final class WaveFeature: Sendable {
             rmdir(dir)
         }
         guard WaveFeature.writeNew(file, line.1 + "\n") else {
-            return .failure(WaveError("cannot check it against recent mail: cannot write \(file): \(FileWalk.errnoString())"))
+            return .failure(
+                WaveError("cannot check it against recent mail: cannot write \(file): \(FileWalk.errnoString())"))
         }
         let engine: ClamEngine
         do {
@@ -143,7 +165,8 @@ public final class WaveFeature: Sendable {
         }
         var matched: [String] = []
         for t in texts {
-            let r = t.utf8.withContiguousStorageIfAvailable { engine.scan(UnsafeRawBufferPointer($0), name: "ham") }
+            let r =
+                t.utf8.withContiguousStorageIfAvailable { engine.scan(UnsafeRawBufferPointer($0), name: "ham") }
                 ?? Array(t.utf8).withUnsafeBytes { engine.scan($0, name: "ham") }
             if r.detections.contains(where: { $0.name == s.name }) { matched.append(t) }
         }
@@ -204,10 +227,15 @@ public final class WaveFeature: Sendable {
             do throws(SignatureInputError) { try SignatureLine.validateName(words[2], prefix: signaturePrefix) } catch {
                 return ControlReply(ok: false, head: "WAVES PROMOTED: \(Escape.text(error.description))")
             }
-            return promoted(id: words[1], as: words[2]) ? ControlReply(ok: true, head: "")
-                                                       : ControlReply(ok: false, head: "no wave \(words[1])")
+            return promoted(id: words[1], as: words[2])
+                ? ControlReply(ok: true, head: "")
+                : ControlReply(ok: false, head: "no wave \(words[1])")
         default:
-            return ControlReply(ok: false, head: "WAVES takes TEXT, JSON, SUGGEST ID or PROMOTED ID NAME, not '\(ControlProtocol.oneLine(argument))'")
+            return ControlReply(
+                ok: false,
+                head:
+                    "WAVES takes TEXT, JSON, SUGGEST ID or PROMOTED ID NAME, not '\(ControlProtocol.oneLine(argument))'"
+            )
         }
     }
 
@@ -231,7 +259,8 @@ public final class WaveFeature: Sendable {
     /// The line of `breakwater status` (text) about waves.
     public func statusText(stats: Stats) -> String {
         let u = detector.store.usage()
-        return "waves:        \(u.activeWaves) active, \(stats.wavesStarted.load(ordering: .relaxed)) started, \(stats.waveMessages.load(ordering: .relaxed)) messages in waves (action \(detector.settings.action.rawValue)); store \(u.entries)/\(u.capacity) fingerprints, \(ByteSize.format(UInt64(u.bytes))) of \(ByteSize.format(UInt64(u.budget)))"
+        return
+            "waves:        \(u.activeWaves) active, \(stats.wavesStarted.load(ordering: .relaxed)) started, \(stats.waveMessages.load(ordering: .relaxed)) messages in waves (action \(detector.settings.action.rawValue)); store \(u.entries)/\(u.capacity) fingerprints, \(ByteSize.format(UInt64(u.bytes))) of \(ByteSize.format(UInt64(u.budget)))"
     }
 }
 
@@ -261,11 +290,17 @@ public final class WaveService: DaemonService {
     /// Why `id` is not a wave id (`w` and up to 16 hex digits, the `w` optional), or nil.
     static func badID(_ id: String) -> String? {
         let digits = id.hasPrefix("w") ? id.dropFirst() : Substring(id)
-        if !digits.isEmpty && digits.count <= 16 && digits.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }) { return nil }
-        return "'\(Escape.text(String(id.prefix(40))))' is not a wave id (w and hex digits, as `breakwater waves` lists them)"
+        if !digits.isEmpty && digits.count <= 16
+            && digits.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) })
+        {
+            return nil
+        }
+        return
+            "'\(Escape.text(String(id.prefix(40))))' is not a wave id (w and hex digits, as `breakwater waves` lists them)"
     }
 
-    static let help = "WAVES [TEXT|JSON|SUGGEST ID|PROMOTED ID NAME]: active and recent waves (text lines, or one JSON array); SUGGEST answers OK NAME with the regex, the comment and 'ham CHECKED MATCHED' (the suggestion against recently accepted mail) as body lines, then excerpts of the mail it matched; PROMOTED records that wave ID got signature NAME"
+    static let help =
+        "WAVES [TEXT|JSON|SUGGEST ID|PROMOTED ID NAME]: active and recent waves (text lines, or one JSON array); SUGGEST answers OK NAME with the regex, the comment and 'ham CHECKED MATCHED' (the suggestion against recently accepted mail) as body lines, then excerpts of the mail it matched; PROMOTED records that wave ID got signature NAME"
 
     public func start(_ daemon: MilterDaemon) throws {
         guard let waves = daemon.waves else { return }
@@ -282,6 +317,9 @@ public final class WaveService: DaemonService {
 
     public func stop() {
         stopping.store(true, ordering: .relaxed)
-        thread.withLock { t in t?.join(); t = nil }
+        thread.withLock { t in
+            t?.join()
+            t = nil
+        }
     }
 }

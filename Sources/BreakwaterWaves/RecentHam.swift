@@ -1,4 +1,5 @@
 import BreakwaterCore
+
 /// The texts of the last messages the daemon accepted clean, so that `breakwater waves promote` can
 /// check a wave's suggested signature against real recent mail before adding it: a signature that
 /// would have matched one of them is refused unless forced.

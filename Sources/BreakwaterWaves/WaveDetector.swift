@@ -25,8 +25,10 @@ package final class WaveDetector: Sendable {
     }
 
     /// Counts one scanned message. `fingerprint` is nil when the message had too little text.
-    package func observe(_ fingerprint: WaveFingerprint?, sender: String, clientIP: [UInt8]?, clientAddress: String,
-                        now: Double) -> WaveObservation {
+    package func observe(
+        _ fingerprint: WaveFingerprint?, sender: String, clientIP: [UInt8]?, clientAddress: String,
+        now: Double
+    ) -> WaveObservation {
         if isAllowListed(sender: sender, clientIP: clientIP) {
             allowListed.add(1, ordering: .relaxed)
             return WaveObservation()

@@ -1,4 +1,5 @@
 import BreakwaterCore
+
 // Wave detection, part 1: a fuzzy fingerprint of a message's decoded text.
 //
 // Why MinHash (one-permutation, 64 bins) and not simhash
@@ -140,7 +141,11 @@ package struct WaveFingerprintBuilder: Sendable {
         case .utf16LE, .utf16BE, .html16LE, .html16BE:
             let utf8 = WaveFingerprintBuilder.utf16ToUTF8(part, littleEndian: kind == .utf16LE || kind == .html16LE)
             utf8.withUnsafeBytes { b in
-                if kind == .html16LE || kind == .html16BE { tokenizer.feedHTML(b, into: &sink) } else { tokenizer.feedText(b, into: &sink) }
+                if kind == .html16LE || kind == .html16BE {
+                    tokenizer.feedHTML(b, into: &sink)
+                } else {
+                    tokenizer.feedText(b, into: &sink)
+                }
             }
         }
         tokenizer.finish(into: &sink)
@@ -183,7 +188,8 @@ package struct WaveFingerprintBuilder: Sendable {
         units.reserveCapacity(b.count / 2)
         var i = 0
         while i + 1 < b.count {
-            let lo = UInt16(b[i]), hi = UInt16(b[i + 1])
+            let lo = UInt16(b[i])
+            let hi = UInt16(b[i + 1])
             units.append(littleEndian ? (hi << 8 | lo) : (lo << 8 | hi))
             i += 2
         }
@@ -217,8 +223,9 @@ package struct WaveBody: Sendable {
             for i in 0..<waveSignatureSize where sub.mins[i] < mins[i] { mins[i] = sub.mins[i] }
         }
         WaveFingerprintBuilder.densify(&mins)
-        return WaveFingerprint(signature: mins, words: words, subject: subjectText,
-                               sample: String(decoding: sample, as: UTF8.self))
+        return WaveFingerprint(
+            signature: mins, words: words, subject: subjectText,
+            sample: String(decoding: sample, as: UTF8.self))
     }
 }
 
@@ -414,7 +421,10 @@ struct WaveTokenizer {
         var i = 0
         if !chunk.isEmpty || chunkTooLong {
             // Finish an assembled chunk that continues here.
-            while i < n && WaveTokenizer.classOf(p[i]) & WaveTokenizer.blank == 0 { append(p[i]); i += 1 }
+            while i < n && WaveTokenizer.classOf(p[i]) & WaveTokenizer.blank == 0 {
+                append(p[i])
+                i += 1
+            }
             flushChunk(into: &sink)
         }
         while i < n {
@@ -428,7 +438,8 @@ struct WaveTokenizer {
                 i += 1
             }
             if i > start {
-                chunkAt(UnsafeRawBufferPointer(start: p + start, count: i - start), seen: seen, dirty: false, into: &sink)
+                chunkAt(
+                    UnsafeRawBufferPointer(start: p + start, count: i - start), seen: seen, dirty: false, into: &sink)
             }
         }
     }
@@ -545,9 +556,14 @@ struct WaveTokenizer {
     /// entities, so its words are not verbatim in the source.
     private mutating func chunkAt(_ c: UnsafeRawBufferPointer, seen: UInt8, dirty: Bool, into sink: inout ShingleSink) {
         let n = c.count
-        if n > WaveTokenizer.maxChunk { broken = true; return }
+        if n > WaveTokenizer.maxChunk {
+            broken = true
+            return
+        }
         guard let p = c.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
-        let colon = seen & WaveTokenizer.colon != 0, at = seen & WaveTokenizer.at != 0, dot = seen & WaveTokenizer.dot != 0
+        let colon = seen & WaveTokenizer.colon != 0
+        let at = seen & WaveTokenizer.at != 0
+        let dot = seen & WaveTokenizer.dot != 0
         if colon || (dot && n > 4 && WaveTokenizer.findCI(c, from: 0, "www.") != nil) {
             if let host = WaveTokenizer.urlHost(c) {
                 // The domain stands for the link; links are never part of a verbatim word run.
@@ -622,7 +638,10 @@ struct WaveTokenizer {
         while e < c.count {
             let x = c[e]
             if x == UInt8(ascii: "/") || x == UInt8(ascii: "?") || x == UInt8(ascii: "#") || x == UInt8(ascii: ":")
-                || x == UInt8(ascii: "\"") || x == UInt8(ascii: "'") || x == UInt8(ascii: ">") || x == UInt8(ascii: "<") { break }
+                || x == UInt8(ascii: "\"") || x == UInt8(ascii: "'") || x == UInt8(ascii: ">") || x == UInt8(ascii: "<")
+            {
+                break
+            }
             if x == UInt8(ascii: "@") { s = e + 1 }  // user@host
             e += 1
         }
@@ -643,7 +662,8 @@ struct WaveTokenizer {
 
     @inline(__always) static func isDigit(_ c: UInt8) -> Bool { c >= 0x30 && c <= 0x39 }
     @inline(__always) static func isTagStart(_ c: UInt8) -> Bool {
-        (c >= 0x61 && c <= 0x7A) || (c >= 0x41 && c <= 0x5A) || c == UInt8(ascii: "/") || c == UInt8(ascii: "!") || c == UInt8(ascii: "?")
+        (c >= 0x61 && c <= 0x7A) || (c >= 0x41 && c <= 0x5A) || c == UInt8(ascii: "/") || c == UInt8(ascii: "!")
+            || c == UInt8(ascii: "?")
     }
     @inline(__always) static func isEntityChar(_ c: UInt8) -> Bool {
         (c >= 0x61 && c <= 0x7A) || (c >= 0x41 && c <= 0x5A) || isDigit(c) || c == UInt8(ascii: "#")
@@ -700,7 +720,10 @@ struct WaveTokenizer {
         return nil
     }
 
-    enum Entity { case blank, punct, scalar(Unicode.Scalar) }
+    enum Entity {
+        case blank, punct
+        case scalar(Unicode.Scalar)
+    }
 
     static func entity(_ b: UnsafeRawBufferPointer, from: Int, to: Int) -> Entity {
         let name = Array(b[from..<to])
@@ -708,12 +731,19 @@ struct WaveTokenizer {
             var v: UInt32 = 0
             var hex = false
             var digits = name.dropFirst()
-            if let f = digits.first, f | 0x20 == UInt8(ascii: "x") { hex = true; digits = digits.dropFirst() }
+            if let f = digits.first, f | 0x20 == UInt8(ascii: "x") {
+                hex = true
+                digits = digits.dropFirst()
+            }
             for c in digits {
                 let d: UInt32
-                if isDigit(c) { d = UInt32(c - 0x30) }
-                else if hex, c | 0x20 >= 0x61, c | 0x20 <= 0x66 { d = UInt32((c | 0x20) - 0x61 + 10) }
-                else { return .blank }
+                if isDigit(c) {
+                    d = UInt32(c - 0x30)
+                } else if hex, c | 0x20 >= 0x61, c | 0x20 <= 0x66 {
+                    d = UInt32((c | 0x20) - 0x61 + 10)
+                } else {
+                    return .blank
+                }
                 v = v &* (hex ? 16 : 10) &+ d
                 if v > 0x10FFFF { return .blank }
             }

@@ -1,5 +1,6 @@
 import BreakwaterCore
 import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -28,7 +29,8 @@ package final class WaveLayerInspector: LayerInspector {
     package private(set) var layers: [(type: String, depth: Int, size: Int)] = []
     private let recordLayers: Bool
 
-    package init(memo: WaveMemo?, byteLimit: Int = WaveFingerprintBuilder.defaultByteLimit, recordLayers: Bool = false) {
+    package init(memo: WaveMemo?, byteLimit: Int = WaveFingerprintBuilder.defaultByteLimit, recordLayers: Bool = false)
+    {
         self.memo = memo
         self.builder = WaveFingerprintBuilder(byteLimit: byteLimit)
         self.recordLayers = recordLayers
@@ -97,7 +99,10 @@ package final class WaveMemo: Sendable {
                 h ^= h >> 29
                 i += 8
             }
-            while i < b.count { h = (h ^ UInt64(b[i])) &* 0x0000_0100_0000_01b3; i += 1 }
+            while i < b.count {
+                h = (h ^ UInt64(b[i])) &* 0x0000_0100_0000_01b3
+                i += 1
+            }
         }
         let part = 4096
         if let buffer, buffer.baseAddress != nil, buffer.count == size {

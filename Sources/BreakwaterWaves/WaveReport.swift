@@ -1,4 +1,5 @@
 import BreakwaterCore
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -18,40 +19,49 @@ package enum WaveReport {
     }
 
     package static func json(_ waves: [WaveInfo], now: Double, prefix: String = "Breakwater.Local.") -> JSONValue {
-        .array(waves.map { w in
-            let s = suggestion(w, prefix: prefix)
-            return .object([
-                ("id", .string(w.id)),
-                ("active", .bool(w.active)),
-                ("started_at", .string(Timestamp.iso8601(w.startedAt))),
-                ("ended_at", w.endedAt.map { .string(Timestamp.iso8601($0)) } ?? .null),
-                ("first_seen", .string(Timestamp.iso8601(w.firstSeen))),
-                ("last_seen", .string(Timestamp.iso8601(w.lastSeen))),
-                ("window_count", .int(w.windowCount)),
-                ("total_count", .int(w.totalCount)),
-                ("wave_messages", .int(w.waveMessages)),
-                ("senders", .int(w.senders)),
-                ("networks", .int(w.networks)),
-                ("subject", .string(w.subject)),
-                ("excerpt", .string(w.excerpt)),
-                ("samples", .int(w.samples.count)),
-                ("suggestion", s.map { s in
-                    .object([("name", .string(s.name)), ("regex", .string(s.regex)),
-                             ("command", .string(s.command(comment: comment(w))))])
-                } ?? .null),
-                ("promoted_as", w.promotedAs.map { .string($0) } ?? .null),
-            ])
-        })
+        .array(
+            waves.map { w in
+                let s = suggestion(w, prefix: prefix)
+                return .object([
+                    ("id", .string(w.id)),
+                    ("active", .bool(w.active)),
+                    ("started_at", .string(Timestamp.iso8601(w.startedAt))),
+                    ("ended_at", w.endedAt.map { .string(Timestamp.iso8601($0)) } ?? .null),
+                    ("first_seen", .string(Timestamp.iso8601(w.firstSeen))),
+                    ("last_seen", .string(Timestamp.iso8601(w.lastSeen))),
+                    ("window_count", .int(w.windowCount)),
+                    ("total_count", .int(w.totalCount)),
+                    ("wave_messages", .int(w.waveMessages)),
+                    ("senders", .int(w.senders)),
+                    ("networks", .int(w.networks)),
+                    ("subject", .string(w.subject)),
+                    ("excerpt", .string(w.excerpt)),
+                    ("samples", .int(w.samples.count)),
+                    (
+                        "suggestion",
+                        s.map { s in
+                            .object([
+                                ("name", .string(s.name)), ("regex", .string(s.regex)),
+                                ("command", .string(s.command(comment: comment(w)))),
+                            ])
+                        } ?? .null
+                    ),
+                    ("promoted_as", w.promotedAs.map { .string($0) } ?? .null),
+                ])
+            })
     }
 
     package static func text(_ waves: [WaveInfo], now: Double, prefix: String = "Breakwater.Local.") -> String {
         if waves.isEmpty { return "no active or recent waves\n" }
         var out = ""
         for w in waves {
-            let state = w.active ? "active since \(Timestamp.iso8601(w.startedAt)) (\(ago(now - w.startedAt)))"
-                                 : "ended \(Timestamp.iso8601(w.endedAt ?? w.lastSeen)) (\(ago(now - (w.endedAt ?? w.lastSeen))))"
+            let state =
+                w.active
+                ? "active since \(Timestamp.iso8601(w.startedAt)) (\(ago(now - w.startedAt)))"
+                : "ended \(Timestamp.iso8601(w.endedAt ?? w.lastSeen)) (\(ago(now - (w.endedAt ?? w.lastSeen))))"
             out += "wave \(w.id): \(state)\n"
-            out += "  messages: \(w.windowCount) in the window, \(w.totalCount) since first seen, \(w.waveMessages) while a wave\n"
+            out +=
+                "  messages: \(w.windowCount) in the window, \(w.totalCount) since first seen, \(w.waveMessages) while a wave\n"
             out += "  senders: ~\(w.senders), client networks: ~\(w.networks)\n"
             out += "  first seen: \(Timestamp.iso8601(w.firstSeen)), last seen: \(Timestamp.iso8601(w.lastSeen))\n"
             out += "  subject: \(w.subject.isEmpty ? "-" : Escape.text(w.subject))\n"
@@ -61,7 +71,8 @@ package enum WaveReport {
             } else if let s = suggestion(w, prefix: prefix) {
                 out += "  suggested signature:\n    \(s.command(comment: comment(w)))\n"
             } else if w.samples.count < WaveSuggestion.minSamples {
-                out += "  suggested signature: none yet (\(w.samples.count) sample so far; one comes with each message)\n"
+                out +=
+                    "  suggested signature: none yet (\(w.samples.count) sample so far; one comes with each message)\n"
             } else {
                 out += "  suggested signature: none (its samples share no run of \(WaveSuggestion.minWords)+ words)\n"
             }

@@ -1,5 +1,6 @@
 import BreakwaterCore
 import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -33,9 +34,11 @@ package struct WaveInfo: Sendable {
     /// to tell its own messages from others (`RecentHam`). Empty when the store keeps none.
     package var signature: [UInt16]
 
-    package init(id: String, active: Bool, startedAt: Double, endedAt: Double?, firstSeen: Double, lastSeen: Double,
-                windowCount: Int, totalCount: Int, waveMessages: Int, senders: Int, networks: Int, subject: String,
-                excerpt: String, samples: [String], promotedAs: String?, signature: [UInt16] = []) {
+    package init(
+        id: String, active: Bool, startedAt: Double, endedAt: Double?, firstSeen: Double, lastSeen: Double,
+        windowCount: Int, totalCount: Int, waveMessages: Int, senders: Int, networks: Int, subject: String,
+        excerpt: String, samples: [String], promotedAs: String?, signature: [UInt16] = []
+    ) {
         self.id = id
         self.active = active
         self.startedAt = startedAt
@@ -131,13 +134,13 @@ package final class InProcessWaveStore: WaveStore {
 
     /// Bytes one entry costs: its arrays plus its share of the index.
     package static let bytesPerEntry: Int =
-        waveSignatureSize * 3          // signature (low 16 bits of each value) and its votes
-        + ringBuckets * 4 + 8           // window ring and its epoch
-        + 8 * 8 + 8                     // sender and network bitmaps (current and previous half window), their epoch
-        + 4 * smallSet * 2              // the first few distinct senders and networks of each half window, exactly
-        + 8 + 8 + 4 + 4                 // first/last seen, total, wave record
-        + 4 + 4 + 1 + 4                 // list links, segment, free list
-        + bands * 4                     // index slots (one per band)
+        waveSignatureSize * 3  // signature (low 16 bits of each value) and its votes
+        + ringBuckets * 4 + 8  // window ring and its epoch
+        + 8 * 8 + 8  // sender and network bitmaps (current and previous half window), their epoch
+        + 4 * smallSet * 2  // the first few distinct senders and networks of each half window, exactly
+        + 8 + 8 + 4 + 4  // first/last seen, total, wave record
+        + 4 + 4 + 1 + 4  // list links, segment, free list
+        + bands * 4  // index slots (one per band)
     /// Bytes reserved for the wave records and their samples.
     package static let waveRecordBytes = samplesPerWave * WaveFingerprintBuilder.sampleLimit + 1024
 
@@ -182,9 +185,10 @@ package final class InProcessWaveStore: WaveStore {
 
     package func usage() -> WaveStoreUsage {
         state.withLock { s in
-            WaveStoreUsage(entries: s.live, capacity: s.capacity, bytes: s.allocatedBytes, budget: s.budget,
-                           activeWaves: s.records.filter { $0.active }.count, evictions: s.evictions,
-                           merges: s.merges)
+            WaveStoreUsage(
+                entries: s.live, capacity: s.capacity, bytes: s.allocatedBytes, budget: s.budget,
+                activeWaves: s.records.filter { $0.active }.count, evictions: s.evictions,
+                merges: s.merges)
         }
     }
 
@@ -220,19 +224,21 @@ package final class InProcessWaveStore: WaveStore {
 
         // Entries, structure of arrays.
         let sig: ZeroedArray<UInt16>
-        let votes: ZeroedArray<UInt8>       // per signature value: majority-vote counter (see `learn`)
+        let votes: ZeroedArray<UInt8>  // per signature value: majority-vote counter (see `learn`)
         let ring: ZeroedArray<UInt32>
         let ringEpoch: ZeroedArray<Int>
-        let bits: ZeroedArray<UInt64>       // per entry: senders cur (2), senders prev (2), networks cur (2), networks prev (2)
-        let small: ZeroedArray<UInt16>      // per entry: senders cur, senders prev, networks cur, networks prev (smallSet each; 0 empty)
+        // Per entry: senders cur (2), senders prev (2), networks cur (2), networks prev (2).
+        let bits: ZeroedArray<UInt64>
+        // Per entry: senders cur, senders prev, networks cur, networks prev (smallSet each; 0 empty).
+        let small: ZeroedArray<UInt16>
         let halfEpoch: ZeroedArray<Int>
         let firstSeen: ZeroedArray<Double>
         let lastSeen: ZeroedArray<Double>
         let total: ZeroedArray<UInt32>
-        var record: [Int32]      // wave record index, -1 for none
+        var record: [Int32]  // wave record index, -1 for none
         var prev: [Int32]
         var next: [Int32]
-        let segment: ZeroedArray<UInt8>     // 0 free, 1 probation, 2 protected
+        let segment: ZeroedArray<UInt8>  // 0 free, 1 probation, 2 protected
         // Index: bucketCount * slotsPerBucket slots of (tag << entryBits | entry + 1); 0 is empty. The
         // tag is the top bits of the band key, as many as the entry number leaves free (at least 8): a
         // slot whose tag matches by chance only costs a comparison, as every candidate is compared.
@@ -246,7 +252,7 @@ package final class InProcessWaveStore: WaveStore {
         var live = 0
         var evictions = 0
         var merges = 0
-        var free: [Int32] = []   // entries freed by a merge
+        var free: [Int32] = []  // entries freed by a merge
         var records: [Record] = []
         var candidates: [Int32] = []
 
@@ -274,15 +280,18 @@ package final class InProcessWaveStore: WaveStore {
             segment = ZeroedArray<UInt8>(zeros: capacity)
             index = ZeroedArray<UInt32>(zeros: bucketCount * InProcessWaveStore.slotsPerBucket)
             entryBits = UInt64.bitWidth - UInt64(capacity).leadingZeroBitCount
-            precondition(entryBits <= 32 - 8, "wave store of \(capacity) entries: at most \(InProcessWaveStore.maxEntries)")
+            precondition(
+                entryBits <= 32 - 8, "wave store of \(capacity) entries: at most \(InProcessWaveStore.maxEntries)")
             records.reserveCapacity(InProcessWaveStore.maxWaveRecords)
             candidates.reserveCapacity(InProcessWaveStore.bands * InProcessWaveStore.slotsPerBucket)
             free.reserveCapacity(capacity)
         }
 
         var allocatedBytes: Int {
-            let tables = [sig.bytes, votes.bytes, ring.bytes, ringEpoch.bytes, bits.bytes, small.bytes, halfEpoch.bytes,
-                          firstSeen.bytes, lastSeen.bytes, total.bytes, segment.bytes, index.bytes]
+            let tables = [
+                sig.bytes, votes.bytes, ring.bytes, ringEpoch.bytes, bits.bytes, small.bytes, halfEpoch.bytes,
+                firstSeen.bytes, lastSeen.bytes, total.bytes, segment.bytes, index.bytes,
+            ]
             var n = tables.reduce(0, +)
             n += (record.capacity + prev.capacity + next.capacity) * MemoryLayout<Int32>.stride
             n += candidates.capacity * 4 + free.capacity * 4
@@ -312,13 +321,22 @@ package final class InProcessWaveStore: WaveStore {
             if hg > 0 {
                 let o = e * 8
                 if hg == 1 {
-                    bits[o + 2] = bits[o]; bits[o + 3] = bits[o + 1]
-                    bits[o + 6] = bits[o + 4]; bits[o + 7] = bits[o + 5]
+                    bits[o + 2] = bits[o]
+                    bits[o + 3] = bits[o + 1]
+                    bits[o + 6] = bits[o + 4]
+                    bits[o + 7] = bits[o + 5]
                 } else {
-                    bits[o + 2] = 0; bits[o + 3] = 0; bits[o + 6] = 0; bits[o + 7] = 0
+                    bits[o + 2] = 0
+                    bits[o + 3] = 0
+                    bits[o + 6] = 0
+                    bits[o + 7] = 0
                 }
-                bits[o] = 0; bits[o + 1] = 0; bits[o + 4] = 0; bits[o + 5] = 0
-                let k = InProcessWaveStore.smallSet, so = e * 4 * k
+                bits[o] = 0
+                bits[o + 1] = 0
+                bits[o + 4] = 0
+                bits[o + 5] = 0
+                let k = InProcessWaveStore.smallSet
+                let so = e * 4 * k
                 for i in 0..<k {
                     small[so + k + i] = hg == 1 ? small[so + i] : 0
                     small[so + 3 * k + i] = hg == 1 ? small[so + 2 * k + i] : 0
@@ -368,9 +386,15 @@ package final class InProcessWaveStore: WaveStore {
             }
             if !saturated { return count }
             let o = e * 8 + (networks ? 4 : 0)
-            var a: UInt64 = 0, b: UInt64 = 0
-            if hg == 0 { a = bits[o] | bits[o + 2]; b = bits[o + 1] | bits[o + 3] }
-            else { a = bits[o]; b = bits[o + 1] }
+            var a: UInt64 = 0
+            var b: UInt64 = 0
+            if hg == 0 {
+                a = bits[o] | bits[o + 2]
+                b = bits[o + 1] | bits[o + 3]
+            } else {
+                a = bits[o]
+                b = bits[o + 1]
+            }
             let ones = a.nonzeroBitCount + b.nonzeroBitCount
             let zeros = 128 - ones
             let estimate = zeros == 0 ? 128 * 5 : Int((-128.0 * log(Double(zeros) / 128.0)).rounded())
@@ -385,7 +409,10 @@ package final class InProcessWaveStore: WaveStore {
             let v = UInt16(truncatingIfNeeded: h >> 48) | 1
             for i in 0..<k {
                 if small[so + i] == v { return }
-                if small[so + i] == 0 { small[so + i] = v; return }
+                if small[so + i] == 0 {
+                    small[so + i] = v
+                    return
+                }
             }
         }
 
@@ -394,7 +421,8 @@ package final class InProcessWaveStore: WaveStore {
         mutating func unlink(_ e: Int) {
             let seg = Int(segment[e])
             guard seg != 0 else { return }
-            let p = prev[e], n = next[e]
+            let p = prev[e]
+            let n = next[e]
             if p >= 0 { next[Int(p)] = n } else { setHead(seg, n) }
             if n >= 0 { prev[Int(n)] = p } else { setTail(seg, p) }
             prev[e] = -1
@@ -463,7 +491,8 @@ package final class InProcessWaveStore: WaveStore {
             }
             // Every entry the message is similar to: the best one, and others that are fragments of
             // the same wave (they started before their template was learned) to merge into it.
-            var best = -1, bestBins = minEqualBins - 1
+            var best = -1
+            var bestBins = minEqualBins - 1
             var similar = 0
             for i in candidates.indices {
                 let e = candidates[i]
@@ -472,7 +501,10 @@ package final class InProcessWaveStore: WaveStore {
                     candidates[similar] = e
                     similar += 1
                     // A wave's entry is preferred, then the one with more messages, then similarity.
-                    if best < 0 || rank(Int(e), n) > rank(best, bestBins) { bestBins = n; best = Int(e) }
+                    if best < 0 || rank(Int(e), n) > rank(best, bestBins) {
+                        bestBins = n
+                        best = Int(e)
+                    }
                 }
             }
             candidates.removeSubrange(similar...)
@@ -501,7 +533,10 @@ package final class InProcessWaveStore: WaveStore {
                     let so = e * 4 * k + set * k
                     for j in 0..<k {
                         if small[so + j] == v { break }
-                        if small[so + j] == 0 { small[so + j] = v; break }
+                        if small[so + j] == 0 {
+                            small[so + j] = v
+                            break
+                        }
                     }
                 }
             }
@@ -529,10 +564,16 @@ package final class InProcessWaveStore: WaveStore {
                 var victimTotal = UInt32.max
                 for k in 0..<spb {
                     let slot = index[base + k]
-                    if slot == 0 || slot == value { victim = base + k; break }
+                    if slot == 0 || slot == value {
+                        victim = base + k
+                        break
+                    }
                     let other = slotEntry(slot)
                     let t = segment[other] == 0 ? 0 : total[other]
-                    if t < victimTotal { victimTotal = t; victim = base + k }
+                    if t < victimTotal {
+                        victimTotal = t
+                        victim = base + k
+                    }
                 }
                 index[victim] = value
             }
@@ -656,10 +697,11 @@ package final class InProcessWaveStore: WaveStore {
             let o = e * waveSignatureSize
             for i in 0..<8 { h = waveMix(h ^ UInt64(sig[o + i])) }
             let id = "w" + String(String(h, radix: 16).suffix(8))
-            let rec = Record(id: id, entry: e, active: true, startedAt: now, endedAt: nil, firstSeen: firstSeen[e],
-                             lastSeen: now, windowCount: 0, totalCount: 0, waveMessages: 1, senders: 0, networks: 0,
-                             subject: truncatedUTF8(fp.subject, max: 200), samples: [fp.sample], promotedAs: nil,
-                             signature: template(e))
+            let rec = Record(
+                id: id, entry: e, active: true, startedAt: now, endedAt: nil, firstSeen: firstSeen[e],
+                lastSeen: now, windowCount: 0, totalCount: 0, waveMessages: 1, senders: 0, networks: 0,
+                subject: truncatedUTF8(fp.subject, max: 200), samples: [fp.sample], promotedAs: nil,
+                signature: template(e))
             var r: Int
             if let same = records.firstIndex(where: { $0.id == id && !$0.active }) {
                 // The same campaign again: its record (and a promotion) carries over.
@@ -672,7 +714,9 @@ package final class InProcessWaveStore: WaveStore {
                 r = records.count - 1
             } else {
                 // Replace the oldest ended record; with none ended, end the least recently seen wave.
-                if let old = records.indices.filter({ !records[$0].active }).min(by: { (records[$0].endedAt ?? 0) < (records[$1].endedAt ?? 0) }) {
+                if let old = records.indices.filter({ !records[$0].active }).min(by: {
+                    (records[$0].endedAt ?? 0) < (records[$1].endedAt ?? 0)
+                }) {
                     r = old
                 } else {
                     r = records.indices.min(by: { records[$0].lastSeen < records[$1].lastSeen })!
@@ -713,12 +757,13 @@ package final class InProcessWaveStore: WaveStore {
 
         func info(_ r: Int, now: Double) -> WaveInfo {
             let rec = records[r]
-            var i = WaveInfo(id: rec.id, active: rec.active, startedAt: rec.startedAt, endedAt: rec.endedAt,
-                             firstSeen: rec.firstSeen, lastSeen: rec.lastSeen, windowCount: rec.windowCount,
-                             totalCount: rec.totalCount, waveMessages: rec.waveMessages, senders: rec.senders,
-                             networks: rec.networks, subject: rec.subject,
-                             excerpt: rec.samples.first.map(WaveFingerprint.excerpt) ?? "",
-                             samples: rec.samples, promotedAs: rec.promotedAs, signature: rec.signature)
+            var i = WaveInfo(
+                id: rec.id, active: rec.active, startedAt: rec.startedAt, endedAt: rec.endedAt,
+                firstSeen: rec.firstSeen, lastSeen: rec.lastSeen, windowCount: rec.windowCount,
+                totalCount: rec.totalCount, waveMessages: rec.waveMessages, senders: rec.senders,
+                networks: rec.networks, subject: rec.subject,
+                excerpt: rec.samples.first.map(WaveFingerprint.excerpt) ?? "",
+                samples: rec.samples, promotedAs: rec.promotedAs, signature: rec.signature)
             if rec.active && rec.entry >= 0 {
                 let e = rec.entry
                 i.windowCount = windowCount(e, now: now)

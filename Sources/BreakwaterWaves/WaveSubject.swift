@@ -1,4 +1,5 @@
 import BreakwaterCore
+
 /// Header helpers for wave detection: the Subject as the milter receives it (raw, possibly folded
 /// and RFC 2047-encoded) made readable.
 package enum WaveSubject {
@@ -43,7 +44,9 @@ package enum WaveSubject {
         guard !text.contains(" ") else { return nil }
         let bytes: [UInt8]
         switch encoding {
-        case "B": guard let b = base64(text) else { return nil }; bytes = b
+        case "B":
+            guard let b = base64(text) else { return nil }
+            bytes = b
         case "Q": bytes = quoted(text)
         default: return nil
         }

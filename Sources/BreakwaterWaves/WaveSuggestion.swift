@@ -1,4 +1,5 @@
 import BreakwaterCore
+
 /// A signature suggested for a wave: the longest run of normalised words that every sample holds
 /// verbatim (up to case, blanks and punctuation), as a case-insensitive regular expression.
 package struct WaveSuggestion: Sendable, Equatable {
@@ -27,17 +28,24 @@ package struct WaveSuggestion: Sendable, Equatable {
     package static let minSamples = 2
 
     /// nil when the samples share no run long enough (or there are fewer than `minSamples`).
-    package static func make(waveID: String, samples: [String], prefix: String = "Breakwater.Local.") -> WaveSuggestion? {
+    package static func make(waveID: String, samples: [String], prefix: String = "Breakwater.Local.") -> WaveSuggestion?
+    {
         let docs = samples.map(segments).filter { !$0.isEmpty }
         guard docs.count >= minSamples, let first = docs.first else { return nil }
         let longestSegment = first.map(\.count).max() ?? 0
         // Binary search on the run length: a common run of L words implies one of L-1.
-        var lo = 0, hi = longestSegment
+        var lo = 0
+        var hi = longestSegment
         var bestRuns: [[Substring]] = []
         while lo < hi {
             let mid = (lo + hi + 1) / 2
             let runs = commonRuns(docs, length: mid)
-            if runs.isEmpty { hi = mid - 1 } else { lo = mid; bestRuns = runs }
+            if runs.isEmpty {
+                hi = mid - 1
+            } else {
+                lo = mid
+                bestRuns = runs
+            }
         }
         guard lo >= minWords else { return nil }
         if bestRuns.isEmpty || bestRuns[0].count != lo { bestRuns = commonRuns(docs, length: lo) }
@@ -51,13 +59,19 @@ package struct WaveSuggestion: Sendable, Equatable {
             for start in 0...(run.count - width) {
                 let w = run[start..<(start + width)]
                 let sc = score(w)
-                if sc > bestScore { bestScore = sc; best = w }
+                if sc > bestScore {
+                    bestScore = sc
+                    best = w
+                }
             }
         }
         let words = best.map(String.init)
-        guard words.count >= minWords, words.reduce(0, { $0 + $1.utf8.count }) + words.count - 1 >= minBytes else { return nil }
-        return WaveSuggestion(words: words, regex: words.map(regexWord).joined(separator: "[^a-z0-9]+"),
-                              name: name(forWave: waveID, prefix: prefix))
+        guard words.count >= minWords, words.reduce(0, { $0 + $1.utf8.count }) + words.count - 1 >= minBytes else {
+            return nil
+        }
+        return WaveSuggestion(
+            words: words, regex: words.map(regexWord).joined(separator: "[^a-z0-9]+"),
+            name: name(forWave: waveID, prefix: prefix))
     }
 
     /// The `breakwater signatures add` command line that adds it (`breakwater waves promote` runs the

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BreakwaterCore
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -7,33 +8,50 @@ import Glibc
 /// The configuration the ops commands (`reload`, `status`, `signatures`) need: the file, and the keys
 /// they use as flags, with the same names, defaults and checks as `breakwater run`.
 struct OpsOptions: ParsableArguments {
-    @Option(name: .customLong("config"), help: ArgumentHelp(
-        "Configuration file (default \(Config.defaultPath); when that file does not exist, built-in defaults apply).",
-        valueName: "FILE"))
+    @Option(
+        name: .customLong("config"),
+        help: ArgumentHelp(
+            "Configuration file (default \(Config.defaultPath); when that file does not exist, built-in defaults apply).",
+            valueName: "FILE"))
     var configFile: String?
 
-    @Option(name: .customLong("control"), help: ArgumentHelp("The daemon's control socket (the control key).", valueName: "PATH"))
+    @Option(
+        name: .customLong("control"),
+        help: ArgumentHelp("The daemon's control socket (the control key).", valueName: "PATH"))
     var control: String?
 
-    @Option(name: .customLong("local-signatures"), help: ArgumentHelp(
-        "The ops signature directory (the local-signatures key).", valueName: "DIR"))
+    @Option(
+        name: .customLong("local-signatures"),
+        help: ArgumentHelp(
+            "The ops signature directory (the local-signatures key).", valueName: "DIR"))
     var localSignatures: String?
 
-    @Option(name: .customLong("signatures"), help: ArgumentHelp(
-        "A signature directory loaded besides the ops one (repeatable; the signatures key; default: the shipped set).", valueName: "DIR"))
+    @Option(
+        name: .customLong("signatures"),
+        help: ArgumentHelp(
+            "A signature directory loaded besides the ops one (repeatable; the signatures key; default: the shipped set).",
+            valueName: "DIR"))
     var signatures: [String] = []
 
-    @Option(name: .customLong("local-prefix"), help: ArgumentHelp("Required start of ops signature names (the local-prefix key).", valueName: "PREFIX"))
+    @Option(
+        name: .customLong("local-prefix"),
+        help: ArgumentHelp("Required start of ops signature names (the local-prefix key).", valueName: "PREFIX"))
     var localPrefix: String?
 
-    @Option(name: .customLong("official-signatures"), help: ArgumentHelp("Also load the official ClamAV databases (the official-signatures key).", valueName: "yes|no"))
+    @Option(
+        name: .customLong("official-signatures"),
+        help: ArgumentHelp(
+            "Also load the official ClamAV databases (the official-signatures key).", valueName: "yes|no"))
     var officialSignatures: String?
 
     /// Defaults, then the file, then these flags; errors located and printed, exit status 2.
     func load() throws -> Config {
-        let given: [(String, String?)] = [("control", control), ("local-signatures", localSignatures),
-                                          ("local-prefix", localPrefix), ("official-signatures", officialSignatures)]
-        let flags = given.compactMap { key, value in value.map { (key: key, value: $0) } }
+        let given: [(String, String?)] = [
+            ("control", control), ("local-signatures", localSignatures),
+            ("local-prefix", localPrefix), ("official-signatures", officialSignatures),
+        ]
+        let flags =
+            given.compactMap { key, value in value.map { (key: key, value: $0) } }
             + signatures.map { (key: "signatures", value: $0) }
         do {
             return try Config.resolve(path: configFile, flags: flags)
@@ -60,7 +78,8 @@ struct ReloadCommand: ParsableCommand {
 
     @OptionGroup var options: OpsOptions
 
-    @Option(name: .customLong("timeout"), help: ArgumentHelp("Seconds to wait for the new engine.", valueName: "SECONDS"))
+    @Option(
+        name: .customLong("timeout"), help: ArgumentHelp("Seconds to wait for the new engine.", valueName: "SECONDS"))
     var timeout: Double = 600
 
     @Flag(name: .customLong("no-wait"), help: "Start the reload and return at once.")
@@ -70,7 +89,8 @@ struct ReloadCommand: ParsableCommand {
         let config = try options.load()
         let r: ControlProtocol.Response
         do {
-            r = try ControlProtocol.request(noWait ? "RELOAD NOWAIT" : "RELOAD", socket: config.control, timeout: timeout + 5)
+            r = try ControlProtocol.request(
+                noWait ? "RELOAD NOWAIT" : "RELOAD", socket: config.control, timeout: timeout + 5)
         } catch .notRunning(let why) {
             Output.err("breakwater reload: \(why)\n")
             throw ExitCode(3)
@@ -131,7 +151,8 @@ struct StatusCommand: ParsableCommand {
             throw ExitCode(1)
         }
         Output.out(r.body.map { $0 + "\n" }.joined())
-        let failed = json ? r.body.contains { $0.contains("\"succeeded\":false") } : r.body.contains { $0.contains(" FAILED, ") }
+        let failed =
+            json ? r.body.contains { $0.contains("\"succeeded\":false") } : r.body.contains { $0.contains(" FAILED, ") }
         if failed { throw ExitCode(1) }
     }
 }

@@ -6,14 +6,18 @@ import Logging
 /// `--config FILE` plus every config key as `--KEY VALUE`, shared by the commands that read the
 /// configuration.
 struct ConfigOptions: ParsableArguments {
-    @Option(name: .customLong("config"), help: ArgumentHelp(
-        "Configuration file (default \(Config.defaultPath); when that file does not exist, built-in defaults apply).",
-        valueName: "FILE"))
+    @Option(
+        name: .customLong("config"),
+        help: ArgumentHelp(
+            "Configuration file (default \(Config.defaultPath); when that file does not exist, built-in defaults apply).",
+            valueName: "FILE"))
     var configFile: String?
 
-    @Argument(parsing: .allUnrecognized, help: ArgumentHelp(
-        "Any configuration key as --KEY VALUE or --KEY=VALUE (see below and breakwater.conf(5)); flags override the file.",
-        valueName: "--KEY VALUE"))
+    @Argument(
+        parsing: .allUnrecognized,
+        help: ArgumentHelp(
+            "Any configuration key as --KEY VALUE or --KEY=VALUE (see below and breakwater.conf(5)); flags override the file.",
+            valueName: "--KEY VALUE"))
     var settings: [String] = []
 
     /// Defaults, then the file, then the flags; every error located.
@@ -94,12 +98,16 @@ struct CheckConfigCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check-config",
         abstract: "Validate the configuration without starting (the signatures are not loaded).",
-        discussion: "Exit status 0 when the configuration is valid, 2 otherwise; errors are printed as FILE:LINE: what is wrong.\n\n" + ConfigOptions.keysHelp
+        discussion:
+            "Exit status 0 when the configuration is valid, 2 otherwise; errors are printed as FILE:LINE: what is wrong.\n\n"
+            + ConfigOptions.keysHelp
     )
 
     @OptionGroup var options: ConfigOptions
 
-    @Flag(name: .customLong("print-defaults"), help: "Print a configuration file with every key at its default, commented.")
+    @Flag(
+        name: .customLong("print-defaults"),
+        help: "Print a configuration file with every key at its default, commented.")
     var printDefaults = false
 
     func run() throws {
@@ -112,6 +120,8 @@ struct CheckConfigCommand: ParsableCommand {
             Output.err("breakwater: \(error)\n")
             throw ExitCode(2)
         }
-        Output.out("configuration OK: socket \(config.socket), \(config.workers) scan slots, signatures from \(config.signatureDirectories.joined(separator: ", "))\n")
+        Output.out(
+            "configuration OK: socket \(config.socket), \(config.workers) scan slots, signatures from \(config.signatureDirectories.joined(separator: ", "))\n"
+        )
     }
 }

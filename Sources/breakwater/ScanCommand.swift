@@ -2,6 +2,7 @@ import ArgumentParser
 import BreakwaterCore
 import BreakwaterEngine
 import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -19,9 +20,11 @@ struct ScanCommand: ParsableCommand {
             """
     )
 
-    @Option(name: .customLong("signatures"), help: ArgumentHelp(
-        "A signature directory (repeatable). Default: the shipped set plus /var/lib/breakwater/signatures when it exists.",
-        valueName: "DIR"))
+    @Option(
+        name: .customLong("signatures"),
+        help: ArgumentHelp(
+            "A signature directory (repeatable). Default: the shipped set plus /var/lib/breakwater/signatures when it exists.",
+            valueName: "DIR"))
     var signatures: [String] = []
 
     @Option(name: .customLong("jobs"), help: "Scan with N threads sharing one engine.")
@@ -33,18 +36,28 @@ struct ScanCommand: ParsableCommand {
     @Flag(name: .customLong("no-summary"), help: "Do not print the summary line.")
     var noSummary = false
 
-    @Option(name: .customLong("max-file-size"), help: ArgumentHelp("Largest single layer scanned (bytes, or with K/M/G).", valueName: "SIZE"))
+    @Option(
+        name: .customLong("max-file-size"),
+        help: ArgumentHelp("Largest single layer scanned (bytes, or with K/M/G).", valueName: "SIZE"))
     var maxFileSize: String?
 
-    @Option(name: .customLong("max-scan-size"), help: ArgumentHelp("Most bytes scanned per message (bytes, or with K/M/G).", valueName: "SIZE"))
+    @Option(
+        name: .customLong("max-scan-size"),
+        help: ArgumentHelp("Most bytes scanned per message (bytes, or with K/M/G).", valueName: "SIZE"))
     var maxScanSize: String?
 
-    @Option(name: .customLong("prefault-size"), help: ArgumentHelp("Parts up to this size get their memory at once instead of a page fault per page (0: never; default 16M; see breakwater.conf(5)).", valueName: "SIZE"))
+    @Option(
+        name: .customLong("prefault-size"),
+        help: ArgumentHelp(
+            "Parts up to this size get their memory at once instead of a page fault per page (0: never; default 16M; see breakwater.conf(5)).",
+            valueName: "SIZE"))
     var prefaultSize: String?
 
-    @Option(name: .customLong("files-from"), help: ArgumentHelp(
-        "Also scan the PATHs listed in FILE, one per line (- reads the list from standard input). For thousands of files: each PATH on the command line costs more to parse than the one before it.",
-        valueName: "FILE"))
+    @Option(
+        name: .customLong("files-from"),
+        help: ArgumentHelp(
+            "Also scan the PATHs listed in FILE, one per line (- reads the list from standard input). For thousands of files: each PATH on the command line costs more to parse than the one before it.",
+            valueName: "FILE"))
     var filesFrom: String?
 
     @Argument(help: ArgumentHelp("Message files, directories, or - for standard input.", valueName: "PATH"))
@@ -53,7 +66,8 @@ struct ScanCommand: ParsableCommand {
     func validate() throws {
         guard jobs >= 1 && jobs <= 256 else { throw ValidationError("--jobs must be between 1 and 256") }
         guard !paths.isEmpty || filesFrom != nil else {
-            throw ValidationError("name at least one PATH (a message, a directory, or - for stdin), or --files-from FILE")
+            throw ValidationError(
+                "name at least one PATH (a message, a directory, or - for stdin), or --files-from FILE")
         }
         if filesFrom == "-" && paths.contains("-") {
             throw ValidationError("standard input cannot hold both a message (PATH -) and the list of --files-from -")
@@ -119,7 +133,8 @@ struct ScanCommand: ParsableCommand {
         let t = scanner.totals.withLock { $0 }
         if !noSummary {
             let rate = seconds > 0 ? Double(t.messages) / seconds : 0
-            let line = "messages: \(t.messages), detected: \(t.detected), errors: \(t.errors), seconds: \(format(seconds, 3)), msgs/s: \(format(rate, 1)), signatures: \(engine.signatureCount)\n"
+            let line =
+                "messages: \(t.messages), detected: \(t.detected), errors: \(t.errors), seconds: \(format(seconds, 3)), msgs/s: \(format(rate, 1)), signatures: \(engine.signatureCount)\n"
             // In --json mode stdout holds only the per-message objects.
             if json { Output.err(line) } else { Output.out("----------- SCAN SUMMARY -----------\n" + line) }
         }
@@ -144,7 +159,10 @@ final class BatchScan: Sendable {
     }
 
     func run(jobs: Int) {
-        if jobs == 1 { work(); return }
+        if jobs == 1 {
+            work()
+            return
+        }
         let threads = (0..<min(jobs, max(1, targets.count))).map { _ in
             Thread.start { [self] in work() }
         }
@@ -153,7 +171,10 @@ final class BatchScan: Sendable {
 
     private func work() {
         while true {
-            let i = next.withLock { n -> Int in defer { n += 1 }; return n }
+            let i = next.withLock { n -> Int in
+                defer { n += 1 }
+                return n
+            }
             if i >= targets.count { return }
             report(scanOne(targets[i]))
         }
@@ -168,7 +189,9 @@ final class BatchScan: Sendable {
             guard let data = FileIO.readAll(fd: 0, limit: Int.max) else {
                 return ("stdin", ScanResult(finding: .error(FileWalk.errnoString()), seconds: 0, bytes: 0))
             }
-            if data.isEmpty { return ("stdin", ScanResult(finding: .error("empty message (0 bytes)"), seconds: 0, bytes: 0)) }
+            if data.isEmpty {
+                return ("stdin", ScanResult(finding: .error("empty message (0 bytes)"), seconds: 0, bytes: 0))
+            }
             return ("stdin", data.withUnsafeBytes { engine.scan($0, name: "stdin") })
         case .file(let path):
             let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -190,7 +213,9 @@ final class BatchScan: Sendable {
             switch result.finding {
             case .clean: fields.append(("status", .string("clean")))
             case .found: fields.append(("status", .string("found")))
-            case .error(let m): fields.append(("status", .string("error"))); fields.append(("error", .string(m)))
+            case .error(let m):
+                fields.append(("status", .string("error")))
+                fields.append(("error", .string(m)))
             }
             fields.append(("signatures", .array(result.detections.map { .string($0.name) })))
             fields.append(("raw_signatures", .array(result.detections.map { .string($0.rawName) })))

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BreakwaterCore
 import BreakwaterEngine
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -17,16 +18,20 @@ struct SignaturesCommand: ParsableCommand {
             with libclamav, together with the rest of the set, before the file is replaced atomically; then \
             the running daemon reloads and the command waits for the new engine.
             """,
-        subcommands: [SignaturesAddCommand.self, SignaturesListCommand.self, SignaturesRemoveCommand.self, SignaturesTestCommand.self]
+        subcommands: [
+            SignaturesAddCommand.self, SignaturesListCommand.self, SignaturesRemoveCommand.self,
+            SignaturesTestCommand.self,
+        ]
     )
 }
 
 /// What the ops commands share: the store for a configuration, and the reload after a change.
 enum SignatureOps {
     static func store(_ config: Config) -> SignatureStore {
-        SignatureStore(directory: config.localSignatures, prefix: config.ops.localPrefix,
-                       otherDirectories: otherDirectories(config), limits: config.limits,
-                       temporaryDirectory: config.spoolDirectory, invoker: InvokingUser.fromSudo())
+        SignatureStore(
+            directory: config.localSignatures, prefix: config.ops.localPrefix,
+            otherDirectories: otherDirectories(config), limits: config.limits,
+            temporaryDirectory: config.spoolDirectory, invoker: InvokingUser.fromSudo())
     }
 
     /// The directories loaded besides the ops one, for the compile check (the official databases are left
@@ -95,19 +100,31 @@ struct SignaturesAddCommand: ParsableCommand {
     @Option(name: .customLong("hex"), help: ArgumentHelp("Bytes to match, in ClamAV hex notation.", valueName: "HEX"))
     var hex: String?
 
-    @Option(name: .customLong("sha256-of"), help: ArgumentHelp("A file (an attachment) to match exactly by its SHA-256.", valueName: "FILE"))
+    @Option(
+        name: .customLong("sha256-of"),
+        help: ArgumentHelp("A file (an attachment) to match exactly by its SHA-256.", valueName: "FILE"))
     var sha256Of: String?
 
     @Flag(name: .customLong("ignore-case"), help: "--text or --regex match in any letter case (ASCII letters).")
     var ignoreCase = false
 
-    @Option(name: .customLong("trigger"), help: ArgumentHelp("For --regex: a literal text every match contains (when the regex has none of 3 or more characters outside groups).", valueName: "TEXT"))
+    @Option(
+        name: .customLong("trigger"),
+        help: ArgumentHelp(
+            "For --regex: a literal text every match contains (when the regex has none of 3 or more characters outside groups).",
+            valueName: "TEXT"))
     var trigger: String?
 
-    @Option(name: .customLong("comment"), help: ArgumentHelp("Why the signature is there (kept beside it, shown by list).", valueName: "TEXT"))
+    @Option(
+        name: .customLong("comment"),
+        help: ArgumentHelp("Why the signature is there (kept beside it, shown by list).", valueName: "TEXT"))
     var comment: String = ""
 
-    @Option(name: .customLong("check"), help: ArgumentHelp("A directory (or file) of known-good mail: refuse when the signature fires on any of it (repeatable).", valueName: "DIR"))
+    @Option(
+        name: .customLong("check"),
+        help: ArgumentHelp(
+            "A directory (or file) of known-good mail: refuse when the signature fires on any of it (repeatable).",
+            valueName: "DIR"))
     var check: [String] = []
 
     @Flag(name: .customLong("force"), help: "Add it even when it fires on --check mail.")
@@ -116,13 +133,17 @@ struct SignaturesAddCommand: ParsableCommand {
     @Flag(name: .customLong("no-reload"), help: "Only write the file; do not ask the daemon to reload.")
     var noReload = false
 
-    @Option(name: .customLong("timeout"), help: ArgumentHelp("Seconds to wait for the daemon's reload.", valueName: "SECONDS"))
+    @Option(
+        name: .customLong("timeout"),
+        help: ArgumentHelp("Seconds to wait for the daemon's reload.", valueName: "SECONDS"))
     var timeout: Double = 600
 
     func validate() throws {
         let given = [text != nil, regex != nil, hex != nil, sha256Of != nil].filter { $0 }.count
         guard given == 1 else { throw ValidationError("give exactly one of --text, --regex, --hex, --sha256-of") }
-        if ignoreCase && text == nil && regex == nil { throw ValidationError("--ignore-case goes with --text or --regex") }
+        if ignoreCase && text == nil && regex == nil {
+            throw ValidationError("--ignore-case goes with --text or --regex")
+        }
         if trigger != nil && regex == nil { throw ValidationError("--trigger goes with --regex") }
         if force && check.isEmpty { throw ValidationError("--force only makes sense with --check") }
     }
@@ -147,19 +168,24 @@ struct SignaturesAddCommand: ParsableCommand {
         }
         let change: SignatureStore.Change
         do {
-            change = try SignatureOps.store(config).add(name: name, pattern: pattern, comment: comment,
-                                                        author: SignatureOps.author(), check: check, force: force)
+            change = try SignatureOps.store(config).add(
+                name: name, pattern: pattern, comment: comment,
+                author: SignatureOps.author(), check: check, force: force)
         } catch {
             Output.err("breakwater signatures add: \(error)\n")
             for m in error.firedOn { Output.err("  fires on \(Escape.text(m))\n") }
             throw ExitCode(1)
         }
         if !change.firedOn.isEmpty {
-            Output.err("warning: \(name) fires on \(change.firedOn.count) known-good message(s), added anyway (--force):\n")
+            Output.err(
+                "warning: \(name) fires on \(change.firedOn.count) known-good message(s), added anyway (--force):\n")
             for m in change.firedOn { Output.err("  fires on \(Escape.text(m))\n") }
         }
         var line = "added \(name) to \(change.file): \(change.line)\n"
-        if change.checked > 0 { line += "checked against \(change.checked) known-good message(s): \(change.firedOn.isEmpty ? "no match" : "\(change.firedOn.count) match(es)")\n" }
+        if change.checked > 0 {
+            line +=
+                "checked against \(change.checked) known-good message(s): \(change.firedOn.isEmpty ? "no match" : "\(change.firedOn.count) match(es)")\n"
+        }
         Output.out(line)
         if !noReload { try SignatureOps.reload(config, timeout: timeout, what: "\(name) is in \(change.file)") }
     }
@@ -169,7 +195,8 @@ struct SignaturesRemoveCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "remove",
         abstract: "Remove an ops signature and reload the daemon.",
-        discussion: "Exit status: 0 removed (and reloaded, or no daemon running); 1 no such ops signature, or the reload failed."
+        discussion:
+            "Exit status: 0 removed (and reloaded, or no daemon running); 1 no such ops signature, or the reload failed."
     )
 
     @OptionGroup var options: OpsOptions
@@ -180,7 +207,9 @@ struct SignaturesRemoveCommand: ParsableCommand {
     @Flag(name: .customLong("no-reload"), help: "Only write the file; do not ask the daemon to reload.")
     var noReload = false
 
-    @Option(name: .customLong("timeout"), help: ArgumentHelp("Seconds to wait for the daemon's reload.", valueName: "SECONDS"))
+    @Option(
+        name: .customLong("timeout"),
+        help: ArgumentHelp("Seconds to wait for the daemon's reload.", valueName: "SECONDS"))
     var timeout: Double = 600
 
     func run() throws {
@@ -200,8 +229,10 @@ struct SignaturesRemoveCommand: ParsableCommand {
 struct SignaturesListCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "list",
-        abstract: "List the signatures: shipped (or configured) and local, with file and type; author, time and comment for ops ones.",
-        discussion: "Signed databases (.cvd/.cld, the official ones) are named with their file but their signatures are not listed."
+        abstract:
+            "List the signatures: shipped (or configured) and local, with file and type; author, time and comment for ops ones.",
+        discussion:
+            "Signed databases (.cvd/.cld, the official ones) are named with their file but their signatures are not listed."
     )
 
     @OptionGroup var options: OpsOptions
@@ -222,7 +253,9 @@ struct SignaturesListCommand: ParsableCommand {
             for file in SignatureCatalog.databaseFiles(in: dir) {
                 let type = SignatureCatalog.fileType(file)
                 if !SignatureCatalog.namedTypes.contains(type) {
-                    if !json && ["cvd", "cld", "cud"].contains(type) { out += "(signed database: signatures not listed)  \(type)  \(file)\n" }
+                    if !json && ["cvd", "cld", "cud"].contains(type) {
+                        out += "(signed database: signatures not listed)  \(type)  \(file)\n"
+                    }
                     continue
                 }
                 let entries: [CatalogEntry]
@@ -242,10 +275,15 @@ struct SignaturesListCommand: ParsableCommand {
                 }
                 for e in entries {
                     if json {
-                        var fields: [(String, JSONValue)] = [("name", .string(e.name)), ("set", .string(isLocal ? "local" : "shipped")),
-                                                             ("type", .string(e.type)), ("file", .string(e.file)), ("line", .int(e.line))]
+                        var fields: [(String, JSONValue)] = [
+                            ("name", .string(e.name)), ("set", .string(isLocal ? "local" : "shipped")),
+                            ("type", .string(e.type)), ("file", .string(e.file)), ("line", .int(e.line)),
+                        ]
                         if let n = e.note {
-                            fields += [("author", .string(n.author)), ("added", .string(n.added)), ("pattern", .string(n.pattern)), ("comment", .string(n.comment))]
+                            fields += [
+                                ("author", .string(n.author)), ("added", .string(n.added)),
+                                ("pattern", .string(n.pattern)), ("comment", .string(n.comment)),
+                            ]
                         }
                         out += JSONValue.object(fields).rendered + "\n"
                     } else {
@@ -297,7 +335,8 @@ struct SignaturesTestCommand: ParsableCommand {
         }
         var sources: [String: [String]] = [:]
         for e in SignatureCatalog.entries(in: dirs) { sources[e.name, default: []].append("\(e.file):\(e.line)") }
-        var matched = false, failed = false
+        var matched = false
+        var failed = false
         // Under sudo, the messages are read with the permissions of the user who ran it.
         let invoker = InvokingUser.fromSudo()
         for target in FileWalk.targets(files, as: invoker) {
@@ -325,7 +364,8 @@ struct SignaturesTestCommand: ParsableCommand {
                     matched = true
                     out = "\(Escape.text(path)):\n"
                     for d in result.detections {
-                        out += "  \(Escape.text(d.name))  \(sources[d.name]?.joined(separator: ", ") ?? (d.isLimit ? "(libclamav limit)" : "(built into libclamav)"))\n"
+                        out +=
+                            "  \(Escape.text(d.name))  \(sources[d.name]?.joined(separator: ", ") ?? (d.isLimit ? "(libclamav limit)" : "(built into libclamav)"))\n"
                     }
                 }
             }

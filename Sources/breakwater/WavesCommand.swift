@@ -2,6 +2,7 @@ import ArgumentParser
 import BreakwaterCore
 import BreakwaterEngine
 import BreakwaterWaves
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -17,8 +18,10 @@ struct WavesCommand: ParsableCommand {
             control socket; each wave comes with a suggested signature (the longest run of words all its samples \
             share) as a ready `breakwater signatures add` command line, which `waves promote ID` runs.
             """,
-        subcommands: [WavesListCommand.self, WavesPromoteCommand.self, WavesFingerprintCommand.self,
-                      WavesReplayCommand.self, WavesBenchCommand.self],
+        subcommands: [
+            WavesListCommand.self, WavesPromoteCommand.self, WavesFingerprintCommand.self,
+            WavesReplayCommand.self, WavesBenchCommand.self,
+        ],
         defaultSubcommand: WavesListCommand.self
     )
 }
@@ -34,7 +37,8 @@ struct MessageHeaders {
 
     init(_ bytes: [UInt8]) {
         var end = bytes.count
-        for i in 0..<max(0, bytes.count - 3) where bytes[i] == 13 && bytes[i + 1] == 10 && bytes[i + 2] == 13 && bytes[i + 3] == 10 {
+        for i in 0..<max(0, bytes.count - 3)
+        where bytes[i] == 13 && bytes[i + 1] == 10 && bytes[i + 2] == 13 && bytes[i + 3] == 10 {
             end = i
             break
         }
@@ -57,7 +61,8 @@ struct MessageHeaders {
             sender = from.trimmed
         }
         if let received = headers.first(where: { $0.0 == "received" })?.1,
-           let lb = received.firstIndex(of: "["), let rb = received[lb...].firstIndex(of: "]") {
+            let lb = received.firstIndex(of: "["), let rb = received[lb...].firstIndex(of: "]")
+        {
             clientIP = CIDR.parseAddress(String(received[received.index(after: lb)..<rb]))
         }
     }
@@ -66,11 +71,13 @@ struct MessageHeaders {
 struct WavesFingerprintCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fingerprint",
-        abstract: "Show what wave detection reads from messages: the layers libclamav hands over and the normalised text.",
+        abstract:
+            "Show what wave detection reads from messages: the layers libclamav hands over and the normalised text.",
         shouldDisplay: false
     )
 
-    @Option(name: .customLong("signatures"), help: ArgumentHelp("A signature directory (repeatable).", valueName: "DIR"))
+    @Option(
+        name: .customLong("signatures"), help: ArgumentHelp("A signature directory (repeatable).", valueName: "DIR"))
     var signatures: [String] = []
 
     @Flag(help: "Print the similarity of each message to the first one.")
@@ -80,11 +87,15 @@ struct WavesFingerprintCommand: ParsableCommand {
     var files: [String]
 
     func run() throws {
-        let engine = try ClamEngine(directories: signatures.isEmpty ? SignatureLocations.defaults() : signatures,
-                                    inspectLayers: true)
+        let engine = try ClamEngine(
+            directories: signatures.isEmpty ? SignatureLocations.defaults() : signatures,
+            inspectLayers: true)
         var first: WaveFingerprint?
         for path in files {
-            guard let bytes = FileIO.read(path) else { Output.err("\(path): cannot read\n"); continue }
+            guard let bytes = FileIO.read(path) else {
+                Output.err("\(path): cannot read\n")
+                continue
+            }
             let inspector = WaveLayerInspector(memo: nil, recordLayers: true)
             _ = bytes.withUnsafeBytes { engine.scan($0, name: path, inspector: inspector) }
             let subject = MessageHeaders(bytes).subject.map(WaveSubject.decode)
@@ -97,7 +108,11 @@ struct WavesFingerprintCommand: ParsableCommand {
             }
             Output.out("  words: \(fp.words)\n  sample: \(Escape.text(fp.sample.replacing("\n", with: " | ")))\n")
             if similarity {
-                if let f = first { Output.out("  similarity to the first: \(format(f.similarity(fp.signature), 3))\n") } else { first = fp }
+                if let f = first {
+                    Output.out("  similarity to the first: \(format(f.similarity(fp.signature), 3))\n")
+                } else {
+                    first = fp
+                }
             }
         }
     }
@@ -106,12 +121,15 @@ struct WavesFingerprintCommand: ParsableCommand {
 struct WavesReplayCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "replay",
-        abstract: "Run saved messages through the scan and the wave store in order; print each message's wave (JSON lines).",
-        discussion: "The sender is taken from Return-Path (or From), the client from the first Received header's [address]. Time advances --interval seconds per message.",
+        abstract:
+            "Run saved messages through the scan and the wave store in order; print each message's wave (JSON lines).",
+        discussion:
+            "The sender is taken from Return-Path (or From), the client from the first Received header's [address]. Time advances --interval seconds per message.",
         shouldDisplay: false
     )
 
-    @Option(name: .customLong("signatures"), help: ArgumentHelp("A signature directory (repeatable).", valueName: "DIR"))
+    @Option(
+        name: .customLong("signatures"), help: ArgumentHelp("A signature directory (repeatable).", valueName: "DIR"))
     var signatures: [String] = []
 
     @Option(help: "Seconds between two messages.")
@@ -124,8 +142,9 @@ struct WavesReplayCommand: ParsableCommand {
     var paths: [String] = []
 
     func run() throws {
-        let engine = try ClamEngine(directories: signatures.isEmpty ? SignatureLocations.defaults() : signatures,
-                                    inspectLayers: true)
+        let engine = try ClamEngine(
+            directories: signatures.isEmpty ? SignatureLocations.defaults() : signatures,
+            inspectLayers: true)
         var settings = WaveSettings()
         settings.threshold = threshold
         let detector = WaveDetector(settings: settings, stats: Stats())
@@ -139,7 +158,9 @@ struct WavesReplayCommand: ParsableCommand {
             _ = bytes.withUnsafeBytes { engine.scan($0, name: path, inspector: inspector) }
             let fp = inspector.finish(subject: h.subject.map(WaveSubject.decode))
             let o = detector.observe(fp, sender: h.sender, clientIP: h.clientIP, clientAddress: h.sender, now: now)
-            var fields: [(String, JSONValue)] = [("path", .string(path)), ("wave", o.wave.map { .string($0) } ?? .null)]
+            var fields: [(String, JSONValue)] = [
+                ("path", .string(path)), ("wave", o.wave.map { .string($0) } ?? .null),
+            ]
             if let s = o.started { fields.append(("started", .string(s.id))) }
             if fp == nil { fields.append(("fingerprint", .bool(false))) }
             Output.out(JSONValue.object(fields).rendered + "\n")
@@ -163,7 +184,8 @@ struct WavesBenchCommand: ParsableCommand {
         shouldDisplay: false
     )
 
-    @Option(name: .customLong("signatures"), help: ArgumentHelp("A signature directory (repeatable).", valueName: "DIR"))
+    @Option(
+        name: .customLong("signatures"), help: ArgumentHelp("A signature directory (repeatable).", valueName: "DIR"))
     var signatures: [String] = []
 
     @Option(help: "Rounds over the messages.")
@@ -172,7 +194,10 @@ struct WavesBenchCommand: ParsableCommand {
     @Flag(help: "Print the summary as JSON.")
     var json = false
 
-    @Option(help: "What the inspecting engine's callback does: full (the milter's work), empty (an inspector that reads nothing: libclamav's own cost of the callback), nomemo (full without the repeat memo).")
+    @Option(
+        help:
+            "What the inspecting engine's callback does: full (the milter's work), empty (an inspector that reads nothing: libclamav's own cost of the callback), nomemo (full without the repeat memo)."
+    )
     var mode = "full"
 
     @Argument(help: ArgumentHelp("Message files or directories.", valueName: "PATH"))
@@ -191,10 +216,11 @@ struct WavesBenchCommand: ParsableCommand {
             if case .file(let p) = target, let b = FileIO.read(p) { messages.append((p, b, MessageHeaders(b))) }
         }
         guard !messages.isEmpty else { throw ValidationError("no readable message") }
-        var plain = [Double](repeating: 0, count: messages.count)      // scan without inspection, summed over rounds
+        var plain = [Double](repeating: 0, count: messages.count)  // scan without inspection, summed over rounds
         var inspected = [Double](repeating: 0, count: messages.count)  // scan with inspection + fingerprint + store
-        var own = [Double](repeating: 0, count: messages.count)        // finish + store alone
-        var fingerprinted = 0, waveMessages = 0
+        var own = [Double](repeating: 0, count: messages.count)  // finish + store alone
+        var fingerprinted = 0
+        var waveMessages = 0
         for round in 0..<max(1, rounds) {
             let a = try ClamEngine(directories: dirs, inspectLayers: false)
             let b = try ClamEngine(directories: dirs, inspectLayers: true)
@@ -218,7 +244,8 @@ struct WavesBenchCommand: ParsableCommand {
                     }
                     let t2 = WavesBenchCommand.cpu()
                     let fp = inspector.finish(subject: m.2.subject.map(WaveSubject.decode))
-                    let o = detector.observe(fp, sender: m.2.sender, clientIP: m.2.clientIP, clientAddress: "", now: now)
+                    let o = detector.observe(
+                        fp, sender: m.2.sender, clientIP: m.2.clientIP, clientAddress: "", now: now)
                     let t3 = WavesBenchCommand.cpu()
                     inspected[i] += t3 - t
                     own[i] += t3 - t2
@@ -227,26 +254,37 @@ struct WavesBenchCommand: ParsableCommand {
                         if o.wave != nil { waveMessages += 1 }
                     }
                 }
-                if (i + round) % 2 == 0 { runPlain(); runInspected() } else { runInspected(); runPlain() }
+                if (i + round) % 2 == 0 {
+                    runPlain()
+                    runInspected()
+                } else {
+                    runInspected()
+                    runPlain()
+                }
             }
         }
         let n = Double(max(1, rounds))
-        let totalPlain = plain.reduce(0, +) / n, totalInspected = inspected.reduce(0, +) / n
+        let totalPlain = plain.reduce(0, +) / n
+        let totalInspected = inspected.reduce(0, +) / n
         let ratios = (0..<messages.count).map { plain[$0] > 0 ? (inspected[$0] - plain[$0]) / plain[$0] : 0 }.sorted()
         let median = ratios[ratios.count / 2]
         let overhead = totalPlain > 0 ? (totalInspected - totalPlain) / totalPlain : 0
         let ownShare = totalPlain > 0 ? own.reduce(0, +) / n / totalPlain : 0
-        let perMsgPlain = totalPlain / Double(messages.count) * 1000, perMsgInspected = totalInspected / Double(messages.count) * 1000
+        let perMsgPlain = totalPlain / Double(messages.count) * 1000
+        let perMsgInspected = totalInspected / Double(messages.count) * 1000
         if json {
-            Output.out(JSONValue.object([
-                ("messages", .int(messages.count)), ("rounds", .int(Int(n))),
-                ("scan_ms_per_message", .double(perMsgPlain)), ("scan_with_waves_ms_per_message", .double(perMsgInspected)),
-                ("overhead_total", .double(overhead)), ("overhead_median_per_message", .double(median)),
-                ("fingerprint_and_store_share", .double(ownShare)),
-                ("fingerprinted", .int(fingerprinted)), ("wave_messages", .int(waveMessages)),
-            ]).rendered + "\n")
+            Output.out(
+                JSONValue.object([
+                    ("messages", .int(messages.count)), ("rounds", .int(Int(n))),
+                    ("scan_ms_per_message", .double(perMsgPlain)),
+                    ("scan_with_waves_ms_per_message", .double(perMsgInspected)),
+                    ("overhead_total", .double(overhead)), ("overhead_median_per_message", .double(median)),
+                    ("fingerprint_and_store_share", .double(ownShare)),
+                    ("fingerprinted", .int(fingerprinted)), ("wave_messages", .int(waveMessages)),
+                ]).rendered + "\n")
         } else {
-            Output.out("""
+            Output.out(
+                """
                 messages: \(messages.count), rounds: \(Int(n))
                 scan CPU per message: \(format(perMsgPlain, 3)) ms without inspection, \(format(perMsgInspected, 3)) ms with inspection + fingerprint + store
                 overhead: \(format(overhead * 100, 2)) % of scan time in total, median per message \(format(median * 100, 2)) %
@@ -302,7 +340,8 @@ struct WavesListCommand: ParsableCommand {
 struct WavesPromoteCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "promote",
-        abstract: "Add the suggested signature of wave ID (as `breakwater signatures add` does, with its checks) and reload.",
+        abstract:
+            "Add the suggested signature of wave ID (as `breakwater signatures add` does, with its checks) and reload.",
         discussion: """
             Takes the wave's suggested signature from the daemon (a case-insensitive regular expression: the \
             longest run of words its sampled messages share) and runs `breakwater signatures add NAME --regex \
@@ -322,16 +361,24 @@ struct WavesPromoteCommand: ParsableCommand {
 
     @OptionGroup var options: OpsOptions
 
-    @Option(name: .customLong("name"), help: ArgumentHelp("Signature name (default: the suggested LOCAL-PREFIX + Wave.ID).", valueName: "NAME"))
+    @Option(
+        name: .customLong("name"),
+        help: ArgumentHelp("Signature name (default: the suggested LOCAL-PREFIX + Wave.ID).", valueName: "NAME"))
     var name: String?
 
-    @Option(name: [.customLong("check"), .customLong("ham")], help: ArgumentHelp("A directory (or file) of known-good mail: refuse when the signature fires on any of it (repeatable).", valueName: "DIR"))
+    @Option(
+        name: [.customLong("check"), .customLong("ham")],
+        help: ArgumentHelp(
+            "A directory (or file) of known-good mail: refuse when the signature fires on any of it (repeatable).",
+            valueName: "DIR"))
     var check: [String] = []
 
     @Flag(name: .customLong("force"), help: "Add it even when it fires on recently accepted mail or on --check mail.")
     var force = false
 
-    @Option(name: .customLong("timeout"), help: ArgumentHelp("Seconds to wait for the daemon's reload.", valueName: "SECONDS"))
+    @Option(
+        name: .customLong("timeout"),
+        help: ArgumentHelp("Seconds to wait for the daemon's reload.", valueName: "SECONDS"))
     var timeout: Double = 600
 
     @Argument(help: ArgumentHelp("The wave, as `breakwater waves` lists it.", valueName: "ID"))
@@ -346,7 +393,8 @@ struct WavesPromoteCommand: ParsableCommand {
 
     func validate() throws {
         guard WavesPromoteCommand.isWaveID(id) else {
-            throw ValidationError("'\(Escape.text(id.prefix(64)))' is not a wave id (as `breakwater waves` lists it, e.g. w3fa2c81b)")
+            throw ValidationError(
+                "'\(Escape.text(id.prefix(64)))' is not a wave id (as `breakwater waves` lists it, e.g. w3fa2c81b)")
         }
         if let name {
             do { try SignatureLine.validateName(name, prefix: "") } catch {
@@ -367,10 +415,13 @@ struct WavesPromoteCommand: ParsableCommand {
         let ham = r.body.count > 2 ? r.body[2].split(separator: " ").map(String.init) : []
         if ham.count == 3, ham[0] == "ham", let checked = Int(ham[1]), let matched = Int(ham[2]) {
             if matched > 0 {
-                Output.err("wave \(id): the suggested signature matches \(matched) of the \(checked) messages the daemon accepted clean most recently:\n")
+                Output.err(
+                    "wave \(id): the suggested signature matches \(matched) of the \(checked) messages the daemon accepted clean most recently:\n"
+                )
                 for e in r.body.dropFirst(3) { Output.err("  \(Escape.text(e))\n") }
                 guard force else {
-                    Output.err("breakwater waves promote: not added: it would have matched ham (--force adds it anyway)\n")
+                    Output.err(
+                        "breakwater waves promote: not added: it would have matched ham (--force adds it anyway)\n")
                     throw ExitCode(1)
                 }
                 Output.err("added anyway (--force)\n")
@@ -380,23 +431,31 @@ struct WavesPromoteCommand: ParsableCommand {
         } else if r.body.count > 2, r.body[2].hasPrefix("ham-error ") {
             Output.err("wave \(id): \(Escape.text(r.body[2].dropFirst(10)))\n")
             guard force else {
-                Output.err("breakwater waves promote: not added: it could not be checked against recent mail (--force adds it anyway)\n")
+                Output.err(
+                    "breakwater waves promote: not added: it could not be checked against recent mail (--force adds it anyway)\n"
+                )
                 throw ExitCode(1)
             }
         } else {
             Output.err("wave \(id): the daemon did not check the suggestion against recent mail\n")
         }
         // The same command as `breakwater signatures add`, with the same options.
-        var args = [signature, "--regex", r.body[0], "--ignore-case", "--comment", r.body[1],
-                    "--timeout", String(timeout)]
+        var args = [
+            signature, "--regex", r.body[0], "--ignore-case", "--comment", r.body[1],
+            "--timeout", String(timeout),
+        ]
         if let f = options.configFile { args += ["--config", f] }
-        args += ["--control", config.control, "--local-signatures", config.localSignatures,
-                 "--local-prefix", config.ops.localPrefix]
+        args += [
+            "--control", config.control, "--local-signatures", config.localSignatures,
+            "--local-prefix", config.ops.localPrefix,
+        ]
         for d in options.signatures { args += ["--signatures", d] }
         if let o = options.officialSignatures { args += ["--official-signatures", o] }
         for d in check { args += ["--check", d] }
         if force && !check.isEmpty { args.append("--force") }
-        Output.out("wave \(id): breakwater signatures add \(Escape.shell(signature)) --regex \(WaveSuggestion.shellQuote(r.body[0])) --ignore-case --comment \(WaveSuggestion.shellQuote(r.body[1]))\n")
+        Output.out(
+            "wave \(id): breakwater signatures add \(Escape.shell(signature)) --regex \(WaveSuggestion.shellQuote(r.body[0])) --ignore-case --comment \(WaveSuggestion.shellQuote(r.body[1]))\n"
+        )
         let add = try SignaturesAddCommand.parse(args)
         try add.run()
         _ = try? ControlProtocol.request("WAVES PROMOTED \(id) \(signature)", socket: config.control, timeout: 10)

@@ -1,12 +1,16 @@
-import XCTest
 import Synchronization
+import XCTest
+
 @testable import BreakwaterCore
 
 final class AdmissionTests: XCTestCase {
     /// Waits (polling) until `cond` holds, at most 5 s.
     private func eventually(_ cond: () -> Bool) {
         var spins = 0
-        while !cond() && spins < 2500 { usleep(2000); spins += 1 }
+        while !cond() && spins < 2500 {
+            usleep(2000)
+            spins += 1
+        }
     }
 
     func testScannersThenLineThenBusy() {
@@ -24,7 +28,10 @@ final class AdmissionTests: XCTestCase {
         XCTAssertEqual(a.snapshot.waiting, 0)
         XCTAssertFalse(a.isSaturated)
         // One may wait in line; the line is then full.
-        let third = Thread.start { let o = a.scan({}); outcomes.withLock { $0.append(o) } }
+        let third = Thread.start {
+            let o = a.scan({})
+            outcomes.withLock { $0.append(o) }
+        }
         eventually { a.snapshot.waiting == 1 }
         XCTAssertEqual(a.snapshot.waiting, 1)
         XCTAssertTrue(a.isSaturated)
@@ -53,7 +60,8 @@ final class AdmissionTests: XCTestCase {
         gate.store(true, ordering: .relaxed)
         blocker.join()
         waiters.forEach { $0.join() }
-        XCTAssertEqual(order.withLock { $0 }, [0, 1, 2, 3, 4], "messages are scanned in the order they joined the line")
+        XCTAssertEqual(
+            order.withLock { $0 }, [0, 1, 2, 3, 4], "messages are scanned in the order they joined the line")
     }
 
     func testManyWaitersAllServedAndCountsBalance() {
@@ -167,7 +175,8 @@ final class AdmissionTests: XCTestCase {
         guard case .file = m2.storage else { return XCTFail("over budget must spill, not grow the heap") }
         XCTAssertEqual(m2.spoolReason, "memory budget")
         XCTAssertLessThanOrEqual(a.snapshot.buffered, 40 << 10)
-        m1.reset(); m2.reset()
+        m1.reset()
+        m2.reset()
         XCTAssertEqual(a.snapshot.buffered, 0)
     }
 
@@ -210,7 +219,8 @@ final class AdmissionTests: XCTestCase {
         XCTAssertThrowsError(try chunk.withUnsafeBytes { try m.append($0) }) { e in
             XCTAssertEqual((e as? MessageBuffer.SpoolError)?.overBudget, true)
         }
-        m.reset(); held.reset()
+        m.reset()
+        held.reset()
         XCTAssertEqual(a.snapshot.spooled, 0)
         XCTAssertEqual(a.snapshot.buffered, 0)
     }

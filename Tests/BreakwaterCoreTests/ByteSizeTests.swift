@@ -1,4 +1,5 @@
 import XCTest
+
 @testable import BreakwaterCore
 
 final class ByteSizeTests: XCTestCase {

@@ -1,4 +1,5 @@
 import XCTest
+
 @testable import BreakwaterCore
 
 final class ConfigTests: XCTestCase {
@@ -34,33 +35,40 @@ final class ConfigTests: XCTestCase {
 
     func testParsesFileWithCommentsQuotesAndRepeatables() throws {
         var c = Config()
-        try c.apply(fileText: """
-            # a comment
-            socket = unix:/var/spool/postfix/breakwater/milter.sock
+        try c.apply(
+            fileText: """
+                # a comment
+                socket = unix:/var/spool/postfix/breakwater/milter.sock
 
-            workers = 3
-            max-wait = 500ms
-            memory-budget = 64M
-            action = Breakwater.Spam.* tag
-            action = *.Phish.* quarantine
-            reject-message = "  Go away: %s  "
-            skip-networks = 10.0.0.0/8, 2001:db8::/32
-            skip-authenticated = yes
-            heuristics = none
-            """, source: "t.conf")
+                workers = 3
+                max-wait = 500ms
+                memory-budget = 64M
+                action = Breakwater.Spam.* tag
+                action = *.Phish.* quarantine
+                reject-message = "  Go away: %s  "
+                skip-networks = 10.0.0.0/8, 2001:db8::/32
+                skip-authenticated = yes
+                heuristics = none
+                """, source: "t.conf")
         XCTAssertEqual(c.socket, "unix:/var/spool/postfix/breakwater/milter.sock")
         XCTAssertEqual(c.workers, 3)
         XCTAssertEqual(c.maxWait, 0.5, accuracy: 1e-9)
         XCTAssertEqual(c.memoryBudget, 64 << 20)
-        XCTAssertEqual(c.actions, [ActionRule(pattern: "Breakwater.Spam.*", action: .tag),
-                                   ActionRule(pattern: "*.Phish.*", action: .quarantine)])
+        XCTAssertEqual(
+            c.actions,
+            [
+                ActionRule(pattern: "Breakwater.Spam.*", action: .tag),
+                ActionRule(pattern: "*.Phish.*", action: .quarantine),
+            ])
         XCTAssertEqual(c.rejectMessage, "  Go away: %s  ")
         XCTAssertEqual(c.skipNetworks.count, 2)
         XCTAssertTrue(c.skipAuthenticated)
         XCTAssertEqual(c.limits.heuristics, [])
     }
 
-    func assertError(_ text: String, line: Int?, contains: String, file: StaticString = #filePath, fileLine: UInt = #line) {
+    func assertError(
+        _ text: String, line: Int?, contains: String, file: StaticString = #filePath, fileLine: UInt = #line
+    ) {
         var c = Config()
         do {
             try c.apply(fileText: text, source: "/etc/breakwater/breakwater.conf")
@@ -68,9 +76,12 @@ final class ConfigTests: XCTestCase {
         } catch {
             XCTAssertEqual(error.line, line, file: file, line: fileLine)
             XCTAssertEqual(error.source, "/etc/breakwater/breakwater.conf", file: file, line: fileLine)
-            XCTAssertTrue(error.description.contains(contains), "\(error) lacks \(contains)", file: file, line: fileLine)
+            XCTAssertTrue(
+                error.description.contains(contains), "\(error) lacks \(contains)", file: file, line: fileLine)
             if let line {
-                XCTAssertTrue(error.description.hasPrefix("/etc/breakwater/breakwater.conf:\(line): "), file: file, line: fileLine)
+                XCTAssertTrue(
+                    error.description.hasPrefix("/etc/breakwater/breakwater.conf:\(line): "), file: file, line: fileLine
+                )
             }
         }
     }
@@ -174,7 +185,8 @@ final class ConfigTests: XCTestCase {
             try c.set(k.name, k.defaultText, source: "default of \(k.name)", line: nil)
             for other in Config.keys {
                 guard let showOther = other.show else { continue }
-                XCTAssertEqual(showOther(c), showOther(builtIn), "setting \(k.name) = \(k.defaultText) changed \(other.name)")
+                XCTAssertEqual(
+                    showOther(c), showOther(builtIn), "setting \(k.name) = \(k.defaultText) changed \(other.name)")
             }
         }
     }
@@ -183,14 +195,17 @@ final class ConfigTests: XCTestCase {
     /// A new key belongs here only when its default really depends on the machine, the environment or
     /// another key; everything else gets a `show`.
     func testDescribedDefaults() {
-        let described = Dictionary(uniqueKeysWithValues: Config.keys.filter { $0.show == nil }.map { ($0.name, $0.defaultText) })
-        XCTAssertEqual(described, [
-            "signatures": SignatureLocations.installedShipped,
-            "workers": "number of cores",
-            "spool-directory": "$TMPDIR or /tmp",
-            "scan-temporary-directory": "the spool directory",
-            "action": "(see below)",
-        ])
+        let described = Dictionary(
+            uniqueKeysWithValues: Config.keys.filter { $0.show == nil }.map { ($0.name, $0.defaultText) })
+        XCTAssertEqual(
+            described,
+            [
+                "signatures": SignatureLocations.installedShipped,
+                "workers": "number of cores",
+                "spool-directory": "$TMPDIR or /tmp",
+                "scan-temporary-directory": "the spool directory",
+                "action": "(see below)",
+            ])
         let c = Config()
         // Empty means the shipped set: the installed one, or the checkout's Signatures/ from a build tree.
         XCTAssertEqual(c.signatures, [])

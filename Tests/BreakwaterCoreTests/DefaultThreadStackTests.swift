@@ -1,5 +1,6 @@
 import CProcessTuning
 import XCTest
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -22,11 +23,13 @@ final class DefaultThreadStackTests: XCTestCase {
         final class Box: @unchecked Sendable { var size = 0 }
         let box = Box()
         var tid = pthread_t()
-        let rc = pthread_create(&tid, nil, { arg in
-            let box = Unmanaged<Box>.fromOpaque(arg!).takeUnretainedValue()
-            box.size = bw_current_thread_stack_size()
-            return nil
-        }, Unmanaged.passUnretained(box).toOpaque())
+        let rc = pthread_create(
+            &tid, nil,
+            { arg in
+                let box = Unmanaged<Box>.fromOpaque(arg!).takeUnretainedValue()
+                box.size = bw_current_thread_stack_size()
+                return nil
+            }, Unmanaged.passUnretained(box).toOpaque())
         XCTAssertEqual(rc, 0)
         pthread_join(tid, nil)
         // glibc may hand the thread a cached stack of a thread that ended, of at least the size asked

@@ -1,4 +1,5 @@
 import XCTest
+
 @testable import BreakwaterCore
 
 final class DetectionTests: XCTestCase {
@@ -19,10 +20,11 @@ final class DetectionTests: XCTestCase {
     }
 
     func testScanResultViews() {
-        let found = ScanResult(finding: .found([
-            Detection(rawName: "Breakwater.Spam.X.UNOFFICIAL"),
-            Detection(rawName: "Heuristics.Limits.Exceeded.MaxScanSize"),
-        ]), seconds: 0.01, bytes: 10)
+        let found = ScanResult(
+            finding: .found([
+                Detection(rawName: "Breakwater.Spam.X.UNOFFICIAL"),
+                Detection(rawName: "Heuristics.Limits.Exceeded.MaxScanSize"),
+            ]), seconds: 0.01, bytes: 10)
         XCTAssertFalse(found.isClean)
         XCTAssertEqual(found.detections.count, 2)
         XCTAssertEqual(found.signatures.map(\.name), ["Breakwater.Spam.X"])

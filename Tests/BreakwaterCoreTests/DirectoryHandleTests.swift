@@ -1,6 +1,8 @@
 import Foundation
 import XCTest
+
 @testable import BreakwaterCore
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -27,7 +29,9 @@ final class DirectoryHandleTests: XCTestCase {
         let h = try DirectoryHandle(dir + "/d")
         XCTAssertEqual(symlink(outside, dir + "/d/link"), 0)
         XCTAssertThrowsError(try h.read("link")) { XCTAssertTrue("\($0)".contains("symbolic link"), "\($0)") }
-        XCTAssertThrowsError(try h.replace("link", with: "x\n")) { XCTAssertTrue("\($0)".contains("symbolic link"), "\($0)") }
+        XCTAssertThrowsError(try h.replace("link", with: "x\n")) {
+            XCTAssertTrue("\($0)".contains("symbolic link"), "\($0)")
+        }
         XCTAssertThrowsError(try h.lock("link")) { XCTAssertTrue("\($0)".contains("symbolic link"), "\($0)") }
         XCTAssertEqual(contents(outside), "secret\n")
         XCTAssertEqual(mkfifo(dir + "/d/fifo", 0o600), 0)
@@ -58,8 +62,12 @@ final class DirectoryHandleTests: XCTestCase {
 
     func testTheDirectoryItselfMustNotBeALink() {
         XCTAssertEqual(symlink(dir + "/d", dir + "/dlink"), 0)
-        XCTAssertThrowsError(try DirectoryHandle(dir + "/dlink")) { XCTAssertTrue("\($0)".contains("symbolic link"), "\($0)") }
-        XCTAssertThrowsError(try DirectoryHandle(outside)) { XCTAssertTrue("\($0)".contains("not a directory"), "\($0)") }
+        XCTAssertThrowsError(try DirectoryHandle(dir + "/dlink")) {
+            XCTAssertTrue("\($0)".contains("symbolic link"), "\($0)")
+        }
+        XCTAssertThrowsError(try DirectoryHandle(outside)) {
+            XCTAssertTrue("\($0)".contains("not a directory"), "\($0)")
+        }
     }
 
     func testLockCreatesOnceAndKeepsAnExistingFile() throws {

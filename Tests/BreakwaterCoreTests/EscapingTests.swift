@@ -1,4 +1,5 @@
 import XCTest
+
 @testable import BreakwaterCore
 
 final class EscapingTests: XCTestCase {
@@ -21,7 +22,8 @@ final class EscapingTests: XCTestCase {
         for s in ["hello world", "Grüße, Jürgen", "日本語のメール", "SRS0=abcd=XY=example.org=user@example.net", ""] {
             XCTAssertEqual(Escape.text(s), s)
         }
-        XCTAssertEqual(Escape.field("SRS0=abcd=XY=example.org=user@example.net"), "SRS0=abcd=XY=example.org=user@example.net")
+        XCTAssertEqual(
+            Escape.field("SRS0=abcd=XY=example.org=user@example.net"), "SRS0=abcd=XY=example.org=user@example.net")
     }
 
     func testFieldCannotForgeAnotherField() {
@@ -51,7 +53,8 @@ final class EscapingTests: XCTestCase {
 
     func testInvalidUTF8() {
         // Raw bytes: valid parts as text, each byte of a broken sequence as \xNN.
-        XCTAssertEqual(Escape.bytes([0x61, 0xff, 0x62, 0xc3, 0xa9, 0xc3, 0x1b, 0xe2, 0x82]), "a\\xffbé\\xc3\\x1b\\xe2\\x82")
+        XCTAssertEqual(
+            Escape.bytes([0x61, 0xff, 0x62, 0xc3, 0xa9, 0xc3, 0x1b, 0xe2, 0x82]), "a\\xffbé\\xc3\\x1b\\xe2\\x82")
         XCTAssertEqual(Escape.bytes(Array("plain".utf8)), "plain")
         // Decoded (as the milter does): U+FFFD, and JSON of it is valid UTF-8.
         let decoded = String(decoding: [0x41, 0xff, 0xfe, 0x1b, 0x42] as [UInt8], as: UTF8.self)
@@ -62,8 +65,9 @@ final class EscapingTests: XCTestCase {
     }
 
     func testJSONEscapesEveryControl() {
-        XCTAssertEqual(JSONValue.string("\u{1b}[2J\u{7f}\u{9b}\u{202e}\u{2028}\"\\").rendered,
-                       "\"\\u001b[2J\\u007f\\u009b\\u202e\\u2028\\\"\\\\\"")
+        XCTAssertEqual(
+            JSONValue.string("\u{1b}[2J\u{7f}\u{9b}\u{202e}\u{2028}\"\\").rendered,
+            "\"\\u001b[2J\\u007f\\u009b\\u202e\\u2028\\\"\\\\\"")
         var s = ""
         for v in UInt32(0)...0x3000 { if let u = Unicode.Scalar(v) { s.unicodeScalars.append(u) } }
         let out = JSONValue.string(s).rendered

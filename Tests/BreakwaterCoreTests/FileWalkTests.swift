@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+
 @testable import BreakwaterCore
 
 final class FileWalkTests: XCTestCase {
@@ -20,9 +21,12 @@ final class FileWalkTests: XCTestCase {
     }
 
     func testDirectoriesAreWalkedRecursivelyAndSorted() {
-        XCTAssertEqual(FileWalk.targets([dir]), [
-            .file(dir + "/a/1.eml"), .file(dir + "/b/2.eml"), .file(dir + "/b/inner/z.eml"), .file(dir + "/top.eml"),
-        ])
+        XCTAssertEqual(
+            FileWalk.targets([dir]),
+            [
+                .file(dir + "/a/1.eml"), .file(dir + "/b/2.eml"), .file(dir + "/b/inner/z.eml"),
+                .file(dir + "/top.eml"),
+            ])
         XCTAssertEqual(FileWalk.targets([dir + "/"]).first, .file(dir + "/a/1.eml"))
     }
 
@@ -47,7 +51,9 @@ final class FileWalkTests: XCTestCase {
     func testShippedSetFromACheckout() throws {
         try FileManager.default.createDirectory(atPath: dir + "/Signatures", withIntermediateDirectories: true)
         XCTAssertEqual(SignatureLocations.shipped(executable: dir + "/.build/debug/breakwater"), dir + "/Signatures")
-        XCTAssertEqual(SignatureLocations.shipped(executable: dir + "/.build-x/release/breakwater"), dir + "/Signatures")
-        XCTAssertEqual(SignatureLocations.shipped(executable: "/usr/bin/breakwater"), SignatureLocations.installedShipped)
+        XCTAssertEqual(
+            SignatureLocations.shipped(executable: dir + "/.build-x/release/breakwater"), dir + "/Signatures")
+        XCTAssertEqual(
+            SignatureLocations.shipped(executable: "/usr/bin/breakwater"), SignatureLocations.installedShipped)
     }
 }

@@ -1,4 +1,5 @@
 import XCTest
+
 @testable import BreakwaterCore
 
 /// One test per finding of the fuzzers (Fuzz/README.md); each input is also in the fuzzer's seed
@@ -9,7 +10,9 @@ final class FuzzRegressionTests: XCTestCase {
     /// (socket = "inet:...\r\ncontrol = ...") and every other setting was silently lost.
     func testConfigWithCRLFLineEndsReadsEveryLine() throws {
         var c = Config()
-        try c.apply(fileText: "socket = inet:8897@127.0.0.1\r\ncontrol = /run/x.sock\r\n\r\n# note\r\nworkers = 3\r\n", source: "crlf.conf")
+        try c.apply(
+            fileText: "socket = inet:8897@127.0.0.1\r\ncontrol = /run/x.sock\r\n\r\n# note\r\nworkers = 3\r\n",
+            source: "crlf.conf")
         XCTAssertEqual(c.socket, "inet:8897@127.0.0.1")
         XCTAssertEqual(c.control, "/run/x.sock")
         XCTAssertEqual(c.workers, 3)
@@ -27,7 +30,8 @@ extension FuzzRegressionTests {
     func testSignaturePatternWithDELIsRefused() {
         let p = SignaturePattern.regex("ooooooooooo\u{7F}1oooooooooooooooooo", ignoreCase: true, trigger: nil)
         XCTAssertThrowsError(try SignatureLine.make(name: "Local.Fuzz", pattern: p, prefix: "Local.")) { e in
-            XCTAssertEqual((e as? SignatureInputError)?.description, "the regular expression contains the control character 0x7f")
+            XCTAssertEqual(
+                (e as? SignatureInputError)?.description, "the regular expression contains the control character 0x7f")
         }
     }
 
@@ -37,7 +41,8 @@ extension FuzzRegressionTests {
     func testControlAnswerWithCombiningMarkAtTheStartOfItsHeadParses() {
         let r = ControlProtocol.Response(ok: false, head: "\u{7F2}\u{FFFD}OK RMePx ", body: ["\0"])
         XCTAssertEqual(ControlProtocol.Response.parse(r.rendered), r)
-        XCTAssertEqual(ControlProtocol.Response.parse("OK \u{301}x\n"), ControlProtocol.Response(ok: true, head: "\u{301}x"))
+        XCTAssertEqual(
+            ControlProtocol.Response.parse("OK \u{301}x\n"), ControlProtocol.Response(ok: true, head: "\u{301}x"))
         XCTAssertNil(ControlProtocol.Response.parse("OKAY\n"))
         XCTAssertNil(ControlProtocol.Response.parse("ERRx\n"))
     }

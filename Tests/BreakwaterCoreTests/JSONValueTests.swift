@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+
 @testable import BreakwaterCore
 
 final class JSONValueTests: XCTestCase {
@@ -13,8 +14,9 @@ final class JSONValueTests: XCTestCase {
         XCTAssertEqual(JSONValue.null.rendered, "null")
         XCTAssertEqual(JSONValue.array([]).rendered, "[]")
         XCTAssertEqual(JSONValue.object([]).rendered, "{}")
-        XCTAssertEqual(JSONValue.object([("b", .int(1)), ("a", .array([.string("x"), .null]))]).rendered,
-                       "{\"b\":1,\"a\":[\"x\",null]}", "keys keep their order")
+        XCTAssertEqual(
+            JSONValue.object([("b", .int(1)), ("a", .array([.string("x"), .null]))]).rendered,
+            "{\"b\":1,\"a\":[\"x\",null]}", "keys keep their order")
     }
 
     func testEscapesStrings() {

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+
 @testable import BreakwaterCore
 
 /// Signature-line generation and validation for `breakwater signatures add` (the lines are compiled and
@@ -25,12 +26,15 @@ final class LocalSignatureTests: XCTestCase {
 
     func testNamesNeedThePrefixAndSafeCharacters() {
         XCTAssertNoThrow(try SignatureLine.validateName("Breakwater.Local.Spam.Mini-Cooper_2", prefix: prefix))
-        XCTAssertTrue(refusal("Other.Spam", .text("mini cooper", ignoreCase: false)).contains("does not start with Breakwater.Local."))
+        XCTAssertTrue(
+            refusal("Other.Spam", .text("mini cooper", ignoreCase: false)).contains(
+                "does not start with Breakwater.Local."))
         XCTAssertTrue(refusal("Breakwater.Local.", .text("mini cooper", ignoreCase: false)).contains("only the prefix"))
         XCTAssertTrue(refusal("Breakwater.Local.A:B", .text("mini cooper", ignoreCase: false)).contains("':'"))
         XCTAssertTrue(refusal("Breakwater.Local.A;B", .text("mini cooper", ignoreCase: false)).contains("';'"))
         XCTAssertTrue(refusal("Breakwater.Local.A B", .text("mini cooper", ignoreCase: false)).contains("a space"))
-        XCTAssertTrue(refusal("Breakwater.Local.A\nB", .text("mini cooper", ignoreCase: false)).contains("a line break"))
+        XCTAssertTrue(
+            refusal("Breakwater.Local.A\nB", .text("mini cooper", ignoreCase: false)).contains("a line break"))
         XCTAssertTrue(refusal("Breakwater.Local.A\0B", .text("mini cooper", ignoreCase: false)).contains("NUL"))
         XCTAssertTrue(refusal("Breakwater.Local.A..B", .text("mini cooper", ignoreCase: false)).contains("empty part"))
         XCTAssertTrue(refusal("", .text("mini cooper", ignoreCase: false)).contains("empty"))
@@ -76,27 +80,36 @@ final class LocalSignatureTests: XCTestCase {
         XCTAssertTrue(refusal("Breakwater.Local.T", .text("abc", ignoreCase: false)).contains("shorter than 4"))
         XCTAssertTrue(refusal("Breakwater.Local.T", .text("a b c d e", ignoreCase: false)).contains("no word of 3"))
         XCTAssertTrue(refusal("Breakwater.Local.T", .text("", ignoreCase: false)).contains("empty"))
-        XCTAssertTrue(refusal("Breakwater.Local.T", .text(String(repeating: "x", count: 2001), ignoreCase: false)).contains("longer than"))
+        XCTAssertTrue(
+            refusal("Breakwater.Local.T", .text(String(repeating: "x", count: 2001), ignoreCase: false)).contains(
+                "longer than"))
     }
 
     // MARK: regex
 
     func testRegexGetsALiteralTriggerAndEscapedSeparators() throws {
-        let (kind, line) = try make("Breakwater.Local.R", .regex("claim your (free )?prize: https?://x;y", ignoreCase: true, trigger: nil))
+        let (kind, line) = try make(
+            "Breakwater.Local.R", .regex("claim your (free )?prize: https?://x;y", ignoreCase: true, trigger: nil))
         XCTAssertEqual(kind, .ldb)
         // "claim your " is the longest required literal: the trigger, always case-insensitive.
-        XCTAssertEqual(line, "Breakwater.Local.R;Engine:81-255,Target:0;0&1;636c61696d20796f757220::i;0/claim\\x20your\\x20(free\\x20)?prize\\x3a\\x20https?\\x3a\\/\\/x\\x3by/i")
+        XCTAssertEqual(
+            line,
+            "Breakwater.Local.R;Engine:81-255,Target:0;0&1;636c61696d20796f757220::i;0/claim\\x20your\\x20(free\\x20)?prize\\x3a\\x20https?\\x3a\\/\\/x\\x3by/i"
+        )
         let (_, cased) = try make("Breakwater.Local.R", .regex("Mini\\s+Cooper", ignoreCase: false, trigger: nil))
         XCTAssertEqual(cased, "Breakwater.Local.R;Engine:81-255,Target:0;0&1;436f6f706572::i;0/Mini\\s+Cooper/")
     }
 
     func testEscapedSeparatorsInARegexStayEscaped() throws {
-        let (_, line) = try make("Breakwater.Local.R", .regex("abc\\;def\\:ghi\\/jkl\\ mno", ignoreCase: false, trigger: nil))
+        let (_, line) = try make(
+            "Breakwater.Local.R", .regex("abc\\;def\\:ghi\\/jkl\\ mno", ignoreCase: false, trigger: nil))
         XCTAssertTrue(line.hasSuffix(";0/abc\\x3bdef\\x3aghi\\/jkl\\x20mno/"), line)
     }
 
     func testRequiredLiteral() {
-        func lit(_ r: String) -> String? { SignatureLine.requiredLiteral(r).map { String(decoding: $0, as: UTF8.self) } }
+        func lit(_ r: String) -> String? {
+            SignatureLine.requiredLiteral(r).map { String(decoding: $0, as: UTF8.self) }
+        }
         XCTAssertEqual(lit("mini[^a-z0-9]+cooper[^a-z0-9]+giveaway"), "giveaway")
         XCTAssertEqual(lit("abcdef?"), "abcde", "an optional character is not required")
         XCTAssertEqual(lit("abcd*xy"), "abc")
@@ -117,19 +130,25 @@ final class LocalSignatureTests: XCTestCase {
     func testRegexWithoutALiteralNeedsATrigger() throws {
         let msg = refusal("Breakwater.Local.R", .regex("(gift|prize)\\s+(card|box)", ignoreCase: true, trigger: nil))
         XCTAssertTrue(msg.contains("--trigger"), msg)
-        let (_, line) = try make("Breakwater.Local.R", .regex("(gift|prize)\\s+(card|box)", ignoreCase: true, trigger: "card"))
+        let (_, line) = try make(
+            "Breakwater.Local.R", .regex("(gift|prize)\\s+(card|box)", ignoreCase: true, trigger: "card"))
         XCTAssertEqual(line, "Breakwater.Local.R;Engine:81-255,Target:0;0&1;63617264::i;0/(gift|prize)\\s+(card|box)/i")
-        XCTAssertTrue(refusal("Breakwater.Local.R", .regex("x+", ignoreCase: true, trigger: "ab")).contains("shorter than 3"))
-        XCTAssertTrue(refusal("Breakwater.Local.R", .regex("abcd\\", ignoreCase: true, trigger: nil)).contains("lone backslash"))
-        XCTAssertTrue(refusal("Breakwater.Local.R", .regex("abcd\\Q;\\E", ignoreCase: true, trigger: nil)).contains("\\Q"))
-        XCTAssertTrue(refusal("Breakwater.Local.R", .regex("abcd\nefgh", ignoreCase: true, trigger: nil)).contains("line break"))
+        XCTAssertTrue(
+            refusal("Breakwater.Local.R", .regex("x+", ignoreCase: true, trigger: "ab")).contains("shorter than 3"))
+        XCTAssertTrue(
+            refusal("Breakwater.Local.R", .regex("abcd\\", ignoreCase: true, trigger: nil)).contains("lone backslash"))
+        XCTAssertTrue(
+            refusal("Breakwater.Local.R", .regex("abcd\\Q;\\E", ignoreCase: true, trigger: nil)).contains("\\Q"))
+        XCTAssertTrue(
+            refusal("Breakwater.Local.R", .regex("abcd\nefgh", ignoreCase: true, trigger: nil)).contains("line break"))
     }
 
     // MARK: hex and hashes
 
     func testHexIsNormalisedAndChecked() throws {
-        XCTAssertEqual(try make("Breakwater.Local.H", .hex("DEADbeef??{2-4}(aa|bb)*cafe")).1,
-                       "Breakwater.Local.H:0:*:deadbeef??{2-4}(aa|bb)*cafe")
+        XCTAssertEqual(
+            try make("Breakwater.Local.H", .hex("DEADbeef??{2-4}(aa|bb)*cafe")).1,
+            "Breakwater.Local.H:0:*:deadbeef??{2-4}(aa|bb)*cafe")
         XCTAssertTrue(refusal("Breakwater.Local.H", .hex("dead:beef")).contains("':'"))
         XCTAssertTrue(refusal("Breakwater.Local.H", .hex("dead beef")).contains("a space"))
         XCTAssertTrue(refusal("Breakwater.Local.H", .hex("xyz0")).contains("'x'"))
@@ -138,7 +157,8 @@ final class LocalSignatureTests: XCTestCase {
 
     func testHashLines() throws {
         let h = String(repeating: "AB", count: 32)
-        XCTAssertEqual(try make("Breakwater.Local.X", .sha256(h, size: 17)).1, "\(h.lowercased()):17:Breakwater.Local.X")
+        XCTAssertEqual(
+            try make("Breakwater.Local.X", .sha256(h, size: 17)).1, "\(h.lowercased()):17:Breakwater.Local.X")
         XCTAssertEqual(try make("Breakwater.Local.X", .sha256(h, size: 17)).0, .hsb)
         XCTAssertTrue(refusal("Breakwater.Local.X", .sha256(h, size: 0)).contains("empty"))
         XCTAssertTrue(refusal("Breakwater.Local.X", .sha256("abc", size: 3)).contains("not a SHA-256"))
@@ -154,9 +174,12 @@ final class LocalSignatureTests: XCTestCase {
     // MARK: owned files and the catalog
 
     func testOwnedFileRoundTripsNotesAndKeepsHandAddedLines() {
-        let note = SignatureNote(author: "ops", added: "2025-01-02T03:04:05Z", pattern: "text: a\tb \\ c", comment: "wave: 12:00")
+        let note = SignatureNote(
+            author: "ops", added: "2025-01-02T03:04:05Z", pattern: "text: a\tb \\ c", comment: "wave: 12:00")
         var f = OwnedSignatureFile(kind: .ldb)
-        f.entries.append(.init(name: "Breakwater.Local.A", line: "Breakwater.Local.A;Engine:81-255,Target:0;0;616263::i", note: note))
+        f.entries.append(
+            .init(name: "Breakwater.Local.A", line: "Breakwater.Local.A;Engine:81-255,Target:0;0;616263::i", note: note)
+        )
         var text = f.render()
         XCTAssertTrue(text.hasPrefix("# "))
         text += "Breakwater.Local.ByHand;Engine:81-255,Target:0;0;646566\n"
@@ -166,7 +189,8 @@ final class LocalSignatureTests: XCTestCase {
         XCTAssertEqual(back.entries[1].name, "Breakwater.Local.ByHand")
         XCTAssertNil(back.entries[1].note)
         // A note line names its signature: a note before another signature is not attached to it.
-        let misplaced = OwnedSignatureFile.parse("#@ Breakwater.Local.Other\tauthor=x\nBreakwater.Local.A:0:*:616263\n", kind: .ndb)
+        let misplaced = OwnedSignatureFile.parse(
+            "#@ Breakwater.Local.Other\tauthor=x\nBreakwater.Local.A:0:*:616263\n", kind: .ndb)
         XCTAssertNil(misplaced.entries[0].note)
     }
 
@@ -217,9 +241,14 @@ final class LocalSignatureTests: XCTestCase {
     func testControlResponsesRoundTrip() {
         let r = ControlProtocol.Response(ok: false, head: "reload failed:\nline two", body: ["{\"a\":1}", "x\ny"])
         XCTAssertEqual(r.rendered, "ERR reload failed: line two\n{\"a\":1}\nx y\n")
-        XCTAssertEqual(ControlProtocol.Response.parse(r.rendered), ControlProtocol.Response(ok: false, head: "reload failed: line two", body: ["{\"a\":1}", "x y"]))
-        XCTAssertEqual(ControlProtocol.Response.parse("OK\n{}\n"), ControlProtocol.Response(ok: true, head: "", body: ["{}"]))
-        XCTAssertEqual(ControlProtocol.Response.parse("OK generation 3 signatures 42 ms 9\n")?.head, "generation 3 signatures 42 ms 9")
+        XCTAssertEqual(
+            ControlProtocol.Response.parse(r.rendered),
+            ControlProtocol.Response(ok: false, head: "reload failed: line two", body: ["{\"a\":1}", "x y"]))
+        XCTAssertEqual(
+            ControlProtocol.Response.parse("OK\n{}\n"), ControlProtocol.Response(ok: true, head: "", body: ["{}"]))
+        XCTAssertEqual(
+            ControlProtocol.Response.parse("OK generation 3 signatures 42 ms 9\n")?.head,
+            "generation 3 signatures 42 ms 9")
         XCTAssertNil(ControlProtocol.Response.parse("HTTP/1.1 200 OK\n"))
         XCTAssertNil(ControlProtocol.Response.parse(""))
     }
@@ -236,10 +265,13 @@ final class LocalSignatureTests: XCTestCase {
         XCTAssertThrowsError(try ControlProtocol.request("PING", socket: long + "/control.sock", timeout: 1)) { e in
             guard case ControlProtocol.ClientError.notRunning = e else { return XCTFail("\(e)") }
         }
-        XCTAssertEqual(ControlProtocol.withAddress(long + "/control.sock") { addr in
-            withUnsafeBytes(of: &addr.sun_path) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        }?.hasPrefix("/proc/self/fd/"), true)
-        XCTAssertNil(ControlProtocol.withAddress(long + "/" + String(repeating: "y", count: 120)) { _ in 0 }, "the name alone is too long")
+        XCTAssertEqual(
+            ControlProtocol.withAddress(long + "/control.sock") { addr in
+                withUnsafeBytes(of: &addr.sun_path) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            }?.hasPrefix("/proc/self/fd/"), true)
+        XCTAssertNil(
+            ControlProtocol.withAddress(long + "/" + String(repeating: "y", count: 120)) { _ in 0 },
+            "the name alone is too long")
     }
 
     // MARK: configuration
@@ -250,14 +282,18 @@ final class LocalSignatureTests: XCTestCase {
         XCTAssertEqual(c.ops.controlMode, 0o660)
         XCTAssertEqual(c.ops.localPrefix, "Breakwater.Local.")
         XCTAssertFalse(c.ops.officialSignatures)
-        try c.apply(fileText: "self-check = 0\ncontrol-mode = 0600\nlocal-prefix = Acme.Ops.\nofficial-signatures = yes\n", source: "t.conf")
+        try c.apply(
+            fileText: "self-check = 0\ncontrol-mode = 0600\nlocal-prefix = Acme.Ops.\nofficial-signatures = yes\n",
+            source: "t.conf")
         XCTAssertEqual(c.ops.selfCheck, 0)
         XCTAssertEqual(c.ops.controlMode, 0o600)
         XCTAssertEqual(c.ops.localPrefix, "Acme.Ops.")
         XCTAssertTrue(c.ops.officialSignatures)
-        for (text, expect) in [("self-check = 10ms", "t.conf:1: self-check: '10ms' is out of range"),
-                               ("control-mode = 0999", "t.conf:1: control-mode: '0999' is not an octal mode"),
-                               ("local-prefix = Bad:Prefix", "t.conf:1: local-prefix: 'Bad:Prefix' is not a name prefix")] {
+        for (text, expect) in [
+            ("self-check = 10ms", "t.conf:1: self-check: '10ms' is out of range"),
+            ("control-mode = 0999", "t.conf:1: control-mode: '0999' is not an octal mode"),
+            ("local-prefix = Bad:Prefix", "t.conf:1: local-prefix: 'Bad:Prefix' is not a name prefix"),
+        ] {
             var d = Config()
             XCTAssertThrowsError(try d.apply(fileText: text, source: "t.conf")) { e in
                 XCTAssertTrue("\(e)".hasPrefix(expect), "\(e)")

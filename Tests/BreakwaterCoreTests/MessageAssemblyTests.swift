@@ -1,8 +1,11 @@
 import XCTest
+
 @testable import BreakwaterCore
 
 final class MessageAssemblyTests: XCTestCase {
-    func make(max: UInt64 = 1 << 20, budget: UInt64 = 1 << 20, threshold: UInt64 = 256 << 10) -> (MessageAssembly, Admission) {
+    func make(max: UInt64 = 1 << 20, budget: UInt64 = 1 << 20, threshold: UInt64 = 256 << 10) -> (
+        MessageAssembly, Admission
+    ) {
         let a = Admission(slots: 1, maxWaiting: 0, maxWait: 1, memoryBudget: budget)
         let m = MessageBuffer(admission: a, spoolThreshold: threshold, spoolDirectory: NSTemporaryDirectory())
         return (MessageAssembly(buffer: m, maxMessageSize: max), a)
@@ -73,8 +76,9 @@ final class MessageAssemblyTests: XCTestCase {
         // Idle sessions that declared sizes hold at most half the budget; data still gets the rest.
         var idle: [MessageAssembly] = []
         for _ in 0..<40 {
-            let s = MessageAssembly(buffer: MessageBuffer(admission: a, spoolThreshold: 1 << 20, spoolDirectory: NSTemporaryDirectory()),
-                                    maxMessageSize: 100 << 20)
+            let s = MessageAssembly(
+                buffer: MessageBuffer(admission: a, spoolThreshold: 1 << 20, spoolDirectory: NSTemporaryDirectory()),
+                maxMessageSize: 100 << 20)
             s.declare(size: 1 << 20)
             idle.append(s)
         }
@@ -126,8 +130,9 @@ final class MessageAssemblyTests: XCTestCase {
 
     func testSpoolBudgetSpentIsATemporaryFailure() {
         let a = Admission(slots: 1, maxWaiting: 0, maxWait: 1, memoryBudget: 1 << 20, spoolBudget: 4 << 10)
-        let m = MessageAssembly(buffer: MessageBuffer(admission: a, spoolThreshold: 1 << 10, spoolDirectory: NSTemporaryDirectory()),
-                                maxMessageSize: 1 << 20)
+        let m = MessageAssembly(
+            buffer: MessageBuffer(admission: a, spoolThreshold: 1 << 10, spoolDirectory: NSTemporaryDirectory()),
+            maxMessageSize: 1 << 20)
         header(m, "Subject", "x")
         XCTAssertTrue(body(m, String(repeating: "a", count: 3000)))
         XCTAssertFalse(body(m, String(repeating: "b", count: 3000)))
@@ -139,8 +144,9 @@ final class MessageAssemblyTests: XCTestCase {
 
     func testSpoolFailureStopsTakingTheMessage() {
         let a = Admission(slots: 1, maxWaiting: 0, maxWait: 1, memoryBudget: 1 << 20)
-        let m = MessageAssembly(buffer: MessageBuffer(admission: a, spoolThreshold: 10, spoolDirectory: "/nonexistent-dir"),
-                                maxMessageSize: 1 << 20)
+        let m = MessageAssembly(
+            buffer: MessageBuffer(admission: a, spoolThreshold: 10, spoolDirectory: "/nonexistent-dir"),
+            maxMessageSize: 1 << 20)
         header(m, "Subject", "longer than ten bytes")
         XCTAssertNotNil(m.spoolError)
         XCTAssertEqual(m.spoolFailure?.overBudget, false)

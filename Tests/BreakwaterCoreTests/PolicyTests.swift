@@ -1,4 +1,5 @@
 import XCTest
+
 @testable import BreakwaterCore
 
 final class PolicyTests: XCTestCase {
@@ -37,7 +38,8 @@ final class PolicyTests: XCTestCase {
         XCTAssertEqual(ReplyTemplate("").render("V"), " V")
         var c = Config()
         c.rejectMessage = "Go away (%s)"
-        XCTAssertEqual(Policy(config: c).decide(found("Breakwater.Malware.X")).reply?.text, "Go away (Breakwater.Malware.X)")
+        XCTAssertEqual(
+            Policy(config: c).decide(found("Breakwater.Malware.X")).reply?.text, "Go away (Breakwater.Malware.X)")
     }
 
     func testStrongestActionWinsAcrossMatches() {
@@ -78,8 +80,10 @@ final class PolicyTests: XCTestCase {
     /// large to scan whole is accepted with a header, as on-oversize answers a message over
     /// max-message-size.
     func testNestingAndSizeLimitsAreAnsweredApart() {
-        let nesting = ["MaxRecursion", "MaxFiles", "EmailMIMEPartsPerMessage", "EmailHeaders", "EmailHeaderBytes",
-                       "EmailLineFoldCnt", "EmailMIMEArguments"]
+        let nesting = [
+            "MaxRecursion", "MaxFiles", "EmailMIMEPartsPerMessage", "EmailHeaders", "EmailHeaderBytes",
+            "EmailLineFoldCnt", "EmailMIMEArguments",
+        ]
         for n in nesting {
             XCTAssertEqual(Detection(rawName: "Heuristics.Limits.Exceeded.\(n)").limitKind, .nesting, n)
         }
@@ -97,7 +101,8 @@ final class PolicyTests: XCTestCase {
         XCTAssertEqual(deep.action, .reject)
         XCTAssertEqual(deep.reply?.code, "550")
         XCTAssertEqual(deep.reply?.status, "5.7.1")
-        XCTAssertEqual(deep.reply?.text, "Message not accepted: exceeds scan limit (Heuristics.Limits.Exceeded.MaxRecursion)")
+        XCTAssertEqual(
+            deep.reply?.text, "Message not accepted: exceeds scan limit (Heuristics.Limits.Exceeded.MaxRecursion)")
         XCTAssertEqual(deep.signatures, ["Heuristics.Limits.Exceeded.MaxRecursion"])
         XCTAssertTrue(deep.headers.isEmpty)
         XCTAssertEqual(p.decide(found("Heuristics.Limits.Exceeded.MaxFiles")).action, .reject)
@@ -123,8 +128,10 @@ final class PolicyTests: XCTestCase {
         let big = q.decide(found("Heuristics.Limits.Exceeded.MaxScanTime"))
         XCTAssertEqual(big.action, .reject)
         XCTAssertEqual(big.reply?.code, "552")
-        XCTAssertEqual(q.decide(found("Heuristics.Limits.Exceeded.MaxFileSize", "Heuristics.Limits.Exceeded.MaxRecursion")).reply?.code,
-                       "552", "the stronger action (on-limit reject) wins over on-nesting-limit quarantine")
+        XCTAssertEqual(
+            q.decide(found("Heuristics.Limits.Exceeded.MaxFileSize", "Heuristics.Limits.Exceeded.MaxRecursion")).reply?
+                .code,
+            "552", "the stronger action (on-limit reject) wins over on-nesting-limit quarantine")
     }
 
     /// A signature that is only tagged (a heuristic: an encrypted zip, a phishing link) must not carry a
@@ -136,7 +143,8 @@ final class PolicyTests: XCTestCase {
         XCTAssertEqual(d.verdict, .infected)
         XCTAssertEqual(d.action, .reject)
         XCTAssertEqual(d.reply?.code, "550")
-        XCTAssertEqual(d.reply?.text, "Message not accepted: exceeds scan limit (Heuristics.Limits.Exceeded.MaxRecursion)")
+        XCTAssertEqual(
+            d.reply?.text, "Message not accepted: exceeds scan limit (Heuristics.Limits.Exceeded.MaxRecursion)")
         XCTAssertEqual(d.signatures, ["Heuristics.Encrypted.Zip"])
 
         let s = p.decide(found("Breakwater.Malware.X", "Heuristics.Limits.Exceeded.MaxRecursion"))
@@ -254,13 +262,14 @@ final class PolicyTests: XCTestCase {
         c.onScanError = .tempfail
         c.wave.action = .tempfail
         let p = Policy(config: c)
-        let cases: [(Decision, TempfailCause)] = [
-            (p.decide(found("Hold.X")), .policy),
-            (p.decide(found("Heuristics.Limits.Exceeded.MaxFileSize")), .size),
-            (p.decide(found("Heuristics.Limits.Exceeded.MaxRecursion")), .size),
-            (p.decide(ScanResult(finding: .error("CL_EMEM"), seconds: 0, bytes: 1)), .scanError),
-            (p.decide(ScanResult(finding: .clean, seconds: 0, bytes: 1), wave: "w2"), .wave),
-        ] + TempfailCause.allCases.map { (p.busy($0), $0) }
+        let cases: [(Decision, TempfailCause)] =
+            [
+                (p.decide(found("Hold.X")), .policy),
+                (p.decide(found("Heuristics.Limits.Exceeded.MaxFileSize")), .size),
+                (p.decide(found("Heuristics.Limits.Exceeded.MaxRecursion")), .size),
+                (p.decide(ScanResult(finding: .error("CL_EMEM"), seconds: 0, bytes: 1)), .scanError),
+                (p.decide(ScanResult(finding: .clean, seconds: 0, bytes: 1), wave: "w2"), .wave),
+            ] + TempfailCause.allCases.map { (p.busy($0), $0) }
         for (d, cause) in cases {
             XCTAssertEqual(d.action, .tempfail)
             XCTAssertEqual(d.tempfailCause, cause, "\(d)")
@@ -273,26 +282,36 @@ final class PolicyTests: XCTestCase {
 
     /// Before: `==` ignored `wave`.
     func testDecisionEqualityComparesEveryField() {
-        let a = Decision(verdict: .infected, action: .tag, reply: ("451", "4.7.1", "x"), headers: [("H", "v")],
-                         tempfailCause: .policy, signatures: ["S"], wave: "w1")
+        let a = Decision(
+            verdict: .infected, action: .tag, reply: ("451", "4.7.1", "x"), headers: [("H", "v")],
+            tempfailCause: .policy, signatures: ["S"], wave: "w1")
         XCTAssertEqual(a, a)
-        var b = a; b.wave = nil
+        var b = a
+        b.wave = nil
         XCTAssertNotEqual(a, b)
-        b = a; b.wave = "w2"
+        b = a
+        b.wave = "w2"
         XCTAssertNotEqual(a, b)
-        b = a; b.verdict = .clean
+        b = a
+        b.verdict = .clean
         XCTAssertNotEqual(a, b)
-        b = a; b.action = .accept
+        b = a
+        b.action = .accept
         XCTAssertNotEqual(a, b)
-        b = a; b.reply = ("451", "4.7.1", "y")
+        b = a
+        b.reply = ("451", "4.7.1", "y")
         XCTAssertNotEqual(a, b)
-        b = a; b.reply = nil
+        b = a
+        b.reply = nil
         XCTAssertNotEqual(a, b)
-        b = a; b.headers = [("H", "w")]
+        b = a
+        b.headers = [("H", "w")]
         XCTAssertNotEqual(a, b)
-        b = a; b.tempfailCause = .wave
+        b = a
+        b.tempfailCause = .wave
         XCTAssertNotEqual(a, b)
-        b = a; b.signatures = []
+        b = a
+        b.signatures = []
         XCTAssertNotEqual(a, b)
     }
 
@@ -301,14 +320,19 @@ final class PolicyTests: XCTestCase {
         XCTAssertFalse(SkipRules(config: c).skipsClient([192, 0, 2, 7]))
         XCTAssertFalse(SkipRules(config: c).skipsRecipients(["a@b.example"]))
         var asked = false
-        XCTAssertNil(SkipRules(config: c).authenticatedUser { asked = true; return "u" })
+        XCTAssertNil(
+            SkipRules(config: c).authenticatedUser {
+                asked = true
+                return "u"
+            })
         XCTAssertFalse(asked, "the {auth_authen} macro is looked up only when skip-authenticated is on")
-        try! c.apply(fileText: """
-            skip-authenticated = yes
-            skip-networks = 192.0.2.0/24, 2001:db8::/32
-            skip-senders = <Bulk@List.Example>, @trusted.example
-            skip-recipients = abuse@dest.example, @quiet.example
-            """, source: "t.conf")
+        try! c.apply(
+            fileText: """
+                skip-authenticated = yes
+                skip-networks = 192.0.2.0/24, 2001:db8::/32
+                skip-senders = <Bulk@List.Example>, @trusted.example
+                skip-recipients = abuse@dest.example, @quiet.example
+                """, source: "t.conf")
         let r = Policy(config: c).skip
         XCTAssertTrue(r.skipsClient([192, 0, 2, 7]))
         XCTAssertTrue(r.skipsClient([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 7]))
@@ -350,6 +374,7 @@ final class PolicyTests: XCTestCase {
         let spent = p.cannotHold(MessageBuffer.SpoolError(description: "spent", overBudget: true))
         XCTAssertEqual(spent.tempfailCause, .spoolBudget)
         XCTAssertEqual(spent.reply?.code, "451")
-        XCTAssertEqual(p.cannotHold(MessageBuffer.SpoolError(description: "EIO", overBudget: false)).tempfailCause, .memoryBudget)
+        XCTAssertEqual(
+            p.cannotHold(MessageBuffer.SpoolError(description: "EIO", overBudget: false)).tempfailCause, .memoryBudget)
     }
 }

@@ -1,5 +1,6 @@
-import XCTest
 import BreakwaterCore
+import XCTest
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -32,7 +33,9 @@ final class ZeroedArrayTests: XCTestCase {
         big[0] = 1
         big[(256 << 20) - 1] = 2
         let after = try residentBytes()
-        XCTAssertLessThan(after - before, 16 << 20, "a 256 MiB ZeroedArray with two elements written made \(after - before) bytes resident")
+        XCTAssertLessThan(
+            after - before, 16 << 20,
+            "a 256 MiB ZeroedArray with two elements written made \(after - before) bytes resident")
         XCTAssertEqual(big[0] + big[(256 << 20) - 1], 3)
     }
 }
@@ -41,7 +44,8 @@ final class MallocArenasTests: XCTestCase {
     func testOnePerScanSlotUnlessTheEnvironmentSaysOtherwise() {
         XCTAssertEqual(MallocArenas.limit(workers: 2, environment: [:]), 2)
         XCTAssertEqual(MallocArenas.limit(workers: 1, environment: [:]), 2)
-        XCTAssertEqual(MallocArenas.limit(workers: 6, environment: ["GLIBC_TUNABLES": "glibc.malloc.tcache_count=0"]), 6)
+        XCTAssertEqual(
+            MallocArenas.limit(workers: 6, environment: ["GLIBC_TUNABLES": "glibc.malloc.tcache_count=0"]), 6)
         XCTAssertNil(MallocArenas.limit(workers: 2, environment: ["MALLOC_ARENA_MAX": "8"]))
         XCTAssertNil(MallocArenas.limit(workers: 2, environment: ["GLIBC_TUNABLES": "glibc.malloc.arena_max=4"]))
     }
@@ -51,11 +55,11 @@ final class MallocThreadCacheTests: XCTestCase {
     func testAddedToTheTunablesUnlessOneAlreadySetsTheThreadCache() {
         XCTAssertEqual(MallocThreadCache.tunables(adding: nil), "glibc.malloc.tcache_max=64")
         XCTAssertEqual(MallocThreadCache.tunables(adding: ""), "glibc.malloc.tcache_max=64")
-        XCTAssertEqual(MallocThreadCache.tunables(adding: "glibc.malloc.arena_max=4"),
-                       "glibc.malloc.arena_max=4:glibc.malloc.tcache_max=64")
+        XCTAssertEqual(
+            MallocThreadCache.tunables(adding: "glibc.malloc.arena_max=4"),
+            "glibc.malloc.arena_max=4:glibc.malloc.tcache_max=64")
         // After the re-execution, or set by an administrator: left alone (no second re-execution).
         XCTAssertNil(MallocThreadCache.tunables(adding: "glibc.malloc.tcache_max=64"))
         XCTAssertNil(MallocThreadCache.tunables(adding: "glibc.malloc.arena_max=4:glibc.malloc.tcache_count=0"))
     }
 }
-

@@ -1,6 +1,7 @@
+import BreakwaterCore
 import Foundation
 import XCTest
-import BreakwaterCore
+
 @testable import BreakwaterEngine
 
 /// EICAR and the ClamAV test program are found through every wrapping a mail can give them: a base64
@@ -13,7 +14,8 @@ final class DecodingChainTests: XCTestCase {
     }
 
     func wrap(_ payload: [UInt8], named name: String, in wrapping: Wrapping) -> [UInt8] {
-        let bin = "application/octet-stream", zipType = "application/zip"
+        let bin = "application/octet-stream"
+        let zipType = "application/zip"
         switch wrapping {
         case .base64Attachment:
             return Mime.message(subject: "attachment", text: "see attached", attachments: [(name, bin, payload)])
@@ -23,7 +25,8 @@ final class DecodingChainTests: XCTestCase {
         case .zipInZip:
             let inner = StoredZip.make([(name, payload)])
             let outer = StoredZip.make([("notes.txt", Array("outer\n".utf8)), ("inner/inner.zip", inner)])
-            return Mime.message(subject: "zip in zip", text: "see attached", attachments: [("outer.zip", zipType, outer)])
+            return Mime.message(
+                subject: "zip in zip", text: "see attached", attachments: [("outer.zip", zipType, outer)])
         case .forwardedMessage:
             let original = Mime.message(subject: "original", text: "original", attachments: [(name, bin, payload)])
             return Mime.message(subject: "Fwd: original", text: "forwarding", forwarded: original)
@@ -58,7 +61,8 @@ final class DecodingChainTests: XCTestCase {
         for w in Wrapping.allCases {
             // Named .bin so the result is about content: the PE content checks, not the name check.
             let result = engine.scan(bytes: wrap(clam, named: "payload.bin", in: w))
-            XCTAssertEqual(result.names, ["Breakwater.Malware.ClamAVTestFile", "Breakwater.Attachment.Executable"], "\(w)")
+            XCTAssertEqual(
+                result.names, ["Breakwater.Malware.ClamAVTestFile", "Breakwater.Attachment.Executable"], "\(w)")
         }
     }
 
@@ -77,13 +81,18 @@ final class DecodingChainTests: XCTestCase {
     func testClamAVTestFilesContainersAttached() throws {
         let engine = try Fixtures.shipped()
         _ = try Fixtures.clamExe()
-        let files = ["clam.zip", "clam.7z", "clam.cab", "clam.arj", "clam.tar.gz", "clam.exe.bz2", "clam-upx.exe",
-                     "clam-fsg.exe", "clam.ole.doc", "clam.pdf", "clam.exe.rtf", "clam.newc.cpio"]
+        let files = [
+            "clam.zip", "clam.7z", "clam.cab", "clam.arj", "clam.tar.gz", "clam.exe.bz2", "clam-upx.exe",
+            "clam-fsg.exe", "clam.ole.doc", "clam.pdf", "clam.exe.rtf", "clam.newc.cpio",
+        ]
         for f in files {
             let data = try Fixtures.read(Fixtures.clamavTestFiles + "/" + f)
-            let message = Mime.message(subject: f, text: "attached: \(f)", attachments: [("attachment.bin", "application/octet-stream", data)])
+            let message = Mime.message(
+                subject: f, text: "attached: \(f)", attachments: [("attachment.bin", "application/octet-stream", data)])
             let result = engine.scan(bytes: message)
-            XCTAssertTrue(result.names.contains("Breakwater.Malware.ClamAVTestFile"), "\(f): \(result.detections.map(\.rawName)) \(result.errorMessage ?? "")")
+            XCTAssertTrue(
+                result.names.contains("Breakwater.Malware.ClamAVTestFile"),
+                "\(f): \(result.detections.map(\.rawName)) \(result.errorMessage ?? "")")
         }
     }
 }

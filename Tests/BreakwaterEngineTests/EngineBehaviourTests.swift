@@ -1,7 +1,8 @@
-import Foundation
-import XCTest
 import BreakwaterCore
 import CClamAVPrefault
+import Foundation
+import XCTest
+
 @testable import BreakwaterEngine
 
 /// ClamEngine's contract, with the real libclamav: every match reported, names as written, limits
@@ -10,7 +11,8 @@ import CClamAVPrefault
 final class EngineBehaviourTests: XCTestCase {
     func testUnofficialSuffixIsStrippedFromNameAndKeptInRawName() throws {
         let engine = try Fixtures.shipped()
-        let result = engine.scan(bytes: Mime.message(subject: "t", text: String(decoding: Fixtures.eicar, as: UTF8.self)))
+        let result = engine.scan(
+            bytes: Mime.message(subject: "t", text: String(decoding: Fixtures.eicar, as: UTF8.self)))
         XCTAssertEqual(result.detections.count, 1)
         let d = try XCTUnwrap(result.detections.first)
         XCTAssertEqual(d.name, "Breakwater.Test.EICAR")
@@ -38,15 +40,17 @@ final class EngineBehaviourTests: XCTestCase {
             subject: "Congratulations",
             text: "You have been selected to receive a brand new Mini Cooper. Claim your prize today.",
             attachments: [("claim.js", "application/javascript", Fixtures.eicar)])
-        XCTAssertEqual(shipped.scan(bytes: message).names,
-                       ["Breakwater.Spam.MiniCooperGiveaway", "Breakwater.Test.EICAR", "Breakwater.Attachment.Script"])
+        XCTAssertEqual(
+            shipped.scan(bytes: message).names,
+            ["Breakwater.Spam.MiniCooperGiveaway", "Breakwater.Test.EICAR", "Breakwater.Attachment.Script"])
     }
 
     func testSignaturesFromSeveralDirectoriesAreAllLoaded() throws {
         let extra = try Fixtures.tempDirectory(["ops.ndb": "Ops.Local.Test:0:*:6f70732d6c6f63616c2d6d61726b6572\n"])
         defer { try? FileManager.default.removeItem(atPath: extra) }
         let engine = try ClamEngine(directories: [Fixtures.signatures, extra])
-        let message = Mime.message(subject: "t", text: "ops-local-marker\n" + String(decoding: Fixtures.eicar, as: UTF8.self))
+        let message = Mime.message(
+            subject: "t", text: "ops-local-marker\n" + String(decoding: Fixtures.eicar, as: UTF8.self))
         XCTAssertEqual(engine.scan(bytes: message).names, ["Ops.Local.Test", "Breakwater.Test.EICAR"])
     }
 
@@ -54,7 +58,9 @@ final class EngineBehaviourTests: XCTestCase {
     func noise(_ count: Int) -> [UInt8] {
         var x: UInt64 = 0x9E37_79B9_7F4A_7C15
         return (0..<count).map { _ in
-            x ^= x << 13; x ^= x >> 7; x ^= x << 17
+            x ^= x << 13
+            x ^= x >> 7
+            x ^= x << 17
             return UInt8(truncatingIfNeeded: x)
         }
     }
@@ -63,8 +69,9 @@ final class EngineBehaviourTests: XCTestCase {
     /// limit, never as clean. The same messages with the default limits are clean, so the limit is what
     /// the verdict is about.
     func testOverLimitIsReportedAsLimitNeverClean() throws {
-        let big = Mime.message(subject: "big", text: "large attachment",
-                               attachments: [("data.bin", "application/octet-stream", noise(300_000))])
+        let big = Mime.message(
+            subject: "big", text: "large attachment",
+            attachments: [("data.bin", "application/octet-stream", noise(300_000))])
         let normal = try Fixtures.shipped()
         XCTAssertTrue(normal.scan(bytes: big).isClean, "baseline: default limits scan it fully")
 
@@ -80,9 +87,11 @@ final class EngineBehaviourTests: XCTestCase {
         var scan = EngineLimits()
         scan.maxScanSize = 100 << 10
         let scanLimited = try ClamEngine(directories: [Fixtures.signatures], limits: scan)
-        let many = Mime.message(subject: "many", text: "several attachments", attachments: (0..<6).map {
-            ("part\($0).bin", "application/octet-stream", noise(60_000 + $0))
-        })
+        let many = Mime.message(
+            subject: "many", text: "several attachments",
+            attachments: (0..<6).map {
+                ("part\($0).bin", "application/octet-stream", noise(60_000 + $0))
+            })
         XCTAssertTrue(normal.scan(bytes: many).isClean)
         let r2 = scanLimited.scan(bytes: many)
         XCTAssertFalse(r2.isClean)
@@ -91,8 +100,9 @@ final class EngineBehaviourTests: XCTestCase {
 
     /// A threat found before the scan hits a limit is still named: the limit does not hide it.
     func testThreatFoundBeforeALimitIsStillReported() throws {
-        let message = Mime.message(subject: "x", text: String(decoding: Fixtures.eicar, as: UTF8.self),
-                                   attachments: (0..<6).map { ("d\($0).bin", "application/octet-stream", noise(60_000 + $0)) })
+        let message = Mime.message(
+            subject: "x", text: String(decoding: Fixtures.eicar, as: UTF8.self),
+            attachments: (0..<6).map { ("d\($0).bin", "application/octet-stream", noise(60_000 + $0)) })
         // The raw message is scanned whole first (and counts against max-scan-size), then each decoded
         // part: leave room for the raw message and the first parts, not for all of them.
         var small = EngineLimits()
@@ -176,9 +186,13 @@ final class EngineBehaviourTests: XCTestCase {
         XCTAssertEqual(empty.names, fromFd.names)
         var fds: [Int32] = [0, 0]
         XCTAssertEqual(pipe(&fds), 0)
-        defer { close(fds[0]); close(fds[1]) }
+        defer {
+            close(fds[0])
+            close(fds[1])
+        }
         _ = "not a mail at all".withCString { write(fds[1], $0, 17) }
-        close(fds[1]); fds[1] = -1
+        close(fds[1])
+        fds[1] = -1
         let fromPipe = engine.scan(privateFile: fds[0])
         XCTAssertNil(fromPipe.errorMessage)
         XCTAssertTrue(fromPipe.isClean)
@@ -192,9 +206,11 @@ final class EngineBehaviourTests: XCTestCase {
         try XCTSkipUnless(ClamEngine.prefaultAvailable, "sanitizer build: the sanitizer owns mmap")
         let big = Array(repeating: UInt8(ascii: "a"), count: 300_000) + Fixtures.eicar
         let zip = StoredZip.make([("notes.txt", Array("hello\n".utf8)), ("eicar.txt", Fixtures.eicar)])
-        let message = Mime.message(subject: "parts", text: "see attached", attachments: [
-            ("big.txt", "application/octet-stream", big), ("files.zip", "application/zip", zip),
-        ])
+        let message = Mime.message(
+            subject: "parts", text: "see attached",
+            attachments: [
+                ("big.txt", "application/octet-stream", big), ("files.zip", "application/zip", zip),
+            ])
         func scan(prefault: UInt64) throws -> (names: Set<String>, maps: UInt) {
             var limits = EngineLimits()
             limits.prefaultSize = prefault
@@ -227,9 +243,11 @@ final class EngineBehaviourTests: XCTestCase {
         big.reserveCapacity(10 << 20 + 100)
         while big.count < 10 << 20 { big += line }
         big += Fixtures.eicar
-        let message = Mime.message(subject: "large", text: "see attached", attachments: [
-            ("large.txt", "application/octet-stream", big),
-        ])
+        let message = Mime.message(
+            subject: "large", text: "see attached",
+            attachments: [
+                ("large.txt", "application/octet-stream", big)
+            ])
         func scan(prefault: UInt64) throws -> (names: Set<String>, skipped: UInt) {
             var limits = EngineLimits()
             limits.prefaultSize = prefault
@@ -270,7 +288,8 @@ final class EngineBehaviourTests: XCTestCase {
             work.append((path, bytes, try XCTUnwrap(Fixtures.expectation(of: bytes), path)))
         }
         let items = work
-        let threads = 8, rounds = 6
+        let threads = 8
+        let rounds = 6
         let failures = NSLock()
         nonisolated(unsafe) var wrong: [String] = []
         nonisolated(unsafe) var scans = 0

@@ -1,6 +1,7 @@
+import BreakwaterCore
 import Foundation
 import XCTest
-import BreakwaterCore
+
 @testable import BreakwaterEngine
 
 /// The engine limits against the real libclamav: the defaults reach as deep as clamd's, and the limit a
@@ -17,8 +18,9 @@ final class LimitTests: XCTestCase {
             XCTFail("\(path) is missing: install clamav-testfiles (scripts/setup.sh --test)")
             throw CocoaError(.fileNoSuchFile)
         }
-        return Mime.message(subject: "files", text: "see attached",
-                            attachments: [("files.tgz", "application/gzip", try Fixtures.read(path))])
+        return Mime.message(
+            subject: "files", text: "see attached",
+            attachments: [("files.tgz", "application/gzip", try Fixtures.read(path))])
     }
 
     func testClamCacheEmaxAttachedIsNeverDeliveredWithDefaults() throws {
@@ -26,7 +28,8 @@ final class LimitTests: XCTestCase {
         let result = engine.scan(bytes: try Self.emaxMessage())
         XCTAssertFalse(result.isClean)
         // As clamscan with its defaults: the executable's name inside the innermost tar is found.
-        XCTAssertTrue(result.names.contains("Breakwater.Attachment.ExecutableName"), "\(result.detections.map(\.rawName))")
+        XCTAssertTrue(
+            result.names.contains("Breakwater.Attachment.ExecutableName"), "\(result.detections.map(\.rawName))")
         // The executable itself is one level deeper still: the scan says it stopped there.
         XCTAssertEqual(result.limits.map(\.name), ["Heuristics.Limits.Exceeded.MaxRecursion"])
         XCTAssertEqual(result.limit?.limitKind, .nesting)
@@ -48,8 +51,9 @@ final class LimitTests: XCTestCase {
     func testMessageNestedDeeperThanMaxRecursionGetsTheNestingAction() throws {
         var data = Array("quarterly figures, nothing to see\n".utf8)
         for level in 0..<25 { data = StoredZip.make([("level\(level).zip", data)]) }
-        let message = Mime.message(subject: "archive", text: "see attached",
-                                   attachments: [("archive.zip", "application/zip", data)])
+        let message = Mime.message(
+            subject: "archive", text: "see attached",
+            attachments: [("archive.zip", "application/zip", data)])
         let engine = try ClamEngine(directories: [Fixtures.signatures], limits: Config().limits)
         let result = engine.scan(bytes: message)
         XCTAssertEqual(result.signatures, [], "\(result.detections.map(\.rawName))")
@@ -65,8 +69,10 @@ final class LimitTests: XCTestCase {
         // The same archive 10 deep is scanned whole: clean, accepted.
         var shallow = Array("quarterly figures, nothing to see\n".utf8)
         for level in 0..<10 { shallow = StoredZip.make([("level\(level).zip", shallow)]) }
-        let ok = engine.scan(bytes: Mime.message(subject: "archive", text: "see attached",
-                                                 attachments: [("archive.zip", "application/zip", shallow)]))
+        let ok = engine.scan(
+            bytes: Mime.message(
+                subject: "archive", text: "see attached",
+                attachments: [("archive.zip", "application/zip", shallow)]))
         XCTAssertTrue(ok.isClean, "\(ok.detections.map(\.rawName))")
     }
 
@@ -78,19 +84,23 @@ final class LimitTests: XCTestCase {
         var few = Config().limits
         few.maxFiles = 10
         let members = (0..<30).map { ("file\($0).txt", Array("member \($0)\n".utf8)) }
-        let many = Mime.message(subject: "many", text: "see attached",
-                                attachments: [("many.zip", "application/zip", StoredZip.make(members))])
+        let many = Mime.message(
+            subject: "many", text: "see attached",
+            attachments: [("many.zip", "application/zip", StoredZip.make(members))])
         let files = try ClamEngine(directories: [Fixtures.signatures], limits: few).scan(bytes: many)
-        XCTAssertEqual(files.limits.map(\.name), ["Heuristics.Limits.Exceeded.MaxFiles"], "\(files.detections.map(\.rawName))")
+        XCTAssertEqual(
+            files.limits.map(\.name), ["Heuristics.Limits.Exceeded.MaxFiles"], "\(files.detections.map(\.rawName))")
         XCTAssertEqual(files.limit?.limitKind, .nesting)
 
         // A member larger than max-file-size.
         var small = Config().limits
         small.maxFileSize = 64 << 10
-        let big = Mime.message(subject: "big", text: "see attached",
-                               attachments: [("big.txt", "text/plain", Array(repeating: UInt8(ascii: "a"), count: 200_000))])
+        let big = Mime.message(
+            subject: "big", text: "see attached",
+            attachments: [("big.txt", "text/plain", Array(repeating: UInt8(ascii: "a"), count: 200_000))])
         let size = try ClamEngine(directories: [Fixtures.signatures], limits: small).scan(bytes: big)
-        XCTAssertEqual(size.limits.map(\.name), ["Heuristics.Limits.Exceeded.MaxFileSize"], "\(size.detections.map(\.rawName))")
+        XCTAssertEqual(
+            size.limits.map(\.name), ["Heuristics.Limits.Exceeded.MaxFileSize"], "\(size.detections.map(\.rawName))")
         XCTAssertEqual(size.limit?.limitKind, .size)
         XCTAssertEqual(Policy(config: Config()).decide(size).action, .accept)
     }

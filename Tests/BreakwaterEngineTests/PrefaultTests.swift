@@ -1,7 +1,9 @@
-import XCTest
-import CClamAVPrefault
 import BreakwaterCore
+import CClamAVPrefault
+import XCTest
+
 @testable import BreakwaterEngine
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -42,7 +44,8 @@ final class PrefaultTests: XCTestCase {
     func testUnmappedRegionIsReusedZeroedOnlyInsideAScan() throws {
         let length = 3 * page - 100
         bw_prefault_set_limit(1 << 20)
-        let populated = bw_prefault_count(), reused = bw_prefault_reused()
+        let populated = bw_prefault_count()
+        let reused = bw_prefault_reused()
         let p = try XCTUnwrap(anonymous(length))
         XCTAssertEqual(bw_prefault_count(), populated + 1)
         memset(p, 0xAB, length)
@@ -69,13 +72,13 @@ final class PrefaultTests: XCTestCase {
     func testPartlyUnmappedRegionIsNeverPooled() throws {
         bw_prefault_set_limit(1 << 20)
         let p = try XCTUnwrap(anonymous(4 * page))
-        XCTAssertEqual(unmap(p + page, page), 0)   // a hole: the region is no longer whole
+        XCTAssertEqual(unmap(p + page, page), 0)  // a hole: the region is no longer whole
         XCTAssertEqual(unmap(p, page), 0)
         XCTAssertEqual(unmap(p + 2 * page, 2 * page), 0)
         let reused = bw_prefault_reused()
         let q = try XCTUnwrap(anonymous(4 * page))
         XCTAssertEqual(bw_prefault_reused(), reused, "a region with a hole must not come back")
-        memset(q, 1, 4 * page)                     // all of it is mapped and writable
+        memset(q, 1, 4 * page)  // all of it is mapped and writable
         XCTAssertEqual(unmap(q, 4 * page), 0)
     }
 
@@ -87,7 +90,7 @@ final class PrefaultTests: XCTestCase {
     /// fmap's aging maps fresh pages over part of its map (MAP_FIXED) to give memory back; within a
     /// region that was mapped populated that is skipped: the pages and their bytes stay.
     func testAgingRemapWithinAPopulatedRegionIsSkipped() throws {
-        let length = 512 << 10 // over the pool's region size: such maps are tracked too
+        let length = 512 << 10  // over the pool's region size: such maps are tracked too
         bw_prefault_set_limit(1 << 20)
         let p = try XCTUnwrap(anonymous(length))
         memset(p, 0xCD, length)
@@ -117,7 +120,9 @@ final class PrefaultTests: XCTestCase {
         defer { bw_prefault_enable(1) }
         bw_prefault_enable(0)
         bw_prefault_set_limit(1 << 20)
-        let populated = bw_prefault_count(), reused = bw_prefault_reused(), skipped = bw_prefault_remaps_skipped()
+        let populated = bw_prefault_count()
+        let reused = bw_prefault_reused()
+        let skipped = bw_prefault_remaps_skipped()
         let p = try XCTUnwrap(anonymous(4 * page))
         memset(p, 0xCD, 4 * page)
         XCTAssertEqual(fixedRemap(p, page), p)
@@ -145,21 +150,36 @@ final class PrefaultTests: XCTestCase {
             XCTAssertFalse(refusal?.contains("\u{1B}") ?? true, "escaped for the log: \(refusal ?? "")")
         }
         // Off outside the range, with no self-test run; off with prefault-size 0 or without the wrapper.
-        let out = Prefault.decide(version: "1.5.0", available: true, prefaultSize: 16 << 20,
-                                  selfTest: { XCTFail("no self-test outside the range"); return .success("") })
+        let out = Prefault.decide(
+            version: "1.5.0", available: true, prefaultSize: 16 << 20,
+            selfTest: {
+                XCTFail("no self-test outside the range")
+                return .success("")
+            })
         XCTAssertFalse(out.enabled)
-        XCTAssertEqual(out.summary, "prefault: off (libclamav 1.5.0 is outside the tested range 1.4.x; libclamav pages on its own)")
-        let zero = Prefault.decide(version: "1.4.6", available: true, prefaultSize: 0,
-                                   selfTest: { XCTFail("no self-test for prefault-size 0"); return .success("") })
+        XCTAssertEqual(
+            out.summary, "prefault: off (libclamav 1.5.0 is outside the tested range 1.4.x; libclamav pages on its own)"
+        )
+        let zero = Prefault.decide(
+            version: "1.4.6", available: true, prefaultSize: 0,
+            selfTest: {
+                XCTFail("no self-test for prefault-size 0")
+                return .success("")
+            })
         XCTAssertEqual(zero, PrefaultStatus(enabled: false, reason: "prefault-size is 0"))
-        XCTAssertFalse(Prefault.decide(version: "1.4.6", available: false, prefaultSize: 16 << 20,
-                                       selfTest: { .success("") }).enabled)
+        XCTAssertFalse(
+            Prefault.decide(
+                version: "1.4.6", available: false, prefaultSize: 16 << 20,
+                selfTest: { .success("") }
+            ).enabled)
         // In range: the self-test decides.
-        let failed = Prefault.decide(version: "1.4.6", available: true, prefaultSize: 16 << 20,
-                                     selfTest: { .failure(.init(message: "read back wrong")) })
+        let failed = Prefault.decide(
+            version: "1.4.6", available: true, prefaultSize: 16 << 20,
+            selfTest: { .failure(.init(message: "read back wrong")) })
         XCTAssertFalse(failed.enabled)
         XCTAssertEqual(failed.reason, "libclamav 1.4.6: self-test failed: read back wrong; libclamav pages on its own")
-        let passed = Prefault.decide(version: "1.4.6", available: true, prefaultSize: 16 << 20, selfTest: { .success("proof") })
+        let passed = Prefault.decide(
+            version: "1.4.6", available: true, prefaultSize: 16 << 20, selfTest: { .success("proof") })
         XCTAssertEqual(passed, PrefaultStatus(enabled: true, reason: "libclamav 1.4.6, tested range 1.4.x; proof"))
     }
 

@@ -1,6 +1,7 @@
+import BreakwaterCore
 import Foundation
 import XCTest
-import BreakwaterCore
+
 @testable import BreakwaterEngine
 
 /// The shipped set against its samples and the ham set, with the real libclamav.
@@ -19,7 +20,9 @@ final class ShippedSignatureTests: XCTestCase {
             let parts = name.split(separator: ".")
             XCTAssertGreaterThanOrEqual(parts.count, 3, name)
             XCTAssertEqual(parts.first, "Breakwater", name)
-            XCTAssertTrue(categories.contains(String(parts[1])), "\(name): category \(parts[1]) is not one of \(categories.sorted())")
+            XCTAssertTrue(
+                categories.contains(String(parts[1])),
+                "\(name): category \(parts[1]) is not one of \(categories.sorted())")
         }
     }
 
@@ -79,25 +82,34 @@ final class ShippedSignatureTests: XCTestCase {
         func scan(_ text: String) -> Set<String> {
             engine.scan(bytes: Mime.message(subject: "hello", text: text)).names
         }
-        XCTAssertEqual(scan("You have been selected to receive a brand new MINI Cooper! Claim your prize now."),
-                       ["Breakwater.Spam.MiniCooperGiveaway"])
-        XCTAssertEqual(scan("you have been selected to receive a brand new mini cooper. claim it."),
-                       ["Breakwater.Spam.MiniCooperGiveaway"])
-        XCTAssertEqual(scan("You have been selected to receive a brand new Mini Cooper."), [],
-                       "no prize language")
-        XCTAssertEqual(scan("Claim your prize: a brand new Mini Cooper is the first prize of the raffle."), [],
-                       "no giveaway phrasing")
-        XCTAssertEqual(scan("Congratulations, you have been selected for the team. My Mini Cooper is parked outside."), [])
+        XCTAssertEqual(
+            scan("You have been selected to receive a brand new MINI Cooper! Claim your prize now."),
+            ["Breakwater.Spam.MiniCooperGiveaway"])
+        XCTAssertEqual(
+            scan("you have been selected to receive a brand new mini cooper. claim it."),
+            ["Breakwater.Spam.MiniCooperGiveaway"])
+        XCTAssertEqual(
+            scan("You have been selected to receive a brand new Mini Cooper."), [],
+            "no prize language")
+        XCTAssertEqual(
+            scan("Claim your prize: a brand new Mini Cooper is the first prize of the raffle."), [],
+            "no giveaway phrasing")
+        XCTAssertEqual(
+            scan("Congratulations, you have been selected for the team. My Mini Cooper is parked outside."), [])
 
-        let phish = "Your mailbox will be suspended. Verify your account at "
+        let phish =
+            "Your mailbox will be suspended. Verify your account at "
             + "https://mail.example-login.test/owa/login.php and enter your password."
         XCTAssertEqual(scan(phish), ["Breakwater.Phish.CredentialHarvest"])
-        XCTAssertEqual(scan(phish.replacingOccurrences(of: "Your mailbox will be suspended.", with: "Welcome aboard.")), [],
-                       "no threat")
-        XCTAssertEqual(scan(phish.replacingOccurrences(of: "Verify your account", with: "Go")), [],
-                       "no verify phrase")
+        XCTAssertEqual(
+            scan(phish.replacingOccurrences(of: "Your mailbox will be suspended.", with: "Welcome aboard.")), [],
+            "no threat")
+        XCTAssertEqual(
+            scan(phish.replacingOccurrences(of: "Verify your account", with: "Go")), [],
+            "no verify phrase")
         XCTAssertEqual(scan(phish.replacingOccurrences(of: "password", with: "name")), [], "no password")
-        XCTAssertEqual(scan(phish.replacingOccurrences(of: "https://mail.example-login.test/owa/login.php", with: "our site")),
-                       [], "no link")
+        XCTAssertEqual(
+            scan(phish.replacingOccurrences(of: "https://mail.example-login.test/owa/login.php", with: "our site")),
+            [], "no link")
     }
 }

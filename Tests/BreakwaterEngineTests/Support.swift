@@ -1,6 +1,7 @@
+import BreakwaterCore
 import Foundation
 import XCTest
-import BreakwaterCore
+
 @testable import BreakwaterEngine
 
 /// Paths and builders shared by the engine tests. Everything here is test data: the engine under test is
@@ -120,8 +121,10 @@ enum Mime {
     }
 
     /// A multipart/mixed message: a text part, then each attachment base64-encoded.
-    static func message(subject: String, text: String, attachments: [(name: String, type: String, data: [UInt8])] = [],
-                        forwarded: [UInt8]? = nil, boundary: String = "b-\(UUID().uuidString)") -> [UInt8] {
+    static func message(
+        subject: String, text: String, attachments: [(name: String, type: String, data: [UInt8])] = [],
+        forwarded: [UInt8]? = nil, boundary: String = "b-\(UUID().uuidString)"
+    ) -> [UInt8] {
         var m = "From: Test <test@example.org>\r\nTo: alex@bench.example\r\nSubject: \(subject)\r\n"
         m += "Date: Mon, 04 Mar 2024 09:15:00 +0000\r\nMessage-ID: <\(UUID().uuidString)@example.org>\r\n"
         m += "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"\(boundary)\"\r\n\r\n"
@@ -133,7 +136,8 @@ enum Mime {
         }
         var bytes = Array(m.utf8)
         if let forwarded {
-            bytes += Array("--\(boundary)\r\nContent-Type: message/rfc822\r\nContent-Disposition: attachment\r\n\r\n".utf8)
+            bytes += Array(
+                "--\(boundary)\r\nContent-Type: message/rfc822\r\nContent-Disposition: attachment\r\n\r\n".utf8)
             bytes += forwarded
             bytes += Array("\r\n".utf8)
         }

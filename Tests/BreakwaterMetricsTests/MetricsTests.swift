@@ -1,7 +1,8 @@
-@testable import BreakwaterCore
-@testable import BreakwaterMetrics
 import Foundation
 import XCTest
+
+@testable import BreakwaterCore
+@testable import BreakwaterMetrics
 
 /// Sample lines of an exposition as "name{labels}" -> value.
 private func samples(_ text: String) -> [String: Double] {
@@ -13,9 +14,12 @@ private func samples(_ text: String) -> [String: Double] {
     return out
 }
 
-private func record(_ d: Decision, scanned: Bool = true, bytes: UInt64 = 2000, wait: Double = 0, scan: Double = 0.003) -> MessageRecord {
-    MessageRecord(queueID: "Q", client: "192.0.2.1", sender: "<a@example.org>", recipients: 1, bytes: bytes, decision: d,
-                  waitSeconds: wait, scanSeconds: scan, scanned: scanned)
+private func record(_ d: Decision, scanned: Bool = true, bytes: UInt64 = 2000, wait: Double = 0, scan: Double = 0.003)
+    -> MessageRecord
+{
+    MessageRecord(
+        queueID: "Q", client: "192.0.2.1", sender: "<a@example.org>", recipients: 1, bytes: bytes, decision: d,
+        waitSeconds: wait, scanSeconds: scan, scanned: scanned)
 }
 
 private func infected(_ names: [String], _ action: Action = .reject) -> Decision {
@@ -34,8 +38,10 @@ final class ListenAddressTests: XCTestCase {
     }
 
     func testRejectsWhatIsNotAnAddress() {
-        for bad in ["9897", ":9897", "127.0.0.1", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536", "::1:9897",
-                    "[::1]9897", "[127.0.0.1]:9897", "[::1", "example.org:9897", "127.0.0.1:98x7", "[::1]:"] {
+        for bad in [
+            "9897", ":9897", "127.0.0.1", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536", "::1:9897",
+            "[::1]9897", "[127.0.0.1]:9897", "[::1", "example.org:9897", "127.0.0.1:98x7", "[::1]:",
+        ] {
             XCTAssertThrowsError(try ListenAddress.parse(bad), bad)
         }
     }
@@ -67,17 +73,27 @@ final class RequestParsingTests: XCTestCase {
     }
 
     func testGoodRequestLines() throws {
-        XCTAssertEqual(try parse("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").get(), HTTPRequest(method: "GET", path: "/metrics", host: "x"))
-        XCTAssertEqual(try parse("GET /metrics?name[]=x HTTP/1.0\n\n").get(), HTTPRequest(method: "GET", path: "/metrics", version: "HTTP/1.0"))
-        XCTAssertEqual(try parse("POST /health HTTP/1.1\r\nhOST:  [::1]:9 \r\n\r\n").get(), HTTPRequest(method: "POST", path: "/health", host: "[::1]:9"))
-        XCTAssertEqual(try parse("GET / HTTP/1.1\r\nX-A: b\tc\r\nHost:\r\n\r\n").get(), HTTPRequest(method: "GET", path: "/", host: ""))
+        XCTAssertEqual(
+            try parse("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").get(),
+            HTTPRequest(method: "GET", path: "/metrics", host: "x"))
+        XCTAssertEqual(
+            try parse("GET /metrics?name[]=x HTTP/1.0\n\n").get(),
+            HTTPRequest(method: "GET", path: "/metrics", version: "HTTP/1.0"))
+        XCTAssertEqual(
+            try parse("POST /health HTTP/1.1\r\nhOST:  [::1]:9 \r\n\r\n").get(),
+            HTTPRequest(method: "POST", path: "/health", host: "[::1]:9"))
+        XCTAssertEqual(
+            try parse("GET / HTTP/1.1\r\nX-A: b\tc\r\nHost:\r\n\r\n").get(),
+            HTTPRequest(method: "GET", path: "/", host: ""))
     }
 
     func testMalformedHeadersGet400() {
-        for bad in ["GET / HTTP/1.1\r\n\r\n", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
-                    "GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", "GET / HTTP/1.1\r\nHost: a\r\nNo colon\r\n\r\n",
-                    "GET / HTTP/1.1\r\nHost: a\r\n: empty name\r\n\r\n", "GET / HTTP/1.1\r\nHost: a\u{1b}[2J\r\n\r\n",
-                    "GET / HTTP/1.1\r\nHo st: a\r\n\r\n", "GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n"] {
+        for bad in [
+            "GET / HTTP/1.1\r\n\r\n", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", "GET / HTTP/1.1\r\nHost: a\r\nNo colon\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\n: empty name\r\n\r\n", "GET / HTTP/1.1\r\nHost: a\u{1b}[2J\r\n\r\n",
+            "GET / HTTP/1.1\r\nHo st: a\r\n\r\n", "GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n",
+        ] {
             XCTAssertEqual(status(bad), 400, bad.debugDescription)
         }
     }
@@ -90,9 +106,14 @@ final class RequestParsingTests: XCTestCase {
         guard case .request(let r, let len) = HTTPRequest.parse(req) else { return XCTFail() }
         XCTAssertEqual(r.host, "localhost")
         XCTAssertEqual(len, req.count - 5)
-        guard case .failure(let e) = HTTPRequest.parse(Array(repeating: UInt8(ascii: "a"), count: 8193)) else { return XCTFail() }
+        guard case .failure(let e) = HTTPRequest.parse(Array(repeating: UInt8(ascii: "a"), count: 8193)) else {
+            return XCTFail()
+        }
         XCTAssertEqual(e.status, 431)
-        guard case .failure(let e2) = HTTPRequest.parse(Array(("GET / HTTP/1.1\r\nX: " + String(repeating: "a", count: 9000) + "\r\n\r\n").utf8)) else { return XCTFail() }
+        guard
+            case .failure(let e2) = HTTPRequest.parse(
+                Array(("GET / HTTP/1.1\r\nX: " + String(repeating: "a", count: 9000) + "\r\n\r\n").utf8))
+        else { return XCTFail() }
         XCTAssertEqual(e2.status, 431)
     }
 
@@ -101,16 +122,20 @@ final class RequestParsingTests: XCTestCase {
         let v6 = try ListenAddress.parse("[::1]:9897")
         let lan = try ListenAddress.parse("192.0.2.10:9897")
         let any = try ListenAddress.parse("0.0.0.0:9897")
-        for ok in ["127.0.0.1", "127.0.0.1:9897", "127.0.0.1:80", "localhost", "LocalHost:9897", "127.1.2.3",
-                   "[::1]", "[::1]:9897", "[::ffff:127.0.0.1]:1"] {
+        for ok in [
+            "127.0.0.1", "127.0.0.1:9897", "127.0.0.1:80", "localhost", "LocalHost:9897", "127.1.2.3",
+            "[::1]", "[::1]:9897", "[::ffff:127.0.0.1]:1",
+        ] {
             XCTAssertTrue(HTTPEndpoint.hostAllowed(ok, version: "HTTP/1.1", listen: lo), ok)
             XCTAssertTrue(HTTPEndpoint.hostAllowed(ok, version: "HTTP/1.1", listen: v6), ok)
             XCTAssertTrue(HTTPEndpoint.hostAllowed(ok, version: "HTTP/1.1", listen: lan), ok)
         }
-        for bad in ["evil.example", "evil.example:9897", "127.0.0.1.evil.example", "localhost.evil.example", "", ":9897",
-                    "127.0.0.1:", "127.0.0.1:99999", "127.0.0.1:+80", "127.0.0.1 evil", "[::1", "[::1]x", "::1",
-                    "[fe80::1%25eth0]", "0x7f.1", "2130706433", "[::2]", "10.0.0.1", "192.0.2.10:80", "localhost.",
-                    "127.0.0.1:9897:1", "[::1]:9897]"] {
+        for bad in [
+            "evil.example", "evil.example:9897", "127.0.0.1.evil.example", "localhost.evil.example", "", ":9897",
+            "127.0.0.1:", "127.0.0.1:99999", "127.0.0.1:+80", "127.0.0.1 evil", "[::1", "[::1]x", "::1",
+            "[fe80::1%25eth0]", "0x7f.1", "2130706433", "[::2]", "10.0.0.1", "192.0.2.10:80", "localhost.",
+            "127.0.0.1:9897:1", "[::1]:9897]",
+        ] {
             XCTAssertFalse(HTTPEndpoint.hostAllowed(bad, version: "HTTP/1.1", listen: lo), bad)
         }
         XCTAssertTrue(HTTPEndpoint.hostAllowed("192.0.2.10:9897", version: "HTTP/1.1", listen: lan))
@@ -121,10 +146,13 @@ final class RequestParsingTests: XCTestCase {
     }
 
     func testMalformedRequestLinesGet400() {
-        for bad in ["GET /metrics\r\n\r\n", "GET  /metrics HTTP/1.1\r\n\r\n", "get /metrics HTTP/1.1\r\n\r\n",
-                    "GET metrics HTTP/1.1\r\n\r\n", "GET http://x/metrics HTTP/1.1\r\n\r\n", "GET /metrics HTTP/2.0\r\n\r\n",
-                    "GET /met\u{7f}rics HTTP/1.1\r\n\r\n", "GET /métrics HTTP/1.1\r\n\r\n", "GET /metrics HTTP/1.1\r\nX: \0\r\n\r\n",
-                    "\r\n\r\n", "GET /metrics HTTP/1.1 extra\r\n\r\n"] {
+        for bad in [
+            "GET /metrics\r\n\r\n", "GET  /metrics HTTP/1.1\r\n\r\n", "get /metrics HTTP/1.1\r\n\r\n",
+            "GET metrics HTTP/1.1\r\n\r\n", "GET http://x/metrics HTTP/1.1\r\n\r\n", "GET /metrics HTTP/2.0\r\n\r\n",
+            "GET /met\u{7f}rics HTTP/1.1\r\n\r\n", "GET /métrics HTTP/1.1\r\n\r\n",
+            "GET /metrics HTTP/1.1\r\nX: \0\r\n\r\n",
+            "\r\n\r\n", "GET /metrics HTTP/1.1 extra\r\n\r\n",
+        ] {
             XCTAssertEqual(status(bad), 400, bad.debugDescription)
         }
     }
@@ -146,7 +174,10 @@ final class InstrumentTests: XCTestCase {
         m.observe(record(Decision(verdict: .clean, action: .accept, reply: nil), bytes: 100_000, scan: 0.2))
         // Not scanned: no histogram sample, no detection even with a limit name in signatures.
         m.observe(record(Policy(config: Config()).busy(.busy), scanned: false))
-        m.observe(record(Decision(verdict: .limit, action: .accept, reply: nil, signatures: ["Heuristics.Limits.Exceeded"]), scanned: false))
+        m.observe(
+            record(
+                Decision(verdict: .limit, action: .accept, reply: nil, signatures: ["Heuristics.Limits.Exceeded"]),
+                scanned: false))
         // A wait timeout is a wait sample but no scan.
         m.observe(record(Policy(config: Config()).busy(.timeout), scanned: false, wait: 20))
 
@@ -221,7 +252,8 @@ final class InstrumentTests: XCTestCase {
     func testEveryFamilyHasHelpAndType() {
         let m = BreakwaterMetrics(maxSignatures: 1)
         let text = String(decoding: m.exposition(), as: UTF8.self)
-        var typed = Set<String>(), helped = Set<String>()
+        var typed = Set<String>()
+        var helped = Set<String>()
         for line in text.split(separator: "\n") {
             let parts = line.split(separator: " ", maxSplits: 3)
             if parts.count >= 3 && parts[0] == "#" {
@@ -233,7 +265,8 @@ final class InstrumentTests: XCTestCase {
             "messages_total", "tempfails_total", "scans_total", "detections_total",
             "scan_duration_seconds", "slot_wait_seconds", "message_size_bytes",
             "scan_slots_busy", "scan_slots", "messages_waiting", "messages_waiting_limit", "messages_in_progress",
-            "buffered_bytes", "memory_budget_bytes", "spooled_bytes", "spool_budget_bytes", "milter_sessions", "process_threads", "engine_generation",
+            "buffered_bytes", "memory_budget_bytes", "spooled_bytes", "spool_budget_bytes", "milter_sessions",
+            "process_threads", "engine_generation",
             "signatures_loaded", "engine_loaded_timestamp_seconds", "reload_last_timestamp_seconds",
             "reload_last_success", "reload_duration_seconds", "start_time_seconds", "build_info",
         ]
@@ -271,7 +304,9 @@ final class EndpointTests: XCTestCase {
     private var endpoint: HTTPEndpoint!
 
     override func setUpWithError() throws {
-        endpoint = HTTPEndpoint(address: ListenAddress(address: [127, 0, 0, 1], port: 0), maxRequestBytes: 1024, timeout: 0.5) { req in
+        endpoint = HTTPEndpoint(
+            address: ListenAddress(address: [127, 0, 0, 1], port: 0), maxRequestBytes: 1024, timeout: 0.5
+        ) { req in
             req.path == "/metrics" ? .text(200, "OK", "fine\n") : .text(404, "Not Found", "no\n")
         }
         try endpoint.start()
@@ -289,7 +324,9 @@ final class EndpointTests: XCTestCase {
         sa.sin_port = endpoint.port.bigEndian
         sa.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
         let rc = withUnsafePointer(to: &sa) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         XCTAssertEqual(rc, 0)
         var tv = timeval(tv_sec: 5, tv_usec: 0)
@@ -303,7 +340,9 @@ final class EndpointTests: XCTestCase {
         defer { close(fd) }
         var off = 0
         while off < request.count {
-            let n = request.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + off, request.count - off, Int32(MSG_NOSIGNAL)) }
+            let n = request.withUnsafeBytes {
+                Glibc.send(fd, $0.baseAddress! + off, request.count - off, Int32(MSG_NOSIGNAL))
+            }
             if n <= 0 { break }
             off += n
         }
@@ -324,7 +363,9 @@ final class EndpointTests: XCTestCase {
     func testAnswersAndCloses() throws {
         let r = try exchange(Array("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:\(endpoint.port)\r\n\r\n".utf8))
         XCTAssertTrue(r.hasPrefix("HTTP/1.1 200 OK\r\n"), r)
-        XCTAssertTrue(try exchange(Array("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".utf8)).hasPrefix("HTTP/1.1 421 Misdirected Request\r\n"))
+        XCTAssertTrue(
+            try exchange(Array("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".utf8)).hasPrefix(
+                "HTTP/1.1 421 Misdirected Request\r\n"))
         XCTAssertTrue(r.contains("\r\nContent-Length: 5\r\n"), r)
         XCTAssertTrue(r.contains("\r\nConnection: close\r\n"), r)
         XCTAssertTrue(r.hasSuffix("\r\n\r\nfine\n"), r)
@@ -337,7 +378,8 @@ final class EndpointTests: XCTestCase {
         let r = try exchange(big)
         XCTAssertTrue(r.hasPrefix("HTTP/1.1 431 "), String(r.prefix(80)))
         // And the endpoint still serves.
-        XCTAssertTrue(try exchange(Array("GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n".utf8)).hasPrefix("HTTP/1.1 200 "))
+        XCTAssertTrue(
+            try exchange(Array("GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n".utf8)).hasPrefix("HTTP/1.1 200 "))
     }
 
     func testIncompleteHeadTimesOutWith408() throws {

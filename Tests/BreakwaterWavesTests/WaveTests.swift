@@ -1,6 +1,7 @@
+import BreakwaterCore
 import Foundation
 import XCTest
-import BreakwaterCore
+
 @testable import BreakwaterWaves
 
 /// A seeded generator (SplitMix64): the tests are reproducible.
@@ -17,15 +18,19 @@ struct Rand {
     mutating func int(_ n: Int) -> Int { Int(next() % UInt64(n)) }
     mutating func pick<T>(_ a: [T]) -> T { a[int(a.count)] }
     mutating func hex(_ n: Int) -> String { (0..<n).map { _ in String(int(16), radix: 16) }.joined() }
-    mutating func letters(_ n: Int) -> String { String((0..<n).map { _ in Character(Unicode.Scalar(UInt8(97 + int(26)))) }) }
+    mutating func letters(_ n: Int) -> String {
+        String((0..<n).map { _ in Character(Unicode.Scalar(UInt8(97 + int(26)))) })
+    }
 }
 
 /// The tests' own wave and ham generator (not the shared corpus): a prize-draw wave whose copies
 /// differ in the recipient's name, tracking tokens, unique links, the subject and the encoding, and
 /// ham made of random business sentences.
 enum Gen {
-    static let names = ["Anna", "Ben", "Carla", "David", "Elena", "Frank", "Grace", "Hiro", "Ines", "Jonas", "Karin",
-                        "Luis", "Maria", "Nils", "Olga", "Peter", "Rosa", "Sven", "Tara", "Vera", "Wei", "Zoë", "Jürgen"]
+    static let names = [
+        "Anna", "Ben", "Carla", "David", "Elena", "Frank", "Grace", "Hiro", "Ines", "Jonas", "Karin",
+        "Luis", "Maria", "Nils", "Olga", "Peter", "Rosa", "Sven", "Tara", "Vera", "Wei", "Zoë", "Jürgen",
+    ]
     static let vocabulary = """
         the of and to in for on with as by at from that this we our your you will be is are was have has can should
         please thanks regards team project meeting agenda update report review budget quarter schedule deadline client
@@ -43,7 +48,8 @@ enum Gen {
 
     static func ham(_ r: inout Rand) -> (subject: String, text: String) {
         let subject = "Re: " + (0..<3).map { _ in r.pick(vocabulary) }.joined(separator: " ")
-        let text = "Hi \(r.pick(names)),\n\n" + (0..<(3 + r.int(6))).map { _ in sentence(&r) }.joined(separator: " ")
+        let text =
+            "Hi \(r.pick(names)),\n\n" + (0..<(3 + r.int(6))).map { _ in sentence(&r) }.joined(separator: " ")
             + "\n\nBest regards,\n\(r.pick(names))\n"
         return (subject, text)
     }
@@ -115,32 +121,47 @@ final class WaveFingerprintTests: XCTestCase {
     }
 
     func testNormalisation() {
-        XCTAssertEqual(sample("Hello   WORLD,\r\n\tthis Is\n\nA  test of the normaliser here"),
-                       "hello world this is a test of the normaliser here")
+        XCTAssertEqual(
+            sample("Hello   WORLD,\r\n\tthis Is\n\nA  test of the normaliser here"),
+            "hello world this is a test of the normaliser here")
         // Digits: a word holding one is dropped, and the words around it are not adjacent.
-        XCTAssertEqual(sample("Your entry AB12-2024 is number 42 of the prize draw for everyone"),
-                       "your entry\nis number\nof the prize draw for everyone")
+        XCTAssertEqual(
+            sample("Your entry AB12-2024 is number 42 of the prize draw for everyone"),
+            "your entry\nis number\nof the prize draw for everyone")
         // E-mail addresses dropped; URLs become their domain (per-recipient subdomains, paths and queries go).
-        XCTAssertEqual(sample("write to anna.smith@example.org or visit https://claim-xyz.prize-center.test/r/abc?e=def today please now"),
-                       "write to\nor visit\nprize-center.test\ntoday please now")
-        XCTAssertEqual(sample("see www.Example.CO.UK/path and http://user@a.b.example.com:8080/x?y now then more words"),
-                       "see\nexample.co.uk\nand\nexample.com\nnow then more words")
+        XCTAssertEqual(
+            sample(
+                "write to anna.smith@example.org or visit https://claim-xyz.prize-center.test/r/abc?e=def today please now"
+            ),
+            "write to\nor visit\nprize-center.test\ntoday please now")
+        XCTAssertEqual(
+            sample("see www.Example.CO.UK/path and http://user@a.b.example.com:8080/x?y now then more words"),
+            "see\nexample.co.uk\nand\nexample.com\nnow then more words")
         // Latin-1 capitals in UTF-8 are lowered too.
-        XCTAssertEqual(sample("Grüße an ZOË und JÜRGEN aus der schönen Stadt heute"),
-                       "grüße an zoë und jürgen aus der schönen stadt heute")
+        XCTAssertEqual(
+            sample("Grüße an ZOË und JÜRGEN aus der schönen Stadt heute"),
+            "grüße an zoë und jürgen aus der schönen stadt heute")
     }
 
     func testByteClassTableMatchesItsDefinition() {
         for c in 0...255 {
             let b = UInt8(c)
             let want: UInt8
-            if b <= 0x20 || b == 0x7F { want = WaveTokenizer.blank }
-            else if (b >= 0x61 && b <= 0x7A) || (b >= 0x41 && b <= 0x5A) || b >= 0x80 { want = WaveTokenizer.letter }
-            else if b >= 0x30 && b <= 0x39 { want = WaveTokenizer.digit }
-            else if b == UInt8(ascii: ":") { want = WaveTokenizer.colon }
-            else if b == UInt8(ascii: "@") { want = WaveTokenizer.at }
-            else if b == UInt8(ascii: ".") { want = WaveTokenizer.dot }
-            else { want = WaveTokenizer.other }
+            if b <= 0x20 || b == 0x7F {
+                want = WaveTokenizer.blank
+            } else if (b >= 0x61 && b <= 0x7A) || (b >= 0x41 && b <= 0x5A) || b >= 0x80 {
+                want = WaveTokenizer.letter
+            } else if b >= 0x30 && b <= 0x39 {
+                want = WaveTokenizer.digit
+            } else if b == UInt8(ascii: ":") {
+                want = WaveTokenizer.colon
+            } else if b == UInt8(ascii: "@") {
+                want = WaveTokenizer.at
+            } else if b == UInt8(ascii: ".") {
+                want = WaveTokenizer.dot
+            } else {
+                want = WaveTokenizer.other
+            }
             XCTAssertEqual(WaveTokenizer.classOf(b), want, "byte \(c)")
         }
     }
@@ -182,8 +203,9 @@ final class WaveFingerprintTests: XCTestCase {
             <body><!-- hidden comment words --><p>Congratulations!&nbsp;You have been <b>selected</b></p>
             <p>Caf&eacute; &amp; more &#77;INI &lt;here&gt; and the rest of it</p></body></html>
             """
-        XCTAssertEqual(sample(html, .html),
-                       "hi\ncongratulations\nyou have been\nselected\ncafé\nmore\nmini\nhere\nand the rest of it")
+        XCTAssertEqual(
+            sample(html, .html),
+            "hi\ncongratulations\nyou have been\nselected\ncafé\nmore\nmini\nhere\nand the rest of it")
     }
 
     func testBoundedRead() {
@@ -205,9 +227,14 @@ final class WaveFingerprintTests: XCTestCase {
     func testWaveCopiesAreSimilarAndHamIsNot() {
         var r = Rand(7)
         let copies = (0..<40).map { _ in Gen.waveFingerprint(&r) }
-        let hams = (0..<40).map { _ -> WaveFingerprint in let h = Gen.ham(&r); return Gen.fingerprint(subject: h.subject, text: h.text)! }
+        let hams = (0..<40).map { _ -> WaveFingerprint in
+            let h = Gen.ham(&r)
+            return Gen.fingerprint(subject: h.subject, text: h.text)!
+        }
         var low = 1.0
-        for i in 0..<copies.count { for j in (i + 1)..<copies.count { low = min(low, copies[i].similarity(copies[j].signature)) } }
+        for i in 0..<copies.count {
+            for j in (i + 1)..<copies.count { low = min(low, copies[i].similarity(copies[j].signature)) }
+        }
         var high = 0.0
         for h in hams {
             for c in copies { high = max(high, h.similarity(c.signature)) }
@@ -225,9 +252,12 @@ final class WaveFingerprintTests: XCTestCase {
         func pairs(buster: Bool) -> [Double] {
             var r = Rand(11)
             let copies = (0..<30).map { _ in Gen.waveFingerprint(&r, buster: buster) }
-            return (0..<copies.count).flatMap { i in ((i + 1)..<copies.count).map { copies[i].similarity(copies[$0].signature) } }
+            return (0..<copies.count).flatMap { i in
+                ((i + 1)..<copies.count).map { copies[i].similarity(copies[$0].signature) }
+            }
         }
-        let plain = pairs(buster: false), busted = pairs(buster: true)
+        let plain = pairs(buster: false)
+        let busted = pairs(buster: true)
         let mean = { (v: [Double]) in v.reduce(0, +) / Double(v.count) }
         XCTAssertGreaterThan(mean(plain), 0.6)
         XCTAssertLessThan(mean(busted), 0.4)
@@ -237,7 +267,9 @@ final class WaveFingerprintTests: XCTestCase {
 }
 
 final class WaveStoreTests: XCTestCase {
-    func origin(_ i: Int) -> WaveOrigin { WaveOrigin(sender: "s\(i)@spam\(i % 50).test", clientIP: [203, 0, UInt8(i % 200), 7], clientAddress: "") }
+    func origin(_ i: Int) -> WaveOrigin {
+        WaveOrigin(sender: "s\(i)@spam\(i % 50).test", clientIP: [203, 0, UInt8(i % 200), 7], clientAddress: "")
+    }
 
     func testWaveDetectedOnceAmongHam() {
         let store = InProcessWaveStore(settings: WaveSettings())
@@ -250,7 +282,10 @@ final class WaveStoreTests: XCTestCase {
             now += 0.5
             if i % 2 == 0 {
                 let o = store.observe(Gen.waveFingerprint(&r), origin: origin(i), now: now)
-                if let s = o.started { started.append(s); firstWaveMessage = i / 2 + 1 }
+                if let s = o.started {
+                    started.append(s)
+                    firstWaveMessage = i / 2 + 1
+                }
             } else {
                 let h = Gen.ham(&r)
                 let o = store.observe(Gen.fingerprint(subject: h.subject, text: h.text)!, origin: origin(i), now: now)
@@ -278,22 +313,32 @@ final class WaveStoreTests: XCTestCase {
         var r = Rand(13)
         var now = 2_000_000.0
         var started = Set<String>()
-        var inWave = 0, hamInWave = 0, startedAt = 0
+        var inWave = 0
+        var hamInWave = 0
+        var startedAt = 0
         for i in 0..<300 {
             now += 0.5
             let o = store.observe(Gen.waveFingerprint(&r, buster: true), origin: origin(i), now: now)
-            if let s = o.started { started.insert(s.id); if startedAt == 0 { startedAt = i + 1 } }
+            if let s = o.started {
+                started.insert(s.id)
+                if startedAt == 0 { startedAt = i + 1 }
+            }
             if o.wave != nil { inWave += 1 }
             let h = Gen.ham(&r)
-            if store.observe(Gen.fingerprint(subject: h.subject, text: h.text)!, origin: origin(1000 + i), now: now).wave != nil {
+            if store.observe(Gen.fingerprint(subject: h.subject, text: h.text)!, origin: origin(1000 + i), now: now)
+                .wave != nil
+            {
                 hamInWave += 1
             }
         }
         XCTAssertEqual(started.count, 1, "waves: \(started)")
         XCTAssertEqual(hamInWave, 0)
         // Once a wave, most of the rest of the copies are recognised.
-        XCTAssertGreaterThan(Double(inWave) / Double(300 - startedAt + 1), 0.8, "\(inWave) in the wave after copy \(startedAt)")
-        print("hash-buster wave: started at copy \(startedAt), \(inWave) of the \(300 - startedAt + 1) copies from then on in it")
+        XCTAssertGreaterThan(
+            Double(inWave) / Double(300 - startedAt + 1), 0.8, "\(inWave) in the wave after copy \(startedAt)")
+        print(
+            "hash-buster wave: started at copy \(startedAt), \(inWave) of the \(300 - startedAt + 1) copies from then on in it"
+        )
     }
 
     func testThresholdCountsOnlyTheWindow() {
@@ -316,7 +361,8 @@ final class WaveStoreTests: XCTestCase {
         var r = Rand(9)
         // 200 copies from 5 senders on 5 networks: not a wave (needs more than 5).
         for i in 0..<200 {
-            let o = WaveOrigin(sender: "bulk\(i % 5)@shop.test", clientIP: [198, 51, 100 + UInt8(i % 5), 1], clientAddress: "")
+            let o = WaveOrigin(
+                sender: "bulk\(i % 5)@shop.test", clientIP: [198, 51, 100 + UInt8(i % 5), 1], clientAddress: "")
             XCTAssertNil(store.observe(Gen.waveFingerprint(&r), origin: o, now: 1000 + Double(i)).wave)
         }
         // One more sender on a network already counted does not make it (senders are free to forge).
@@ -333,7 +379,8 @@ final class WaveStoreTests: XCTestCase {
         var r = Rand(21)
         let store = InProcessWaveStore(settings: WaveSettings())
         for i in 0..<300 {
-            let o = WaveOrigin(sender: "forged\(i)@random\(i).test", clientIP: [192, 0, 2, UInt8(1 + i % 250)], clientAddress: "")
+            let o = WaveOrigin(
+                sender: "forged\(i)@random\(i).test", clientIP: [192, 0, 2, UInt8(1 + i % 250)], clientAddress: "")
             XCTAssertNil(store.observe(Gen.waveFingerprint(&r), origin: o, now: 1000 + Double(i)).wave, "copy \(i + 1)")
         }
         let list = store.waves(now: 1300)
@@ -341,7 +388,9 @@ final class WaveStoreTests: XCTestCase {
         // IPv6: 300 distinct /64s inside one /48, and IPv4-mapped addresses of the same /24.
         let v6 = InProcessWaveStore(settings: WaveSettings())
         for i in 0..<300 {
-            var ip: [UInt8] = [0x20, 0x01, 0x0d, 0xb8, 0x00, 0x07, UInt8(i >> 8), UInt8(i & 255)] + [UInt8](repeating: 0, count: 7) + [1]
+            var ip: [UInt8] =
+                [0x20, 0x01, 0x0d, 0xb8, 0x00, 0x07, UInt8(i >> 8), UInt8(i & 255)] + [UInt8](repeating: 0, count: 7)
+                + [1]
             if i % 3 == 0 { ip = [UInt8](repeating: 0, count: 10) + [0xff, 0xff, 192, 0, 2, UInt8(1 + i % 250)] }
             let o = WaveOrigin(sender: "forged\(i)@random\(i).test", clientIP: ip, clientAddress: "")
             XCTAssertNil(v6.observe(Gen.waveFingerprint(&r), origin: o, now: 1000 + Double(i)).wave, "copy \(i + 1)")
@@ -351,7 +400,9 @@ final class WaveStoreTests: XCTestCase {
         var started: Int?
         for i in 0..<100 {
             let o = WaveOrigin(sender: "same@one.test", clientIP: [198, 51, UInt8(i), 9], clientAddress: "")
-            if spread.observe(Gen.waveFingerprint(&r), origin: o, now: 1000 + Double(i)).started != nil { started = i + 1 }
+            if spread.observe(Gen.waveFingerprint(&r), origin: o, now: 1000 + Double(i)).started != nil {
+                started = i + 1
+            }
         }
         XCTAssertNotNil(started)
         XCTAssertLessThanOrEqual(started ?? 999, 60)
@@ -391,8 +442,9 @@ final class WaveStoreTests: XCTestCase {
         XCTAssertLessThanOrEqual(u.bytes, Int(settings.storeSize))
         // The process as a whole: resident memory grew by no more than the store's size (plus 1 MB
         // for the test's own transient allocations).
-        XCTAssertLessThanOrEqual(rssAfter - rssBefore, Int(settings.storeSize) + (1 << 20),
-                                 "resident memory grew by \(rssAfter - rssBefore) bytes for a \(settings.storeSize)-byte store")
+        XCTAssertLessThanOrEqual(
+            rssAfter - rssBefore, Int(settings.storeSize) + (1 << 20),
+            "resident memory grew by \(rssAfter - rssBefore) bytes for a \(settings.storeSize)-byte store")
         XCTAssertGreaterThan(u.evictions, 190_000)
         XCTAssertTrue(waveFound, "a wave among the flood was not found")
         print("200,000 observes in \(String(format: "%.2f", seconds)) s, \(u.entries) entries, \(u.bytes) bytes")
@@ -419,7 +471,12 @@ func residentBytes() -> Int {
             }
         }
         // The largest store size the configuration takes fits the slot's entry field.
-        let largest = InProcessWaveStore(settings: { var s = WaveSettings(); s.storeSize = 4 << 30; return s }())
+        let largest = InProcessWaveStore(
+            settings: {
+                var s = WaveSettings()
+                s.storeSize = 4 << 30
+                return s
+            }())
         XCTAssertLessThan(largest.capacity, InProcessWaveStore.maxEntries)
     }
 }
@@ -438,11 +495,20 @@ final class WaveDetectorTests: XCTestCase {
         for i in 0..<300 {
             let ip: [UInt8] = [203, 0, UInt8(i % 250), 113]
             // Identical messages to many recipients, from many networks.
-            XCTAssertNil(detector.observe(fp, sender: "<News@Lists.Example.ORG>", clientIP: ip, clientAddress: "", now: Double(i)).wave)
+            XCTAssertNil(
+                detector.observe(
+                    fp, sender: "<News@Lists.Example.ORG>", clientIP: ip, clientAddress: "", now: Double(i)
+                ).wave)
             // From the allow-listed network, any sender.
-            XCTAssertNil(detector.observe(fp, sender: "<x\(i)@spam.test>", clientIP: [192, 0, 2, UInt8(i % 250)], clientAddress: "", now: Double(i)).wave)
+            XCTAssertNil(
+                detector.observe(
+                    fp, sender: "<x\(i)@spam.test>", clientIP: [192, 0, 2, UInt8(i % 250)], clientAddress: "",
+                    now: Double(i)
+                ).wave)
             // The same messages without the allow list do make a wave (the test can fail).
-            if control.observe(fp, sender: "<x\(i)@spam.test>", clientIP: ip, clientAddress: "", now: Double(i)).started != nil {
+            if control.observe(fp, sender: "<x\(i)@spam.test>", clientIP: ip, clientAddress: "", now: Double(i)).started
+                != nil
+            {
                 controlStarted = true
             }
         }
@@ -454,16 +520,17 @@ final class WaveDetectorTests: XCTestCase {
 
     func testConfigKeys() throws {
         var c = Config()
-        try c.apply(fileText: """
-            waves = no
-            wave-threshold = 80
-            wave-min-sources = 3
-            wave-window = 5m
-            wave-action = reject
-            wave-store-size = 8M
-            wave-allow-senders = news@lists.example.org, @partner.example
-            wave-allow-networks = 192.0.2.0/24
-            """, source: "t")
+        try c.apply(
+            fileText: """
+                waves = no
+                wave-threshold = 80
+                wave-min-sources = 3
+                wave-window = 5m
+                wave-action = reject
+                wave-store-size = 8M
+                wave-allow-senders = news@lists.example.org, @partner.example
+                wave-allow-networks = 192.0.2.0/24
+                """, source: "t")
         XCTAssertFalse(c.wave.enabled)
         XCTAssertEqual(c.wave.threshold, 80)
         XCTAssertEqual(c.wave.minSources, 3)
@@ -488,7 +555,8 @@ final class WaveSuggestionTests: XCTestCase {
             let w = Gen.wave(&r)
             let raw = i % 2 == 0 ? w.text : w.html
             raws.append(raw)
-            samples.append(Gen.fingerprint(subject: w.subject, text: i % 2 == 0 ? raw : nil, html: i % 2 == 0 ? nil : raw)!.sample)
+            samples.append(
+                Gen.fingerprint(subject: w.subject, text: i % 2 == 0 ? raw : nil, html: i % 2 == 0 ? nil : raw)!.sample)
         }
         let s = try XCTUnwrap(WaveSuggestion.make(waveID: "w12ab", samples: Array(samples.prefix(4))))
         XCTAssertEqual(s.name, "Breakwater.Local.Wave.12ab")
@@ -497,7 +565,8 @@ final class WaveSuggestionTests: XCTestCase {
         XCTAssertFalse(s.words.contains("anna"))
         let re = try NSRegularExpression(pattern: s.regex, options: [.caseInsensitive])
         for raw in raws {
-            XCTAssertNotNil(re.firstMatch(in: raw, range: NSRange(raw.startIndex..., in: raw)), "\(s.regex) misses\n\(raw)")
+            XCTAssertNotNil(
+                re.firstMatch(in: raw, range: NSRange(raw.startIndex..., in: raw)), "\(s.regex) misses\n\(raw)")
         }
         // Ham does not match it.
         for _ in 0..<50 {
@@ -512,7 +581,10 @@ final class WaveSuggestionTests: XCTestCase {
         XCTAssertNil(WaveSuggestion.make(waveID: "w1", samples: []))
         // One sample says nothing of what varies between messages.
         XCTAssertNil(WaveSuggestion.make(waveID: "w1", samples: ["alpha beta gamma delta epsilon zeta eta"]))
-        XCTAssertNotNil(WaveSuggestion.make(waveID: "w1", samples: ["alpha beta gamma delta epsilon zeta eta", "x\nalpha beta gamma delta epsilon"]))
+        XCTAssertNotNil(
+            WaveSuggestion.make(
+                waveID: "w1", samples: ["alpha beta gamma delta epsilon zeta eta", "x\nalpha beta gamma delta epsilon"])
+        )
     }
 
     func testShellQuote() {
@@ -523,7 +595,9 @@ final class WaveSuggestionTests: XCTestCase {
 final class WaveSubjectTests: XCTestCase {
     func testDecode() {
         XCTAssertEqual(WaveSubject.decode(" Hello there"), " Hello there")
-        XCTAssertEqual(WaveSubject.decode("=?utf-8?B?WsO2ZSwgeW91ciBwYXJjZWw=?= is =?UTF-8?Q?on_hold?="), "Zöe, your parcel is on hold")
+        XCTAssertEqual(
+            WaveSubject.decode("=?utf-8?B?WsO2ZSwgeW91ciBwYXJjZWw=?= is =?UTF-8?Q?on_hold?="),
+            "Zöe, your parcel is on hold")
         XCTAssertEqual(WaveSubject.decode("=?iso-8859-1?q?J=FCrgen?=\r\n =?iso-8859-1?q?_wins?="), "Jürgen wins")
         // Unknown charsets and malformed words are kept as they are.
         XCTAssertEqual(WaveSubject.decode("=?koi8-r?B?abc?= x"), "=?koi8-r?B?abc?= x")

@@ -1,7 +1,8 @@
+import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import Synchronization
 
 /// Bounded admission: a fixed number of scanner threads, a bounded line of messages waiting for one
 /// (each for a bounded time), and a byte budget for message data held in memory across all sessions.
@@ -118,9 +119,10 @@ public final class Admission: @unchecked Sendable {
 
     public var snapshot: Snapshot {
         let (b, w) = line.counts
-        return Snapshot(busy: b, slots: slots, waiting: w, maxWaiting: maxWaiting,
-                        buffered: buffered.load(ordering: .relaxed), budget: memoryBudget,
-                        spooled: spooled.load(ordering: .relaxed), spoolBudget: spoolBudget)
+        return Snapshot(
+            busy: b, slots: slots, waiting: w, maxWaiting: maxWaiting,
+            buffered: buffered.load(ordering: .relaxed), budget: memoryBudget,
+            spooled: spooled.load(ordering: .relaxed), spoolBudget: spoolBudget)
     }
 }
 

@@ -25,7 +25,9 @@ public struct CIDR: Sendable, Equatable, CustomStringConvertible {
     public func contains(_ ip: [UInt8]) -> Bool {
         var ip = ip
         // IPv4-mapped IPv6 (::ffff:a.b.c.d) matches IPv4 networks.
-        if address.count == 4 && ip.count == 16 && ip[0..<10].allSatisfy({ $0 == 0 }) && ip[10] == 0xff && ip[11] == 0xff {
+        if address.count == 4 && ip.count == 16 && ip[0..<10].allSatisfy({ $0 == 0 }) && ip[10] == 0xff
+            && ip[11] == 0xff
+        {
             ip = Array(ip[12...])
         }
         guard ip.count == address.count else { return false }

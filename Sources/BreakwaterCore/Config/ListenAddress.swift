@@ -29,7 +29,8 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
 
     public static func parse(_ text: String) throws(ParseError) -> ListenAddress {
         let hint = "write HOST:PORT, e.g. 127.0.0.1:9897 or [::1]:9897"
-        let host: Substring, portText: Substring
+        let host: Substring
+        let portText: Substring
         if text.hasPrefix("[") {
             guard let close = text.firstIndex(of: "]") else {
                 throw ParseError(description: "'\(text)': missing ']' after the IPv6 address; \(hint)")
@@ -53,7 +54,8 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
         }
         if host == "localhost" { return ListenAddress(address: [127, 0, 0, 1], port: port) }
         guard !host.isEmpty, let bytes = CIDR.parseAddress(String(host)),
-              bytes.count == (text.hasPrefix("[") ? 16 : 4) else {
+            bytes.count == (text.hasPrefix("[") ? 16 : 4)
+        else {
             throw ParseError(description: "'\(text)': '\(host)' is not an IP address (names are not resolved); \(hint)")
         }
         return ListenAddress(address: bytes, port: port)

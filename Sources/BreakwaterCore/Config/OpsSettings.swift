@@ -25,31 +25,41 @@ public struct OpsSettings: Sendable {
 extension Config {
     /// The signature-operations keys, listed after the others.
     static let opsKeys: [ConfigKey] = [
-        key("self-check", show: { ConfigText.seconds($0.ops.selfCheck) },
-            "How often the signature directories are checked for a change (file added, removed, replaced or touched); a change reloads the signatures. 0 turns the check off (reload with SIGUSR2 or `breakwater reload`).") {
+        key(
+            "self-check", show: { ConfigText.seconds($0.ops.selfCheck) },
+            "How often the signature directories are checked for a change (file added, removed, replaced or touched); a change reloads the signatures. 0 turns the check off (reload with SIGUSR2 or `breakwater reload`)."
+        ) {
             c, v throws(ConfigKey.ValueError) in
             let d = try duration(v)
-            guard d == 0 || (d >= 0.1 && d <= 86400) else { throw .init(message: "'\(v)' is out of range: 0 (off) or 100ms...24h") }
+            guard d == 0 || (d >= 0.1 && d <= 86400) else {
+                throw .init(message: "'\(v)' is out of range: 0 (off) or 100ms...24h")
+            }
             c.ops.selfCheck = d
         },
-        key("control-mode", show: { ConfigText.octal($0.ops.controlMode) },
-            "Permissions of the control socket (octal); whoever can write to it can reload and read the status.") {
+        key(
+            "control-mode", show: { ConfigText.octal($0.ops.controlMode) },
+            "Permissions of the control socket (octal); whoever can write to it can reload and read the status."
+        ) {
             c, v throws(ConfigKey.ValueError) in
             guard let m = UInt32(v, radix: 8), m <= 0o777, v.count >= 3, v.count <= 4 else {
                 throw .init(message: "'\(v)' is not an octal mode such as 0660")
             }
             c.ops.controlMode = m
         },
-        key("local-prefix", show: { $0.ops.localPrefix },
-            "Names of the signatures `breakwater signatures add` writes must start with this prefix.") {
+        key(
+            "local-prefix", show: { $0.ops.localPrefix },
+            "Names of the signatures `breakwater signatures add` writes must start with this prefix."
+        ) {
             c, v throws(ConfigKey.ValueError) in
             guard !v.isEmpty, v.count <= 64, v.allSatisfy(OpsSettings.isNameCharacter) else {
                 throw .init(message: "'\(v)' is not a name prefix: letters, digits, '.', '-' and '_' only")
             }
             c.ops.localPrefix = v
         },
-        key("official-signatures", show: { ConfigText.yesNo($0.ops.officialSignatures) },
-            "Also load the official ClamAV databases from \(OpsSettings.officialDirectory) (kept up to date by freshclam) when it holds any. They need about 1.2G of memory, twice that during a reload.") {
+        key(
+            "official-signatures", show: { ConfigText.yesNo($0.ops.officialSignatures) },
+            "Also load the official ClamAV databases from \(OpsSettings.officialDirectory) (kept up to date by freshclam) when it holds any. They need about 1.2G of memory, twice that during a reload."
+        ) {
             c, v throws(ConfigKey.ValueError) in c.ops.officialSignatures = try bool(v)
         },
     ]

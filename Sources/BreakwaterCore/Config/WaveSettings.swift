@@ -53,43 +53,58 @@ public struct WaveSettings: Sendable {
 extension Config {
     /// The wave detection keys, listed after the others.
     static let waveKeys: [ConfigKey] = [
-        key("waves", show: { ConfigText.yesNo($0.wave.enabled) },
-            "Detect spam waves: near-identical messages from many senders (see wave-threshold). The engine then hands each decoded text part to the fingerprint.") {
+        key(
+            "waves", show: { ConfigText.yesNo($0.wave.enabled) },
+            "Detect spam waves: near-identical messages from many senders (see wave-threshold). The engine then hands each decoded text part to the fingerprint."
+        ) {
             c, v throws(ConfigKey.ValueError) in c.wave.enabled = try bool(v)
         },
-        key("wave-threshold", show: { "\($0.wave.threshold)" },
-            "Messages of one fingerprint within wave-window that make a wave.") {
+        key(
+            "wave-threshold", show: { "\($0.wave.threshold)" },
+            "Messages of one fingerprint within wave-window that make a wave."
+        ) {
             c, v throws(ConfigKey.ValueError) in c.wave.threshold = try int(v, 2...10_000_000)
         },
-        key("wave-min-sources", show: { "\($0.wave.minSources)" },
-            "A wave needs more than this many distinct client networks (/24 for IPv4, /48 for IPv6). Envelope senders are not counted: a single host can forge any number of them.") {
+        key(
+            "wave-min-sources", show: { "\($0.wave.minSources)" },
+            "A wave needs more than this many distinct client networks (/24 for IPv4, /48 for IPv6). Envelope senders are not counted: a single host can forge any number of them."
+        ) {
             c, v throws(ConfigKey.ValueError) in c.wave.minSources = try int(v, 0...100)
         },
-        key("wave-window", show: { ConfigText.minutes($0.wave.window) },
-            "Sliding window over which wave messages are counted; a wave ends after a whole window without a message.") {
+        key(
+            "wave-window", show: { ConfigText.minutes($0.wave.window) },
+            "Sliding window over which wave messages are counted; a wave ends after a whole window without a message."
+        ) {
             c, v throws(ConfigKey.ValueError) in
             let d = try duration(v)
             guard d >= 10 && d <= 7 * 86400 else { throw .init(message: "'\(v)' is out of range 10s...7d") }
             c.wave.window = d
         },
-        key("wave-action", show: { $0.wave.action.rawValue },
-            "What a wave message gets: tag (accepted with X-Breakwater-Wave: ID), tempfail (451 4.7.1) or reject (550 5.7.1).") {
+        key(
+            "wave-action", show: { $0.wave.action.rawValue },
+            "What a wave message gets: tag (accepted with X-Breakwater-Wave: ID), tempfail (451 4.7.1) or reject (550 5.7.1)."
+        ) {
             c, v throws(ConfigKey.ValueError) in
             guard let a = WaveAction(rawValue: v.lowercased()) else {
                 throw .init(message: "unknown wave action '\(v)': use \(WaveAction.list)")
             }
             c.wave.action = a
         },
-        key("wave-store-size", show: { ByteSize.format($0.wave.storeSize) },
-            "Memory of the fingerprint store, allocated at start and never exceeded: about 540 bytes per fingerprint held (4M holds about 7,200). At least 512K.") {
+        key(
+            "wave-store-size", show: { ByteSize.format($0.wave.storeSize) },
+            "Memory of the fingerprint store, allocated at start and never exceeded: about 540 bytes per fingerprint held (4M holds about 7,200). At least 512K."
+        ) {
             c, v throws(ConfigKey.ValueError) in
             let n = try size(v)
             guard n >= WaveSettings.minimumStoreSize else { throw .init(message: "\(v) is too small: at least 512K") }
             guard n <= 4 << 30 else { throw .init(message: "\(v) is too large: at most 4G") }
             c.wave.storeSize = n
         },
-        key("wave-allow-senders", show: { ConfigText.list($0.wave.allowSenders) },
-            "Envelope senders never counted in a wave: addresses or @domain (mailing lists, newsletters; repeatable).", repeatable: true) {
+        key(
+            "wave-allow-senders", show: { ConfigText.list($0.wave.allowSenders) },
+            "Envelope senders never counted in a wave: addresses or @domain (mailing lists, newsletters; repeatable).",
+            repeatable: true
+        ) {
             c, v throws(ConfigKey.ValueError) in
             for item in try list(v) {
                 guard item.contains("@"), !item.contains(" ") else {
@@ -98,11 +113,16 @@ extension Config {
                 c.wave.allowSenders.append(AddressList.bare(item))
             }
         },
-        key("wave-allow-networks", show: { ConfigText.list($0.wave.allowNetworks.map(\.description)) },
-            "Client networks never counted in a wave (CIDR, IPv4 or IPv6, comma-separated; repeatable).", repeatable: true) {
+        key(
+            "wave-allow-networks", show: { ConfigText.list($0.wave.allowNetworks.map(\.description)) },
+            "Client networks never counted in a wave (CIDR, IPv4 or IPv6, comma-separated; repeatable).",
+            repeatable: true
+        ) {
             c, v throws(ConfigKey.ValueError) in
             for item in try list(v) {
-                guard let n = CIDR(item) else { throw .init(message: "'\(item)' is not a network: write 192.0.2.0/24 or 2001:db8::/32") }
+                guard let n = CIDR(item) else {
+                    throw .init(message: "'\(item)' is not a network: write 192.0.2.0/24 or 2001:db8::/32")
+                }
                 c.wave.allowNetworks.append(n)
             }
         },

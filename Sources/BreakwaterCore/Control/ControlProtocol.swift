@@ -89,18 +89,24 @@ public enum ControlProtocol {
             return .failure(ControlRequestError("the request is not a line of UTF-8 text"))
         }
         if let bad = text.unicodeScalars.first(where: isControl) {
-            return .failure(ControlRequestError("the request contains a control character (\(Escape.text(String(bad)))): one line of printable text"))
+            return .failure(
+                ControlRequestError(
+                    "the request contains a control character (\(Escape.text(String(bad)))): one line of printable text"
+                ))
         }
         let trimmed = text.trimmed
         guard !trimmed.isEmpty else { return .failure(ControlRequestError("empty request: try HELP")) }
         let parts = trimmed.split(separator: " ", maxSplits: 1)
         let verb = String(parts[0])
-        guard verb.utf8.count <= maxVerb, verb.utf8.allSatisfy({ ($0 | 0x20) >= UInt8(ascii: "a") && ($0 | 0x20) <= UInt8(ascii: "z") }) else {
+        guard verb.utf8.count <= maxVerb,
+            verb.utf8.allSatisfy({ ($0 | 0x20) >= UInt8(ascii: "a") && ($0 | 0x20) <= UInt8(ascii: "z") })
+        else {
             return .failure(ControlRequestError("unknown request '\(String(verb.prefix(maxVerb)))': try HELP"))
         }
         let argument = parts.count > 1 ? parts[1].trimmed : ""
         guard argument.utf8.count <= maxArgument else {
-            return .failure(ControlRequestError("the argument of \(verb.uppercased()) is longer than \(maxArgument) bytes"))
+            return .failure(
+                ControlRequestError("the argument of \(verb.uppercased()) is longer than \(maxArgument) bytes"))
         }
         return .success(ControlRequest(verb: verb.uppercased(), argument: argument))
     }
@@ -157,7 +163,9 @@ public enum ControlProtocol {
         defer { close(fd) }
         let result = withAddress(path) { addr -> (Int32, Int32) in
             let rc = withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+                }
             }
             return (rc, errno)
         }
@@ -170,7 +178,8 @@ public enum ControlProtocol {
             switch e {
             case ENOENT: throw .notRunning("no daemon: \(path) does not exist")
             case ECONNREFUSED: throw .notRunning("no daemon listens on \(path)")
-            case EACCES, EPERM: throw .failed("\(path): permission denied (run as root or as the service's user or group)")
+            case EACCES, EPERM:
+                throw .failed("\(path): permission denied (run as root or as the service's user or group)")
             default: throw .failed("cannot connect to \(path): \(FileWalk.errnoString(e))")
             }
         }
@@ -179,13 +188,18 @@ public enum ControlProtocol {
             var off = 0
             while off < buf.count {
                 let n = send(fd, buf.baseAddress! + off, buf.count - off, Int32(MSG_NOSIGNAL))
-                if n < 0 { if errno == EINTR { continue }; return false }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return false
+                }
                 off += n
             }
             return true
         }
         // A daemon that refuses (busy) may answer and close before the request is written: read anyway.
-        if !sent && errno != EPIPE && errno != ECONNRESET { throw .failed("cannot send to \(path): \(FileWalk.errnoString())") }
+        if !sent && errno != EPIPE && errno != ECONNRESET {
+            throw .failed("cannot send to \(path): \(FileWalk.errnoString())")
+        }
         var answer: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 16384)
         let deadline = Clock.monotonic() + timeout
@@ -194,11 +208,17 @@ public enum ControlProtocol {
             if left <= 0 { throw .failed("no answer from \(path) within \(Int(timeout)) s") }
             var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let r = poll(&p, 1, Int32(min(left, 1) * 1000) + 1)
-            if r < 0 { if errno == EINTR { continue }; throw .failed("poll: \(FileWalk.errnoString())") }
+            if r < 0 {
+                if errno == EINTR { continue }
+                throw .failed("poll: \(FileWalk.errnoString())")
+            }
             if r == 0 { continue }
             let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n < 0 && errno == ECONNRESET && !answer.isEmpty { break }
-            if n < 0 { if errno == EINTR { continue }; throw .failed("cannot read from \(path): \(FileWalk.errnoString())") }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .failed("cannot read from \(path): \(FileWalk.errnoString())")
+            }
             if n == 0 { break }
             answer += buf[0..<n]
             if answer.count > 64 << 20 { throw .failed("answer from \(path) too large") }
@@ -259,7 +279,9 @@ public struct ControlPeer: Sendable, Equatable {
     /// The `Groups:` line of /proc/PID/status (a fallback where SO_PEERGROUPS is missing).
     public static func groups(inStatus text: String) -> [UInt32]? {
         for line in text.split(separator: "\n") where line.hasPrefix("Groups:") {
-            return line.dropFirst("Groups:".count).split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { UInt32($0) }
+            return line.dropFirst("Groups:".count).split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap {
+                UInt32($0)
+            }
         }
         return nil
     }

@@ -31,7 +31,6 @@ public final class Stats: Sendable {
 
     public init() {}
 
-
     /// Counts one answered message (skipped ones too) by its action, and a tempfail by its cause.
     public func count(_ d: Decision) {
         switch d.action {

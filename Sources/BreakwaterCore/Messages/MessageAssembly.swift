@@ -79,7 +79,9 @@ public final class MessageAssembly {
             markOversize()
             return
         }
-        do { try buffer.append(UnsafeRawBufferPointer(start: MessageAssembly.crlf.utf8Start, count: 2)) } catch { fail(error) }
+        do { try buffer.append(UnsafeRawBufferPointer(start: MessageAssembly.crlf.utf8Start, count: 2)) } catch {
+            fail(error)
+        }
     }
 
     /// One body chunk. Returns false when the rest of the body is not wanted (the message went over

@@ -126,7 +126,9 @@ public final class MessageBuffer {
     }
 
     private func overBudget() -> SpoolError {
-        SpoolError(description: "the spool budget (\(ByteSize.format(admission.spoolBudget)), spool-budget) is spent", overBudget: true)
+        SpoolError(
+            description: "the spool budget (\(ByteSize.format(admission.spoolBudget)), spool-budget) is spent",
+            overBudget: true)
     }
 
     /// Writes `p` to the spool file, within the spool budget.
@@ -158,10 +160,19 @@ public final class MessageBuffer {
 
     /// Drops the message: frees memory, returns the budget, closes the spool file.
     public func reset() {
-        if fd >= 0 { close(fd); fd = -1 }
+        if fd >= 0 {
+            close(fd)
+            fd = -1
+        }
         bytes = []
-        if reserved > 0 { admission.release(reserved); reserved = 0 }
-        if spoolReserved > 0 { admission.releaseSpool(spoolReserved); spoolReserved = 0 }
+        if reserved > 0 {
+            admission.release(reserved)
+            reserved = 0
+        }
+        if spoolReserved > 0 {
+            admission.releaseSpool(spoolReserved)
+            spoolReserved = 0
+        }
         size = 0
         spoolReason = nil
     }

@@ -11,8 +11,10 @@ public struct MessageRecord: Sendable {
     /// False when the message was answered without a scan (busy, oversize, skipped).
     public let scanned: Bool
 
-    public init(queueID: String, client: String, sender: String, recipients: Int, bytes: UInt64, decision: Decision,
-                waitSeconds: Double, scanSeconds: Double, scanned: Bool) {
+    public init(
+        queueID: String, client: String, sender: String, recipients: Int, bytes: UInt64, decision: Decision,
+        waitSeconds: Double, scanSeconds: Double, scanned: Bool
+    ) {
         self.queueID = queueID
         self.client = client
         self.sender = sender

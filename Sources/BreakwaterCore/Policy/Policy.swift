@@ -40,15 +40,24 @@ public struct ActionRule: Sendable, Equatable, CustomStringConvertible {
 
 /// Shell-style glob: `*` any run of characters, `?` one character, everything else literal.
 public func globMatch(_ pattern: String, _ text: String) -> Bool {
-    let p = Array(pattern.utf8), t = Array(text.utf8)
-    var pi = 0, ti = 0, starP = -1, starT = 0
+    let p = Array(pattern.utf8)
+    let t = Array(text.utf8)
+    var pi = 0
+    var ti = 0
+    var starP = -1
+    var starT = 0
     while ti < t.count {
         if pi < p.count && (p[pi] == UInt8(ascii: "?") || p[pi] == t[ti]) {
-            pi += 1; ti += 1
+            pi += 1
+            ti += 1
         } else if pi < p.count && p[pi] == UInt8(ascii: "*") {
-            starP = pi; starT = ti; pi += 1
+            starP = pi
+            starT = ti
+            pi += 1
         } else if starP >= 0 {
-            pi = starP + 1; starT += 1; ti = starT
+            pi = starP + 1
+            starT += 1
+            ti = starT
         } else {
             return false
         }
@@ -59,7 +68,11 @@ public func globMatch(_ pattern: String, _ text: String) -> Bool {
 
 /// Why a message was not (fully) scanned or could not be answered normally.
 public enum TempfailCause: String, Sendable, CaseIterable {
-    case busy, memoryBudget = "memory_budget", timeout, scanError = "scan_error", size
+    case busy
+    case memoryBudget = "memory_budget"
+    case timeout
+    case scanError = "scan_error"
+    case size
     /// The spool budget (`spool-budget`) was spent: the message could not be held on disk.
     case spoolBudget = "spool_budget"
     /// More milter sessions open than `max-sessions`: the new one is answered at connect.
@@ -87,9 +100,11 @@ public struct Decision: Sendable, Equatable {
     /// The wave the message belongs to (wave detection), for the log.
     public var wave: String? = nil
 
-    public init(verdict: Verdict, action: Action, reply: (code: String, status: String, text: String)?,
-                headers: [(String, String)] = [], tempfailCause: TempfailCause? = nil, signatures: [String] = [],
-                wave: String? = nil) {
+    public init(
+        verdict: Verdict, action: Action, reply: (code: String, status: String, text: String)?,
+        headers: [(String, String)] = [], tempfailCause: TempfailCause? = nil, signatures: [String] = [],
+        wave: String? = nil
+    ) {
         self.verdict = verdict
         self.action = action
         self.reply = reply
@@ -116,8 +131,10 @@ public struct ReplyTemplate: Sendable {
     private let pieces: [String]
 
     public init(_ template: String) {
-        pieces = template.contains("%s") ? template.split(separator: "%s", omittingEmptySubsequences: false).map(String.init)
-                                         : [template + " ", ""]
+        pieces =
+            template.contains("%s")
+            ? template.split(separator: "%s", omittingEmptySubsequences: false).map(String.init)
+            : [template + " ", ""]
     }
 
     public func render(_ name: String) -> String {
@@ -188,7 +205,8 @@ public struct Policy: Sendable {
             let kind = l.limitKind ?? .nesting
             let a = action(for: kind)
             if let b = best {
-                let sa = Policy.strength(a), sb = Policy.strength(b.action)
+                let sa = Policy.strength(a)
+                let sb = Policy.strength(b.action)
                 if sa < sb || (sa == sb && !(kind == .nesting && b.kind == .size)) { continue }
             }
             best = (l, kind, a)
@@ -233,14 +251,16 @@ public struct Policy: Sendable {
         case .clean:
             return Decision(verdict: .clean, action: .accept, reply: nil, headers: scanned())
         case .error(let message):
-            return fallback(verdict: .error, action: onScanError, reason: "scan error: \(message)",
-                            cause: .scanError, oversizeStatus: false)
+            return fallback(
+                verdict: .error, action: onScanError, reason: "scan error: \(message)",
+                cause: .scanError, oversizeStatus: false)
         case .found:
             let sigs = result.signatures
             let limit = strongestLimit(result)
             if sigs.isEmpty, let limit {
-                var d = fallback(verdict: .limit, action: limit.action, reason: limitReason(limit.limit),
-                                 cause: .size, oversizeStatus: limit.kind == .size)
+                var d = fallback(
+                    verdict: .limit, action: limit.action, reason: limitReason(limit.limit),
+                    cause: .size, oversizeStatus: limit.kind == .size)
                 d.signatures = [limit.limit.name]
                 return d
             }
@@ -258,8 +278,9 @@ public struct Policy: Sendable {
             // A limit's action counts too: a signature that is only tagged (a heuristic, say) must not
             // carry a message past a limit whose action is stronger (a nesting limit: reject).
             if let limit, Policy.strength(limit.action) > Policy.strength(chosen) {
-                var d = fallback(verdict: .infected, action: limit.action, reason: limitReason(limit.limit),
-                                 cause: .size, oversizeStatus: limit.kind == .size)
+                var d = fallback(
+                    verdict: .infected, action: limit.action, reason: limitReason(limit.limit),
+                    cause: .size, oversizeStatus: limit.kind == .size)
                 d.signatures = names
                 if limit.action == .tag || limit.action == .quarantine {
                     d.headers.insert(("X-Breakwater-Signature", names.joined(separator: ", ")), at: 0)
@@ -291,9 +312,10 @@ public struct Policy: Sendable {
 
     /// The decision for a message over `max-message-size`.
     public func oversize(bytes: UInt64, limit: UInt64) -> Decision {
-        fallback(verdict: .oversize, action: onOversize,
-                 reason: "message larger than \(ByteSize.format(limit)) (max-message-size)",
-                 cause: .size, oversizeStatus: true)
+        fallback(
+            verdict: .oversize, action: onOversize,
+            reason: "message larger than \(ByteSize.format(limit)) (max-message-size)",
+            cause: .size, oversizeStatus: true)
     }
 
     /// Busy, memory budget, wait timeout: always a temporary failure the MTA retries.
@@ -310,8 +332,9 @@ public struct Policy: Sendable {
         case .threads: text = "Breakwater cannot start a thread now, please try again later"
         case .policy, .wave: text = "Breakwater holds this message back, please try again later"
         }
-        return Decision(verdict: .busy, action: .tempfail, reply: ("451", "4.3.2", text), headers: [],
-                        tempfailCause: cause)
+        return Decision(
+            verdict: .busy, action: .tempfail, reply: ("451", "4.3.2", text), headers: [],
+            tempfailCause: cause)
     }
 
     /// A message that could not be held (in memory or in the spool): 451 4.3.2, cause spool_budget
@@ -320,13 +343,17 @@ public struct Policy: Sendable {
         busy(failure.overBudget ? .spoolBudget : .memoryBudget)
     }
 
-    private func fallback(verdict: Decision.Verdict, action: Action, reason: String, cause: TempfailCause,
-                          oversizeStatus: Bool) -> Decision {
+    private func fallback(
+        verdict: Decision.Verdict, action: Action, reason: String, cause: TempfailCause,
+        oversizeStatus: Bool
+    ) -> Decision {
         var d = Decision(verdict: verdict, action: action, reply: nil, headers: [])
         switch action {
         case .reject:
-            d.reply = oversizeStatus ? ("552", "5.3.4", "Message not accepted: \(reason)")
-                                     : ("550", "5.7.1", "Message not accepted: \(reason)")
+            d.reply =
+                oversizeStatus
+                ? ("552", "5.3.4", "Message not accepted: \(reason)")
+                : ("550", "5.7.1", "Message not accepted: \(reason)")
         case .tempfail:
             d.reply = ("451", "4.3.0", "Message could not be scanned (\(reason)), please try again later")
             d.tempfailCause = cause

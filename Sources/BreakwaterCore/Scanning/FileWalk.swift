@@ -17,7 +17,10 @@ public enum FileWalk {
     public static func targets(_ paths: [String], as invoker: InvokingUser? = nil) -> [ScanTarget] {
         var out: [ScanTarget] = []
         for p in paths {
-            if p == "-" { out.append(.stdin); continue }
+            if p == "-" {
+                out.append(.stdin)
+                continue
+            }
             walk(p, as: invoker, into: &out)
         }
         return out
@@ -40,7 +43,11 @@ public enum FileWalk {
                 opened = opendir(path)
             }
             guard let dir = opened else {
-                out.append(.unreadable(path, reason: invoker.map { "the user who ran sudo (\($0)) cannot read it: \(errnoString())" } ?? errnoString()))
+                out.append(
+                    .unreadable(
+                        path,
+                        reason: invoker.map { "the user who ran sudo (\($0)) cannot read it: \(errnoString())" }
+                            ?? errnoString()))
                 return
             }
             var names: [String] = []

@@ -38,7 +38,8 @@ public enum SignaturePattern: Sendable, Equatable {
     public var summary: String {
         switch self {
         case .text(let t, let i): return "text\(i ? " (ignore case)" : ""): \(t)"
-        case .regex(let r, let i, let trig): return "regex\(i ? " (ignore case)" : ""): \(r)" + (trig.map { " trigger: \($0)" } ?? "")
+        case .regex(let r, let i, let trig):
+            return "regex\(i ? " (ignore case)" : ""): \(r)" + (trig.map { " trigger: \($0)" } ?? "")
         case .hex(let h): return "hex: \(h)"
         case .sha256(let h, let size): return "sha256: \(h) size \(size)"
         }
@@ -60,27 +61,42 @@ public enum SignatureLine {
     public static func validateName(_ name: String, prefix: String) throws(SignatureInputError) {
         guard !name.isEmpty else { throw SignatureInputError("the signature name is empty") }
         if let bad = name.first(where: { !OpsSettings.isNameCharacter($0) }) {
-            throw SignatureInputError("the name '\(printable(name))' contains \(describe(bad)): use letters, digits, '.', '-' and '_' only")
+            throw SignatureInputError(
+                "the name '\(printable(name))' contains \(describe(bad)): use letters, digits, '.', '-' and '_' only")
         }
         guard name.hasPrefix(prefix) else {
-            throw SignatureInputError("the name '\(name)' does not start with \(prefix) (local-prefix): ops signatures are named \(prefix)SOMETHING")
+            throw SignatureInputError(
+                "the name '\(name)' does not start with \(prefix) (local-prefix): ops signatures are named \(prefix)SOMETHING"
+            )
         }
-        guard name.count > prefix.count else { throw SignatureInputError("the name '\(name)' is only the prefix: add what the signature is, e.g. \(prefix)Spam.MiniCooper") }
-        guard name.count <= maxNameLength else { throw SignatureInputError("the name is longer than \(maxNameLength) characters") }
-        guard !name.hasSuffix("."), !name.contains("..") else { throw SignatureInputError("the name '\(name)' has an empty part between dots") }
+        guard name.count > prefix.count else {
+            throw SignatureInputError(
+                "the name '\(name)' is only the prefix: add what the signature is, e.g. \(prefix)Spam.MiniCooper")
+        }
+        guard name.count <= maxNameLength else {
+            throw SignatureInputError("the name is longer than \(maxNameLength) characters")
+        }
+        guard !name.hasSuffix("."), !name.contains("..") else {
+            throw SignatureInputError("the name '\(name)' has an empty part between dots")
+        }
     }
 
     /// A comment or author kept beside the signature: one line of printable text.
     public static func validateNote(_ text: String, what: String, maxLength: Int = 500) throws(SignatureInputError) {
         if let bad = text.unicodeScalars.first(where: { $0.value < 0x20 || $0.value == 0x7f }) {
-            throw SignatureInputError("the \(what) contains \(describe(Character(bad))): keep it on one line of printable text")
+            throw SignatureInputError(
+                "the \(what) contains \(describe(Character(bad))): keep it on one line of printable text")
         }
-        guard text.utf8.count <= maxLength else { throw SignatureInputError("the \(what) is longer than \(maxLength) bytes") }
+        guard text.utf8.count <= maxLength else {
+            throw SignatureInputError("the \(what) is longer than \(maxLength) bytes")
+        }
     }
 
     /// The database kind and the line for `name` and `pattern`. Throws when the input cannot make a
     /// safe, meaningful signature (libclamav's own compile check comes after this).
-    public static func make(name: String, pattern: SignaturePattern, prefix: String) throws(SignatureInputError) -> (SignatureFileKind, String) {
+    public static func make(name: String, pattern: SignaturePattern, prefix: String) throws(SignatureInputError) -> (
+        SignatureFileKind, String
+    ) {
         try validateName(name, prefix: prefix)
         switch pattern {
         case .text(let text, let ignoreCase):
@@ -93,21 +109,28 @@ public enum SignatureLine {
             guard hash.utf8.count == 64, hash.utf8.allSatisfy({ isHexDigit($0) }) else {
                 throw SignatureInputError("'\(printable(hash))' is not a SHA-256 (64 hex digits)")
             }
-            guard size > 0 else { throw SignatureInputError("the file is empty: a hash of nothing would match every empty attachment") }
+            guard size > 0 else {
+                throw SignatureInputError("the file is empty: a hash of nothing would match every empty attachment")
+            }
             return (.hsb, "\(hash.lowercased()):\(size):\(name)")
         }
     }
 
     // MARK: text
 
-    static func textLine(name: String, text raw: String, ignoreCase: Bool) throws(SignatureInputError) -> (SignatureFileKind, String) {
+    static func textLine(name: String, text raw: String, ignoreCase: Bool) throws(SignatureInputError) -> (
+        SignatureFileKind, String
+    ) {
         try checkPatternCharacters(raw, what: "text")
         let text = raw.trimmed
-        guard text.utf8.count >= 4 else { throw SignatureInputError("the text '\(text)' is shorter than 4 bytes: it would match far too much mail") }
+        guard text.utf8.count >= 4 else {
+            throw SignatureInputError("the text '\(text)' is shorter than 4 bytes: it would match far too much mail")
+        }
         let pieces = text.split(whereSeparator: { $0 == " " || $0 == "\t" }).map { Array($0.utf8) }
         let anchor = pieces.max { $0.count < $1.count }!
         guard anchor.count >= minTriggerBytes else {
-            throw SignatureInputError("the text '\(text)' has no word of \(minTriggerBytes) or more bytes for libclamav to look for first")
+            throw SignatureInputError(
+                "the text '\(text)' has no word of \(minTriggerBytes) or more bytes for libclamav to look for first")
         }
         if pieces.count == 1 {
             // One word: plain bytes, as an extended signature, or a case-insensitive subsignature.
@@ -135,7 +158,9 @@ public enum SignatureLine {
 
     // MARK: regex
 
-    static func regexLine(name: String, regex: String, ignoreCase: Bool, trigger: String?) throws(SignatureInputError) -> (SignatureFileKind, String) {
+    static func regexLine(name: String, regex: String, ignoreCase: Bool, trigger: String?) throws(SignatureInputError)
+        -> (SignatureFileKind, String)
+    {
         try checkPatternCharacters(regex, what: "regular expression")
         let body = try ldbRegex(regex)
         let literal: [UInt8]
@@ -147,7 +172,9 @@ public enum SignatureLine {
             }
         } else {
             guard let found = requiredLiteral(regex), found.count >= minTriggerBytes else {
-                throw SignatureInputError("the regular expression has no literal text of \(minTriggerBytes) or more characters outside groups, classes and alternatives for libclamav to look for first: give --trigger TEXT, a text every match contains")
+                throw SignatureInputError(
+                    "the regular expression has no literal text of \(minTriggerBytes) or more characters outside groups, classes and alternatives for libclamav to look for first: give --trigger TEXT, a text every match contains"
+                )
             }
             literal = found
         }
@@ -170,9 +197,18 @@ public enum SignatureLine {
         }
         while let c = it.next() {
             if c == "\\" {
-                guard let n = it.next() else { throw SignatureInputError("the regular expression ends with a lone backslash") }
-                if n == "Q" { throw SignatureInputError("\\Q...\\E quoting is not supported: escape the characters one by one") }
-                if let s = special(n) { out += s } else { out += "\\"; out.unicodeScalars.append(n) }
+                guard let n = it.next() else {
+                    throw SignatureInputError("the regular expression ends with a lone backslash")
+                }
+                if n == "Q" {
+                    throw SignatureInputError("\\Q...\\E quoting is not supported: escape the characters one by one")
+                }
+                if let s = special(n) {
+                    out += s
+                } else {
+                    out += "\\"
+                    out.unicodeScalars.append(n)
+                }
             } else if c == "/" {
                 out += "\\/"
             } else if let s = special(c) {
@@ -192,7 +228,10 @@ public enum SignatureLine {
         // An inline (?x) makes blanks insignificant: the literal text is then not what it looks like.
         var k = 0
         while k + 1 < s.count {
-            if s[k] == "\\" { k += 2; continue }
+            if s[k] == "\\" {
+                k += 2
+                continue
+            }
             if s[k] == "(" && s[k + 1] == "?" {
                 var j = k + 2
                 while j < s.count, s[j].properties.isAlphabetic || s[j] == "-" {
@@ -214,7 +253,8 @@ public enum SignatureLine {
                 guard i + 1 < s.count else { return nil }
                 let n = s[i + 1]
                 if n == "x", i + 3 < s.count, s[i + 2] != "{",
-                   let v = UInt8(String(String.UnicodeScalarView([s[i + 2], s[i + 3]])), radix: 16) {
+                    let v = UInt8(String(String.UnicodeScalarView([s[i + 2], s[i + 3]])), radix: 16)
+                {
                     atom = [v]
                     i += 4
                 } else {
@@ -249,7 +289,10 @@ public enum SignatureLine {
                 case "{":
                     var k = i + 1
                     var digits = ""
-                    while k < s.count, s[k].isASCII, s[k].properties.numericType != nil { digits.unicodeScalars.append(s[k]); k += 1 }
+                    while k < s.count, s[k].isASCII, s[k].properties.numericType != nil {
+                        digits.unicodeScalars.append(s[k])
+                        k += 1
+                    }
                     if let n = Int(digits), k < s.count, s[k] == "," || s[k] == "}" {
                         while k < s.count && s[k] != "}" { k += 1 }
                         minimum = n
@@ -263,7 +306,10 @@ public enum SignatureLine {
             }
             if let atom, minimum >= 1 {
                 run += atom
-                if repeated { runs.append(run); run = [] }
+                if repeated {
+                    runs.append(run)
+                    run = []
+                }
             } else if !run.isEmpty {
                 runs.append(run)
                 run = []
@@ -279,7 +325,10 @@ public enum SignatureLine {
         var i = from
         while i < s.count {
             let c = s[i]
-            if c == "\\" { i += 2; continue }
+            if c == "\\" {
+                i += 2
+                continue
+            }
             if open == "(" && c == "[" {
                 i = closing(s, from: i, open: "[", close: "]")
                 continue
@@ -313,7 +362,9 @@ public enum SignatureLine {
         let allowed = Set("0123456789abcdef?*{}-()|![]")
         let lower = hex.lowercased()
         if let bad = lower.first(where: { !allowed.contains($0) }) {
-            throw SignatureInputError("the hex pattern contains \(describe(bad)): use hex digits and ClamAV wildcards (?? * {n-m} (aa|bb)) only")
+            throw SignatureInputError(
+                "the hex pattern contains \(describe(bad)): use hex digits and ClamAV wildcards (?? * {n-m} (aa|bb)) only"
+            )
         }
         let digits = lower.filter { $0.isHexDigit }.count
         guard digits >= 4 else { throw SignatureInputError("the hex pattern has fewer than 2 bytes") }
@@ -325,11 +376,17 @@ public enum SignatureLine {
     static func checkPatternCharacters(_ s: String, what: String) throws(SignatureInputError) {
         guard !s.isEmpty else { throw SignatureInputError("the \(what) is empty") }
         for u in s.unicodeScalars {
-            if u == "\n" || u == "\r" { throw SignatureInputError("the \(what) contains a line break: a signature is one line") }
+            if u == "\n" || u == "\r" {
+                throw SignatureInputError("the \(what) contains a line break: a signature is one line")
+            }
             if u == "\0" { throw SignatureInputError("the \(what) contains a NUL byte") }
-            if (u.value < 0x20 && u != "\t") || u.value == 0x7f { throw SignatureInputError("the \(what) contains \(describe(Character(u)))") }
+            if (u.value < 0x20 && u != "\t") || u.value == 0x7f {
+                throw SignatureInputError("the \(what) contains \(describe(Character(u)))")
+            }
         }
-        guard s.utf8.count <= maxPatternLength else { throw SignatureInputError("the \(what) is longer than \(maxPatternLength) bytes") }
+        guard s.utf8.count <= maxPatternLength else {
+            throw SignatureInputError("the \(what) is longer than \(maxPatternLength) bytes")
+        }
     }
 
     static func hex(_ bytes: [UInt8]) -> String { bytes.map(hexByte).joined() }
@@ -362,7 +419,11 @@ public enum SignatureLine {
     static func printable(_ s: String) -> String {
         var out = ""
         for u in s.unicodeScalars {
-            if u.value < 0x20 || u.value == 0x7f { out += "\\x" + hexByte(UInt8(u.value)) } else { out.unicodeScalars.append(u) }
+            if u.value < 0x20 || u.value == 0x7f {
+                out += "\\x" + hexByte(UInt8(u.value))
+            } else {
+                out.unicodeScalars.append(u)
+            }
         }
         return out
     }

@@ -67,12 +67,15 @@ public struct OwnedSignatureFile: Sendable, Equatable {
     }
 
     public func render() -> String {
-        var out = "# Breakwater ops signatures (\(kind.rawValue)), written by `breakwater signatures add`: change them with\n"
+        var out =
+            "# Breakwater ops signatures (\(kind.rawValue)), written by `breakwater signatures add`: change them with\n"
         out += "# `breakwater signatures add|remove`, which check every change with libclamav before it lands here.\n"
         for e in entries {
             if let n = e.note {
                 out += OwnedSignatureFile.notePrefix + e.name
-                for (k, v) in [("author", n.author), ("added", n.added), ("pattern", n.pattern), ("comment", n.comment)] {
+                for (k, v) in [
+                    ("author", n.author), ("added", n.added), ("pattern", n.pattern), ("comment", n.comment),
+                ] {
                     out += "\t\(k)=" + OwnedSignatureFile.escape(v)
                 }
                 out += "\n"
@@ -118,7 +121,10 @@ public struct OwnedSignatureFile: Sendable, Equatable {
         var out = ""
         var it = s.unicodeScalars.makeIterator()
         while let c = it.next() {
-            guard c == "\\", let n = it.next() else { out.unicodeScalars.append(c); continue }
+            guard c == "\\", let n = it.next() else {
+                out.unicodeScalars.append(c)
+                continue
+            }
             switch n {
             case "t": out += "\t"
             case "n": out += "\n"
@@ -148,7 +154,8 @@ public enum SignatureCatalog {
     /// Formats whose lines hold signatures with names; the others (allow lists, phishing URL lists,
     /// bytecode, signed containers, configuration) have none to list.
     public static let namedTypes: Set<String> = [
-        "db", "ndb", "ndu", "ldb", "ldu", "cdb", "hdb", "hdu", "hsb", "hsu", "mdb", "mdu", "msb", "msu", "idb", "yar", "yara",
+        "db", "ndb", "ndu", "ldb", "ldu", "cdb", "hdb", "hdu", "hsb", "hsu", "mdb", "mdu", "msb", "msu", "idb", "yar",
+        "yara",
     ]
 
     /// The name a database line defines, or nil for a comment, a blank line or an unnamed format.

@@ -11,7 +11,7 @@ public struct SignatureDirectoryState: Sendable, Equatable {
         public var inode: UInt64
         public var size: Int64
         public var modified: Int64  // nanoseconds
-        public var changed: Int64   // nanoseconds
+        public var changed: Int64  // nanoseconds
     }
 
     public private(set) var directories: [String]
@@ -38,7 +38,8 @@ public struct SignatureDirectoryState: Sendable, Equatable {
             let base = dir.hasSuffix("/") ? dir : dir + "/"
             while let entry = readdir(d) {
                 let name = entry.pointee.name
-                guard name.first != ".", SignatureLocations.databaseExtensions.contains(SignatureCatalog.fileType(name)) else { continue }
+                guard name.first != ".", SignatureLocations.databaseExtensions.contains(SignatureCatalog.fileType(name))
+                else { continue }
                 var st = stat()
                 guard stat(base + name, &st) == 0 else { continue }  // removed meanwhile
                 files[base + name] = Stamp(

@@ -54,7 +54,8 @@ public enum SignatureLocations {
         while let entry = readdir(dir) {
             let name = entry.pointee.name
             if let dot = name.lastIndex(of: "."), name.first != ".",
-               databaseExtensions.contains(String(name[name.index(after: dot)...]).lowercased()) {
+                databaseExtensions.contains(String(name[name.index(after: dot)...]).lowercased())
+            {
                 return true
             }
         }

@@ -8,7 +8,9 @@ public enum Base64 {
         var i = 0
         while i < bytes.count {
             let n = min(3, bytes.count - i)
-            let b0 = bytes[i], b1 = n > 1 ? bytes[i + 1] : 0, b2 = n > 2 ? bytes[i + 2] : 0
+            let b0 = bytes[i]
+            let b1 = n > 1 ? bytes[i + 1] : 0
+            let b2 = n > 2 ? bytes[i + 2] : 0
             out.append(table[Int(b0 >> 2)])
             out.append(table[Int((b0 & 3) << 4 | b1 >> 4)])
             out.append(n > 1 ? table[Int((b1 & 15) << 2 | b2 >> 6)] : UInt8(ascii: "="))

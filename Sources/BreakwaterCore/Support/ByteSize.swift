@@ -13,14 +13,22 @@ public enum ByteSize {
         var digits = Substring(s)
         var mult: UInt64 = 1
         switch s.last!.uppercased() {
-        case "K": mult = 1 << 10; digits = digits.dropLast()
-        case "M": mult = 1 << 20; digits = digits.dropLast()
-        case "G": mult = 1 << 30; digits = digits.dropLast()
+        case "K":
+            mult = 1 << 10
+            digits = digits.dropLast()
+        case "M":
+            mult = 1 << 20
+            digits = digits.dropLast()
+        case "G":
+            mult = 1 << 30
+            digits = digits.dropLast()
         default: break
         }
         guard let n = UInt64(digits), n <= UInt64.max / mult else {
-            if s.count > 1, let d = s.firstIndex(where: { !$0.isNumber }), let num = UInt64(s[..<d]), let unit = s[d...].first,
-               "KkMmGg".contains(unit) {
+            if s.count > 1, let d = s.firstIndex(where: { !$0.isNumber }), let num = UInt64(s[..<d]),
+                let unit = s[d...].first,
+                "KkMmGg".contains(unit)
+            {
                 throw ParseError(description: "'\(s)' is not a size: write \(num)\(unit.uppercased()), not \(s)")
             }
             throw ParseError(description: "'\(s)' is not a size (a number of bytes, optionally followed by K, M or G)")

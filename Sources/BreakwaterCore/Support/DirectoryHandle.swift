@@ -101,7 +101,8 @@ public final class DirectoryHandle {
         }
         if let maxLinks, UInt(st.st_nlink) > maxLinks {
             close(fd)
-            throw DirectoryError("\(display(name)) has \(st.st_nlink) hard links: refusing to use it (it should have one)")
+            throw DirectoryError(
+                "\(display(name)) has \(st.st_nlink) hard links: refusing to use it (it should have one)")
         }
         // Back to blocking reads (O_NONBLOCK only kept a FIFO from hanging the open).
         let flags = fcntl(fd, F_GETFL)
@@ -115,7 +116,8 @@ public final class DirectoryHandle {
         defer { close(fd) }
         var st = stat()
         _ = fstat(fd, &st)
-        guard Int(st.st_size) <= limit, let bytes = FileIO.readAll(fd: fd, limit: limit, sizeHint: Int(st.st_size)) else {
+        guard Int(st.st_size) <= limit, let bytes = FileIO.readAll(fd: fd, limit: limit, sizeHint: Int(st.st_size))
+        else {
             throw DirectoryError("cannot read \(display(name)): \(FileWalk.errnoString())")
         }
         return bytes
@@ -173,9 +175,16 @@ public final class DirectoryHandle {
     public func replace(_ name: String, with contents: String, newMode: mode_t = 0o644) throws(DirectoryError) {
         let old = try status(of: name)
         if let old {
-            if (old.st_mode & S_IFMT) == S_IFLNK { throw DirectoryError("\(display(name)) is a symbolic link: refusing to replace it") }
-            guard (old.st_mode & S_IFMT) == S_IFREG else { throw DirectoryError("\(display(name)) is not a regular file: refusing to replace it") }
-            guard old.st_nlink <= 1 else { throw DirectoryError("\(display(name)) has \(old.st_nlink) hard links: refusing to replace it (it should have one)") }
+            if (old.st_mode & S_IFMT) == S_IFLNK {
+                throw DirectoryError("\(display(name)) is a symbolic link: refusing to replace it")
+            }
+            guard (old.st_mode & S_IFMT) == S_IFREG else {
+                throw DirectoryError("\(display(name)) is not a regular file: refusing to replace it")
+            }
+            guard old.st_nlink <= 1 else {
+                throw DirectoryError(
+                    "\(display(name)) has \(old.st_nlink) hard links: refusing to replace it (it should have one)")
+            }
         }
         var tmpName = ""
         var fd: Int32 = -1
@@ -195,17 +204,24 @@ public final class DirectoryHandle {
         let tmp = display(tmpName)
         if let old {
             if geteuid() == 0 { _ = fchown(fd, old.st_uid, old.st_gid) }  // our new file; only root may give it away
-            guard fchmod(fd, old.st_mode & 0o666) == 0 else { throw DirectoryError("cannot set the mode of \(tmp): \(FileWalk.errnoString())") }
+            guard fchmod(fd, old.st_mode & 0o666) == 0 else {
+                throw DirectoryError("cannot set the mode of \(tmp): \(FileWalk.errnoString())")
+            }
         } else {
             giveToDirectoryOwner(fd)
-            guard fchmod(fd, newMode) == 0 else { throw DirectoryError("cannot set the mode of \(tmp): \(FileWalk.errnoString())") }
+            guard fchmod(fd, newMode) == 0 else {
+                throw DirectoryError("cannot set the mode of \(tmp): \(FileWalk.errnoString())")
+            }
         }
         var data = contents
         let written: Bool = data.withUTF8 { buf in
             var off = 0
             while off < buf.count {
                 let n = write(fd, buf.baseAddress! + off, buf.count - off)
-                if n < 0 { if errno == EINTR { continue }; return false }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return false
+                }
                 off += n
             }
             return true
@@ -247,7 +263,8 @@ public final class DirectoryHandle {
             var st = stat()
             guard fd >= 0, fstat(fd, &st) == 0, st.st_uid == geteuid(), (st.st_mode & 0o777) == 0o700 else {
                 if fd >= 0 { close(fd) }
-                throw DirectoryError("the directory \(base.display(name)) was swapped while it was created: refusing to use it")
+                throw DirectoryError(
+                    "the directory \(base.display(name)) was swapped while it was created: refusing to use it")
             }
             return DirectoryHandle(adopting: fd, path: base.display(name))
         }
@@ -264,7 +281,8 @@ public final class DirectoryHandle {
         let parentPath = slash == path.startIndex ? "/" : String(path[..<slash])
         let name = String(path[path.index(after: slash)...])
         guard let parent = try? DirectoryHandle(parentPath), let st = try? parent.status(of: name),
-              st.st_dev == me.st_dev, st.st_ino == me.st_ino else { return }
+            st.st_dev == me.st_dev, st.st_ino == me.st_ino
+        else { return }
         unlinkat(parent.fd, name, AT_REMOVEDIR)
     }
 

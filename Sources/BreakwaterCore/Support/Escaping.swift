@@ -56,8 +56,14 @@ public enum Escape {
         }
         while i < a.count {
             let lead = a[i]
-            let n = lead < 0x80 ? 1 : lead >= 0xc2 && lead <= 0xdf ? 2 : lead >= 0xe0 && lead <= 0xef ? 3
-                : lead >= 0xf0 && lead <= 0xf4 ? 4 : 0
+            let n =
+                lead < 0x80
+                ? 1
+                : lead >= 0xc2 && lead <= 0xdf
+                    ? 2
+                    : lead >= 0xe0 && lead <= 0xef
+                        ? 3
+                        : lead >= 0xf0 && lead <= 0xf4 ? 4 : 0
             if n > 0, i + n <= a.count, String(validating: a[i..<(i + n)], as: UTF8.self) != nil {
                 i += n
             } else {
@@ -80,12 +86,16 @@ public enum Escape {
         }
         var out = "$'"
         for u in s.unicodeScalars {
-            if u == "\\" { out += "\\\\" }
-            else if u == "'" { out += "\\'" }
-            else if isUnsafe(u) {
+            if u == "\\" {
+                out += "\\\\"
+            } else if u == "'" {
+                out += "\\'"
+            } else if isUnsafe(u) {
                 // $'\xNN' is one byte: a scalar above 0x7f is written as its UTF-8 bytes.
                 for b in String(u).utf8 { out += hex(b) }
-            } else { out.unicodeScalars.append(u) }
+            } else {
+                out.unicodeScalars.append(u)
+            }
         }
         return out + "'"
     }
@@ -98,7 +108,9 @@ public enum Escape {
         if s.utf8.allSatisfy({ b in
             b >= 0x20 && b < 0x7f && b != UInt8(ascii: "\\") && !(space && b == 0x20)
                 && !((space || quote) && b == UInt8(ascii: "\""))
-        }) { return String(s) }
+        }) {
+            return String(s)
+        }
         var out = ""
         out.reserveCapacity(s.utf8.count + 8)
         for u in s.unicodeScalars {

@@ -17,7 +17,10 @@ public enum FileIO {
         guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
         let fl = fcntl(fd, F_GETFL)
         if fl >= 0 { _ = fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) }
-        guard Int(st.st_size) <= limit else { errno = EFBIG; return nil }
+        guard Int(st.st_size) <= limit else {
+            errno = EFBIG
+            return nil
+        }
         return readAll(fd: fd, limit: limit, sizeHint: Int(st.st_size))
     }
 
@@ -29,11 +32,17 @@ public enum FileIO {
         var buf = [UInt8](repeating: 0, count: 1 << 16)
         while out.count <= limit {
             let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 { if errno == EINTR { continue }; return nil }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return nil
+            }
             if n == 0 { break }
             out += buf[0..<n]
         }
-        guard out.count <= limit else { errno = EFBIG; return nil }
+        guard out.count <= limit else {
+            errno = EFBIG
+            return nil
+        }
         return out
     }
 }

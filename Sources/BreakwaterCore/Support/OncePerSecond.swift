@@ -15,7 +15,8 @@ public final class OncePerSecond: Sendable {
         let second = Int(now)
         let last = lastSecond.load(ordering: .relaxed)
         guard last != second,
-              lastSecond.compareExchange(expected: last, desired: second, ordering: .relaxed).exchanged else { return nil }
+            lastSecond.compareExchange(expected: last, desired: second, ordering: .relaxed).exchanged
+        else { return nil }
         return pending.exchange(0, ordering: .relaxed)
     }
 }

@@ -25,17 +25,21 @@ public final class Thread: @unchecked Sendable {
     }
 
     /// Starts a thread, or says why not (EAGAIN: the process or its cgroup is at its task limit).
-    public static func tryStart(stackSize: Int = 1 << 20, _ body: @escaping @Sendable () -> Void) -> Result<Thread, StartError> {
+    public static func tryStart(stackSize: Int = 1 << 20, _ body: @escaping @Sendable () -> Void) -> Result<
+        Thread, StartError
+    > {
         let t = Thread(body)
         var attr = pthread_attr_t()
         pthread_attr_init(&attr)
         pthread_attr_setstacksize(&attr, stackSize)
         let box = Unmanaged.passRetained(t).toOpaque()
-        let rc = pthread_create(&t.handle, &attr, { arg in
-            let t = Unmanaged<Thread>.fromOpaque(arg!).takeRetainedValue()
-            t.body()
-            return nil
-        }, box)
+        let rc = pthread_create(
+            &t.handle, &attr,
+            { arg in
+                let t = Unmanaged<Thread>.fromOpaque(arg!).takeRetainedValue()
+                t.body()
+                return nil
+            }, box)
         pthread_attr_destroy(&attr)
         if rc != 0 {
             Unmanaged<Thread>.fromOpaque(box).release()
