@@ -131,7 +131,7 @@ public final class ClamEngine: @unchecked Sendable {
     {
         try ClamAVLibrary.ensureInitialised()
         if gated { Prefault.ensureDecided(limits: limits) }
-        let start = Clock.monotonic()
+        let start = Now.monotonic()
         guard let engine = cl_engine_new() else {
             throw EngineError(message: "cl_engine_new failed (out of memory?)", file: nil)
         }
@@ -172,8 +172,8 @@ public final class ClamEngine: @unchecked Sendable {
         self.signatureCount = Int(sigs)
         self.directories = directories
         self.limits = limits
-        self.loadedAt = Clock.wall()
-        self.buildSeconds = Clock.monotonic() - start
+        self.loadedAt = Now.wall()
+        self.buildSeconds = Now.monotonic() - start
         self.scanOptions = ScanOptionsBox(heuristics: limits.heuristics)
         self.wantsInspection = inspectLayers
     }
@@ -257,7 +257,7 @@ public final class ClamEngine: @unchecked Sendable {
     public func scan(_ message: UnsafeRawBufferPointer, name: String = "message", inspector: LayerInspector? = nil)
         -> ScanResult
     {
-        let start = Clock.monotonic()
+        let start = Now.monotonic()
         guard let base = message.baseAddress ?? (message.count == 0 ? UnsafeRawPointer(bitPattern: 1) : nil) else {
             return ScanResult(finding: .error("empty buffer"), seconds: 0, bytes: 0)
         }
@@ -272,7 +272,7 @@ public final class ClamEngine: @unchecked Sendable {
 
     /// Scans a message from a file descriptor (a message spooled to disk).
     public func scan(fd: Int32, name: String = "message", inspector: LayerInspector? = nil) -> ScanResult {
-        let start = Clock.monotonic()
+        let start = Now.monotonic()
         var st = stat()
         let size = fstat(fd, &st) == 0 ? Int(st.st_size) : 0
         return runScan(start: start, bytes: size, inspector: inspector) { virname, scanned, options, ctx in
@@ -315,7 +315,7 @@ public final class ClamEngine: @unchecked Sendable {
             body(&virname, &scanned, &options, Unmanaged.passUnretained(ctx).toOpaque())
         }
         bw_prefault_set_limit(0)
-        let seconds = Clock.monotonic() - start
+        let seconds = Now.monotonic() - start
         switch rc {
         case CL_CLEAN:
             return ScanResult(finding: .clean, seconds: seconds, bytes: bytes)

@@ -68,7 +68,7 @@ public final class EngineHolder: Sendable {
             return (true, r.started + 1)
         }
         guard start else { return ticket }
-        let thread = Thread.tryStart(stackSize: 8 << 20) { [self] in
+        let thread = PosixThread.tryStart(stackSize: 8 << 20) { [self] in
             while true {
                 reload.withLock {
                     $0.started += 1
@@ -101,7 +101,7 @@ public final class EngineHolder: Sendable {
                 r.pending = false
             }
             let generation = state.withLock { s -> Int in
-                s.status.lastAttemptAt = Clock.wall()
+                s.status.lastAttemptAt = Now.wall()
                 s.status.lastError = message
                 s.status.lastSucceeded = false
                 return s.status.generation
@@ -114,9 +114,9 @@ public final class EngineHolder: Sendable {
     /// Waits until reload attempt `ticket` (from `triggerReload`) has finished, up to `timeout` seconds
     /// or until `cancelled` says so; true when it has. `status` then tells how the latest attempt went.
     public func waitForAttempt(_ ticket: Int, timeout: Double, cancelled: () -> Bool = { false }) -> Bool {
-        let deadline = Clock.monotonic() + timeout
+        let deadline = Now.monotonic() + timeout
         while reload.withLock({ $0.finished }) < ticket {
-            if Clock.monotonic() >= deadline || cancelled() { return false }
+            if Now.monotonic() >= deadline || cancelled() { return false }
             usleep(10_000)
         }
         return true
@@ -131,7 +131,7 @@ public final class EngineHolder: Sendable {
     /// Builds and swaps synchronously; returns the error message when the new set does not load.
     @discardableResult
     public func reloadOnce() -> String? {
-        let attempt = Clock.wall()
+        let attempt = Now.wall()
         for hook in attemptHooks.withLock({ $0 }) { hook() }
         do {
             let engine = try build()

@@ -131,7 +131,7 @@ public enum Prefault {
     /// wrapper on, the same scan runs with it off to tell a wrong byte from a self-test this libclamav
     /// does not run as designed.
     static func runSelfTest(temporaryDirectory: String?) -> Result<String, SelfTestFailure> {
-        let start = Clock.monotonic()
+        let start = Now.monotonic()
         let base = temporaryDirectory ?? Config.defaultTemporaryDirectory
         let nonce = String(UInt64.random(in: 1...UInt64.max), radix: 16)
         let rawMarker = "BREAKWATER-PREFAULT-SELF-TEST-RAW-\(nonce)"
@@ -206,7 +206,7 @@ public enum Prefault {
         bw_prefault_enable(wasOn)
         let found = Set(on.detections.map(\.name))
         if found == expected && skipped > 0 && populated > 0 {
-            let ms = Int(((Clock.monotonic() - start) * 1000).rounded())
+            let ms = Int(((Now.monotonic() - start) * 1000).rounded())
             return .success(
                 "self-test passed: a \(size >> 20) MiB file read back through \(skipped) skipped aging remaps in \(ms) ms"
             )

@@ -70,7 +70,7 @@ public final class SignatureStore: Sendable {
     // MARK: add
 
     public func add(
-        name: String, pattern: SignaturePattern, comment: String, author: String, at time: Double = Clock.wall(),
+        name: String, pattern: SignaturePattern, comment: String, author: String, at time: Double = Now.wall(),
         check: [String] = [], force: Bool = false
     ) throws(SignatureStoreError) -> Change {
         let kind: SignatureFileKind

@@ -55,7 +55,7 @@ public final class HTTPEndpoint: @unchecked Sendable {
     // Set in start(), read by the server thread, torn down in stop() after the thread has ended.
     private var listenFD: Int32 = -1
     private var wakeFDs: (read: Int32, write: Int32) = (-1, -1)
-    private var thread: Thread?
+    private var thread: PosixThread?
     /// The port actually bound (differs from `address.port` when that is 0).
     public private(set) var port: UInt16 = 0
 
@@ -130,7 +130,7 @@ public final class HTTPEndpoint: @unchecked Sendable {
         for p in pipeFDs { HTTPEndpoint.setFlags(p) }
         listenFD = fd
         wakeFDs = (pipeFDs[0], pipeFDs[1])
-        thread = Thread.start(stackSize: 512 << 10) { [self] in serve() }
+        thread = PosixThread.start(stackSize: 512 << 10) { [self] in serve() }
     }
 
     /// Ends the server thread (a connection in progress is dropped) and closes the socket.
@@ -180,7 +180,7 @@ public final class HTTPEndpoint: @unchecked Sendable {
         var chunk = [UInt8](repeating: 0, count: 4096)
         defer { for c in conns { close(c.fd) } }
         while true {
-            let now = Clock.monotonic()
+            let now = Now.monotonic()
             var wait = 60_000.0
             for c in conns { wait = min(wait, max(0, (c.deadline - now) * 1000) + 1) }
             var fds = [
@@ -194,7 +194,7 @@ public final class HTTPEndpoint: @unchecked Sendable {
                 return
             }
             if fds[1].revents != 0 { return }
-            let after = Clock.monotonic()
+            let after = Now.monotonic()
             var keep: [Connection] = []
             for (i, var c) in conns.enumerated() {
                 if fds[i + 2].revents != 0 && step(&c, chunk: &chunk) == false {
@@ -228,7 +228,7 @@ public final class HTTPEndpoint: @unchecked Sendable {
             }
             HTTPEndpoint.setFlags(client)
             if conns.count >= HTTPEndpoint.maxConnections { close(conns.removeFirst().fd) }
-            conns.append(Connection(fd: client, deadline: Clock.monotonic() + timeout))
+            conns.append(Connection(fd: client, deadline: Now.monotonic() + timeout))
         }
     }
 

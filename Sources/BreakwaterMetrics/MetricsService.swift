@@ -13,10 +13,10 @@ import Glibc
 public final class MetricsService: DaemonService {
     /// The `metrics` setting; parsed when the service starts (the configuration has checked it already).
     public let spec: String
-    public let metrics: BreakwaterMetrics
+    public let metrics: PrometheusInstruments
     private let endpoint = Locked<HTTPEndpoint?>(nil)
 
-    public init(spec: String, metrics: BreakwaterMetrics) {
+    public init(spec: String, metrics: PrometheusInstruments) {
         self.spec = spec
         self.metrics = metrics
     }
@@ -34,7 +34,7 @@ public final class MetricsService: DaemonService {
     public static func install(on daemon: MilterDaemon) {
         let spec = daemon.config.metrics
         guard !spec.isEmpty else { return }
-        let metrics = BreakwaterMetrics(
+        let metrics = PrometheusInstruments(
             maxSignatures: daemon.config.metricsMaxSignatures,
             info: [("libclamav", ClamEngine.libraryVersion)])
         if bootstrapped.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged {
@@ -66,7 +66,7 @@ public final class MetricsService: DaemonService {
     }
 
     /// GET /metrics, GET /health; 405 for another method on those, 404 for anything else.
-    static func respond(to request: HTTPRequest, daemon: MilterDaemon, metrics: BreakwaterMetrics) -> HTTPResponse {
+    static func respond(to request: HTTPRequest, daemon: MilterDaemon, metrics: PrometheusInstruments) -> HTTPResponse {
         switch request.path {
         case "/metrics", "/health":
             guard request.method == "GET" else {
@@ -84,7 +84,7 @@ public final class MetricsService: DaemonService {
         }
         metrics.update(snapshot(of: daemon))
         return HTTPResponse(
-            status: 200, reason: "OK", contentType: BreakwaterMetrics.contentType, body: metrics.exposition())
+            status: 200, reason: "OK", contentType: PrometheusInstruments.contentType, body: metrics.exposition())
     }
 
     static func snapshot(of daemon: MilterDaemon) -> MetricsSnapshot {

@@ -31,7 +31,7 @@ public final class ControlServer: DaemonService {
     private let listener = Locked<Int32>(-1)
     private let stopping = Atomic<Bool>(false)
     private let connections = Atomic<Int>(0)
-    private let acceptThread = Locked<Thread?>(nil)
+    private let acceptThread = Locked<PosixThread?>(nil)
     /// The socket file's inode and group when bound.
     private let socketFile = Locked<(ino: UInt64, gid: UInt32)>((0, 0))
 
@@ -73,7 +73,7 @@ public final class ControlServer: DaemonService {
         let fd = try openSocket()
         listener.withLock { $0 = fd }
         stopping.store(false, ordering: .relaxed)
-        let t = Thread.start(stackSize: 256 << 10) { [self, weak daemon] in
+        let t = PosixThread.start(stackSize: 256 << 10) { [self, weak daemon] in
             acceptLoop(fd: fd, daemon: daemon)
         }
         acceptThread.withLock { $0 = t }
@@ -82,7 +82,7 @@ public final class ControlServer: DaemonService {
 
     public func stop() {
         stopping.store(true, ordering: .relaxed)
-        let t = acceptThread.withLock { t -> Thread? in
+        let t = acceptThread.withLock { t -> PosixThread? in
             defer { t = nil }
             return t
         }
@@ -178,7 +178,7 @@ public final class ControlServer: DaemonService {
         var chunk = [UInt8](repeating: 0, count: 1024)
         defer { for p in pending { close(p.fd) } }
         while !stopping.load(ordering: .relaxed) {
-            let now = Clock.monotonic()
+            let now = Now.monotonic()
             var timeout = 200.0
             for p in pending { timeout = min(timeout, max(0, (p.deadline - now) * 1000) + 1) }
             var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
@@ -187,7 +187,7 @@ public final class ControlServer: DaemonService {
             if r < 0 && errno != EINTR { usleep(10_000) }
             guard let daemon else { break }
             // Read what the pending clients sent; finish those with a whole line, an error, or no time left.
-            let after = Clock.monotonic()
+            let after = Now.monotonic()
             var keep: [Pending] = []
             for (i, var p) in pending.enumerated() {
                 var ended = false
@@ -230,7 +230,7 @@ public final class ControlServer: DaemonService {
             pending.append(
                 Pending(
                     fd: c, peer: ControlServer.peerCredentials(c),
-                    deadline: Clock.monotonic() + ControlServer.readTimeout))
+                    deadline: Now.monotonic() + ControlServer.readTimeout))
         }
     }
 
@@ -258,7 +258,7 @@ public final class ControlServer: DaemonService {
             return
         }
         let fd = p.fd
-        let served = Thread.tryStart(stackSize: 512 << 10) { [self] in
+        let served = PosixThread.tryStart(stackSize: 512 << 10) { [self] in
             serve(fd, request: request, daemon: daemon)
             close(fd)
             connections.subtract(1, ordering: .relaxed)
@@ -281,7 +281,7 @@ public final class ControlServer: DaemonService {
     }
 
     private func logRefusal(_ peer: ControlPeer?, daemonUID: UInt32, socketGID: UInt32, daemon: MilterDaemon) {
-        let now = Clock.monotonic()
+        let now = Now.monotonic()
         let more: Int? = refusals.withLock { r in
             if now - r.last < 1 {
                 r.suppressed += 1
@@ -318,14 +318,14 @@ public final class ControlServer: DaemonService {
                 reply = ControlReply(ok: false, head: "unknown request '\(String(line.prefix(64)))': try HELP")
             }
         }
-        ControlServer.send(fd, reply, deadline: Clock.monotonic() + ControlServer.writeTimeout)
+        ControlServer.send(fd, reply, deadline: Now.monotonic() + ControlServer.writeTimeout)
         ControlServer.lingeringClose(fd)
     }
 
     /// Answers from the accept thread (a refusal, busy, a timeout: short answers that fit the socket's
     /// buffer) and closes, never waiting long.
     static func finish(_ fd: Int32, _ reply: ControlReply) {
-        send(fd, reply, deadline: Clock.monotonic() + 0.05)
+        send(fd, reply, deadline: Now.monotonic() + 0.05)
         shutdown(fd, Int32(SHUT_WR))
         var buf = [UInt8](repeating: 0, count: 4096)
         _ = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
@@ -338,8 +338,8 @@ public final class ControlServer: DaemonService {
         shutdown(fd, Int32(SHUT_WR))
         var buf = [UInt8](repeating: 0, count: 4096)
         var drained = 0
-        let deadline = Clock.monotonic() + 0.5
-        while drained < 1 << 20 && Clock.monotonic() < deadline {
+        let deadline = Now.monotonic() + 0.5
+        while drained < 1 << 20 && Now.monotonic() < deadline {
             var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             if poll(&p, 1, 100) <= 0 { break }
             let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
@@ -362,7 +362,7 @@ public final class ControlServer: DaemonService {
                 }
                 if errno == EINTR { continue }
                 guard errno == EAGAIN else { return }
-                let left = deadline - Clock.monotonic()
+                let left = deadline - Now.monotonic()
                 if left <= 0 { return }
                 var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
                 _ = poll(&p, 1, Int32(min(left, 1) * 1000) + 1)

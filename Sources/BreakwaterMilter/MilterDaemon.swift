@@ -168,8 +168,8 @@ public final class MilterDaemon: @unchecked Sendable {
         logger.notice("stopping: waiting for \(stats.inFlight.load(ordering: .relaxed)) message(s) in progress")
         // Long enough for a message that waited for a slot and then took the longest scan allowed.
         let deadline =
-            Clock.monotonic() + max(60, config.maxWait + Double(config.limits.maxScanTimeMilliseconds) / 1000 + 5)
-        while stats.inFlight.load(ordering: .relaxed) > 0 && Clock.monotonic() < deadline {
+            Now.monotonic() + max(60, config.maxWait + Double(config.limits.maxScanTimeMilliseconds) / 1000 + 5)
+        while stats.inFlight.load(ordering: .relaxed) > 0 && Now.monotonic() < deadline {
             usleep(20_000)
         }
         if stats.inFlight.load(ordering: .relaxed) > 0 {
@@ -221,7 +221,7 @@ public final class MilterDaemon: @unchecked Sendable {
     /// SIGUSR2: reload signatures (SIGHUP would stop libmilter). The signals are blocked in every thread
     /// (main blocks them first); this thread takes USR1/USR2 with sigwait, libmilter's takes HUP/TERM/INT.
     private func startSignalThread() throws {
-        let started = Thread.tryStart(stackSize: 256 << 10) { [self] in
+        let started = PosixThread.tryStart(stackSize: 256 << 10) { [self] in
             var set = sigset_t()
             sigemptyset(&set)
             sigaddset(&set, SIGUSR1)
@@ -268,7 +268,7 @@ public final class MilterDaemon: @unchecked Sendable {
         if policy.skip.skipsRecipients(s.recipients) {
             return (Decision.skipped, 0, 0, false)
         }
-        let waitStart = Clock.monotonic()
+        let waitStart = Now.monotonic()
         let inspector = waves?.inspector()
         let engine = engines.current
         var scanned: (result: ScanResult, decision: Decision)?
@@ -297,7 +297,7 @@ public final class MilterDaemon: @unchecked Sendable {
         case .busy:
             return (policy.busy(.busy), 0, 0, false)
         case .timedOut:
-            return (policy.busy(.timeout), Clock.monotonic() - waitStart, 0, false)
+            return (policy.busy(.timeout), Now.monotonic() - waitStart, 0, false)
         case .noThread(let why):
             if let n = threadFailures.tick() {
                 logger.error(

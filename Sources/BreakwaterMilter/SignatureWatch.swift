@@ -16,7 +16,7 @@ public final class SignatureWatch: DaemonService {
     public let interval: Double
     private let baseline = Locked<SignatureDirectoryState?>(nil)
     private let stopping = Atomic<Bool>(false)
-    private let thread = Locked<Thread?>(nil)
+    private let thread = Locked<PosixThread?>(nil)
 
     public init(interval: Double) {
         self.interval = interval
@@ -51,7 +51,7 @@ public final class SignatureWatch: DaemonService {
             self?.baseline.withLock { $0 = SignatureDirectoryState.capture(SignatureWatch.directories(config)) }
         }
         stopping.store(false, ordering: .relaxed)
-        let t = Thread.start(stackSize: 256 << 10) { [self, weak daemon] in
+        let t = PosixThread.start(stackSize: 256 << 10) { [self, weak daemon] in
             while !sleepUnlessStopped(interval) {
                 guard let daemon else { return }
                 check(daemon)
@@ -62,7 +62,7 @@ public final class SignatureWatch: DaemonService {
 
     public func stop() {
         stopping.store(true, ordering: .relaxed)
-        let t = thread.withLock { t -> Thread? in
+        let t = thread.withLock { t -> PosixThread? in
             defer { t = nil }
             return t
         }
@@ -87,10 +87,10 @@ public final class SignatureWatch: DaemonService {
 
     /// Sleeps `seconds` in short steps; true when asked to stop meanwhile.
     private func sleepUnlessStopped(_ seconds: Double) -> Bool {
-        let deadline = Clock.monotonic() + seconds
-        while Clock.monotonic() < deadline {
+        let deadline = Now.monotonic() + seconds
+        while Now.monotonic() < deadline {
             if stopping.load(ordering: .relaxed) { return true }
-            usleep(UInt32(min(100_000, max(1_000, (deadline - Clock.monotonic()) * 1e6))))
+            usleep(UInt32(min(100_000, max(1_000, (deadline - Now.monotonic()) * 1e6))))
         }
         return stopping.load(ordering: .relaxed)
     }

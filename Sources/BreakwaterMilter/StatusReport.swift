@@ -27,7 +27,7 @@ public struct StatusReport: Sendable {
         let st = daemon.stats
         pid = Int(getpid())
         startedAt = st.startedAt
-        now = Clock.wall()
+        now = Now.wall()
         engine = daemon.engines.status
         admission = daemon.admission.snapshot
         sessionsOpen = st.sessionsOpen.load(ordering: .relaxed)

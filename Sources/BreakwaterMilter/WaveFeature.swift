@@ -51,7 +51,7 @@ public final class WaveFeature: Sendable {
         guard let inspector else { return nil }
         let fp = inspector.finish(subject: subject.map(WaveSubject.decode))
         let o = detector.observe(
-            fp, sender: sender, clientIP: clientIP, clientAddress: clientAddress, now: Clock.wall())
+            fp, sender: sender, clientIP: clientIP, clientAddress: clientAddress, now: Now.wall())
         if let started = o.started { logStart(started) }
         // Ham for the check of a suggested signature: a clean scan outside any wave (accepted as is).
         if o.wave == nil, result.isClean, let fp { ham.add(fp) }
@@ -73,7 +73,7 @@ public final class WaveFeature: Sendable {
 
     /// Ends quiet waves and logs them.
     public func sweep() {
-        for event in detector.sweep(now: Clock.wall()) {
+        for event in detector.sweep(now: Now.wall()) {
             if case .ended(let w) = event {
                 var line =
                     "wave \(w.id) ended: \(w.waveMessages) messages while a wave, \(w.totalCount) in all since \(Timestamp.iso8601(w.firstSeen)), last at \(Timestamp.iso8601(w.lastSeen))"
@@ -88,7 +88,7 @@ public final class WaveFeature: Sendable {
     /// `breakwater waves` (text) and `breakwater waves --json`.
     public func list(json: Bool) -> String {
         sweep()
-        let now = Clock.wall()
+        let now = Now.wall()
         let waves = detector.waves(now: now)
         return json
             ? WaveReport.json(waves, now: now, prefix: signaturePrefix).rendered + "\n"
@@ -102,7 +102,7 @@ public final class WaveFeature: Sendable {
 
     func suggestionAndWave(id: String) -> Result<(WaveSuggestion, comment: String, wave: WaveInfo), WaveError> {
         let key = id.hasPrefix("w") ? id : "w" + id
-        guard let w = detector.waves(now: Clock.wall()).first(where: { $0.id == key }) else {
+        guard let w = detector.waves(now: Now.wall()).first(where: { $0.id == key }) else {
             return .failure(
                 WaveError("no wave \(Escape.text(id)): `breakwater waves` lists the active and recent ones"))
         }
@@ -126,7 +126,7 @@ public final class WaveFeature: Sendable {
     /// text of each message in `ham` except the wave's own first messages (and those of any other
     /// wave), accepted before it was a wave. Runs on the control thread, never on the message path.
     package func hamCheck(_ s: WaveSuggestion) -> Result<(matched: [String], checked: Int), WaveError> {
-        let now = Clock.wall()
+        let now = Now.wall()
         let templates = detector.waves(now: now).map(\.signature).filter { !$0.isEmpty }
         // Half the similarity at which a message joins a fingerprint: a wave's template drifts as it
         // learns, and its early members must not count as ham; unrelated mail shares next to nothing.
@@ -272,7 +272,7 @@ public struct WaveError: Error, CustomStringConvertible, Sendable {
 /// Ends quiet waves every few seconds (and logs them), even when no mail comes in.
 public final class WaveService: DaemonService {
     private let stopping = Atomic<Bool>(false)
-    private let thread = Locked<Thread?>(nil)
+    private let thread = Locked<PosixThread?>(nil)
 
     public init() {}
 
@@ -304,7 +304,7 @@ public final class WaveService: DaemonService {
 
     public func start(_ daemon: MilterDaemon) throws {
         guard let waves = daemon.waves else { return }
-        let t = Thread.start(stackSize: 256 << 10) { [self] in
+        let t = PosixThread.start(stackSize: 256 << 10) { [self] in
             var ticks = 0
             while !stopping.load(ordering: .relaxed) {
                 usleep(200_000)

@@ -127,9 +127,9 @@ struct ScanCommand: ParsableCommand {
         }
         let targets = FileWalk.targets(all)
         let scanner = BatchScan(engine: engine, targets: targets, json: json)
-        let start = Clock.monotonic()
+        let start = Now.monotonic()
         scanner.run(jobs: jobs)
-        let seconds = Clock.monotonic() - start
+        let seconds = Now.monotonic() - start
         let t = scanner.totals.withLock { $0 }
         if !noSummary {
             let rate = seconds > 0 ? Double(t.messages) / seconds : 0
@@ -164,7 +164,7 @@ final class BatchScan: Sendable {
             return
         }
         let threads = (0..<min(jobs, max(1, targets.count))).map { _ in
-            Thread.start { [self] in work() }
+            PosixThread.start { [self] in work() }
         }
         threads.forEach { $0.join() }
     }

@@ -149,7 +149,7 @@ struct WavesReplayCommand: ParsableCommand {
         settings.threshold = threshold
         let detector = WaveDetector(settings: settings, stats: Stats())
         let memo = WaveMemo()
-        var now = Clock.wall()
+        var now = Now.wall()
         for target in FileWalk.targets(paths) {
             guard case .file(let path) = target, let bytes = FileIO.read(path) else { continue }
             now += interval

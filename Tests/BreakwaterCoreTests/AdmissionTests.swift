@@ -18,7 +18,7 @@ final class AdmissionTests: XCTestCase {
         let gate = Atomic<Bool>(false)
         let outcomes = Mutex<[Admission.SlotResult]>([])
         let first = (0..<2).map { _ in
-            BreakwaterCore.Thread.start {
+            BreakwaterCore.PosixThread.start {
                 let o = a.scan { while !gate.load(ordering: .relaxed) { usleep(1000) } }
                 outcomes.withLock { $0.append(o) }
             }
@@ -28,7 +28,7 @@ final class AdmissionTests: XCTestCase {
         XCTAssertEqual(a.snapshot.waiting, 0)
         XCTAssertFalse(a.isSaturated)
         // One may wait in line; the line is then full.
-        let third = Thread.start {
+        let third = PosixThread.start {
             let o = a.scan({})
             outcomes.withLock { $0.append(o) }
         }
@@ -50,11 +50,11 @@ final class AdmissionTests: XCTestCase {
         let a = Admission(slots: 1, maxWaiting: 8, maxWait: 10, memoryBudget: 1 << 20)
         let gate = Atomic<Bool>(false)
         let order = Mutex<[Int]>([])
-        let blocker = Thread.start { _ = a.scan { while !gate.load(ordering: .relaxed) { usleep(1000) } } }
+        let blocker = PosixThread.start { _ = a.scan { while !gate.load(ordering: .relaxed) { usleep(1000) } } }
         eventually { a.snapshot.busy == 1 }
-        var waiters: [BreakwaterCore.Thread] = []
+        var waiters: [BreakwaterCore.PosixThread] = []
         for i in 0..<5 {
-            waiters.append(Thread.start { _ = a.scan { order.withLock { $0.append(i) } } })
+            waiters.append(PosixThread.start { _ = a.scan { order.withLock { $0.append(i) } } })
             eventually { a.snapshot.waiting == i + 1 }
         }
         gate.store(true, ordering: .relaxed)
@@ -68,7 +68,7 @@ final class AdmissionTests: XCTestCase {
         let a = Admission(slots: 2, maxWaiting: 64, maxWait: 30, memoryBudget: 1 << 20)
         let served = Atomic<Int>(0)
         let threads = (0..<40).map { _ in
-            Thread.start {
+            PosixThread.start {
                 if case .scanned = a.scan({ usleep(500) }) { served.add(1, ordering: .relaxed) }
             }
         }
@@ -83,7 +83,7 @@ final class AdmissionTests: XCTestCase {
         let scanners = Mutex<Set<UInt>>([])
         let callers = Mutex<Set<UInt>>([])
         let threads = (0..<20).map { _ in
-            Thread.start {
+            PosixThread.start {
                 callers.withLock { _ = $0.insert(UInt(pthread_self())) }
                 _ = a.scan {
                     scanners.withLock { _ = $0.insert(UInt(pthread_self())) }
@@ -101,7 +101,7 @@ final class AdmissionTests: XCTestCase {
     func testWaitTimesOutAndKeepsAlive() {
         let a = Admission(slots: 1, maxWaiting: 4, maxWait: 1.2, memoryBudget: 1 << 20)
         let gate = Atomic<Bool>(false)
-        let blocker = Thread.start { _ = a.scan { while !gate.load(ordering: .relaxed) { usleep(1000) } } }
+        let blocker = PosixThread.start { _ = a.scan { while !gate.load(ordering: .relaxed) { usleep(1000) } } }
         eventually { a.snapshot.busy == 1 }
         var pings = 0
         var ran = false

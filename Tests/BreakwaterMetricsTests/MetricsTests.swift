@@ -166,7 +166,7 @@ final class RequestParsingTests: XCTestCase {
 
 final class InstrumentTests: XCTestCase {
     func testObserverCountsDetectionsWithACapAndHistogramsPerScan() {
-        let m = BreakwaterMetrics(maxSignatures: 2)
+        let m = PrometheusInstruments(maxSignatures: 2)
         m.observe(record(infected(["A.Sig"])))
         m.observe(record(infected(["A.Sig", "B.Sig"])))
         m.observe(record(infected(["C.Sig"], .tag)))
@@ -198,14 +198,14 @@ final class InstrumentTests: XCTestCase {
     }
 
     func testLabelValuesAreEscaped() {
-        let m = BreakwaterMetrics(maxSignatures: 5)
+        let m = PrometheusInstruments(maxSignatures: 5)
         m.observe(record(infected(["Odd\"Name\\With\nBreak"])))
         let text = String(decoding: m.exposition(), as: UTF8.self)
         XCTAssertTrue(text.contains(#"breakwater_detections_total{signature="Odd\"Name\\With\nBreak"} 1"#), text)
     }
 
     func testZeroCapCountsEverythingAsOther() {
-        let m = BreakwaterMetrics(maxSignatures: 0)
+        let m = PrometheusInstruments(maxSignatures: 0)
         m.observe(record(infected(["A.Sig"])))
         m.observe(record(infected(["other"])))
         let s = samples(String(decoding: m.exposition(), as: UTF8.self))
@@ -214,7 +214,7 @@ final class InstrumentTests: XCTestCase {
     }
 
     func testMirroredCountersFollowTheSnapshotAndGaugesAreSet() {
-        let m = BreakwaterMetrics(maxSignatures: 1, info: [("libclamav", "1.0.9")])
+        let m = PrometheusInstruments(maxSignatures: 1, info: [("libclamav", "1.0.9")])
         var snap = MetricsSnapshot()
         snap.messages = [.accepted: 3, .rejected: 2, .skipped: 1]
         snap.tempfails = [.busy: 4]
@@ -250,7 +250,7 @@ final class InstrumentTests: XCTestCase {
     }
 
     func testEveryFamilyHasHelpAndType() {
-        let m = BreakwaterMetrics(maxSignatures: 1)
+        let m = PrometheusInstruments(maxSignatures: 1)
         let text = String(decoding: m.exposition(), as: UTF8.self)
         var typed = Set<String>()
         var helped = Set<String>()

@@ -156,7 +156,7 @@ final class ScanLine: @unchecked Sendable {
     private var queue: [Job] = []
     private var running = 0
     private var stopping = false
-    private var threads: [Thread] = []
+    private var threads: [PosixThread] = []
     /// When starting a scanner thread failed: not tried again before this (monotonic seconds).
     private var nextThreadAttempt = 0.0
     private var threadError = ""
@@ -177,7 +177,7 @@ final class ScanLine: @unchecked Sendable {
     private var waitingLocked: Int { max(0, running + queue.count - scanners) }
 
     func run(_ job: Job, maxWaiting: Int, maxWait: Double, keepAlive: () -> Void) -> Admission.SlotResult {
-        let start = Clock.monotonic()
+        let start = Now.monotonic()
         lock.lock()
         if stopping {
             lock.unlock()
@@ -187,7 +187,7 @@ final class ScanLine: @unchecked Sendable {
             // Started with the first scan. A thread that cannot be started (EAGAIN at the task limit)
             // is tried again a second later, never more often; the scanners there are serve meanwhile.
             while threads.count < scanners {
-                switch Thread.tryStart(stackSize: stackSize, { [self] in scannerLoop() }) {
+                switch PosixThread.tryStart(stackSize: stackSize, { [self] in scannerLoop() }) {
                 case .success(let t): threads.append(t)
                 case .failure(let e):
                     threadError = "cannot start scanner thread \(threads.count + 1) of \(scanners): \(e)"
@@ -212,10 +212,10 @@ final class ScanLine: @unchecked Sendable {
         var lastKeepAlive = start
         while !job.done {
             if job.started {
-                lock.wait(job.finished, until: Clock.monotonic() + 3600)
+                lock.wait(job.finished, until: Now.monotonic() + 3600)
                 continue
             }
-            let now = Clock.monotonic()
+            let now = Now.monotonic()
             if now >= deadline {
                 if let i = queue.firstIndex(where: { $0 === job }) { queue.remove(at: i) }
                 lock.unlock()
@@ -239,12 +239,12 @@ final class ScanLine: @unchecked Sendable {
         while true {
             if queue.isEmpty {
                 if stopping { break }
-                lock.wait(until: Clock.monotonic() + 3600)
+                lock.wait(until: Now.monotonic() + 3600)
                 continue
             }
             let job = queue.removeFirst()
             job.started = true
-            job.startedAt = Clock.monotonic()
+            job.startedAt = Now.monotonic()
             running += 1
             lock.unlock()
             job.work()

@@ -202,9 +202,9 @@ public enum ControlProtocol {
         }
         var answer: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 16384)
-        let deadline = Clock.monotonic() + timeout
+        let deadline = Now.monotonic() + timeout
         while true {
-            let left = deadline - Clock.monotonic()
+            let left = deadline - Now.monotonic()
             if left <= 0 { throw .failed("no answer from \(path) within \(Int(timeout)) s") }
             var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let r = poll(&p, 1, Int32(min(left, 1) * 1000) + 1)

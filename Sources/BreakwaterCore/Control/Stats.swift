@@ -2,7 +2,7 @@ import Synchronization
 
 /// Counters since start, shared by every session; lock-free.
 public final class Stats: Sendable {
-    public let startedAt = Clock.wall()
+    public let startedAt = Now.wall()
     public let scanned = Atomic<Int>(0)
     public let accepted = Atomic<Int>(0)
     public let rejected = Atomic<Int>(0)

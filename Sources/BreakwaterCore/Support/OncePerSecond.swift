@@ -10,7 +10,7 @@ public final class OncePerSecond: Sendable {
 
     /// Counts one event. Returns the events counted since the last non-nil answer (this one
     /// included) when a line may be logged now, else nil.
-    public func tick(now: Double = Clock.monotonic()) -> Int? {
+    public func tick(now: Double = Now.monotonic()) -> Int? {
         pending.add(1, ordering: .relaxed)
         let second = Int(now)
         let last = lastSecond.load(ordering: .relaxed)

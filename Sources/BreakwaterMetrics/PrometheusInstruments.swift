@@ -55,7 +55,7 @@ public struct MetricsSnapshot: Sendable {
 /// counter of each matched signature and three histograms (an atomic add or a few-instruction lock
 /// each). Message, tempfail and scan counters mirror the daemon's own lock-free `Stats` at scrape time,
 /// so they also cover the messages answered before end of data (busy at MAIL FROM, skipped clients).
-public final class BreakwaterMetrics: Sendable {
+public final class PrometheusInstruments: Sendable {
     public let registry: PrometheusCollectorRegistry
     public let maxSignatures: Int
 
@@ -116,7 +116,7 @@ public final class BreakwaterMetrics: Sendable {
         mirrored = Locked([Int](repeating: 0, count: MessageOutcome.allCases.count + TempfailCause.allCases.count + 1))
 
         otherDetections = r.makeCounter(
-            descriptor: Self.metric("detections_total", help: BreakwaterMetrics.detectionsHelp),
+            descriptor: Self.metric("detections_total", help: PrometheusInstruments.detectionsHelp),
             labels: [("signature", "other")])
         detections = Locked([:])
 
@@ -218,7 +218,7 @@ public final class BreakwaterMetrics: Sendable {
             if let c = table[name] { return c }
             guard table.count < maxSignatures, name != "other" else { return otherDetections }
             let c = registry.makeCounter(
-                descriptor: Self.metric("detections_total", help: BreakwaterMetrics.detectionsHelp),
+                descriptor: Self.metric("detections_total", help: PrometheusInstruments.detectionsHelp),
                 labels: [("signature", name)])
             table[name] = c
             return c

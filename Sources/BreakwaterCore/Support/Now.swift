@@ -2,7 +2,7 @@
 import Glibc
 #endif
 
-public enum Clock {
+public enum Now {
     public static func monotonic() -> Double {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)

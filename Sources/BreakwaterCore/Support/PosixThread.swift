@@ -3,7 +3,7 @@ import Glibc
 #endif
 
 /// A plain joinable POSIX thread (scanner threads, background reloads): no Foundation, no executor.
-public final class Thread: @unchecked Sendable {
+public final class PosixThread: @unchecked Sendable {
     private var handle = pthread_t()
     private let body: @Sendable () -> Void
 
@@ -12,7 +12,7 @@ public final class Thread: @unchecked Sendable {
     /// Starts a thread; stops the process if it cannot (only for threads a command cannot do
     /// without at its start: the daemon's run-time threads use `tryStart`).
     @discardableResult
-    public static func start(stackSize: Int = 1 << 20, _ body: @escaping @Sendable () -> Void) -> Thread {
+    public static func start(stackSize: Int = 1 << 20, _ body: @escaping @Sendable () -> Void) -> PosixThread {
         switch tryStart(stackSize: stackSize, body) {
         case .success(let t): return t
         case .failure(let e): fatalError("cannot start a thread: \(e)")
@@ -26,9 +26,9 @@ public final class Thread: @unchecked Sendable {
 
     /// Starts a thread, or says why not (EAGAIN: the process or its cgroup is at its task limit).
     public static func tryStart(stackSize: Int = 1 << 20, _ body: @escaping @Sendable () -> Void) -> Result<
-        Thread, StartError
+        PosixThread, StartError
     > {
-        let t = Thread(body)
+        let t = PosixThread(body)
         var attr = pthread_attr_t()
         pthread_attr_init(&attr)
         pthread_attr_setstacksize(&attr, stackSize)
@@ -36,13 +36,13 @@ public final class Thread: @unchecked Sendable {
         let rc = pthread_create(
             &t.handle, &attr,
             { arg in
-                let t = Unmanaged<Thread>.fromOpaque(arg!).takeRetainedValue()
+                let t = Unmanaged<PosixThread>.fromOpaque(arg!).takeRetainedValue()
                 t.body()
                 return nil
             }, box)
         pthread_attr_destroy(&attr)
         if rc != 0 {
-            Unmanaged<Thread>.fromOpaque(box).release()
+            Unmanaged<PosixThread>.fromOpaque(box).release()
             return .failure(StartError(code: rc))
         }
         return .success(t)
