@@ -72,41 +72,6 @@ public struct Config: Sendable {
     }
 }
 
-/// A configuration error, located in the file (or `command line`) and line it came from.
-public struct ConfigError: Error, CustomStringConvertible, Sendable {
-    public let source: String
-    public let line: Int?
-    public let message: String
-    public init(source: String, line: Int?, message: String) {
-        self.source = source
-        self.line = line
-        self.message = message
-    }
-    public var description: String {
-        if let line { return "\(source):\(line): \(message)" }
-        return "\(source): \(message)"
-    }
-}
-
-/// One configuration key: its name, default as written in a config file, help, and how it applies.
-///
-/// Each default is stated once, in `Config`'s property initialisers: `show` writes a configuration's
-/// value as a config file would, and `defaultText` is `show(Config())`. A key whose default is not one
-/// value (it depends on the machine, the environment or another key) has no `show` and a described
-/// default instead; ConfigTests.testDescribedDefaults lists those keys.
-public struct ConfigKey: Sendable {
-    public let name: String
-    public let defaultText: String
-    public let help: String
-    /// Repeating the key adds to a list instead of replacing it.
-    public let repeatable: Bool
-    /// The key's value in a configuration, as a config file writes it; nil for a described default.
-    public let show: (@Sendable (Config) -> String)?
-    let apply: @Sendable (inout Config, String) throws(ValueError) -> Void
-
-    public struct ValueError: Error { public let message: String }
-}
-
 extension Config {
     /// Every key, in the order the documentation lists them.
     public static let keys: [ConfigKey] =
@@ -597,61 +562,4 @@ extension Config {
         }
         return out
     }
-}
-
-/// Values written as a config file writes them: the inverse of the key parsers in `Config`.
-enum ConfigText {
-    /// `20s`, `500ms`.
-    static func seconds(_ s: Double) -> String {
-        s == s.rounded() ? "\(Int(s))s" : "\(Int((s * 1000).rounded()))ms"
-    }
-
-    /// `10m`, or seconds when not a whole number of minutes.
-    static func minutes(_ s: Double) -> String {
-        s.truncatingRemainder(dividingBy: 60) == 0 ? "\(Int(s / 60))m" : seconds(s)
-    }
-
-    static func yesNo(_ b: Bool) -> String { b ? "yes" : "no" }
-
-    static func list(_ items: [String]) -> String { items.joined(separator: ",") }
-
-    /// `0660`.
-    static func octal(_ mode: UInt32) -> String {
-        let digits = String(mode, radix: 8)
-        return String(repeating: "0", count: max(1, 4 - digits.count)) + digits
-    }
-
-    static func heuristics(_ h: Heuristics) -> String {
-        h.isEmpty ? "none" : list(Heuristics.names.filter { h.contains($0.1) }.map(\.0))
-    }
-}
-
-func wrap(_ text: String, width: Int) -> [String] {
-    var lines: [String] = []
-    var cur = ""
-    for word in text.split(separator: " ") {
-        if !cur.isEmpty && cur.count + 1 + word.count > width {
-            lines.append(cur)
-            cur = ""
-        }
-        cur += cur.isEmpty ? String(word) : " " + word
-    }
-    if !cur.isEmpty { lines.append(cur) }
-    return lines
-}
-
-func editDistance(_ a: String, _ b: String) -> Int {
-    let a = Array(a)
-    let b = Array(b)
-    if a.isEmpty { return b.count }
-    if b.isEmpty { return a.count }
-    var prev = Array(0...b.count)
-    for i in 1...a.count {
-        var cur = [i] + Array(repeating: 0, count: b.count)
-        for j in 1...b.count {
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
-        }
-        prev = cur
-    }
-    return prev[b.count]
 }

@@ -1,0 +1,18 @@
+/// One configuration key: its name, default as written in a config file, help, and how it applies.
+///
+/// Each default is stated once, in `Config`'s property initialisers: `show` writes a configuration's
+/// value as a config file would, and `defaultText` is `show(Config())`. A key whose default is not one
+/// value (it depends on the machine, the environment or another key) has no `show` and a described
+/// default instead; ConfigTests.testDescribedDefaults lists those keys.
+public struct ConfigKey: Sendable {
+    public let name: String
+    public let defaultText: String
+    public let help: String
+    /// Repeating the key adds to a list instead of replacing it.
+    public let repeatable: Bool
+    /// The key's value in a configuration, as a config file writes it; nil for a described default.
+    public let show: (@Sendable (Config) -> String)?
+    let apply: @Sendable (inout Config, String) throws(ValueError) -> Void
+
+    public struct ValueError: Error { public let message: String }
+}
