@@ -25,6 +25,7 @@ import pytest
 
 import test_waves as tw
 from conftest import require
+from harness.wire import exchange
 
 SETPRIV = shutil.which("setpriv")
 NOBODY = 65534
@@ -41,23 +42,7 @@ def control_dir():
 
 def request(path, data, timeout=15):
     """Sends raw bytes to the control socket, returns everything it answers (to EOF)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(path)
-        try:
-            s.sendall(data)
-        except OSError:
-            pass
-        out = b""
-        try:
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                out += chunk
-        except ConnectionResetError:
-            pass
-        return out.decode("utf-8", "replace")
+    return exchange(path, data, timeout=timeout)[0].decode("utf-8", "replace")
 
 
 def wait_answering(path, timeout=20):

@@ -301,11 +301,7 @@ class UnitProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def log(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return procs.read_log(self.log_path)
 
     def wait_log(self, pattern, timeout=30):
         deadline = time.monotonic() + timeout

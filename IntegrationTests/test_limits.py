@@ -20,7 +20,7 @@ import uuid
 import pytest
 
 from harness import mail
-from harness.milterclient import CHUNK, MilterConnection, run_session, split_message
+from harness.milterclient import MilterConnection, run_session
 
 
 def sender_for(tid):
@@ -43,13 +43,8 @@ def start_message(m, raw, qid):
     assert r is None or r.kind == "continue", r
     m.rcpt("<user@dest.example>", macros={"i": qid})
     m.data()
-    headers, body = split_message(raw)
-    for name, value in headers:
-        m.header(name, value)
-    m.eoh()
-    for i in range(0, len(body), CHUNK):
-        r = m.body(body[i:i + CHUNK])
-        assert r is None or r.kind == "continue", r
+    r = m.send_content(raw)
+    assert r is None, r
 
 
 def test_spool_budget_451(breakwater, postfix, sink, test_sigs):

@@ -28,6 +28,7 @@ import time
 import pytest
 
 from conftest import require
+from harness.wire import exchange
 from harness import mail, procs
 from harness.milterclient import SMFIR_REPLYCODE, MilterConnection, run_session
 from harness.ports import free_port, release_port
@@ -82,28 +83,7 @@ def http_get(port, path, method="GET", host="127.0.0.1", timeout=10):
 
 def raw_http(port, data, host="127.0.0.1", timeout=15, shut=False):
     """Sends raw bytes, reads to EOF. Returns (bytes received, error or None)."""
-    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(fam, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect((host, port))
-        try:
-            s.sendall(data)
-            if shut:
-                s.shutdown(socket.SHUT_WR)
-        except OSError as e:  # the server may answer and close before taking everything
-            err = e
-        else:
-            err = None
-        out = b""
-        try:
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                out += chunk
-        except ConnectionResetError as e:
-            err = err or e
-        return out, err
+    return exchange((host, port), data, timeout=timeout, shut=shut)
 
 
 def status_of(response):

@@ -56,6 +56,7 @@ sys.path.insert(0, BENCH)
 import officialdb  # noqa: E402
 import reload_bench  # noqa: E402  (also puts IntegrationTests/ on sys.path for the harness)
 import scan_bench  # noqa: E402
+from harness import procs  # noqa: E402
 
 SHIPPED = os.path.join(REPO, "Signatures")
 DB_EXTS = (".ndb", ".ldb", ".cdb", ".hdb", ".hsb", ".mdb", ".msb")
@@ -163,11 +164,7 @@ class Clamd:
         return data.decode().strip()
 
     def log_text(self):
-        try:
-            with open(self.logfile, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+        return procs.read_log(self.logfile)
 
     def log_tail(self):
         return "\n".join(self.log_text().splitlines()[-10:])

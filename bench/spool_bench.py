@@ -30,7 +30,7 @@ import uuid
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "IntegrationTests"))
 from harness import mail  # noqa: E402
-from harness.milterclient import CHUNK, MilterConnection, split_message  # noqa: E402
+from harness.milterclient import MilterConnection  # noqa: E402
 
 CG_ROOT = "/sys/fs/cgroup/memory"
 
@@ -114,14 +114,7 @@ def hold(spec, raw, i):
     m.mail("<bench@example.org>")
     m.rcpt("<user@dest.example>", macros={"i": f"SPOOL{i:04d}"})
     m.data()
-    headers, body = split_message(raw)
-    for n, v in headers:
-        m.header(n, v)
-    m.eoh()
-    for off in range(0, len(body), CHUNK):
-        r = m.body(body[off:off + CHUNK])
-        if r is not None and r.kind != "continue":
-            break
+    m.send_content(raw)
     return m
 
 

@@ -28,25 +28,12 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GENERATOR = os.path.join(REPO, "bench", "corpus", "generate.py")
 SIGNATURES = os.path.join(REPO, "bench", "sigs")
 
-
-def log(*a):
-    print(*a, flush=True)
-
-
-def default_corpus(count):
-    out = os.path.join(tempfile.gettempdir(), f"breakwater-bench-generated-seed1-{count}")
-    if not os.path.exists(os.path.join(out, "manifest.tsv")):
-        log(f"generating the corpus: {GENERATOR} --seed 1 --count {count} --out {out}")
-        subprocess.run([sys.executable, GENERATOR, "--seed", "1", "--out", out, "--count", str(count)],
-                       check=True, stdout=subprocess.DEVNULL)
-    return out
+from scan_bench import default_corpus, log  # noqa: E402  (bench/ is on sys.path: the script's folder)
 
 
 def manifest(corpus):

@@ -178,11 +178,7 @@ class BreakwaterDaemon:
             release_port(self.port)
 
     def log(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return procs.read_log(self.log_path)
 
     def _logged_since(self, offset, text):
         try:

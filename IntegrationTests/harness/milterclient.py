@@ -375,6 +375,19 @@ class MilterConnection:
         self.close()
 
     # --- a whole transaction -------------------------------------------------------
+    def send_content(self, raw):
+        """Sends the headers, EOH and the body of `raw` in CHUNK pieces, but no EOM: the session then
+        holds the message. Returns the first reply that is not `continue`, and stops there (None when
+        every step continued)."""
+        headers, body = split_message(raw)
+        steps = [lambda n=n, v=v: self.header(n, v) for n, v in headers] + [self.eoh]
+        steps += [lambda i=i: self.body(body[i:i + CHUNK]) for i in range(0, len(body), CHUNK)]
+        for step in steps:
+            r = step()
+            if r is not None and r.kind != "continue":
+                return r
+        return None
+
     def send_message(self, raw, sender="<sender@example.org>", rcpts=("<user@dest.example>",),
                      mail_macros=None, rcpt_macros=None, before_eom=None):
         """Sends MAIL, RCPT, DATA, headers, EOH, body and EOM for one RFC 5322 message.

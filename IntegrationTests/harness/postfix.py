@@ -228,11 +228,7 @@ class PostfixInstance:
 
     # --- use -----------------------------------------------------------------------
     def log(self):
-        try:
-            with open(self.maillog, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
+        return procs.read_log(self.maillog)
 
     def log_tail(self, lines=40):
         return "\n".join(self.log().splitlines()[-lines:])

@@ -89,3 +89,12 @@ def unix_listening(path):
             if len(parts) >= 8 and parts[7] == path and int(parts[3], 16) & 0x10000:
                 return True
     return False
+
+
+def read_log(path):
+    """The text of a log file so far ("" before it exists); undecodable bytes replaced."""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
