@@ -109,9 +109,10 @@ def module_sendmail(sendmail_root, session_dir, sink, request):
 
 @pytest.fixture(scope="module")
 def main_pair(module_breakwater, module_sendmail, test_sigs):
-    """Breakwater (test signatures, SMTP-authenticated senders skipped) behind its own Sendmail."""
+    """Breakwater (test signatures, SMTP-authenticated senders and @trusted.example skipped) behind its
+    own Sendmail."""
     bw = module_breakwater("--signatures", test_sigs, "--workers", "2", "--skip-authenticated", "yes",
-                           name="bw-sendmail")
+                           "--skip-senders", "@trusted.example", name="bw-sendmail")
     sm = module_sendmail(milter=bw.milter_spec)
     return bw, sm
 
@@ -240,7 +241,7 @@ def test_several_messages_in_one_smtp_session(main_pair, sink):
 def test_quarantine_lands_in_sendmail_quarantine_queue(quarantine_pair, sink):
     """Action rule `Test.EICAR* quarantine` (smfi_quarantine): Sendmail answers 250 and keeps the
     message in its quarantine queue with Breakwater's reason (`mailq -qQ`, an hf control file); a
-    queue run does not send it on. The wave spam still hits `* reject`."""
+    queue run does not send it on, releasing it does. The wave spam still hits `* reject`."""
     bw, sm = quarantine_pair
     tid = mail.test_id()
     r = sm.send(mail.eicar_attachment(tid), sender=sender_for(tid))
@@ -257,6 +258,11 @@ def test_quarantine_lands_in_sendmail_quarantine_queue(quarantine_pair, sink):
     assert_never_delivered(sm, sink, tid)
     line = bw.wait_log(f"queue={r.queue_id} ")
     assert line and "action=quarantine" in line, bw.log_tail()
+    # What README.Debian tells the admin: release it (-Q without a reason), then deliver it.
+    sm.run("/usr/sbin/sendmail", "-Q", "-qQ", f"-qI{r.queue_id}")
+    assert r.queue_id not in sm.run("mailq", "-qQ").stdout
+    sm.run("/usr/sbin/sendmail", f"-qI{r.queue_id}")
+    assert assert_delivered(sink, tid).header("X-Breakwater-Signature").startswith("Test.EICAR")
     spam = mail.test_id()
     r = sm.send(mail.mini_cooper_spam(spam), sender=sender_for(spam))
     assert r.code == 550 and "Test.Spam.MiniCooperWave" in r.text, r
@@ -278,6 +284,29 @@ def test_authenticated_sender_skipped_with_queue_id(main_pair, sink):
     tid = mail.test_id()
     r = sm.send(mail.eicar_attachment(tid), sender=sender_for(tid))
     assert r.code == 550 and "Test.EICAR" in r.text, r
+
+
+def test_skip_lines_name_the_queue_id(main_pair, breakwater, sendmail_mta, sink, test_sigs):
+    """The other lines Breakwater writes at MAIL FROM name Sendmail's queue id too: a sender in
+    skip-senders, and a client in skip-networks skipped at MAIL FROM (over a unix socket, where
+    connect gets no reply)."""
+    bw, sm = main_pair
+    tid = mail.test_id()
+    r = sm.send(mail.eicar_attachment(tid), sender=f"robot-{tid}@trusted.example")
+    assert r.code == 250 and r.queue_id, r
+    assert assert_delivered(sink, tid).header("X-Virus-Scanned") is None
+    line = bw.wait_log(f"from=<robot-{tid}@trusted.example> verdict=skipped reason=skip-senders")
+    assert line and f"queue={r.queue_id} client=127.0.0.1 " in line, bw.log_tail()
+
+    bw = breakwater("--signatures", test_sigs, "--skip-networks", "127.0.0.0/8", socket="unix")
+    sm = sendmail_mta(milter="local:/run/breakwater/milter.sock",
+                      binds=[(os.path.dirname(bw.socket_path), "/run/breakwater")])
+    tid = mail.test_id()
+    r = sm.send(mail.eicar_attachment(tid), sender=sender_for(tid))
+    assert r.code == 250 and r.queue_id, r
+    assert_delivered(sink, tid)
+    line = bw.wait_log("verdict=skipped reason=skip-networks")
+    assert line and line.split("] ", 1)[1].startswith(f"queue={r.queue_id} client=127.0.0.1 "), bw.log_tail()
 
 
 def test_busy_answered_451_and_retried_from_sendmail_queue(breakwater, sendmail_mta, sink, test_sigs):
