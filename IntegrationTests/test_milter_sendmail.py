@@ -65,9 +65,9 @@ class SendmailStarter:
     def __init__(self, workdir, root, sink_port):
         self.workdir, self.root, self.sink_port, self.instances = workdir, root, sink_port, []
 
-    def __call__(self, milter=None, binds=(), flags="T"):
+    def __call__(self, milter=None, binds=(), flags="T", timeouts="S:30s;R:60s;E:5m"):
         sm = sendmail.SendmailInstance(self.workdir, self.root, self.sink_port, milter=milter, milter_flags=flags,
-                                       binds=binds, name=f"sendmail{len(self.instances)}")
+                                       milter_timeouts=timeouts, binds=binds, name=f"sendmail{len(self.instances)}")
         self.instances.append(sm)
         return sm.start()
 
@@ -343,6 +343,36 @@ def test_busy_answered_451_and_retried_from_sendmail_queue(breakwater, sendmail_
     sm.run("/usr/sbin/sendmail", "-Ac", "-q")
     assert assert_delivered(sink, queued).header("X-Virus-Scanned")
     assert "Total requests: 0" in sm.run("mailq", "-Ac").stdout
+
+
+def test_progress_keeps_sendmail_waiting_past_its_reply_timeout(breakwater, sendmail_mta, sink, test_sigs):
+    """Sendmail's R= timeout (here 2 s) bounds each wait for a reply from the milter. A message that
+    waits for a scan slot longer than that (--max-wait 4 s, behind a slow scan) keeps Sendmail waiting
+    with progress packets: Sendmail does not time out (its F=T answer would be a bare 451 "Please try
+    again later"); the answer is Breakwater's own, scanned or "waited too long"."""
+    bw = breakwater("--signatures", test_sigs, "--workers", "1", "--max-waiting", "4", "--max-wait", "4000ms",
+                    "--max-files", "100000")
+    sm = sendmail_mta(milter=bw.milter_spec, timeouts="S:10s;R:2s;E:5m")
+    # 40,000 tiny parts: about 4 s of scanning on an idle machine, more on a loaded one.
+    t, out = start_session(bw.milter_spec, mail.slow_message(40000, repeat=1), timeout=120)
+    while "eom" not in out and t.is_alive():
+        time.sleep(0.005)
+    time.sleep(0.2)
+    tid = mail.test_id()
+    t0 = time.monotonic()
+    r = sm.send(mail.ham(tid), sender=sender_for(tid))
+    waited = time.monotonic() - t0
+    t.join(120)
+    assert "error" not in out, out
+    assert waited > 2.5, f"answered after {waited:.1f} s, within R=2s: make the slow message slower ({r})"
+    # R: "Milter (breakwater): timeout before data read ..."; E: "milter_data(breakwater): EOM ACK/NAK timeout"
+    assert not sm.wait_log(r"\(breakwater\).*timeout", timeout=0.5), sm.diagnostics()
+    if r.code == 250:
+        assert assert_delivered(sink, tid).header("X-Virus-Scanned")
+    else:
+        assert r.code == 451 and "waited too long" in r.text, r
+    line = bw.wait_log(f"from=<{sender_for(tid)}> ")
+    assert line and f"queue={r.queue_id or ''}" in line, bw.log_tail()
 
 
 def test_breakwater_down_sendmail_tempfails(breakwater, sendmail_mta, sink, test_sigs):

@@ -274,7 +274,8 @@ class SmtpResult:
 
 
 class SendmailInstance:
-    def __init__(self, base_dir, root, sink_port, milter=None, milter_flags="T", binds=(), name="sendmail"):
+    def __init__(self, base_dir, root, sink_port, milter=None, milter_flags="T", milter_timeouts="S:30s;R:60s;E:5m",
+                 binds=(), name="sendmail"):
         """milter: Breakwater's socket in Sendmail's S= syntax (inet:PORT@127.0.0.1, or local:PATH
         with PATH inside the root, see binds); None: no milter. binds: (host directory, directory in
         the root) pairs mounted into the root, e.g. Breakwater's unix socket directory."""
@@ -288,6 +289,7 @@ class SendmailInstance:
         self.sink_port = sink_port
         self.milter = milter
         self.milter_flags = milter_flags
+        self.milter_timeouts = milter_timeouts
         self.binds = list(binds)
         self.port = None
         self.proc = None
@@ -295,7 +297,7 @@ class SendmailInstance:
 
     # --- configuration -------------------------------------------------------------
     def mc(self):
-        milter = milter_line(self.milter, self.milter_flags) if self.milter else "dnl no milter"
+        milter = milter_line(self.milter, self.milter_flags, self.milter_timeouts) if self.milter else "dnl no milter"
         return MC.format(hostname=HOSTNAME, sink_port=self.sink_port, port=self.port, milter=milter)
 
     def _write(self, inside, text, mode=0o644):
