@@ -250,9 +250,9 @@ def test_quarantine_lands_in_sendmail_quarantine_queue(quarantine_pair, sink):
     entry = re.search(re.escape(r.queue_id) + r".*\n\s+QUARANTINE: (.*)\n", listing)
     assert entry and entry.group(1).startswith("Breakwater: Test.EICAR"), listing
     # A quarantined message's control file is hf..., not qf...: normal queue runs pass it by.
-    assert not os.path.exists(sm.path(f"/var/spool/mqueue/qf{r.queue_id}"))
-    with open(sm.path(f"/var/spool/mqueue/hf{r.queue_id}"), errors="replace") as f:
-        assert re.search(r"^qBreakwater: Test\.EICAR", f.read(), re.M)
+    files = sm.queue_files()
+    assert f"hf{r.queue_id}" in files and f"qf{r.queue_id}" not in files, files
+    assert re.search(r"^qBreakwater: Test\.EICAR", sm.read(f"/var/spool/mqueue/hf{r.queue_id}"), re.M)
     sm.run("/usr/sbin/sendmail", "-q")
     assert r.queue_id in sm.run("mailq", "-qQ").stdout
     assert_never_delivered(sm, sink, tid)

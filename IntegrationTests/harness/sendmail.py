@@ -8,9 +8,11 @@ Sendmail runs in a Debian 12 root made with debootstrap (only Debian's archive i
     sm.start(); sm.send(...); sm.run("mailq", "-qQ"); sm.stop()
 
 The root is cached in ROOT (BREAKWATER_SENDMAIL_ROOT overrides it) and never written to: each
-instance mounts it read-only as the lower layer of an overlay whose writes (its sendmail.cf, queue,
-spool) land in the instance's own directory, in a mount namespace of its own (`unshare -m`, so
-nothing is mounted on the host), and runs `sendmail -bD` chrooted there. The network namespace is
+instance, in a mount namespace of its own (`unshare -m`, so nothing is mounted on the host), mounts
+it read-only as the lower layer of an overlay whose writes (its sendmail.cf, queues) go to a tmpfs
+(an upper layer on the host's disk would fail where that disk is itself an overlay, as in a
+container), and runs `sendmail -bD` chrooted there. The instance's files are staged in its
+directory and copied into that tmpfs; files inside are read with sm.read("/path"). The network namespace is
 the host's: Sendmail listens on a free loopback port, reaches Breakwater on the host over loopback
 (or a unix socket bind-mounted into the root) and relays everything to the test's sink.
 
@@ -168,7 +170,8 @@ MAILER(`smtp')dnl
 
 # The MSP (mail submitted with the sendmail command inside the root): Debian's, handing everything
 # to this instance's MTA port. On a 4xx it keeps the message in its queue (/var/spool/mqueue-client)
-# until a queue run (`sendmail -Ac -q`, Debian's MSP cron job) delivers it.
+# until a queue run (`sendmail -Ac -q`, Debian's MSP cron job) delivers it. As for the MTA, no
+# load-average throttling: on a busy shared machine it would queue every message at once.
 SUBMIT_MC = """\
 divert(-1)dnl
 divert(0)dnl
@@ -180,6 +183,9 @@ DOMAIN(`debian-msp')dnl
 define(`confDOMAIN_NAME', `{hostname}')dnl
 define(`confDONT_PROBE_INTERFACES', `true')dnl
 define(`confTO_IDENT', `0')dnl
+define(`confQUEUE_LA', `1000')dnl
+define(`confREFUSE_LA', `1000')dnl
+define(`confDELAY_LA', `0')dnl
 define(`RELAY_MAILER_ARGS', `TCP $h {port}')dnl
 FEATURE(`msp', `[127.0.0.1]')dnl
 """
@@ -193,9 +199,12 @@ def milter_line(spec, flags="T", timeouts="S:30s;R:60s;E:5m"):
 # Runs in the new mount namespace: overlay, /proc, /dev/log, bind mounts, the .cf files, the daemon.
 START = r"""
 set -eu
-root=$1 upper=$2 work=$3 merged=$4 logsock=$5
+root=$1 staged=$2 rw=$3 merged=$4 logsock=$5
 shift 5
-mount -t overlay overlay -o "lowerdir=$root,upperdir=$upper,workdir=$work" "$merged"
+mount -t tmpfs -o mode=0755 breakwater-test "$rw"
+mkdir "$rw/upper" "$rw/work"
+cp -a "$staged/." "$rw/upper/"
+mount -t overlay overlay -o "lowerdir=$root,upperdir=$rw/upper,workdir=$rw/work" "$merged"
 mount -t proc proc "$merged/proc"
 mount --bind "$logsock" "$merged/dev/log"
 while [ $# -gt 1 ]; do
@@ -281,8 +290,8 @@ class SendmailInstance:
         the root) pairs mounted into the root, e.g. Breakwater's unix socket directory."""
         self.base = os.path.join(base_dir, name)
         self.root = root
-        self.upper = os.path.join(self.base, "upper")
-        self.work = os.path.join(self.base, "work")
+        self.staged = os.path.join(self.base, "staged")
+        self.rw = os.path.join(self.base, "rw")
         self.merged = os.path.join(self.base, "merged")
         self.log_socket = os.path.join(self.base, "log.sock")
         self.console = os.path.join(self.base, "console.log")
@@ -301,14 +310,14 @@ class SendmailInstance:
         return MC.format(hostname=HOSTNAME, sink_port=self.sink_port, port=self.port, milter=milter)
 
     def _write(self, inside, text, mode=0o644):
-        path = os.path.join(self.upper, inside.lstrip("/"))
+        path = os.path.join(self.staged, inside.lstrip("/"))
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w") as f:
             f.write(text)
         os.chmod(path, mode)
 
     def write_config(self):
-        for d in (self.upper, self.work, self.merged):
+        for d in (self.staged, self.rw, self.merged):
             os.makedirs(d, exist_ok=True)
         os.chmod(self.base, 0o755)
         self._write("/etc/mail/breakwater-test.mc", self.mc())
@@ -322,7 +331,7 @@ class SendmailInstance:
         self._write("/etc/sasl2/Sendmail.conf", "pwcheck_method: auxprop\nauxprop_plugin: sasldb\nmech_list: PLAIN LOGIN\n")
         self._write("/dev/log", "")
         for _host, inside in self.binds:
-            os.makedirs(os.path.join(self.upper, inside.lstrip("/")), exist_ok=True)
+            os.makedirs(os.path.join(self.staged, inside.lstrip("/")), exist_ok=True)
 
     # --- lifecycle ---------------------------------------------------------------
     def start(self, timeout=60):
@@ -330,7 +339,7 @@ class SendmailInstance:
         self.write_config()
         self.syslog = SyslogCollector(self.log_socket)
         self.syslog.start()
-        args = [self.root, self.upper, self.work, self.merged, self.log_socket]
+        args = [self.root, self.staged, self.rw, self.merged, self.log_socket]
         for host, inside in self.binds:
             args += [host, inside]
         env = {"PATH": PATH, "LANG": "C", "AUTH_USER": AUTH_USER, "AUTH_PASSWORD": AUTH_PASSWORD,
@@ -392,16 +401,19 @@ class SendmailInstance:
     # --- use -----------------------------------------------------------------------
     def run(self, *cmd, input=None, timeout=60, check=True):
         """Runs a command inside the root (the daemon's mount namespace and root directory)."""
+        # Text in and out (undecodable bytes replaced: queue files hold some), or bytes in and out.
+        text = {"errors": "replace"} if input is None or isinstance(input, str) else {}
         r = subprocess.run(["nsenter", "-t", str(self.proc.pid), "--mount", "--root", "--wd=/", *cmd],
                            input=input, capture_output=True, timeout=timeout, env={"PATH": PATH, "LANG": "C"},
-                           text=isinstance(input, str) or input is None)
+                           **text)
         if check and r.returncode != 0:
             raise SendmailError(f"{' '.join(cmd)} exited {r.returncode} in the root:\n{r.stdout}{r.stderr}")
         return r
 
-    def path(self, inside):
-        """Where a file the instance wrote inside the root is, seen from the host (the overlay's upper layer)."""
-        return os.path.join(self.upper, inside.lstrip("/"))
+    def read(self, inside):
+        """A file inside the root (its text), or None when it does not exist."""
+        r = self.run("cat", "--", inside, check=False)
+        return r.stdout if r.returncode == 0 else None
 
     def log(self):
         return self.syslog.text() if self.syslog else ""
@@ -475,9 +487,5 @@ class SendmailInstance:
         return self.run("/usr/sbin/sendmail", "-odi", "-oi", f"-f{sender}", "--", *rcpts, input=data, check=False)
 
     def queue_files(self, queue="/var/spool/mqueue"):
-        """The qf (queue control) files in one of the root's queue directories."""
-        d = self.path(queue)
-        try:
-            return sorted(n for n in os.listdir(d) if n.startswith("qf"))
-        except FileNotFoundError:
-            return []
+        """The names of the files in one of the root's queue directories."""
+        return sorted(self.run("ls", "-A", "--", queue).stdout.split())
