@@ -1,7 +1,7 @@
 """Breakwater behind a real Sendmail (8.17, Debian 12's), the second MTA the README names.
 
 Sendmail runs in a small Debian root of its own (harness/sendmail.py: debootstrap once, cached in
-/var/cache/breakwater-test/, an overlay per instance, its own mount namespace), listens on a loopback
+/var/cache/breakwater-test/, an overlay on a tmpfs per instance, its own mount namespace), listens on a loopback
 port, relays to the test's sink, and reaches the real `breakwater run` on the host through the .mc
 line the README gives: INPUT_MAIL_FILTER(`breakwater', `S=inet:PORT@127.0.0.1, F=T,
 T=S:30s;R:60s;E:5m') (or S=local:PATH for a unix socket bind-mounted into the root). Tests talk
@@ -14,11 +14,12 @@ The behaviours of test_milter_postfix.py, through Sendmail:
 - an SMTP-authenticated sender is skipped (Sendmail's {auth_authen});
 - busy: 451 4.3.2 at MAIL FROM, and a message submitted with the sendmail command waits in
   Sendmail's client queue until a queue run delivers it, scanned;
-- Breakwater down: Sendmail answers 451 4.3.2 (F=T) and delivers nothing.
+- Breakwater down: Sendmail answers 451 4.3.2 (F=T) and delivers nothing;
+- a message waiting for a scan slot longer than Sendmail's R= timeout is kept alive by progress.
 
 Where Sendmail differs from Postfix:
 - it sends the queue id {i} with MAIL FROM (Postfix: only after the first RCPT), so Breakwater's
-  lines written at MAIL FROM (skipped, busy) name it too (test_auth..., test_busy...);
+  lines written at MAIL FROM (skipped, busy) name it too (test_auth..., test_skip..., test_busy...);
 - it does not show the milter the Received: header it adds (Postfix does), so Breakwater's size= is
   the message as the client sent it (test_ham...);
 - it negotiates the same steps as Postfix over a unix socket, where Breakwater asks for no replies to
@@ -422,7 +423,8 @@ def test_unix_socket_in_sendmail_reach(breakwater, sendmail_mta, sink, test_sigs
                       binds=[(os.path.dirname(bw.socket_path), "/run/breakwater")])
     bad, good = mail.test_id(), mail.test_id()
     with sm.session() as s:
-        r = sm.transaction(s, mail.eicar_attachment(bad), sender=sender_for(bad), rcpts=("a@dest.example", "b@dest.example"))
+        r = sm.transaction(s, mail.eicar_attachment(bad), sender=sender_for(bad),
+                           rcpts=("a@dest.example", "b@dest.example"))
         assert r.code == 550 and "Test.EICAR" in r.text, r
         r = sm.transaction(s, mail.ham(good), sender=sender_for(good))
         assert r.code == 250, r

@@ -114,7 +114,11 @@ def ensure_root(root=ROOT, report=None):
         mirror = debian_mirror()
         if report:
             report(f"building the Sendmail test root {root} with debootstrap from {mirror} (once)")
-        cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, tmp, mirror]
+        # In a mount namespace of its own: what debootstrap mounts in the new root (proc, sys, and
+        # in some environments the host's /dev) goes away with it, even when it is interrupted, so
+        # removing a half-built root never reaches through a mount into the host.
+        cmd = ["unshare", "--mount", "--propagation", "private", "debootstrap", "--variant=minbase",
+               f"--include={','.join(PACKAGES)}", SUITE, tmp, mirror]
         r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                            env={"PATH": PATH, "LANG": "C.UTF-8"})
         if r.returncode != 0:
@@ -328,7 +332,8 @@ class SendmailInstance:
         self._write("/etc/resolv.conf", "")
         self._write("/etc/mail/local-host-names", f"{HOSTNAME}\n")
         # SMTP AUTH: Cyrus SASL's PLAIN and LOGIN against /etc/sasldb2 (made at start).
-        self._write("/etc/sasl2/Sendmail.conf", "pwcheck_method: auxprop\nauxprop_plugin: sasldb\nmech_list: PLAIN LOGIN\n")
+        self._write("/etc/sasl2/Sendmail.conf",
+                    "pwcheck_method: auxprop\nauxprop_plugin: sasldb\nmech_list: PLAIN LOGIN\n")
         self._write("/dev/log", "")
         for _host, inside in self.binds:
             os.makedirs(os.path.join(self.staged, inside.lstrip("/")), exist_ok=True)
@@ -357,7 +362,8 @@ class SendmailInstance:
                 return self
             time.sleep(0.05)
         self.stop()
-        raise SendmailError(f"sendmail did not listen on 127.0.0.1:{self.port} within {timeout}s:\n{self.diagnostics()}")
+        raise SendmailError(
+            f"sendmail did not listen on 127.0.0.1:{self.port} within {timeout}s:\n{self.diagnostics()}")
 
     def _descendants(self):
         out, todo = [], [self.proc.pid]
