@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian 12 machine lacks to build, run and test Breakwater.
 #   scripts/setup.sh          build + run dependencies (libclamav-dev libmilter-dev pkg-config)
-#   scripts/setup.sh --test   also the test peers (postfix, miltertest, clamav-testfiles, swaks, ...)
+#   scripts/setup.sh --test   also the test peers (postfix, miltertest, clamav-testfiles, swaks, ...) and
+#                             debootstrap, which makes the Debian root the Sendmail tests run Sendmail in
 #   scripts/setup.sh --bench  also the comparison daemons (clamav-daemon, clamav-milter, clamscan) and
 #                             clamav-testfiles (the malware of the generated corpus)
 #   scripts/setup.sh --deb    also the packaging tools (dpkg-dev, debhelper, lintian) and, for the package
@@ -12,10 +13,10 @@ set -euo pipefail
 want=(libclamav-dev libmilter-dev pkg-config)
 for arg in "$@"; do
   case "$arg" in
-    --test) want+=(postfix miltertest clamav-testfiles swaks python3-pytest prometheus) ;;
+    --test) want+=(postfix miltertest clamav-testfiles swaks python3-pytest prometheus debootstrap debian-archive-keyring) ;;
     --bench) want+=(clamav clamav-daemon clamav-milter postfix clamav-testfiles) ;;
     --deb) want+=(dpkg-dev debhelper lintian fakeroot systemd systemd-container) ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option $arg (try --help)" >&2; exit 2 ;;
   esac
 done

@@ -134,18 +134,26 @@ private func refuseSession(_ ctx: OpaquePointer?, _ daemon: MilterDaemon) -> sfs
 }
 
 /// A client in skip-networks: accepted unscanned, at connect or (when connect has no reply) at each MAIL FROM.
-private func skipClient(_ s: Session, _ daemon: MilterDaemon) -> sfsistat {
+private func skipClient(_ s: Session, _ daemon: MilterDaemon, queue: String = "") -> sfsistat {
     daemon.stats.count(Decision.skipped)
     daemon.logger.info(
-        "client=\(Escape.field(s.clientAddress)) verdict=skipped reason=\(SkipRules.Reason.networks.rawValue)")
+        "\(queue)client=\(Escape.field(s.clientAddress)) verdict=skipped reason=\(SkipRules.Reason.networks.rawValue)")
     return SMFIS_ACCEPT
+}
+
+/// `queue=ID ` for a line logged at MAIL FROM when the MTA already knows the queue id there: Sendmail
+/// sends `{i}` with MAIL; Postfix opens its queue file (and names it) only at the first accepted RCPT,
+/// so there the line has no queue field. Escaped like every value from the MTA.
+private func queueFieldAtMail(_ ctx: OpaquePointer?) -> String {
+    guard let id = macro(ctx, "i") else { return "" }
+    return "queue=\(Escape.field(id)) "
 }
 
 func milterEnvFrom(_ ctx: OpaquePointer?, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> sfsistat {
     let s = attach(ctx)
     let daemon = MilterDaemon.shared!
     if s.overSessionCap { return refuseSession(ctx, daemon) }
-    if s.clientSkipped { return skipClient(s, daemon) }
+    if s.clientSkipped { return skipClient(s, daemon, queue: queueFieldAtMail(ctx)) }
     s.resetMessage()
     if let argv, let first = argv[0] {
         s.sender = String(cString: first)
@@ -162,14 +170,14 @@ func milterEnvFrom(_ ctx: OpaquePointer?, _ argv: UnsafeMutablePointer<UnsafeMut
     if let user = daemon.policy.skip.authenticatedUser({ macro(ctx, "{auth_authen}") }) {
         daemon.stats.count(Decision.skipped)
         daemon.logger.info(
-            "client=\(Escape.field(s.clientAddress)) from=\(Escape.field(s.sender)) auth=\(Escape.field(user)) verdict=skipped reason=\(SkipRules.Reason.authenticated.rawValue)"
+            "\(queueFieldAtMail(ctx))client=\(Escape.field(s.clientAddress)) from=\(Escape.field(s.sender)) auth=\(Escape.field(user)) verdict=skipped reason=\(SkipRules.Reason.authenticated.rawValue)"
         )
         return SMFIS_ACCEPT
     }
     if daemon.policy.skip.skipsSender(s.sender) {
         daemon.stats.count(Decision.skipped)
         daemon.logger.info(
-            "client=\(Escape.field(s.clientAddress)) from=\(Escape.field(s.sender)) verdict=skipped reason=\(SkipRules.Reason.senders.rawValue)"
+            "\(queueFieldAtMail(ctx))client=\(Escape.field(s.clientAddress)) from=\(Escape.field(s.sender)) verdict=skipped reason=\(SkipRules.Reason.senders.rawValue)"
         )
         return SMFIS_ACCEPT
     }
@@ -179,7 +187,7 @@ func milterEnvFrom(_ ctx: OpaquePointer?, _ argv: UnsafeMutablePointer<UnsafeMut
         daemon.stats.count(d)
         setReply(ctx, d.reply!)
         daemon.logger.info(
-            "client=\(Escape.field(s.clientAddress)) from=\(Escape.field(s.sender)) verdict=\(d.verdict.rawValue) action=\(d.action.rawValue) cause=\(TempfailCause.busy.rawValue) stage=mail-from"
+            "\(queueFieldAtMail(ctx))client=\(Escape.field(s.clientAddress)) from=\(Escape.field(s.sender)) verdict=\(d.verdict.rawValue) action=\(d.action.rawValue) cause=\(TempfailCause.busy.rawValue) stage=mail-from"
         )
         return SMFIS_TEMPFAIL
     }
