@@ -3,7 +3,8 @@
 #   scripts/setup.sh          build + run dependencies (libclamav-dev libmilter-dev pkg-config)
 #   scripts/setup.sh --test   also the test peers (postfix, miltertest, clamav-testfiles, swaks, ...)
 #   scripts/setup.sh --bench  also the comparison daemons (clamav-daemon, clamav-milter, clamscan) and
-#                             clamav-testfiles (the malware of the generated corpus)
+#                             clamav-testfiles (the malware of the generated corpus), python3-matplotlib
+#                             (the figures of `make incident`)
 #   scripts/setup.sh --deb    also the packaging tools (dpkg-dev, debhelper, lintian) and, for the package
 #                             test, systemd-analyze and systemd-nspawn (systemd, systemd-container)
 # Idempotent: installs only the packages that are missing; runs apt-get update only when it must.
@@ -13,7 +14,7 @@ want=(libclamav-dev libmilter-dev pkg-config)
 for arg in "$@"; do
   case "$arg" in
     --test) want+=(postfix miltertest clamav-testfiles swaks python3-pytest prometheus) ;;
-    --bench) want+=(clamav clamav-daemon clamav-milter postfix clamav-testfiles) ;;
+    --bench) want+=(clamav clamav-daemon clamav-milter postfix clamav-testfiles python3-matplotlib) ;;
     --deb) want+=(dpkg-dev debhelper lintian fakeroot systemd systemd-container) ;;
     -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option $arg (try --help)" >&2; exit 2 ;;
