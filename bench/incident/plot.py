@@ -104,6 +104,7 @@ def table(results, params):
         ("sender queue at the end", lambda r: r["mx_queue_at_end"]),
         ("ham filed / sent", lambda r: f"{r['ham_filed']} / {r['ham']}"),
         ("ham turned away (5xx) / filed twice", lambda r: f"{r['ham_rejected']} / {r['ham_filed_twice']}"),
+        ("ham that needed a retry (got a 4xx)", lambda r: r.get("ham_retried", "-")),
         ("ham delay median", lambda r: delay(r, "ham_delay_median_s")),
         ("ham delay worst", lambda r: delay(r)),
         ("wave accepted by the host", lambda r: f"{r['wave_accepted']} / {r['wave']}"),

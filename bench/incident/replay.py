@@ -23,7 +23,7 @@ The runs, the same mail each time:
   a  clamav-milter + clamd (Debian's packages) with the stand-in for ClamAV's official database
      (bench/officialdb.py, --standin-scale 0.25: about a quarter of the RSS of the real one, as the
      cap is about a fifth of the 4 GB VM) and the shipped signatures, as in 2022;
-  b  Breakwater with the shipped signatures (its defaults: wave-action tag);
+  b  Breakwater with the shipped signatures and wave-action tag (its default before the replay);
   c  as b, and ops run `breakwater signatures add` --ops-after (60) seconds after the wave starts;
   d  Breakwater with wave-action --wave-action (tempfail), no ops.
 Breakwater gets the oom_score_adj of debian/breakwater.service's OOMScoreAdjust= (as systemd sets
@@ -200,6 +200,9 @@ class TicketHost(PostfixInstance):
             "ticket_destination_concurrency_limit": str(pipe_limit),
             "default_process_limit": "150",
             "smtpd_client_message_rate_limit": "0",
+            # Postfix's retry timers at the replay's scale (one second for a minute): 300 s, 300 s
+            # and 4000 s by default; a delivery that failed (a handler OOM-killed) waits 5 s.
+            "queue_run_delay": "5s", "minimal_backoff_time": "5s", "maximal_backoff_time": "60s",
         }
         super().__init__(base, sink_port=1, milters=milters, settings=settings, name="postfix",
                          smtpd_process_limit=60)
@@ -459,8 +462,7 @@ def run_one(run, args, workdir, stand_in):
                 extra = ["--signatures", os.path.join(REPO, "Signatures"), "--workers", "2",
                          "--local-signatures", os.path.join(base, "ops-signatures"),
                          "--metrics", f"127.0.0.1:{metrics_port}"]
-                if run == "d":
-                    extra += ["--wave-action", args.wave_action]
+                extra += ["--wave-action", args.wave_action if run == "d" else "tag"]
                 os.makedirs(os.path.join(base, "ops-signatures"))
                 filt = BreakwaterDaemon(args.bin, base, extra)
                 filt.start(timeout=120)
@@ -622,6 +624,7 @@ def summarize(run, args, messages, samples, tickets, t0, end, kills, oom_count, 
         "ham": len(ham), "ham_filed": sum(1 for m in ham if m.ident in filed),
         "ham_filed_twice": sum(1 for m in ham if len(filed.get(m.ident, ())) > 1),
         "ham_rejected": sum(1 for m in ham if m.rejected), "ham_unfiled": len(ham_unfiled),
+        "ham_retried": sum(1 for m in ham if m.attempts > 1),
         "ham_delay_median_s": round(statistics.median(delays), 1) if delays else None,
         "ham_delay_worst_s": round(worst, 1) if worst is not None else None,
         "ham_delay_worst_is_lower_bound": bool(ham_unfiled),
@@ -695,6 +698,9 @@ def main():
     for k, v in (quick if args.quick else full).items():
         if getattr(args, k) is None:
             setattr(args, k, v)
+    if args.quick and args.doc:
+        log("--quick: the figures and table of docs/ are left as they are (--doc ignored)")
+        args.doc = False
     args.bin = os.path.abspath(args.bin)
     if os.geteuid() != 0:
         sys.exit("replay: needs root (a memory cgroup, a private Postfix)")
