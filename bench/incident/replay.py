@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Replay the outage: a giveaway wave to info@ on a ticket host whose per-message handlers eat its
-memory, with each filter in front (issue 24). Every part is real: Postfix, pipe(8), a process per
+memory, with each filter in front (issue 24; docs/incident.md has the figures). Every part is real: Postfix, pipe(8), a process per
 message, a memory cgroup, the OOM killer, clamd + clamav-milter, `breakwater run`.
 
     bench/incident/replay.py [--quick] [--runs a,b,c,d] [--doc] [--bin PATH] [--out DIR]
@@ -27,7 +27,9 @@ The runs, the same mail each time:
   c  as b, and ops run `breakwater signatures add` --ops-after (60) seconds after the wave starts;
   d  Breakwater with wave-action --wave-action (tempfail), no ops.
 Breakwater gets the oom_score_adj of debian/breakwater.service's OOMScoreAdjust= (as systemd sets
-it); clamd and clamav-milter keep 0, as Debian's clamav-daemon unit does.
+it; without CAP_SYS_RESOURCE the rest of the cgroup is raised by as much instead, which keeps the
+OOM killer's order); clamd and clamav-milter keep 0, as Debian's clamav-daemon unit does. Postfix's
+retry timers are scaled like the sender's (5 s for 300 s).
 
 Each run ends when every message is filed or turned away, or at --deadline seconds. Series, sampled
 every second: handler processes alive, the cgroup's memory (usage and RSS), its OOM kill count, the
@@ -38,7 +40,8 @@ maillog, and a filter daemon's exit status (our child: killed by SIGKILL). Per r
 handlers, peak memory, OOM kills, peak queues, ham delay (first attempt to ticket; median, worst),
 wave messages accepted and filed as tickets, ham filed (and filed twice), ham turned away.
 
---quick: a smoke test in about a minute: run c only, 300 wave messages in 20 s, ops after 8 s.
+--quick: a smoke test in about a minute: run c only, 300 wave messages in 20 s, 40 ham, ops after
+5 s, handlers of 10 MB (so that no OOM kill happens: IntegrationTests/test_incident.py checks it).
 Results: --out (default out/incident/TIMESTAMP/): results.json, results.md, run-X.json, run-X.png
 (python3-matplotlib; scripts/setup.sh --bench). --doc also copies the figures to docs/incident/ and
 writes the table into docs/incident.md (between its replay markers).
@@ -54,7 +57,6 @@ import re
 import shutil
 import signal
 import smtplib
-import socket
 import statistics
 import subprocess
 import sys
