@@ -1,7 +1,7 @@
 """The outage replay's smoke test: `bench/incident/replay.py --quick` (issue 24), about 50 seconds.
 
 Run c, small: a private Postfix delivering info@ through pipe(8) to a handler process per message
-(10 MB for 1.5 s here) in a memory cgroup, `breakwater run` (tag-only, the shipped signatures) in front,
+(10 MB for 1.5 s here) in a memory cgroup (1024 MB), `breakwater run` (tag-only, shipped signatures) in front,
 300 giveaway spams from 400 client networks (XCLIENT) in 20 s with 40 ham, a sender that retries 4xx,
 and ops running `breakwater signatures add` 5 s into the wave. Checked on the replay's own results:
 

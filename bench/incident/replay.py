@@ -41,7 +41,8 @@ handlers, peak memory, OOM kills, peak queues, ham delay (first attempt to ticke
 wave messages accepted and filed as tickets, ham filed (and filed twice), ham turned away.
 
 --quick: a smoke test in about a minute: run c only, 300 wave messages in 20 s, 40 ham, ops after
-5 s, handlers of 10 MB (so that no OOM kill happens: IntegrationTests/test_incident.py checks it).
+5 s, handlers of 10 MB and a 1024 MB cap, which even the 50 handlers Postfix may start at once fit in
+(IntegrationTests/test_incident.py checks that no OOM kill happens).
 Results: --out (default out/incident/TIMESTAMP/): results.json, results.md, run-X.json, run-X.png
 (python3-matplotlib; scripts/setup.sh --bench). --doc also copies the figures to docs/incident/ and
 writes the table into docs/incident.md (between its replay markers).
@@ -679,7 +680,7 @@ def main():
     ap.add_argument("--handler-python", default="/usr/bin/python3")
     ap.add_argument("--handler-mb", type=int)
     ap.add_argument("--handler-seconds", type=float, default=1.5)
-    ap.add_argument("--cap-mb", type=int, default=768)
+    ap.add_argument("--cap-mb", type=int)
     ap.add_argument("--wave", type=int)
     ap.add_argument("--wave-start", type=float)
     ap.add_argument("--wave-seconds", type=float)
@@ -693,10 +694,10 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", action="store_true", help="keep the run directories (logs, tickets, Postfix)")
     args = ap.parse_args()
-    quick = dict(wave=300, wave_seconds=20, ham_seconds=40, ops_after=5, deadline=60, runs="c", wave_start=5,
-                 handler_mb=10, ham_rate=1.0)
+    quick = dict(wave=300, wave_seconds=20, ham_seconds=40, ops_after=5, deadline=80, runs="c", wave_start=5,
+                 handler_mb=10, ham_rate=1.0, cap_mb=1024)
     full = dict(wave=1800, wave_seconds=90, ham_seconds=160, ops_after=60, deadline=170, runs="a,b,c,d",
-                wave_start=10, handler_mb=60, ham_rate=0.5)
+                wave_start=10, handler_mb=60, ham_rate=0.5, cap_mb=768)
     for k, v in (quick if args.quick else full).items():
         if getattr(args, k) is None:
             setattr(args, k, v)
