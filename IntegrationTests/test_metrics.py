@@ -605,7 +605,7 @@ def test_metrics_port_taken_is_a_startup_error(bw_binary, workdir, test_sigs, me
 def test_alert_rules_check(promtool):
     r = subprocess.run([promtool, "check", "rules", RULES], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "SUCCESS: 6 rules found" in r.stdout, r.stdout
+    assert "SUCCESS: 7 rules found" in r.stdout, r.stdout
 
 
 def test_alert_rules_fire_when_they_should(promtool):

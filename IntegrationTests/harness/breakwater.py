@@ -68,11 +68,14 @@ class BreakwaterDaemon:
     def hermetic_defaults(self):
         """Flags that keep several daemons on one machine apart and off the system's paths,
         unless the test set them itself: the control socket and spool in the test's directory,
-        no metrics listener, no ops signature directory."""
+        no metrics listener, no ops signature directory, and wave-action tag (see below)."""
         given = {a.split("=", 1)[0] for a in self.args if a.startswith("--")}
         out = []
         for flag, value in (("--control", os.path.join(self.run_dir, "control.sock")),
                             ("--metrics", ""),
+                            # The tests that watch wave detection read its X-Breakwater-Wave header;
+                            # the product's default is tempfail (test_incident.py, docs/incident.md).
+                            ("--wave-action", "tag"),
                             ("--local-signatures", os.path.join(self.run_dir, "no-local-signatures")),
                             ("--spool-directory", self.spool_dir)):
             if flag not in given:

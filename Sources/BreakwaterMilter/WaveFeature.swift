@@ -53,6 +53,7 @@ public final class WaveFeature: Sendable {
         let o = detector.observe(
             fp, sender: sender, clientIP: clientIP, clientAddress: clientAddress, now: Now.wall())
         if let started = o.started { logStart(started) }
+        if o.wave != nil { inspector.rememberAsWaveMember() }
         // Ham for the check of a suggested signature: a clean scan outside any wave (accepted as is).
         if o.wave == nil, result.isClean, let fp { ham.add(fp) }
         if let sampled = o.sampled, let s = WaveReport.suggestion(sampled, prefix: signaturePrefix) {

@@ -18,7 +18,9 @@ import Glibc
 ///
 /// libclamav's clean-file cache: a message byte-identical to one already scanned clean is not
 /// parsed again, so its parts never reach the callback (only depth 0 does). Such a repeat gets the
-/// fingerprint of the original from `WaveMemo`, keyed by the message's size, head and tail.
+/// fingerprint of the original from `WaveMemo`, keyed by the message's size, head and tail. The
+/// commonest repeat is a sending MTA's retry of a wave message that got 4xx: `rememberAsWaveMember`
+/// keeps those longer than the last 128 messages.
 package final class WaveLayerInspector: LayerInspector {
     package private(set) var builder: WaveFingerprintBuilder
     private let memo: WaveMemo?
@@ -67,6 +69,19 @@ package final class WaveLayerInspector: LayerInspector {
         bytes.withUnsafeBytes { builder.add($0, kind: kind) }
     }
 
+    /// The message turned out to be in a wave: its body goes to the memo's list of wave members, so
+    /// that the sending MTA's retry (byte-identical, not parsed again by libclamav) is one too, however
+    /// many messages came in between. Without it, a wave answered 4xx (wave-action tempfail) came
+    /// through on the retry once 128 other messages had passed (the outage replay, docs/incident.md).
+    package func rememberAsWaveMember() {
+        guard let memo, let key = memoKey else { return }
+        if textLayers > 0 {
+            memo.keepMember(key, builder.body)
+        } else if let earlier = memo.lookup(key) {
+            memo.keepMember(key, earlier)
+        }
+    }
+
     /// The message's fingerprint (nil when it has too little text), once the scan is over.
     package func finish(subject: String?) -> WaveFingerprint? {
         if let memo, let key = memoKey {
@@ -82,12 +97,35 @@ package final class WaveLayerInspector: LayerInspector {
 
 /// The body fingerprints of the last `entries` messages, by a key of their size, first and last
 /// 4 KB: lets a byte-identical repeat (which libclamav's cache does not parse again) count as what it
-/// is. At most `entries` x (256 bytes + the sample, at most 2 KB).
+/// is. At most `entries` x (256 bytes + the sample, at most 2 KB). Besides, the last `memberEntries`
+/// wave members (`keepMember`), without their sample: at most about 3 MB.
 package final class WaveMemo: Sendable {
     package static let entries = 128
+    /// Wave members kept for their retries: a sending MTA retries after minutes, and a wave of 20
+    /// messages a second brings thousands in between.
+    package static let memberEntries = 8192
     private let state = Locked<(keys: [UInt64], bodies: [UInt64: WaveBody], next: Int)>(([], [:], 0))
+    private let members = Locked<(keys: [UInt64], bodies: [UInt64: WaveBody], next: Int)>(([], [:], 0))
 
     package init() {}
+
+    /// Keeps a wave member's body (its sample dropped: a retry adds no sample to the wave).
+    func keepMember(_ key: UInt64, _ body: WaveBody) {
+        var b = body
+        b.sample = []
+        members.withLock { s in
+            if s.bodies[key] == nil {
+                if s.keys.count < WaveMemo.memberEntries {
+                    s.keys.append(key)
+                } else {
+                    s.bodies[s.keys[s.next]] = nil
+                    s.keys[s.next] = key
+                    s.next = (s.next + 1) % WaveMemo.memberEntries
+                }
+            }
+            s.bodies[key] = b
+        }
+    }
 
     static func key(fd: Int32, size: Int, buffer: UnsafeRawBufferPointer?) -> UInt64? {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325 ^ UInt64(size)
@@ -139,6 +177,6 @@ package final class WaveMemo: Sendable {
     }
 
     func lookup(_ key: UInt64) -> WaveBody? {
-        state.withLock { $0.bodies[key] }
+        state.withLock { $0.bodies[key] } ?? members.withLock { $0.bodies[key] }
     }
 }

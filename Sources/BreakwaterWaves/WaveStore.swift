@@ -674,7 +674,7 @@ package final class InProcessWaveStore: WaveStore {
                 let r = Int(record[e])
                 records[r].waveMessages += 1
                 records[r].lastSeen = now
-                if records[r].samples.count < InProcessWaveStore.samplesPerWave {
+                if records[r].samples.count < InProcessWaveStore.samplesPerWave, !fp.sample.isEmpty {
                     records[r].samples.append(fp.sample)
                     if records[r].samples.count == InProcessWaveStore.samplesPerWave {
                         return WaveObservation(wave: records[r].id, sampled: info(r, now: now))

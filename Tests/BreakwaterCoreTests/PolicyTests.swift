@@ -218,10 +218,20 @@ final class PolicyTests: XCTestCase {
         XCTAssertEqual(s.tempfails(.scanError), 0)
     }
 
+    /// By default a wave message is tempfailed, not let through with a tag: in the outage replay
+    /// (docs/incident.md) a tagged wave started a handler per message on the ticket host.
+    func testWaveActionDefaultsToTempfail() {
+        XCTAssertEqual(Config().wave.action, .tempfail)
+        let d = Policy(config: Config()).decide(ScanResult(finding: .clean, seconds: 0, bytes: 1), wave: "w1")
+        XCTAssertEqual(d.reply?.code, "451")
+        XCTAssertEqual(d.tempfailCause, .wave)
+    }
+
     /// The wave result goes into `decide`; a wave tempfail has cause wave (before: scan_error).
     func testWaveRuleIsDecidedByPolicy() {
         let clean = ScanResult(finding: .clean, seconds: 0, bytes: 1)
         var c = Config()
+        c.wave.action = .tag
         let tag = Policy(config: c).decide(clean, wave: "w1")
         XCTAssertEqual(tag.action, .tag)
         XCTAssertEqual(tag.wave, "w1")

@@ -21,8 +21,9 @@ public struct WaveSettings: Sendable {
     public var minSources = 5
     /// `wave-window`: seconds of the sliding window; a wave ends after a whole window without a message.
     public var window = 600.0
-    /// `wave-action`.
-    public var action = WaveAction.tag
+    /// `wave-action`: tempfail by default, so that a wave keeps off the host without ops (tag let it
+    /// start a handler per message in the outage replay; docs/incident.md).
+    public var action = WaveAction.tempfail
     /// `wave-store-size`: bytes of the fingerprint store (entries, index, wave records).
     public var storeSize: UInt64 = 4 << 20
     /// `wave-allow-senders`: envelope senders (address or @domain, lower case) never counted.
