@@ -253,10 +253,13 @@ public final class ClamEngine: @unchecked Sendable {
     /// process (created populated, or reused from the pool).
     public static var prefaultedMaps: UInt { UInt(bw_prefault_count()) + UInt(bw_prefault_reused()) }
 
-    /// Scans a whole message held in memory. The buffer is not copied.
-    public func scan(_ message: UnsafeRawBufferPointer, name: String = "message", inspector: LayerInspector? = nil)
-        -> ScanResult
-    {
+    /// Scans a whole message held in memory. The buffer is not copied. `allMatches`: report every
+    /// signature that matches (false: stop at the first one, reporting a heuristic such as a limit only
+    /// when no signature matched).
+    public func scan(
+        _ message: UnsafeRawBufferPointer, name: String = "message", inspector: LayerInspector? = nil,
+        allMatches: Bool = true
+    ) -> ScanResult {
         let start = Now.monotonic()
         guard let base = message.baseAddress ?? (message.count == 0 ? UnsafeRawPointer(bitPattern: 1) : nil) else {
             return ScanResult(finding: .error("empty buffer"), seconds: 0, bytes: 0)
@@ -265,17 +268,21 @@ public final class ClamEngine: @unchecked Sendable {
             return ScanResult(finding: .error("cannot map message (out of memory?)"), seconds: 0, bytes: message.count)
         }
         defer { cl_fmap_close(map) }
-        return runScan(start: start, bytes: message.count, inspector: inspector) { virname, scanned, options, ctx in
+        return runScan(start: start, bytes: message.count, inspector: inspector, allMatches: allMatches) {
+            virname, scanned, options, ctx in
             cl_scanmap_callback(map, name, virname, scanned, self.raw, options, ctx)
         }
     }
 
     /// Scans a message from a file descriptor (a message spooled to disk).
-    public func scan(fd: Int32, name: String = "message", inspector: LayerInspector? = nil) -> ScanResult {
+    public func scan(fd: Int32, name: String = "message", inspector: LayerInspector? = nil, allMatches: Bool = true)
+        -> ScanResult
+    {
         let start = Now.monotonic()
         var st = stat()
         let size = fstat(fd, &st) == 0 ? Int(st.st_size) : 0
-        return runScan(start: start, bytes: size, inspector: inspector) { virname, scanned, options, ctx in
+        return runScan(start: start, bytes: size, inspector: inspector, allMatches: allMatches) {
+            virname, scanned, options, ctx in
             cl_scandesc_callback(fd, name, virname, scanned, self.raw, options, ctx)
         }
     }
@@ -286,21 +293,24 @@ public final class ClamEngine: @unchecked Sendable {
     /// populated anonymous map, then a `pread` of the whole file). Falls back to `scan(fd:)` when the
     /// file cannot be mapped. Not for files others may change: a mapped page cut off by a truncation
     /// is a SIGBUS.
-    public func scan(privateFile fd: Int32, name: String = "message", inspector: LayerInspector? = nil) -> ScanResult {
+    public func scan(
+        privateFile fd: Int32, name: String = "message", inspector: LayerInspector? = nil, allMatches: Bool = true
+    ) -> ScanResult {
         var st = stat()
         guard fstat(fd, &st) == 0, st.st_size > 0, let size = Int(exactly: st.st_size) else {
-            return scan(fd: fd, name: name, inspector: inspector)
+            return scan(fd: fd, name: name, inspector: inspector, allMatches: allMatches)
         }
         let map = mmap(nil, size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0)
         guard let map, map != UnsafeMutableRawPointer(bitPattern: -1) else {
-            return scan(fd: fd, name: name, inspector: inspector)
+            return scan(fd: fd, name: name, inspector: inspector, allMatches: allMatches)
         }
         defer { munmap(map, size) }
-        return scan(UnsafeRawBufferPointer(start: map, count: size), name: name, inspector: inspector)
+        return scan(
+            UnsafeRawBufferPointer(start: map, count: size), name: name, inspector: inspector, allMatches: allMatches)
     }
 
     private func runScan(
-        start: Double, bytes: Int, inspector: LayerInspector?,
+        start: Double, bytes: Int, inspector: LayerInspector?, allMatches: Bool,
         _ body: (
             UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafeMutablePointer<UInt>,
             UnsafeMutablePointer<cl_scan_options>, UnsafeMutableRawPointer
@@ -309,7 +319,7 @@ public final class ClamEngine: @unchecked Sendable {
         let ctx = ScanContext(inspector: wantsInspection ? inspector : nil)
         var virname: UnsafePointer<CChar>? = nil
         var scanned: UInt = 0
-        var options = scanOptions.options
+        var options = allMatches ? scanOptions.options : scanOptions.firstMatch
         bw_prefault_set_limit(Int(clamping: limits.prefaultSize))
         let rc = withExtendedLifetime(ctx) {
             body(&virname, &scanned, &options, Unmanaged.passUnretained(ctx).toOpaque())
@@ -331,9 +341,11 @@ public final class ClamEngine: @unchecked Sendable {
     }
 }
 
-/// `cl_scan_options` built once per engine from the configured heuristics.
+/// `cl_scan_options` built once per engine from the configured heuristics: all matches, and the same
+/// stopping at the first signature.
 struct ScanOptionsBox: Sendable {
     let options: cl_scan_options
+    let firstMatch: cl_scan_options
     init(heuristics: Heuristics) {
         var o = cl_scan_options()
         o.general = UInt32(CL_SCAN_GENERAL_ALLMATCHES) | UInt32(CL_SCAN_GENERAL_HEURISTICS)
@@ -350,5 +362,7 @@ struct ScanOptionsBox: Sendable {
         o.mail = 0
         o.dev = 0
         self.options = o
+        o.general &= ~UInt32(CL_SCAN_GENERAL_ALLMATCHES)
+        self.firstMatch = o
     }
 }

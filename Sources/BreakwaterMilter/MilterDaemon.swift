@@ -269,7 +269,7 @@ public final class MilterDaemon: @unchecked Sendable {
             return (Decision.skipped, 0, 0, false)
         }
         let waitStart = Now.monotonic()
-        let inspector = waves?.inspector()
+        var inspector = waves?.inspector()
         let engine = engines.current
         var scanned: (result: ScanResult, decision: Decision)?
         let slot = admission.scan(
@@ -278,12 +278,29 @@ public final class MilterDaemon: @unchecked Sendable {
                 // too: its update needs a few KB of stack, which on the session's thread every libmilter
                 // thread would keep resident (16 KB of touched stack each instead of 12; with 200 sessions
                 // waiting, about 0.6 MB), for a few microseconds more of the scanner's time.
-                let result: ScanResult
-                switch message.storage {
-                case .memory:
-                    result = message.withMemory { engine.scan($0, inspector: inspector) }!
-                case .file(let fd):
-                    result = engine.scan(privateFile: fd, inspector: inspector)
+                func scan(allMatches: Bool, inspector: LayerInspector?) -> ScanResult {
+                    switch message.storage {
+                    case .memory:
+                        return message.withMemory {
+                            engine.scan($0, inspector: inspector, allMatches: allMatches)
+                        }!
+                    case .file(let fd):
+                        return engine.scan(privateFile: fd, inspector: inspector, allMatches: allMatches)
+                    }
+                }
+                // No scanning past the decision: stop at the first signature, and scan for every match
+                // only when another name could still make the answer stricter (Policy.settles).
+                var result = scan(allMatches: false, inspector: inspector)
+                if !policy.settles(firstMatch: result) {
+                    stats.rescans.add(1, ordering: .relaxed)
+                    logger.debug(
+                        "queue=\(Escape.field(queueID)) scanning again for every match: first match \(Escape.text(result.detections.map(\.name).joined(separator: ",")))"
+                    )
+                    // A fresh inspector: the first scan may have stopped before some layers.
+                    inspector = waves?.inspector()
+                    let first = result.seconds
+                    result = scan(allMatches: true, inspector: inspector)
+                    result = ScanResult(finding: result.finding, seconds: first + result.seconds, bytes: result.bytes)
                 }
                 var wave: String?
                 if let waves, result.errorMessage == nil {
