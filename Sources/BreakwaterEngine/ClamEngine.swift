@@ -60,7 +60,20 @@ private func clamavMessageCallback(
     _ severity: cl_msg, _ fullmsg: UnsafePointer<CChar>?, _ msg: UnsafePointer<CChar>?,
     _ context: UnsafeMutableRawPointer?
 ) {
-    guard context == nil, let msg else { return }  // messages during scans carry our scan context: ignored
+    guard let msg else { return }
+    // A message of a scan: libclamav passes our scan context, except for messages it logs before
+    // setting the scan up, which the thread's current scan catches.
+    if let context = context ?? bw_scan_context_get() {
+        // A message during a scan (it carries our scan context): only a temporary file that could
+        // not be written counts (libclamav goes on without that part).
+        guard severity == CL_MSG_ERROR else { return }
+        let ctx = Unmanaged<ScanContext>.fromOpaque(context).takeUnretainedValue()
+        if ctx.temporaryFileFailure == nil {
+            let line = String(cString: msg)
+            if ScanContext.isTemporaryFileFailure(line) { ctx.temporaryFileFailure = line.trimmed }
+        }
+        return
+    }
     if severity == CL_MSG_ERROR || severity == CL_MSG_WARN {
         var line = String(cString: msg)
         while line.last == "\n" { line.removeLast() }
@@ -73,7 +86,19 @@ private func clamavMessageCallback(
 final class ScanContext {
     var names: [String] = []
     let inspector: LayerInspector?
+    /// The first libclamav error of this scan about a temporary file it could not create or write.
+    var temporaryFileFailure: String?
     init(inspector: LayerInspector?) { self.inspector = inspector }
+
+    /// libclamav 1.4's error messages when a temporary file cannot be created or written: "Can't
+    /// write", "can't create temporary file", "cli_writen: write error", "failed write to output file",
+    /// "error writing bytes to file (out of disk space?)", "unable to create file", "Can't generate
+    /// temporary file", "Can't create temporary directory for scan".
+    static func isTemporaryFileFailure(_ message: String) -> Bool {
+        let m = message.lowercased()
+        return m.contains("write") || m.contains("writing") || m.contains("create") || m.contains("temporary")
+            || m.contains("disk space")
+    }
 }
 
 private func virusFoundCallback(_ fd: Int32, _ virname: UnsafePointer<CChar>?, _ context: UnsafeMutableRawPointer?) {
@@ -322,10 +347,26 @@ public final class ClamEngine: @unchecked Sendable {
         var options = allMatches ? scanOptions.options : scanOptions.firstMatch
         bw_prefault_set_limit(Int(clamping: limits.prefaultSize))
         let rc = withExtendedLifetime(ctx) {
-            body(&virname, &scanned, &options, Unmanaged.passUnretained(ctx).toOpaque())
+            let opaque = Unmanaged.passUnretained(ctx).toOpaque()
+            bw_scan_context_set(opaque)
+            defer { bw_scan_context_set(nil) }
+            return body(&virname, &scanned, &options, opaque)
         }
         bw_prefault_set_limit(0)
         let seconds = Now.monotonic() - start
+        var result = finish(rc: rc, virname: virname, ctx: ctx, seconds: seconds, bytes: bytes)
+        result.temporaryFileFailure = ctx.temporaryFileFailure
+        // The scan's own temporary directory or a file in it could not be made or written: a full or
+        // broken file system, not the message.
+        if [CL_EACCES, CL_ETMPDIR, CL_ETMPFILE, CL_EWRITE, CL_ECREAT].contains(rc), result.temporaryFileFailure == nil {
+            result.temporaryFileFailure = String(cString: cl_strerror(rc))
+        }
+        return result
+    }
+
+    private func finish(
+        rc: cl_error_t, virname: UnsafePointer<CChar>?, ctx: ScanContext, seconds: Double, bytes: Int
+    ) -> ScanResult {
         switch rc {
         case CL_CLEAN:
             return ScanResult(finding: .clean, seconds: seconds, bytes: bytes)
