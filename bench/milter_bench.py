@@ -148,7 +148,8 @@ def main():
         mnt, fstype = filesystem_of(d)
         a.layout_desc[x] = f"{d} ({fstype} on {mnt})"
         if (x == "disk") == (fstype == "tmpfs"):
-            log(f"warning: layout {x}: {d} is on {fstype} ({mnt})")    if a.quick:
+            log(f"warning: layout {x}: {d} is on {fstype} ({mnt})")
+    if a.quick:
         a.rounds = 1
         a.count = a.count or 200
     a.out = a.out or os.path.join(REPO, "out", "bench", "milter-" + time.strftime("%Y%m%d-%H%M%S"))
