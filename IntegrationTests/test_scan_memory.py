@@ -153,3 +153,15 @@ def test_configured_directory_is_used_as_is(breakwater, test_sigs, tmpfs, workdi
     line = bw.wait_log("scan temporary files:")
     assert line and f"scan temporary files: {own} (scan-temporary-directory)" in line, line
     assert private_dirs(mem.path) == []
+
+
+def test_failed_start_leaves_no_directory(bw_binary, test_sigs, tmpfs, workdir):
+    """A start that fails after the directory in memory was made (here: the milter socket cannot be
+    opened) removes it on the way out."""
+    mem = tmpfs("mem")
+    r = subprocess.run([bw_binary, "run", "--socket", f"unix:{workdir}/missing/milter.sock", "--signatures", test_sigs,
+                        "--metrics", "", "--control", os.path.join(workdir, "control.sock"),
+                        "--local-signatures", os.path.join(workdir, "none"), "--spool-directory", workdir, *LIMITS],
+                       capture_output=True, text=True, timeout=60, env=dict(os.environ, RUNTIME_DIRECTORY=mem.path))
+    assert r.returncode != 0 and f"in memory, {mem.path}/breakwater-scan." in r.stderr, r.stderr[-2000:]
+    assert private_dirs(mem.path) == []

@@ -92,6 +92,7 @@ final class ScanDirectory: @unchecked Sendable {
                 rmdir(path)
                 continue
             }
+            removeAtExit(path)
             return ScanDirectory(
                 disk: disk, diskFD: diskFD, memory: path, memoryFD: fd, perScan: perScan,
                 summary:
@@ -182,5 +183,18 @@ final class ScanDirectory: @unchecked Sendable {
     func remove() {
         guard let memory else { return }
         rmdir(memory)
+    }
+
+    /// The directory in memory, removed when the process exits (a start that fails after it was made
+    /// must not leave it behind).
+    nonisolated(unsafe) private static var made: [UInt8] = []
+
+    private static func removeAtExit(_ path: String) {
+        made = Array(path.utf8) + [0]
+        atexit {
+            ScanDirectory.made.withUnsafeBufferPointer { p in
+                p.baseAddress.map { $0.withMemoryRebound(to: CChar.self, capacity: p.count) { _ = rmdir($0) } }
+            }
+        }
     }
 }
