@@ -98,7 +98,7 @@ def test_man5_documents_every_key(bw_binary):
 DESCRIBED = {
     "workers": ("number of cores", "the number of CPU cores"),
     "spool-directory": ("$TMPDIR or /tmp", "$TMPDIR, or /tmp"),
-    "scan-temporary-directory": ("the spool directory", "the spool directory"),
+    "scan-temporary-directory": ("in memory, else the spool directory", "in memory, else the spool directory"),
 }
 
 

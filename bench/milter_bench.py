@@ -23,6 +23,14 @@
       places, so that sessions wait for it as they wait for a scan slot: how Postfix + libmilter
       scale from 32 to 200 clients behind a CPU-bound filter that costs nothing beyond its scan.
 
+Both file-system layouts (issue 23), each round interleaved: "disk", the host as Debian 12 ships it
+(/tmp and the Postfix queue on a disk file system: the runs' directories under --disk-workdir,
+/var/tmp by default), and "tmpfs", everything in memory (as current Debian's /tmp: --tmpfs-workdir,
+/dev/shm). Each run's Postfix queue, Breakwater's spool (and the scan temporary directory it
+chooses itself), clamd's and clamav-milter's TemporaryDirectory live in its layout's directory; the
+results name each corpus NAME@LAYOUT. --baseline BIN adds the configuration "baseline": another
+build of `breakwater run` (the one before a change), run beside the others in the same rounds.
+
 Every configuration gets a fresh private Postfix (own config and queue, loopback port, no chroot,
 in_flow_delay = 0, relaying to Postfix's `smtp-sink` on loopback) and fresh daemons, so that peak
 RSS is per run. Configurations are interleaved (the order rotates every round) and each figure is
@@ -61,7 +69,7 @@ import signal
 import sys
 import time
 
-from milterbench.common import ALL_CONFIGS, CONFIGS, FLOOR_CONFIGS, HERE, REPO, Shield, log
+from milterbench.common import ALL_CONFIGS, CONFIGS, FLOOR_CONFIGS, HERE, REPO, Shield, filesystem_of, log
 from milterbench.corpora import Corpus, generate_corpora
 from milterbench.runs import Bench
 
@@ -82,6 +90,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="smoke run: 200 messages per corpus, one round")
     ap.add_argument("--count", type=int, help="use only the first N messages of each corpus")
+    ap.add_argument("--only-mixed", action="store_true", help="run the mixed corpus only (no wave corpus)")
     ap.add_argument("--no-direct", dest="direct", action="store_false", help="skip (d): direct milter vs scan")
     ap.add_argument("--direct-clients", type=int, default=8, help="milter sessions at once for (d)")
     ap.add_argument("--bw-arg", action="append", default=[], help="extra flag for breakwater run (repeatable), "
@@ -104,7 +113,16 @@ def main():
                          "a live MX; auto (the default): batches until Postfix runs as many smtpd processes as there "
                          "are clients, or their number stops growing; 0: a cold Postfix")
     ap.add_argument("--out", help="output directory (default out/bench/milter-TIMESTAMP)")
-    ap.add_argument("--workdir", default="/tmp", help="where the private instances live while running")
+    ap.add_argument("--workdir", default="/tmp", help="where the benchmark's own files live (load generator, lists)")
+    ap.add_argument("--layouts", default="disk,tmpfs",
+                    help="file-system layouts to run every configuration in, interleaved: disk (--disk-workdir), "
+                         "tmpfs (--tmpfs-workdir)")
+    ap.add_argument("--disk-workdir", default="/var/tmp",
+                    help="the disk layout's directory (Postfix queues, spools, scan temporary files): a disk file "
+                         "system, as /tmp and /var/spool/postfix are on Debian 12 (default /var/tmp)")
+    ap.add_argument("--tmpfs-workdir", default="/dev/shm", help="the tmpfs layout's directory (default /dev/shm)")
+    ap.add_argument("--baseline", help="another breakwater binary (the build before a change): adds the "
+                    "configuration baseline, run like breakwater in the same rounds")
     ap.add_argument("--keep-work", action="store_true")
     a = ap.parse_args()
     if a.warmup != "auto" and not (a.warmup.isdigit()):
@@ -113,6 +131,24 @@ def main():
     a.argv = [os.path.relpath(sys.argv[0], REPO) if sys.argv[0].startswith(REPO) else sys.argv[0]] + sys.argv[1:]
     a.clients = [int(x) for x in a.clients.split(",") if x]
     a.configs = [x for x in a.configs.split(",") if x]
+    if a.baseline:
+        a.baseline = os.path.abspath(a.baseline)
+        if "baseline" not in a.configs:
+            a.configs.append("baseline")
+    elif "baseline" in a.configs:
+        ap.error("--configs baseline needs --baseline BIN")
+    a.layouts = [x for x in a.layouts.split(",") if x]
+    dirs = {"disk": a.disk_workdir, "tmpfs": a.tmpfs_workdir}
+    unknown_layouts = [x for x in a.layouts if x not in dirs]
+    if unknown_layouts or not a.layouts:
+        ap.error(f"--layouts: give disk, tmpfs or both (not {', '.join(unknown_layouts) or 'nothing'})")
+    a.layout_dirs = {x: dirs[x] for x in a.layouts}
+    a.layout_desc = {}
+    for x, d in a.layout_dirs.items():
+        mnt, fstype = filesystem_of(d)
+        a.layout_desc[x] = f"{d} ({fstype} on {mnt})"
+        if (x == "disk") == (fstype == "tmpfs"):
+            log(f"warning: layout {x}: {d} is on {fstype} ({mnt})")
     if a.quick:
         a.rounds = 1
         a.count = a.count or 200
@@ -137,9 +173,12 @@ def main():
         mixed, wave = generate_corpora(os.path.abspath(a.generator), a.corpus_cache)
         a.corpus = a.corpus or mixed
         a.wave_corpus = a.wave_corpus or wave
-    if not a.corpus or not a.wave_corpus:
+    if not a.corpus or not (a.wave_corpus or a.only_mixed):
         sys.exit("milter_bench: give --corpus and --wave-corpus (generated corpus directories), or --generator bench/corpus/generate.py")
-    corpora = [Corpus("mixed", os.path.abspath(a.corpus), a.count), Corpus("wave", os.path.abspath(a.wave_corpus), a.count)]
+    base = [Corpus("mixed", os.path.abspath(a.corpus), a.count)]
+    if not a.only_mixed:
+        base.append(Corpus("wave", os.path.abspath(a.wave_corpus), a.count))
+    corpora = [c.with_layout(x) for x in a.layouts for c in base]
     for c in corpora:
         log(f"corpus {c.describe()}")
 
@@ -156,7 +195,8 @@ def main():
     finally:
         md = b.save(corpora)
         if not a.keep_work:
-            shutil.rmtree(b.work, ignore_errors=True)
+            for w in [b.work, *b.works.values()]:
+                shutil.rmtree(w, ignore_errors=True)
     print(md)
     log(f"results in {a.out}/results.md and results.json")
 

@@ -13,6 +13,10 @@
 # $BENCH_WAVE_CORPUS; otherwise bench/corpus/generate.py makes the milter benchmark's corpora once into
 # out/bench/corpora, and the other benches use their own defaults (the same generator).
 # Results: out/bench/ (gitignored); the milter benchmark writes out/bench/milter-TIMESTAMP/results.{md,json}.
+# The milter benchmark runs every configuration in two file-system layouts, interleaved: /tmp and the
+# Postfix queue on disk (as Debian 12 ships: its run directories under /var/tmp) and all on a tmpfs
+# (/dev/shm). $BENCH_BASELINE_BIN (another build of breakwater, e.g. the commit before a change) adds
+# it as the configuration "baseline" in the same rounds.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -27,7 +31,7 @@ while [ $# -gt 0 ]; do
     --rounds=*) rounds="${1#*=}" ;;
     --only) only="$2"; shift ;;
     --only=*) only="${1#*=}" ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -103,6 +107,7 @@ if wants milter && [ -f bench/milter_bench.py ]; then
     args+=(--generator "$GEN")
     [ -n "${BENCH_CORPUS:-}" ] && args+=(--corpus "$BENCH_CORPUS")
   fi
+  [ -n "${BENCH_BASELINE_BIN:-}" ] && args+=(--baseline "$BENCH_BASELINE_BIN")
   [ -n "$rounds" ] && args+=(--rounds "$rounds")
   [ $quick -eq 1 ] && args+=(--quick)
   run milter "$PY" bench/milter_bench.py "${args[@]}"

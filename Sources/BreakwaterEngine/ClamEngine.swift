@@ -60,7 +60,20 @@ private func clamavMessageCallback(
     _ severity: cl_msg, _ fullmsg: UnsafePointer<CChar>?, _ msg: UnsafePointer<CChar>?,
     _ context: UnsafeMutableRawPointer?
 ) {
-    guard context == nil, let msg else { return }  // messages during scans carry our scan context: ignored
+    guard let msg else { return }
+    // A message of a scan: libclamav passes our scan context, except for messages it logs before
+    // setting the scan up, which the thread's current scan catches.
+    if let context = context ?? bw_scan_context_get() {
+        // A message during a scan (it carries our scan context): only a temporary file that could
+        // not be written counts (libclamav goes on without that part).
+        guard severity == CL_MSG_ERROR else { return }
+        let ctx = Unmanaged<ScanContext>.fromOpaque(context).takeUnretainedValue()
+        if ctx.temporaryFileFailure == nil {
+            let line = String(cString: msg)
+            if ScanContext.isTemporaryFileFailure(line) { ctx.temporaryFileFailure = line.trimmed }
+        }
+        return
+    }
     if severity == CL_MSG_ERROR || severity == CL_MSG_WARN {
         var line = String(cString: msg)
         while line.last == "\n" { line.removeLast() }
@@ -73,7 +86,19 @@ private func clamavMessageCallback(
 final class ScanContext {
     var names: [String] = []
     let inspector: LayerInspector?
+    /// The first libclamav error of this scan about a temporary file it could not create or write.
+    var temporaryFileFailure: String?
     init(inspector: LayerInspector?) { self.inspector = inspector }
+
+    /// libclamav 1.4's error messages when a temporary file cannot be created or written: "Can't
+    /// write", "can't create temporary file", "cli_writen: write error", "failed write to output file",
+    /// "error writing bytes to file (out of disk space?)", "unable to create file", "Can't generate
+    /// temporary file", "Can't create temporary directory for scan".
+    static func isTemporaryFileFailure(_ message: String) -> Bool {
+        let m = message.lowercased()
+        return m.contains("write") || m.contains("writing") || m.contains("create") || m.contains("temporary")
+            || m.contains("disk space")
+    }
 }
 
 private func virusFoundCallback(_ fd: Int32, _ virname: UnsafePointer<CChar>?, _ context: UnsafeMutableRawPointer?) {
@@ -253,10 +278,13 @@ public final class ClamEngine: @unchecked Sendable {
     /// process (created populated, or reused from the pool).
     public static var prefaultedMaps: UInt { UInt(bw_prefault_count()) + UInt(bw_prefault_reused()) }
 
-    /// Scans a whole message held in memory. The buffer is not copied.
-    public func scan(_ message: UnsafeRawBufferPointer, name: String = "message", inspector: LayerInspector? = nil)
-        -> ScanResult
-    {
+    /// Scans a whole message held in memory. The buffer is not copied. `allMatches`: report every
+    /// signature that matches (false: stop at the first one, reporting a heuristic such as a limit only
+    /// when no signature matched).
+    public func scan(
+        _ message: UnsafeRawBufferPointer, name: String = "message", inspector: LayerInspector? = nil,
+        allMatches: Bool = true
+    ) -> ScanResult {
         let start = Now.monotonic()
         guard let base = message.baseAddress ?? (message.count == 0 ? UnsafeRawPointer(bitPattern: 1) : nil) else {
             return ScanResult(finding: .error("empty buffer"), seconds: 0, bytes: 0)
@@ -265,17 +293,21 @@ public final class ClamEngine: @unchecked Sendable {
             return ScanResult(finding: .error("cannot map message (out of memory?)"), seconds: 0, bytes: message.count)
         }
         defer { cl_fmap_close(map) }
-        return runScan(start: start, bytes: message.count, inspector: inspector) { virname, scanned, options, ctx in
+        return runScan(start: start, bytes: message.count, inspector: inspector, allMatches: allMatches) {
+            virname, scanned, options, ctx in
             cl_scanmap_callback(map, name, virname, scanned, self.raw, options, ctx)
         }
     }
 
     /// Scans a message from a file descriptor (a message spooled to disk).
-    public func scan(fd: Int32, name: String = "message", inspector: LayerInspector? = nil) -> ScanResult {
+    public func scan(fd: Int32, name: String = "message", inspector: LayerInspector? = nil, allMatches: Bool = true)
+        -> ScanResult
+    {
         let start = Now.monotonic()
         var st = stat()
         let size = fstat(fd, &st) == 0 ? Int(st.st_size) : 0
-        return runScan(start: start, bytes: size, inspector: inspector) { virname, scanned, options, ctx in
+        return runScan(start: start, bytes: size, inspector: inspector, allMatches: allMatches) {
+            virname, scanned, options, ctx in
             cl_scandesc_callback(fd, name, virname, scanned, self.raw, options, ctx)
         }
     }
@@ -286,21 +318,24 @@ public final class ClamEngine: @unchecked Sendable {
     /// populated anonymous map, then a `pread` of the whole file). Falls back to `scan(fd:)` when the
     /// file cannot be mapped. Not for files others may change: a mapped page cut off by a truncation
     /// is a SIGBUS.
-    public func scan(privateFile fd: Int32, name: String = "message", inspector: LayerInspector? = nil) -> ScanResult {
+    public func scan(
+        privateFile fd: Int32, name: String = "message", inspector: LayerInspector? = nil, allMatches: Bool = true
+    ) -> ScanResult {
         var st = stat()
         guard fstat(fd, &st) == 0, st.st_size > 0, let size = Int(exactly: st.st_size) else {
-            return scan(fd: fd, name: name, inspector: inspector)
+            return scan(fd: fd, name: name, inspector: inspector, allMatches: allMatches)
         }
         let map = mmap(nil, size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0)
         guard let map, map != UnsafeMutableRawPointer(bitPattern: -1) else {
-            return scan(fd: fd, name: name, inspector: inspector)
+            return scan(fd: fd, name: name, inspector: inspector, allMatches: allMatches)
         }
         defer { munmap(map, size) }
-        return scan(UnsafeRawBufferPointer(start: map, count: size), name: name, inspector: inspector)
+        return scan(
+            UnsafeRawBufferPointer(start: map, count: size), name: name, inspector: inspector, allMatches: allMatches)
     }
 
     private func runScan(
-        start: Double, bytes: Int, inspector: LayerInspector?,
+        start: Double, bytes: Int, inspector: LayerInspector?, allMatches: Bool,
         _ body: (
             UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafeMutablePointer<UInt>,
             UnsafeMutablePointer<cl_scan_options>, UnsafeMutableRawPointer
@@ -309,13 +344,29 @@ public final class ClamEngine: @unchecked Sendable {
         let ctx = ScanContext(inspector: wantsInspection ? inspector : nil)
         var virname: UnsafePointer<CChar>? = nil
         var scanned: UInt = 0
-        var options = scanOptions.options
+        var options = allMatches ? scanOptions.options : scanOptions.firstMatch
         bw_prefault_set_limit(Int(clamping: limits.prefaultSize))
         let rc = withExtendedLifetime(ctx) {
-            body(&virname, &scanned, &options, Unmanaged.passUnretained(ctx).toOpaque())
+            let opaque = Unmanaged.passUnretained(ctx).toOpaque()
+            bw_scan_context_set(opaque)
+            defer { bw_scan_context_set(nil) }
+            return body(&virname, &scanned, &options, opaque)
         }
         bw_prefault_set_limit(0)
         let seconds = Now.monotonic() - start
+        var result = finish(rc: rc, virname: virname, ctx: ctx, seconds: seconds, bytes: bytes)
+        result.temporaryFileFailure = ctx.temporaryFileFailure
+        // The scan's own temporary directory or a file in it could not be made or written: a full or
+        // broken file system, not the message.
+        if [CL_EACCES, CL_ETMPDIR, CL_ETMPFILE, CL_EWRITE, CL_ECREAT].contains(rc), result.temporaryFileFailure == nil {
+            result.temporaryFileFailure = String(cString: cl_strerror(rc))
+        }
+        return result
+    }
+
+    private func finish(
+        rc: cl_error_t, virname: UnsafePointer<CChar>?, ctx: ScanContext, seconds: Double, bytes: Int
+    ) -> ScanResult {
         switch rc {
         case CL_CLEAN:
             return ScanResult(finding: .clean, seconds: seconds, bytes: bytes)
@@ -331,9 +382,11 @@ public final class ClamEngine: @unchecked Sendable {
     }
 }
 
-/// `cl_scan_options` built once per engine from the configured heuristics.
+/// `cl_scan_options` built once per engine from the configured heuristics: all matches, and the same
+/// stopping at the first signature.
 struct ScanOptionsBox: Sendable {
     let options: cl_scan_options
+    let firstMatch: cl_scan_options
     init(heuristics: Heuristics) {
         var o = cl_scan_options()
         o.general = UInt32(CL_SCAN_GENERAL_ALLMATCHES) | UInt32(CL_SCAN_GENERAL_HEURISTICS)
@@ -350,5 +403,7 @@ struct ScanOptionsBox: Sendable {
         o.mail = 0
         o.dev = 0
         self.options = o
+        o.general &= ~UInt32(CL_SCAN_GENERAL_ALLMATCHES)
+        self.firstMatch = o
     }
 }

@@ -27,6 +27,7 @@ public struct MetricsSnapshot: Sendable {
     public var messages: [MessageOutcome: Int] = [:]
     public var tempfails: [TempfailCause: Int] = [:]
     public var scans = 0
+    public var rescans = 0
     public var slotsBusy = 0
     public var slots = 0
     public var waiting = 0
@@ -62,7 +63,8 @@ public final class PrometheusInstruments: Sendable {
     private let messages: [Counter]  // by MessageOutcome.allCases
     private let tempfails: [Counter]  // by TempfailCause.allCases
     private let scans: Counter
-    /// Values the mirrored counters had at the last scrape, same order: messages, tempfails, scans.
+    private let rescans: Counter
+    /// Values the mirrored counters had at the last scrape, same order: messages, tempfails, scans, rescans.
     private let mirrored: Locked<[Int]>
 
     private let detections: Locked<[String: Counter]>
@@ -113,7 +115,13 @@ public final class PrometheusInstruments: Sendable {
                 ), labels: [("cause", $0.rawValue)])
         }
         scans = r.makeCounter(descriptor: Self.metric("scans_total", help: "Messages scanned by the engine."))
-        mirrored = Locked([Int](repeating: 0, count: MessageOutcome.allCases.count + TempfailCause.allCases.count + 1))
+        rescans = r.makeCounter(
+            descriptor: Self.metric(
+                "rescans_total",
+                help:
+                    "Messages scanned a second time for every match: the first match's action was not the strictest configured, so another signature could still make the answer stricter."
+            ))
+        mirrored = Locked([Int](repeating: 0, count: MessageOutcome.allCases.count + TempfailCause.allCases.count + 2))
 
         otherDetections = r.makeCounter(
             descriptor: Self.metric("detections_total", help: PrometheusInstruments.detectionsHelp),
@@ -232,7 +240,8 @@ public final class PrometheusInstruments: Sendable {
         var now: [Int] = MessageOutcome.allCases.map { s.messages[$0] ?? 0 }
         now += TempfailCause.allCases.map { s.tempfails[$0] ?? 0 }
         now.append(s.scans)
-        let counters = messages + tempfails + [scans]
+        now.append(s.rescans)
+        let counters = messages + tempfails + [scans, rescans]
         mirrored.withLock { last in
             for i in now.indices where now[i] > last[i] {
                 counters[i].increment(by: Int64(now[i] - last[i]))

@@ -39,6 +39,10 @@ public final class MilterDaemon: @unchecked Sendable {
     public var observers: [@Sendable (MessageRecord) -> Void] = []
     /// Wave detection (`waves = yes`); nil when off. Set in `init`.
     public private(set) var waves: WaveFeature?
+    /// Where libclamav's temporary files go: in memory or on disk (issue 23).
+    let scanDirectory: ScanDirectory
+    /// Log lines for scans whose temporary files did not fit in memory: one a second.
+    let scanMemoryFull = OncePerSecond()
 
     /// libmilter's callbacks are C functions with no context argument: they reach the daemon here. Set
     /// once before `smfi_main`, read-only afterwards.
@@ -77,7 +81,11 @@ public final class MilterDaemon: @unchecked Sendable {
             }
         }
         let dirs = config.signatureDirectories
-        let limits = config.limits
+        // Decided before any engine is built, with the configured directory for its self-test file: the
+        // daemon's engines may get the relative temporary directory of ScanDirectory.
+        _ = Prefault.ensureDecided(limits: config.limits)
+        scanDirectory = ScanDirectory.choose(config: config)
+        let limits = scanDirectory.engineLimits(config.limits)
         let initial: ClamEngine
         do {
             initial = try ClamEngine(directories: dirs, limits: limits, inspectLayers: config.wave.enabled)
@@ -102,6 +110,7 @@ public final class MilterDaemon: @unchecked Sendable {
         logger.notice(
             "engine generation 1 loaded: \(initial.signatureCount) signatures from \(dirs.joined(separator: ", ")) in \(Int(initial.buildSeconds * 1000)) ms (libclamav \(ClamEngine.libraryVersion))"
         )
+        logger.notice("\(scanDirectory.summary)")
         // Decided before the first engine was built (Prefault): whether libclamav's page maps come populated.
         logger.notice("\((ClamEngine.prefaultStatus ?? Prefault.ensureDecided(limits: limits)).summary)")
     }
@@ -182,6 +191,7 @@ public final class MilterDaemon: @unchecked Sendable {
             unlink(path)
         }
         for service in services.reversed() { service.stop() }
+        scanDirectory.remove()
         if rc != MI_SUCCESS { throw StartupError("libmilter stopped with an error") }
         logger.notice("stopped")
     }
@@ -269,7 +279,7 @@ public final class MilterDaemon: @unchecked Sendable {
             return (Decision.skipped, 0, 0, false)
         }
         let waitStart = Now.monotonic()
-        let inspector = waves?.inspector()
+        var inspector = waves?.inspector()
         let engine = engines.current
         var scanned: (result: ScanResult, decision: Decision)?
         let slot = admission.scan(
@@ -278,12 +288,51 @@ public final class MilterDaemon: @unchecked Sendable {
                 // too: its update needs a few KB of stack, which on the session's thread every libmilter
                 // thread would keep resident (16 KB of touched stack each instead of 12; with 200 sessions
                 // waiting, about 0.6 MB), for a few microseconds more of the scanner's time.
-                let result: ScanResult
-                switch message.storage {
-                case .memory:
-                    result = message.withMemory { engine.scan($0, inspector: inspector) }!
-                case .file(let fd):
-                    result = engine.scan(privateFile: fd, inspector: inspector)
+                func scan(allMatches: Bool, inspector: LayerInspector?) -> ScanResult {
+                    switch message.storage {
+                    case .memory:
+                        return message.withMemory {
+                            engine.scan($0, inspector: inspector, allMatches: allMatches)
+                        }!
+                    case .file(let fd):
+                        return engine.scan(privateFile: fd, inspector: inspector, allMatches: allMatches)
+                    }
+                }
+                // In the scan directory in memory or on disk; again on disk when the tmpfs filled.
+                func routed(allMatches: Bool) -> ScanResult {
+                    let (result, place) = scanDirectory.run { again in
+                        if again { inspector = waves?.inspector() }
+                        return scan(allMatches: allMatches, inspector: inspector)
+                    }
+                    if case .diskAfterFailure(let why) = place, let n = scanMemoryFull.tick() {
+                        logger.warning(
+                            "queue=\(Escape.field(queueID)) scan temporary files did not fit in memory (libclamav: \(Escape.text(why))): scanned again in \(scanDirectory.disk) (\(n) message(s) since the last line)"
+                        )
+                    }
+                    return result
+                }
+                // No scanning past the decision: stop at the first signature, and scan for every match
+                // only when another name could still make the answer stricter (Policy.settles).
+                var result = routed(allMatches: false)
+                if !policy.settles(firstMatch: result) {
+                    stats.rescans.add(1, ordering: .relaxed)
+                    logger.debug(
+                        "queue=\(Escape.field(queueID)) scanning again for every match: first match \(Escape.text(result.detections.map(\.name).joined(separator: ",")))"
+                    )
+                    // A fresh inspector: the first scan may have stopped before some layers.
+                    inspector = waves?.inspector()
+                    let first = result.seconds
+                    let again = routed(allMatches: true)
+                    result = ScanResult(finding: again.finding, seconds: first + again.seconds, bytes: again.bytes)
+                    result.temporaryFileFailure = again.temporaryFileFailure
+                }
+                // A part libclamav could not write was not scanned: never an answer on what it saw.
+                if let failure = result.temporaryFileFailure {
+                    logger.error(
+                        "queue=\(Escape.field(queueID)) scan error: cannot write a temporary file in \(scanDirectory.disk) (libclamav: \(Escape.text(failure)))"
+                    )
+                    scanned = (result, policy.busy(.scanError))
+                    return
                 }
                 var wave: String?
                 if let waves, result.errorMessage == nil {

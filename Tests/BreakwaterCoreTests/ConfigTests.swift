@@ -203,7 +203,7 @@ final class ConfigTests: XCTestCase {
                 "signatures": SignatureLocations.installedShipped,
                 "workers": "number of cores",
                 "spool-directory": "$TMPDIR or /tmp",
-                "scan-temporary-directory": "the spool directory",
+                "scan-temporary-directory": "in memory, else the spool directory",
                 "action": "(see below)",
             ])
         let c = Config()

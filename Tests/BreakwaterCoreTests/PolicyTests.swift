@@ -53,6 +53,82 @@ final class PolicyTests: XCTestCase {
         XCTAssertEqual(both.signatures, ["Breakwater.Spam.A", "Breakwater.Malware.B"])
     }
 
+    /// The strictest action any detection can get: the reachable rules (up to the first catch-all)
+    /// and the two limit actions.
+    func testStrictestScanAction() {
+        XCTAssertEqual(Policy(config: Config()).strictestAction, .reject)
+        var c = Config()
+        c.actions = [ActionRule(pattern: "*", action: .tag)]
+        c.onNestingLimit = .tag
+        // The built-in rules after the configured catch-all are never reached.
+        XCTAssertEqual(Policy(config: c).strictestAction, .tag)
+        c.onLimit = .quarantine
+        XCTAssertEqual(Policy(config: c).strictestAction, .quarantine)
+        c.actions = [ActionRule(pattern: "*.Spam.*", action: .tempfail), ActionRule(pattern: "**", action: .tag)]
+        c.onLimit = .accept
+        XCTAssertEqual(Policy(config: c).strictestAction, .tempfail)
+        // No catch-all: a name no rule matches gets reject.
+        XCTAssertEqual(
+            Policy.strictestScanAction(
+                rules: [ActionRule(pattern: "A.*", action: .tag)], onLimit: .accept, onNestingLimit: .accept),
+            .reject)
+        XCTAssertEqual(
+            Policy.strictestScanAction(rules: [], onLimit: .accept, onNestingLimit: .discard), .reject)
+    }
+
+    /// A first-match scan is the verdict only when its one signature's action is the strictest any
+    /// name can get; a weaker first match, a heuristic or a limit means a scan for every match.
+    func testFirstMatchSettlesOnlyAtTheStrictestAction() {
+        let p = Policy(config: Config())
+        XCTAssertTrue(p.settles(firstMatch: ScanResult(finding: .clean, seconds: 0, bytes: 1)))
+        XCTAssertTrue(p.settles(firstMatch: ScanResult(finding: .error("x"), seconds: 0, bytes: 1)))
+        XCTAssertTrue(p.settles(firstMatch: found("Breakwater.Malware.X.UNOFFICIAL")))
+        XCTAssertTrue(p.settles(firstMatch: found("Anything.Else")))
+        XCTAssertFalse(p.settles(firstMatch: found("Heuristics.Encrypted.Zip")))
+        XCTAssertFalse(p.settles(firstMatch: found("Heuristics.Limits.Exceeded.MaxRecursion")))
+        XCTAssertFalse(p.settles(firstMatch: found("Breakwater.Malware.X", "Heuristics.Limits.Exceeded.MaxFileSize")))
+        XCTAssertFalse(p.settles(firstMatch: ScanResult(finding: .found([]), seconds: 0, bytes: 1)))
+
+        var c = Config()
+        c.actions = [ActionRule(pattern: "*.Spam.*", action: .tag)]
+        let tagging = Policy(config: c)
+        XCTAssertFalse(tagging.settles(firstMatch: found("Breakwater.Spam.A")))
+        XCTAssertTrue(tagging.settles(firstMatch: found("Breakwater.Malware.B")))
+
+        // Everything tagged: a tag is already the strictest, unless a limit could reject.
+        c.actions = [ActionRule(pattern: "*", action: .tag)]
+        c.onNestingLimit = .reject
+        XCTAssertFalse(Policy(config: c).settles(firstMatch: found("Breakwater.Spam.A")))
+        c.onNestingLimit = .tag
+        XCTAssertTrue(Policy(config: c).settles(firstMatch: found("Breakwater.Spam.A")))
+    }
+
+    /// Whenever a first match settles, the decision on it is the decision on every match that could
+    /// come with it (same action, same reply).
+    func testSettledFirstMatchDecidesAsAllMatches() {
+        let configs: [[ActionRule]] = [
+            [], [ActionRule(pattern: "*.Spam.*", action: .tag)], [ActionRule(pattern: "*", action: .tag)],
+            [ActionRule(pattern: "*.Phish.*", action: .tempfail), ActionRule(pattern: "*", action: .quarantine)],
+        ]
+        let names = [
+            "B.Malware.X", "B.Spam.Y", "B.Phish.Z", "Heuristics.Encrypted.Zip", "Heuristics.Limits.Exceeded.MaxFiles",
+            "Heuristics.Limits.Exceeded.MaxScanSize", "Other",
+        ]
+        for rules in configs {
+            var c = Config()
+            c.actions = rules
+            let p = Policy(config: c)
+            for first in names where p.settles(firstMatch: found(first)) {
+                let settled = p.decide(found(first))
+                for other in names {
+                    let all = p.decide(found(first, other))
+                    XCTAssertEqual(settled.action, all.action, "\(rules) \(first) + \(other)")
+                    XCTAssertEqual(settled.reply?.text, all.reply?.text, "\(rules) \(first) + \(other)")
+                }
+            }
+        }
+    }
+
     func testCleanGetsScannedHeaderUnlessOff() {
         var c = Config()
         let d = Policy(config: c).decide(ScanResult(finding: .clean, seconds: 0, bytes: 1))

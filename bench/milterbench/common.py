@@ -16,14 +16,17 @@ if os.path.join(REPO, "IntegrationTests") not in sys.path:
 
 CONFIGS = ("postfix", "floor", "breakwater", "clamav")
 # Run only when named in --configs.
-EXTRA_CONFIGS = ("busy",)
+EXTRA_CONFIGS = ("busy", "baseline")
 ALL_CONFIGS = CONFIGS + EXTRA_CONFIGS
 # The configurations that run bench/floor_milter.c.
 FLOOR_CONFIGS = ("floor", "busy")
 # The configurations whose 200-client msgs/s is reported against their 32-client msgs/s.
-SCALING_CONFIGS = ("breakwater", "clamav", "floor", "busy", "postfix")
+SCALING_CONFIGS = ("breakwater", "baseline", "clamav", "floor", "busy", "postfix")
+# The configurations that run `breakwater run` (baseline: another build of it, --baseline).
+BREAKWATER_CONFIGS = ("breakwater", "baseline")
 CONFIG_LABEL = {"postfix": "Postfix alone", "floor": "Postfix + floor milter (libmilter, verdicts known, no scan)",
                 "breakwater": "Postfix + Breakwater", "clamav": "Postfix + clamav-milter + clamd",
+                "baseline": "Postfix + Breakwater, baseline build (--baseline)",
                 "busy": "Postfix + busy floor (the floor milter spending the scan's CPU per message on 2 slots, "
                         "no scan)"}
 
@@ -62,3 +65,21 @@ def wait_until(pred, timeout, what):
             return
         time.sleep(0.02)
     raise RuntimeError(f"timed out waiting for {what}")
+
+
+def filesystem_of(path):
+    """(mount point, file-system type) of the mount holding `path`, from /proc/mounts."""
+    path = os.path.realpath(path)
+    best = ("/", "?")
+    try:
+        with open("/proc/mounts") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) < 3:
+                    continue
+                mnt = parts[1].replace("\\040", " ")
+                if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best[0]):
+                    best = (mnt, parts[2])
+    except OSError:
+        pass
+    return best

@@ -1,6 +1,7 @@
 """The benchmark's corpora: a generated directory with manifest.tsv (file, class, expected signature,
 kind, bytes) read as a Corpus; the mixed corpus and the spam wave made from the generator's output;
 the warm-up messages sent before a measured SMTP run."""
+import copy
 import os
 import random
 import re
@@ -57,6 +58,9 @@ class WarmupCorpus:
 
 
 class Corpus:
+    # The file-system layout the runs on this corpus use (with_layout); None: --workdir.
+    layout = None
+
     def __init__(self, name, directory, limit=None):
         self.name, self.dir = name, directory
         rows = load_manifest(directory)
@@ -79,6 +83,12 @@ class Corpus:
 
     def __len__(self):
         return len(self.rows)
+
+    def with_layout(self, layout):
+        """The same messages, run in `layout` (a key of --layouts): named NAME@LAYOUT in the results."""
+        c = copy.copy(self)
+        c.name, c.layout = f"{self.name}@{layout}", layout
+        return c
 
     def describe(self):
         cnt = {}

@@ -184,17 +184,45 @@ class Breakwater(MilterProcess):
     name = "breakwater"
     start_timeout = 60
 
-    def __init__(self, binary, base, sigs, extra_args=(), socket_kind="inet"):
+    def __init__(self, binary, base, sigs, extra_args=(), socket_kind="inet", metrics=False):
         super().__init__(binary, base, socket_kind)
         self.sigs, self.extra = sigs, list(extra_args)
+        self.metrics_port = free_port() if metrics else None
 
     def argv(self):
         spool = os.path.join(self.base, "spool")
         os.makedirs(spool, exist_ok=True)
+        metrics = f"127.0.0.1:{self.metrics_port}" if self.metrics_port else ""
         return [self.binary, "run", "--socket", self.spec, "--signatures", self.sigs,
-                "--workers", "2", "--metrics", "", "--control", os.path.join(self.base, "control.sock"),
+                "--workers", "2", "--metrics", metrics, "--control", os.path.join(self.base, "control.sock"),
                 "--local-signatures", os.path.join(self.base, "no-local-signatures"),
                 "--spool-directory", spool, *self.extra]
+
+    def counters(self):
+        """Counters of the metrics endpoint (one scrape: scans_total, rescans_total, ...), or {}."""
+        if not self.metrics_port:
+            return {}
+        import urllib.request
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+        except OSError:
+            return {}
+        out = {}
+        for line in text.splitlines():
+            if line.startswith("breakwater_") and "{" not in line.split(" ")[0]:
+                name, _, value = line.partition(" ")
+                try:
+                    out[name[len("breakwater_"):]] = float(value)
+                except ValueError:
+                    pass
+        return out
+
+    def stop(self):
+        rc = super().stop()
+        if self.metrics_port:
+            release_port(self.metrics_port)
+        return rc
 
 
 class FloorMilter(MilterProcess):

@@ -32,7 +32,7 @@ class Report:
         for k, rs in groups.items():
             row = {"runs": len(rs)}
             for key in ("msgs_per_s", "lat_p50_ms", "lat_p99_ms", "machine_cpu_ms_per_msg", "own_cpu_ms_per_msg",
-                        "wall_s", "reported_msgs_per_s"):
+                        "wall_s", "reported_msgs_per_s", "scans", "rescans"):
                 row[key] = med(rs, key)
             for name in ("breakwater", "floor-milter", "clamd", "clamav-milter", "postfix", "sink", "loadgen"):
                 filters = name in ("breakwater", "floor-milter", "clamd", "clamav-milter")
@@ -96,6 +96,13 @@ class Report:
                             for name, cfg in (("bw", bw), ("clamav", cl)):
                                 if cfg and cfg.get(key) is not None:
                                     row[f"{name}_beyond_floor_{label}"] = cfg[key] - fl[key] - scan[key]
+                for name, cfg in (("bw", bw), ("baseline", med.get((corpus, "baseline", clients)))):
+                    if cfg and cl:
+                        # Issue 23's figures: CPU per message and msgs/s against clamav-milter + clamd.
+                        for key, label in (("machine_cpu_ms_per_msg", "cpu_machine"), ("own_cpu_ms_per_msg", "cpu_own"),
+                                           ("msgs_per_s", "msgs")):
+                            if cfg.get(key) and cl.get(key):
+                                row[f"{name}_vs_clamav_{label}"] = cfg[key] / cl[key]
                 if bw and cl:
                     for key, label in (("machine_cpu_ms_per_msg", "machine"), ("own_cpu_ms_per_msg", "own")):
                         if bw.get(key) is not None and cl.get(key) is not None:
@@ -123,8 +130,11 @@ class Report:
         L.append(f"breakwater: `{self.a.breakwater}`; Postfix smtpd process limit {self.a.smtpd_limit}; "
                  f"milter socket: {self.a.milter_socket}; "
                  f"Breakwater flags: `--workers 2 {' '.join(self.a.bw_arg)}` (others default); clamd stops at "
-                 f"the first signature (clamd.conf has no all-matches setting; Breakwater reports every one); "
-                 f"working directory (Postfix queues, spools, scan temporary files): {self.a.workdir}; load generator: "
+                 f"the first signature (clamd.conf has no all-matches setting; Breakwater stops there too unless "
+                 f"a weaker action than the strictest matched first); "
+                 f"working directories (Postfix queues, spools, scan temporary files): "
+                 + ", ".join(f"{k}: {v}" for k, v in getattr(self.a, "layout_desc", {}).items())
+                 + f" (NAME@LAYOUT below); load generator: "
                  f"bench/loadgen.c (one epoll thread, C); a 4xx'd message is retried after "
                  f"{self.a.retry_delay_ms} ms, fresh messages first; "
                  + (f"warm-up ({self.a.warmup}): batches of clients small distinct ham messages at the same "
@@ -193,6 +203,12 @@ class Report:
                              f"{r['tempfail_answers']} | {r['still_deferred']} | {r['lost']} | {r['wrong_verdicts']} ({r['limit_declared']}) | "
                              f"{'yes' if r['all_correct'] else 'NO'} |")
             L.append("")
+            for clients in self.a.clients:
+                r = med.get((c.name, "breakwater", clients))
+                if r and r.get("scans"):
+                    L.append(f"Breakwater at {clients} clients scanned a message a second time for every match "
+                             f"(first match not the strictest action) {f1(r.get('rescans'), 0)} times in "
+                             f"{f1(r['scans'], 0)} scans (medians over rounds).\n")
             rt = ratios.get(c.name, {})
             L.append("| ratio | value | target |")
             L.append("|---|---|---|")
@@ -212,6 +228,12 @@ class Report:
                              f"clamav-milter+clamd, machine / own | {f1(row.get('bw_beyond_floor_machine'), 2)} vs "
                              f"{f1(row.get('clamav_beyond_floor_machine'), 2)} / {f1(row.get('bw_beyond_floor_own'), 2)} vs "
                              f"{f1(row.get('clamav_beyond_floor_own'), 2)} | – |")
+                for name, label in (("bw", "Breakwater"), ("baseline", "Breakwater baseline build")):
+                    if f"{name}_vs_clamav_cpu_machine" in row:
+                        L.append(f"| {label} / clamav-milter+clamd at {clients} clients: CPU-ms/msg machine (own); "
+                                 f"msgs/s | {f1(row[f'{name}_vs_clamav_cpu_machine'], 2)} "
+                                 f"({f1(row.get(f'{name}_vs_clamav_cpu_own'), 2)}); "
+                                 f"{f1(row.get(f'{name}_vs_clamav_msgs'), 2)} | CPU ≤ 0.8, msgs/s ≥ 1 |")
                 if "bw_minus_clamav_own" in row:
                     L.append(f"| CPU-ms/msg Breakwater − clamav-milter+clamd at {clients} clients (same Postfix: "
                              f"the Postfix and scan terms cancel), machine / own | "

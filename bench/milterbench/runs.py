@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 import time
 
-from .common import ALL_CONFIGS, CLK_TCK, FLOOR_CONFIGS, HERE, Shield, log
+from .common import ALL_CONFIGS, BREAKWATER_CONFIGS, CLK_TCK, FLOOR_CONFIGS, HERE, Shield, log
 from .corpora import LIMIT_NAME, WarmupCorpus
 from .daemons import Breakwater, ClamavMilter, FloorMilter, Postfix, Sink
 from .measure import (Sampler, group_cpu_ticks, machine_cpu_ticks, machine_interrupts, own_cpu_ms, pct,
@@ -25,6 +25,12 @@ class Bench(Report):
         self.out = args.out
         self.work = tempfile.mkdtemp(prefix="bw-mbench-", dir=args.workdir)
         os.chmod(self.work, 0o755)
+        # One working directory per file-system layout (--layouts): the Postfix queue, the spools and
+        # the scan temporary files of a run on a corpus in that layout live there.
+        self.works = {}
+        for layout, d in getattr(args, "layout_dirs", {}).items():
+            self.works[layout] = tempfile.mkdtemp(prefix="bw-mbench-", dir=d)
+            os.chmod(self.works[layout], 0o755)
         self.runs = []
         self.loadgen = os.path.join(self.work, "loadgen")
         self.floor_milter = os.path.join(self.work, "floor_milter")
@@ -56,9 +62,10 @@ class Bench(Report):
 
     def milter_daemon(self, config, corpus, run_dir):
         """The milter (not yet started) of a configuration; None for Postfix alone."""
-        if config == "breakwater":
-            return Breakwater(self.a.breakwater, os.path.join(run_dir, "bw"), self.a.signatures, self.a.bw_arg,
-                              self.a.milter_socket)
+        if config in BREAKWATER_CONFIGS:
+            binary = self.a.baseline if config == "baseline" else self.a.breakwater
+            return Breakwater(binary, os.path.join(run_dir, "bw"), self.a.signatures, self.a.bw_arg,
+                              self.a.milter_socket, metrics=True)
         if config in FLOOR_CONFIGS:
             work = self.scan_cpu_us(corpus) if config == "busy" else None
             return FloorMilter(self.floor_milter, os.path.join(run_dir, "floor"), self.write_verdicts(corpus),
@@ -297,9 +304,10 @@ class Bench(Report):
         return m
 
     # --- the runs ---------------------------------------------------------------
-    def new_run_dir(self, label):
+    def new_run_dir(self, label, corpus=None):
         self.run_no += 1
-        d = os.path.join(self.work, f"{self.run_no:03d}-{label}")
+        base = self.works.get(getattr(corpus, "layout", None), self.work)
+        d = os.path.join(base, f"{self.run_no:03d}-{label}")
         os.makedirs(d)
         os.chmod(d, 0o755)
         return d
@@ -323,7 +331,7 @@ class Bench(Report):
 
     def run_smtp(self, config, corpus, clients, round_no):
         label = f"{corpus.name}-{config}-c{clients}-r{round_no}"
-        run_dir = self.new_run_dir(label)
+        run_dir = self.new_run_dir(label, corpus)
         log(f"run {label}")
         sink = Sink(os.path.join(run_dir, "sink"))
         daemon = None
@@ -343,12 +351,19 @@ class Bench(Report):
             time.sleep(self.a.settle)
             if self.a.warmup != "0":
                 rec["warmup"] = self.warm_up(postfix, clients, run_dir, groups, sink)
+            before = daemon.counters() if isinstance(daemon, Breakwater) else {}
             m = self.drive("smtp", postfix.port, clients, corpus, run_dir, groups, postfix, sink)
             if not m["drained"]:
                 m["queue_left"] = postfix.queue_counts()
             if daemon:
                 for name, pids in groups.items():
                     m.setdefault("vmhwm", {})[name] = sum(status_field(p, "VmHWM") for p in pids) * 1024
+                if isinstance(daemon, Breakwater):
+                    # Scans and second scans for every match (issue 23) in the measured run.
+                    cnt = daemon.counters()
+                    for key in ("scans_total", "rescans_total"):
+                        if key in cnt:
+                            m[key.replace("_total", "")] = int(cnt[key] - before.get(key, 0))
             rec.update(self.judge(corpus, m, config, *sink.delivered()))
         except Exception as e:  # a failed run is recorded, the benchmark goes on
             rec["error"] = f"{type(e).__name__}: {e}"
@@ -359,7 +374,7 @@ class Bench(Report):
                     postfix.stop()
                 if daemon:
                     rc = daemon.stop()
-                    if config == "breakwater":
+                    if config in BREAKWATER_CONFIGS:
                         rec["exit_status"] = rc
                 sink.stop()
                 self.close_run_dir(run_dir, label)
@@ -370,7 +385,7 @@ class Bench(Report):
     def run_direct(self, corpus, round_no, which="breakwater"):
         """(d) `breakwater run`, or (e) the floor milter (which="floor"), driven directly by loadgen."""
         label = f"{corpus.name}-{which}-direct-r{round_no}"
-        run_dir = self.new_run_dir(label)
+        run_dir = self.new_run_dir(label, corpus)
         log(f"run {label}")
         rec = {"kind": "direct", "config": f"{which}-direct", "corpus": corpus.name,
                "clients": self.a.direct_clients, "round": round_no}
@@ -410,7 +425,7 @@ class Bench(Report):
         # libclamav writes a few temporary files per message: give the scan a fresh directory on the same
         # file system as `breakwater run`'s spool directory (their cost differs a lot between file systems
         # and even between directories of a busy ext4).
-        tmp = os.path.join(self.work, f"{self.run_no:03d}-{label}-tmp")
+        tmp = os.path.join(self.works.get(corpus.layout, self.work), f"{self.run_no:03d}-{label}-tmp")
         os.makedirs(tmp)
         env = dict(os.environ, TMPDIR=tmp)
         ru0 = os.times()

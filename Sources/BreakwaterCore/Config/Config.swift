@@ -184,8 +184,8 @@ extension Config {
                 c.limits.temporaryDirectory = c.scanTemporaryDirectory ?? v
             },
             key(
-                "scan-temporary-directory", described: "the spool directory",
-                "Where libclamav writes the parts it decodes during a scan (a few small files per message, removed when the scan ends). A tmpfs saves the file-system work per message, at the cost of up to workers x max-scan-size of memory."
+                "scan-temporary-directory", described: "in memory, else the spool directory",
+                "Where libclamav writes the parts it decodes during a scan (a few small files per message, removed when the scan ends). Unset, breakwater run keeps them in a private directory on a tmpfs ($RUNTIME_DIRECTORY, else /dev/shm) when it has room for workers x (max-scan-size + max-message-size), and otherwise, or for a scan that finds it full, in the spool directory; the log says which at start-up. Set, this directory."
             ) {
                 c, v throws(ConfigKey.ValueError) in
                 c.scanTemporaryDirectory = v

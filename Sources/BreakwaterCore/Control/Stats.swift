@@ -4,6 +4,9 @@ import Synchronization
 public final class Stats: Sendable {
     public let startedAt = Now.wall()
     public let scanned = Atomic<Int>(0)
+    /// Messages scanned a second time for every match, after a first match whose action another name
+    /// could make stricter (`Policy.settles`).
+    public let rescans = Atomic<Int>(0)
     public let accepted = Atomic<Int>(0)
     public let rejected = Atomic<Int>(0)
     public let discarded = Atomic<Int>(0)

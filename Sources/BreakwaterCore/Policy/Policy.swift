@@ -16,6 +16,10 @@ public struct Policy: Sendable {
     /// `max-recipients` (0: no limit), and the reply to each RCPT past it, built once.
     public var maxRecipients: Int
     public var recipientRefusal: (code: String, status: String, text: String)
+    /// The strictest action a scan's detections can get under this policy (`strictestScanAction`).
+    public var strictestAction: Action {
+        Policy.strictestScanAction(rules: rules, onLimit: onLimit, onNestingLimit: onNestingLimit)
+    }
 
     public init(config: Config) {
         skip = SkipRules(config: config)
@@ -30,6 +34,41 @@ public struct Policy: Sendable {
         productTag = "Breakwater \(Breakwater.version)"
         maxRecipients = config.maxRecipients
         recipientRefusal = ("452", "4.5.3", "Too many recipients (Breakwater max-recipients \(config.maxRecipients))")
+    }
+
+    /// The strictest action any detection can get: the strongest of the rules a name can reach (every
+    /// rule up to and including the first catch-all, a pattern of only `*`; `reject` when no rule
+    /// catches every name, as `action(for:)` answers then), `on-limit` and `on-nesting-limit` (a
+    /// limit's action counts beside the signatures'). A signature whose action is this one decides the
+    /// message whatever else would match.
+    public static func strictestScanAction(rules: [ActionRule], onLimit: Action, onNestingLimit: Action) -> Action {
+        var best = strength(onLimit) >= strength(onNestingLimit) ? onLimit : onNestingLimit
+        var caughtAll = false
+        for r in rules {
+            if strength(r.action) > strength(best) { best = r.action }
+            if !r.pattern.isEmpty && r.pattern.allSatisfy({ $0 == "*" }) {
+                caughtAll = true
+                break
+            }
+        }
+        if !caughtAll && strength(.reject) > strength(best) { best = .reject }
+        return best
+    }
+
+    /// True when a scan that stopped at its first signature (libclamav without all-matches) already
+    /// gives the decision a scan for every match would: it found nothing, failed, or found one
+    /// signature (no limit, no heuristic: those come only when no signature matched) whose action is
+    /// `strictestAction`, which no other name or limit can make stricter. Otherwise the message is
+    /// scanned again for every match, so that the strictest applicable action still wins.
+    public func settles(firstMatch result: ScanResult) -> Bool {
+        switch result.finding {
+        case .clean, .error:
+            return true
+        case .found(let detections):
+            guard !detections.isEmpty, !detections.contains(where: \.isLimit) else { return false }
+            let ceiling = Policy.strength(strictestAction)
+            return detections.allSatisfy { Policy.strength(action(for: $0.name)) >= ceiling }
+        }
     }
 
     /// True when an RCPT is past `max-recipients` with `taken` recipients taken so far: it gets

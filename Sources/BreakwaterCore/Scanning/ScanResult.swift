@@ -54,6 +54,10 @@ public struct ScanResult: Sendable {
     public let finding: Finding
     public let seconds: Double
     public let bytes: Int
+    /// What libclamav reported when it could not write or create a temporary file during the scan
+    /// (a full file system): it then goes on without the part it could not write, and may call the
+    /// message clean. Such a scan did not see the whole message.
+    public var temporaryFileFailure: String? = nil
 
     public init(finding: Finding, seconds: Double, bytes: Int) {
         self.finding = finding

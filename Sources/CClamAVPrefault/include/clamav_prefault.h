@@ -32,4 +32,9 @@ void bw_prefault_enable(int on);
 /// 1 while the wrapper is on.
 int bw_prefault_enabled(void);
 
+/// The scan context of the scan running on the calling thread (NULL: none), for libclamav's message
+/// callback (ClamEngine).
+void bw_scan_context_set(void *context);
+void *bw_scan_context_get(void);
+
 #endif

@@ -19,4 +19,12 @@ size_t bw_default_thread_stack_size(void);
 /// The stack size of the calling thread (pthread_getattr_np); 0 if it cannot be read.
 size_t bw_current_thread_stack_size(void);
 
+/// Gives the calling thread a working directory of its own (unshare(CLONE_FS), once per thread) and
+/// moves it to `dirfd`: the other threads keep theirs. 0 on success, else an errno value.
+int bw_thread_enter_directory(int dirfd);
+
+/// fstatfs: the file system's type (f_type, e.g. 0x01021994 for a tmpfs) and the bytes available to
+/// an unprivileged user. 0 on success, else an errno value.
+int bw_fs_info(int fd, long *type, unsigned long long *available);
+
 #endif
