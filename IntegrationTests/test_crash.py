@@ -244,3 +244,49 @@ def test_kill9_convicts_no_innocent(workdir, test_sigs, crashlib, postfix, sink)
     assert code == 550 and "5.7.0" in text, f"{bomb}: {code} {text}"
     assert crash_counts(os.path.join(workdir, "crashes.log")).get(bomb, 0) <= 2
     assert rc == 0, bw.log_tail()
+
+
+def test_crash_metrics_and_tempfail_answer(workdir, test_sigs, crashlib):
+    """Over the milter protocol, one crashing message sent again and again: crash 1 (not alone), crash
+    2 (alone), then on-scan-crash; here tempfail (451 4.7.0) with crash-copies 0 (no copy kept). Each
+    restarted process counts the crash it found in breakwater_scan_crashes_total."""
+    import urllib.request
+    from harness.milterclient import run_session
+    from harness.ports import free_port, release_port
+    port = free_port()
+    bw = start_daemon(workdir, test_sigs, crashlib, delay_ms=0,
+                      extra=("--metrics", f"127.0.0.1:{port}", "--on-scan-crash", "tempfail", "--crash-copies", "0"))
+    sup = Supervisor(bw, restart_sec=0.1).start()
+
+    def crashes_metric():
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        m = re.search(r"^breakwater_scan_crashes_total (\S+)$", text, re.M)
+        return float(m.group(1)) if m else None
+
+    def wait_restarted(n):
+        deadline = time.monotonic() + 30
+        while len(sup.exits) < n or not bw.proc or bw.proc.poll() is not None or not bw.listening():
+            assert time.monotonic() < deadline, bw.log_tail()
+            time.sleep(0.05)
+        time.sleep(0.3)
+
+    tid = mail.test_id()
+    try:
+        assert crashes_metric() == 0
+        for n in (1, 2):
+            try:
+                run_session(bw.milter_spec, crashing(tid), timeout=10)
+            except Exception:
+                pass  # the daemon crashed under the session
+            wait_restarted(n)
+            assert crashes_metric() == 1
+        r = run_session(bw.milter_spec, crashing(tid), timeout=10)
+        assert r.kind == "tempfail" and r.smtp_code == "451" and r.enhanced == "4.7.0", vars(r)
+        assert "could not be scanned safely" in r.text
+        assert crashes_metric() == 1  # the answer was given without a scan: no new crash
+        assert crash_counts(os.path.join(workdir, "crashes.log")) == {tid: 2}
+    finally:
+        rc = sup.stop()
+        release_port(port)
+    assert not [n for n in os.listdir(os.path.join(bw.spool_dir, "crash")) if n.startswith("crashed-")]
+    assert rc == 0

@@ -27,6 +27,8 @@ public struct MetricsSnapshot: Sendable {
     public var messages: [MessageOutcome: Int] = [:]
     public var tempfails: [TempfailCause: Int] = [:]
     public var scans = 0
+    /// Scans that crashed the previous process (found at start-up).
+    public var scanCrashes = 0
     public var slotsBusy = 0
     public var slots = 0
     public var waiting = 0
@@ -62,6 +64,7 @@ public final class PrometheusInstruments: Sendable {
     private let messages: [Counter]  // by MessageOutcome.allCases
     private let tempfails: [Counter]  // by TempfailCause.allCases
     private let scans: Counter
+    private let scanCrashes: Counter
     /// Values the mirrored counters had at the last scrape, same order: messages, tempfails, scans.
     private let mirrored: Locked<[Int]>
 
@@ -113,7 +116,13 @@ public final class PrometheusInstruments: Sendable {
                 ), labels: [("cause", $0.rawValue)])
         }
         scans = r.makeCounter(descriptor: Self.metric("scans_total", help: "Messages scanned by the engine."))
-        mirrored = Locked([Int](repeating: 0, count: MessageOutcome.allCases.count + TempfailCause.allCases.count + 1))
+        scanCrashes = r.makeCounter(
+            descriptor: Self.metric(
+                "scan_crashes_total",
+                help:
+                    "Scans that crashed the process, counted when the restarted process finds their in-flight records (so at most a few per process; the counter starts again at each start). Messages convicted of it are answered on-scan-crash."
+            ))
+        mirrored = Locked([Int](repeating: 0, count: MessageOutcome.allCases.count + TempfailCause.allCases.count + 2))
 
         otherDetections = r.makeCounter(
             descriptor: Self.metric("detections_total", help: PrometheusInstruments.detectionsHelp),
@@ -232,7 +241,8 @@ public final class PrometheusInstruments: Sendable {
         var now: [Int] = MessageOutcome.allCases.map { s.messages[$0] ?? 0 }
         now += TempfailCause.allCases.map { s.tempfails[$0] ?? 0 }
         now.append(s.scans)
-        let counters = messages + tempfails + [scans]
+        now.append(s.scanCrashes)
+        let counters = messages + tempfails + [scans, scanCrashes]
         mirrored.withLock { last in
             for i in now.indices where now[i] > last[i] {
                 counters[i].increment(by: Int64(now[i] - last[i]))

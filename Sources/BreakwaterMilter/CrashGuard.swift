@@ -12,6 +12,7 @@ import Glibc
 final class CrashGuard: @unchecked Sendable {
     let suspects: CrashSuspects
     let logger: Logger
+    private let recordFailures = OncePerSecond()
 
     init(config: Config, stats: Stats, logger: Logger) throws {
         self.logger = logger
@@ -71,10 +72,11 @@ final class CrashGuard: @unchecked Sendable {
         return Array((out + [Int32](repeating: -1, count: 8)).prefix(8))
     }
 
-    /// Runs `scan` with its in-flight record written (and the crash handler pointed at it on this
-    /// thread); the record goes when the scan returns.
+    /// Runs `scan` (on a scanner thread) with its in-flight record written in the thread's record
+    /// file and the crash handler pointed at it; the record is marked idle when the scan returns.
     func guarding<R>(digest: String?, queue: String, sender: String, alone: Bool, _ scan: () -> R) -> R {
-        guard let digest, let record = suspects.begin(digest: digest, queue: queue, sender: sender, alone: alone)
+        guard let digest, let record = threadRecord(),
+            suspects.begin(record, digest: digest, queue: queue, sender: sender, alone: alone)
         else { return scan() }
         bw_crash_set_current(record.fd)
         defer {
@@ -82,5 +84,21 @@ final class CrashGuard: @unchecked Sendable {
             suspects.end(record)
         }
         return scan()
+    }
+
+    /// This thread's record file, opened on its first scan (scanner threads live as long as the process).
+    private func threadRecord() -> CrashSuspects.InFlight? {
+        let fd = bw_crash_thread_record()
+        if fd >= 0 { return CrashSuspects.InFlight(fd: fd) }
+        guard let f = suspects.openRecord() else {
+            if let n = recordFailures.tick() {
+                logger.error(
+                    "crash-directory \(suspects.directory): cannot write an in-flight record (\(FileWalk.errnoString())): \(n) scan(s) ran unguarded since the last line"
+                )
+            }
+            return nil
+        }
+        bw_crash_set_thread_record(f.fd)
+        return f
     }
 }

@@ -177,7 +177,9 @@ public final class MilterDaemon: @unchecked Sendable {
         while stats.inFlight.load(ordering: .relaxed) > 0 && Now.monotonic() < deadline {
             usleep(20_000)
         }
-        if stats.inFlight.load(ordering: .relaxed) > 0 {
+        if stats.inFlight.load(ordering: .relaxed) == 0 {
+            crashGuard.suspects.removeOwnRecords()
+        } else {
             logger.warning(
                 "stopped with \(stats.inFlight.load(ordering: .relaxed)) message(s) unfinished (the MTA will retry them)"
             )

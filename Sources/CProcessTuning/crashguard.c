@@ -19,12 +19,17 @@ static atomic_int installed;
 static int chain_previous;
 static atomic_int handled;
 static __thread int current_record = -1;
+static __thread int thread_record = -1;
 
 void bw_crash_set_listeners(const int *fds, int count) {
     for (int i = 0; i < MAX_LISTENERS; i++) atomic_store(&listeners[i], i < count ? fds[i] : -1);
 }
 
 void bw_crash_set_current(int fd) { current_record = fd; }
+
+int bw_crash_thread_record(void) { return thread_record; }
+
+void bw_crash_set_thread_record(int fd) { thread_record = fd; }
 
 int bw_crash_handled(void) { return atomic_load(&handled); }
 

@@ -265,7 +265,7 @@ extension Config {
                 c.onScanCrash = a
             },
             key(
-                "crash-directory", described: "the spool directory's crash/",
+                "crash-directory", described: "spool-directory/crash",
                 "Where a small record of each scan in flight is written (and removed when it ends), where the suspects of a crash are kept across restarts, and where copies of convicted messages go (crash-copies). Created (mode 0700) if missing. It must outlive a restart of the service: not a private /tmp."
             ) {
                 c, v throws(ConfigKey.ValueError) in

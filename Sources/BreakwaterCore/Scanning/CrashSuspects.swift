@@ -7,10 +7,11 @@ import Glibc
 /// Messages that were being scanned when the process ended abnormally, kept across restarts, so that a
 /// message that crashes the scanner gets a final answer (`on-scan-crash`) instead of a crash loop.
 ///
-/// Before each scan starts, a small in-flight record (`inflight-PID-N`) is written to `directory`, and
-/// it is removed when the scan ends. A write that returned is in the page cache: it outlives the
-/// process whatever ends it (a crash, `kill -9`, the OOM killer), so no fsync is needed for the case
-/// this guards against. The crash handler (CrashGuard) writes `C` over the record's first byte when
+/// Before each scan starts, a small in-flight record is written to `directory` (over the idle mark of
+/// the scanner thread's own file, `inflight-PID-N`), and marked idle again when the scan ends. A
+/// write that returned is in the page cache: it outlives the process whatever ends it (a crash,
+/// `kill -9`, the OOM killer), so no fsync is needed for the case this guards against (a power cut
+/// loses the mail in flight anyway, and the MTA retries it). The crash handler (CrashGuard) writes `C` over the record's first byte when
 /// the crashing thread held that scan. At start-up, the records left behind are suspects:
 ///
 /// - a record marked `C` counts one crash of its message; a crash while the message was scanned
@@ -55,10 +56,10 @@ public final class CrashSuspects: @unchecked Sendable {
         public let alone: Bool
     }
 
-    /// An in-flight record, open while its scan runs.
+    /// A scanner thread's in-flight record file, open for the thread's life.
     public struct InFlight: Sendable {
         public let fd: Int32
-        let path: String
+        public init(fd: Int32) { self.fd = fd }
     }
 
     public struct StateError: Error, CustomStringConvertible {
@@ -150,30 +151,37 @@ public final class CrashSuspects: @unchecked Sendable {
         return table.withLock { $0[digest] }
     }
 
-    /// Writes the in-flight record of a scan about to start; nil when it cannot be written (the scan
-    /// then runs unguarded).
-    public func begin(digest: String, queue: String, sender: String, alone: Bool) -> InFlight? {
+    /// A scanner thread's record file (`inflight-PID-N`), opened once and rewritten for each of its
+    /// scans: two writes per message, no file created or removed. Starts idle.
+    public func openRecord() -> InFlight? {
         let n = sequence.add(1, ordering: .relaxed).newValue
         let p = path("\(CrashSuspects.inFlightPrefix)\(pid)-\(n)")
-        let fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        let fd = open(p, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { return nil }
-        let line =
-            "- alone=\(alone ? 1 : 0) digest=\(digest) time=\(Int(Now.wall())) queue=\(Escape.field(queue)) sender=\(Escape.field(sender))\n"
-        var ok = false
-        var text = line
-        text.withUTF8 { ok = write(fd, $0.baseAddress, $0.count) == $0.count }
-        guard ok else {
+        guard pwrite(fd, ".\n", 2, 0) == 2 else {
             close(fd)
             unlink(p)
             return nil
         }
-        return InFlight(fd: fd, path: p)
+        return InFlight(fd: fd)
     }
 
-    /// The scan ended (whatever its result): its record goes.
+    /// Writes the record of a scan about to start (over the idle mark). False when it cannot be
+    /// written: the scan then runs unguarded.
+    public func begin(_ f: InFlight, digest: String, queue: String, sender: String, alone: Bool) -> Bool {
+        var line =
+            "- alone=\(alone ? 1 : 0) digest=\(digest) time=\(Int(Now.wall())) queue=\(Escape.field(queue)) sender=\(Escape.field(sender))\n"
+        return line.withUTF8 { pwrite(f.fd, $0.baseAddress, $0.count, 0) == $0.count }
+    }
+
+    /// The scan ended (whatever its result): the record is idle again.
     public func end(_ f: InFlight) {
-        unlink(f.path)
-        close(f.fd)
+        _ = pwrite(f.fd, ".", 1, 0)
+    }
+
+    /// Removes this process's record files (a clean stop, no scan in flight).
+    public func removeOwnRecords() {
+        for name in entries(prefix: "\(CrashSuspects.inFlightPrefix)\(pid)-") { unlink(path(name)) }
     }
 
     /// A suspect passed its scan alone: scanned normally from now on (its crash count stays).
@@ -245,8 +253,8 @@ public final class CrashSuspects: @unchecked Sendable {
 
     /// A token read back from a file of ours: kept only if it is a safe log token.
     static func token(_ s: Substring) -> String {
-        let t = String(s.prefix(256))
-        return Escape.field(t) == t ? t : "-"
+        let t = String(s.prefix(512))
+        return t.unicodeScalars.contains { Escape.isUnsafe($0) || $0 == " " || $0 == "\"" } ? "-" : t
     }
 
     static func parseTable(_ bytes: [UInt8]) -> [String: Record] {

@@ -18,6 +18,11 @@ int bw_crash_install(int chain);
 /// in this thread the handler writes 'C' at offset 0 of that file.
 void bw_crash_set_current(int fd);
 
+/// The calling thread's own in-flight record file (-1 until set): opened once per scanner thread and
+/// rewritten for each scan.
+int bw_crash_thread_record(void);
+void bw_crash_set_thread_record(int fd);
+
 /// How many times the handler ran in this process (for tests of the handler itself).
 int bw_crash_handled(void);
 
