@@ -350,6 +350,7 @@ public final class MilterDaemon: @unchecked Sendable {
     /// A message convicted of crashing the scanner: `on-scan-crash`, logged with its digest, and a copy
     /// kept for ops (crash-copies).
     private func convicted(_ s: Session, digest: String, record: CrashSuspects.Record, queueID: String) -> Decision {
+        crashGuard.suspects.seen(digest)
         let copy = crashGuard.suspects.keepCopy(digest: digest) { s.assembly.buffer.copy(to: $0) }
         logger.warning(
             "queue=\(Escape.field(queueID)) from=<\(Escape.field(s.sender.trimmingAngles))> digest=\(digest): crashed the scanner \(record.crashes) time(s) before: answered on-scan-crash (\(config.onScanCrash.rawValue)) without a scan\(copy.map { ", copy in \($0)" } ?? "")"

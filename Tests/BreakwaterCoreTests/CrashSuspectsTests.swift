@@ -118,9 +118,14 @@ final class CrashSuspectsTests: XCTestCase {
         for i in 0..<5 { leaveRecord(s, digest(i), alone: false, crashed: false) }
         _ = s.recover(now: 1000)
         XCTAssertEqual(s.records.count, 3)
-        // 100 s later every record has expired.
+        // A convicted message seen again is kept longer.
+        let kept = s.records.map(\.digest).sorted()[0]
+        s.seen(kept, now: 1090)
+        // 100 s after they were last seen the records have expired.
         let t = try CrashSuspects(directory: dir, maxRecords: 3, expirySeconds: 100)
         _ = t.recover(now: 1100)
+        XCTAssertEqual(t.records.map(\.digest), [kept])
+        _ = t.recover(now: 1190)
         XCTAssertTrue(t.records.isEmpty)
     }
 

@@ -179,6 +179,18 @@ public final class CrashSuspects: @unchecked Sendable {
         _ = pwrite(f.fd, ".", 1, 0)
     }
 
+    /// A convicted message came again: its record is kept for `expirySeconds` from now (a sender's
+    /// queue retries a tempfailed message for days).
+    public func seen(_ digest: String, now: Int = Int(Now.wall())) {
+        let changed = table.withLock { t -> Bool in
+            guard var r = t[digest], now - r.lastSeen >= 60 else { return false }
+            r.lastSeen = now
+            t[digest] = r
+            return true
+        }
+        if changed { save() }
+    }
+
     /// Removes this process's record files (a clean stop, no scan in flight).
     public func removeOwnRecords() {
         for name in entries(prefix: "\(CrashSuspects.inFlightPrefix)\(pid)-") { unlink(path(name)) }
