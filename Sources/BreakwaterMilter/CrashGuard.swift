@@ -78,9 +78,9 @@ final class CrashGuard: @unchecked Sendable {
         guard let digest, let record = threadRecord(),
             suspects.begin(record, digest: digest, queue: queue, sender: sender, alone: alone)
         else { return scan() }
-        bw_crash_set_current(record.fd)
+        bw_crash_set_current(record.base)
         defer {
-            bw_crash_set_current(-1)
+            bw_crash_set_current(nil)
             suspects.end(record)
         }
         return scan()
@@ -88,8 +88,7 @@ final class CrashGuard: @unchecked Sendable {
 
     /// This thread's record file, opened on its first scan (scanner threads live as long as the process).
     private func threadRecord() -> CrashSuspects.InFlight? {
-        let fd = bw_crash_thread_record()
-        if fd >= 0 { return CrashSuspects.InFlight(fd: fd) }
+        if let base = bw_crash_thread_record() { return CrashSuspects.InFlight(base: base) }
         guard let f = suspects.openRecord() else {
             if let n = recordFailures.tick() {
                 logger.error(
@@ -98,7 +97,7 @@ final class CrashGuard: @unchecked Sendable {
             }
             return nil
         }
-        bw_crash_set_thread_record(f.fd)
+        bw_crash_set_thread_record(f.base)
         return f
     }
 }

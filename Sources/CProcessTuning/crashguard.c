@@ -1,5 +1,5 @@
-// See crashguard.h. Everything the handler does is async-signal-safe: a read of a thread-local int,
-// pwrite, shutdown, close, sigaction, raise.
+// See crashguard.h. Everything the handler does is async-signal-safe: a read of a thread-local
+// pointer, a store through it, shutdown, close, sigaction, raise.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
@@ -18,18 +18,18 @@ static struct sigaction previous[NSIG_CRASH];
 static atomic_int installed;
 static int chain_previous;
 static atomic_int handled;
-static __thread int current_record = -1;
-static __thread int thread_record = -1;
+static __thread volatile char *current_record;
+static __thread void *thread_record;
 
 void bw_crash_set_listeners(const int *fds, int count) {
     for (int i = 0; i < MAX_LISTENERS; i++) atomic_store(&listeners[i], i < count ? fds[i] : -1);
 }
 
-void bw_crash_set_current(int fd) { current_record = fd; }
+void bw_crash_set_current(void *record) { current_record = record; }
 
-int bw_crash_thread_record(void) { return thread_record; }
+void *bw_crash_thread_record(void) { return thread_record; }
 
-void bw_crash_set_thread_record(int fd) { thread_record = fd; }
+void bw_crash_set_thread_record(void *record) { thread_record = record; }
 
 int bw_crash_handled(void) { return atomic_load(&handled); }
 
@@ -38,11 +38,11 @@ static void on_crash(int sig, siginfo_t *info, void *uctx) {
     (void)uctx;
     int saved = errno;
     atomic_fetch_add(&handled, 1);
-    int fd = current_record;
-    if (fd >= 0) {
-        // The scan this thread held is the one that crashed: its record says so for the next start.
-        ssize_t w = pwrite(fd, "C", 1, 0);
-        (void)w;
+    volatile char *record = current_record;
+    if (record) {
+        // The scan this thread held is the one that crashed: its record (a shared mapping of its
+        // file, which outlives the process in the page cache) says so for the next start.
+        record[0] = 'C';
     }
     // No new connection is taken from here on: the MTA gets a refusal at once (and its
     // milter_default_action) instead of a connection nobody answers while the process ends.

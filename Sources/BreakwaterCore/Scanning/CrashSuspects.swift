@@ -8,10 +8,10 @@ import Glibc
 /// message that crashes the scanner gets a final answer (`on-scan-crash`) instead of a crash loop.
 ///
 /// Before each scan starts, a small in-flight record is written to `directory` (over the idle mark of
-/// the scanner thread's own file, `inflight-PID-N`), and marked idle again when the scan ends. A
-/// write that returned is in the page cache: it outlives the process whatever ends it (a crash,
-/// `kill -9`, the OOM killer), so no fsync is needed for the case this guards against (a power cut
-/// loses the mail in flight anyway, and the MTA retries it). The crash handler (CrashGuard) writes `C` over the record's first byte when
+/// the scanner thread's own file, `inflight-PID-N`, mapped shared), and marked idle again when the
+/// scan ends. What is stored in a shared mapping is in the page cache at once: it outlives the
+/// process whatever ends it (a crash, `kill -9`, the OOM killer), so no fsync is needed for the case
+/// this guards against (a power cut loses the mail in flight anyway, and the MTA retries it). The crash handler (CrashGuard) writes `C` over the record's first byte when
 /// the crashing thread held that scan. At start-up, the records left behind are suspects:
 ///
 /// - a record marked `C` counts one crash of its message; a crash while the message was scanned
@@ -56,11 +56,14 @@ public final class CrashSuspects: @unchecked Sendable {
         public let alone: Bool
     }
 
-    /// A scanner thread's in-flight record file, open for the thread's life.
-    public struct InFlight: Sendable {
-        public let fd: Int32
-        public init(fd: Int32) { self.fd = fd }
+    /// A scanner thread's in-flight record: its file, mapped shared for the thread's life.
+    public struct InFlight: @unchecked Sendable {
+        public let base: UnsafeMutableRawPointer
+        public init(base: UnsafeMutableRawPointer) { self.base = base }
     }
+
+    /// Bytes of a record file (one page; a record line is at most about 1.3 KB).
+    static let recordSize = 4096
 
     public struct StateError: Error, CustomStringConvertible {
         public let description: String
@@ -114,7 +117,9 @@ public final class CrashSuspects: @unchecked Sendable {
         for name in entries(prefix: CrashSuspects.inFlightPrefix) {
             let p = path(name)
             defer { unlink(p) }
-            guard let bytes = FileIO.read(p, limit: 8192), let m = CrashSuspects.parseInFlight(bytes) else { continue }
+            guard let bytes = FileIO.read(p, limit: CrashSuspects.recordSize),
+                let m = CrashSuspects.parseInFlight(bytes)
+            else { continue }
             var r =
                 records[m.digest]
                 ?? Record(
@@ -151,32 +156,44 @@ public final class CrashSuspects: @unchecked Sendable {
         return table.withLock { $0[digest] }
     }
 
-    /// A scanner thread's record file (`inflight-PID-N`), opened once and rewritten for each of its
-    /// scans: two writes per message, no file created or removed. Starts idle.
+    /// A scanner thread's record file (`inflight-PID-N`), made once and mapped shared: a record is
+    /// then written with a copy into memory, no system call per message, and what is written is in
+    /// the page cache the moment it is stored, so it outlives the process. Starts idle.
     public func openRecord() -> InFlight? {
         let n = sequence.add(1, ordering: .relaxed).newValue
         let p = path("\(CrashSuspects.inFlightPrefix)\(pid)-\(n)")
         let fd = open(p, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { return nil }
-        guard pwrite(fd, ".\n", 2, 0) == 2 else {
-            close(fd)
+        defer { close(fd) }
+        guard ftruncate(fd, off_t(CrashSuspects.recordSize)) == 0,
+            let map = mmap(nil, CrashSuspects.recordSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0),
+            map != MAP_FAILED
+        else {
             unlink(p)
             return nil
         }
-        return InFlight(fd: fd)
+        map.storeBytes(of: UInt8(ascii: "."), toByteOffset: 0, as: UInt8.self)
+        map.storeBytes(of: UInt8(10), toByteOffset: 1, as: UInt8.self)
+        return InFlight(base: map)
     }
 
-    /// Writes the record of a scan about to start (over the idle mark). False when it cannot be
-    /// written: the scan then runs unguarded.
+    /// Writes the record of a scan about to start: the line after its first byte, then the first
+    /// byte, `-` (in flight) over `.` (idle). False when it does not fit: the scan then runs unguarded.
     public func begin(_ f: InFlight, digest: String, queue: String, sender: String, alone: Bool) -> Bool {
         var line =
-            "- alone=\(alone ? 1 : 0) digest=\(digest) time=\(Int(Now.wall())) queue=\(Escape.field(queue)) sender=\(Escape.field(sender))\n"
-        return line.withUTF8 { pwrite(f.fd, $0.baseAddress, $0.count, 0) == $0.count }
+            " alone=\(alone ? 1 : 0) digest=\(digest) time=\(Int(Now.wall())) queue=\(Escape.field(queue.prefix(128))) sender=\(Escape.field(sender.prefix(256)))\n"
+        let fits = line.withUTF8 { u -> Bool in
+            guard u.count < CrashSuspects.recordSize - 1 else { return false }
+            (f.base + 1).copyMemory(from: u.baseAddress!, byteCount: u.count)
+            return true
+        }
+        if fits { f.base.storeBytes(of: UInt8(ascii: "-"), toByteOffset: 0, as: UInt8.self) }
+        return fits
     }
 
     /// The scan ended (whatever its result): the record is idle again.
     public func end(_ f: InFlight) {
-        _ = pwrite(f.fd, ".", 1, 0)
+        f.base.storeBytes(of: UInt8(ascii: "."), toByteOffset: 0, as: UInt8.self)
     }
 
     /// A convicted message came again: its record is kept for `expirySeconds` from now (a sender's

@@ -1,5 +1,5 @@
 // Crash containment (CrashGuard in BreakwaterMilter): a handler for the signals a crash raises
-// (SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL) that, with async-signal-safe calls only, marks the
+// (SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL) that, with async-signal-safe steps only, marks the
 // in-flight record of the scan the crashing thread held and stops the milter's listening sockets from
 // taking connections, then lets the signal end the process.
 #ifndef BREAKWATER_CRASHGUARD_H
@@ -14,14 +14,14 @@ void bw_crash_set_listeners(const int *fds, int count);
 /// takes about 30 s in the daemon). 0 on success, else errno.
 int bw_crash_install(int chain);
 
-/// The calling thread scans the message whose in-flight record is open as `fd` (-1: none). On a crash
-/// in this thread the handler writes 'C' at offset 0 of that file.
-void bw_crash_set_current(int fd);
+/// The calling thread scans the message whose in-flight record is mapped at `record` (NULL: none). On
+/// a crash in this thread the handler stores 'C' in its first byte.
+void bw_crash_set_current(void *record);
 
-/// The calling thread's own in-flight record file (-1 until set): opened once per scanner thread and
-/// rewritten for each scan.
-int bw_crash_thread_record(void);
-void bw_crash_set_thread_record(int fd);
+/// The calling thread's own in-flight record (NULL until set): a shared mapping of a file, made once
+/// per scanner thread and rewritten for each scan.
+void *bw_crash_thread_record(void);
+void bw_crash_set_thread_record(void *record);
 
 /// How many times the handler ran in this process (for tests of the handler itself).
 int bw_crash_handled(void);
