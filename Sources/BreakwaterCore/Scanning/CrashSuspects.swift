@@ -115,6 +115,13 @@ public final class CrashSuspects: @unchecked Sendable {
         var records = CrashSuspects.parseTable(FileIO.read(path(CrashSuspects.tableName), limit: 1 << 20) ?? [])
         var found: [Recovered] = []
         for name in entries(prefix: CrashSuspects.inFlightPrefix) {
+            // A record of another process that still runs (a second daemon given the same
+            // directory) is its own, not left behind.
+            if let other = Int32(name.dropFirst(CrashSuspects.inFlightPrefix.count).prefix { $0 != "-" }),
+                other != pid, kill(other, 0) == 0 || errno == EPERM
+            {
+                continue
+            }
             let p = path(name)
             defer { unlink(p) }
             guard let bytes = FileIO.read(p, limit: CrashSuspects.recordSize),
