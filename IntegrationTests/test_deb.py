@@ -606,6 +606,25 @@ def test_unit_under_systemd(deb, system, workdir):
         assert re.search(r"^Seccomp:\s+2$", status, re.M), status
         print(box.enter("systemd-analyze", "security", "--no-pager", "breakwater", check=False).stdout[-300:])
 
+        # A burst of crashes never leaves the unit failed (StartLimitIntervalSec=0; the default of 5
+        # starts in 10 s would): 7 SIGSEGVs, each as soon as the service is active again. The crash
+        # ends the process at once (SWIFT_BACKTRACE=enable=no: no backtrace in the journal).
+        burst = time.monotonic()
+        for _ in range(7):
+            pid = box.show("MainPID")["MainPID"]
+            box.enter("kill", "-SEGV", pid)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                p = box.show("ActiveState", "MainPID")
+                if p["ActiveState"] == "active" and p["MainPID"] not in ("0", pid):
+                    break
+                time.sleep(0.05)
+        props = box.show("ActiveState", "NRestarts")
+        assert props["ActiveState"] == "active" and int(props["NRestarts"]) >= 7, f"{props}\n{box.journal()}"
+        print(f"7 crashes, each restarted when active again: {time.monotonic() - burst:.1f} s")
+        assert "Backtracing" not in box.journal(), box.journal()
+        assert box.milter("inet:8897@127.0.0.1", mail.eicar_attachment(mail.test_id())).startswith("550 ")
+
         box.systemctl("stop", "breakwater")
         props = box.show("ActiveState", "Result", "ExecMainStatus")
         assert props == {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}, \

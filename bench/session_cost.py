@@ -5,7 +5,8 @@ Postfix. Small messages (ham and the test wave spam, 1.5-4 KB, one recipient) ag
 
     N=6000 python3 bench/session_cost.py OLD_BINARY NEW_BINARY [ROUNDS]
 
-Three daemons: OLD, NEW, and NEW with --max-recipients 0 (RCPT without a reply). Reports the daemon's
+Three daemons: OLD, NEW, and NEW with --max-recipients 0 (RCPT without a reply; EXTRA3="--flag value ..."
+gives the third other flags). Reports the daemon's
 CPU-ms per message (utime + stime from /proc) and msgs/s, medians over the rounds.
 """
 import os, sys, time, subprocess, threading, statistics, uuid
@@ -49,7 +50,8 @@ def drive(spec, clients=4):
     for t in ts: t.join()
     return time.monotonic() - t0
 
-bins = {"old": (sys.argv[1], ()), "new": (sys.argv[2], ()), "new-rcpt0": (sys.argv[2], ("--max-recipients", "0"))}
+third = tuple(os.environ["EXTRA3"].split()) if os.environ.get("EXTRA3") else ("--max-recipients", "0")
+bins = {"old": (sys.argv[1], ()), "new": (sys.argv[2], ()), "new-" + third[0].lstrip("-"): (sys.argv[2], third)}
 procs = {k: start(v[0], k, v[1]) for k, v in bins.items()}
 for k, (p, spec) in procs.items(): drive(spec)  # warm-up
 res = {k: [] for k in bins}

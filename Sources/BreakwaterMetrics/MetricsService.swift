@@ -99,6 +99,7 @@ public final class MetricsService: DaemonService {
         for cause in TempfailCause.allCases { s.tempfails[cause] = st.tempfails(cause) }
         s.scans = st.scanned.load(ordering: .relaxed)
         s.rescans = st.rescans.load(ordering: .relaxed)
+        s.scanCrashes = st.scanCrashes.load(ordering: .relaxed)
         s.inFlight = st.inFlight.load(ordering: .relaxed)
         s.sessionsOpen = st.sessionsOpen.load(ordering: .relaxed)
         s.startedAt = st.startedAt

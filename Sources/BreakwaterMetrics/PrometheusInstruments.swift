@@ -28,6 +28,8 @@ public struct MetricsSnapshot: Sendable {
     public var tempfails: [TempfailCause: Int] = [:]
     public var scans = 0
     public var rescans = 0
+    /// Scans that crashed the previous process (found at start-up).
+    public var scanCrashes = 0
     public var slotsBusy = 0
     public var slots = 0
     public var waiting = 0
@@ -64,7 +66,9 @@ public final class PrometheusInstruments: Sendable {
     private let tempfails: [Counter]  // by TempfailCause.allCases
     private let scans: Counter
     private let rescans: Counter
-    /// Values the mirrored counters had at the last scrape, same order: messages, tempfails, scans, rescans.
+    private let scanCrashes: Counter
+    /// Values the mirrored counters had at the last scrape, same order: messages, tempfails, scans, rescans,
+    /// scan crashes.
     private let mirrored: Locked<[Int]>
 
     private let detections: Locked<[String: Counter]>
@@ -121,7 +125,13 @@ public final class PrometheusInstruments: Sendable {
                 help:
                     "Messages scanned a second time for every match: the first match's action was not the strictest configured, so another signature could still make the answer stricter."
             ))
-        mirrored = Locked([Int](repeating: 0, count: MessageOutcome.allCases.count + TempfailCause.allCases.count + 2))
+        scanCrashes = r.makeCounter(
+            descriptor: Self.metric(
+                "scan_crashes_total",
+                help:
+                    "Scans that crashed the process, counted when the restarted process finds their in-flight records (so at most a few per process; the counter starts again at each start). Messages convicted of it are answered on-scan-crash."
+            ))
+        mirrored = Locked([Int](repeating: 0, count: MessageOutcome.allCases.count + TempfailCause.allCases.count + 3))
 
         otherDetections = r.makeCounter(
             descriptor: Self.metric("detections_total", help: PrometheusInstruments.detectionsHelp),
@@ -241,7 +251,8 @@ public final class PrometheusInstruments: Sendable {
         now += TempfailCause.allCases.map { s.tempfails[$0] ?? 0 }
         now.append(s.scans)
         now.append(s.rescans)
-        let counters = messages + tempfails + [scans, rescans]
+        now.append(s.scanCrashes)
+        let counters = messages + tempfails + [scans, rescans, scanCrashes]
         mirrored.withLock { last in
             for i in now.indices where now[i] > last[i] {
                 counters[i].increment(by: Int64(now[i] - last[i]))

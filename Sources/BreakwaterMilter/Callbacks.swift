@@ -221,16 +221,19 @@ func milterHeader(_ ctx: OpaquePointer?, _ name: UnsafeMutablePointer<CChar>?, _
 {
     let s = attach(ctx)
     if let name, let value {
-        s.assembly.header(
-            name: UnsafeRawBufferPointer(start: name, count: strlen(name)),
-            value: UnsafeRawBufferPointer(start: value, count: strlen(value)))
+        let n = UnsafeRawBufferPointer(start: name, count: strlen(name))
+        let v = UnsafeRawBufferPointer(start: value, count: strlen(value))
+        s.assembly.header(name: n, value: v)
+        s.digest.header(name: n, value: v)
     }
     return s.noReplyHeaders ? SMFIS_NOREPLY : SMFIS_CONTINUE
 }
 
 func milterBody(_ ctx: OpaquePointer?, _ body: UnsafeMutablePointer<UInt8>?, _ len: Int) -> sfsistat {
     let s = attach(ctx)
-    let wanted = s.assembly.body(UnsafeRawBufferPointer(start: body, count: body == nil ? 0 : len))
+    let chunk = UnsafeRawBufferPointer(start: body, count: body == nil ? 0 : len)
+    let wanted = s.assembly.body(chunk)
+    if !s.assembly.oversize { s.digest.body(chunk) }
     if wanted { return SMFIS_CONTINUE }
     return s.canSkip ? SMFIS_SKIP : SMFIS_CONTINUE
 }

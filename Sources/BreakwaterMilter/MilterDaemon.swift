@@ -43,6 +43,8 @@ public final class MilterDaemon: @unchecked Sendable {
     let scanDirectory: ScanDirectory
     /// Log lines for scans whose temporary files did not fit in memory: one a second.
     let scanMemoryFull = OncePerSecond()
+    /// Crash containment: the suspects of earlier crashes and the in-flight record of each scan.
+    let crashGuard: CrashGuard
 
     /// libmilter's callbacks are C functions with no context argument: they reach the daemon here. Set
     /// once before `smfi_main`, read-only afterwards.
@@ -106,6 +108,7 @@ public final class MilterDaemon: @unchecked Sendable {
             slots: config.workers, maxWaiting: config.maxWaiting, maxWait: config.maxWait,
             memoryBudget: config.memoryBudget, spoolBudget: config.spoolBudget)
         policy = Policy(config: config)
+        crashGuard = try CrashGuard(config: config, stats: stats, logger: logger)
         if config.wave.enabled { waves = WaveFeature(config: config, stats: stats, logger: logger) }
         logger.notice(
             "engine generation 1 loaded: \(initial.signatureCount) signatures from \(dirs.joined(separator: ", ")) in \(Int(initial.buildSeconds * 1000)) ms (libclamav \(ClamEngine.libraryVersion))"
@@ -155,6 +158,8 @@ public final class MilterDaemon: @unchecked Sendable {
             )
         }
         if !socketIsUnix { MilterDaemon.disableNagleOnListeners() }
+        // Before the services open their own sockets: the crash handler closes libmilter's only.
+        try crashGuard.arm()
         try startSignalThread()
         for service in services {
             do { try service.start(self) } catch { throw StartupError("\(error)") }
@@ -181,7 +186,9 @@ public final class MilterDaemon: @unchecked Sendable {
         while stats.inFlight.load(ordering: .relaxed) > 0 && Now.monotonic() < deadline {
             usleep(20_000)
         }
-        if stats.inFlight.load(ordering: .relaxed) > 0 {
+        if stats.inFlight.load(ordering: .relaxed) == 0 {
+            crashGuard.suspects.removeOwnRecords()
+        } else {
             logger.warning(
                 "stopped with \(stats.inFlight.load(ordering: .relaxed)) message(s) unfinished (the MTA will retry them)"
             )
@@ -278,24 +285,45 @@ public final class MilterDaemon: @unchecked Sendable {
         if policy.skip.skipsRecipients(s.recipients) {
             return (Decision.skipped, 0, 0, false)
         }
+        // A message that crashed the scanner before: answered without a scan once convicted, scanned
+        // alone while a suspect (CrashSuspects).
+        let digest = s.digest.finish()
+        var alone = false
+        if let digest, let record = crashGuard.suspects.record(digest) {
+            switch record.state {
+            case .convicted: return (convicted(s, digest: digest, record: record, queueID: queueID), 0, 0, false)
+            case .suspect:
+                alone = true
+                logger.notice(
+                    "queue=\(Escape.field(queueID)) from=<\(Escape.field(s.sender.trimmingAngles))> digest=\(digest): in flight when the process ended before (crashes \(record.crashes)): scanned alone"
+                )
+            case .cleared: break
+            }
+        }
         let waitStart = Now.monotonic()
         var inspector = waves?.inspector()
         let engine = engines.current
         var scanned: (result: ScanResult, decision: Decision)?
         let slot = admission.scan(
+            alone: alone,
             {
                 // On a scanner thread, while this session's thread waits for it. The wave store is fed here
                 // too: its update needs a few KB of stack, which on the session's thread every libmilter
                 // thread would keep resident (16 KB of touched stack each instead of 12; with 200 sessions
                 // waiting, about 0.6 MB), for a few microseconds more of the scanner's time.
+                // Each scan under the crash guard: its in-flight record names this message while it runs.
                 func scan(allMatches: Bool, inspector: LayerInspector?) -> ScanResult {
-                    switch message.storage {
-                    case .memory:
-                        return message.withMemory {
-                            engine.scan($0, inspector: inspector, allMatches: allMatches)
-                        }!
-                    case .file(let fd):
-                        return engine.scan(privateFile: fd, inspector: inspector, allMatches: allMatches)
+                    crashGuard.guarding(
+                        digest: digest, queue: queueID, sender: String(s.sender.trimmingAngles), alone: alone
+                    ) {
+                        switch message.storage {
+                        case .memory:
+                            return message.withMemory {
+                                engine.scan($0, inspector: inspector, allMatches: allMatches)
+                            }!
+                        case .file(let fd):
+                            return engine.scan(privateFile: fd, inspector: inspector, allMatches: allMatches)
+                        }
                     }
                 }
                 // In the scan directory in memory or on disk; again on disk when the tmpfs filled.
@@ -357,10 +385,27 @@ public final class MilterDaemon: @unchecked Sendable {
         case .scanned(let waited):
             let (result, decision) = scanned!
             stats.scanned.add(1, ordering: .relaxed)
+            if alone, let digest {
+                crashGuard.suspects.passedAlone(digest)
+                logger.notice(
+                    "queue=\(Escape.field(queueID)) digest=\(digest): scanned alone without a crash: cleared (scanned as any other from now on)"
+                )
+            }
             if let err = result.errorMessage {
                 logger.error("queue=\(Escape.field(queueID)) scan error: \(Escape.text(err))")
             }
             return (decision, waited, result.seconds, true)
         }
+    }
+
+    /// A message convicted of crashing the scanner: `on-scan-crash`, logged with its digest, and a copy
+    /// kept for ops (crash-copies).
+    private func convicted(_ s: Session, digest: String, record: CrashSuspects.Record, queueID: String) -> Decision {
+        crashGuard.suspects.seen(digest)
+        let copy = crashGuard.suspects.keepCopy(digest: digest) { s.assembly.buffer.copy(to: $0) }
+        logger.warning(
+            "queue=\(Escape.field(queueID)) from=<\(Escape.field(s.sender.trimmingAngles))> digest=\(digest): crashed the scanner \(record.crashes) time(s) before: answered on-scan-crash (\(config.onScanCrash.rawValue)) without a scan\(copy.map { ", copy in \($0)" } ?? "")"
+        )
+        return policy.scanCrash()
     }
 }

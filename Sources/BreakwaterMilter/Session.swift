@@ -1,4 +1,5 @@
 import BreakwaterCore
+import BreakwaterEngine
 
 /// Per-connection state, attached to libmilter's context with `smfi_setpriv`. A connection's callbacks
 /// may run on different libmilter threads, but never two at once, so no lock is needed here.
@@ -25,6 +26,8 @@ final class Session {
     var recipientsRefused = 0
     /// Headers and body as received, the received size, the oversize decision, the Subject.
     let assembly: MessageAssembly
+    /// The message's digest as the crash guard knows it (headers without Received, then the body).
+    let digest = MessageDigest()
 
     init(assembly: MessageAssembly) {
         self.assembly = assembly
@@ -35,5 +38,6 @@ final class Session {
         recipients.removeAll(keepingCapacity: true)
         recipientsRefused = 0
         assembly.reset()
+        digest.reset()
     }
 }

@@ -204,6 +204,7 @@ final class ConfigTests: XCTestCase {
                 "workers": "number of cores",
                 "spool-directory": "$TMPDIR or /tmp",
                 "scan-temporary-directory": "in memory, else the spool directory",
+                "crash-directory": "spool-directory/crash",
                 "action": "(see below)",
             ])
         let c = Config()

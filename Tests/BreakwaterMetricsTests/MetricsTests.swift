@@ -262,7 +262,8 @@ final class InstrumentTests: XCTestCase {
             }
         }
         let expected: Set<String> = [
-            "messages_total", "tempfails_total", "scans_total", "rescans_total", "detections_total",
+            "messages_total", "tempfails_total", "scans_total", "rescans_total", "scan_crashes_total",
+            "detections_total",
             "scan_duration_seconds", "slot_wait_seconds", "message_size_bytes",
             "scan_slots_busy", "scan_slots", "messages_waiting", "messages_waiting_limit", "messages_in_progress",
             "buffered_bytes", "memory_budget_bytes", "spooled_bytes", "spool_budget_bytes", "milter_sessions",

@@ -60,11 +60,16 @@ public final class Admission: @unchecked Sendable {
     /// when it has run (or did not get to run). `keepAlive` is called about once a second while the
     /// message waits in line (the milter sends `smfi_progress` so the MTA does not time out), on the
     /// caller's thread, without the lock held.
-    public func scan(_ scan: () -> Void, keepAlive: () -> Void = {}) -> SlotResult {
+    ///
+    /// `alone`: the scan runs with no other scan in flight (a crash suspect: CrashSuspects). When it is
+    /// first in line, no scanner takes another message until the scans running have ended and it has
+    /// run; the messages behind it wait (within `maxWait`).
+    public func scan(alone: Bool = false, _ scan: () -> Void, keepAlive: () -> Void = {}) -> SlotResult {
         withoutActuallyEscaping(scan) { scan in
             // `scan` is run by a scanner thread while this thread waits for it, or not at all: it does
             // not outlive this call.
-            line.run(ScanLine.Job(scan), maxWaiting: maxWaiting, maxWait: maxWait, keepAlive: keepAlive)
+            line.run(
+                ScanLine.Job(scan, alone: alone), maxWaiting: maxWaiting, maxWait: maxWait, keepAlive: keepAlive)
         }
     }
 
@@ -132,14 +137,17 @@ final class ScanLine: @unchecked Sendable {
     /// One message's scan, from the moment it joins the line until its session has the outcome.
     final class Job {
         let work: () -> Void
+        /// Runs with no other scan in flight.
+        let alone: Bool
         var started = false
         var startedAt = 0.0
         var done = false
         /// Signalled (under the line's lock) when the scan has run.
         let finished = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
 
-        init(_ work: @escaping () -> Void) {
+        init(_ work: @escaping () -> Void, alone: Bool = false) {
             self.work = work
+            self.alone = alone
             ConditionLock.initMonotonic(finished)
         }
 
@@ -155,6 +163,8 @@ final class ScanLine: @unchecked Sendable {
     /// Jobs not taken by a scanner yet, oldest first (at most maxWaiting + scanners).
     private var queue: [Job] = []
     private var running = 0
+    /// A scan that must run alone is running: no scanner takes another job.
+    private var aloneRunning = false
     private var stopping = false
     private var threads: [PosixThread] = []
     /// When starting a scanner thread failed: not tried again before this (monotonic seconds).
@@ -235,6 +245,7 @@ final class ScanLine: @unchecked Sendable {
     }
 
     private func scannerLoop() {
+        ScanLine.setAlternateSignalStack()
         lock.lock()
         while true {
             if queue.isEmpty {
@@ -242,18 +253,43 @@ final class ScanLine: @unchecked Sendable {
                 lock.wait(until: Now.monotonic() + 3600)
                 continue
             }
+            // A job that must run alone waits at the head of the line until the scans running end;
+            // while it runs, nothing else starts.
+            if aloneRunning || (queue[0].alone && running > 0) {
+                lock.wait(until: Now.monotonic() + 3600)
+                continue
+            }
             let job = queue.removeFirst()
             job.started = true
             job.startedAt = Now.monotonic()
             running += 1
+            if job.alone { aloneRunning = true }
             lock.unlock()
             job.work()
             lock.lock()
             running -= 1
             job.done = true
             pthread_cond_signal(job.finished)
+            if job.alone {
+                aloneRunning = false
+                lock.broadcast()
+            } else if running == 0, let head = queue.first, head.alone {
+                lock.broadcast()
+            }
         }
         lock.unlock()
+    }
+
+    /// A scanner thread's own signal stack (64 KB, kept for the thread's life): a crash by stack
+    /// overflow (deep recursion in a parser) still runs the crash handler (CrashGuard), which needs a
+    /// stack to mark the scan that crashed.
+    static func setAlternateSignalStack() {
+        let size = 64 << 10
+        guard let mem = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+            mem != MAP_FAILED
+        else { return }
+        var ss = stack_t(ss_sp: mem, ss_flags: 0, ss_size: size)
+        if sigaltstack(&ss, nil) != 0 { munmap(mem, size) }
     }
 
     /// Lets the scanners finish the line, then ends them.

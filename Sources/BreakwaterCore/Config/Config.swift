@@ -30,6 +30,12 @@ public struct Config: Sendable {
     public var onOversize = Action.accept
     public var onLimit = Action.accept
     public var onNestingLimit = Action.reject
+    /// `on-scan-crash`: the answer to a message convicted of crashing the scanner (CrashSuspects).
+    public var onScanCrash = Action.reject
+    /// `crash-directory`; nil: the `crash` directory inside the spool directory.
+    public var crashDirectoryOverride: String? = nil
+    /// `crash-copies`: copies of convicted messages kept in the crash directory (0: none).
+    public var crashCopies = 10
     public var scannedHeader = "X-Virus-Scanned"
     public var skipAuthenticated = false
     public var skipNetworks: [CIDR] = []
@@ -44,6 +50,9 @@ public struct Config: Sendable {
     public var ops = OpsSettings()
 
     public init() {}
+
+    /// Where the in-flight records of scans, the crash suspects and the copies of convicted messages go.
+    public var crashDirectory: String { crashDirectoryOverride ?? spoolDirectory + "/crash" }
 
     /// The signature directories to load: the configured (or shipped) ones plus the ops directory when
     /// it exists.
@@ -243,6 +252,35 @@ extension Config {
                         message: "tempfail would make the MTA retry this message forever: use reject or quarantine")
                 }
                 c.onNestingLimit = a
+            },
+            key(
+                "on-scan-crash", show: { $0.onScanCrash.rawValue },
+                "Action for a message that crashed the scanner (the process) while it was scanned alone, or twice: reject (550 5.7.0, could not be scanned safely), tempfail (451 4.7.0; the MTA retries, and each retry gets the same answer without a scan), quarantine or accept (both with an X-Breakwater-Not-Scanned header). A message in flight when the process ended is scanned alone when it comes again; only a crash then convicts it."
+            ) {
+                c, v throws(ConfigKey.ValueError) in
+                let a = try action(v)
+                guard a == .reject || a == .tempfail || a == .quarantine || a == .accept else {
+                    throw .init(message: "'\(v)' is not one of reject|tempfail|quarantine|accept")
+                }
+                c.onScanCrash = a
+            },
+            key(
+                "crash-directory", described: "spool-directory/crash",
+                "Where a small record of each scan in flight is written (and removed when it ends), where the suspects of a crash are kept across restarts, and where copies of convicted messages go (crash-copies). Created (mode 0700) if missing. It must outlive a restart of the service: not a private /tmp."
+            ) {
+                c, v throws(ConfigKey.ValueError) in
+                guard v.hasPrefix("/") else { throw .init(message: "'\(v)' is not an absolute path") }
+                c.crashDirectoryOverride = v
+            },
+            key(
+                "crash-copies", show: { String($0.crashCopies) },
+                "Copies of messages convicted of crashing the scanner kept in crash-directory (mode 0600; named crashed-DIGEST.eml) for a report upstream; past this many none is added. 0: keep none."
+            ) {
+                c, v throws(ConfigKey.ValueError) in
+                guard let n = Int(v), n >= 0, n <= 100_000 else {
+                    throw .init(message: "'\(v)' is not a count from 0 to 100000")
+                }
+                c.crashCopies = n
             },
             key("scanned-header", show: { $0.scannedHeader }, "Header added to accepted mail; empty for none.") {
                 c, v throws(ConfigKey.ValueError) in

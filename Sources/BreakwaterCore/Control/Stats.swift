@@ -31,6 +31,8 @@ public final class Stats: Sendable {
     /// Wave detection: waves started, and messages that arrived while their fingerprint was a wave.
     public let wavesStarted = Atomic<Int>(0)
     public let waveMessages = Atomic<Int>(0)
+    /// Scans that crashed the process: found at start-up in the records the previous process left.
+    public let scanCrashes = Atomic<Int>(0)
 
     public init() {}
 

@@ -158,6 +158,32 @@ public final class MessageBuffer {
         return bytes.withUnsafeBytes(body)
     }
 
+    /// Writes the whole message to `out` (a copy for ops: CrashSuspects.keepCopy). False on a write or
+    /// read error.
+    public func copy(to out: Int32) -> Bool {
+        func put(_ p: UnsafeRawBufferPointer) -> Bool {
+            var off = 0
+            while off < p.count {
+                let w = write(out, p.baseAddress! + off, p.count - off)
+                if w < 0 && errno == EINTR { continue }
+                if w <= 0 { return false }
+                off += w
+            }
+            return true
+        }
+        if fd < 0 { return bytes.withUnsafeBytes { put($0) } }
+        var buf = [UInt8](repeating: 0, count: 1 << 16)
+        var at: off_t = 0
+        while true {
+            let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, at) }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 { return false }
+            if n == 0 { return true }
+            guard buf.withUnsafeBytes({ put(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }) else { return false }
+            at += off_t(n)
+        }
+    }
+
     /// Drops the message: frees memory, returns the budget, closes the spool file.
     public func reset() {
         if fd >= 0 {

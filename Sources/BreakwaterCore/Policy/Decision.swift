@@ -1,6 +1,6 @@
 /// The answer for one message, ready for the milter bridge.
 public struct Decision: Sendable, Equatable {
-    public enum Verdict: String, Sendable { case clean, infected, limit, oversize, error, skipped, busy }
+    public enum Verdict: String, Sendable { case clean, infected, limit, oversize, error, skipped, busy, crash }
     public var verdict: Verdict
     public var action: Action
     /// SMTP reply code, enhanced status and text for reject/tempfail.

@@ -9,6 +9,8 @@ public struct Policy: Sendable {
     public var onOversize: Action
     public var onLimit: Action
     public var onNestingLimit: Action
+    /// `on-scan-crash`: the answer to a message convicted of crashing the scanner.
+    public var onScanCrash: Action
     /// `wave-action`: what a message of a mail wave gets (when the scan decided accept or tag).
     public var waveAction: WaveAction
     public var scannedHeader: String
@@ -29,6 +31,7 @@ public struct Policy: Sendable {
         onOversize = config.onOversize
         onLimit = config.onLimit
         onNestingLimit = config.onNestingLimit
+        onScanCrash = config.onScanCrash
         waveAction = config.wave.action
         scannedHeader = config.scannedHeader
         productTag = "Breakwater \(Breakwater.version)"
@@ -206,6 +209,22 @@ public struct Policy: Sendable {
             verdict: .oversize, action: onOversize,
             reason: "message larger than \(ByteSize.format(limit)) (max-message-size)",
             cause: .size, oversizeStatus: true)
+    }
+
+    /// The decision for a message convicted of crashing the scanner (`on-scan-crash`): never scanned again.
+    public func scanCrash() -> Decision {
+        let reason = "the message crashed the scanner"
+        var d = Decision(verdict: .crash, action: onScanCrash, reply: nil, headers: [])
+        switch onScanCrash {
+        case .reject:
+            d.reply = ("550", "5.7.0", "Message could not be scanned safely (\(reason))")
+        case .tempfail:
+            d.reply = ("451", "4.7.0", "Message could not be scanned safely (\(reason)), please try again later")
+            d.tempfailCause = .scanError
+        case .accept, .tag, .quarantine, .discard:
+            d.headers = [("X-Breakwater-Not-Scanned", reason)]
+        }
+        return d
     }
 
     /// Busy, memory budget, wait timeout: always a temporary failure the MTA retries.
