@@ -11,6 +11,7 @@ BW_KEEP_TMP=1 keeps the temporary directories (logs, Postfix instances) for a lo
 import contextlib
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 
@@ -77,6 +78,30 @@ def session_dir():
         shutil.rmtree(d, ignore_errors=True)
     else:
         print(f"\nkept {d}")
+
+
+@pytest.fixture(scope="session")
+def crashlib(session_dir):
+    """IntegrationTests/crashlib/crashlib.c built as a preloadable library: a test device that wraps
+    libclamav's scan entry points (a crash on a marker, or a fixed delay in every scan with
+    CRASHLIB_DELAY_MS). Nothing in the product knows of it."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    require(cc is not None, "no C compiler (cc) to build the crash device")
+    out = os.path.join(session_dir, "crashlib.so")
+    if not os.path.exists(out):
+        subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", out,
+                        os.path.join(os.path.dirname(os.path.abspath(__file__)), "crashlib", "crashlib.c"), "-ldl"],
+                       check=True)
+    return out
+
+
+def slow_scans(crashlib, ms):
+    """The environment for a daemon whose every scan takes `ms` longer (the crash device's delay):
+    a slot holder whose duration does not depend on the machine's speed."""
+    env = dict(os.environ)
+    env["LD_PRELOAD"] = crashlib
+    env["CRASHLIB_DELAY_MS"] = str(ms)
+    return env
 
 
 @pytest.fixture(scope="session")

@@ -13,9 +13,7 @@ pause); the receiving Postfix adds a new Received line with a new queue id to ea
 import os
 import random
 import re
-import shutil
 import signal
-import subprocess
 import threading
 import time
 import uuid
@@ -27,16 +25,6 @@ from harness import mail, procs
 from harness.breakwater import BreakwaterDaemon
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-@pytest.fixture(scope="module")
-def crashlib(tmp_path_factory):
-    cc = shutil.which("cc") or shutil.which("gcc")
-    require(cc is not None, "no C compiler (cc) to build the crash device")
-    out = tmp_path_factory.mktemp("crashlib") / "crashlib.so"
-    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(out), os.path.join(HERE, "crashlib", "crashlib.c"),
-                    "-ldl"], check=True)
-    return str(out)
 
 
 class Supervisor:

@@ -32,7 +32,7 @@ import time
 
 import pytest
 
-from conftest import REQUIRE, require
+from conftest import REQUIRE, require, slow_scans
 from harness import mail, sendmail
 from harness.milterclient import start_session
 from harness.ports import free_port, release_port
@@ -310,17 +310,17 @@ def test_skip_lines_name_the_queue_id(main_pair, breakwater, sendmail_mta, sink,
     assert line and line.split("] ", 1)[1].startswith(f"queue={r.queue_id} client=127.0.0.1 "), bw.log_tail()
 
 
-def test_busy_answered_451_and_retried_from_sendmail_queue(breakwater, sendmail_mta, sink, test_sigs):
+def test_busy_answered_451_and_retried_from_sendmail_queue(breakwater, sendmail_mta, sink, test_sigs, crashlib):
     """--workers 1 --max-waiting 0 and a slow message holding the only slot: Sendmail answers MAIL FROM
     451 4.3.2 with Breakwater's text, and Breakwater's line names Sendmail's queue id. A message
     submitted with the sendmail command meanwhile waits in Sendmail's client queue (Deferred: 451);
     the queue run Debian's cron makes (`sendmail -Ac -q`) delivers it, scanned, once the slot is free."""
-    bw = breakwater("--signatures", test_sigs, "--workers", "1", "--max-waiting", "0", "--max-files", "100000")
+    # Every scan takes 6 s longer (the crash device's delay, conftest.slow_scans): the checks below take
+    # well under that, and the slow reply is checked to come after them.
+    bw = breakwater("--signatures", test_sigs, "--workers", "1", "--max-waiting", "0",
+                    env=slow_scans(crashlib, 6000))
     sm = sendmail_mta(milter=bw.milter_spec)
-    # 40,000 tiny parts: about 2.5-4 s of scanning on an idle machine (16,000 take about a second,
-    # test_overload.py), more on a loaded one; the checks below take under a second, and the slow
-    # reply is checked to come after them.
-    t, out = start_session(bw.milter_spec, mail.slow_message(40000, repeat=1), timeout=120)
+    t, out = start_session(bw.milter_spec, mail.ham(mail.test_id()), timeout=120)
     while "eom" not in out and t.is_alive():
         time.sleep(0.005)
     time.sleep(0.2)
@@ -347,16 +347,17 @@ def test_busy_answered_451_and_retried_from_sendmail_queue(breakwater, sendmail_
     assert "Total requests: 0" in sm.run("mailq", "-Ac").stdout
 
 
-def test_progress_keeps_sendmail_waiting_past_its_reply_timeout(breakwater, sendmail_mta, sink, test_sigs):
+def test_progress_keeps_sendmail_waiting_past_its_reply_timeout(breakwater, sendmail_mta, sink, test_sigs, crashlib):
     """Sendmail's R= timeout (here 2 s) bounds each wait for a reply from the milter. A message that
     waits for a scan slot longer than that (--max-wait 4 s, behind a slow scan) keeps Sendmail waiting
     with progress packets: Sendmail does not time out (its F=T answer would be a bare 451 "Please try
     again later"); the answer is Breakwater's own, scanned or "waited too long"."""
+    # Every scan takes 8 s longer (the crash device's delay): the message behind the slot holder waits
+    # its whole max-wait, 4 s, twice Sendmail's R=2s.
     bw = breakwater("--signatures", test_sigs, "--workers", "1", "--max-waiting", "4", "--max-wait", "4000ms",
-                    "--max-files", "100000")
+                    env=slow_scans(crashlib, 8000))
     sm = sendmail_mta(milter=bw.milter_spec, timeouts="S:10s;R:2s;E:5m")
-    # 40,000 tiny parts: about 4 s of scanning on an idle machine, more on a loaded one.
-    t, out = start_session(bw.milter_spec, mail.slow_message(40000, repeat=1), timeout=120)
+    t, out = start_session(bw.milter_spec, mail.ham(mail.test_id()), timeout=120)
     while "eom" not in out and t.is_alive():
         time.sleep(0.005)
     time.sleep(0.2)
