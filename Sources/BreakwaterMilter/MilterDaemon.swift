@@ -76,34 +76,51 @@ public final class MilterDaemon: @unchecked Sendable {
                     "\(key) \(dir): not writable by this user (uid \(getuid())): \(FileWalk.errnoString())")
             }
         }
-        let dirs = config.signatureDirectories
         let limits = config.limits
-        let initial: ClamEngine
-        do {
-            initial = try ClamEngine(directories: dirs, limits: limits, inspectLayers: config.wave.enabled)
-        } catch {
-            throw StartupError("\(error)")
-        }
-        let log = logger
-        engines = EngineHolder(
-            initial: initial,
-            build: {
-                try ClamEngine(
-                    directories: config.signatureDirectories, limits: limits, inspectLayers: config.wave.enabled)
-            },
-            onEvent: { message, isError in
-                if isError { log.error("\(message)") } else { log.notice("\(message)") }
-            })
         admission = Admission(
             slots: config.workers, maxWaiting: config.maxWaiting, maxWait: config.maxWait,
             memoryBudget: config.memoryBudget, spoolBudget: config.spoolBudget)
+        var snapshots: SignatureSnapshots?
+        do { snapshots = try SignatureSnapshots(parent: config.spoolDirectory) } catch {
+            logger.warning(
+                "no private copy of the signature set can be kept in \(config.spoolDirectory) (\(error)): reloads run concurrently"
+            )
+        }
+        let log = logger
+        engines = EngineHolder(
+            directories: { config.signatureDirectories },
+            build: { dirs, progress in
+                try ClamEngine(
+                    directories: dirs, limits: limits, inspectLayers: config.wave.enabled, progress: progress)
+            },
+            snapshots: snapshots, mode: config.ops.reloadMode,
+            onEvent: { message, isError in
+                if isError { log.error("\(message)") } else { log.notice("\(message)") }
+            })
+        let admission = admission
+        engines.attach(
+            EngineHolder.Daemon(
+                pauseScans: { admission.pauseScans() }, resumeScans: { admission.resumeScans() },
+                headroom: {
+                    let a = admission.snapshot
+                    return MemoryPlan.headroom(config, buffered: a.buffered, busySlots: a.busy)
+                }, releaseFreedMemory: { _ = bw_malloc_trim() }))
         policy = Policy(config: config)
         if config.wave.enabled { waves = WaveFeature(config: config, stats: stats, logger: logger) }
-        logger.notice(
-            "engine generation 1 loaded: \(initial.signatureCount) signatures from \(dirs.joined(separator: ", ")) in \(Int(initial.buildSeconds * 1000)) ms (libclamav \(ClamEngine.libraryVersion))"
-        )
+        try loadEngine()
         // Decided before the first engine was built (Prefault): whether libclamav's page maps come populated.
         logger.notice("\((ClamEngine.prefaultStatus ?? Prefault.ensureDecided(limits: limits)).summary)")
+    }
+
+    /// Builds the first engine (progress in the log and in `status`).
+    func loadEngine() throws {
+        let dirs = config.signatureDirectories
+        logger.notice("loading signatures from \(dirs.joined(separator: ", "))")
+        do { try engines.loadInitial() } catch { throw StartupError("\(error)") }
+        let s = engines.status
+        logger.notice(
+            "engine generation 1 loaded: \(s.signatures) signatures from \(dirs.joined(separator: ", ")) in \(Int(s.buildSeconds * 1000)) ms, engine \(s.engineBytes.map(ByteSize.format) ?? "?") (libclamav \(ClamEngine.libraryVersion))"
+        )
     }
 
     /// Registers with libmilter, opens the socket and serves until SIGTERM/SIGINT/SIGHUP, then drains.
@@ -182,6 +199,7 @@ public final class MilterDaemon: @unchecked Sendable {
             unlink(path)
         }
         for service in services.reversed() { service.stop() }
+        engines.removeCopies()
         if rc != MI_SUCCESS { throw StartupError("libmilter stopped with an error") }
         logger.notice("stopped")
     }
@@ -270,10 +288,12 @@ public final class MilterDaemon: @unchecked Sendable {
         }
         let waitStart = Now.monotonic()
         let inspector = waves?.inspector()
-        let engine = engines.current
         var scanned: (result: ScanResult, decision: Decision)?
         let slot = admission.scan(
             {
+                // Taken here, on the scanner: a message waiting in line holds no engine, so a blocking
+                // reload can free the old one.
+                guard let engine = engines.current else { return }
                 // On a scanner thread, while this session's thread waits for it. The wave store is fed here
                 // too: its update needs a few KB of stack, which on the session's thread every libmilter
                 // thread would keep resident (16 KB of touched stack each instead of 12; with 200 sessions
@@ -306,7 +326,10 @@ public final class MilterDaemon: @unchecked Sendable {
             }
             return (policy.busy(.threads), 0, 0, false)
         case .scanned(let waited):
-            let (result, decision) = scanned!
+            guard let (result, decision) = scanned else {
+                logger.error("queue=\(Escape.field(queueID)) no engine serves (the last reload failed): 451 4.3.2")
+                return (policy.busy(.scanError), waited, 0, false)
+            }
             stats.scanned.add(1, ordering: .relaxed)
             if let err = result.errorMessage {
                 logger.error("queue=\(Escape.field(queueID)) scan error: \(Escape.text(err))")

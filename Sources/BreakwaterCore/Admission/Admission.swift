@@ -68,6 +68,13 @@ public final class Admission: @unchecked Sendable {
         }
     }
 
+    /// Stops handing messages to scanners (they wait in line as for a busy slot, kept alive, up to
+    /// max-wait) and returns once no scan is running: a blocking reload then has the engine to itself.
+    public func pauseScans() { line.pause() }
+
+    /// Lets the scanners take the line again.
+    public func resumeScans() { line.resume() }
+
     /// True when a new message could not get a scanner or a place in line right now: new transactions
     /// are then turned away at MAIL FROM, before DATA costs anything.
     public var isSaturated: Bool {
@@ -156,6 +163,8 @@ final class ScanLine: @unchecked Sendable {
     private var queue: [Job] = []
     private var running = 0
     private var stopping = false
+    /// Scanners take no job while set (`pause`).
+    private var paused = false
     private var threads: [PosixThread] = []
     /// When starting a scanner thread failed: not tried again before this (monotonic seconds).
     private var nextThreadAttempt = 0.0
@@ -237,7 +246,7 @@ final class ScanLine: @unchecked Sendable {
     private func scannerLoop() {
         lock.lock()
         while true {
-            if queue.isEmpty {
+            if queue.isEmpty || (paused && !stopping) {
                 if stopping { break }
                 lock.wait(until: Now.monotonic() + 3600)
                 continue
@@ -254,6 +263,25 @@ final class ScanLine: @unchecked Sendable {
             pthread_cond_signal(job.finished)
         }
         lock.unlock()
+    }
+
+    /// Scanners take no new job from now on; returns when none is running.
+    func pause() {
+        lock.lock()
+        paused = true
+        while running > 0 {
+            lock.unlock()
+            usleep(2_000)
+            lock.lock()
+        }
+        lock.unlock()
+    }
+
+    func resume() {
+        lock.lock()
+        paused = false
+        lock.unlock()
+        lock.broadcast()
     }
 
     /// Lets the scanners finish the line, then ends them.

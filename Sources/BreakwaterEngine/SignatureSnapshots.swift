@@ -1,0 +1,202 @@
+import BreakwaterCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Private copies of the signature files, one set per load: each engine is built from such a copy, so
+/// the copy of the engine in service is exactly the set that loaded (a verified copy). A blocking
+/// reload frees the engine before it builds the next; when the new set does not load, the set in
+/// service is built again from its copy, whatever happened to the directories meanwhile.
+///
+/// The copies live in a private directory (mode 0700) under the spool directory, named with the
+/// daemon's PID (`.breakwater-signatures-PID.XXXXXXXX`); one left by a daemon that no longer runs is
+/// removed at start. A file is hard-linked when the file system allows it (no copy, no space;
+/// freshclam and `breakwater signatures` replace files by rename, which leaves the link with the old
+/// content) and copied otherwise.
+public final class SignatureSnapshots: Sendable {
+    /// One copy of a set: `directories[i]` holds the database files of `originals[i]`.
+    public struct Set: Sendable {
+        public let root: String
+        public let directories: [String]
+        public let originals: [String]
+        /// Bytes of signature files in the set.
+        public let bytes: UInt64
+        /// Files copied (the others were linked).
+        public let copied: Int
+    }
+
+    public let root: String
+    private let counter = Locked(0)
+    private let inService = Locked<Set?>(nil)
+
+    static let prefix = ".breakwater-signatures-"
+
+    /// Creates the private directory under `parent`, after removing those of daemons no longer running.
+    public init(parent: String) throws(DirectoryError) {
+        SignatureSnapshots.removeStale(in: parent)
+        let dir = try DirectoryHandle.makeTemporary(in: parent, prefix: SignatureSnapshots.prefix + "\(getpid())")
+        root = dir.path
+    }
+
+    /// The copy of the set the engine in service was built from (nil before the first load).
+    public var current: Set? { inService.withLock { $0 } }
+
+    /// Copies the database files of `directories` (those libclamav would load) into a new set.
+    public func stage(_ directories: [String]) throws(DirectoryError) -> Set {
+        let n = counter.withLock { c -> Int in
+            c += 1
+            return c
+        }
+        let setRoot = root + "/set-\(n)"
+        guard mkdir(setRoot, 0o700) == 0 else {
+            throw DirectoryError("cannot create \(setRoot): \(FileWalk.errnoString())")
+        }
+        var dirs: [String] = []
+        var bytes: UInt64 = 0
+        var copied = 0
+        do throws(DirectoryError) {
+            for (i, source) in directories.enumerated() {
+                let target = setRoot + "/\(i)"
+                guard mkdir(target, 0o700) == 0 else {
+                    throw DirectoryError("cannot create \(target): \(FileWalk.errnoString())")
+                }
+                dirs.append(target)
+                guard let d = opendir(source) else {
+                    throw DirectoryError("signature directory \(source): \(FileWalk.errnoString())")
+                }
+                var names: [String] = []
+                while let e = readdir(d) {
+                    let name = e.pointee.name
+                    if name.first != ".",
+                        SignatureLocations.databaseExtensions.contains(SignatureCatalog.fileType(name))
+                    {
+                        names.append(name)
+                    }
+                }
+                closedir(d)
+                for name in names.sorted() {
+                    let (size, wasCopied) = try SignatureSnapshots.place(source + "/" + name, at: target + "/" + name)
+                    bytes += size
+                    if wasCopied { copied += 1 }
+                }
+            }
+        } catch {
+            SignatureSnapshots.removeTree(setRoot)
+            throw error
+        }
+        return Set(root: setRoot, directories: dirs, originals: directories, bytes: bytes, copied: copied)
+    }
+
+    /// `set` now backs the engine in service: the previous set's copy is removed.
+    public func promote(_ set: Set) {
+        let old = inService.withLock { s -> Set? in
+            defer { s = set }
+            return s
+        }
+        if let old, old.root != set.root { SignatureSnapshots.removeTree(old.root) }
+    }
+
+    /// A set that did not load.
+    public func discard(_ set: Set) {
+        if inService.withLock({ $0?.root }) != set.root { SignatureSnapshots.removeTree(set.root) }
+    }
+
+    /// Removes every copy (the daemon stops).
+    public func removeAll() {
+        inService.withLock { $0 = nil }
+        SignatureSnapshots.removeTree(root)
+    }
+
+    /// Replaces the paths of `set` in a message (libclamav's error names the file it loaded) by the
+    /// directories they are copies of.
+    public static func unmap(_ text: String, _ set: Set) -> String {
+        var t = text
+        for (copy, original) in zip(set.directories, set.originals).reversed() {
+            t = t.replacing(copy, with: original)
+        }
+        return t
+    }
+
+    /// A hard link to `source` at `target`, or a copy when the file system refuses the link. Only
+    /// regular files are taken (a link in the directory is followed, as libclamav would).
+    static func place(_ source: String, at target: String) throws(DirectoryError) -> (UInt64, Bool) {
+        var st = stat()
+        guard stat(source, &st) == 0 else {
+            throw DirectoryError("cannot read \(source): \(FileWalk.errnoString())")
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { return (0, false) }
+        var lst = stat()
+        if lstat(source, &lst) == 0, (lst.st_mode & S_IFMT) == S_IFREG, link(source, target) == 0 {
+            return (UInt64(st.st_size), false)
+        }
+        let input = open(source, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)
+        guard input >= 0 else { throw DirectoryError("cannot read \(source): \(FileWalk.errnoString())") }
+        defer { close(input) }
+        let output = open(target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard output >= 0 else { throw DirectoryError("cannot write \(target): \(FileWalk.errnoString())") }
+        defer { close(output) }
+        var total: UInt64 = 0
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buffer.deallocate() }
+        while true {
+            let n = read(input, buffer, 1 << 20)
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 { throw DirectoryError("cannot read \(source): \(FileWalk.errnoString())") }
+            if n == 0 { break }
+            var off = 0
+            while off < n {
+                let w = write(output, buffer + off, n - off)
+                if w < 0 && errno == EINTR { continue }
+                if w <= 0 { throw DirectoryError("cannot write \(target): \(FileWalk.errnoString())") }
+                off += w
+            }
+            total += UInt64(n)
+        }
+        return (total, true)
+    }
+
+    /// Removes a directory tree of this class's making (directories and files, no links followed).
+    static func removeTree(_ path: String) {
+        guard let d = opendir(path) else {
+            unlink(path)
+            return
+        }
+        var names: [String] = []
+        while let e = readdir(d) {
+            let n = e.pointee.name
+            if n != "." && n != ".." { names.append(n) }
+        }
+        closedir(d)
+        for n in names {
+            let p = path + "/" + n
+            var st = stat()
+            if lstat(p, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR {
+                removeTree(p)
+            } else {
+                unlink(p)
+            }
+        }
+        rmdir(path)
+    }
+
+    /// Removes the copies left under `parent` by daemons that no longer run (their PID is gone).
+    static func removeStale(in parent: String) {
+        guard let d = opendir(parent) else { return }
+        var stale: [String] = []
+        while let e = readdir(d) {
+            let name = e.pointee.name
+            guard name.hasPrefix(prefix) else { continue }
+            let digits = name.dropFirst(prefix.count).prefix { $0.isNumber }
+            guard let pid = Int32(digits), pid > 0, pid != getpid() else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { stale.append(name) }
+        }
+        closedir(d)
+        for name in stale {
+            var st = stat()
+            let p = parent + "/" + name
+            // Only a directory of this user's (the spool directory may be shared).
+            if lstat(p, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR && st.st_uid == geteuid() { removeTree(p) }
+        }
+    }
+}
