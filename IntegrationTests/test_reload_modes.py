@@ -10,6 +10,7 @@ stand-in of bench/officialdb.py at scale 0.1: 361,000 signatures, an engine of a
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -271,3 +272,82 @@ def test_auto_blocks_inside_a_tight_memory_cgroup_and_is_not_oom_killed(bw_binar
                 d.stop()
         cg.remove()
         assert not os.path.exists(cg.path), f"{cg.path} not removed"
+
+
+def test_status_shows_the_load_before_the_milter_listens(bw_binary, test_sigs, standin, workdir):
+    """The control socket and /health answer while the first engine loads ("loading signatures:
+    N %"); the milter socket listens only once it serves. /metrics then shows the engine's size and
+    the last reload's mode and peak."""
+    import threading
+    import urllib.request
+
+    from harness import procs
+    from harness.ports import free_port, release_port
+
+    mport = free_port()
+    bw = BreakwaterDaemon(bw_binary, workdir, ["--signatures", test_sigs, "--signatures", standin, "--self-check", "0",
+                                               "--metrics", f"127.0.0.1:{mport}", "--reload-mode", "blocking"])
+    errors = []
+    t = threading.Thread(target=lambda: errors.append(None) if bw.start(timeout=120) else None, daemon=True)
+    t.start()
+    seen = []
+    try:
+        ctl = os.path.join(bw.run_dir, "control.sock")
+        deadline = time.monotonic() + 120
+        while t.is_alive() and time.monotonic() < deadline:
+            if os.path.exists(ctl) and bw.port:
+                r = cli(bw_binary, "status", "--json", "--control", ctl, timeout=10)
+                if r.returncode == 0:
+                    engine = json.loads(r.stdout)["engine"]
+                    if engine["progress"] is not None and not engine["serving"]:
+                        listening = procs.tcp_listening(bw.port)
+                        text = cli(bw_binary, "status", "--control", ctl, timeout=10).stdout
+                        seen.append((engine["progress"], listening, text))
+            time.sleep(0.02)
+        t.join(5)
+        assert bw.proc is not None and bw.proc.poll() is None, bw.log_tail()
+        assert seen, f"status never showed the load in progress\n{bw.log_tail()}"
+        assert all(not listening for _, listening, _ in seen), "the milter listened before the engine served"
+        progress = seen[-1][0]
+        assert progress["stage"] in ("loading signatures", "compiling") and 0 <= progress["percent"] <= 100
+        texts = [text for _, _, text in seen if "none loaded yet" in text]
+        assert texts, seen[-1][2]
+        assert re.search(r"^ +(loading signatures|compiling): \d+ %$", texts[0], re.M), texts[0]
+        log = bw.log()
+        assert log.index("control socket") < log.index("engine generation 1 loaded") < log.index("listening on")
+
+        assert cli(bw_binary, "reload", "--control", ctl).returncode == 0
+        body = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10).read().decode()
+        values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in body.splitlines()
+                  if line.startswith("breakwater_") and " " in line}
+        assert values["breakwater_engine_memory_bytes"] > 50 << 20, values
+        assert values['breakwater_reload_last_mode{mode="blocking"}'] == 1
+        assert values['breakwater_reload_last_mode{mode="concurrent"}'] == 0
+        assert values["breakwater_reload_peak_rss_bytes"] >= values["breakwater_engine_memory_bytes"]
+        print(f"\nstatus during the load: {len(seen)} samples, last {progress}")
+    finally:
+        assert bw.stop() == 0
+        release_port(mport)
+
+
+def test_the_private_copy_does_not_retrigger_the_watch(breakwater, bw_binary, test_sigs, workdir):
+    """Making the copy of a set leaves the signature files as they were (no link, no ctime change):
+    a change reloads once, not again and again."""
+    ops = os.path.join(workdir, "ops")
+    os.makedirs(ops)
+    token = "bwtokendelta" + mail.test_id()
+    bw = breakwater("--signatures", test_sigs, "--local-signatures", ops, "--self-check", "200ms",
+                    "--reload-mode", "blocking")
+    with open(os.path.join(ops, "d.ndb.tmp"), "w") as f:
+        f.write(f"Breakwater.Local.Delta:0:*:{token.encode().hex()}\n")
+    os.rename(os.path.join(ops, "d.ndb.tmp"), os.path.join(ops, "d.ndb"))
+    assert bw.wait_log("engine generation 2 loaded", timeout=15), bw.log_tail()
+    time.sleep(2)
+    assert bw.log().count("signature files changed") == 1, bw.log_tail()
+    assert "engine generation 3" not in bw.log()
+    assert run_session(bw.milter_spec, token_message(token), timeout=30).smtp_code == "550"
+    copies = [n for n in os.listdir(bw.spool_dir) if n.startswith(".breakwater-signatures-")]
+    assert len(copies) == 1 and os.stat(os.path.join(bw.spool_dir, copies[0])).st_mode & 0o777 == 0o700
+    assert os.listdir(os.path.join(bw.spool_dir, copies[0])) == ["set-2"], "only the copy in service is kept"
+    assert bw.stop() == 0
+    assert not [n for n in os.listdir(bw.spool_dir) if n.startswith(".breakwater-signatures-")], "copy left behind"

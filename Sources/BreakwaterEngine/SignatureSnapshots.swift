@@ -11,9 +11,9 @@ import Glibc
 ///
 /// The copies live in a private directory (mode 0700) under the spool directory, named with the
 /// daemon's PID (`.breakwater-signatures-PID.XXXXXXXX`); one left by a daemon that no longer runs is
-/// removed at start. A file is hard-linked when the file system allows it (no copy, no space;
-/// freshclam and `breakwater signatures` replace files by rename, which leaves the link with the old
-/// content) and copied otherwise.
+/// removed at start. Files are copied, not hard-linked: a link changes the file's ctime (the
+/// self-check watch would see a change after every reload), `breakwater signatures` refuses to rewrite
+/// a file with a second link, and a file rewritten in place would change the copy too.
 public final class SignatureSnapshots: Sendable {
     /// One copy of a set: `directories[i]` holds the database files of `originals[i]`.
     public struct Set: Sendable {
@@ -22,7 +22,7 @@ public final class SignatureSnapshots: Sendable {
         public let originals: [String]
         /// Bytes of signature files in the set.
         public let bytes: UInt64
-        /// Files copied (the others were linked).
+        /// Files copied.
         public let copied: Int
     }
 
@@ -76,9 +76,8 @@ public final class SignatureSnapshots: Sendable {
                 }
                 closedir(d)
                 for name in names.sorted() {
-                    let (size, wasCopied) = try SignatureSnapshots.place(source + "/" + name, at: target + "/" + name)
-                    bytes += size
-                    if wasCopied { copied += 1 }
+                    bytes += try SignatureSnapshots.copy(source + "/" + name, to: target + "/" + name)
+                    copied += 1
                 }
             }
         } catch {
@@ -118,18 +117,15 @@ public final class SignatureSnapshots: Sendable {
         return t
     }
 
-    /// A hard link to `source` at `target`, or a copy when the file system refuses the link. Only
-    /// regular files are taken (a link in the directory is followed, as libclamav would).
-    static func place(_ source: String, at target: String) throws(DirectoryError) -> (UInt64, Bool) {
+    /// Copies the regular file `source` (a symbolic link in the directory is followed, as libclamav
+    /// would) to the new file `target`; returns the bytes copied (0 for anything but a regular file,
+    /// which is skipped).
+    static func copy(_ source: String, to target: String) throws(DirectoryError) -> UInt64 {
         var st = stat()
         guard stat(source, &st) == 0 else {
             throw DirectoryError("cannot read \(source): \(FileWalk.errnoString())")
         }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { return (0, false) }
-        var lst = stat()
-        if lstat(source, &lst) == 0, (lst.st_mode & S_IFMT) == S_IFREG, link(source, target) == 0 {
-            return (UInt64(st.st_size), false)
-        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { return 0 }
         let input = open(source, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)
         guard input >= 0 else { throw DirectoryError("cannot read \(source): \(FileWalk.errnoString())") }
         defer { close(input) }
@@ -153,7 +149,7 @@ public final class SignatureSnapshots: Sendable {
             }
             total += UInt64(n)
         }
-        return (total, true)
+        return total
     }
 
     /// Removes a directory tree of this class's making (directories and files, no links followed).

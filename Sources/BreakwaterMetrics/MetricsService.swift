@@ -44,6 +44,9 @@ public final class MetricsService: DaemonService {
         daemon.observers.append { record in metrics.observe(record) }
     }
 
+    /// Up while the first engine loads: /health answers 503 with the progress.
+    public var startsBeforeEngine: Bool { true }
+
     public func start(_ daemon: MilterDaemon) throws {
         let address: ListenAddress
         do { address = try ListenAddress.parse(spec) } catch { throw StartupError("metrics: \(error)") }

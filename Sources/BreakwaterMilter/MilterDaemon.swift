@@ -15,10 +15,17 @@ public struct StartupError: Error, CustomStringConvertible {
 }
 
 /// Something that runs beside the milter (control socket, metrics endpoint, signature-directory watch):
-/// started after the engine is loaded and before the milter socket opens; stopped after the drain.
+/// started after the engine is loaded and before the milter socket opens (or, with `startsBeforeEngine`,
+/// before the engine is loaded: `status` shows the load's progress); stopped after the drain.
 public protocol DaemonService: AnyObject, Sendable {
     func start(_ daemon: MilterDaemon) throws
     func stop()
+    /// True for a service that works while no engine is loaded yet (default false).
+    var startsBeforeEngine: Bool { get }
+}
+
+extension DaemonService {
+    public var startsBeforeEngine: Bool { false }
 }
 
 /// `breakwater run`: the libmilter bridge, bounded admission and policy around one shared engine.
@@ -107,9 +114,6 @@ public final class MilterDaemon: @unchecked Sendable {
                 }, releaseFreedMemory: { _ = bw_malloc_trim() }))
         policy = Policy(config: config)
         if config.wave.enabled { waves = WaveFeature(config: config, stats: stats, logger: logger) }
-        try loadEngine()
-        // Decided before the first engine was built (Prefault): whether libclamav's page maps come populated.
-        logger.notice("\((ClamEngine.prefaultStatus ?? Prefault.ensureDecided(limits: limits)).summary)")
     }
 
     /// Builds the first engine (progress in the log and in `status`).
@@ -121,11 +125,24 @@ public final class MilterDaemon: @unchecked Sendable {
         logger.notice(
             "engine generation 1 loaded: \(s.signatures) signatures from \(dirs.joined(separator: ", ")) in \(Int(s.buildSeconds * 1000)) ms, engine \(s.engineBytes.map(ByteSize.format) ?? "?") (libclamav \(ClamEngine.libraryVersion))"
         )
+        // Decided before the first engine was built (Prefault): whether libclamav's page maps come populated.
+        logger.notice("\((ClamEngine.prefaultStatus ?? Prefault.ensureDecided(limits: config.limits)).summary)")
     }
 
     /// Registers with libmilter, opens the socket and serves until SIGTERM/SIGINT/SIGHUP, then drains.
     public func run() throws {
         MilterDaemon.shared = self
+        // The control socket first, so that `status` shows the load's progress; the milter socket (and
+        // systemd's READY=1) only once the engine serves.
+        let early = services.filter { $0.startsBeforeEngine }
+        do {
+            for service in early { try service.start(self) }
+            try loadEngine()
+        } catch {
+            for service in early.reversed() { service.stop() }
+            engines.removeCopies()
+            throw (error as? StartupError) ?? StartupError("\(error)")
+        }
         var desc = smfiDesc()
         let name = strdup("breakwater")
         desc.xxfi_name = name
@@ -164,7 +181,7 @@ public final class MilterDaemon: @unchecked Sendable {
         }
         if !socketIsUnix { MilterDaemon.disableNagleOnListeners() }
         try startSignalThread()
-        for service in services {
+        for service in services where !service.startsBeforeEngine {
             do { try service.start(self) } catch { throw StartupError("\(error)") }
         }
         // libmilter creates its threads (one per busy session) with no attributes of their own, so they

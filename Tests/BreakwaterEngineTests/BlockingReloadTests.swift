@@ -89,7 +89,7 @@ final class BlockingReloadTests: XCTestCase {
         holder.removeCopies()
     }
 
-    func testSnapshotsCopyWhatCannotBeLinkedAndRemoveStaleOnes() throws {
+    func testSnapshotsCopyTheFilesAndRemoveStaleOnes() throws {
         let dir = try Fixtures.tempDirectory(["a.ndb": "Test.A:0:*:6161616161\n", "notes.txt": "not a database\n"])
         let spool = try Fixtures.tempDirectory([:])
         defer {
@@ -104,6 +104,12 @@ final class BlockingReloadTests: XCTestCase {
         let set = try s.stage([dir])
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: set.directories[0]), ["a.ndb"])
         XCTAssertEqual(set.bytes, 22)
+        XCTAssertEqual(set.copied, 1)
+        // Copied, not linked: the file's link count and ctime (which the self-check watch compares)
+        // stay as they were.
+        var st = stat()
+        XCTAssertEqual(stat(dir + "/a.ndb", &st), 0)
+        XCTAssertEqual(st.st_nlink, 1)
         // A file replaced by rename afterwards: the copy keeps what was staged.
         try "Test.B:0:*:6262626262\n".write(toFile: dir + "/a.ndb", atomically: true, encoding: .utf8)
         XCTAssertEqual(
