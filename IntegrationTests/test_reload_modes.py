@@ -351,3 +351,33 @@ def test_the_private_copy_does_not_retrigger_the_watch(breakwater, bw_binary, te
     assert os.listdir(os.path.join(bw.spool_dir, copies[0])) == ["set-2"], "only the copy in service is kept"
     assert bw.stop() == 0
     assert not [n for n in os.listdir(bw.spool_dir) if n.startswith(".breakwater-signatures-")], "copy left behind"
+
+
+def test_check_config_prints_the_memory_plan_and_warns_over_memorymax(breakwater, bw_binary, test_sigs, standin,
+                                                                       workdir):
+    unit = os.path.join(workdir, "breakwater.service")
+    with open(unit, "w") as f:
+        f.write("[Service]\nMemoryMax=2G\n")
+    spool = os.path.join(workdir, "spool")
+    os.makedirs(spool)
+    base = ["check-config", "--unit", unit, "--signatures", test_sigs, "--signatures", standin,
+            "--spool-directory", spool, "--control", os.path.join(workdir, "no-daemon.sock")]
+    r = cli(bw_binary, *base)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "memory plan" in out and "estimated from" in out and "  second engine" not in out, out
+    assert "2.0G MemoryMax= of " + unit in out, out
+    assert "warning" not in out, out
+    # Concurrent: a second engine counts; a budget that does not fit warns (exit status still 0).
+    r = cli(bw_binary, *base, "--reload-mode", "concurrent", "--memory-budget", "1900M")
+    assert r.returncode == 0 and "  second engine" in r.stdout, r.stdout
+    assert re.search(r"warning: the plan \([\d.]+G\) is over 2\.0G, MemoryMax= of ", r.stdout), r.stdout
+    # The running daemon's measured engine is used when its control socket answers.
+    ops = os.path.join(workdir, "ops")
+    os.makedirs(ops)
+    bw = breakwater("--signatures", test_sigs, "--signatures", standin, "--local-signatures", ops,
+                    "--self-check", "0", start_timeout=120)
+    r = cli(bw_binary, "check-config", "--unit", unit, "--signatures", test_sigs, "--signatures", standin,
+            "--spool-directory", spool, "--control", control_path(bw))
+    assert r.returncode == 0 and "measured by the running daemon" in r.stdout, r.stdout
+    print("\n" + r.stdout)

@@ -163,3 +163,42 @@ final class ReloadPlanTests: XCTestCase {
         short.resumeScans()
     }
 }
+
+/// `breakwater check-config`'s memory plan: its parts, the unit's MemoryMax= and tmpfs detection.
+final class MemoryPlanTests: XCTestCase {
+    func testMemoryMaxOfAUnitFile() {
+        let unit = "[Unit]\nMemoryMax=1G\n[Service]\nUser=x\nMemoryMax=2G\n# MemoryMax=9G\n"
+        XCTAssertEqual(MemoryPlan.memoryMax(unitText: unit, physical: 0), .some(.some(2 << 30)))
+        XCTAssertEqual(MemoryPlan.memoryMax(unitText: "[Service]\nMemoryMax=512M\n", physical: 0), .some(512 << 20))
+        XCTAssertEqual(MemoryPlan.memoryMax(unitText: "[Service]\nMemoryMax=1.5G\n", physical: 0), .some(3 << 29))
+        XCTAssertEqual(MemoryPlan.memoryMax(unitText: "[Service]\nMemoryMax=50%\n", physical: 4 << 30), .some(2 << 30))
+        XCTAssertEqual(MemoryPlan.memoryMax(unitText: "[Service]\nMemoryMax=infinity\n", physical: 0), .some(nil))
+        XCTAssertNil(MemoryPlan.memoryMax(unitText: "[Service]\nUser=x\n", physical: 0) as UInt64??)
+        XCTAssertNil(MemoryPlan.memoryMax(unitText: "[Service]\nMemoryMax=2G\nMemoryMax=\n", physical: 0) as UInt64??)
+    }
+
+    func testFileSystemTypeTakesTheLongestMountPoint() {
+        let mounts = "/dev/sda1 / ext4 rw 0 0\ntmpfs /dev/shm tmpfs rw 0 0\n/dev/sdb /var/lib ext4 rw 0 0\n"
+        XCTAssertEqual(MemoryPlan.fileSystemType(of: "/dev/shm/spool", mounts: mounts), "tmpfs")
+        XCTAssertEqual(MemoryPlan.fileSystemType(of: "/dev/shmx", mounts: mounts), "ext4")
+        XCTAssertEqual(MemoryPlan.fileSystemType(of: "/var/lib/breakwater", mounts: mounts), "ext4")
+        XCTAssertTrue(MemoryPlan.isInMemory("/dev/shm") || !FileManager.default.fileExists(atPath: "/dev/shm"))
+    }
+
+    func testPartsCountASecondEngineOnlyWhenConcurrent() {
+        var c = Config()
+        c.workers = 2
+        c.maxMessageSize = 25 << 20
+        let names = { (c: Config, spool: Bool) in
+            MemoryPlan.parts(
+                c, engineBytes: 1 << 30, engineNote: "", spoolInMemory: spool, scanTemporaryInMemory: false)
+        }
+        XCTAssertFalse(names(c, false).contains { $0.name == "second engine" }, "auto")
+        c.ops.reloadMode = .concurrent
+        let parts = names(c, true)
+        XCTAssertEqual(parts.first { $0.name == "second engine" }?.bytes, 1 << 30)
+        XCTAssertEqual(parts.first { $0.name == "spool" }?.bytes, c.spoolBudget)
+        XCTAssertEqual(parts.first { $0.name == "scan working memory" }?.bytes, 150 << 20)
+        XCTAssertEqual(MemoryPlan.estimateEngine(plainBytes: 100, compressedBytes: 10), 420)
+    }
+}
