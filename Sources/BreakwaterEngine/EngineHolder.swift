@@ -123,6 +123,7 @@ public final class EngineHolder: Sendable {
             $0.running = true
             $0.inAttempt = true
         }
+        var loaded = false
         defer {
             let again = reload.withLock { r -> Bool in
                 r.inAttempt = false
@@ -130,7 +131,7 @@ public final class EngineHolder: Sendable {
                 defer { r.pending = false }
                 return r.pending
             }
-            if again { triggerReload() }
+            if again && loaded { triggerReload() }
         }
         let dirs = directories()
         var staged: SignatureSnapshots.Set?
@@ -163,6 +164,7 @@ public final class EngineHolder: Sendable {
             s.status.progress = nil
             s.status.serving = true
         }
+        loaded = true
     }
 
     /// Starts a reload in the background. Reloads never overlap: a trigger during a reload schedules
