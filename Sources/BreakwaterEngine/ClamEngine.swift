@@ -73,9 +73,19 @@ final class LoadProgress {
     let report: @Sendable (String, Double) -> Void
     let directories: Int
     var directory = 0
+    /// The last (stage, per mille) passed on: libclamav calls back for every signature, the report
+    /// is made only when the figure changes.
+    private var last = (stage: "", permille: -1)
     init(_ report: @escaping @Sendable (String, Double) -> Void, directories: Int) {
         self.report = report
         self.directories = max(1, directories)
+    }
+
+    func post(_ stage: String, _ fraction: Double) {
+        let permille = Int(fraction * 1000)
+        if permille == last.permille && stage == last.stage { return }
+        last = (stage, permille)
+        report(stage, fraction)
     }
 }
 
@@ -83,13 +93,13 @@ private func loadProgressCallback(_ total: Int, _ done: Int, _ context: UnsafeMu
     guard let context, total > 0 else { return CL_SUCCESS }
     let p = Unmanaged<LoadProgress>.fromOpaque(context).takeUnretainedValue()
     let fraction = (Double(p.directory) + min(1, Double(done) / Double(total))) / Double(p.directories)
-    p.report("loading signatures", fraction)
+    p.post("loading signatures", fraction)
     return CL_SUCCESS
 }
 
 private func compileProgressCallback(_ total: Int, _ done: Int, _ context: UnsafeMutableRawPointer?) -> cl_error_t {
     guard let context, total > 0 else { return CL_SUCCESS }
-    Unmanaged<LoadProgress>.fromOpaque(context).takeUnretainedValue().report(
+    Unmanaged<LoadProgress>.fromOpaque(context).takeUnretainedValue().post(
         "compiling", min(1, Double(done) / Double(total)))
     return CL_SUCCESS
 }

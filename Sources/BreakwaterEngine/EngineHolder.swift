@@ -80,6 +80,8 @@ public final class EngineHolder: Sendable {
     private let mode: ReloadMode
     private let daemon = Locked<Daemon?>(nil)
     private let onEvent: @Sendable (String, Bool) -> Void
+    /// Held while the copy of the set in service is made (after the first load, in the background).
+    private let copying = Locked(())
     private let lastProgressLog = Locked<(stage: String, step: Int, started: Double)>(("", -1, 0))
 
     /// `directories()` names the signature directories to load (read at each attempt), `build` makes an
@@ -134,24 +136,9 @@ public final class EngineHolder: Sendable {
             if again && loaded { triggerReload() }
         }
         let dirs = directories()
-        var staged: SignatureSnapshots.Set?
-        if let snapshots {
-            do { staged = try snapshots.stage(dirs) } catch {
-                onEvent(
-                    "cannot keep a copy of the signature set in \(snapshots.root) (\(error)): a blocking reload will have no set to fall back on",
-                    true)
-            }
-        }
+        let files = SignatureDirectoryState.capture(dirs)
         let before = ProcessMemory.rss
-        let engine: ClamEngine
-        do {
-            engine = try buildEngine(staged?.directories ?? dirs)
-        } catch {
-            if let staged { snapshots?.discard(staged) }
-            throw EngineError(
-                message: staged.map { SignatureSnapshots.unmap(error.message, $0) } ?? error.message, file: nil)
-        }
-        if let staged { snapshots?.promote(staged) }
+        let engine = try buildEngine(dirs)
         let size = measured(before: before)
         state.withLock { s in
             s.engine = engine
@@ -165,6 +152,41 @@ public final class EngineHolder: Sendable {
             s.status.serving = true
         }
         loaded = true
+        // The copy is made beside the serving daemon (it takes seconds for a large set); a reload
+        // waits for it.
+        if snapshots != nil {
+            let started = PosixThread.tryStart(stackSize: 256 << 10) { [self] in
+                copying.withLock { _ in keepCopy(dirs, as: files) }
+            }
+            switch started {
+            case .success(let t): t.detach()
+            case .failure: copying.withLock { _ in keepCopy(dirs, as: files) }
+            }
+        }
+    }
+
+    /// Copies the set just loaded from `dirs` (which looked like `files` before the load) as the
+    /// verified copy of the engine in service, unless a file changed meanwhile (the copy might then
+    /// not be what loaded: none is kept until the next load).
+    private func keepCopy(_ dirs: [String], as files: SignatureDirectoryState) {
+        guard let snapshots else { return }
+        let set: SignatureSnapshots.Set
+        do { set = try snapshots.stage(dirs) } catch {
+            snapshots.dropCurrent()
+            onEvent(
+                "cannot keep a copy of the signature set in \(snapshots.root) (\(error)): until a later reload keeps one, reloads run concurrently",
+                true)
+            return
+        }
+        if SignatureDirectoryState.capture(dirs) != files {
+            snapshots.discard(set)
+            snapshots.dropCurrent()
+            onEvent(
+                "signature files changed while they were loaded: no verified copy of the set in service until the next reload (which runs concurrently)",
+                true)
+            return
+        }
+        snapshots.promote(set)
     }
 
     /// Starts a reload in the background. Reloads never overlap: a trigger during a reload schedules
@@ -245,16 +267,12 @@ public final class EngineHolder: Sendable {
     /// Builds and swaps synchronously; returns the error message when the new set does not load.
     @discardableResult
     public func reloadOnce() -> String? {
+        copying.withLock { _ in }  // the copy of the set in service is complete
         let attempt = Now.wall()
         for hook in attemptHooks.withLock({ $0 }) { hook() }
         ProcessMemory.resetPeak()
         let dirs = directories()
-        var staged: SignatureSnapshots.Set?
-        if let snapshots {
-            do { staged = try snapshots.stage(dirs) } catch {
-                return failed(attempt, "cannot copy the signature files to \(snapshots.root): \(error)", mode: nil)
-            }
-        }
+        let files = SignatureDirectoryState.capture(dirs)
         let (engineBytes, serving) = state.withLock { ($0.status.engineBytes, $0.status.serving) }
         let d = daemon.withLock { $0 }
         var plan = ReloadPlan.decide(
@@ -271,25 +289,21 @@ public final class EngineHolder: Sendable {
             $0.status.lastMode = modeName
             $0.status.lastModeReason = plan.reason
         }
-        let buildDirs = staged?.directories ?? dirs
 
         if plan.concurrent {
             let before = ProcessMemory.rss
             do {
-                let engine = try buildEngine(buildDirs)
-                if let staged { snapshots?.promote(staged) }
-                return installed(engine, dirs, size: measured(before: before), attempt: attempt, mode: modeName)
+                let engine = try buildEngine(dirs)
+                let message = installed(engine, dirs, size: measured(before: before), attempt: attempt, mode: modeName)
+                keepCopy(dirs, as: files)
+                return message
             } catch {
-                if let staged { snapshots?.discard(staged) }
-                return failed(
-                    attempt, staged.map { SignatureSnapshots.unmap(error.message, $0) } ?? error.message, mode: modeName
-                )
+                return failed(attempt, error.message, mode: modeName)
             }
         }
 
         // Blocking: no scan runs from here until `resumeScans`.
         d?.pauseScans()
-        defer { d?.resumeScans() }
         let paused = Now.monotonic()
         do {
             // The old engine goes first: nothing else holds it while scans are paused (a scan takes
@@ -302,18 +316,20 @@ public final class EngineHolder: Sendable {
         }
         d?.releaseFreedMemory()
         let before = ProcessMemory.rss
+        let outcome: String?
+        var loaded = false
         do {
-            let engine = try buildEngine(buildDirs)
-            if let staged { snapshots?.promote(staged) }
-            let message = installed(engine, dirs, size: measured(before: before), attempt: attempt, mode: modeName)
-            onEvent("scanning resumed after \(Int((Now.monotonic() - paused) * 1000)) ms paused", false)
-            return message
+            let engine = try buildEngine(dirs)
+            outcome = installed(engine, dirs, size: measured(before: before), attempt: attempt, mode: modeName)
+            loaded = true
         } catch {
-            if let staged { snapshots?.discard(staged) }
-            let message = staged.map { SignatureSnapshots.unmap(error.message, $0) } ?? error.message
             restoreFromCopy()
-            return failed(attempt, message, mode: modeName)
+            outcome = failed(attempt, error.message, mode: modeName)
         }
+        d?.resumeScans()
+        onEvent("scanning resumed after \(Int((Now.monotonic() - paused) * 1000)) ms paused", false)
+        if loaded { keepCopy(dirs, as: files) }
+        return outcome
     }
 
     /// After a blocking reload's set failed: builds the set in service again from its verified copy.
@@ -344,7 +360,7 @@ public final class EngineHolder: Sendable {
                 $0.status.progress = nil
             }
             onEvent(
-                "the verified copy of the previous signature set does not load either (\(error.message)): no engine serves; mail is answered 451 4.3.2 until a reload succeeds",
+                "the verified copy of the previous signature set does not load either (\(SignatureSnapshots.unmap(error.message, copy))): no engine serves; mail is answered 451 4.3.2 until a reload succeeds",
                 true)
         }
     }

@@ -4,10 +4,11 @@ import BreakwaterCore
 import Glibc
 #endif
 
-/// Private copies of the signature files, one set per load: each engine is built from such a copy, so
-/// the copy of the engine in service is exactly the set that loaded (a verified copy). A blocking
-/// reload frees the engine before it builds the next; when the new set does not load, the set in
-/// service is built again from its copy, whatever happened to the directories meanwhile.
+/// Private copies of the signature files, one set per load: after an engine was built, its files are
+/// copied, and the copy is kept only when no file changed from before the build to after the copy (a
+/// verified copy: exactly the set that loaded). A blocking reload frees the engine before it builds
+/// the next; when the new set does not load, the set in service is built again from its copy,
+/// whatever happened to the directories meanwhile.
 ///
 /// The copies live in a private directory (mode 0700) under the spool directory, named with the
 /// daemon's PID (`.breakwater-signatures-PID.XXXXXXXX`); one left by a daemon that no longer runs is
@@ -94,6 +95,15 @@ public final class SignatureSnapshots: Sendable {
             return s
         }
         if let old, old.root != set.root { SignatureSnapshots.removeTree(old.root) }
+    }
+
+    /// Forgets the copy in service (it no longer matches the engine) and removes it.
+    public func dropCurrent() {
+        let old = inService.withLock { s -> Set? in
+            defer { s = nil }
+            return s
+        }
+        if let old { SignatureSnapshots.removeTree(old.root) }
     }
 
     /// A set that did not load.
