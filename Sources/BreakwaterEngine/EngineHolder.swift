@@ -80,8 +80,8 @@ public final class EngineHolder: Sendable {
     private let mode: ReloadMode
     private let daemon = Locked<Daemon?>(nil)
     private let onEvent: @Sendable (String, Bool) -> Void
-    /// Held while the copy of the set in service is made (after the first load, in the background).
-    private let copying = Locked(())
+    /// True while the copy of the set in service is made (in the background, after each load).
+    private let copying = Locked(false)
     private let lastProgressLog = Locked<(stage: String, step: Int, started: Double)>(("", -1, 0))
 
     /// `directories()` names the signature directories to load (read at each attempt), `build` makes an
@@ -104,7 +104,15 @@ public final class EngineHolder: Sendable {
     }
 
     /// Removes the private copies of the signature set (the daemon stops).
-    public func removeCopies() { snapshots?.removeAll() }
+    public func removeCopies() {
+        waitForCopy()
+        snapshots?.removeAll()
+    }
+
+    /// Returns once the copy of the set in service (made in the background after a load) is complete.
+    public func waitForCopy() {
+        while copying.withLock({ $0 }) { usleep(10_000) }
+    }
 
     /// Connects the daemon's admission and budgets (before the first reload).
     public func attach(_ d: Daemon) { daemon.withLock { $0 = d } }
@@ -152,16 +160,23 @@ public final class EngineHolder: Sendable {
             s.status.serving = true
         }
         loaded = true
-        // The copy is made beside the serving daemon (it takes seconds for a large set); a reload
-        // waits for it.
-        if snapshots != nil {
-            let started = PosixThread.tryStart(stackSize: 256 << 10) { [self] in
-                copying.withLock { _ in keepCopy(dirs, as: files) }
-            }
-            switch started {
-            case .success(let t): t.detach()
-            case .failure: copying.withLock { _ in keepCopy(dirs, as: files) }
-            }
+        keepCopyInBackground(dirs, as: files)
+    }
+
+    /// `keepCopy` on a thread of its own (the copy of a large set takes seconds: the daemon serves and
+    /// a reload's caller is answered meanwhile); the next reload waits for it.
+    private func keepCopyInBackground(_ dirs: [String], as files: SignatureDirectoryState) {
+        guard snapshots != nil else { return }
+        copying.withLock { $0 = true }
+        let started = PosixThread.tryStart(stackSize: 256 << 10) { [self] in
+            keepCopy(dirs, as: files)
+            copying.withLock { $0 = false }
+        }
+        switch started {
+        case .success(let t): t.detach()
+        case .failure:
+            keepCopy(dirs, as: files)
+            copying.withLock { $0 = false }
         }
     }
 
@@ -171,7 +186,7 @@ public final class EngineHolder: Sendable {
     private func keepCopy(_ dirs: [String], as files: SignatureDirectoryState) {
         guard let snapshots else { return }
         let set: SignatureSnapshots.Set
-        do { set = try snapshots.stage(dirs) } catch {
+        do { set = try snapshots.stage(dirs, sources: files) } catch {
             snapshots.dropCurrent()
             onEvent(
                 "cannot keep a copy of the signature set in \(snapshots.root) (\(error)): until a later reload keeps one, reloads run concurrently",
@@ -267,7 +282,7 @@ public final class EngineHolder: Sendable {
     /// Builds and swaps synchronously; returns the error message when the new set does not load.
     @discardableResult
     public func reloadOnce() -> String? {
-        copying.withLock { _ in }  // the copy of the set in service is complete
+        waitForCopy()
         let attempt = Now.wall()
         for hook in attemptHooks.withLock({ $0 }) { hook() }
         ProcessMemory.resetPeak()
@@ -295,7 +310,7 @@ public final class EngineHolder: Sendable {
             do {
                 let engine = try buildEngine(dirs)
                 let message = installed(engine, dirs, size: measured(before: before), attempt: attempt, mode: modeName)
-                keepCopy(dirs, as: files)
+                keepCopyInBackground(dirs, as: files)
                 return message
             } catch {
                 return failed(attempt, error.message, mode: modeName)
@@ -328,7 +343,7 @@ public final class EngineHolder: Sendable {
         }
         d?.resumeScans()
         onEvent("scanning resumed after \(Int((Now.monotonic() - paused) * 1000)) ms paused", false)
-        if loaded { keepCopy(dirs, as: files) }
+        if loaded { keepCopyInBackground(dirs, as: files) }
         return outcome
     }
 

@@ -23,8 +23,10 @@ public final class SignatureSnapshots: Sendable {
         public let originals: [String]
         /// Bytes of signature files in the set.
         public let bytes: UInt64
-        /// Files copied.
+        /// Files copied (the others were unchanged since the previous set, and linked to its copy).
         public let copied: Int
+        /// The source files as they were when this set was staged (`SignatureDirectoryState`).
+        public let sources: SignatureDirectoryState?
     }
 
     public let root: String
@@ -43,8 +45,12 @@ public final class SignatureSnapshots: Sendable {
     /// The copy of the set the engine in service was built from (nil before the first load).
     public var current: Set? { inService.withLock { $0 } }
 
-    /// Copies the database files of `directories` (those libclamav would load) into a new set.
-    public func stage(_ directories: [String]) throws(DirectoryError) -> Set {
+    /// Copies the database files of `directories` (those libclamav would load) into a new set. A file
+    /// whose stamp in `sources` (inode, size, times) is the one it had when the set in service was
+    /// staged is linked to that set's copy instead (both copies are private: no source file is
+    /// touched), so a reload after freshclam changed one file copies that file only.
+    public func stage(_ directories: [String], sources: SignatureDirectoryState? = nil) throws(DirectoryError) -> Set {
+        let previous = current
         let n = counter.withLock { c -> Int in
             c += 1
             return c
@@ -76,7 +82,14 @@ public final class SignatureSnapshots: Sendable {
                     }
                 }
                 closedir(d)
+                let earlier = previous.flatMap { p in p.originals.firstIndex(of: source).map { p.directories[$0] } }
                 for name in names.sorted() {
+                    let path = (source.hasSuffix("/") ? source : source + "/") + name
+                    if let earlier, let stamp = sources?.files[path], previous?.sources?.files[path] == stamp,
+                        link(earlier + "/" + name, target + "/" + name) == 0
+                    {
+                        continue
+                    }
                     bytes += try SignatureSnapshots.copy(source + "/" + name, to: target + "/" + name)
                     copied += 1
                 }
@@ -85,7 +98,8 @@ public final class SignatureSnapshots: Sendable {
             SignatureSnapshots.removeTree(setRoot)
             throw error
         }
-        return Set(root: setRoot, directories: dirs, originals: directories, bytes: bytes, copied: copied)
+        return Set(
+            root: setRoot, directories: dirs, originals: directories, bytes: bytes, copied: copied, sources: sources)
     }
 
     /// `set` now backs the engine in service: the previous set's copy is removed.

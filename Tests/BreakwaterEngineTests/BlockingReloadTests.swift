@@ -60,6 +60,7 @@ final class BlockingReloadTests: XCTestCase {
         XCTAssertEqual(pauses.withLock { $0 }, ["pause", "resume", "pause", "resume"])
 
         // Only the copy in service remains.
+        holder.waitForCopy()
         let sets = try FileManager.default.contentsOfDirectory(atPath: snapshots.root)
         XCTAssertEqual(sets.count, 1, "\(sets)")
         holder.removeCopies()
@@ -114,6 +115,21 @@ final class BlockingReloadTests: XCTestCase {
         try "Test.B:0:*:6262626262\n".write(toFile: dir + "/a.ndb", atomically: true, encoding: .utf8)
         XCTAssertEqual(
             try String(contentsOfFile: set.directories[0] + "/a.ndb", encoding: .utf8), "Test.A:0:*:6161616161\n")
+        // Staged with the sources' stamps and promoted, an unchanged file is linked (not copied) into
+        // the next set; a changed one is copied.
+        try "Test.C:0:*:6363636363\n".write(toFile: dir + "/c.ndb", atomically: true, encoding: .utf8)
+        let first = try s.stage([dir], sources: SignatureDirectoryState.capture([dir]))
+        s.promote(first)
+        XCTAssertEqual(first.copied, 2)
+        try "Test.B:0:*:6464646464\n".write(toFile: dir + "/a.ndb", atomically: true, encoding: .utf8)
+        let second = try s.stage([dir], sources: SignatureDirectoryState.capture([dir]))
+        XCTAssertEqual(second.copied, 1, "c.ndb is unchanged: linked to the previous copy")
+        XCTAssertEqual(
+            try String(contentsOfFile: second.directories[0] + "/a.ndb", encoding: .utf8), "Test.B:0:*:6464646464\n")
+        XCTAssertEqual(
+            try String(contentsOfFile: second.directories[0] + "/c.ndb", encoding: .utf8), "Test.C:0:*:6363636363\n")
+        XCTAssertEqual(stat(dir + "/c.ndb", &st), 0)
+        XCTAssertEqual(st.st_nlink, 1, "the source is never linked")
         let mode = try FileManager.default.attributesOfItem(atPath: s.root)[.posixPermissions] as? Int
         XCTAssertEqual(mode, 0o700)
         s.removeAll()
