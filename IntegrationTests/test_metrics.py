@@ -230,7 +230,7 @@ def test_counters_histograms_and_gauges_after_a_known_sequence(breakwater, metri
     r = send(mail.ham(mail.test_id()), "continue", scanned=False, rcpts=("<skip@dest.example>",))  # as an MTA sends it
     assert not any(n == "X-Virus-Scanned" for n, _ in r.added_headers), "a skipped message was scanned"
     # The memory budget: a message past --spool-threshold that cannot be spooled (its directory is gone).
-    shutil.rmtree(spool)  # with the crash directory inside it
+    shutil.rmtree(spool)  # with the crash directory and the private copy of the signature set in it
     try:
         r = send(mail.large_ham(mail.test_id(), 4 * SPOOL_THRESHOLD), "451 4.3.2", scanned=False)
         assert "memory budget" in r.text, r

@@ -4,7 +4,8 @@
     bench/scale_bench.py [--scale 1.0] [--seed 1] [--corpus DIR] [--count 1000] [--rounds 2]
                          [--anchor-count 200] [--fork-count 400] [--bin PATH] [--only PARTS] [--json OUT]
 
-PARTS (comma-separated, default all): load, daemon, clamd, starts, reloads, scan, anchor, fork.
+PARTS (comma-separated, default all but cgroup): load, daemon, clamd, starts, reloads, cgroup, scan, anchor,
+fork.
 
  load    clamscan -d SET on one small file: every signature loads, no libclamav error or warning;
          wall time and peak RSS of the load.
@@ -20,9 +21,14 @@ PARTS (comma-separated, default all): load, daemon, clamd, starts, reloads, scan
  starts  --rounds start-ups of breakwater run and clamd, alternately: wall and CPU seconds (utime +
          stime from /proc) from start to listening (clamd: to the first PONG), RSS a second later.
          CPU is the steadier figure on a shared machine.
- reloads breakwater run, clamd with ConcurrentDatabaseReload yes and clamd with no, all three loaded at
-         once, reloaded in turn (rotating order), --rounds each: wall and the daemon's CPU seconds per
-         reload, peak RSS as above. The fairest reload comparison on a shared machine.
+ reloads breakwater run with reload-mode concurrent, with blocking, clamd with ConcurrentDatabaseReload
+         yes and clamd with no, all four loaded at once, reloaded in turn (rotating order), --rounds each:
+         wall, build (Breakwater's own figure) and the daemon's CPU seconds per reload, peak RSS as above.
+         The fairest reload comparison on a shared machine.
+ cgroup  (root, cgroup v1) breakwater run with reload-mode auto in a memory cgroup of its own, capped
+         at --cgroup-factor (1.5) x its steady RSS once started; --cgroup-reloads (3) reloads while two
+         clients stream the shipped ham and samples: the mode auto chose, peak RSS, the group's OOM
+         kills, failcnt and max usage, and every answer (right, 4xx or wrong). Not in the default set.
  scan    CPU per message of `breakwater scan --jobs 2 --files-from LIST` on --count messages of the
          corpus, with the shipped set alone and with the stand-in added. Each configuration is also run
          on one tiny file, and that run's CPU (the load) is subtracted. Interleaved, --rounds rounds.
@@ -283,26 +289,36 @@ def clamd_reload(c, timeout=900):
 
 
 def bench_reloads(binary, standin, dbdir, work, rounds):
-    """breakwater run, clamd (ConcurrentDatabaseReload yes) and clamd (no) all loaded; reloads in turn,
-    in a rotating order: wall time, the daemon's CPU seconds, peak RSS (VmHWM after clear_refs 5)."""
-    d = tempfile.mkdtemp(prefix="bw-reloads-", dir=work)
-    bw = reload_bench.BreakwaterDaemon(binary, d, ["--workers", "2", "--self-check", "0", "--metrics", "",
-                                                   "--signatures", SHIPPED, "--signatures", standin])
+    """breakwater run (reload-mode concurrent), breakwater run (blocking), clamd (ConcurrentDatabaseReload
+    yes) and clamd (no) all loaded; reloads in turn, in a rotating order: wall time, the daemon's CPU
+    seconds, peak RSS (VmHWM after clear_refs 5); for breakwater also the engine build time it reports."""
     daemons = {}
-    rows = {"breakwater": [], "clamd yes": [], "clamd no": []}
+    rows = {"breakwater concurrent": [], "breakwater blocking": [], "clamd yes": [], "clamd no": []}
     failures = []
+    bws = []
     try:
-        bw.start(timeout=900)
-        ctl = ["--control", os.path.join(bw.run_dir, "control.sock")]
-        daemons["breakwater"] = (bw.pid, lambda: subprocess.run([binary, "reload", *ctl], capture_output=True,
-                                                                text=True, timeout=900, check=True))
+        for mode in ("concurrent", "blocking"):
+            d = tempfile.mkdtemp(prefix=f"bw-reloads-{mode}-", dir=work)
+            bw = reload_bench.BreakwaterDaemon(binary, d, ["--workers", "2", "--self-check", "0", "--metrics", "",
+                                                           "--signatures", SHIPPED, "--signatures", standin,
+                                                           "--reload-mode", mode])
+            bws.append(bw)
+            bw.start(timeout=900)
+            ctl = ["--control", os.path.join(bw.run_dir, "control.sock")]
+
+            def reload(ctl=ctl):
+                subprocess.run([binary, "reload", *ctl], capture_output=True, text=True, timeout=900, check=True)
+                st = json.loads(subprocess.run([binary, "status", "--json", *ctl], capture_output=True,
+                                               text=True).stdout)
+                return dict(build=st["engine"]["build_seconds"], mode=st["last_reload"]["mode"])
+            daemons[f"breakwater {mode}"] = (bw.pid, reload)
         for name, conc in (("clamd yes", True), ("clamd no", False)):
             c = Clamd(dbdir, work, conc)
             c.start()
             daemons[name] = (c.proc.pid, (lambda c=c: clamd_reload(c)), c)
         keys = list(rows)
         for r in range(rounds):
-            order = keys[r % 3:] + keys[:r % 3]
+            order = keys[r % len(keys):] + keys[:r % len(keys)]
             for k in order:
                 pid, fn = daemons[k][0], daemons[k][1]
                 time.sleep(1.0)
@@ -311,21 +327,122 @@ def bench_reloads(binary, standin, dbdir, work, rounds):
                     f.write("5")
                 c0 = proc_cpu_s(pid)
                 t0 = time.monotonic()
-                fn()
+                extra = fn() or {}
                 wall = time.monotonic() - t0
                 cpu = proc_cpu_s(pid) - c0
                 peak = proc_kb(pid, "VmHWM")
-                rows[k].append(dict(wall=wall, cpu=cpu, before=before, peak=peak))
+                rows[k].append(dict(wall=wall, cpu=cpu, before=before, peak=peak, **extra))
                 log(f"  reload round {r + 1} {k}: {wall:.1f} s wall, {cpu:.1f} s CPU, RSS before {mb(before):.0f} MB, "
-                    f"peak {mb(peak):.0f} MB")
+                    f"peak {mb(peak):.0f} MB {extra or ''}")
     except Exception as e:  # recorded; the daemons are stopped below
         failures.append(f"reloads: {e}")
     finally:
-        bw.stop(timeout=60)
+        for bw in bws:
+            bw.stop(timeout=60)
         for k, v in daemons.items():
             if len(v) == 3:
                 v[2].stop()
     return rows, failures
+
+
+# -------------------------------------------------------------------------------------------- cgroup
+
+CGROUP_V1 = "/sys/fs/cgroup/memory"
+
+
+def bench_cgroup(binary, standin, work, reloads, factor):
+    """breakwater run (reload-mode auto) in a cgroup v1 memory group of its own: started without a cap,
+    then capped at `factor` x its steady RSS; `reloads` reloads while two clients stream the shipped
+    ham and samples. Records each reload's mode, wall and peak RSS, the group's OOM kills, failcnt and
+    max usage, and every answer (right, 4xx, or wrong)."""
+    cg = os.path.join(CGROUP_V1, f"breakwater-bench-{os.getpid()}")
+    os.mkdir(cg)
+    failures, res = [], dict(reloads=[])
+    d = tempfile.mkdtemp(prefix="bw-cgroup-", dir=work)
+    wrapper = os.path.join(d, "in-cgroup.sh")
+    with open(wrapper, "w") as f:
+        f.write(f"#!/bin/sh\necho $$ > {cg}/cgroup.procs || exit 97\nexec {binary} \"$@\"\n")
+    os.chmod(wrapper, 0o755)
+    bw = reload_bench.BreakwaterDaemon(wrapper, d, ["--workers", "2", "--self-check", "0", "--metrics", "",
+                                                    "--signatures", SHIPPED, "--signatures", standin,
+                                                    "--reload-mode", "auto"])
+    streams = []
+
+    def cgread(name):
+        with open(os.path.join(cg, name)) as f:
+            return f.read()
+    try:
+        t = time.monotonic()
+        bw.start(timeout=900)
+        res["start"] = time.monotonic() - t
+        time.sleep(2.0)
+        steady = proc_kb(bw.pid, "VmRSS")
+        cap = int(steady * 1024 * factor)
+        with open(os.path.join(cg, "memory.limit_in_bytes"), "w") as f:
+            f.write(str(cap))
+        res.update(steady_kb=steady, cap=cap, charged_at_cap=int(cgread("memory.usage_in_bytes")))
+        with open(os.path.join(cg, "memory.max_usage_in_bytes"), "w") as f:
+            f.write("0")
+        log(f"  steady RSS {mb(steady):.0f} MB, cap {cap >> 20} MB ({factor} x)")
+        ctl = ["--control", os.path.join(bw.run_dir, "control.sock")]
+        for _ in range(2):
+            s = reload_bench.Stream(bw.milter_spec, reload_bench.load_stream_messages())
+            s.start()
+            streams.append(s)
+        time.sleep(2.0)
+        for r in range(reloads):
+            with open(f"/proc/{bw.pid}/clear_refs", "w") as f:
+                f.write("5")
+            t1 = time.monotonic()
+            p = subprocess.run([binary, "reload", *ctl], capture_output=True, text=True, timeout=900)
+            wall = time.monotonic() - t1
+            if bw.proc.poll() is not None:
+                failures.append(f"cgroup: the daemon died during reload {r + 1}: {cgread('memory.oom_control')}")
+                break
+            peak = proc_kb(bw.pid, "VmHWM")
+            st = json.loads(subprocess.run([binary, "status", "--json", *ctl], capture_output=True,
+                                           text=True).stdout)
+            row = dict(wall=wall, peak=peak, mode=st["last_reload"]["mode"], reason=st["last_reload"]["mode_reason"],
+                       build=st["engine"]["build_seconds"], ok=p.returncode == 0)
+            res["reloads"].append(row)
+            log(f"  reload {r + 1}: {row['mode']}, {wall:.1f} s (build {row['build']} s), peak {mb(peak):.0f} MB; "
+                f"{row['reason']}")
+            if p.returncode != 0:
+                failures.append(f"cgroup: reload {r + 1} failed: {p.stderr.strip()}")
+            time.sleep(2.0)
+    except Exception as e:
+        failures.append(f"cgroup: {e}")
+    finally:
+        for s in streams:
+            s.stop_flag.set()
+        for s in streams:
+            s.join(120)
+        oom = cgread("memory.oom_control")
+        res["oom_kill"] = int(next((ln.split()[1] for ln in oom.splitlines() if ln.startswith("oom_kill ")), 0))
+        res["failcnt"] = int(cgread("memory.failcnt"))
+        res["max_usage"] = int(cgread("memory.max_usage_in_bytes"))
+        res["alive"] = bw.proc is not None and bw.proc.poll() is None
+        bw.stop(timeout=60)
+        for _ in range(100):
+            try:
+                os.rmdir(cg)
+                break
+            except OSError:
+                time.sleep(0.1)
+    records = [x for s in streams for x in s.records]
+    right = [x for x in records if reload_bench.verdict_ok(x[3], x[4], x[5])]
+    soft = [x for x in records if x not in right and x[5] is not None and str(x[5]).startswith("4")]
+    wrong = [x for x in records if x not in right and x not in soft]
+    res.update(answered=len(records), right=len(right), tempfailed=len(soft), wrong=len(wrong),
+               slowest=max((x[1] - x[0] for x in records), default=0))
+    for x in wrong[:5]:
+        failures.append(f"cgroup: {x[2]} expected {x[3]}, got {x[4]} {x[5]}")
+    if res["oom_kill"]:
+        failures.append(f"cgroup: {res['oom_kill']} OOM kill(s)")
+    log(f"  {len(records)} answers: {len(right)} right, {len(soft)} 4xx, {len(wrong)} wrong; slowest "
+        f"{res['slowest']:.1f} s; oom_kill {res['oom_kill']}, failcnt {res['failcnt']}, max usage "
+        f"{res['max_usage'] >> 20} MB of {res['cap'] >> 20} MB")
+    return res, failures
 
 
 # ---------------------------------------------------------------------------------------------- scan
@@ -422,12 +539,14 @@ def main():
     ap.add_argument("--anchor-count", type=int, default=200, help="messages for the anchor part")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--bin", default=os.environ.get("BREAKWATER_BIN", os.path.join(REPO, ".build/release/breakwater")))
-    ap.add_argument("--only", default="load,daemon,clamd,starts,reloads,scan,anchor,fork")
+    ap.add_argument("--only", default="load,daemon,clamd,starts,reloads,scan,anchor,fork", help="see above")
+    ap.add_argument("--cgroup-factor", type=float, default=1.5, help="cgroup part: cap = FACTOR x steady RSS")
+    ap.add_argument("--cgroup-reloads", type=int, default=3)
     ap.add_argument("--json")
     a = ap.parse_args()
     parts = set(a.only.split(","))
     a.bin = os.path.abspath(a.bin)
-    if parts & {"daemon", "scan", "anchor"} and not os.access(a.bin, os.X_OK):
+    if parts & {"daemon", "scan", "anchor", "starts", "reloads", "cgroup"} and not os.access(a.bin, os.X_OK):
         sys.exit(f"scale_bench: no binary at {a.bin} (swift build -c release --static-swift-stdlib --product breakwater)")
     if parts & {"scan", "fork", "anchor"} and not os.path.isdir(a.corpus):
         sys.exit(f"scale_bench: no corpus at {a.corpus} (bench/corpus/generate.py --seed 1 --count 3000 --out DIR, or --corpus DIR)")
@@ -463,6 +582,10 @@ def main():
     if "reloads" in parts:
         log("== reloads, breakwater and clamd (yes, no) loaded side by side, in turn")
         results["reloads"], f = bench_reloads(a.bin, standin, combined_dir(standin, work), work, a.rounds)
+        failures += f
+    if "cgroup" in parts:
+        log(f"== reload-mode auto in a memory cgroup capped at {a.cgroup_factor} x steady RSS, under a stream")
+        results["cgroup"], f = bench_cgroup(a.bin, standin, work, a.cgroup_reloads, a.cgroup_factor)
         failures += f
     if "scan" in parts:
         log(f"== scan CPU, {a.count} messages of {a.corpus}")
@@ -523,14 +646,25 @@ def report(res):
             f"{med['breakwater']['cpu'] / med['clamd']['cpu']:.2f} | {med['breakwater']['rss'] / med['clamd']['rss']:.2f} |")
     if res.get("reloads"):
         rl = res["reloads"]
-        log("\n| reload, in turn (median of %d) | wall s | CPU s | RSS before MB | peak MB | peak / before |" % len(rl["breakwater"]))
-        log("|---|---|---|---|---|---|")
+        log("\n| reload, in turn (median of %d) | wall s | build s | CPU s | RSS before MB | peak MB | peak / before |"
+            % max(len(v) for v in rl.values()))
+        log("|---|---|---|---|---|---|---|")
         for k, v in rl.items():
             if not v:
                 continue
             m = {f: statistics.median(x[f] for x in v) for f in ("wall", "cpu", "before")}
+            builds = [x["build"] for x in v if "build" in x]
+            build = f"{statistics.median(builds):.1f}" if builds else "-"
             peak = max(x["peak"] for x in v)
-            log(f"| {k} | {m['wall']:.1f} | {m['cpu']:.1f} | {mb(m['before']):.0f} | {mb(peak):.0f} | {peak / m['before']:.2f} |")
+            log(f"| {k} | {m['wall']:.1f} | {build} | {m['cpu']:.1f} | {mb(m['before']):.0f} | {mb(peak):.0f} | "
+                f"{peak / m['before']:.2f} |")
+    if res.get("cgroup"):
+        c = res["cgroup"]
+        log(f"\ncgroup: steady {mb(c['steady_kb']):.0f} MB, cap {c['cap'] >> 20} MB; reloads: "
+            + "; ".join(f"{x['mode']} {x['wall']:.1f} s peak {mb(x['peak']):.0f} MB" for x in c["reloads"])
+            + f"; {c['answered']} answers ({c['right']} right, {c['tempfailed']} 4xx, {c['wrong']} wrong), "
+            f"oom_kill {c['oom_kill']}, failcnt {c['failcnt']}, max usage {c['max_usage'] >> 20} MB, "
+            f"alive {c['alive']}")
     for part in ("scan", "anchor"):
         s = res.get(part)
         if not s:

@@ -81,6 +81,42 @@ private func clamavMessageCallback(
     }
 }
 
+/// Where an engine build reports its progress (the context of libclamav's progress callbacks).
+final class LoadProgress {
+    let report: @Sendable (String, Double) -> Void
+    let directories: Int
+    var directory = 0
+    /// The last (stage, per mille) passed on: libclamav calls back for every signature, the report
+    /// is made only when the figure changes.
+    private var last = (stage: "", permille: -1)
+    init(_ report: @escaping @Sendable (String, Double) -> Void, directories: Int) {
+        self.report = report
+        self.directories = max(1, directories)
+    }
+
+    func post(_ stage: String, _ fraction: Double) {
+        let permille = Int(fraction * 1000)
+        if permille == last.permille && stage == last.stage { return }
+        last = (stage, permille)
+        report(stage, fraction)
+    }
+}
+
+private func loadProgressCallback(_ total: Int, _ done: Int, _ context: UnsafeMutableRawPointer?) -> cl_error_t {
+    guard let context, total > 0 else { return CL_SUCCESS }
+    let p = Unmanaged<LoadProgress>.fromOpaque(context).takeUnretainedValue()
+    let fraction = (Double(p.directory) + min(1, Double(done) / Double(total))) / Double(p.directories)
+    p.post("loading signatures", fraction)
+    return CL_SUCCESS
+}
+
+private func compileProgressCallback(_ total: Int, _ done: Int, _ context: UnsafeMutableRawPointer?) -> cl_error_t {
+    guard let context, total > 0 else { return CL_SUCCESS }
+    Unmanaged<LoadProgress>.fromOpaque(context).takeUnretainedValue().post(
+        "compiling", min(1, Double(done) / Double(total)))
+    return CL_SUCCESS
+}
+
 /// Collects every signature that matched during one scan (all-matches mode), and anything the scan's
 /// inspection hook wants to see. Passed to libclamav as the scan's opaque context.
 final class ScanContext {
@@ -144,16 +180,22 @@ public final class ClamEngine: @unchecked Sendable {
 
     /// Loads every database file in `directories` (all formats libclamav reads from a directory) and
     /// compiles the engine. Throws with libclamav's message, naming the file when it can.
-    public convenience init(directories: [String], limits: EngineLimits = EngineLimits(), inspectLayers: Bool = false)
-        throws
-    {
-        try self.init(directories: directories, limits: limits, inspectLayers: inspectLayers, gated: true)
+    /// `progress(stage, fraction)` is called as the load ("loading signatures") and the compile
+    /// ("compiling") advance, from the building thread.
+    public convenience init(
+        directories: [String], limits: EngineLimits = EngineLimits(), inspectLayers: Bool = false,
+        progress: (@Sendable (String, Double) -> Void)? = nil
+    ) throws {
+        try self.init(
+            directories: directories, limits: limits, inspectLayers: inspectLayers, gated: true, progress: progress)
     }
 
     /// `gated`: decide first whether this process uses the mmap wrapper (`Prefault`); false only for the
     /// gate's own self-test engine.
-    init(directories: [String], limits: EngineLimits = EngineLimits(), inspectLayers: Bool = false, gated: Bool) throws
-    {
+    init(
+        directories: [String], limits: EngineLimits = EngineLimits(), inspectLayers: Bool = false, gated: Bool,
+        progress: (@Sendable (String, Double) -> Void)? = nil
+    ) throws {
         try ClamAVLibrary.ensureInitialised()
         if gated { Prefault.ensureDecided(limits: limits) }
         let start = Now.monotonic()
@@ -169,28 +211,19 @@ public final class ClamEngine: @unchecked Sendable {
             cl_engine_set_clcb_file_inspection(engine, fileInspectionCallback)
         }
 
+        let report = progress.map { LoadProgress($0, directories: directories.count) }
+        if let report {
+            let context = Unmanaged.passUnretained(report).toOpaque()
+            cl_engine_set_clcb_sigload_progress(engine, loadProgressCallback, context)
+            cl_engine_set_clcb_engine_compile_progress(engine, compileProgressCallback, context)
+        }
         var sigs: UInt32 = 0
-        try Self.buildLock.withLock { _ in
-            for dir in directories {
-                try Self.checkReadableDirectory(dir)
-                LoadMessages.shared.begin()
-                let rc = cl_load(dir, engine, &sigs, clDBStandardOptions)
-                let messages = LoadMessages.shared.end()
-                if rc != CL_SUCCESS {
-                    throw Self.loadError(rc: rc, directory: dir, messages: messages)
-                }
-                // libclamav skips a YARA file it cannot parse with only a warning (cl_load succeeds):
-                // a broken rule file must not silently load as nothing.
-                if messages.contains(where: { $0.contains("failed to parse or load") }) {
-                    throw Self.loadError(rc: CL_EMALFDB, directory: dir, messages: messages)
-                }
-            }
-            LoadMessages.shared.begin()
-            let rc = cl_engine_compile(engine)
-            let messages = LoadMessages.shared.end()
-            if rc != CL_SUCCESS {
-                throw Self.loadError(rc: rc, directory: directories.joined(separator: ", "), messages: messages)
-            }
+        try withExtendedLifetime(report) {
+            try Self.buildLock.withLock { _ in try Self.loadAndCompile(engine, directories, &sigs, report) }
+        }
+        if report != nil {
+            cl_engine_set_clcb_sigload_progress(engine, nil, nil)
+            cl_engine_set_clcb_engine_compile_progress(engine, nil, nil)
         }
         ok = true
         self.raw = engine
@@ -201,6 +234,32 @@ public final class ClamEngine: @unchecked Sendable {
         self.buildSeconds = Now.monotonic() - start
         self.scanOptions = ScanOptionsBox(heuristics: limits.heuristics)
         self.wantsInspection = inspectLayers
+    }
+
+    private static func loadAndCompile(
+        _ engine: OpaquePointer, _ directories: [String], _ sigs: inout UInt32, _ report: LoadProgress?
+    ) throws {
+        for (i, dir) in directories.enumerated() {
+            report?.directory = i
+            try Self.checkReadableDirectory(dir)
+            LoadMessages.shared.begin()
+            let rc = cl_load(dir, engine, &sigs, clDBStandardOptions)
+            let messages = LoadMessages.shared.end()
+            if rc != CL_SUCCESS {
+                throw Self.loadError(rc: rc, directory: dir, messages: messages)
+            }
+            // libclamav skips a YARA file it cannot parse with only a warning (cl_load succeeds):
+            // a broken rule file must not silently load as nothing.
+            if messages.contains(where: { $0.contains("failed to parse or load") }) {
+                throw Self.loadError(rc: CL_EMALFDB, directory: dir, messages: messages)
+            }
+        }
+        LoadMessages.shared.begin()
+        let rc = cl_engine_compile(engine)
+        let messages = LoadMessages.shared.end()
+        if rc != CL_SUCCESS {
+            throw Self.loadError(rc: rc, directory: directories.joined(separator: ", "), messages: messages)
+        }
     }
 
     deinit {

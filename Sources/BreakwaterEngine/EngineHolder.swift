@@ -6,8 +6,17 @@ import Glibc
 #endif
 
 /// The engine in service. A scan takes a reference (a few nanoseconds under a lock, never held across
-/// the scan); a reload builds a new engine off to the side and swaps it in. The old engine is freed
-/// when its last in-flight scan drops its reference.
+/// the scan); a reload builds a new engine and swaps it in, in one of two ways (`reload-mode`):
+///
+/// - concurrent: the new engine is built beside the old one, which is freed when its last in-flight
+///   scan drops its reference. Mail keeps flowing; memory peaks at two engines.
+/// - blocking: new scans are held in the admission line (kept alive, 451 4.3.2 past max-wait), the
+///   running ones finish, the old engine is freed, the new one built, scanning resumes. The peak
+///   stays at one engine. A set that does not load is replaced by the set in service, built again
+///   from its verified copy (`SignatureSnapshots`): the daemon is never left without an engine.
+///
+/// `auto` picks one before each reload from the memory limit, the process's RSS and the measured
+/// size of the engine in service (`ReloadPlan`).
 public final class EngineHolder: Sendable {
     public struct ReloadStatus: Sendable {
         public var generation: Int
@@ -19,38 +28,180 @@ public final class EngineHolder: Sendable {
         public var lastError: String?
         public var lastSucceeded: Bool
         public var reloading: Bool
+        /// RSS the engine in service added when it was built (its measured size).
+        public var engineBytes: UInt64?
+        /// How the last reload made room: "concurrent" or "blocking" (nil before the first).
+        public var lastMode: String?
+        /// The figures behind that choice.
+        public var lastModeReason: String?
+        /// Peak RSS of the process during the last reload (VmHWM, reset when it started).
+        public var lastPeakBytes: UInt64?
+        /// While an engine is being built: the stage ("loading signatures", "compiling") and its
+        /// fraction done.
+        public var progress: (stage: String, fraction: Double)?
+        /// False while no engine serves (before the first load; after a blocking reload whose set and
+        /// verified copy both failed to load).
+        public var serving: Bool
     }
 
-    private let state: Locked<(engine: ClamEngine, status: ReloadStatus)>
+    /// Builds an engine from directories (of signature files), reporting progress.
+    public typealias Build =
+        @Sendable (_ directories: [String], _ progress: @escaping @Sendable (String, Double) -> Void)
+        throws -> ClamEngine
+
+    /// What a reload needs from the daemon: the admission line to pause for a blocking reload, and the
+    /// memory the daemon's budgets may still take (for `auto`).
+    public struct Daemon: Sendable {
+        public var pauseScans: @Sendable () -> Void
+        public var resumeScans: @Sendable () -> Void
+        public var headroom: @Sendable () -> UInt64
+        /// Hands the memory malloc keeps free back to the kernel (after the old engine is freed).
+        public var releaseFreedMemory: @Sendable () -> Void
+        public init(
+            pauseScans: @escaping @Sendable () -> Void, resumeScans: @escaping @Sendable () -> Void,
+            headroom: @escaping @Sendable () -> UInt64, releaseFreedMemory: @escaping @Sendable () -> Void = {}
+        ) {
+            self.pauseScans = pauseScans
+            self.resumeScans = resumeScans
+            self.headroom = headroom
+            self.releaseFreedMemory = releaseFreedMemory
+        }
+    }
+
+    private let state: Locked<(engine: ClamEngine?, status: ReloadStatus)>
     /// Reload attempts: one running, at most one more pending; `started`/`finished` count attempts so a
     /// caller can wait for the first attempt that begins after its request.
     private struct Queue { var running = false, pending = false, inAttempt = false, started = 0, finished = 0 }
     private let reload = Locked(Queue())
     private let attemptHooks = Locked<[@Sendable () -> Void]>([])
-    private let build: @Sendable () throws -> ClamEngine
+    private let directories: @Sendable () -> [String]
+    private let build: Build
+    private let snapshots: SignatureSnapshots?
+    private let mode: ReloadMode
+    private let daemon = Locked<Daemon?>(nil)
     private let onEvent: @Sendable (String, Bool) -> Void
+    /// True while the copy of the set in service is made (in the background, after each load).
+    private let copying = Locked(false)
+    private let lastProgressLog = Locked<(stage: String, step: Int, started: Double)>(("", -1, 0))
 
-    /// `build` makes a new engine from the current configuration; `onEvent(message, isError)` logs.
+    /// `directories()` names the signature directories to load (read at each attempt), `build` makes an
+    /// engine of them; `snapshots` keeps the verified copies (nil: engines are built from the
+    /// directories themselves, and a blocking reload, having no copy to fall back on, runs concurrently);
+    /// `onEvent(message, isError)` logs.
     public init(
-        initial: ClamEngine, build: @escaping @Sendable () throws -> ClamEngine,
-        onEvent: @escaping @Sendable (String, Bool) -> Void
+        directories: @escaping @Sendable () -> [String], build: @escaping Build, snapshots: SignatureSnapshots?,
+        mode: ReloadMode = .concurrent, onEvent: @escaping @Sendable (String, Bool) -> Void
     ) {
         let status = ReloadStatus(
-            generation: 1, signatures: initial.signatureCount, directories: initial.directories,
-            loadedAt: initial.loadedAt, buildSeconds: initial.buildSeconds,
-            lastAttemptAt: nil, lastError: nil, lastSucceeded: true, reloading: false)
-        state = Locked((initial, status))
+            generation: 0, signatures: 0, directories: [], loadedAt: 0, buildSeconds: 0,
+            lastAttemptAt: nil, lastError: nil, lastSucceeded: true, reloading: false, serving: false)
+        state = Locked((nil, status))
+        self.directories = directories
         self.build = build
+        self.snapshots = snapshots
+        self.mode = mode
         self.onEvent = onEvent
     }
 
-    /// The engine to scan with now.
-    public var current: ClamEngine { state.withLock { $0.engine } }
+    /// Removes the private copies of the signature set (the daemon stops).
+    public func removeCopies() {
+        waitForCopy()
+        snapshots?.removeAll()
+    }
+
+    /// Returns once the copy of the set in service (made in the background after a load) is complete.
+    public func waitForCopy() {
+        while copying.withLock({ $0 }) { usleep(10_000) }
+    }
+
+    /// Connects the daemon's admission and budgets (before the first reload).
+    public func attach(_ d: Daemon) { daemon.withLock { $0 = d } }
+
+    /// The engine to scan with now; nil while none serves.
+    public var current: ClamEngine? { state.withLock { $0.engine } }
 
     public var status: ReloadStatus {
         var s = state.withLock { $0.status }
         s.reloading = reload.withLock { $0.running }
         return s
+    }
+
+    /// Builds the first engine (generation 1), synchronously. Reload requests meanwhile wait for it and
+    /// run once after it.
+    public func loadInitial() throws(EngineError) {
+        reload.withLock {
+            $0.running = true
+            $0.inAttempt = true
+        }
+        var loaded = false
+        defer {
+            let again = reload.withLock { r -> Bool in
+                r.inAttempt = false
+                r.running = false
+                defer { r.pending = false }
+                return r.pending
+            }
+            if again && loaded { triggerReload() }
+        }
+        let dirs = directories()
+        let files = SignatureDirectoryState.capture(dirs)
+        let before = ProcessMemory.rss
+        let engine = try buildEngine(dirs)
+        let size = measured(before: before)
+        state.withLock { s in
+            s.engine = engine
+            s.status.generation = 1
+            s.status.signatures = engine.signatureCount
+            s.status.directories = dirs
+            s.status.loadedAt = engine.loadedAt
+            s.status.buildSeconds = engine.buildSeconds
+            s.status.engineBytes = size
+            s.status.progress = nil
+            s.status.serving = true
+        }
+        loaded = true
+        keepCopyInBackground(dirs, as: files)
+    }
+
+    /// `keepCopy` on a thread of its own (the copy of a large set takes seconds: the daemon serves and
+    /// a reload's caller is answered meanwhile); the next reload waits for it.
+    private func keepCopyInBackground(_ dirs: [String], as files: SignatureDirectoryState) {
+        guard snapshots != nil else { return }
+        copying.withLock { $0 = true }
+        let started = PosixThread.tryStart(stackSize: 256 << 10) { [self] in
+            keepCopy(dirs, as: files)
+            copying.withLock { $0 = false }
+        }
+        switch started {
+        case .success(let t): t.detach()
+        case .failure:
+            keepCopy(dirs, as: files)
+            copying.withLock { $0 = false }
+        }
+    }
+
+    /// Copies the set just loaded from `dirs` (which looked like `files` before the load) as the
+    /// verified copy of the engine in service, unless a file changed meanwhile (the copy might then
+    /// not be what loaded: none is kept until the next load).
+    private func keepCopy(_ dirs: [String], as files: SignatureDirectoryState) {
+        guard let snapshots else { return }
+        let set: SignatureSnapshots.Set
+        do { set = try snapshots.stage(dirs, sources: files) } catch {
+            snapshots.dropCurrent()
+            onEvent(
+                "cannot keep a copy of the signature set in \(snapshots.root) (\(error)): until a later reload keeps one, reloads run concurrently",
+                true)
+            return
+        }
+        if SignatureDirectoryState.capture(dirs) != files {
+            snapshots.discard(set)
+            snapshots.dropCurrent()
+            onEvent(
+                "signature files changed while they were loaded: no verified copy of the set in service until the next reload (which runs concurrently)",
+                true)
+            return
+        }
+        snapshots.promote(set)
     }
 
     /// Starts a reload in the background. Reloads never overlap: a trigger during a reload schedules
@@ -131,36 +282,172 @@ public final class EngineHolder: Sendable {
     /// Builds and swaps synchronously; returns the error message when the new set does not load.
     @discardableResult
     public func reloadOnce() -> String? {
+        waitForCopy()
         let attempt = Now.wall()
         for hook in attemptHooks.withLock({ $0 }) { hook() }
+        ProcessMemory.resetPeak()
+        let dirs = directories()
+        let files = SignatureDirectoryState.capture(dirs)
+        let (engineBytes, serving) = state.withLock { ($0.status.engineBytes, $0.status.serving) }
+        let d = daemon.withLock { $0 }
+        var plan = ReloadPlan.decide(
+            mode: mode, limit: mode == .auto ? ProcessMemory.limit() : nil, rss: ProcessMemory.rss,
+            engineBytes: engineBytes, headroom: d?.headroom() ?? 0)
+        if !plan.concurrent && (d == nil || snapshots?.current == nil) && serving {
+            plan = ReloadPlan(
+                concurrent: true,
+                reason: plan.reason + "; but no verified copy of the set in service to fall back on: concurrent")
+        }
+        let modeName = plan.concurrent ? "concurrent" : "blocking"
+        onEvent("reloading signatures (\(modeName)): \(plan.reason)", false)
+        state.withLock {
+            $0.status.lastMode = modeName
+            $0.status.lastModeReason = plan.reason
+        }
+
+        if plan.concurrent {
+            let before = ProcessMemory.rss
+            do {
+                let engine = try buildEngine(dirs)
+                let message = installed(engine, dirs, size: measured(before: before), attempt: attempt, mode: modeName)
+                keepCopyInBackground(dirs, as: files)
+                return message
+            } catch {
+                return failed(attempt, error.message, mode: modeName)
+            }
+        }
+
+        // Blocking: no scan runs from here until `resumeScans`.
+        d?.pauseScans()
+        let paused = Now.monotonic()
         do {
-            let engine = try build()
-            let generation = state.withLock { s -> Int in
-                s.engine = engine  // the old engine lives on in the scans still holding it
-                s.status.generation += 1
-                s.status.signatures = engine.signatureCount
-                s.status.directories = engine.directories
-                s.status.loadedAt = engine.loadedAt
-                s.status.buildSeconds = engine.buildSeconds
-                s.status.lastAttemptAt = attempt
-                s.status.lastError = nil
-                s.status.lastSucceeded = true
-                return s.status.generation
+            // The old engine goes first: nothing else holds it while scans are paused (a scan takes
+            // the engine once a scanner runs it).
+            let old = state.withLock { s -> ClamEngine? in
+                defer { s.engine = nil }
+                return s.engine
+            }
+            withExtendedLifetime(old) {}
+        }
+        d?.releaseFreedMemory()
+        let before = ProcessMemory.rss
+        let outcome: String?
+        var loaded = false
+        do {
+            let engine = try buildEngine(dirs)
+            outcome = installed(engine, dirs, size: measured(before: before), attempt: attempt, mode: modeName)
+            loaded = true
+        } catch {
+            restoreFromCopy()
+            outcome = failed(attempt, error.message, mode: modeName)
+        }
+        d?.resumeScans()
+        onEvent("scanning resumed after \(Int((Now.monotonic() - paused) * 1000)) ms paused", false)
+        if loaded { keepCopyInBackground(dirs, as: files) }
+        return outcome
+    }
+
+    /// After a blocking reload's set failed: builds the set in service again from its verified copy.
+    private func restoreFromCopy() {
+        guard let copy = snapshots?.current else {
+            state.withLock {
+                $0.status.serving = false
+                $0.status.progress = nil
             }
             onEvent(
-                "engine generation \(generation) loaded: \(engine.signatureCount) signatures from \(engine.directories.joined(separator: ", ")) in \(Int(engine.buildSeconds * 1000)) ms",
-                false)
-            return nil
-        } catch {
-            let message = "\(error)"
-            let generation = state.withLock { s -> Int in
-                s.status.lastAttemptAt = attempt
-                s.status.lastError = message
-                s.status.lastSucceeded = false
-                return s.status.generation
+                "no verified copy of the previous signature set: no engine serves; mail is answered 451 4.3.2", true)
+            return
+        }
+        do {
+            let engine = try buildEngine(copy.directories)
+            state.withLock { s in
+                s.engine = engine
+                s.status.serving = true
+                s.status.progress = nil
             }
-            onEvent("reload failed, still serving engine generation \(generation): \(message)", true)
-            return message
+            onEvent(
+                "engine generation \(status.generation) built again from its verified copy (\(copy.root)): \(engine.signatureCount) signatures in \(Int(engine.buildSeconds * 1000)) ms",
+                false)
+        } catch {
+            state.withLock {
+                $0.status.serving = false
+                $0.status.signatures = 0
+                $0.status.progress = nil
+            }
+            onEvent(
+                "the verified copy of the previous signature set does not load either (\(SignatureSnapshots.unmap(error.message, copy))): no engine serves; mail is answered 451 4.3.2 until a reload succeeds",
+                true)
+        }
+    }
+
+    private func installed(_ engine: ClamEngine, _ dirs: [String], size: UInt64?, attempt: Double, mode: String)
+        -> String?
+    {
+        let peak = ProcessMemory.peak
+        let generation = state.withLock { s -> Int in
+            s.engine = engine  // the old engine (concurrent) lives on in the scans still holding it
+            s.status.generation += 1
+            s.status.signatures = engine.signatureCount
+            s.status.directories = dirs
+            s.status.loadedAt = engine.loadedAt
+            s.status.buildSeconds = engine.buildSeconds
+            s.status.lastAttemptAt = attempt
+            s.status.lastError = nil
+            s.status.lastSucceeded = true
+            s.status.engineBytes = size ?? s.status.engineBytes
+            s.status.lastPeakBytes = peak
+            s.status.progress = nil
+            s.status.serving = true
+            return s.status.generation
+        }
+        let f = { (b: UInt64?) in b.map(ByteSize.format) ?? "?" }
+        onEvent(
+            "engine generation \(generation) loaded: \(engine.signatureCount) signatures from \(dirs.joined(separator: ", ")) in \(Int(engine.buildSeconds * 1000)) ms (\(mode) reload; engine \(f(size)), peak RSS \(f(peak)))",
+            false)
+        return nil
+    }
+
+    private func failed(_ attempt: Double, _ message: String, mode: String?) -> String {
+        let peak = ProcessMemory.peak
+        let generation = state.withLock { s -> Int in
+            s.status.lastAttemptAt = attempt
+            s.status.lastError = message
+            s.status.lastSucceeded = false
+            s.status.progress = nil
+            if mode != nil { s.status.lastPeakBytes = peak }
+            return s.status.generation
+        }
+        onEvent("reload failed, still serving engine generation \(generation): \(message)", true)
+        return message
+    }
+
+    /// The RSS added since `before` (the size of the engine just built), when both are known.
+    private func measured(before: UInt64?) -> UInt64? {
+        guard let before, let after = ProcessMemory.rss else { return nil }
+        return after > before ? after - before : 0
+    }
+
+    /// Builds from `dirs`, publishing the progress in `status` and logging it in steps of 25 % once a
+    /// stage has run for 2 s (a large set).
+    private func buildEngine(_ dirs: [String]) throws(EngineError) -> ClamEngine {
+        lastProgressLog.withLock { $0 = ("", -1, Now.monotonic()) }
+        do {
+            return try build(dirs) { [self] stage, fraction in
+                state.withLock { $0.status.progress = (stage, fraction) }
+                let line = lastProgressLog.withLock { l -> String? in
+                    let now = Now.monotonic()
+                    if l.stage != stage { l = (stage, -1, now) }
+                    let step = Int(fraction * 4)
+                    guard step > l.step, now - l.started >= 2 || (step == 4 && l.step >= 0) else { return nil }
+                    l.step = step
+                    return "\(stage): \(Int((fraction * 100).rounded(.down))) %"
+                }
+                if let line { onEvent(line, false) }
+            }
+        } catch let e as EngineError {
+            throw e
+        } catch {
+            throw EngineError(message: "\(error)", file: nil)
         }
     }
 }

@@ -44,6 +44,9 @@ public final class MetricsService: DaemonService {
         daemon.observers.append { record in metrics.observe(record) }
     }
 
+    /// Up while the first engine loads: /health answers 503 with the progress.
+    public var startsBeforeEngine: Bool { true }
+
     public func start(_ daemon: MilterDaemon) throws {
         let address: ListenAddress
         do { address = try ListenAddress.parse(spec) } catch { throw StartupError("metrics: \(error)") }
@@ -77,8 +80,11 @@ public final class MetricsService: DaemonService {
         }
         if request.path == "/health" {
             let status = daemon.engines.status
-            if status.signatures > 0 {
+            if status.serving && status.signatures > 0 {
                 return .text(200, "OK", "ok: engine generation \(status.generation), \(status.signatures) signatures\n")
+            }
+            if let p = status.progress, !status.serving {
+                return .text(503, "Service Unavailable", "\(p.stage): \(Int((p.fraction * 100).rounded(.down))) %\n")
             }
             return .text(503, "Service Unavailable", "no signatures loaded\n")
         }
@@ -119,6 +125,9 @@ public final class MetricsService: DaemonService {
         s.lastReloadAt = e.lastAttemptAt ?? e.loadedAt
         s.lastReloadSucceeded = e.lastSucceeded
         s.reloadSeconds = e.buildSeconds
+        s.engineBytes = e.engineBytes ?? 0
+        s.reloadPeakBytes = e.lastPeakBytes ?? 0
+        s.reloadMode = e.lastMode
         s.threads = ProcessStatus.threads() ?? 0
         return s
     }

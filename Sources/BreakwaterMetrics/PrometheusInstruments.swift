@@ -48,6 +48,12 @@ public struct MetricsSnapshot: Sendable {
     public var lastReloadSucceeded = true
     public var reloadSeconds = 0.0
     public var startedAt = 0.0
+    /// RSS the engine in service added when it was built.
+    public var engineBytes: UInt64 = 0
+    /// Peak RSS during the last reload (0 before the first).
+    public var reloadPeakBytes: UInt64 = 0
+    /// "concurrent" or "blocking": how the last reload made room (nil before the first).
+    public var reloadMode: String?
 
     public init() {}
 }
@@ -83,6 +89,8 @@ public final class PrometheusInstruments: Sendable {
     private let spooledBytes, spoolBudgetBytes: Gauge
     private let engineGeneration, signatures, engineLoadedAt: Gauge
     private let lastReloadAt, lastReloadSuccess, reloadSeconds, startedAt: Gauge
+    private let engineBytes, reloadPeakBytes: Gauge
+    private let reloadModes: [Gauge]  // concurrent, blocking
 
     public static let scanBuckets: [Double] = [
         0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
@@ -199,6 +207,21 @@ public final class PrometheusInstruments: Sendable {
         reloadSeconds = r.makeGauge(
             descriptor: Self.metric("reload_duration_seconds", help: "Seconds the engine in service took to build."))
         startedAt = r.makeGauge(descriptor: Self.metric("start_time_seconds", help: "Unix time the daemon started."))
+        engineBytes = r.makeGauge(
+            descriptor: Self.metric(
+                "engine_memory_bytes", help: "Resident memory the engine in service added when it was built."))
+        reloadPeakBytes = r.makeGauge(
+            descriptor: Self.metric(
+                "reload_peak_rss_bytes",
+                help: "Peak resident memory of the process during the last reload (0: none yet)."))
+        reloadModes = ["concurrent", "blocking"].map {
+            r.makeGauge(
+                descriptor: Self.metric(
+                    "reload_last_mode",
+                    help:
+                        "1 for the way the last reload made room for the new engine (reload-mode; auto picks one), 0 for the other."
+                ), labels: [("mode", $0)])
+        }
         let build = r.makeGauge(
             descriptor: Self.metric(
                 "build_info", help: "Always 1; the labels name the Breakwater version and the libclamav it runs on."),
@@ -277,6 +300,9 @@ public final class PrometheusInstruments: Sendable {
         lastReloadSuccess.set(to: s.lastReloadSucceeded ? 1 : 0)
         reloadSeconds.set(to: s.reloadSeconds)
         startedAt.set(to: s.startedAt)
+        engineBytes.set(to: Double(s.engineBytes))
+        reloadPeakBytes.set(to: Double(s.reloadPeakBytes))
+        for (g, mode) in zip(reloadModes, ["concurrent", "blocking"]) { g.set(to: s.reloadMode == mode ? 1 : 0) }
     }
 
     /// The registry in the Prometheus text format (version 0.0.4).

@@ -69,6 +69,9 @@ public final class ControlServer: DaemonService {
 
     // MARK: service
 
+    /// Up while the first engine loads: `status` shows the progress.
+    public var startsBeforeEngine: Bool { true }
+
     public func start(_ daemon: MilterDaemon) throws {
         let fd = try openSocket()
         listener.withLock { $0 = fd }

@@ -15,10 +15,17 @@ public struct StartupError: Error, CustomStringConvertible {
 }
 
 /// Something that runs beside the milter (control socket, metrics endpoint, signature-directory watch):
-/// started after the engine is loaded and before the milter socket opens; stopped after the drain.
+/// started after the engine is loaded and before the milter socket opens (or, with `startsBeforeEngine`,
+/// before the engine is loaded: `status` shows the load's progress); stopped after the drain.
 public protocol DaemonService: AnyObject, Sendable {
     func start(_ daemon: MilterDaemon) throws
     func stop()
+    /// True for a service that works while no engine is loaded yet (default false).
+    var startsBeforeEngine: Bool { get }
+}
+
+extension DaemonService {
+    public var startsBeforeEngine: Bool { false }
 }
 
 /// `breakwater run`: the libmilter bridge, bounded admission and policy around one shared engine.
@@ -82,45 +89,73 @@ public final class MilterDaemon: @unchecked Sendable {
                     "\(key) \(dir): not writable by this user (uid \(getuid())): \(FileWalk.errnoString())")
             }
         }
-        let dirs = config.signatureDirectories
         // Decided before any engine is built, with the configured directory for its self-test file: the
         // daemon's engines may get the relative temporary directory of ScanDirectory.
         _ = Prefault.ensureDecided(limits: config.limits)
         scanDirectory = ScanDirectory.choose(config: config)
         let limits = scanDirectory.engineLimits(config.limits)
-        let initial: ClamEngine
-        do {
-            initial = try ClamEngine(directories: dirs, limits: limits, inspectLayers: config.wave.enabled)
-        } catch {
-            throw StartupError("\(error)")
-        }
-        let log = logger
-        engines = EngineHolder(
-            initial: initial,
-            build: {
-                try ClamEngine(
-                    directories: config.signatureDirectories, limits: limits, inspectLayers: config.wave.enabled)
-            },
-            onEvent: { message, isError in
-                if isError { log.error("\(message)") } else { log.notice("\(message)") }
-            })
         admission = Admission(
             slots: config.workers, maxWaiting: config.maxWaiting, maxWait: config.maxWait,
             memoryBudget: config.memoryBudget, spoolBudget: config.spoolBudget)
+        var snapshots: SignatureSnapshots?
+        do { snapshots = try SignatureSnapshots(parent: config.spoolDirectory) } catch {
+            logger.warning(
+                "no private copy of the signature set can be kept in \(config.spoolDirectory) (\(error)): reloads run concurrently"
+            )
+        }
+        let log = logger
+        engines = EngineHolder(
+            directories: { config.signatureDirectories },
+            build: { dirs, progress in
+                try ClamEngine(
+                    directories: dirs, limits: limits, inspectLayers: config.wave.enabled, progress: progress)
+            },
+            snapshots: snapshots, mode: config.ops.reloadMode,
+            onEvent: { message, isError in
+                if isError { log.error("\(message)") } else { log.notice("\(message)") }
+            })
+        let admission = admission
+        engines.attach(
+            EngineHolder.Daemon(
+                pauseScans: { admission.pauseScans() }, resumeScans: { admission.resumeScans() },
+                headroom: {
+                    let a = admission.snapshot
+                    return MemoryPlan.headroom(config, buffered: a.buffered, busySlots: a.busy)
+                }, releaseFreedMemory: { _ = bw_malloc_trim() }))
         policy = Policy(config: config)
         crashGuard = try CrashGuard(config: config, stats: stats, logger: logger)
         if config.wave.enabled { waves = WaveFeature(config: config, stats: stats, logger: logger) }
+    }
+
+    /// Builds the first engine (progress in the log and in `status`).
+    func loadEngine() throws {
+        let dirs = config.signatureDirectories
+        logger.notice("loading signatures from \(dirs.joined(separator: ", "))")
+        do { try engines.loadInitial() } catch { throw StartupError("\(error)") }
+        let s = engines.status
         logger.notice(
-            "engine generation 1 loaded: \(initial.signatureCount) signatures from \(dirs.joined(separator: ", ")) in \(Int(initial.buildSeconds * 1000)) ms (libclamav \(ClamEngine.libraryVersion))"
+            "engine generation 1 loaded: \(s.signatures) signatures from \(dirs.joined(separator: ", ")) in \(Int(s.buildSeconds * 1000)) ms, engine \(s.engineBytes.map(ByteSize.format) ?? "?") (libclamav \(ClamEngine.libraryVersion))"
         )
         logger.notice("\(scanDirectory.summary)")
         // Decided before the first engine was built (Prefault): whether libclamav's page maps come populated.
-        logger.notice("\((ClamEngine.prefaultStatus ?? Prefault.ensureDecided(limits: limits)).summary)")
+        logger.notice("\((ClamEngine.prefaultStatus ?? Prefault.ensureDecided(limits: config.limits)).summary)")
     }
 
     /// Registers with libmilter, opens the socket and serves until SIGTERM/SIGINT/SIGHUP, then drains.
     public func run() throws {
         MilterDaemon.shared = self
+        // The control socket first, so that `status` shows the load's progress; the milter socket (and
+        // systemd's READY=1) only once the engine serves.
+        let early = services.filter { $0.startsBeforeEngine }
+        do {
+            for service in early { try service.start(self) }
+            try loadEngine()
+        } catch {
+            for service in early.reversed() { service.stop() }
+            engines.removeCopies()
+            scanDirectory.remove()
+            throw (error as? StartupError) ?? StartupError("\(error)")
+        }
         var desc = smfiDesc()
         let name = strdup("breakwater")
         desc.xxfi_name = name
@@ -161,7 +196,7 @@ public final class MilterDaemon: @unchecked Sendable {
         // Before the services open their own sockets: the crash handler closes libmilter's only.
         try crashGuard.arm()
         try startSignalThread()
-        for service in services {
+        for service in services where !service.startsBeforeEngine {
             do { try service.start(self) } catch { throw StartupError("\(error)") }
         }
         // libmilter creates its threads (one per busy session) with no attributes of their own, so they
@@ -199,6 +234,7 @@ public final class MilterDaemon: @unchecked Sendable {
         }
         for service in services.reversed() { service.stop() }
         scanDirectory.remove()
+        engines.removeCopies()
         if rc != MI_SUCCESS { throw StartupError("libmilter stopped with an error") }
         logger.notice("stopped")
     }
@@ -302,11 +338,13 @@ public final class MilterDaemon: @unchecked Sendable {
         }
         let waitStart = Now.monotonic()
         var inspector = waves?.inspector()
-        let engine = engines.current
         var scanned: (result: ScanResult, decision: Decision)?
         let slot = admission.scan(
             alone: alone,
             {
+                // Taken here, on the scanner: a message waiting in line holds no engine, so a blocking
+                // reload can free the old one.
+                guard let engine = engines.current else { return }
                 // On a scanner thread, while this session's thread waits for it. The wave store is fed here
                 // too: its update needs a few KB of stack, which on the session's thread every libmilter
                 // thread would keep resident (16 KB of touched stack each instead of 12; with 200 sessions
@@ -383,7 +421,10 @@ public final class MilterDaemon: @unchecked Sendable {
             }
             return (policy.busy(.threads), 0, 0, false)
         case .scanned(let waited):
-            let (result, decision) = scanned!
+            guard let (result, decision) = scanned else {
+                logger.error("queue=\(Escape.field(queueID)) no engine serves (the last reload failed): 451 4.3.2")
+                return (policy.busy(.scanError), waited, 0, false)
+            }
             stats.scanned.add(1, ordering: .relaxed)
             if alone, let digest {
                 crashGuard.suspects.passedAlone(digest)

@@ -73,6 +73,17 @@ public struct StatusReport: Sendable {
                     ("loaded_at", .string(Timestamp.iso8601(e.loadedAt))),
                     ("build_seconds", .double(rounded(e.buildSeconds))),
                     ("reloading", .bool(e.reloading)),
+                    ("serving", .bool(e.serving)),
+                    ("memory_bytes", e.engineBytes.map { .int(Int(clamping: $0)) } ?? .null),
+                    (
+                        "progress",
+                        e.progress.map {
+                            .object([
+                                ("stage", .string($0.stage)),
+                                ("percent", .int(Int(($0.fraction * 100).rounded(.down)))),
+                            ])
+                        } ?? .null
+                    ),
                 ])
             ),
             (
@@ -81,6 +92,9 @@ public struct StatusReport: Sendable {
                     ("at", e.lastAttemptAt.map { .string(Timestamp.iso8601($0)) } ?? .null),
                     ("succeeded", .bool(e.lastSucceeded)),
                     ("error", e.lastError.map(JSONValue.string) ?? .null),
+                    ("mode", e.lastMode.map(JSONValue.string) ?? .null),
+                    ("mode_reason", e.lastModeReason.map(JSONValue.string) ?? .null),
+                    ("peak_rss_bytes", e.lastPeakBytes.map { .int(Int(clamping: $0)) } ?? .null),
                 ])
             ),
             ("self_check_seconds", .double(selfCheck)),
@@ -115,19 +129,30 @@ public struct StatusReport: Sendable {
         lines.append(
             "breakwater \(Breakwater.version) (libclamav \(ClamEngine.libraryVersion)), pid \(pid), up \(Timestamp.duration(now - startedAt)) since \(Timestamp.iso8601(startedAt))"
         )
-        lines.append(
-            "engine:       generation \(e.generation), \(e.signatures) signatures, loaded \(Timestamp.iso8601(e.loadedAt)) in \(Int((e.buildSeconds * 1000).rounded())) ms\(e.reloading ? " (a reload is running)" : "")"
-        )
+        let size = e.engineBytes.map { ", \(ByteSize.format($0))" } ?? ""
+        if e.generation == 0 {
+            lines.append("engine:       none loaded yet")
+        } else {
+            lines.append(
+                "engine:       generation \(e.generation), \(e.signatures) signatures\(size), loaded \(Timestamp.iso8601(e.loadedAt)) in \(Int((e.buildSeconds * 1000).rounded())) ms\(e.reloading ? " (a reload is running)" : "")\(e.serving ? "" : "; NOT SERVING: mail is answered 451 4.3.2")"
+            )
+        }
+        if let p = e.progress {
+            lines.append("              \(p.stage): \(Int((p.fraction * 100).rounded(.down))) %")
+        }
         lines.append("directories:  \(e.directories.joined(separator: ", "))")
         lines.append(
             "prefault:     \(ClamEngine.prefaultStatus.map { ($0.enabled ? "on" : "off") + " (" + $0.reason + ")" } ?? "not decided yet")"
         )
         if let at = e.lastAttemptAt {
+            let how =
+                e.lastMode.map { m in " (\(m)\(e.lastPeakBytes.map { ", peak RSS \(ByteSize.format($0))" } ?? ""))" }
+                ?? ""
             if e.lastSucceeded {
-                lines.append("last reload:  \(Timestamp.iso8601(at)) OK")
+                lines.append("last reload:  \(Timestamp.iso8601(at)) OK\(how)")
             } else {
                 lines.append(
-                    "last reload:  \(Timestamp.iso8601(at)) FAILED, still serving generation \(e.generation): \(Escape.text(e.lastError ?? "?"))"
+                    "last reload:  \(Timestamp.iso8601(at)) FAILED, still serving generation \(e.generation): \(Escape.text(e.lastError ?? "?"))\(how)"
                 )
             }
         } else {

@@ -110,6 +110,13 @@ struct CheckConfigCommand: ParsableCommand {
         help: "Print a configuration file with every key at its default, commented.")
     var printDefaults = false
 
+    @Option(
+        name: .customLong("unit"),
+        help: ArgumentHelp(
+            "The systemd unit whose MemoryMax= the memory plan is checked against (default \(MemoryPlanReport.defaultUnit), with /etc/systemd/system's copy and drop-ins).",
+            valueName: "FILE"))
+    var unit = MemoryPlanReport.defaultUnit
+
     func run() throws {
         if printDefaults {
             Output.out(Config.documentedDefaults())
@@ -123,5 +130,6 @@ struct CheckConfigCommand: ParsableCommand {
         Output.out(
             "configuration OK: socket \(config.socket), \(config.workers) scan slots, signatures from \(config.signatureDirectories.joined(separator: ", "))\n"
         )
+        Output.out(MemoryPlanReport.lines(config, unit: unit).lines.joined(separator: "\n") + "\n")
     }
 }

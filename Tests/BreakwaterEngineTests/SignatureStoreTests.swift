@@ -315,12 +315,12 @@ final class EngineHolderReloadTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let hooks = Mutex(0)
         let holder = EngineHolder(
-            initial: try ClamEngine(directories: [dir]),
-            build: {
-                try ClamEngine(directories: [dir])
-            }, onEvent: { _, _ in })
+            directories: { [dir] }, build: { dirs, _ in try ClamEngine(directories: dirs) }, snapshots: nil,
+            onEvent: { _, _ in })
+        try holder.loadInitial()
         holder.beforeEachAttempt { hooks.withLock { $0 += 1 } }
         let first = holder.current
+        XCTAssertEqual(holder.status.generation, 1)
 
         let t1 = holder.triggerReload()
         XCTAssertTrue(holder.waitForAttempt(t1, timeout: 30))

@@ -270,6 +270,7 @@ final class InstrumentTests: XCTestCase {
             "process_threads", "engine_generation",
             "signatures_loaded", "engine_loaded_timestamp_seconds", "reload_last_timestamp_seconds",
             "reload_last_success", "reload_duration_seconds", "start_time_seconds", "build_info",
+            "engine_memory_bytes", "reload_peak_rss_bytes", "reload_last_mode",
         ]
         XCTAssertEqual(typed, Set(expected.map { "breakwater_" + $0 }))
         XCTAssertEqual(typed, helped)

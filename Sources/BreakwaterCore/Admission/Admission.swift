@@ -73,6 +73,13 @@ public final class Admission: @unchecked Sendable {
         }
     }
 
+    /// Stops handing messages to scanners (they wait in line as for a busy slot, kept alive, up to
+    /// max-wait) and returns once no scan is running: a blocking reload then has the engine to itself.
+    public func pauseScans() { line.pause() }
+
+    /// Lets the scanners take the line again.
+    public func resumeScans() { line.resume() }
+
     /// True when a new message could not get a scanner or a place in line right now: new transactions
     /// are then turned away at MAIL FROM, before DATA costs anything.
     public var isSaturated: Bool {
@@ -166,6 +173,8 @@ final class ScanLine: @unchecked Sendable {
     /// A scan that must run alone is running: no scanner takes another job.
     private var aloneRunning = false
     private var stopping = false
+    /// Scanners take no job while set (`pause`).
+    private var paused = false
     private var threads: [PosixThread] = []
     /// When starting a scanner thread failed: not tried again before this (monotonic seconds).
     private var nextThreadAttempt = 0.0
@@ -248,7 +257,7 @@ final class ScanLine: @unchecked Sendable {
         ScanLine.setAlternateSignalStack()
         lock.lock()
         while true {
-            if queue.isEmpty {
+            if queue.isEmpty || (paused && !stopping) {
                 if stopping { break }
                 lock.wait(until: Now.monotonic() + 3600)
                 continue
@@ -290,6 +299,25 @@ final class ScanLine: @unchecked Sendable {
         else { return }
         var ss = stack_t(ss_sp: mem, ss_flags: 0, ss_size: size)
         if sigaltstack(&ss, nil) != 0 { munmap(mem, size) }
+    }
+
+    /// Scanners take no new job from now on; returns when none is running.
+    func pause() {
+        lock.lock()
+        paused = true
+        while running > 0 {
+            lock.unlock()
+            usleep(2_000)
+            lock.lock()
+        }
+        lock.unlock()
+    }
+
+    func resume() {
+        lock.lock()
+        paused = false
+        lock.unlock()
+        lock.broadcast()
     }
 
     /// Lets the scanners finish the line, then ends them.

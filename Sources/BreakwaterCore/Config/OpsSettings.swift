@@ -9,6 +9,8 @@ public struct OpsSettings: Sendable {
     public var localPrefix = "Breakwater.Local."
     /// `official-signatures`: also load the official ClamAV databases (freshclam's directory).
     public var officialSignatures = false
+    /// `reload-mode`: how a reload makes room for the new engine.
+    public var reloadMode = ReloadMode.auto
 
     public init() {}
 
@@ -62,5 +64,20 @@ extension Config {
         ) {
             c, v throws(ConfigKey.ValueError) in c.ops.officialSignatures = try bool(v)
         },
+        key(
+            "reload-mode", show: { $0.ops.reloadMode.rawValue },
+            "How a reload makes room for the new engine. concurrent: build it beside the one in service, mail keeps flowing, memory peaks at two engines. blocking: hold new scans in line (kept alive; 451 4.3.2 past max-wait), free the old engine, build the new one, resume: the peak stays at one engine. auto: concurrent when the memory limit (the cgroup's, else MemAvailable) has room for a second engine of the measured size on top of the process and its budgets, else blocking; the choice and its figures are logged."
+        ) {
+            c, v throws(ConfigKey.ValueError) in
+            guard let m = ReloadMode(rawValue: v) else {
+                throw .init(message: "'\(v)' is not a reload mode: auto, concurrent or blocking")
+            }
+            c.ops.reloadMode = m
+        },
     ]
+}
+
+/// `reload-mode`.
+public enum ReloadMode: String, Sendable, CaseIterable {
+    case auto, concurrent, blocking
 }

@@ -11,6 +11,9 @@
 /// mallopt(M_ARENA_MAX, n): 1 on success.
 static inline int bw_malloc_set_arena_max(int n) { return mallopt(M_ARENA_MAX, n); }
 
+/// malloc_trim(0): hands free heap memory back to the kernel (after a blocking reload freed an engine).
+static inline int bw_malloc_trim(void) { return malloc_trim(0); }
+
 /// pthread_setattr_default_np with this stack size: threads created from now on with no attributes of
 /// their own (libmilter's) get it. 0 on success, else an errno value.
 int bw_set_default_thread_stack_size(size_t bytes);
