@@ -68,7 +68,8 @@ enum MemoryPlanReport {
         let scanDir = config.limits.temporaryDirectory ?? spoolDir
         let parts = MemoryPlan.parts(
             config, engineBytes: engine, engineNote: engineNote, spoolInMemory: MemoryPlan.isInMemory(spoolDir),
-            scanTemporaryInMemory: scanDir != spoolDir && MemoryPlan.isInMemory(scanDir))
+            scanTemporaryInMemory: config.limits.temporaryDirectory == nil
+                || (scanDir != spoolDir && MemoryPlan.isInMemory(scanDir)))
         let total = parts.reduce(UInt64(0)) { $0 &+ $1.bytes }
         var out = ["memory plan (what this configuration can hold at most):"]
         for p in parts { out.append("  " + pad(p.name, 22) + pad(f(p.bytes), 8, left: true) + "  " + p.note) }

@@ -201,4 +201,20 @@ final class MemoryPlanTests: XCTestCase {
         XCTAssertEqual(parts.first { $0.name == "scan working memory" }?.bytes, 150 << 20)
         XCTAssertEqual(MemoryPlan.estimateEngine(plainBytes: 100, compressedBytes: 10), 420)
     }
+
+    func testPartsCountTheScanFilesInMemoryAsScanMemoryPlansThem() {
+        var c = Config()
+        c.workers = 2
+        c.maxMessageSize = 25 << 20
+        c.limits.maxScanSize = 400 << 20
+        let inMemory = MemoryPlan.parts(
+            c, engineBytes: 1 << 20, engineNote: "", spoolInMemory: false, scanTemporaryInMemory: true)
+        let part = inMemory.first { $0.name == "scan temporary files" }
+        XCTAssertEqual(part?.bytes, ScanMemory.planned(config: c))
+        XCTAssertEqual(part?.bytes, 850 << 20, "workers x (max-scan-size + max-message-size)")
+        XCTAssertTrue(part?.note.contains("in memory when a tmpfs has room") ?? false, part?.note ?? "")
+        let onDisk = MemoryPlan.parts(
+            c, engineBytes: 1 << 20, engineNote: "", spoolInMemory: false, scanTemporaryInMemory: false)
+        XCTAssertFalse(onDisk.contains { $0.name == "scan temporary files" })
+    }
 }

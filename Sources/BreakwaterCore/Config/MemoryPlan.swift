@@ -107,12 +107,16 @@ extension MemoryPlan {
             Part(
                 name: "scan working memory", bytes: UInt64(c.workers) &* perSlot,
                 note: "\(c.workers) slots x \(ByteSize.format(perSlot)) (3 x max-message-size)"))
+        // libclamav's per-part files: in memory when scan-temporary-directory is unset and a tmpfs has
+        // room for them at start (ScanMemory), or when the directory set is a tmpfs.
         if scanTemporaryInMemory {
-            let dir = c.limits.temporaryDirectory ?? c.spoolDirectory
+            let where_ =
+                c.limits.temporaryDirectory.map { "\($0) is a tmpfs" }
+                ?? "in memory when a tmpfs has room at start (else on disk)"
             out.append(
                 Part(
-                    name: "scan temporary files", bytes: UInt64(c.workers) &* c.limits.maxScanSize,
-                    note: "\(dir) is a tmpfs: up to workers x max-scan-size"))
+                    name: "scan temporary files", bytes: ScanMemory.planned(config: c),
+                    note: "\(where_): workers x (max-scan-size + max-message-size)"))
         }
         return out
     }
