@@ -5,8 +5,7 @@ let package = Package(
     name: "Breakwater",
     platforms: [.macOS(.v13)],
     products: [
-        .executable(name: "breakwater", targets: ["breakwater"]),
-        .library(name: "BreakwaterCore", targets: ["BreakwaterCore"]),
+        .executable(name: "breakwater", targets: ["breakwater"])
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

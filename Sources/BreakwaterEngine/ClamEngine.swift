@@ -12,11 +12,11 @@ import Glibc
 let clDBStandardOptions: UInt32 = UInt32(CL_DB_PHISHING) | UInt32(CL_DB_PHISHING_URLS) | UInt32(CL_DB_BYTECODE)
 
 /// The error an engine build or a scan can end with.
-public struct EngineError: Error, CustomStringConvertible, Sendable {
-    public let message: String
+package struct EngineError: Error, CustomStringConvertible, Sendable {
+    package let message: String
     /// The signature file libclamav named in its complaint, when it named one.
-    public let file: String?
-    public var description: String { message }
+    package let file: String?
+    package var description: String { message }
 }
 
 /// One process-wide `cl_init`, done on first use.
@@ -159,22 +159,22 @@ private func fileInspectionCallback(
 /// A compiled libclamav engine. Immutable once built and shared by every scanning thread; freed
 /// (`cl_engine_free`) when the last holder lets go, so a reload can swap in a new one while scans on the
 /// old one finish.
-public final class ClamEngine: @unchecked Sendable {
+package final class ClamEngine: @unchecked Sendable {
     private let raw: OpaquePointer
     /// Number of signatures libclamav reported loading.
-    public let signatureCount: Int
+    package let signatureCount: Int
     /// The directories the signatures came from, in load order.
-    public let directories: [String]
-    public let limits: EngineLimits
+    package let directories: [String]
+    package let limits: EngineLimits
     /// Seconds since the epoch when the build finished.
-    public let loadedAt: Double
+    package let loadedAt: Double
     /// Seconds the load and compile took.
-    public let buildSeconds: Double
+    package let buildSeconds: Double
     private let scanOptions: ScanOptionsBox
     private let wantsInspection: Bool
 
     /// libclamav's version string.
-    public static var libraryVersion: String { ClamAVLibrary.version }
+    package static var libraryVersion: String { ClamAVLibrary.version }
 
     private static let buildLock = Locked(())
 
@@ -182,7 +182,7 @@ public final class ClamEngine: @unchecked Sendable {
     /// compiles the engine. Throws with libclamav's message, naming the file when it can.
     /// `progress(stage, fraction)` is called as the load ("loading signatures") and the compile
     /// ("compiling") advance, from the building thread.
-    public convenience init(
+    package convenience init(
         directories: [String], limits: EngineLimits = EngineLimits(), inspectLayers: Bool = false,
         progress: (@Sendable (String, Double) -> Void)? = nil
     ) throws {
@@ -327,20 +327,20 @@ public final class ClamEngine: @unchecked Sendable {
 
     /// Whether the mmap wrapper is compiled in: false only in a sanitizer build, where the sanitizer's
     /// own mmap interceptor stays in charge.
-    public static var prefaultAvailable: Bool { bw_prefault_available() != 0 }
+    package static var prefaultAvailable: Bool { bw_prefault_available() != 0 }
 
     /// Whether this process creates libclamav's page maps populated (`prefault-size`), and why: decided
     /// when the first engine is built (`Prefault`); nil before.
-    public static var prefaultStatus: PrefaultStatus? { Prefault.status }
+    package static var prefaultStatus: PrefaultStatus? { Prefault.status }
 
     /// How many of libclamav's page maps were handed out with their pages present so far in this
     /// process (created populated, or reused from the pool).
-    public static var prefaultedMaps: UInt { UInt(bw_prefault_count()) + UInt(bw_prefault_reused()) }
+    package static var prefaultedMaps: UInt { UInt(bw_prefault_count()) + UInt(bw_prefault_reused()) }
 
     /// Scans a whole message held in memory. The buffer is not copied. `allMatches`: report every
     /// signature that matches (false: stop at the first one, reporting a heuristic such as a limit only
     /// when no signature matched).
-    public func scan(
+    package func scan(
         _ message: UnsafeRawBufferPointer, name: String = "message", inspector: LayerInspector? = nil,
         allMatches: Bool = true
     ) -> ScanResult {
@@ -359,7 +359,7 @@ public final class ClamEngine: @unchecked Sendable {
     }
 
     /// Scans a message from a file descriptor (a message spooled to disk).
-    public func scan(fd: Int32, name: String = "message", inspector: LayerInspector? = nil, allMatches: Bool = true)
+    package func scan(fd: Int32, name: String = "message", inspector: LayerInspector? = nil, allMatches: Bool = true)
         -> ScanResult
     {
         let start = Now.monotonic()
@@ -377,7 +377,7 @@ public final class ClamEngine: @unchecked Sendable {
     /// populated anonymous map, then a `pread` of the whole file). Falls back to `scan(fd:)` when the
     /// file cannot be mapped. Not for files others may change: a mapped page cut off by a truncation
     /// is a SIGBUS.
-    public func scan(
+    package func scan(
         privateFile fd: Int32, name: String = "message", inspector: LayerInspector? = nil, allMatches: Bool = true
     ) -> ScanResult {
         var st = stat()

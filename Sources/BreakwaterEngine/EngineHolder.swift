@@ -17,47 +17,47 @@ import Glibc
 ///
 /// `auto` picks one before each reload from the memory limit, the process's RSS and the measured
 /// size of the engine in service (`ReloadPlan`).
-public final class EngineHolder: Sendable {
-    public struct ReloadStatus: Sendable {
-        public var generation: Int
-        public var signatures: Int
-        public var directories: [String]
-        public var loadedAt: Double
-        public var buildSeconds: Double
-        public var lastAttemptAt: Double?
-        public var lastError: String?
-        public var lastSucceeded: Bool
-        public var reloading: Bool
+package final class EngineHolder: Sendable {
+    package struct ReloadStatus: Sendable {
+        package var generation: Int
+        package var signatures: Int
+        package var directories: [String]
+        package var loadedAt: Double
+        package var buildSeconds: Double
+        package var lastAttemptAt: Double?
+        package var lastError: String?
+        package var lastSucceeded: Bool
+        package var reloading: Bool
         /// RSS the engine in service added when it was built (its measured size).
-        public var engineBytes: UInt64?
+        package var engineBytes: UInt64?
         /// How the last reload made room: "concurrent" or "blocking" (nil before the first).
-        public var lastMode: String?
+        package var lastMode: String?
         /// The figures behind that choice.
-        public var lastModeReason: String?
+        package var lastModeReason: String?
         /// Peak RSS of the process during the last reload (VmHWM, reset when it started).
-        public var lastPeakBytes: UInt64?
+        package var lastPeakBytes: UInt64?
         /// While an engine is being built: the stage ("loading signatures", "compiling") and its
         /// fraction done.
-        public var progress: (stage: String, fraction: Double)?
+        package var progress: (stage: String, fraction: Double)?
         /// False while no engine serves (before the first load; after a blocking reload whose set and
         /// verified copy both failed to load).
-        public var serving: Bool
+        package var serving: Bool
     }
 
     /// Builds an engine from directories (of signature files), reporting progress.
-    public typealias Build =
+    package typealias Build =
         @Sendable (_ directories: [String], _ progress: @escaping @Sendable (String, Double) -> Void)
         throws -> ClamEngine
 
     /// What a reload needs from the daemon: the admission line to pause for a blocking reload, and the
     /// memory the daemon's budgets may still take (for `auto`).
-    public struct Daemon: Sendable {
-        public var pauseScans: @Sendable () -> Void
-        public var resumeScans: @Sendable () -> Void
-        public var headroom: @Sendable () -> UInt64
+    package struct Daemon: Sendable {
+        package var pauseScans: @Sendable () -> Void
+        package var resumeScans: @Sendable () -> Void
+        package var headroom: @Sendable () -> UInt64
         /// Hands the memory malloc keeps free back to the kernel (after the old engine is freed).
-        public var releaseFreedMemory: @Sendable () -> Void
-        public init(
+        package var releaseFreedMemory: @Sendable () -> Void
+        package init(
             pauseScans: @escaping @Sendable () -> Void, resumeScans: @escaping @Sendable () -> Void,
             headroom: @escaping @Sendable () -> UInt64, releaseFreedMemory: @escaping @Sendable () -> Void = {}
         ) {
@@ -88,7 +88,7 @@ public final class EngineHolder: Sendable {
     /// engine of them; `snapshots` keeps the verified copies (nil: engines are built from the
     /// directories themselves, and a blocking reload, having no copy to fall back on, runs concurrently);
     /// `onEvent(message, isError)` logs.
-    public init(
+    package init(
         directories: @escaping @Sendable () -> [String], build: @escaping Build, snapshots: SignatureSnapshots?,
         mode: ReloadMode = .concurrent, onEvent: @escaping @Sendable (String, Bool) -> Void
     ) {
@@ -104,23 +104,23 @@ public final class EngineHolder: Sendable {
     }
 
     /// Removes the private copies of the signature set (the daemon stops).
-    public func removeCopies() {
+    package func removeCopies() {
         waitForCopy()
         snapshots?.removeAll()
     }
 
     /// Returns once the copy of the set in service (made in the background after a load) is complete.
-    public func waitForCopy() {
+    package func waitForCopy() {
         while copying.withLock({ $0 }) { usleep(10_000) }
     }
 
     /// Connects the daemon's admission and budgets (before the first reload).
-    public func attach(_ d: Daemon) { daemon.withLock { $0 = d } }
+    package func attach(_ d: Daemon) { daemon.withLock { $0 = d } }
 
     /// The engine to scan with now; nil while none serves.
-    public var current: ClamEngine? { state.withLock { $0.engine } }
+    package var current: ClamEngine? { state.withLock { $0.engine } }
 
-    public var status: ReloadStatus {
+    package var status: ReloadStatus {
         var s = state.withLock { $0.status }
         s.reloading = reload.withLock { $0.running }
         return s
@@ -128,7 +128,7 @@ public final class EngineHolder: Sendable {
 
     /// Builds the first engine (generation 1), synchronously. Reload requests meanwhile wait for it and
     /// run once after it.
-    public func loadInitial() throws(EngineError) {
+    package func loadInitial() throws(EngineError) {
         reload.withLock {
             $0.running = true
             $0.inAttempt = true
@@ -208,7 +208,7 @@ public final class EngineHolder: Sendable {
     /// exactly one more after it. Returns the number of the attempt that will see the files as they are
     /// now (the first to start after this call), for `waitForAttempt`.
     @discardableResult
-    public func triggerReload() -> Int {
+    package func triggerReload() -> Int {
         let (start, ticket) = reload.withLock { r -> (Bool, Int) in
             // An attempt that has not read the files yet covers this request; one under way does not.
             if r.running {
@@ -264,7 +264,7 @@ public final class EngineHolder: Sendable {
 
     /// Waits until reload attempt `ticket` (from `triggerReload`) has finished, up to `timeout` seconds
     /// or until `cancelled` says so; true when it has. `status` then tells how the latest attempt went.
-    public func waitForAttempt(_ ticket: Int, timeout: Double, cancelled: () -> Bool = { false }) -> Bool {
+    package func waitForAttempt(_ ticket: Int, timeout: Double, cancelled: () -> Bool = { false }) -> Bool {
         let deadline = Now.monotonic() + timeout
         while reload.withLock({ $0.finished }) < ticket {
             if Now.monotonic() >= deadline || cancelled() { return false }
@@ -275,13 +275,13 @@ public final class EngineHolder: Sendable {
 
     /// Runs `hook` at the start of every reload attempt, before the signature files are read (the
     /// directory watch records what the attempt is about to load).
-    public func beforeEachAttempt(_ hook: @escaping @Sendable () -> Void) {
+    package func beforeEachAttempt(_ hook: @escaping @Sendable () -> Void) {
         attemptHooks.withLock { $0.append(hook) }
     }
 
     /// Builds and swaps synchronously; returns the error message when the new set does not load.
     @discardableResult
-    public func reloadOnce() -> String? {
+    package func reloadOnce() -> String? {
         waitForCopy()
         let attempt = Now.wall()
         for hook in attemptHooks.withLock({ $0 }) { hook() }

@@ -4,15 +4,15 @@ import CClamAV
 /// header field except `Received` (the receiving MTA adds its own, with a new queue id and time, on
 /// each attempt), then the body. Fed as the milter receives the message; libclamav's (OpenSSL's)
 /// SHA-256.
-public final class MessageDigest {
+package final class MessageDigest {
     private var ctx: UnsafeMutableRawPointer?
 
-    public init() {}
+    package init() {}
 
     deinit { reset() }
 
     /// Forgets what was fed (a new message, or an aborted one).
-    public func reset() {
+    package func reset() {
         if let c = ctx { cl_hash_destroy(c) }
         ctx = nil
     }
@@ -23,7 +23,7 @@ public final class MessageDigest {
     }
 
     /// One header field as the milter gets it (name and value without the colon).
-    public func header(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+    package func header(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
         if MessageDigest.isReceived(name) { return }
         guard let c = context() else { return }
         _ = cl_update_hash(c, name.baseAddress, name.count)
@@ -32,14 +32,14 @@ public final class MessageDigest {
         _ = withUnsafeBytes(of: UInt8(10)) { cl_update_hash(c, $0.baseAddress, 1) }
     }
 
-    public func body(_ chunk: UnsafeRawBufferPointer) {
+    package func body(_ chunk: UnsafeRawBufferPointer) {
         guard chunk.count > 0, let c = context() else { return }
         _ = cl_update_hash(c, chunk.baseAddress, chunk.count)
     }
 
     /// The digest in lowercase hex (64 characters), and a fresh start; nil if libclamav could not
     /// hash (out of memory).
-    public func finish() -> String? {
+    package func finish() -> String? {
         guard let c = context() else { return nil }
         ctx = nil
         var out = [UInt8](repeating: 0, count: 32)

@@ -8,15 +8,15 @@ import Glibc
 
 /// Whether this process hands libclamav's page maps out populated (`prefault-size`,
 /// Sources/CClamAVPrefault/prefault.c), and why.
-public struct PrefaultStatus: Sendable, Equatable {
-    public let enabled: Bool
-    public let reason: String
-    public init(enabled: Bool, reason: String) {
+package struct PrefaultStatus: Sendable, Equatable {
+    package let enabled: Bool
+    package let reason: String
+    package init(enabled: Bool, reason: String) {
         self.enabled = enabled
         self.reason = reason
     }
     /// One line for the start-up log and `status`: `prefault: on (...)` or `prefault: off (...)`.
-    public var summary: String { "prefault: \(enabled ? "on" : "off") (\(reason))" }
+    package var summary: String { "prefault: \(enabled ? "on" : "off") (\(reason))" }
 }
 
 /// The gate in front of the mmap wrapper. The wrapper replaces `mmap64`/`munmap` for the whole process
@@ -27,18 +27,18 @@ public struct PrefaultStatus: Sendable, Equatable {
 /// remaps; otherwise it stays off and passes every call through (libclamav's own paging). Decided once
 /// per process, before the first engine is built; a security update of libclamav outside the range turns
 /// it off, and says so, instead of changing what is scanned.
-public enum Prefault {
+package enum Prefault {
     /// The libclamav feature release the wrapper was verified on: 1.4 (measured on 1.4.6). ClamAV's
     /// patch releases on a feature line (what a Debian security update brings) carry fixes, not a
     /// reworked page map; fmap.c's aging did change after 1.4 (a per-owner aging budget), so a newer
     /// feature release is out until measured again. The self-test guards the patch releases.
-    public static let testedMajor = 1
-    public static let testedMinor = 4
-    public static var testedRange: String { "\(testedMajor).\(testedMinor).x" }
+    package static let testedMajor = 1
+    package static let testedMinor = 4
+    package static var testedRange: String { "\(testedMajor).\(testedMinor).x" }
 
     /// A release version `MAJOR.MINOR.PATCH` (digits only); nil for anything else (a pre-release such as
     /// `1.4.0-rc`, a development build, an empty string).
-    public static func releaseVersion(_ s: String) -> (major: Int, minor: Int, patch: Int)? {
+    package static func releaseVersion(_ s: String) -> (major: Int, minor: Int, patch: Int)? {
         let parts = s.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3 else { return nil }
         var numbers: [Int] = []
@@ -52,7 +52,7 @@ public enum Prefault {
     }
 
     /// Why `version` (as `cl_retver()` returns it) is outside the tested range; nil when it is inside.
-    public static func versionRefusal(_ version: String) -> String? {
+    package static func versionRefusal(_ version: String) -> String? {
         guard let v = releaseVersion(version) else {
             return "libclamav \(printable(version)) is not a release version the wrapper was tested on (\(testedRange))"
         }
@@ -97,13 +97,13 @@ public enum Prefault {
     private static let decided = Mutex<PrefaultStatus?>(nil)
 
     /// The decision, once made (nil before the first engine is built).
-    public static var status: PrefaultStatus? { decided.withLock { $0 } }
+    package static var status: PrefaultStatus? { decided.withLock { $0 } }
 
     /// Makes the decision if it is not made yet, and turns the wrapper on or off accordingly. Called by
     /// `ClamEngine.init` before it builds an engine (the first engine's limits decide), and by nothing
     /// scanning meanwhile: the self-test turns the wrapper on for its own scans.
     @discardableResult
-    public static func ensureDecided(limits: EngineLimits) -> PrefaultStatus {
+    package static func ensureDecided(limits: EngineLimits) -> PrefaultStatus {
         decided.withLock { state in
             if let s = state { return s }
             let s = decide(

@@ -15,41 +15,41 @@ import Glibc
 /// removed at start. Files are copied, not hard-linked: a link changes the file's ctime (the
 /// self-check watch would see a change after every reload), `breakwater signatures` refuses to rewrite
 /// a file with a second link, and a file rewritten in place would change the copy too.
-public final class SignatureSnapshots: Sendable {
+package final class SignatureSnapshots: Sendable {
     /// One copy of a set: `directories[i]` holds the database files of `originals[i]`.
-    public struct Set: Sendable {
-        public let root: String
-        public let directories: [String]
-        public let originals: [String]
+    package struct Set: Sendable {
+        package let root: String
+        package let directories: [String]
+        package let originals: [String]
         /// Bytes of signature files in the set.
-        public let bytes: UInt64
+        package let bytes: UInt64
         /// Files copied (the others were unchanged since the previous set, and linked to its copy).
-        public let copied: Int
+        package let copied: Int
         /// The source files as they were when this set was staged (`SignatureDirectoryState`).
-        public let sources: SignatureDirectoryState?
+        package let sources: SignatureDirectoryState?
     }
 
-    public let root: String
+    package let root: String
     private let counter = Locked(0)
     private let inService = Locked<Set?>(nil)
 
     static let prefix = ".breakwater-signatures-"
 
     /// Creates the private directory under `parent`, after removing those of daemons no longer running.
-    public init(parent: String) throws(DirectoryError) {
+    package init(parent: String) throws(DirectoryError) {
         SignatureSnapshots.removeStale(in: parent)
         let dir = try DirectoryHandle.makeTemporary(in: parent, prefix: SignatureSnapshots.prefix + "\(getpid())")
         root = dir.path
     }
 
     /// The copy of the set the engine in service was built from (nil before the first load).
-    public var current: Set? { inService.withLock { $0 } }
+    package var current: Set? { inService.withLock { $0 } }
 
     /// Copies the database files of `directories` (those libclamav would load) into a new set. A file
     /// whose stamp in `sources` (inode, size, times) is the one it had when the set in service was
     /// staged is linked to that set's copy instead (both copies are private: no source file is
     /// touched), so a reload after freshclam changed one file copies that file only.
-    public func stage(_ directories: [String], sources: SignatureDirectoryState? = nil) throws(DirectoryError) -> Set {
+    package func stage(_ directories: [String], sources: SignatureDirectoryState? = nil) throws(DirectoryError) -> Set {
         let previous = current
         let n = counter.withLock { c -> Int in
             c += 1
@@ -103,7 +103,7 @@ public final class SignatureSnapshots: Sendable {
     }
 
     /// `set` now backs the engine in service: the previous set's copy is removed.
-    public func promote(_ set: Set) {
+    package func promote(_ set: Set) {
         let old = inService.withLock { s -> Set? in
             defer { s = set }
             return s
@@ -112,7 +112,7 @@ public final class SignatureSnapshots: Sendable {
     }
 
     /// Forgets the copy in service (it no longer matches the engine) and removes it.
-    public func dropCurrent() {
+    package func dropCurrent() {
         let old = inService.withLock { s -> Set? in
             defer { s = nil }
             return s
@@ -121,19 +121,19 @@ public final class SignatureSnapshots: Sendable {
     }
 
     /// A set that did not load.
-    public func discard(_ set: Set) {
+    package func discard(_ set: Set) {
         if inService.withLock({ $0?.root }) != set.root { SignatureSnapshots.removeTree(set.root) }
     }
 
     /// Removes every copy (the daemon stops).
-    public func removeAll() {
+    package func removeAll() {
         inService.withLock { $0 = nil }
         SignatureSnapshots.removeTree(root)
     }
 
     /// Replaces the paths of `set` in a message (libclamav's error names the file it loaded) by the
     /// directories they are copies of.
-    public static func unmap(_ text: String, _ set: Set) -> String {
+    package static func unmap(_ text: String, _ set: Set) -> String {
         var t = text
         for (copy, original) in zip(set.directories, set.originals).reversed() {
             t = t.replacing(copy, with: original)

@@ -6,11 +6,11 @@ import Glibc
 #endif
 
 /// Why `breakwater signatures add|remove` changed nothing.
-public struct SignatureStoreError: Error, CustomStringConvertible, Sendable {
-    public let description: String
+package struct SignatureStoreError: Error, CustomStringConvertible, Sendable {
+    package let description: String
     /// Known-good messages the new signature fired on (`--check`), when that is the reason.
-    public let firedOn: [String]
-    public init(_ description: String, firedOn: [String] = []) {
+    package let firedOn: [String]
+    package init(_ description: String, firedOn: [String] = []) {
         self.description = description
         self.firedOn = firedOn
     }
@@ -29,20 +29,20 @@ public struct SignatureStoreError: Error, CustomStringConvertible, Sendable {
 /// relative to the directory's descriptor without following links (DirectoryHandle): a link, a FIFO or
 /// a hard-linked file planted there is refused, never followed, and only files created here get an
 /// owner changed.
-public final class SignatureStore: Sendable {
-    public let directory: String
-    public let prefix: String
+package final class SignatureStore: Sendable {
+    package let directory: String
+    package let prefix: String
     /// The other directories the daemon loads (the shipped or configured set).
-    public let otherDirectories: [String]
-    public let limits: EngineLimits
+    package let otherDirectories: [String]
+    package let limits: EngineLimits
     /// Where the test copy of the ops directory is made.
-    public let temporaryDirectory: String
+    package let temporaryDirectory: String
     /// The user who ran sudo, when there is one: `--check` mail is read with that user's permissions.
-    public let invoker: InvokingUser?
+    package let invoker: InvokingUser?
 
-    public static let lockFileName = ".breakwater-signatures.lock"
+    package static let lockFileName = ".breakwater-signatures.lock"
 
-    public init(
+    package init(
         directory: String, prefix: String, otherDirectories: [String], limits: EngineLimits = EngineLimits(),
         temporaryDirectory: String = Config.defaultTemporaryDirectory, invoker: InvokingUser? = nil
     ) {
@@ -55,21 +55,21 @@ public final class SignatureStore: Sendable {
     }
 
     /// What a change did.
-    public struct Change: Sendable {
-        public let name: String
-        public let file: String
-        public let line: String
+    package struct Change: Sendable {
+        package let name: String
+        package let file: String
+        package let line: String
         /// Signatures in the test engine (the whole new set).
-        public let signatures: Int
+        package let signatures: Int
         /// Known-good messages it fired on, when `--force` let it through anyway.
-        public let firedOn: [String]
+        package let firedOn: [String]
         /// Messages checked.
-        public let checked: Int
+        package let checked: Int
     }
 
     // MARK: add
 
-    public func add(
+    package func add(
         name: String, pattern: SignaturePattern, comment: String, author: String, at time: Double = Now.wall(),
         check: [String] = [], force: Bool = false
     ) throws(SignatureStoreError) -> Change {
@@ -114,7 +114,7 @@ public final class SignatureStore: Sendable {
 
     // MARK: remove
 
-    public func remove(name: String) throws(SignatureStoreError) -> Change {
+    package func remove(name: String) throws(SignatureStoreError) -> Change {
         try withLock { (dir) throws(SignatureStoreError) -> Change in
             for kind in SignatureFileKind.allCases {
                 var file = try readOwned(kind, in: dir)
@@ -311,7 +311,7 @@ public final class SignatureStore: Sendable {
 
     /// The SHA-256 (lower-case hex, by libclamav's hashing) and the size of a file, opened with the
     /// permissions of `invoker` when given (the user who ran sudo).
-    public static func sha256(ofFile path: String, as invoker: InvokingUser? = nil) throws(SignatureStoreError) -> (
+    package static func sha256(ofFile path: String, as invoker: InvokingUser? = nil) throws(SignatureStoreError) -> (
         String, UInt64
     ) {
         do { try ClamAVLibrary.ensureInitialised() } catch { throw SignatureStoreError("\(error)") }

@@ -5,14 +5,14 @@ import Glibc
 #endif
 
 /// One HTTP answer. The endpoint adds Content-Length and `Connection: close`.
-public struct HTTPResponse: Sendable {
-    public var status: Int
-    public var reason: String
-    public var contentType: String
-    public var body: [UInt8]
-    public var headers: [(String, String)]
+package struct HTTPResponse: Sendable {
+    package var status: Int
+    package var reason: String
+    package var contentType: String
+    package var body: [UInt8]
+    package var headers: [(String, String)]
 
-    public init(
+    package init(
         status: Int, reason: String, contentType: String = "text/plain; charset=utf-8", body: [UInt8],
         headers: [(String, String)] = []
     ) {
@@ -23,14 +23,14 @@ public struct HTTPResponse: Sendable {
         self.headers = headers
     }
 
-    public static func text(_ status: Int, _ reason: String, _ body: String, headers: [(String, String)] = [])
+    package static func text(_ status: Int, _ reason: String, _ body: String, headers: [(String, String)] = [])
         -> HTTPResponse
     {
         HTTPResponse(status: status, reason: reason, body: Array(body.utf8), headers: headers)
     }
 
     /// The status line, headers and body as sent.
-    public var serialized: [UInt8] {
+    package var serialized: [UInt8] {
         var head = "HTTP/1.1 \(status) \(reason)\r\nContent-Type: \(contentType)\r\nContent-Length: \(body.count)\r\n"
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
         head += "Connection: close\r\nX-Content-Type-Options: nosniff\r\n\r\n"
@@ -43,13 +43,13 @@ public struct HTTPResponse: Sendable {
 /// for the whole exchange (head read, answer written), one answer, then close. Requests whose Host
 /// does not name the endpoint get 421 (`hostAllowed`). It shares nothing with the scanning path but
 /// the handler it calls, so a slow or hostile client never delays another scrape.
-public final class HTTPEndpoint: @unchecked Sendable {
-    public let address: ListenAddress
+package final class HTTPEndpoint: @unchecked Sendable {
+    package let address: ListenAddress
     /// Largest request head (request line and headers) read; a longer one gets 431.
-    public let maxRequestBytes: Int
+    package let maxRequestBytes: Int
     /// Seconds a connection may last: its request head and the answer within that (408 after, if the
     /// head had started).
-    public let timeout: Double
+    package let timeout: Double
     private let handler: @Sendable (HTTPRequest) -> HTTPResponse
 
     // Set in start(), read by the server thread, torn down in stop() after the thread has ended.
@@ -57,9 +57,9 @@ public final class HTTPEndpoint: @unchecked Sendable {
     private var wakeFDs: (read: Int32, write: Int32) = (-1, -1)
     private var thread: PosixThread?
     /// The port actually bound (differs from `address.port` when that is 0).
-    public private(set) var port: UInt16 = 0
+    package private(set) var port: UInt16 = 0
 
-    public init(
+    package init(
         address: ListenAddress, maxRequestBytes: Int = 8192, timeout: Double = 5,
         handler: @escaping @Sendable (HTTPRequest) -> HTTPResponse
     ) {
@@ -69,12 +69,12 @@ public final class HTTPEndpoint: @unchecked Sendable {
         self.handler = handler
     }
 
-    public struct BindError: Error, CustomStringConvertible {
-        public let description: String
+    package struct BindError: Error, CustomStringConvertible {
+        package let description: String
     }
 
     /// Binds, listens and starts the server thread.
-    public func start() throws(BindError) {
+    package func start() throws(BindError) {
         let family = address.isIPv6 ? AF_INET6 : AF_INET
         let fd = socket(
             family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
@@ -134,7 +134,7 @@ public final class HTTPEndpoint: @unchecked Sendable {
     }
 
     /// Ends the server thread (a connection in progress is dropped) and closes the socket.
-    public func stop() {
+    package func stop() {
         guard let t = thread else { return }
         var b: UInt8 = 1
         _ = write(wakeFDs.write, &b, 1)
@@ -171,7 +171,7 @@ public final class HTTPEndpoint: @unchecked Sendable {
     }
 
     /// Most connections served at once; past it the oldest (the slowest) is dropped for the new one.
-    public static let maxConnections = 64
+    package static let maxConnections = 64
 
     /// One thread serves every connection with poll: each reads its head and writes its answer
     /// without waiting for the others, so a stalled client delays no scrape.
@@ -287,7 +287,7 @@ public final class HTTPEndpoint: @unchecked Sendable {
     /// literal (a rebinding page always uses a name); each with or without `:PORT`, IPv6 in brackets.
     /// A request without Host is allowed for HTTP/1.0 only (browsers always send one; HTTP/1.1
     /// requires it). Pure.
-    public static func hostAllowed(_ host: String?, version: String, listen: ListenAddress) -> Bool {
+    package static func hostAllowed(_ host: String?, version: String, listen: ListenAddress) -> Bool {
         guard let host else { return version == "HTTP/1.0" }
         var name = Substring(host)
         if name.hasPrefix("[") {
@@ -327,6 +327,6 @@ public final class HTTPEndpoint: @unchecked Sendable {
     }
 }
 
-public struct HTTPResponseError: Error, Sendable {
-    public let response: HTTPResponse
+package struct HTTPResponseError: Error, Sendable {
+    package let response: HTTPResponse
 }

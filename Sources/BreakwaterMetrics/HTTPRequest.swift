@@ -1,14 +1,14 @@
 /// A request of the metrics endpoint that passed the checks of `HTTPRequest.parse`.
-public struct HTTPRequest: Sendable, Equatable {
-    public let method: String
+package struct HTTPRequest: Sendable, Equatable {
+    package let method: String
     /// The path without the query string.
-    public let path: String
+    package let path: String
     /// `HTTP/1.0` or `HTTP/1.1`.
-    public let version: String
+    package let version: String
     /// The value of the Host header without surrounding blanks; nil when the request had none.
-    public let host: String?
+    package let host: String?
 
-    public init(method: String, path: String, version: String = "HTTP/1.1", host: String? = nil) {
+    package init(method: String, path: String, version: String = "HTTP/1.1", host: String? = nil) {
         self.method = method
         self.path = path
         self.version = version
@@ -16,7 +16,7 @@ public struct HTTPRequest: Sendable, Equatable {
     }
 
     /// The outcome of `parse(_:maxHeadBytes:)`.
-    public enum Parsed: Sendable {
+    package enum Parsed: Sendable {
         /// No blank line ending the head yet, and not too long: read more.
         case incomplete
         /// A request head of `headLength` bytes (what follows it is not looked at).
@@ -27,7 +27,7 @@ public struct HTTPRequest: Sendable, Equatable {
 
     /// Parses what a client sent so far: pure, any bytes (the fuzz target calls it directly). A head
     /// (request line and headers up to the blank line) longer than `maxHeadBytes` is a 431.
-    public static func parse(_ bytes: [UInt8], maxHeadBytes: Int = 8192) -> Parsed {
+    package static func parse(_ bytes: [UInt8], maxHeadBytes: Int = 8192) -> Parsed {
         guard let end = headEnd(bytes, from: 0), end <= maxHeadBytes else {
             if bytes.count > maxHeadBytes {
                 return .failure(
@@ -43,7 +43,7 @@ public struct HTTPRequest: Sendable, Equatable {
 
     /// The index just past the blank line (LF LF or LF CR LF) ending the request head, searching from
     /// `from`.
-    public static func headEnd(_ b: [UInt8], from: Int) -> Int? {
+    package static func headEnd(_ b: [UInt8], from: Int) -> Int? {
         let lf = UInt8(ascii: "\n")
         let cr = UInt8(ascii: "\r")
         var i = max(0, from)
@@ -61,7 +61,7 @@ public struct HTTPRequest: Sendable, Equatable {
     /// the error answer. The request line is printable ASCII, `METHOD /target HTTP/1.x`; each header
     /// line is `name: value` with a token name and a value of printable characters or tabs (no NUL,
     /// no control character, no obsolete line folding); one Host header, which HTTP/1.1 requires.
-    public static func parse(head: ArraySlice<UInt8>) -> Result<HTTPRequest, HTTPResponseError> {
+    package static func parse(head: ArraySlice<UInt8>) -> Result<HTTPRequest, HTTPResponseError> {
         let bad = HTTPResponseError(response: .text(400, "Bad Request", "malformed request\n"))
         var lines: [ArraySlice<UInt8>] = []
         var start = head.startIndex
@@ -126,7 +126,7 @@ public struct HTTPRequest: Sendable, Equatable {
 extension HTTPEndpoint {
     /// The request line of a whole request head, or the error answer (kept for callers of the first
     /// version; `HTTPRequest.parse(head:)` is the parser).
-    public static func parseHead(_ head: ArraySlice<UInt8>) -> Result<HTTPRequest, HTTPResponseError> {
+    package static func parseHead(_ head: ArraySlice<UInt8>) -> Result<HTTPRequest, HTTPResponseError> {
         HTTPRequest.parse(head: head)
     }
 }

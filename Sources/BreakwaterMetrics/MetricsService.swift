@@ -10,19 +10,19 @@ import Glibc
 #endif
 
 /// The Prometheus endpoint of `breakwater run`: GET /metrics and GET /health on the `metrics` address.
-public final class MetricsService: DaemonService {
+package final class MetricsService: DaemonService {
     /// The `metrics` setting; parsed when the service starts (the configuration has checked it already).
-    public let spec: String
-    public let metrics: PrometheusInstruments
+    package let spec: String
+    package let metrics: PrometheusInstruments
     private let endpoint = Locked<HTTPEndpoint?>(nil)
 
-    public init(spec: String, metrics: PrometheusInstruments) {
+    package init(spec: String, metrics: PrometheusInstruments) {
         self.spec = spec
         self.metrics = metrics
     }
 
     /// The address actually listened on (the port is the bound one), once started.
-    public var listening: ListenAddress? {
+    package var listening: ListenAddress? {
         endpoint.withLock { e in e.map { ListenAddress(address: $0.address.address, port: $0.port) } }
     }
 
@@ -31,7 +31,7 @@ public final class MetricsService: DaemonService {
     /// Registers the service and its per-message observer when `metrics` is set (empty turns it off).
     /// The registry also becomes the swift-metrics backend, so instruments made with the swift-metrics
     /// API anywhere in the process are exported with Breakwater's own.
-    public static func install(on daemon: MilterDaemon) {
+    package static func install(on daemon: MilterDaemon) {
         let spec = daemon.config.metrics
         guard !spec.isEmpty else { return }
         let metrics = PrometheusInstruments(
@@ -45,9 +45,9 @@ public final class MetricsService: DaemonService {
     }
 
     /// Up while the first engine loads: /health answers 503 with the progress.
-    public var startsBeforeEngine: Bool { true }
+    package var startsBeforeEngine: Bool { true }
 
-    public func start(_ daemon: MilterDaemon) throws {
+    package func start(_ daemon: MilterDaemon) throws {
         let address: ListenAddress
         do { address = try ListenAddress.parse(spec) } catch { throw StartupError("metrics: \(error)") }
         let metrics = self.metrics
@@ -60,7 +60,7 @@ public final class MetricsService: DaemonService {
         daemon.logger.notice("metrics on http://\(ListenAddress(address: address.address, port: e.port))/metrics")
     }
 
-    public func stop() {
+    package func stop() {
         let e = endpoint.withLock { e -> HTTPEndpoint? in
             defer { e = nil }
             return e

@@ -3,10 +3,10 @@ import Prometheus
 import Synchronization
 
 /// What became of a message, as the metrics count it: every message answered falls in exactly one.
-public enum MessageOutcome: String, Sendable, CaseIterable {
+package enum MessageOutcome: String, Sendable, CaseIterable {
     case accepted, rejected, tempfailed, discarded, quarantined, tagged, skipped
 
-    public init(_ d: Decision) {
+    package init(_ d: Decision) {
         if d.verdict == .skipped {
             self = .skipped
             return
@@ -23,39 +23,39 @@ public enum MessageOutcome: String, Sendable, CaseIterable {
 }
 
 /// The values read at scrape time: counters since start (monotonic) and gauges now.
-public struct MetricsSnapshot: Sendable {
-    public var messages: [MessageOutcome: Int] = [:]
-    public var tempfails: [TempfailCause: Int] = [:]
-    public var scans = 0
-    public var rescans = 0
+package struct MetricsSnapshot: Sendable {
+    package var messages: [MessageOutcome: Int] = [:]
+    package var tempfails: [TempfailCause: Int] = [:]
+    package var scans = 0
+    package var rescans = 0
     /// Scans that crashed the previous process (found at start-up).
-    public var scanCrashes = 0
-    public var slotsBusy = 0
-    public var slots = 0
-    public var waiting = 0
-    public var waitingLimit = 0
-    public var inFlight = 0
-    public var bufferedBytes: UInt64 = 0
-    public var memoryBudgetBytes: UInt64 = 0
-    public var spooledBytes: UInt64 = 0
-    public var spoolBudgetBytes: UInt64 = 0
-    public var sessionsOpen = 0
-    public var threads = 0
-    public var engineGeneration = 0
-    public var signatures = 0
-    public var engineLoadedAt = 0.0
-    public var lastReloadAt = 0.0
-    public var lastReloadSucceeded = true
-    public var reloadSeconds = 0.0
-    public var startedAt = 0.0
+    package var scanCrashes = 0
+    package var slotsBusy = 0
+    package var slots = 0
+    package var waiting = 0
+    package var waitingLimit = 0
+    package var inFlight = 0
+    package var bufferedBytes: UInt64 = 0
+    package var memoryBudgetBytes: UInt64 = 0
+    package var spooledBytes: UInt64 = 0
+    package var spoolBudgetBytes: UInt64 = 0
+    package var sessionsOpen = 0
+    package var threads = 0
+    package var engineGeneration = 0
+    package var signatures = 0
+    package var engineLoadedAt = 0.0
+    package var lastReloadAt = 0.0
+    package var lastReloadSucceeded = true
+    package var reloadSeconds = 0.0
+    package var startedAt = 0.0
     /// RSS the engine in service added when it was built.
-    public var engineBytes: UInt64 = 0
+    package var engineBytes: UInt64 = 0
     /// Peak RSS during the last reload (0 before the first).
-    public var reloadPeakBytes: UInt64 = 0
+    package var reloadPeakBytes: UInt64 = 0
     /// "concurrent" or "blocking": how the last reload made room (nil before the first).
-    public var reloadMode: String?
+    package var reloadMode: String?
 
-    public init() {}
+    package init() {}
 }
 
 /// Breakwater's instruments in a swift-prometheus registry.
@@ -64,9 +64,9 @@ public struct MetricsSnapshot: Sendable {
 /// counter of each matched signature and three histograms (an atomic add or a few-instruction lock
 /// each). Message, tempfail and scan counters mirror the daemon's own lock-free `Stats` at scrape time,
 /// so they also cover the messages answered before end of data (busy at MAIL FROM, skipped clients).
-public final class PrometheusInstruments: Sendable {
-    public let registry: PrometheusCollectorRegistry
-    public let maxSignatures: Int
+package final class PrometheusInstruments: Sendable {
+    package let registry: PrometheusCollectorRegistry
+    package let maxSignatures: Int
 
     private let messages: [Counter]  // by MessageOutcome.allCases
     private let tempfails: [Counter]  // by TempfailCause.allCases
@@ -92,17 +92,17 @@ public final class PrometheusInstruments: Sendable {
     private let engineBytes, reloadPeakBytes: Gauge
     private let reloadModes: [Gauge]  // concurrent, blocking
 
-    public static let scanBuckets: [Double] = [
+    package static let scanBuckets: [Double] = [
         0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
     ]
-    public static let waitBuckets: [Double] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60]
-    public static let byteBuckets: [Double] = [
+    package static let waitBuckets: [Double] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60]
+    package static let byteBuckets: [Double] = [
         1024, 4096, 16384, 65536, 262_144, 1_048_576, 4_194_304, 16_777_216, 67_108_864,
     ]
 
     /// `maxSignatures`: detection series with their own signature label; later names count as `other`.
     /// `info`: labels of `breakwater_build_info`.
-    public init(
+    package init(
         maxSignatures: Int, info: [(String, String)] = [],
         registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()
     ) {
@@ -241,7 +241,7 @@ public final class PrometheusInstruments: Sendable {
 
     /// Called after each message answered at end of data. Never blocks for long: atomics, and short
     /// locks in the histograms and the signature table.
-    public func observe(_ r: MessageRecord) {
+    package func observe(_ r: MessageRecord) {
         if r.scanned {
             scanSeconds.record(r.scanSeconds)
             messageBytes.record(Double(r.bytes))
@@ -269,7 +269,7 @@ public final class PrometheusInstruments: Sendable {
     // MARK: at scrape time
 
     /// Brings the mirrored counters and the gauges to `s`.
-    public func update(_ s: MetricsSnapshot) {
+    package func update(_ s: MetricsSnapshot) {
         var now: [Int] = MessageOutcome.allCases.map { s.messages[$0] ?? 0 }
         now += TempfailCause.allCases.map { s.tempfails[$0] ?? 0 }
         now.append(s.scans)
@@ -306,9 +306,9 @@ public final class PrometheusInstruments: Sendable {
     }
 
     /// The registry in the Prometheus text format (version 0.0.4).
-    public func exposition() -> [UInt8] {
+    package func exposition() -> [UInt8] {
         registry.emitToBuffer()
     }
 
-    public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
+    package static let contentType = "text/plain; version=0.0.4; charset=utf-8"
 }

@@ -7,7 +7,7 @@ import Glibc
 #endif
 
 /// An answer of the control socket: `OK head` or `ERR head`, then body lines.
-public typealias ControlReply = ControlProtocol.Response
+package typealias ControlReply = ControlProtocol.Response
 
 /// The control socket of `breakwater run` (the `control` key; empty turns it off): a unix socket with the
 /// line protocol of `ControlProtocol`. One thread accepts; each connection is served on a short-lived
@@ -17,14 +17,14 @@ public typealias ControlReply = ControlProtocol.Response
 ///
 /// Built-in requests: `PING`, `HELP`, `STATUS` (JSON), `STATUS TEXT`, `RELOAD` (waits for the new
 /// generation), `RELOAD NOWAIT`. Other features add theirs with `register`.
-public final class ControlServer: DaemonService {
-    public typealias Handler = @Sendable (_ argument: String, _ daemon: MilterDaemon) -> ControlReply
+package final class ControlServer: DaemonService {
+    package typealias Handler = @Sendable (_ argument: String, _ daemon: MilterDaemon) -> ControlReply
 
-    public let path: String
-    public let mode: UInt32
+    package let path: String
+    package let mode: UInt32
     /// Longest a RELOAD waits for its attempt (the official databases take up to a minute or so).
-    public let reloadTimeout: Double
-    public static let maxConnections = 8
+    package let reloadTimeout: Double
+    package static let maxConnections = 8
     static let readTimeout = 5.0
 
     private let handlers = Locked<[(verb: String, help: String, handler: Handler)]>([])
@@ -35,7 +35,7 @@ public final class ControlServer: DaemonService {
     /// The socket file's inode and group when bound.
     private let socketFile = Locked<(ino: UInt64, gid: UInt32)>((0, 0))
 
-    public init(path: String, mode: UInt32, reloadTimeout: Double = 600) {
+    package init(path: String, mode: UInt32, reloadTimeout: Double = 600) {
         self.path = path
         self.mode = mode
         self.reloadTimeout = reloadTimeout
@@ -45,7 +45,7 @@ public final class ControlServer: DaemonService {
     /// Adds the control socket to the daemon unless `control` is empty; returns it so other features
     /// can register their own requests.
     @discardableResult
-    public static func install(on daemon: MilterDaemon) -> ControlServer? {
+    package static func install(on daemon: MilterDaemon) -> ControlServer? {
         guard !daemon.config.control.isEmpty else { return nil }
         let server = ControlServer(path: daemon.config.control, mode: daemon.config.ops.controlMode)
         daemon.services.append(server)
@@ -53,13 +53,13 @@ public final class ControlServer: DaemonService {
     }
 
     /// The daemon's control server, if it has one (for features that add requests to it).
-    public static func of(_ daemon: MilterDaemon) -> ControlServer? {
+    package static func of(_ daemon: MilterDaemon) -> ControlServer? {
         daemon.services.lazy.compactMap { $0 as? ControlServer }.first
     }
 
     /// Answers `VERB [argument]` (the verb is matched without regard to case). Register before the
     /// daemon runs, or at any time: later registrations win.
-    public func register(_ verb: String, help: String, _ handler: @escaping Handler) {
+    package func register(_ verb: String, help: String, _ handler: @escaping Handler) {
         let v = verb.uppercased()
         handlers.withLock { list in
             list.removeAll { $0.verb == v }
@@ -70,9 +70,9 @@ public final class ControlServer: DaemonService {
     // MARK: service
 
     /// Up while the first engine loads: `status` shows the progress.
-    public var startsBeforeEngine: Bool { true }
+    package var startsBeforeEngine: Bool { true }
 
-    public func start(_ daemon: MilterDaemon) throws {
+    package func start(_ daemon: MilterDaemon) throws {
         let fd = try openSocket()
         listener.withLock { $0 = fd }
         stopping.store(false, ordering: .relaxed)
@@ -83,7 +83,7 @@ public final class ControlServer: DaemonService {
         daemon.logger.notice("control socket \(path) (mode 0\(String(mode, radix: 8)))")
     }
 
-    public func stop() {
+    package func stop() {
         stopping.store(true, ordering: .relaxed)
         let t = acceptThread.withLock { t -> PosixThread? in
             defer { t = nil }
@@ -162,7 +162,7 @@ public final class ControlServer: DaemonService {
     /// client that connects and sends nothing (or sends slowly) holds no thread and no handler slot,
     /// only one of `maxPending` entries until its `readTimeout`; when all are taken, the oldest
     /// (the slowest) is closed to make room, so a prompt client always gets in.
-    public static let maxPending = 64
+    package static let maxPending = 64
     /// Seconds a client has to take its whole answer once the handler is done.
     static let writeTimeout = 5.0
 

@@ -9,15 +9,15 @@ import Glibc
 #endif
 
 /// Why the daemon could not start.
-public struct StartupError: Error, CustomStringConvertible {
-    public let description: String
-    public init(_ description: String) { self.description = description }
+package struct StartupError: Error, CustomStringConvertible {
+    package let description: String
+    package init(_ description: String) { self.description = description }
 }
 
 /// Something that runs beside the milter (control socket, metrics endpoint, signature-directory watch):
 /// started after the engine is loaded and before the milter socket opens (or, with `startsBeforeEngine`,
 /// before the engine is loaded: `status` shows the load's progress); stopped after the drain.
-public protocol DaemonService: AnyObject, Sendable {
+package protocol DaemonService: AnyObject, Sendable {
     func start(_ daemon: MilterDaemon) throws
     func stop()
     /// True for a service that works while no engine is loaded yet (default false).
@@ -25,27 +25,27 @@ public protocol DaemonService: AnyObject, Sendable {
 }
 
 extension DaemonService {
-    public var startsBeforeEngine: Bool { false }
+    package var startsBeforeEngine: Bool { false }
 }
 
 /// `breakwater run`: the libmilter bridge, bounded admission and policy around one shared engine.
-public final class MilterDaemon: @unchecked Sendable {
-    public let config: Config
-    public let engines: EngineHolder
-    public let admission: Admission
-    public let policy: Policy
-    public let stats = Stats()
+package final class MilterDaemon: @unchecked Sendable {
+    package let config: Config
+    package let engines: EngineHolder
+    package let admission: Admission
+    package let policy: Policy
+    package let stats = Stats()
     /// Log lines for sessions over max-sessions and for threads that cannot start: one a second.
     let sessionsOverCap = OncePerSecond()
     let threadFailures = OncePerSecond()
-    public let logger: Logger
+    package let logger: Logger
     /// Services started with the daemon; set before `run()`.
-    public var services: [DaemonService] = []
+    package var services: [DaemonService] = []
     /// Called after each message is answered (from the session's libmilter thread: keep it cheap and
     /// never block); set before `run()`.
-    public var observers: [@Sendable (MessageRecord) -> Void] = []
+    package var observers: [@Sendable (MessageRecord) -> Void] = []
     /// Wave detection (`waves = yes`); nil when off. Set in `init`.
-    public private(set) var waves: WaveFeature?
+    package private(set) var waves: WaveFeature?
     /// Where libclamav's temporary files go: in memory or on disk (issue 23).
     let scanDirectory: ScanDirectory
     /// Log lines for scans whose temporary files did not fit in memory: one a second.
@@ -57,7 +57,7 @@ public final class MilterDaemon: @unchecked Sendable {
     /// once before `smfi_main`, read-only afterwards.
     nonisolated(unsafe) static var shared: MilterDaemon!
 
-    public init(config: Config, logger: Logger) throws {
+    package init(config: Config, logger: Logger) throws {
         self.config = config
         self.logger = logger
         if let arenas = MallocArenas.limit(workers: config.workers),
@@ -142,7 +142,7 @@ public final class MilterDaemon: @unchecked Sendable {
     }
 
     /// Registers with libmilter, opens the socket and serves until SIGTERM/SIGINT/SIGHUP, then drains.
-    public func run() throws {
+    package func run() throws {
         MilterDaemon.shared = self
         // The control socket first, so that `status` shows the load's progress; the milter socket (and
         // systemd's READY=1) only once the engine serves.
@@ -248,7 +248,7 @@ public final class MilterDaemon: @unchecked Sendable {
     static let sessionThreadStack = 256 << 10
 
     /// True for `unix:`/`local:` sockets.
-    public var socketIsUnix: Bool { config.socket.hasPrefix("unix:") || config.socket.hasPrefix("local:") }
+    package var socketIsUnix: Bool { config.socket.hasPrefix("unix:") || config.socket.hasPrefix("local:") }
 
     /// libmilter does not hand out its listening socket: find it (the only listening TCP socket at this
     /// point) and set TCP_NODELAY, which Linux passes on to every accepted connection. Without it, the

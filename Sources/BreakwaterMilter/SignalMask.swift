@@ -2,12 +2,12 @@
 import Glibc
 #endif
 
-public enum SignalMask {
+package enum SignalMask {
     /// The signals the daemon handles itself (libmilter's signal thread: HUP, TERM, INT; Breakwater's
     /// reload: USR2; USR1 reserved). Blocked in every thread; waited for with sigwait.
-    public static let daemonSignals: [Int32] = [SIGHUP, SIGTERM, SIGINT, SIGUSR1, SIGUSR2]
+    package static let daemonSignals: [Int32] = [SIGHUP, SIGTERM, SIGINT, SIGUSR1, SIGUSR2]
 
-    public static func blockDaemonSignals() {
+    package static func blockDaemonSignals() {
         var set = sigset_t()
         sigemptyset(&set)
         for s in daemonSignals { sigaddset(&set, s) }

@@ -12,19 +12,19 @@ import Glibc
 /// Each reload attempt, whatever triggered it, records the state it is about to load. The watch
 /// compares against that, so a reload made by `breakwater reload` or `signatures add` is not followed
 /// by a second one, and a change that failed to load is not retried until the files change again.
-public final class SignatureWatch: DaemonService {
-    public let interval: Double
+package final class SignatureWatch: DaemonService {
+    package let interval: Double
     private let baseline = Locked<SignatureDirectoryState?>(nil)
     private let stopping = Atomic<Bool>(false)
     private let thread = Locked<PosixThread?>(nil)
 
-    public init(interval: Double) {
+    package init(interval: Double) {
         self.interval = interval
     }
 
     /// Adds the watch unless `self-check` is 0.
     @discardableResult
-    public static func install(on daemon: MilterDaemon) -> SignatureWatch? {
+    package static func install(on daemon: MilterDaemon) -> SignatureWatch? {
         guard daemon.config.ops.selfCheck > 0 else { return nil }
         let w = SignatureWatch(interval: daemon.config.ops.selfCheck)
         daemon.services.append(w)
@@ -44,7 +44,7 @@ public final class SignatureWatch: DaemonService {
         return dirs
     }
 
-    public func start(_ daemon: MilterDaemon) throws {
+    package func start(_ daemon: MilterDaemon) throws {
         let config = daemon.config
         baseline.withLock { $0 = SignatureDirectoryState.capture(SignatureWatch.directories(config)) }
         daemon.engines.beforeEachAttempt { [weak self] in
@@ -60,7 +60,7 @@ public final class SignatureWatch: DaemonService {
         thread.withLock { $0 = t }
     }
 
-    public func stop() {
+    package func stop() {
         stopping.store(true, ordering: .relaxed)
         let t = thread.withLock { t -> PosixThread? in
             defer { t = nil }

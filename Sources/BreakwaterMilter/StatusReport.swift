@@ -7,23 +7,23 @@ import Glibc
 
 /// What `breakwater status` shows, read from the daemon's counters and snapshots (atomics and two short
 /// locks; nothing waits for a scan).
-public struct StatusReport: Sendable {
-    public var pid: Int
-    public var startedAt: Double
-    public var now: Double
-    public var engine: EngineHolder.ReloadStatus
-    public var admission: Admission.Snapshot
-    public var sessionsOpen: Int
-    public var inFlight: Int
-    public var counters: [(String, Int)]
-    public var tempfails: [(String, Int)]
-    public var selfCheck: Double
-    public var control: String
-    public var localSignatures: String
+package struct StatusReport: Sendable {
+    package var pid: Int
+    package var startedAt: Double
+    package var now: Double
+    package var engine: EngineHolder.ReloadStatus
+    package var admission: Admission.Snapshot
+    package var sessionsOpen: Int
+    package var inFlight: Int
+    package var counters: [(String, Int)]
+    package var tempfails: [(String, Int)]
+    package var selfCheck: Double
+    package var control: String
+    package var localSignatures: String
     /// Wave detection (nil when `waves = no`): the JSON fields and the text line.
-    public var waves: (json: [(String, JSONValue)], text: String)?
+    package var waves: (json: [(String, JSONValue)], text: String)?
 
-    public init(daemon: MilterDaemon) {
+    package init(daemon: MilterDaemon) {
         let st = daemon.stats
         pid = Int(getpid())
         startedAt = st.startedAt
@@ -49,7 +49,7 @@ public struct StatusReport: Sendable {
         waves = daemon.waves.map { ($0.statusFields(stats: st), $0.statusText(stats: st)) }
     }
 
-    public var json: JSONValue {
+    package var json: JSONValue {
         let e = engine
         return .object([
             ("version", .string(Breakwater.version)),
@@ -123,7 +123,7 @@ public struct StatusReport: Sendable {
     }
 
     /// For people: a few aligned lines.
-    public var text: [String] {
+    package var text: [String] {
         let e = engine
         var lines: [String] = []
         lines.append(

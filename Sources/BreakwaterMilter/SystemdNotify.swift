@@ -9,30 +9,30 @@ import Glibc
 /// and the other services have started, `STOPPING=1` when the daemon stops. systemd then starts the units
 /// ordered after Breakwater (Postfix) only when it accepts connections. Nothing happens unless systemd
 /// set `NOTIFY_SOCKET`, so the daemon runs the same by hand or under another supervisor.
-public final class SystemdNotify: DaemonService {
+package final class SystemdNotify: DaemonService {
     let path: String
 
     /// Registers the service when systemd asks for notifications; install it after every other service.
-    public static func install(on daemon: MilterDaemon) {
+    package static func install(on daemon: MilterDaemon) {
         guard let p = getenv("NOTIFY_SOCKET"), p.pointee != 0 else { return }
         daemon.services.append(SystemdNotify(path: String(cString: p)))
     }
 
     init(path: String) { self.path = path }
 
-    public func start(_ daemon: MilterDaemon) throws {
+    package func start(_ daemon: MilterDaemon) throws {
         if !Self.send("READY=1\nMAINPID=\(getpid())\nSTATUS=listening on \(daemon.config.socket)", to: path) {
             daemon.logger.warning("systemd notification to \(path) failed: \(FileWalk.errnoString())")
         }
     }
 
-    public func stop() {
+    package func stop() {
         Self.send("STOPPING=1", to: path)
     }
 
     /// Sends one datagram to the notification socket (a path, or `@name` in the abstract namespace).
     @discardableResult
-    public static func send(_ message: String, to path: String) -> Bool {
+    package static func send(_ message: String, to path: String) -> Bool {
         var bytes = Array(path.utf8)
         guard let first = bytes.first, first == UInt8(ascii: "/") || first == UInt8(ascii: "@") else { return false }
         var addr = sockaddr_un()

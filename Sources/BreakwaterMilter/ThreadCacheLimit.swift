@@ -6,8 +6,8 @@ import Glibc
 
 /// Applies `MallocThreadCache` to this process: called first thing in `main` for `run`, before any
 /// thread exists (the re-executed process keeps its PID, so systemd's MAINPID stays right).
-public enum ThreadCacheLimit {
-    public static func apply() {
+package enum ThreadCacheLimit {
+    package static func apply() {
         // Set across the re-execution only: a second one never happens, whatever glibc does to the variable.
         // It carries the process name (the kernel names a process after the file it executes, which would
         // be "exe" for /proc/self/exe), so that ps, top, pgrep and pidof still find "breakwater".
@@ -48,7 +48,7 @@ public enum ThreadCacheLimit {
     }
 
     /// Whether this process runs with `MallocThreadCache.tunable` in effect.
-    public static var isApplied: Bool {
+    package static var isApplied: Bool {
         guard let v = getenv("GLIBC_TUNABLES") else { return false }
         return String(cString: v).split(separator: ":").contains { $0 == MallocThreadCache.tunable }
     }

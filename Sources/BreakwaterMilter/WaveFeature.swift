@@ -11,19 +11,19 @@ import Glibc
 /// Wave detection in the daemon: an inspector per scanned message, the wave rule on its decision,
 /// the log lines when a wave starts and ends, and what `breakwater waves` asks over the control
 /// socket. Present when `waves = yes` (the default).
-public final class WaveFeature: Sendable {
+package final class WaveFeature: Sendable {
     package let detector: WaveDetector
     let memo = WaveMemo()
     let logger: Logger
     /// Prefix of suggested signature names (the names `breakwater signatures add` accepts).
-    public let signaturePrefix: String
+    package let signaturePrefix: String
     /// The last messages accepted clean, for the check of a suggested signature (`hamCheck`).
     package let ham = RecentHam()
     /// For the check's engine: the scan limits, and where its one-signature database is written.
     let limits: EngineLimits
     let checkDirectory: String
 
-    public init(config: Config, stats: Stats, logger: Logger) {
+    package init(config: Config, stats: Stats, logger: Logger) {
         detector = WaveDetector(settings: config.wave, stats: stats)
         self.logger = logger
         self.signaturePrefix = config.ops.localPrefix
@@ -73,7 +73,7 @@ public final class WaveFeature: Sendable {
     }
 
     /// Ends quiet waves and logs them.
-    public func sweep() {
+    package func sweep() {
         for event in detector.sweep(now: Now.wall()) {
             if case .ended(let w) = event {
                 var line =
@@ -87,7 +87,7 @@ public final class WaveFeature: Sendable {
     // MARK: control socket
 
     /// `breakwater waves` (text) and `breakwater waves --json`.
-    public func list(json: Bool) -> String {
+    package func list(json: Bool) -> String {
         sweep()
         let now = Now.wall()
         let waves = detector.waves(now: now)
@@ -191,7 +191,7 @@ public final class WaveFeature: Sendable {
     }
 
     /// Records a promotion (shown by `breakwater waves`, logged when the wave ends).
-    public func promoted(id: String, as name: String) -> Bool {
+    package func promoted(id: String, as name: String) -> Bool {
         let key = id.hasPrefix("w") ? id : "w" + id
         let ok = detector.store.markPromoted(id: key, as: name)
         if ok { logger.notice("wave \(Escape.field(key)) promoted to signature \(Escape.field(name))") }
@@ -199,7 +199,7 @@ public final class WaveFeature: Sendable {
     }
 
     /// The WAVES request of the control socket.
-    public func control(_ argument: String) -> ControlReply {
+    package func control(_ argument: String) -> ControlReply {
         let words = argument.split(separator: " ").map(String.init)
         switch words.first?.uppercased() ?? "TEXT" {
         case "TEXT":
@@ -241,7 +241,7 @@ public final class WaveFeature: Sendable {
     }
 
     /// The part of `breakwater status` about waves.
-    public func statusFields(stats: Stats) -> [(String, JSONValue)] {
+    package func statusFields(stats: Stats) -> [(String, JSONValue)] {
         let u = detector.store.usage()
         return [
             ("enabled", .bool(true)),
@@ -258,29 +258,29 @@ public final class WaveFeature: Sendable {
     }
 
     /// The line of `breakwater status` (text) about waves.
-    public func statusText(stats: Stats) -> String {
+    package func statusText(stats: Stats) -> String {
         let u = detector.store.usage()
         return
             "waves:        \(u.activeWaves) active, \(stats.wavesStarted.load(ordering: .relaxed)) started, \(stats.waveMessages.load(ordering: .relaxed)) messages in waves (action \(detector.settings.action.rawValue)); store \(u.entries)/\(u.capacity) fingerprints, \(ByteSize.format(UInt64(u.bytes))) of \(ByteSize.format(UInt64(u.budget)))"
     }
 }
 
-public struct WaveError: Error, CustomStringConvertible, Sendable {
-    public let description: String
-    public init(_ d: String) { description = d }
+package struct WaveError: Error, CustomStringConvertible, Sendable {
+    package let description: String
+    package init(_ d: String) { description = d }
 }
 
 /// Ends quiet waves every few seconds (and logs them), even when no mail comes in.
-public final class WaveService: DaemonService {
+package final class WaveService: DaemonService {
     private let stopping = Atomic<Bool>(false)
     private let thread = Locked<PosixThread?>(nil)
 
-    public init() {}
+    package init() {}
 
     /// Registers the service when wave detection is on.
     /// Registers the service, and the WAVES request on the control socket (install the control
     /// server first), when wave detection is on.
-    public static func install(on daemon: MilterDaemon) {
+    package static func install(on daemon: MilterDaemon) {
         guard let waves = daemon.waves else { return }
         daemon.services.append(WaveService())
         ControlServer.of(daemon)?.register("WAVES", help: WaveService.help) { argument, _ in
@@ -303,7 +303,7 @@ public final class WaveService: DaemonService {
     static let help =
         "WAVES [TEXT|JSON|SUGGEST ID|PROMOTED ID NAME]: active and recent waves (text lines, or one JSON array); SUGGEST answers OK NAME with the regex, the comment and 'ham CHECKED MATCHED' (the suggestion against recently accepted mail) as body lines, then excerpts of the mail it matched; PROMOTED records that wave ID got signature NAME"
 
-    public func start(_ daemon: MilterDaemon) throws {
+    package func start(_ daemon: MilterDaemon) throws {
         guard let waves = daemon.waves else { return }
         let t = PosixThread.start(stackSize: 256 << 10) { [self] in
             var ticks = 0
@@ -316,7 +316,7 @@ public final class WaveService: DaemonService {
         thread.withLock { $0 = t }
     }
 
-    public func stop() {
+    package func stop() {
         stopping.store(true, ordering: .relaxed)
         thread.withLock { t in
             t?.join()

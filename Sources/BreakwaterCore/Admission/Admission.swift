@@ -16,13 +16,13 @@ import Glibc
 /// mixed corpus over 8 direct sessions.) It also keeps libclamav's deep stack and its malloc caches
 /// on `slots` threads instead of on every session thread. The line is first come, first served: a
 /// newcomer never overtakes a waiting message.
-public final class Admission: @unchecked Sendable {
-    public let slots: Int
-    public let maxWaiting: Int
-    public let maxWait: Double
-    public let memoryBudget: UInt64
+package final class Admission: @unchecked Sendable {
+    package let slots: Int
+    package let maxWaiting: Int
+    package let maxWait: Double
+    package let memoryBudget: UInt64
     /// Bytes of message data that may sit in spool files at once (`spool-budget`).
-    public let spoolBudget: UInt64
+    package let spoolBudget: UInt64
 
     private let line: ScanLine
     private let buffered = Atomic<UInt64>(0)
@@ -32,7 +32,7 @@ public final class Admission: @unchecked Sendable {
     /// archives).
     static let scannerStackSize = 8 << 20
 
-    public init(slots: Int, maxWaiting: Int, maxWait: Double, memoryBudget: UInt64, spoolBudget: UInt64 = .max) {
+    package init(slots: Int, maxWaiting: Int, maxWait: Double, memoryBudget: UInt64, spoolBudget: UInt64 = .max) {
         self.slots = max(1, slots)
         self.maxWaiting = max(0, maxWaiting)
         self.maxWait = maxWait
@@ -45,7 +45,7 @@ public final class Admission: @unchecked Sendable {
     deinit { line.stop() }
 
     /// What became of a message's turn for a scan slot.
-    public enum SlotResult: Sendable, Equatable {
+    package enum SlotResult: Sendable, Equatable {
         /// The scan ran; `waited` is the seconds it spent in line before a scanner took it.
         case scanned(waited: Double)
         /// Every scanner busy and the line full: nothing ran.
@@ -64,7 +64,7 @@ public final class Admission: @unchecked Sendable {
     /// `alone`: the scan runs with no other scan in flight (a crash suspect: CrashSuspects). When it is
     /// first in line, no scanner takes another message until the scans running have ended and it has
     /// run; the messages behind it wait (within `maxWait`).
-    public func scan(alone: Bool = false, _ scan: () -> Void, keepAlive: () -> Void = {}) -> SlotResult {
+    package func scan(alone: Bool = false, _ scan: () -> Void, keepAlive: () -> Void = {}) -> SlotResult {
         withoutActuallyEscaping(scan) { scan in
             // `scan` is run by a scanner thread while this thread waits for it, or not at all: it does
             // not outlive this call.
@@ -75,40 +75,40 @@ public final class Admission: @unchecked Sendable {
 
     /// Stops handing messages to scanners (they wait in line as for a busy slot, kept alive, up to
     /// max-wait) and returns once no scan is running: a blocking reload then has the engine to itself.
-    public func pauseScans() { line.pause() }
+    package func pauseScans() { line.pause() }
 
     /// Lets the scanners take the line again.
-    public func resumeScans() { line.resume() }
+    package func resumeScans() { line.resume() }
 
     /// True when a new message could not get a scanner or a place in line right now: new transactions
     /// are then turned away at MAIL FROM, before DATA costs anything.
-    public var isSaturated: Bool {
+    package var isSaturated: Bool {
         let (running, waiting) = line.counts
         return running >= slots && waiting >= maxWaiting
     }
 
     /// Reserves `bytes` of the memory budget. False when that would pass the budget: the caller then
     /// spools to disk or tempfails, never grows the heap.
-    public func reserve(_ bytes: UInt64) -> Bool {
+    package func reserve(_ bytes: UInt64) -> Bool {
         reserve(bytes, ceiling: memoryBudget)
     }
 
     /// Reserves `bytes` only if the budget taken stays at or under `ceiling` (at most the budget).
-    public func reserve(_ bytes: UInt64, ceiling: UInt64) -> Bool {
+    package func reserve(_ bytes: UInt64, ceiling: UInt64) -> Bool {
         Admission.reserve(buffered, bytes, limit: min(ceiling, memoryBudget))
     }
 
-    public func release(_ bytes: UInt64) {
+    package func release(_ bytes: UInt64) {
         buffered.subtract(bytes, ordering: .relaxed)
     }
 
     /// Reserves `bytes` of the spool budget before they are written to a spool file. False when that
     /// would pass the budget: the message is then answered 451 4.3.2 and the disk never fills.
-    public func reserveSpool(_ bytes: UInt64) -> Bool {
+    package func reserveSpool(_ bytes: UInt64) -> Bool {
         Admission.reserve(spooled, bytes, limit: spoolBudget)
     }
 
-    public func releaseSpool(_ bytes: UInt64) {
+    package func releaseSpool(_ bytes: UInt64) {
         spooled.subtract(bytes, ordering: .relaxed)
     }
 
@@ -123,13 +123,13 @@ public final class Admission: @unchecked Sendable {
         }
     }
 
-    public struct Snapshot: Sendable {
-        public let busy: Int, slots: Int, waiting: Int, maxWaiting: Int
-        public let buffered: UInt64, budget: UInt64
-        public var spooled: UInt64 = 0, spoolBudget: UInt64 = 0
+    package struct Snapshot: Sendable {
+        package let busy: Int, slots: Int, waiting: Int, maxWaiting: Int
+        package let buffered: UInt64, budget: UInt64
+        package var spooled: UInt64 = 0, spoolBudget: UInt64 = 0
     }
 
-    public var snapshot: Snapshot {
+    package var snapshot: Snapshot {
         let (b, w) = line.counts
         return Snapshot(
             busy: b, slots: slots, waiting: w, maxWaiting: maxWaiting,

@@ -3,11 +3,11 @@ import Glibc
 #endif
 
 /// An IPv4 or IPv6 network.
-public struct CIDR: Sendable, Equatable, CustomStringConvertible {
-    public let address: [UInt8]  // 4 or 16 bytes
-    public let prefix: Int
+package struct CIDR: Sendable, Equatable, CustomStringConvertible {
+    package let address: [UInt8]  // 4 or 16 bytes
+    package let prefix: Int
 
-    public init?(_ text: String) {
+    package init?(_ text: String) {
         let parts = text.split(separator: "/", maxSplits: 1)
         guard let addr = CIDR.parseAddress(String(parts[0])) else { return nil }
         let maxPrefix = addr.count * 8
@@ -20,9 +20,9 @@ public struct CIDR: Sendable, Equatable, CustomStringConvertible {
         prefix = p
     }
 
-    public var description: String { "\(CIDR.format(address))/\(prefix)" }
+    package var description: String { "\(CIDR.format(address))/\(prefix)" }
 
-    public func contains(_ ip: [UInt8]) -> Bool {
+    package func contains(_ ip: [UInt8]) -> Bool {
         var ip = ip
         // IPv4-mapped IPv6 (::ffff:a.b.c.d) matches IPv4 networks.
         if address.count == 4 && ip.count == 16 && ip[0..<10].allSatisfy({ $0 == 0 }) && ip[10] == 0xff
@@ -41,12 +41,12 @@ public struct CIDR: Sendable, Equatable, CustomStringConvertible {
         return true
     }
 
-    public func contains(_ text: String) -> Bool {
+    package func contains(_ text: String) -> Bool {
         guard let ip = CIDR.parseAddress(text) else { return false }
         return contains(ip)
     }
 
-    public static func parseAddress(_ s: String) -> [UInt8]? {
+    package static func parseAddress(_ s: String) -> [UInt8]? {
         var v4 = in_addr()
         if inet_pton(AF_INET, s, &v4) == 1 {
             return withUnsafeBytes(of: &v4) { Array($0) }

@@ -4,59 +4,59 @@ import Glibc
 
 /// Breakwater's configuration: built-in defaults, then the config file, then command-line flags.
 /// Every key of the file is also a flag `--KEY VALUE`.
-public struct Config: Sendable {
-    public var socket = "inet:8897@127.0.0.1"
+package struct Config: Sendable {
+    package var socket = "inet:8897@127.0.0.1"
     /// Empty means the shipped set.
-    public var signatures: [String] = []
-    public var localSignatures = SignatureLocations.defaultLocal
-    public var control = "/run/breakwater/control.sock"
-    public var metrics = "127.0.0.1:9897"
-    public var metricsMaxSignatures = 100
-    public var workers = Config.cores
-    public var maxWaiting = 256
-    public var maxWait = 20.0
-    public var maxSessions = 1000
-    public var maxRecipients = 1000
-    public var maxMessageSize: UInt64 = 25 << 20
-    public var memoryBudget: UInt64 = 256 << 20
-    public var spoolThreshold: UInt64 = 1 << 20
-    public var spoolBudget: UInt64 = 1 << 30
-    public var spoolDirectory = Config.defaultTemporaryDirectory
+    package var signatures: [String] = []
+    package var localSignatures = SignatureLocations.defaultLocal
+    package var control = "/run/breakwater/control.sock"
+    package var metrics = "127.0.0.1:9897"
+    package var metricsMaxSignatures = 100
+    package var workers = Config.cores
+    package var maxWaiting = 256
+    package var maxWait = 20.0
+    package var maxSessions = 1000
+    package var maxRecipients = 1000
+    package var maxMessageSize: UInt64 = 25 << 20
+    package var memoryBudget: UInt64 = 256 << 20
+    package var spoolThreshold: UInt64 = 1 << 20
+    package var spoolBudget: UInt64 = 1 << 30
+    package var spoolDirectory = Config.defaultTemporaryDirectory
     /// Set by the scan-temporary-directory key; otherwise libclamav's files go to the spool directory.
-    public var scanTemporaryDirectory: String? = nil
-    public var actions: [ActionRule] = []
-    public var rejectMessage = "Rejected: %s"
-    public var onScanError = Action.tempfail
-    public var onOversize = Action.accept
-    public var onLimit = Action.accept
-    public var onNestingLimit = Action.reject
+    package var scanTemporaryDirectory: String? = nil
+    package var actions: [ActionRule] = []
+    package var rejectMessage = "Rejected: %s"
+    package var onScanError = Action.tempfail
+    package var onOversize = Action.accept
+    package var onLimit = Action.accept
+    package var onNestingLimit = Action.reject
     /// `on-scan-crash`: the answer to a message convicted of crashing the scanner (CrashSuspects).
-    public var onScanCrash = Action.reject
+    package var onScanCrash = Action.reject
     /// `crash-directory`; nil: the `crash` directory inside the spool directory.
-    public var crashDirectoryOverride: String? = nil
+    package var crashDirectoryOverride: String? = nil
     /// `crash-copies`: copies of convicted messages kept in the crash directory (0: none).
-    public var crashCopies = 10
-    public var scannedHeader = "X-Virus-Scanned"
-    public var skipAuthenticated = false
-    public var skipNetworks: [CIDR] = []
-    public var skipSenders: [String] = []
-    public var skipRecipients: [String] = []
-    public var limits = EngineLimits()
-    public var milterTimeout = 300.0
-    public var logLevel = "info"
+    package var crashCopies = 10
+    package var scannedHeader = "X-Virus-Scanned"
+    package var skipAuthenticated = false
+    package var skipNetworks: [CIDR] = []
+    package var skipSenders: [String] = []
+    package var skipRecipients: [String] = []
+    package var limits = EngineLimits()
+    package var milterTimeout = 300.0
+    package var logLevel = "info"
     /// The `waves` and `wave-*` keys (wave detection).
-    public var wave = WaveSettings()
+    package var wave = WaveSettings()
     /// `self-check`, `control-mode`, `local-prefix`, `official-signatures` (signature operations).
-    public var ops = OpsSettings()
+    package var ops = OpsSettings()
 
-    public init() {}
+    package init() {}
 
     /// Where the in-flight records of scans, the crash suspects and the copies of convicted messages go.
-    public var crashDirectory: String { crashDirectoryOverride ?? spoolDirectory + "/crash" }
+    package var crashDirectory: String { crashDirectoryOverride ?? spoolDirectory + "/crash" }
 
     /// The signature directories to load: the configured (or shipped) ones plus the ops directory when
     /// it exists.
-    public var signatureDirectories: [String] {
+    package var signatureDirectories: [String] {
         var dirs = signatures.isEmpty ? [SignatureLocations.shipped()] : signatures
         if !localSignatures.isEmpty && SignatureLocations.hasDatabaseFiles(localSignatures)
             && !dirs.contains(localSignatures)
@@ -71,11 +71,11 @@ public struct Config: Sendable {
         return dirs
     }
 
-    public static let defaultPath = "/etc/breakwater/breakwater.conf"
+    package static let defaultPath = "/etc/breakwater/breakwater.conf"
 
-    public static var cores: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+    package static var cores: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
 
-    public static var defaultTemporaryDirectory: String {
+    package static var defaultTemporaryDirectory: String {
         if let t = getenv("TMPDIR"), t.pointee != 0 { return String(cString: t) }
         return "/tmp"
     }
@@ -83,7 +83,7 @@ public struct Config: Sendable {
 
 extension Config {
     /// Every key, in the order the documentation lists them.
-    public static let keys: [ConfigKey] =
+    package static let keys: [ConfigKey] =
         [
             key(
                 "socket", show: { $0.socket },
@@ -448,7 +448,7 @@ extension Config {
     // MARK: loading
 
     /// Applies `key = value` to the configuration; `source` and `line` locate errors.
-    public mutating func set(_ name: String, _ value: String, source: String, line: Int?) throws(ConfigError) {
+    package mutating func set(_ name: String, _ value: String, source: String, line: Int?) throws(ConfigError) {
         guard let k = Config.keys.first(where: { $0.name == name }) else {
             var msg = "unknown key '\(name)'"
             if let close = Config.keys.map(\.name).min(by: { editDistance($0, name) < editDistance($1, name) }),
@@ -467,7 +467,7 @@ extension Config {
 
     /// Parses config file text. Lines are `key = value`; `#` starts a comment line; blank lines are
     /// ignored. A value may be quoted with double quotes to keep leading or trailing spaces.
-    public mutating func apply(fileText: String, source: String) throws(ConfigError) {
+    package mutating func apply(fileText: String, source: String) throws(ConfigError) {
         var lineNo = 0
         var seen: [String: Int] = [:]
         // "\r\n" is one Character in Swift, not a "\n": a file with CRLF line ends is split on both.
@@ -497,7 +497,7 @@ extension Config {
     /// What every command reads: the defaults, then the file (`path`, or the default path, which may be
     /// missing), then the command-line `flags` (key, value) in order, then the cross-key checks.
     /// `signatures` given as flags replace the file's directories rather than add to them.
-    public static func resolve(path: String?, flags: [(key: String, value: String)]) throws(ConfigError) -> Config {
+    package static func resolve(path: String?, flags: [(key: String, value: String)]) throws(ConfigError) -> Config {
         var config = Config()
         try config.load(path: path ?? defaultPath, required: path != nil)
         var flagSignatures: [String] = []
@@ -523,7 +523,7 @@ extension Config {
     /// A file named on the command line (`required`) under sudo is opened with the permissions of the
     /// user who ran sudo (InvokingUser): one that user cannot read is refused, and not a byte of it is
     /// shown.
-    public mutating func load(path: String, required: Bool, invoker: InvokingUser? = InvokingUser.fromSudo())
+    package mutating func load(path: String, required: Bool, invoker: InvokingUser? = InvokingUser.fromSudo())
         throws(ConfigError)
     {
         let fd: Int32
@@ -567,7 +567,7 @@ extension Config {
     }
 
     /// Checks that hold across keys.
-    public func validate() throws(ConfigError) {
+    package func validate() throws(ConfigError) {
         if spoolThreshold > memoryBudget {
             throw ConfigError(
                 source: "configuration", line: nil,
@@ -586,7 +586,7 @@ extension Config {
     }
 
     /// A config file with every key commented out at its default.
-    public static func documentedDefaults() -> String {
+    package static func documentedDefaults() -> String {
         var out = "# Breakwater configuration. Every key is shown at its default, commented out.\n"
         out += "# Syntax: key = value; repeatable keys may appear on several lines. See breakwater.conf(5).\n"
         for k in keys {

@@ -4,15 +4,15 @@
 /// value as a config file would, and `defaultText` is `show(Config())`. A key whose default is not one
 /// value (it depends on the machine, the environment or another key) has no `show` and a described
 /// default instead; ConfigTests.testDescribedDefaults lists those keys.
-public struct ConfigKey: Sendable {
-    public let name: String
-    public let defaultText: String
-    public let help: String
+package struct ConfigKey: Sendable {
+    package let name: String
+    package let defaultText: String
+    package let help: String
     /// Repeating the key adds to a list instead of replacing it.
-    public let repeatable: Bool
+    package let repeatable: Bool
     /// The key's value in a configuration, as a config file writes it; nil for a described default.
-    public let show: (@Sendable (Config) -> String)?
+    package let show: (@Sendable (Config) -> String)?
     let apply: @Sendable (inout Config, String) throws(ValueError) -> Void
 
-    public struct ValueError: Error { public let message: String }
+    package struct ValueError: Error { package let message: String }
 }

@@ -5,29 +5,29 @@ import Glibc
 /// A TCP address to listen on, written `HOST:PORT`: an IPv4 address (`127.0.0.1:9897`), an IPv6
 /// address in brackets (`[::1]:9897`) or `localhost:PORT`. Names are not resolved: a listener's address
 /// must not depend on DNS.
-public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
+package struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
     /// 4 or 16 bytes, network order.
-    public let address: [UInt8]
-    public let port: UInt16
+    package let address: [UInt8]
+    package let port: UInt16
 
-    public init(address: [UInt8], port: UInt16) {
+    package init(address: [UInt8], port: UInt16) {
         precondition(address.count == 4 || address.count == 16)
         self.address = address
         self.port = port
     }
 
-    public var isIPv6: Bool { address.count == 16 }
+    package var isIPv6: Bool { address.count == 16 }
 
-    public var description: String {
+    package var description: String {
         let host = CIDR.format(address)
         return isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)"
     }
 
-    public struct ParseError: Error, CustomStringConvertible, Sendable {
-        public let description: String
+    package struct ParseError: Error, CustomStringConvertible, Sendable {
+        package let description: String
     }
 
-    public static func parse(_ text: String) throws(ParseError) -> ListenAddress {
+    package static func parse(_ text: String) throws(ParseError) -> ListenAddress {
         let hint = "write HOST:PORT, e.g. 127.0.0.1:9897 or [::1]:9897"
         let host: Substring
         let portText: Substring

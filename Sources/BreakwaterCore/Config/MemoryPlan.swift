@@ -1,13 +1,13 @@
 /// What a configuration can make the daemon hold at most, by part (`breakwater check-config`), and
 /// the memory its budgets still allow it to take (a reload's `auto` choice).
-public struct MemoryPlan: Sendable {
+package struct MemoryPlan: Sendable {
     /// libclamav's working memory for one scan, estimated as 3 x max-message-size (about 75M was
     /// measured on a 25M message: the message, its decoded parts and libclamav's maps of them).
-    public static func scanWorkingMemory(_ c: Config) -> UInt64 { 3 &* c.maxMessageSize }
+    package static func scanWorkingMemory(_ c: Config) -> UInt64 { 3 &* c.maxMessageSize }
 
     /// Memory the budgets may still take on top of what the process holds now: the memory budget not
     /// in use and the scan working memory of the idle slots.
-    public static func headroom(_ c: Config, buffered: UInt64, busySlots: Int) -> UInt64 {
+    package static func headroom(_ c: Config, buffered: UInt64, busySlots: Int) -> UInt64 {
         let budget = c.memoryBudget > buffered ? c.memoryBudget - buffered : 0
         let idle = UInt64(max(0, c.workers - busySlots))
         return budget &+ idle &* scanWorkingMemory(c)
@@ -20,23 +20,23 @@ import Glibc
 
 extension MemoryPlan {
     /// One part of the plan.
-    public struct Part: Sendable {
-        public var name: String
-        public var bytes: UInt64
-        public var note: String
+    package struct Part: Sendable {
+        package var name: String
+        package var bytes: UInt64
+        package var note: String
     }
 
     /// RSS of the program without an engine (measured: about 40M with the shipped set).
-    public static let programBytes: UInt64 = 40 << 20
+    package static let programBytes: UInt64 = 40 << 20
 
     /// An engine's size estimated from its signature files: about 3.5 x the plain-text databases (the
     /// official-shaped stand-in: 291M of text, 920M of engine) and 7 x the compressed .cvd files.
-    public static func estimateEngine(plainBytes: UInt64, compressedBytes: UInt64) -> UInt64 {
+    package static func estimateEngine(plainBytes: UInt64, compressedBytes: UInt64) -> UInt64 {
         plainBytes &* 7 / 2 &+ compressedBytes &* 7
     }
 
     /// Bytes of database files in `directories`: (plain, compressed .cvd).
-    public static func signatureFileBytes(_ directories: [String]) -> (UInt64, UInt64) {
+    package static func signatureFileBytes(_ directories: [String]) -> (UInt64, UInt64) {
         var plain: UInt64 = 0
         var compressed: UInt64 = 0
         for dir in directories {
@@ -55,7 +55,7 @@ extension MemoryPlan {
     }
 
     /// True when `path` is on a tmpfs (its files are memory).
-    public static func isInMemory(_ path: String) -> Bool {
+    package static func isInMemory(_ path: String) -> Bool {
         guard let resolved = realpath(path, nil) else { return false }
         let full = String(cString: resolved)
         free(resolved)
@@ -65,7 +65,7 @@ extension MemoryPlan {
 
     /// The type of the file system `path` (absolute, resolved) is on, from /proc/self/mounts text: the
     /// last-mounted of the longest mount points that contain it.
-    public static func fileSystemType(of path: String, mounts: String) -> String? {
+    package static func fileSystemType(of path: String, mounts: String) -> String? {
         var best: (Int, String)?
         for line in mounts.split(separator: "\n") {
             let fields = line.split(separator: " ")
@@ -79,7 +79,7 @@ extension MemoryPlan {
 
     /// The parts of what the configuration can hold at most with an engine of `engineBytes`, and
     /// whether a second engine counts (`concurrent`).
-    public static func parts(
+    package static func parts(
         _ c: Config, engineBytes: UInt64, engineNote: String, spoolInMemory: Bool, scanTemporaryInMemory: Bool
     ) -> [Part] {
         var out: [Part] = [
@@ -110,20 +110,20 @@ extension MemoryPlan {
         // libclamav's per-part files: in memory when scan-temporary-directory is unset and a tmpfs has
         // room for them at start (ScanMemory), or when the directory set is a tmpfs.
         if scanTemporaryInMemory {
-            let where_ =
+            let location =
                 c.limits.temporaryDirectory.map { "\($0) is a tmpfs" }
                 ?? "in memory when a tmpfs has room at start (else on disk)"
             out.append(
                 Part(
                     name: "scan temporary files", bytes: ScanMemory.planned(config: c),
-                    note: "\(where_): workers x (max-scan-size + max-message-size)"))
+                    note: "\(location): workers x (max-scan-size + max-message-size)"))
         }
         return out
     }
 
     /// `MemoryMax=` of a unit file's text (the last assignment wins; an empty one resets): nil when not
     /// set or "infinity", else bytes (K, M, G, T are powers of 1024; a percentage is of `physical`).
-    public static func memoryMax(unitText: String, physical: UInt64) -> UInt64?? {
+    package static func memoryMax(unitText: String, physical: UInt64) -> UInt64?? {
         var value: UInt64?? = .none
         var section = ""
         for raw in unitText.split(separator: "\n", omittingEmptySubsequences: false) {

@@ -1,25 +1,25 @@
 /// The signature-operations keys: hot reload on a directory change, the control socket's mode, the
 /// prefix of ops signature names, and the official ClamAV databases.
-public struct OpsSettings: Sendable {
+package struct OpsSettings: Sendable {
     /// `self-check`: seconds between two looks at the signature directories; 0 turns the watch off.
-    public var selfCheck = 5.0
+    package var selfCheck = 5.0
     /// `control-mode`: permission bits of the control socket.
-    public var controlMode: UInt32 = 0o660
+    package var controlMode: UInt32 = 0o660
     /// `local-prefix`: every name `breakwater signatures add` writes starts with it.
-    public var localPrefix = "Breakwater.Local."
+    package var localPrefix = "Breakwater.Local."
     /// `official-signatures`: also load the official ClamAV databases (freshclam's directory).
-    public var officialSignatures = false
+    package var officialSignatures = false
     /// `reload-mode`: how a reload makes room for the new engine.
-    public var reloadMode = ReloadMode.auto
+    package var reloadMode = ReloadMode.auto
 
-    public init() {}
+    package init() {}
 
     /// Where Debian's freshclam keeps the official databases.
-    public static let officialDirectory = "/var/lib/clamav"
+    package static let officialDirectory = "/var/lib/clamav"
 
     /// Characters allowed in a signature name (and so in the prefix): they survive every ClamAV
     /// database format and a shell unquoted.
-    public static func isNameCharacter(_ c: Character) -> Bool {
+    package static func isNameCharacter(_ c: Character) -> Bool {
         c.isASCII && (c.isLetter || c.isNumber || c == "." || c == "-" || c == "_")
     }
 }
@@ -78,6 +78,6 @@ extension Config {
 }
 
 /// `reload-mode`.
-public enum ReloadMode: String, Sendable, CaseIterable {
+package enum ReloadMode: String, Sendable, CaseIterable {
     case auto, concurrent, blocking
 }

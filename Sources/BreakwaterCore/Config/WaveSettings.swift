@@ -1,5 +1,5 @@
 /// What happens to a message of a wave.
-public enum WaveAction: String, Sendable, CaseIterable {
+package enum WaveAction: String, Sendable, CaseIterable {
     /// Accepted with `X-Breakwater-Wave: ID`.
     case tag
     /// 451 4.7.1: the MTA keeps it and retries (the wave may meanwhile get a signature).
@@ -7,44 +7,44 @@ public enum WaveAction: String, Sendable, CaseIterable {
     /// 550 5.7.1.
     case reject
 
-    public static var list: String { allCases.map(\.rawValue).joined(separator: "|") }
+    package static var list: String { allCases.map(\.rawValue).joined(separator: "|") }
 }
 
 /// The `wave-*` configuration keys.
-public struct WaveSettings: Sendable {
+package struct WaveSettings: Sendable {
     /// `waves`: detect waves (the engine then hands every decoded text layer to the fingerprint).
-    public var enabled = true
+    package var enabled = true
     /// `wave-threshold`: messages in the window that make a wave.
-    public var threshold = 50
+    package var threshold = 50
     /// `wave-min-sources`: a wave needs more than this many distinct client networks (/24 for IPv4,
     /// /48 for IPv6). Envelope senders are not counted: one host forges any number for free.
-    public var minSources = 5
+    package var minSources = 5
     /// `wave-window`: seconds of the sliding window; a wave ends after a whole window without a message.
-    public var window = 600.0
+    package var window = 600.0
     /// `wave-action`: tempfail by default, so that a wave keeps off the host without ops (tag let it
     /// start a handler per message in the outage replay; docs/incident.md).
-    public var action = WaveAction.tempfail
+    package var action = WaveAction.tempfail
     /// `wave-store-size`: bytes of the fingerprint store (entries, index, wave records).
-    public var storeSize: UInt64 = 4 << 20
+    package var storeSize: UInt64 = 4 << 20
     /// `wave-allow-senders`: envelope senders (address or @domain, lower case) never counted.
-    public var allowSenders: [String] = []
+    package var allowSenders: [String] = []
     /// `wave-allow-networks`: client networks never counted.
-    public var allowNetworks: [CIDR] = []
+    package var allowNetworks: [CIDR] = []
 
     /// Estimated Jaccard similarity at which a message joins a wave's fingerprint.
-    public var similarity = 0.25
+    package var similarity = 0.25
 
-    public init() {}
+    package init() {}
 
-    public static let minimumStoreSize: UInt64 = 512 << 10
+    package static let minimumStoreSize: UInt64 = 512 << 10
 
     /// True when the envelope sender (as the MTA gives it, with or without angle brackets) is on
     /// the allow list.
-    public func allowsSender(_ sender: String) -> Bool {
+    package func allowsSender(_ sender: String) -> Bool {
         AddressList.contains(allowSenders, sender)
     }
 
-    public func allowsNetwork(_ ip: [UInt8]?) -> Bool {
+    package func allowsNetwork(_ ip: [UInt8]?) -> Bool {
         guard let ip, !allowNetworks.isEmpty else { return false }
         return allowNetworks.contains { $0.contains(ip) }
     }

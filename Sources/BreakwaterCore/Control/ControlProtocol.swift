@@ -7,24 +7,24 @@ import Glibc
 /// A client connects to the unix socket, writes one request line (`VERB [ARGUMENT]`, at most
 /// `maxRequest` bytes with its `\n`), and reads the answer until the daemon closes the connection:
 /// a first line `OK [text]` or `ERR text`, then the body lines, if any. One request per connection.
-public enum ControlProtocol {
-    public static let maxRequest = 4096
+package enum ControlProtocol {
+    package static let maxRequest = 4096
 
     /// An answer as the client reads it.
-    public struct Response: Sendable, Equatable {
-        public var ok: Bool
+    package struct Response: Sendable, Equatable {
+        package var ok: Bool
         /// The first line without `OK `/`ERR `.
-        public var head: String
-        public var body: [String]
+        package var head: String
+        package var body: [String]
 
-        public init(ok: Bool, head: String, body: [String] = []) {
+        package init(ok: Bool, head: String, body: [String] = []) {
             self.ok = ok
             self.head = head
             self.body = body
         }
 
         /// The answer as the daemon writes it.
-        public var rendered: String {
+        package var rendered: String {
             var s = ok ? "OK" : "ERR"
             if !head.isEmpty { s += " " + ControlProtocol.oneLine(head) }
             s += "\n"
@@ -32,7 +32,7 @@ public enum ControlProtocol {
             return s
         }
 
-        public static func parse(_ text: String) -> Response? {
+        package static func parse(_ text: String) -> Response? {
             var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
             if lines.last == "" { lines.removeLast() }
             guard let first = lines.first else { return nil }
@@ -51,12 +51,12 @@ public enum ControlProtocol {
     }
 
     /// Why a request did not get an answer.
-    public enum ClientError: Error, CustomStringConvertible, Sendable {
+    package enum ClientError: Error, CustomStringConvertible, Sendable {
         /// Nothing listens on the socket: the daemon is not running (or runs with another `control`).
         case notRunning(String)
         case failed(String)
 
-        public var description: String {
+        package var description: String {
             switch self {
             case .notRunning(let s), .failed(let s): return s
             }
@@ -64,9 +64,9 @@ public enum ControlProtocol {
     }
 
     /// Longest request argument (the text after the verb), in bytes.
-    public static let maxArgument = 1024
+    package static let maxArgument = 1024
     /// Longest verb; every verb is ASCII letters only.
-    public static let maxVerb = 32
+    package static let maxVerb = 32
 
     /// Parses what a client sent: the request is the bytes up to the first `\n` (an optional `\r`
     /// before it is dropped), or all of `bytes` when there is no `\n` (the client ended its input).
@@ -76,7 +76,7 @@ public enum ControlProtocol {
     /// the verb is ASCII letters (at most `maxVerb`), matched without regard to case and returned in
     /// upper case; the argument is the rest, without surrounding spaces, at most `maxArgument` bytes.
     /// Whether the verb exists and what its argument may be is the handler's business.
-    public static func parseRequest(_ bytes: [UInt8]) -> Result<ControlRequest, ControlRequestError> {
+    package static func parseRequest(_ bytes: [UInt8]) -> Result<ControlRequest, ControlRequestError> {
         let nl = bytes.firstIndex(of: 10)
         // With its `\n` the line must fit `maxRequest`: so must one the client ended without it.
         let lineLength = nl.map { $0 + 1 } ?? bytes.count + 1
@@ -112,18 +112,18 @@ public enum ControlProtocol {
     }
 
     /// C0 controls (tab included), DEL and C1 controls: never in a request, never echoed raw.
-    public static func isControl(_ u: Unicode.Scalar) -> Bool {
+    package static func isControl(_ u: Unicode.Scalar) -> Bool {
         u.value < 0x20 || (u.value >= 0x7f && u.value <= 0x9f)
     }
 
     /// Replaces line breaks, which would end the line early.
-    public static func oneLine(_ s: String) -> String {
+    package static func oneLine(_ s: String) -> String {
         guard s.contains(where: { $0 == "\n" || $0 == "\r" || $0 == "\r\n" }) else { return s }
         return String(s.map { $0 == "\n" || $0 == "\r" || $0 == "\r\n" ? " " : $0 })
     }
 
     /// Fills a `sockaddr_un` for `path`; nil when the path is too long for one.
-    public static func address(_ path: String) -> sockaddr_un? {
+    package static func address(_ path: String) -> sockaddr_un? {
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
@@ -140,7 +140,7 @@ public enum ControlProtocol {
     /// reached through its directory: `/proc/self/fd/N/NAME`, N a descriptor of the directory, which the
     /// kernel resolves to the same place. nil when even that does not fit or the directory cannot be
     /// opened.
-    public static func withAddress<T>(_ path: String, _ body: (inout sockaddr_un) -> T) -> T? {
+    package static func withAddress<T>(_ path: String, _ body: (inout sockaddr_un) -> T) -> T? {
         if var addr = address(path) { return body(&addr) }
         guard let slash = path.lastIndex(of: "/") else { return nil }
         let dir = String(path[..<slash])
@@ -153,7 +153,7 @@ public enum ControlProtocol {
     }
 
     /// Sends one request and reads the whole answer, waiting up to `timeout` seconds for it.
-    public static func request(_ line: String, socket path: String, timeout: Double) throws(ClientError) -> Response {
+    package static func request(_ line: String, socket path: String, timeout: Double) throws(ClientError) -> Response {
         guard !path.isEmpty else { throw .notRunning("the control socket is turned off (control is empty)") }
         guard !line.contains(where: { $0 == "\n" || $0 == "\r" || $0 == "\r\n" }) else {
             throw .failed("the request contains a line break: '\(Escape.text(line.prefix(80)))'")
@@ -231,13 +231,13 @@ public enum ControlProtocol {
 }
 
 /// A request of the control socket that passed `ControlProtocol.parseRequest`.
-public struct ControlRequest: Sendable, Equatable {
+package struct ControlRequest: Sendable, Equatable {
     /// ASCII letters, upper case.
-    public var verb: String
+    package var verb: String
     /// The rest of the line without surrounding spaces; printable text, at most `maxArgument` bytes.
-    public var argument: String
+    package var argument: String
 
-    public init(verb: String, argument: String) {
+    package init(verb: String, argument: String) {
         self.verb = verb
         self.argument = argument
     }
@@ -245,39 +245,39 @@ public struct ControlRequest: Sendable, Equatable {
 
 /// Why a request line was refused; the text is the answer's `ERR` line (it never echoes a control
 /// character).
-public struct ControlRequestError: Error, Sendable, Equatable, CustomStringConvertible {
-    public let description: String
-    public init(_ d: String) { description = d }
+package struct ControlRequestError: Error, Sendable, Equatable, CustomStringConvertible {
+    package let description: String
+    package init(_ d: String) { description = d }
 }
 
 /// Who may use the control socket: root, the daemon's own user, or a member of the socket file's
 /// group (by the peer's primary group or a supplementary one). The file's mode (`control-mode`) is a
 /// first gate; this one holds even when the mode is wider than it should be.
-public struct ControlPeer: Sendable, Equatable {
-    public var pid: Int32
-    public var uid: UInt32
-    public var gid: UInt32
+package struct ControlPeer: Sendable, Equatable {
+    package var pid: Int32
+    package var uid: UInt32
+    package var gid: UInt32
     /// Supplementary groups (SO_PEERGROUPS); may include `gid`.
-    public var groups: [UInt32]
+    package var groups: [UInt32]
 
-    public init(pid: Int32, uid: UInt32, gid: UInt32, groups: [UInt32]) {
+    package init(pid: Int32, uid: UInt32, gid: UInt32, groups: [UInt32]) {
         self.pid = pid
         self.uid = uid
         self.gid = gid
         self.groups = groups
     }
 
-    public func allowed(daemonUID: UInt32, socketGID: UInt32) -> Bool {
+    package func allowed(daemonUID: UInt32, socketGID: UInt32) -> Bool {
         uid == 0 || uid == daemonUID || gid == socketGID || groups.contains(socketGID)
     }
 
     /// The `ERR` text a refused peer gets.
-    public func refusal(daemonUID: UInt32, socketGID: UInt32) -> String {
+    package func refusal(daemonUID: UInt32, socketGID: UInt32) -> String {
         "permission denied: uid \(uid) is not root, the daemon's user (uid \(daemonUID)) or a member of the control socket's group (gid \(socketGID))"
     }
 
     /// The `Groups:` line of /proc/PID/status (a fallback where SO_PEERGROUPS is missing).
-    public static func groups(inStatus text: String) -> [UInt32]? {
+    package static func groups(inStatus text: String) -> [UInt32]? {
         for line in text.split(separator: "\n") where line.hasPrefix("Groups:") {
             return line.dropFirst("Groups:".count).split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap {
                 UInt32($0)

@@ -9,16 +9,16 @@ import Glibc
 /// the `open`, then back to root), so a command allowed through sudo cannot be used to read a file the
 /// user could not read: a config parse error quotes the offending line, which would print, say, the
 /// first line of /etc/shadow. Once open, the file is read as root through that descriptor.
-public struct InvokingUser: Sendable, CustomStringConvertible {
-    public let uid: uid_t
-    public let gid: gid_t
-    public let name: String?
+package struct InvokingUser: Sendable, CustomStringConvertible {
+    package let uid: uid_t
+    package let gid: gid_t
+    package let name: String?
 
-    public var description: String { name.map { "\($0), uid \(uid)" } ?? "uid \(uid)" }
+    package var description: String { name.map { "\($0), uid \(uid)" } ?? "uid \(uid)" }
 
     /// The user who ran sudo, or nil when the command does not run as root on behalf of another user
     /// (no SUDO_UID, SUDO_UID=0, or not root).
-    public static func fromSudo(environment: [String: String]? = nil) -> InvokingUser? {
+    package static func fromSudo(environment: [String: String]? = nil) -> InvokingUser? {
         func env(_ k: String) -> String? {
             if let environment { return environment[k] }
             return getenv(k).map { String(cString: $0) }
@@ -30,12 +30,12 @@ public struct InvokingUser: Sendable, CustomStringConvertible {
     }
 
     /// ` (as the user who ran sudo, NAME, uid N)` after an error when `invoker` is set; empty otherwise.
-    public static func note(_ invoker: InvokingUser?) -> String {
+    package static func note(_ invoker: InvokingUser?) -> String {
         invoker.map { " (read as the user who ran sudo: \($0))" } ?? ""
     }
 
     /// The user's groups: the primary one and, when the account exists, its supplementary ones.
-    public var groups: [gid_t] {
+    package var groups: [gid_t] {
         guard let name else { return [gid] }
         var n: Int32 = 64
         while true {
@@ -49,7 +49,7 @@ public struct InvokingUser: Sendable, CustomStringConvertible {
 
     /// Opens `path` read-only with this user's permissions (the path's directories included); returns
     /// the descriptor, or -1 with errno set.
-    public func open(_ path: String, flags: Int32 = O_RDONLY | O_CLOEXEC) -> Int32 {
+    package func open(_ path: String, flags: Int32 = O_RDONLY | O_CLOEXEC) -> Int32 {
         let savedEgid = getegid()
         let savedCount = getgroups(0, nil)
         var saved = [gid_t](repeating: 0, count: Int(max(0, savedCount)))

@@ -1,19 +1,19 @@
 import Synchronization
 
 /// Counters since start, shared by every session; lock-free.
-public final class Stats: Sendable {
-    public let startedAt = Now.wall()
-    public let scanned = Atomic<Int>(0)
+package final class Stats: Sendable {
+    package let startedAt = Now.wall()
+    package let scanned = Atomic<Int>(0)
     /// Messages scanned a second time for every match, after a first match whose action another name
     /// could make stricter (`Policy.settles`).
-    public let rescans = Atomic<Int>(0)
-    public let accepted = Atomic<Int>(0)
-    public let rejected = Atomic<Int>(0)
-    public let discarded = Atomic<Int>(0)
-    public let quarantined = Atomic<Int>(0)
-    public let tagged = Atomic<Int>(0)
-    public let skipped = Atomic<Int>(0)
-    public let tempfailed = Atomic<Int>(0)
+    package let rescans = Atomic<Int>(0)
+    package let accepted = Atomic<Int>(0)
+    package let rejected = Atomic<Int>(0)
+    package let discarded = Atomic<Int>(0)
+    package let quarantined = Atomic<Int>(0)
+    package let tagged = Atomic<Int>(0)
+    package let skipped = Atomic<Int>(0)
+    package let tempfailed = Atomic<Int>(0)
     private let tempfailBusy = Atomic<Int>(0)
     private let tempfailMemory = Atomic<Int>(0)
     private let tempfailTimeout = Atomic<Int>(0)
@@ -25,19 +25,19 @@ public final class Stats: Sendable {
     private let tempfailPolicy = Atomic<Int>(0)
     private let tempfailWave = Atomic<Int>(0)
     /// RCPTs answered 452 4.5.3 past max-recipients (not messages: the message goes on without them).
-    public let recipientsRefused = Atomic<Int>(0)
-    public let sessionsOpen = Atomic<Int>(0)
-    public let inFlight = Atomic<Int>(0)
+    package let recipientsRefused = Atomic<Int>(0)
+    package let sessionsOpen = Atomic<Int>(0)
+    package let inFlight = Atomic<Int>(0)
     /// Wave detection: waves started, and messages that arrived while their fingerprint was a wave.
-    public let wavesStarted = Atomic<Int>(0)
-    public let waveMessages = Atomic<Int>(0)
+    package let wavesStarted = Atomic<Int>(0)
+    package let waveMessages = Atomic<Int>(0)
     /// Scans that crashed the process: found at start-up in the records the previous process left.
-    public let scanCrashes = Atomic<Int>(0)
+    package let scanCrashes = Atomic<Int>(0)
 
-    public init() {}
+    package init() {}
 
     /// Counts one answered message (skipped ones too) by its action, and a tempfail by its cause.
-    public func count(_ d: Decision) {
+    package func count(_ d: Decision) {
         switch d.action {
         case .accept:
             // A message let through by a skip rule counts as skipped, not also accepted.
@@ -68,7 +68,7 @@ public final class Stats: Sendable {
         }
     }
 
-    public func tempfails(_ cause: TempfailCause) -> Int {
+    package func tempfails(_ cause: TempfailCause) -> Int {
         switch cause {
         case .busy: tempfailBusy.load(ordering: .relaxed)
         case .memoryBudget: tempfailMemory.load(ordering: .relaxed)

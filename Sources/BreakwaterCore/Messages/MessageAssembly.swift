@@ -7,46 +7,46 @@
 /// Every byte is the sender's: names and values may hold any byte (libmilter's are NUL-terminated, so
 /// they hold no NUL, but this type does not rely on it), any number of headers and any line length;
 /// each is bounded by `maxMessageSize` alone.
-public final class MessageAssembly {
-    public let buffer: MessageBuffer
-    public let maxMessageSize: UInt64
+package final class MessageAssembly {
+    package let buffer: MessageBuffer
+    package let maxMessageSize: UInt64
     /// Header values come with their leading space (libmilter's SMFIP_HDR_LEADSPC): a header line is
     /// then `name:value`, otherwise `name: value`.
-    public var leadingSpace = false
+    package var leadingSpace = false
 
     /// Bytes received for this message (header lines as reassembled, the blank line, the body),
     /// including those not kept once it went over `maxMessageSize`. The log's `size=`.
-    public private(set) var received: UInt64 = 0
+    package private(set) var received: UInt64 = 0
     /// Over `maxMessageSize` on the bytes received; nothing more is kept, the buffer is emptied.
-    public private(set) var oversize = false
-    public private(set) var headersEnded = false
+    package private(set) var oversize = false
+    package private(set) var headersEnded = false
     /// Why the message could not be held (a spool file could not be written, or the spool budget is
     /// spent); nothing more is kept.
-    public private(set) var spoolFailure: MessageBuffer.SpoolError?
-    public var spoolError: String? { spoolFailure?.description }
+    package private(set) var spoolFailure: MessageBuffer.SpoolError?
+    package var spoolError: String? { spoolFailure?.description }
     /// The first Subject header's value as received (at most 998 bytes, the RFC 5322 line limit).
-    public private(set) var subject: String?
+    package private(set) var subject: String?
 
-    public init(buffer: MessageBuffer, maxMessageSize: UInt64) {
+    package init(buffer: MessageBuffer, maxMessageSize: UInt64) {
         self.buffer = buffer
         self.maxMessageSize = maxMessageSize
     }
 
     /// True while the message is still kept: not oversize and no spool error. Once false, the caller
     /// may skip the rest of the message (SMFIS_SKIP).
-    public var isKept: Bool { !oversize && spoolFailure == nil }
+    package var isKept: Bool { !oversize && spoolFailure == nil }
 
     /// The size the client declared (ESMTP `SIZE=` at MAIL FROM). Only pre-sizes the buffer, within
     /// `MessageBuffer.expect`'s caps; it never marks the message oversize and never shortens a scan:
     /// a client may declare anything and send something else.
-    public func declare(size: UInt64) {
+    package func declare(size: UInt64) {
         guard isKept, received == 0 else { return }
         buffer.expect(size)
     }
 
     /// One header as libmilter delivers it: the name, and the value without the CRLF (folded values
     /// keep the LF libmilter leaves between their lines; libclamav's mail parser takes both).
-    public func header(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+    package func header(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
         let separator: StaticString = leadingSpace ? ":" : ": "
         let lineLength = UInt64(name.count) + UInt64(separator.utf8CodeUnitCount) + UInt64(value.count) + 2
         received &+= lineLength
@@ -70,7 +70,7 @@ public final class MessageAssembly {
 
     /// The blank line after the headers. Called again (libmilter may skip its end-of-headers step, so
     /// the callbacks call it before each body chunk and at the end) it does nothing.
-    public func endOfHeaders() {
+    package func endOfHeaders() {
         guard !headersEnded else { return }
         headersEnded = true
         received &+= 2
@@ -87,7 +87,7 @@ public final class MessageAssembly {
     /// One body chunk. Returns false when the rest of the body is not wanted (the message went over
     /// `maxMessageSize` or cannot be held): the caller may then skip it.
     @discardableResult
-    public func body(_ chunk: UnsafeRawBufferPointer) -> Bool {
+    package func body(_ chunk: UnsafeRawBufferPointer) -> Bool {
         endOfHeaders()
         received &+= UInt64(chunk.count)
         guard isKept else { return false }
@@ -104,7 +104,7 @@ public final class MessageAssembly {
     }
 
     /// Ready for the next message: frees the buffer and its budget.
-    public func reset() {
+    package func reset() {
         buffer.reset()
         received = 0
         oversize = false

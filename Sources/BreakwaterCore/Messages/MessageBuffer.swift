@@ -5,8 +5,8 @@ import Glibc
 /// One message as the MTA hands it over: header lines as received, a blank line, the body chunks.
 /// Held in memory while it is small and the shared memory budget allows; otherwise spilled to an
 /// unlinked private temporary file. Each byte is copied once, from the MTA's buffer into this one.
-public final class MessageBuffer {
-    public enum Storage {
+package final class MessageBuffer {
+    package enum Storage {
         case memory
         case file(fd: Int32)
     }
@@ -20,17 +20,17 @@ public final class MessageBuffer {
     private var fd: Int32 = -1
     /// Spool budget held for the bytes written to the spool file.
     private var spoolReserved: UInt64 = 0
-    public private(set) var size: UInt64 = 0
+    package private(set) var size: UInt64 = 0
     /// Why the message went to disk, if it did: "size" or "memory budget".
-    public private(set) var spoolReason: String?
+    package private(set) var spoolReason: String?
 
-    public struct SpoolError: Error, CustomStringConvertible {
-        public let description: String
+    package struct SpoolError: Error, CustomStringConvertible {
+        package let description: String
         /// The spool budget (`spool-budget`) is spent: a temporary condition, not a broken spool.
-        public var overBudget = false
+        package var overBudget = false
     }
 
-    public init(admission: Admission, spoolThreshold: UInt64, spoolDirectory: String) {
+    package init(admission: Admission, spoolThreshold: UInt64, spoolDirectory: String) {
         self.admission = admission
         self.spoolThreshold = spoolThreshold
         self.spoolDirectory = spoolDirectory
@@ -39,9 +39,9 @@ public final class MessageBuffer {
     deinit { reset() }
 
     /// The most an announced size (ESMTP SIZE) reserves before the message's data arrives.
-    public static let maxAnnouncedReserve: UInt64 = 64 << 10
+    package static let maxAnnouncedReserve: UInt64 = 64 << 10
 
-    public var storage: Storage { fd >= 0 ? .file(fd: fd) : .memory }
+    package var storage: Storage { fd >= 0 ? .file(fd: fd) : .memory }
 
     /// Pre-sizes the buffer for a message the client announced (ESMTP SIZE), within the spool
     /// threshold and the budget. Saves the copies of repeated growth. The 1 KB over the announced
@@ -52,7 +52,7 @@ public final class MessageBuffer {
     /// `maxAnnouncedReserve`, and only while the budget is less than half taken, so sessions that
     /// announce large messages and then idle cannot hold the budget the messages being received need.
     /// (A larger message grows geometrically from there: 64 KB to 1 MB is four copies.)
-    public func expect(_ announced: UInt64) {
+    package func expect(_ announced: UInt64) {
         guard fd < 0, bytes.isEmpty, announced > 0 else { return }
         let want = min(announced &+ 1024, spoolThreshold, MessageBuffer.maxAnnouncedReserve)
         if want > reserved && admission.reserve(want - reserved, ceiling: admission.memoryBudget / 2) {
@@ -61,7 +61,7 @@ public final class MessageBuffer {
         }
     }
 
-    public func append(_ text: String) throws(SpoolError) {
+    package func append(_ text: String) throws(SpoolError) {
         var t = text
         let failure = t.withUTF8 { p -> SpoolError? in
             do throws(SpoolError) { try append(UnsafeRawBufferPointer(p)) } catch { return error }
@@ -70,7 +70,7 @@ public final class MessageBuffer {
         if let failure { throw failure }
     }
 
-    public func append(_ chunk: UnsafeRawBufferPointer) throws(SpoolError) {
+    package func append(_ chunk: UnsafeRawBufferPointer) throws(SpoolError) {
         let n = UInt64(chunk.count)
         if n == 0 { return }
         if fd >= 0 {
@@ -153,14 +153,14 @@ public final class MessageBuffer {
     }
 
     /// Runs `body` over the in-memory bytes (nil when spooled).
-    public func withMemory<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R? {
+    package func withMemory<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R? {
         guard fd < 0 else { return nil }
         return bytes.withUnsafeBytes(body)
     }
 
     /// Writes the whole message to `out` (a copy for ops: CrashSuspects.keepCopy). False on a write or
     /// read error.
-    public func copy(to out: Int32) -> Bool {
+    package func copy(to out: Int32) -> Bool {
         func put(_ p: UnsafeRawBufferPointer) -> Bool {
             var off = 0
             while off < p.count {
@@ -185,7 +185,7 @@ public final class MessageBuffer {
     }
 
     /// Drops the message: frees memory, returns the budget, closes the spool file.
-    public func reset() {
+    package func reset() {
         if fd >= 0 {
             close(fd)
             fd = -1

@@ -1,17 +1,17 @@
 /// What happened to one message, handed to observers (metrics, wave counting) after the MTA has its answer.
-public struct MessageRecord: Sendable {
-    public let queueID: String
-    public let client: String
-    public let sender: String
-    public let recipients: Int
-    public let bytes: UInt64
-    public let decision: Decision
-    public let waitSeconds: Double
-    public let scanSeconds: Double
+package struct MessageRecord: Sendable {
+    package let queueID: String
+    package let client: String
+    package let sender: String
+    package let recipients: Int
+    package let bytes: UInt64
+    package let decision: Decision
+    package let waitSeconds: Double
+    package let scanSeconds: Double
     /// False when the message was answered without a scan (busy, oversize, skipped).
-    public let scanned: Bool
+    package let scanned: Bool
 
-    public init(
+    package init(
         queueID: String, client: String, sender: String, recipients: Int, bytes: UInt64, decision: Decision,
         waitSeconds: Double, scanSeconds: Double, scanned: Bool
     ) {

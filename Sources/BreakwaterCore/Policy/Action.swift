@@ -1,5 +1,5 @@
 /// What Breakwater does with a message.
-public enum Action: String, Sendable, CaseIterable {
+package enum Action: String, Sendable, CaseIterable {
     /// 550 5.7.1 with the reject template (552 5.3.4 for an oversize message).
     case reject
     /// 451 4.7.1: the MTA keeps the message and retries.
@@ -13,22 +13,22 @@ public enum Action: String, Sendable, CaseIterable {
     /// Accept unchanged (apart from the scanned header).
     case accept
 
-    public static func parse(_ s: String) -> Action? { Action(rawValue: s.lowercased()) }
-    public static var list: String { allCases.map(\.rawValue).joined(separator: "|") }
+    package static func parse(_ s: String) -> Action? { Action(rawValue: s.lowercased()) }
+    package static var list: String { allCases.map(\.rawValue).joined(separator: "|") }
 }
 
 /// `GLOB ACTION`: signatures whose name matches GLOB get ACTION. First match wins.
-public struct ActionRule: Sendable, Equatable, CustomStringConvertible {
-    public let pattern: String
-    public let action: Action
-    public init(pattern: String, action: Action) {
+package struct ActionRule: Sendable, Equatable, CustomStringConvertible {
+    package let pattern: String
+    package let action: Action
+    package init(pattern: String, action: Action) {
         self.pattern = pattern
         self.action = action
     }
-    public var description: String { "\(pattern) \(action.rawValue)" }
+    package var description: String { "\(pattern) \(action.rawValue)" }
 
     /// The rules that apply after the configured ones.
-    public static let defaults: [ActionRule] = [
+    package static let defaults: [ActionRule] = [
         ActionRule(pattern: "Heuristics.*", action: .tag),
         ActionRule(pattern: "*.Malware.*", action: .reject),
         ActionRule(pattern: "*.Phish.*", action: .reject),
@@ -39,7 +39,7 @@ public struct ActionRule: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Shell-style glob: `*` any run of characters, `?` one character, everything else literal.
-public func globMatch(_ pattern: String, _ text: String) -> Bool {
+package func globMatch(_ pattern: String, _ text: String) -> Bool {
     let p = Array(pattern.utf8)
     let t = Array(text.utf8)
     var pi = 0

@@ -1,19 +1,19 @@
 /// The answer for one message, ready for the milter bridge.
-public struct Decision: Sendable, Equatable {
-    public enum Verdict: String, Sendable { case clean, infected, limit, oversize, error, skipped, busy, crash }
-    public var verdict: Verdict
-    public var action: Action
+package struct Decision: Sendable, Equatable {
+    package enum Verdict: String, Sendable { case clean, infected, limit, oversize, error, skipped, busy, crash }
+    package var verdict: Verdict
+    package var action: Action
     /// SMTP reply code, enhanced status and text for reject/tempfail.
-    public var reply: (code: String, status: String, text: String)?
+    package var reply: (code: String, status: String, text: String)?
     /// Headers to add (name, value without the leading space).
-    public var headers: [(String, String)] = []
-    public var tempfailCause: TempfailCause?
+    package var headers: [(String, String)] = []
+    package var tempfailCause: TempfailCause?
     /// Signatures that matched (names as written).
-    public var signatures: [String] = []
+    package var signatures: [String] = []
     /// The wave the message belongs to (wave detection), for the log.
-    public var wave: String? = nil
+    package var wave: String? = nil
 
-    public init(
+    package init(
         verdict: Verdict, action: Action, reply: (code: String, status: String, text: String)?,
         headers: [(String, String)] = [], tempfailCause: TempfailCause? = nil, signatures: [String] = [],
         wave: String? = nil
@@ -28,9 +28,9 @@ public struct Decision: Sendable, Equatable {
     }
 
     /// A message let through unscanned by a skip rule (the rule is in the log line where it applied).
-    public static let skipped = Decision(verdict: .skipped, action: .accept, reply: nil)
+    package static let skipped = Decision(verdict: .skipped, action: .accept, reply: nil)
 
-    public static func == (a: Decision, b: Decision) -> Bool {
+    package static func == (a: Decision, b: Decision) -> Bool {
         a.verdict == b.verdict && a.action == b.action && a.reply?.code == b.reply?.code
             && a.reply?.status == b.reply?.status && a.reply?.text == b.reply?.text
             && a.headers.map { "\($0.0): \($0.1)" } == b.headers.map { "\($0.0): \($0.1)" }

@@ -1,29 +1,29 @@
 /// Every answer Breakwater gives a message: the skip rules, signature actions, limits, oversize, scan
 /// errors, the wave rule, and the temporary failures under load, each tempfail with its cause. Pure:
 /// no I/O, no C.
-public struct Policy: Sendable {
-    public var skip: SkipRules
-    public var rules: [ActionRule]
-    public var rejectTemplate: ReplyTemplate
-    public var onScanError: Action
-    public var onOversize: Action
-    public var onLimit: Action
-    public var onNestingLimit: Action
+package struct Policy: Sendable {
+    package var skip: SkipRules
+    package var rules: [ActionRule]
+    package var rejectTemplate: ReplyTemplate
+    package var onScanError: Action
+    package var onOversize: Action
+    package var onLimit: Action
+    package var onNestingLimit: Action
     /// `on-scan-crash`: the answer to a message convicted of crashing the scanner.
-    public var onScanCrash: Action
+    package var onScanCrash: Action
     /// `wave-action`: what a message of a mail wave gets (when the scan decided accept or tag).
-    public var waveAction: WaveAction
-    public var scannedHeader: String
-    public var productTag: String
+    package var waveAction: WaveAction
+    package var scannedHeader: String
+    package var productTag: String
     /// `max-recipients` (0: no limit), and the reply to each RCPT past it, built once.
-    public var maxRecipients: Int
-    public var recipientRefusal: (code: String, status: String, text: String)
+    package var maxRecipients: Int
+    package var recipientRefusal: (code: String, status: String, text: String)
     /// The strictest action a scan's detections can get under this policy (`strictestScanAction`).
-    public var strictestAction: Action {
+    package var strictestAction: Action {
         Policy.strictestScanAction(rules: rules, onLimit: onLimit, onNestingLimit: onNestingLimit)
     }
 
-    public init(config: Config) {
+    package init(config: Config) {
         skip = SkipRules(config: config)
         rules = config.actions + ActionRule.defaults
         rejectTemplate = ReplyTemplate(config.rejectMessage)
@@ -44,7 +44,7 @@ public struct Policy: Sendable {
     /// catches every name, as `action(for:)` answers then), `on-limit` and `on-nesting-limit` (a
     /// limit's action counts beside the signatures'). A signature whose action is this one decides the
     /// message whatever else would match.
-    public static func strictestScanAction(rules: [ActionRule], onLimit: Action, onNestingLimit: Action) -> Action {
+    package static func strictestScanAction(rules: [ActionRule], onLimit: Action, onNestingLimit: Action) -> Action {
         var best = strength(onLimit) >= strength(onNestingLimit) ? onLimit : onNestingLimit
         var caughtAll = false
         for r in rules {
@@ -63,7 +63,7 @@ public struct Policy: Sendable {
     /// signature (no limit, no heuristic: those come only when no signature matched) whose action is
     /// `strictestAction`, which no other name or limit can make stricter. Otherwise the message is
     /// scanned again for every match, so that the strictest applicable action still wins.
-    public func settles(firstMatch result: ScanResult) -> Bool {
+    package func settles(firstMatch result: ScanResult) -> Bool {
         switch result.finding {
         case .clean, .error:
             return true
@@ -76,17 +76,17 @@ public struct Policy: Sendable {
 
     /// True when an RCPT is past `max-recipients` with `taken` recipients taken so far: it gets
     /// `recipientRefusal` (452 4.5.3), and the transaction goes on with the recipients taken.
-    public func refusesRecipient(taken: Int) -> Bool {
+    package func refusesRecipient(taken: Int) -> Bool {
         maxRecipients > 0 && taken >= maxRecipients
     }
 
-    public func action(for signature: String) -> Action {
+    package func action(for signature: String) -> Action {
         for r in rules where globMatch(r.pattern, signature) { return r.action }
         return .reject
     }
 
     /// The action for a limit of this kind: `on-nesting-limit` or `on-limit`.
-    public func action(for kind: LimitKind) -> Action {
+    package func action(for kind: LimitKind) -> Action {
         kind == .nesting ? onNestingLimit : onLimit
     }
 
@@ -109,7 +109,7 @@ public struct Policy: Sendable {
 
     /// The decision for a scan result; `wave` is the mail wave the message belongs to (wave
     /// detection), nil when it belongs to none or detection is off.
-    public func decide(_ result: ScanResult, wave: String? = nil) -> Decision {
+    package func decide(_ result: ScanResult, wave: String? = nil) -> Decision {
         let d = scanDecision(result)
         guard let wave else { return d }
         return apply(wave: wave, to: d)
@@ -204,7 +204,7 @@ public struct Policy: Sendable {
     }
 
     /// The decision for a message over `max-message-size`.
-    public func oversize(bytes: UInt64, limit: UInt64) -> Decision {
+    package func oversize(bytes: UInt64, limit: UInt64) -> Decision {
         fallback(
             verdict: .oversize, action: onOversize,
             reason: "message larger than \(ByteSize.format(limit)) (max-message-size)",
@@ -212,7 +212,7 @@ public struct Policy: Sendable {
     }
 
     /// The decision for a message convicted of crashing the scanner (`on-scan-crash`): never scanned again.
-    public func scanCrash() -> Decision {
+    package func scanCrash() -> Decision {
         let reason = "the message crashed the scanner"
         var d = Decision(verdict: .crash, action: onScanCrash, reply: nil, headers: [])
         switch onScanCrash {
@@ -228,7 +228,7 @@ public struct Policy: Sendable {
     }
 
     /// Busy, memory budget, wait timeout: always a temporary failure the MTA retries.
-    public func busy(_ cause: TempfailCause) -> Decision {
+    package func busy(_ cause: TempfailCause) -> Decision {
         let text: String
         switch cause {
         case .busy: text = "Breakwater is busy scanning other mail, please try again later"
@@ -248,7 +248,7 @@ public struct Policy: Sendable {
 
     /// A message that could not be held (in memory or in the spool): 451 4.3.2, cause spool_budget
     /// when the spool budget was spent, else memory_budget.
-    public func cannotHold(_ failure: MessageBuffer.SpoolError) -> Decision {
+    package func cannotHold(_ failure: MessageBuffer.SpoolError) -> Decision {
         busy(failure.overBudget ? .spoolBudget : .memoryBudget)
     }
 

@@ -1,16 +1,16 @@
 /// A reply text template (`reject-message`): every `%s` stands for the signature name; without one
 /// the name is appended after a space. Split once, so a reply costs one concatenation.
-public struct ReplyTemplate: Sendable {
+package struct ReplyTemplate: Sendable {
     private let pieces: [String]
 
-    public init(_ template: String) {
+    package init(_ template: String) {
         pieces =
             template.contains("%s")
             ? template.split(separator: "%s", omittingEmptySubsequences: false).map(String.init)
             : [template + " ", ""]
     }
 
-    public func render(_ name: String) -> String {
+    package func render(_ name: String) -> String {
         var out = pieces[0]
         for p in pieces.dropFirst() {
             out += name
@@ -21,7 +21,7 @@ public struct ReplyTemplate: Sendable {
 }
 
 /// Reply text as libmilter wants it: no CR/LF, `%` doubled.
-public func milterSafeReplyText(_ s: String) -> String {
+package func milterSafeReplyText(_ s: String) -> String {
     var out = ""
     for c in s {
         switch c {

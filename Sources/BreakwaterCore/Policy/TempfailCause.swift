@@ -1,5 +1,5 @@
 /// Why a message was not (fully) scanned or could not be answered normally.
-public enum TempfailCause: String, Sendable, CaseIterable {
+package enum TempfailCause: String, Sendable, CaseIterable {
     case busy
     case memoryBudget = "memory_budget"
     case timeout

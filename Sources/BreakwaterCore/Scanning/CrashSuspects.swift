@@ -23,21 +23,21 @@ import Glibc
 /// answered without a scan. A suspect that passes its scan alone is cleared: it is scanned normally
 /// from then on, and its crash count stays, so that no message crashes the process more than twice.
 /// The table is bounded: `maxRecords` records, each dropped `expirySeconds` after it was last seen.
-public final class CrashSuspects: @unchecked Sendable {
-    public enum State: String, Sendable { case suspect, cleared, convicted }
+package final class CrashSuspects: @unchecked Sendable {
+    package enum State: String, Sendable { case suspect, cleared, convicted }
 
-    public struct Record: Sendable, Equatable {
+    package struct Record: Sendable, Equatable {
         /// Hex SHA-256 of the message's headers (without Received) and body (`MessageDigest`).
-        public var digest: String
-        public var crashes: Int
-        public var state: State
+        package var digest: String
+        package var crashes: Int
+        package var state: State
         /// Unix seconds it was last seen (in a record left behind, or arriving again).
-        public var lastSeen: Int
+        package var lastSeen: Int
         /// Queue id and sender of the message when it was in flight, escaped for the log.
-        public var queue: String
-        public var sender: String
+        package var queue: String
+        package var sender: String
 
-        public init(digest: String, crashes: Int, state: State, lastSeen: Int, queue: String, sender: String) {
+        package init(digest: String, crashes: Int, state: State, lastSeen: Int, queue: String, sender: String) {
             self.digest = digest
             self.crashes = crashes
             self.state = state
@@ -48,32 +48,32 @@ public final class CrashSuspects: @unchecked Sendable {
     }
 
     /// One in-flight record found at start-up, and what it made of its message.
-    public struct Recovered: Sendable {
-        public let record: Record
+    package struct Recovered: Sendable {
+        package let record: Record
         /// The crash handler marked it: its scan was the one that crashed.
-        public let crashed: Bool
+        package let crashed: Bool
         /// It was being scanned alone.
-        public let alone: Bool
+        package let alone: Bool
     }
 
     /// A scanner thread's in-flight record: its file, mapped shared for the thread's life.
-    public struct InFlight: @unchecked Sendable {
-        public let base: UnsafeMutableRawPointer
-        public init(base: UnsafeMutableRawPointer) { self.base = base }
+    package struct InFlight: @unchecked Sendable {
+        package let base: UnsafeMutableRawPointer
+        package init(base: UnsafeMutableRawPointer) { self.base = base }
     }
 
     /// Bytes of a record file (one page; a record line is at most about 1.3 KB).
     static let recordSize = 4096
 
-    public struct StateError: Error, CustomStringConvertible {
-        public let description: String
+    package struct StateError: Error, CustomStringConvertible {
+        package let description: String
     }
 
-    public let directory: String
-    public let maxRecords: Int
-    public let expirySeconds: Int
+    package let directory: String
+    package let maxRecords: Int
+    package let expirySeconds: Int
     /// Copies of convicted messages kept in `directory` (0: none).
-    public let maxCopies: Int
+    package let maxCopies: Int
 
     private let table = Locked<[String: Record]>([:])
     /// Records in the table: the per-message lookup takes no lock while it is 0.
@@ -81,11 +81,11 @@ public final class CrashSuspects: @unchecked Sendable {
     private let sequence = Atomic<Int>(0)
     private let pid = getpid()
 
-    public static let tableName = "suspects"
-    public static let inFlightPrefix = "inflight-"
-    public static let copyPrefix = "crashed-"
+    package static let tableName = "suspects"
+    package static let inFlightPrefix = "inflight-"
+    package static let copyPrefix = "crashed-"
 
-    public init(directory: String, maxRecords: Int = 1000, expirySeconds: Int = 5 * 86400, maxCopies: Int = 10)
+    package init(directory: String, maxRecords: Int = 1000, expirySeconds: Int = 5 * 86400, maxCopies: Int = 10)
         throws(StateError)
     {
         self.directory = directory
@@ -111,7 +111,7 @@ public final class CrashSuspects: @unchecked Sendable {
 
     /// Reads the table and the in-flight records left by the previous process, applies them, removes
     /// the records and saves the table. Call once, before the first scan.
-    public func recover(now: Int = Int(Now.wall())) -> [Recovered] {
+    package func recover(now: Int = Int(Now.wall())) -> [Recovered] {
         var records = CrashSuspects.parseTable(FileIO.read(path(CrashSuspects.tableName), limit: 1 << 20) ?? [])
         var found: [Recovered] = []
         for name in entries(prefix: CrashSuspects.inFlightPrefix) {
@@ -158,7 +158,7 @@ public final class CrashSuspects: @unchecked Sendable {
     // MARK: per message
 
     /// The record of a message, if it has one. Takes no lock while the table is empty.
-    public func record(_ digest: String) -> Record? {
+    package func record(_ digest: String) -> Record? {
         if size.load(ordering: .relaxed) == 0 { return nil }
         return table.withLock { $0[digest] }
     }
@@ -166,7 +166,7 @@ public final class CrashSuspects: @unchecked Sendable {
     /// A scanner thread's record file (`inflight-PID-N`), made once and mapped shared: a record is
     /// then written with a copy into memory, no system call per message, and what is written is in
     /// the page cache the moment it is stored, so it outlives the process. Starts idle.
-    public func openRecord() -> InFlight? {
+    package func openRecord() -> InFlight? {
         let n = sequence.add(1, ordering: .relaxed).newValue
         let p = path("\(CrashSuspects.inFlightPrefix)\(pid)-\(n)")
         let fd = open(p, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
@@ -186,7 +186,7 @@ public final class CrashSuspects: @unchecked Sendable {
 
     /// Writes the record of a scan about to start: the line after its first byte, then the first
     /// byte, `-` (in flight) over `.` (idle). False when it does not fit: the scan then runs unguarded.
-    public func begin(_ f: InFlight, digest: String, queue: String, sender: String, alone: Bool) -> Bool {
+    package func begin(_ f: InFlight, digest: String, queue: String, sender: String, alone: Bool) -> Bool {
         var line =
             " alone=\(alone ? 1 : 0) digest=\(digest) time=\(Int(Now.wall())) queue=\(Escape.field(queue.prefix(128))) sender=\(Escape.field(sender.prefix(256)))\n"
         let fits = line.withUTF8 { u -> Bool in
@@ -199,13 +199,13 @@ public final class CrashSuspects: @unchecked Sendable {
     }
 
     /// The scan ended (whatever its result): the record is idle again.
-    public func end(_ f: InFlight) {
+    package func end(_ f: InFlight) {
         f.base.storeBytes(of: UInt8(ascii: "."), toByteOffset: 0, as: UInt8.self)
     }
 
     /// A convicted message came again: its record is kept for `expirySeconds` from now (a sender's
     /// queue retries a tempfailed message for days).
-    public func seen(_ digest: String, now: Int = Int(Now.wall())) {
+    package func seen(_ digest: String, now: Int = Int(Now.wall())) {
         let changed = table.withLock { t -> Bool in
             guard var r = t[digest], now - r.lastSeen >= 60 else { return false }
             r.lastSeen = now
@@ -216,12 +216,12 @@ public final class CrashSuspects: @unchecked Sendable {
     }
 
     /// Removes this process's record files (a clean stop, no scan in flight).
-    public func removeOwnRecords() {
+    package func removeOwnRecords() {
         for name in entries(prefix: "\(CrashSuspects.inFlightPrefix)\(pid)-") { unlink(path(name)) }
     }
 
     /// A suspect passed its scan alone: scanned normally from now on (its crash count stays).
-    public func passedAlone(_ digest: String) {
+    package func passedAlone(_ digest: String) {
         let changed = table.withLock { t -> Bool in
             guard var r = t[digest], r.state == .suspect else { return false }
             r.state = .cleared
@@ -234,7 +234,7 @@ public final class CrashSuspects: @unchecked Sendable {
 
     /// Keeps a copy of a convicted message (mode 0600) unless `maxCopies` copies are there already or
     /// this one is. `write` writes the message to the descriptor it is given; returns the path written.
-    public func keepCopy(digest: String, write: (Int32) -> Bool) -> String? {
+    package func keepCopy(digest: String, write: (Int32) -> Bool) -> String? {
         guard maxCopies > 0 else { return nil }
         let name = "\(CrashSuspects.copyPrefix)\(digest.prefix(32)).eml"
         let existing = entries(prefix: CrashSuspects.copyPrefix)
@@ -252,7 +252,7 @@ public final class CrashSuspects: @unchecked Sendable {
     }
 
     /// The records now (for status and tests).
-    public var records: [Record] { table.withLock { Array($0.values) } }
+    package var records: [Record] { table.withLock { Array($0.values) } }
 
     // MARK: the table file
 

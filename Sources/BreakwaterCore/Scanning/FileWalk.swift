@@ -3,18 +3,18 @@ import Glibc
 #endif
 
 /// One thing to scan named on the command line: a message file, or a problem found while listing.
-public enum ScanTarget: Sendable, Equatable {
+package enum ScanTarget: Sendable, Equatable {
     case file(String)
     case stdin
     case unreadable(String, reason: String)
 }
 
-public enum FileWalk {
+package enum FileWalk {
     /// Expands command-line paths: files as they are, directories recursively (sorted, so output is stable),
     /// `-` as standard input. Paths that cannot be opened come back as `.unreadable` with the reason.
     /// With `invoker` (a command run through sudo), directories are opened with that user's permissions
     /// (files too, by the caller: FileIO.read(_:as:)), so that root lists nothing the user could not.
-    public static func targets(_ paths: [String], as invoker: InvokingUser? = nil) -> [ScanTarget] {
+    package static func targets(_ paths: [String], as invoker: InvokingUser? = nil) -> [ScanTarget] {
         var out: [ScanTarget] = []
         for p in paths {
             if p == "-" {
@@ -67,7 +67,7 @@ public enum FileWalk {
         }
     }
 
-    public static func errnoString(_ e: Int32 = errno) -> String {
+    package static func errnoString(_ e: Int32 = errno) -> String {
         String(cString: strerror(e))
     }
 }

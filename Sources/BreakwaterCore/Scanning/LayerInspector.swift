@@ -1,7 +1,7 @@
 /// Receives each decoded layer of a message during a scan (text parts, HTML, attachments), as libclamav
 /// hands them to its file-inspection callback. Used by features that need the decoded text without a
 /// second MIME parser.
-public protocol LayerInspector: AnyObject {
+package protocol LayerInspector: AnyObject {
     /// `type` is libclamav's file type (for example `CL_TYPE_TEXT_ASCII`, `CL_TYPE_HTML`), `fd` a readable
     /// descriptor positioned anywhere; read with `pread`.
     func inspect(fd: Int32, type: String, depth: Int, size: Int)
@@ -11,7 +11,7 @@ public protocol LayerInspector: AnyObject {
 }
 
 extension LayerInspector {
-    public func inspect(fd: Int32, type: String, depth: Int, size: Int, buffer: UnsafeRawBufferPointer?) {
+    package func inspect(fd: Int32, type: String, depth: Int, size: Int, buffer: UnsafeRawBufferPointer?) {
         inspect(fd: fd, type: type, depth: depth, size: size)
     }
 }

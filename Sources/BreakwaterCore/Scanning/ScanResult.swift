@@ -1,11 +1,11 @@
 /// One signature that matched a message.
-public struct Detection: Sendable, Hashable, Codable {
+package struct Detection: Sendable, Hashable, Codable {
     /// The name as libclamav returned it (with `.UNOFFICIAL` for unsigned databases).
-    public let rawName: String
+    package let rawName: String
     /// The name as written in the signature file.
-    public let name: String
+    package let name: String
 
-    public init(rawName: String) {
+    package init(rawName: String) {
         self.rawName = rawName
         let suffix = ".UNOFFICIAL"
         self.name = rawName.hasSuffix(suffix) ? String(rawName.dropLast(suffix.count)) : rawName
@@ -13,14 +13,14 @@ public struct Detection: Sendable, Hashable, Codable {
 
     /// libclamav's "the scan hit a limit" heuristic (`Heuristics.Limits.Exceeded.*`): the message was not
     /// fully scanned.
-    public var isLimit: Bool { name.hasPrefix("Heuristics.Limits.Exceeded") }
+    package var isLimit: Bool { name.hasPrefix("Heuristics.Limits.Exceeded") }
 
     /// Which kind of limit this is, for a limit (nil for a signature).
-    public var limitKind: LimitKind? { isLimit ? LimitKind(limitName: name) : nil }
+    package var limitKind: LimitKind? { isLimit ? LimitKind(limitName: name) : nil }
 }
 
 /// The two kinds of scan limit, which the policy answers apart (`on-nesting-limit`, `on-limit`).
-public enum LimitKind: String, Sendable, CaseIterable {
+package enum LimitKind: String, Sendable, CaseIterable {
     /// The message's structure is past what is scanned: nested too deep (`max-recursion`), too many
     /// layers (`max-files`), or a MIME structure past libclamav's fixed bounds (its `Email*` limit
     /// names: parts, headers, header bytes, folds, arguments). Legitimate mail does not come near these; attackers
@@ -36,7 +36,7 @@ public enum LimitKind: String, Sendable, CaseIterable {
     static let sizeNames: Set<String> = ["MaxFileSize", "MaxScanSize", "MaxScanTime"]
 
     /// The kind of a `Heuristics.Limits.Exceeded.*` name.
-    public init(limitName: String) {
+    package init(limitName: String) {
         let prefix = "Heuristics.Limits.Exceeded."
         let last = limitName.hasPrefix(prefix) ? String(limitName.dropFirst(prefix.count)) : ""
         self = LimitKind.sizeNames.contains(last) ? .size : .nesting
@@ -44,43 +44,43 @@ public enum LimitKind: String, Sendable, CaseIterable {
 }
 
 /// What one scan found.
-public struct ScanResult: Sendable {
+package struct ScanResult: Sendable {
     /// What the scan found: nothing, detections (signatures and limits), or an error.
-    public enum Finding: Sendable {
+    package enum Finding: Sendable {
         case clean
         case found([Detection])
         case error(String)
     }
-    public let finding: Finding
-    public let seconds: Double
-    public let bytes: Int
+    package let finding: Finding
+    package let seconds: Double
+    package let bytes: Int
     /// What libclamav reported when it could not write or create a temporary file during the scan
     /// (a full file system): it then goes on without the part it could not write, and may call the
     /// message clean. Such a scan did not see the whole message.
-    public var temporaryFileFailure: String? = nil
+    package var temporaryFileFailure: String? = nil
 
-    public init(finding: Finding, seconds: Double, bytes: Int) {
+    package init(finding: Finding, seconds: Double, bytes: Int) {
         self.finding = finding
         self.seconds = seconds
         self.bytes = bytes
     }
 
     /// Every detection, limits included.
-    public var detections: [Detection] {
+    package var detections: [Detection] {
         if case .found(let d) = finding { return d }
         return []
     }
     /// Detections that are real signatures (not "exceeded a limit").
-    public var signatures: [Detection] { detections.filter { !$0.isLimit } }
+    package var signatures: [Detection] { detections.filter { !$0.isLimit } }
     /// The limit hit, if the scan hit one (the first reported).
-    public var limit: Detection? { detections.first { $0.isLimit } }
+    package var limit: Detection? { detections.first { $0.isLimit } }
     /// Every limit the scan hit (a scan can hit several: a part too large and another nested too deep).
-    public var limits: [Detection] { detections.filter { $0.isLimit } }
-    public var errorMessage: String? {
+    package var limits: [Detection] { detections.filter { $0.isLimit } }
+    package var errorMessage: String? {
         if case .error(let m) = finding { return m }
         return nil
     }
-    public var isClean: Bool {
+    package var isClean: Bool {
         if case .clean = finding { return true }
         return false
     }

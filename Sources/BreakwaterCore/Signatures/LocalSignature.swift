@@ -3,13 +3,13 @@ import Glibc
 #endif
 
 /// Why a signature given to `breakwater signatures` was refused.
-public struct SignatureInputError: Error, CustomStringConvertible, Sendable, Equatable {
-    public let description: String
-    public init(_ description: String) { self.description = description }
+package struct SignatureInputError: Error, CustomStringConvertible, Sendable, Equatable {
+    package let description: String
+    package init(_ description: String) { self.description = description }
 }
 
 /// The database file a signature goes into (one Breakwater-owned file per format in the ops directory).
-public enum SignatureFileKind: String, Sendable, CaseIterable {
+package enum SignatureFileKind: String, Sendable, CaseIterable {
     /// Extended body signatures (`Name:Target:Offset:Hex`): exact bytes.
     case ndb
     /// Logical signatures (`Name;TargetBlock;Expression;Subsig...`): case-insensitive text, regexes.
@@ -18,11 +18,11 @@ public enum SignatureFileKind: String, Sendable, CaseIterable {
     case hsb
 
     /// The Breakwater-owned file of this kind in the ops directory.
-    public var ownedFileName: String { "breakwater-local.\(rawValue)" }
+    package var ownedFileName: String { "breakwater-local.\(rawValue)" }
 }
 
 /// What an ops signature matches, as given on the command line.
-public enum SignaturePattern: Sendable, Equatable {
+package enum SignaturePattern: Sendable, Equatable {
     /// A text, matched anywhere in a decoded layer (body, attachment, HTML after normalisation). Each
     /// run of blanks in it matches any run of white space (mail wraps lines).
     case text(String, ignoreCase: Bool)
@@ -35,7 +35,7 @@ public enum SignaturePattern: Sendable, Equatable {
     case sha256(String, size: UInt64)
 
     /// How `list` shows the pattern: `text (ignore case): mini cooper`.
-    public var summary: String {
+    package var summary: String {
         switch self {
         case .text(let t, let i): return "text\(i ? " (ignore case)" : ""): \(t)"
         case .regex(let r, let i, let trig):
@@ -47,18 +47,18 @@ public enum SignaturePattern: Sendable, Equatable {
 }
 
 /// Turns a validated name and pattern into one correct ClamAV signature line.
-public enum SignatureLine {
+package enum SignatureLine {
     /// Longest accepted text, regex or hex pattern (ClamAV reads a database line into a fixed buffer).
-    public static let maxPatternLength = 2000
-    public static let maxNameLength = 128
+    package static let maxPatternLength = 2000
+    package static let maxNameLength = 128
     /// Shortest literal libclamav may trigger on: shorter ones would wake the pattern on most mail.
-    public static let minTriggerBytes = 3
+    package static let minTriggerBytes = 3
     /// The functionality level of PCRE subsignatures and subsignature modifiers (ClamAV 0.99).
     static let engineBlock = "Engine:81-255,Target:0"
 
     /// Checks a signature name: the configured prefix, then at least one more character, only
     /// letters, digits, `.`, `-`, `_` (nothing that could end a field of any database format).
-    public static func validateName(_ name: String, prefix: String) throws(SignatureInputError) {
+    package static func validateName(_ name: String, prefix: String) throws(SignatureInputError) {
         guard !name.isEmpty else { throw SignatureInputError("the signature name is empty") }
         if let bad = name.first(where: { !OpsSettings.isNameCharacter($0) }) {
             throw SignatureInputError(
@@ -82,7 +82,7 @@ public enum SignatureLine {
     }
 
     /// A comment or author kept beside the signature: one line of printable text.
-    public static func validateNote(_ text: String, what: String, maxLength: Int = 500) throws(SignatureInputError) {
+    package static func validateNote(_ text: String, what: String, maxLength: Int = 500) throws(SignatureInputError) {
         if let bad = text.unicodeScalars.first(where: { $0.value < 0x20 || $0.value == 0x7f }) {
             throw SignatureInputError(
                 "the \(what) contains \(describe(Character(bad))): keep it on one line of printable text")
@@ -94,7 +94,7 @@ public enum SignatureLine {
 
     /// The database kind and the line for `name` and `pattern`. Throws when the input cannot make a
     /// safe, meaningful signature (libclamav's own compile check comes after this).
-    public static func make(name: String, pattern: SignaturePattern, prefix: String) throws(SignatureInputError) -> (
+    package static func make(name: String, pattern: SignaturePattern, prefix: String) throws(SignatureInputError) -> (
         SignatureFileKind, String
     ) {
         try validateName(name, prefix: prefix)
@@ -223,7 +223,7 @@ public enum SignatureLine {
     /// The longest run of literal bytes every match of `regex` must contain: only the top level is
     /// read (a group, a class, `.`, an escape such as `\d` or an optional character ends a run), and
     /// a top-level `|` means nothing is required. nil when there is none.
-    public static func requiredLiteral(_ regex: String) -> [UInt8]? {
+    package static func requiredLiteral(_ regex: String) -> [UInt8]? {
         let s = Array(regex.unicodeScalars)
         // An inline (?x) makes blanks insignificant: the literal text is then not what it looks like.
         var k = 0
@@ -357,7 +357,7 @@ public enum SignatureLine {
 
     /// ClamAV hex-signature notation, lower-cased; only hex digits and the wildcard characters
     /// `? * { } - ( ) | ! [ ]`, with at least two whole bytes.
-    public static func normalisedHex(_ hex: String) throws(SignatureInputError) -> String {
+    package static func normalisedHex(_ hex: String) throws(SignatureInputError) -> String {
         try checkPatternCharacters(hex, what: "hex pattern")
         let allowed = Set("0123456789abcdef?*{}-()|![]")
         let lower = hex.lowercased()

@@ -4,15 +4,15 @@ import Glibc
 
 /// What `breakwater signatures add` keeps beside an ops signature: who added it, when, what was given,
 /// and why.
-public struct SignatureNote: Sendable, Equatable {
-    public var author: String
+package struct SignatureNote: Sendable, Equatable {
+    package var author: String
     /// ISO 8601, UTC.
-    public var added: String
+    package var added: String
     /// The pattern as given (`SignaturePattern.summary`).
-    public var pattern: String
-    public var comment: String
+    package var pattern: String
+    package var comment: String
 
-    public init(author: String, added: String, pattern: String, comment: String) {
+    package init(author: String, added: String, pattern: String, comment: String) {
         self.author = author
         self.added = added
         self.pattern = pattern
@@ -23,22 +23,22 @@ public struct SignatureNote: Sendable, Equatable {
 /// A Breakwater-owned database file of the ops directory (`breakwater-local.ndb|ldb|hsb`): a header,
 /// then for each signature a note line (`#@ NAME<TAB>author=...<TAB>added=...<TAB>pattern=...<TAB>comment=...`,
 /// a comment to libclamav) and the signature line.
-public struct OwnedSignatureFile: Sendable, Equatable {
-    public struct Entry: Sendable, Equatable {
-        public var name: String
-        public var line: String
-        public var note: SignatureNote?
-        public init(name: String, line: String, note: SignatureNote?) {
+package struct OwnedSignatureFile: Sendable, Equatable {
+    package struct Entry: Sendable, Equatable {
+        package var name: String
+        package var line: String
+        package var note: SignatureNote?
+        package init(name: String, line: String, note: SignatureNote?) {
             self.name = name
             self.line = line
             self.note = note
         }
     }
 
-    public var kind: SignatureFileKind
-    public var entries: [Entry]
+    package var kind: SignatureFileKind
+    package var entries: [Entry]
 
-    public init(kind: SignatureFileKind, entries: [Entry] = []) {
+    package init(kind: SignatureFileKind, entries: [Entry] = []) {
         self.kind = kind
         self.entries = entries
     }
@@ -47,7 +47,7 @@ public struct OwnedSignatureFile: Sendable, Equatable {
 
     /// Reads the file's text. Lines added by hand are kept (as entries without a note); other comments
     /// are not (the header is written anew).
-    public static func parse(_ text: String, kind: SignatureFileKind) -> OwnedSignatureFile {
+    package static func parse(_ text: String, kind: SignatureFileKind) -> OwnedSignatureFile {
         var file = OwnedSignatureFile(kind: kind)
         var pending: (String, SignatureNote)? = nil
         for raw in text.split(separator: "\n", omittingEmptySubsequences: true) {
@@ -66,7 +66,7 @@ public struct OwnedSignatureFile: Sendable, Equatable {
         return file
     }
 
-    public func render() -> String {
+    package func render() -> String {
         var out =
             "# Breakwater ops signatures (\(kind.rawValue)), written by `breakwater signatures add`: change them with\n"
         out += "# `breakwater signatures add|remove`, which check every change with libclamav before it lands here.\n"
@@ -137,29 +137,29 @@ public struct OwnedSignatureFile: Sendable, Equatable {
 }
 
 /// One signature found in a database file.
-public struct CatalogEntry: Sendable, Equatable {
-    public let name: String
+package struct CatalogEntry: Sendable, Equatable {
+    package let name: String
     /// The file's full path.
-    public let file: String
+    package let file: String
     /// The database format: the file's extension (`ndb`, `ldb`, `hsb`, `yara`, ...).
-    public let type: String
+    package let type: String
     /// 1-based line in the file.
-    public let line: Int
-    public let note: SignatureNote?
+    package let line: Int
+    package let note: SignatureNote?
 }
 
 /// The signatures defined in signature directories, read from the database files (for `list`, for
 /// `test` to say which file a matching signature came from, and for unique names).
-public enum SignatureCatalog {
+package enum SignatureCatalog {
     /// Formats whose lines hold signatures with names; the others (allow lists, phishing URL lists,
     /// bytecode, signed containers, configuration) have none to list.
-    public static let namedTypes: Set<String> = [
+    package static let namedTypes: Set<String> = [
         "db", "ndb", "ndu", "ldb", "ldu", "cdb", "hdb", "hdu", "hsb", "hsu", "mdb", "mdu", "msb", "msu", "idb", "yar",
         "yara",
     ]
 
     /// The name a database line defines, or nil for a comment, a blank line or an unnamed format.
-    public static func name(ofLine line: String, type: String) -> String? {
+    package static func name(ofLine line: String, type: String) -> String? {
         let t = line.trimmed
         if t.isEmpty || t.hasPrefix("#") { return nil }
         switch type {
@@ -185,7 +185,7 @@ public enum SignatureCatalog {
 
     /// Every named signature in `directories` (database files only, sorted by file name), with the notes
     /// of Breakwater-owned files.
-    public static func entries(in directories: [String]) -> [CatalogEntry] {
+    package static func entries(in directories: [String]) -> [CatalogEntry] {
         var out: [CatalogEntry] = []
         var seen = Set<String>()
         for dir in directories where seen.insert(dir).inserted {
@@ -197,13 +197,13 @@ public enum SignatureCatalog {
     }
 
     /// The signatures of one database file.
-    public static func entries(inFile path: String) -> [CatalogEntry] {
+    package static func entries(inFile path: String) -> [CatalogEntry] {
         guard namedTypes.contains(fileType(path)), let bytes = FileIO.read(path, limit: 1 << 30) else { return [] }
         return entries(inText: String(decoding: bytes, as: UTF8.self), file: path)
     }
 
     /// The signatures of a database file's text (`file` gives its name and type).
-    public static func entries(inText text: String, file path: String) -> [CatalogEntry] {
+    package static func entries(inText text: String, file path: String) -> [CatalogEntry] {
         let type = fileType(path)
         guard namedTypes.contains(type) else { return [] }
         var notes: [String: SignatureNote] = [:]
@@ -224,7 +224,7 @@ public enum SignatureCatalog {
     }
 
     /// The database files of a directory (what libclamav would load), sorted; empty when it cannot be read.
-    public static func databaseFiles(in dir: String) -> [String] {
+    package static func databaseFiles(in dir: String) -> [String] {
         guard let d = opendir(dir) else { return [] }
         defer { closedir(d) }
         var names: [String] = []
@@ -237,13 +237,13 @@ public enum SignatureCatalog {
     }
 
     /// The lower-cased extension of a file name.
-    public static func fileType(_ path: String) -> String {
+    package static func fileType(_ path: String) -> String {
         let name = baseName(path)
         guard let dot = name.lastIndex(of: ".") else { return "" }
         return String(name[name.index(after: dot)...]).lowercased()
     }
 
-    public static func baseName(_ path: String) -> String {
+    package static func baseName(_ path: String) -> String {
         path.split(separator: "/").last.map(String.init) ?? path
     }
 }

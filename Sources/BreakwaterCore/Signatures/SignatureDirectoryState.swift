@@ -6,27 +6,27 @@ import Glibc
 /// modification and change times (a `readdir` and one `stat` per file, nothing read). Two states
 /// differ when a database file was added, removed, replaced (a new inode), rewritten, touched or had
 /// its permissions changed. Files libclamav would not load (temporary files, lock files) are ignored.
-public struct SignatureDirectoryState: Sendable, Equatable {
-    public struct Stamp: Sendable, Equatable {
-        public var inode: UInt64
-        public var size: Int64
-        public var modified: Int64  // nanoseconds
-        public var changed: Int64  // nanoseconds
+package struct SignatureDirectoryState: Sendable, Equatable {
+    package struct Stamp: Sendable, Equatable {
+        package var inode: UInt64
+        package var size: Int64
+        package var modified: Int64  // nanoseconds
+        package var changed: Int64  // nanoseconds
     }
 
-    public private(set) var directories: [String]
+    package private(set) var directories: [String]
     /// Directories that could not be read (missing, or no permission).
-    public private(set) var unreadable: Set<String>
+    package private(set) var unreadable: Set<String>
     /// Full path -> stamp.
-    public private(set) var files: [String: Stamp]
+    package private(set) var files: [String: Stamp]
 
-    public init(directories: [String], unreadable: Set<String>, files: [String: Stamp]) {
+    package init(directories: [String], unreadable: Set<String>, files: [String: Stamp]) {
         self.directories = directories
         self.unreadable = unreadable
         self.files = files
     }
 
-    public static func capture(_ directories: [String]) -> SignatureDirectoryState {
+    package static func capture(_ directories: [String]) -> SignatureDirectoryState {
         var unreadable = Set<String>()
         var files: [String: Stamp] = [:]
         var seen = Set<String>()
@@ -54,7 +54,7 @@ public struct SignatureDirectoryState: Sendable, Equatable {
 
     /// What changed since `old`, one phrase per file or directory (`added /x/a.ndb`), sorted; empty
     /// when nothing did.
-    public func changes(since old: SignatureDirectoryState) -> [String] {
+    package func changes(since old: SignatureDirectoryState) -> [String] {
         var out: [String] = []
         for (path, stamp) in files {
             if let before = old.files[path] {

@@ -3,13 +3,13 @@ import Glibc
 #endif
 
 /// Where the signature sets live.
-public enum SignatureLocations {
-    public static let installedShipped = "/usr/share/breakwater/signatures"
-    public static let defaultLocal = "/var/lib/breakwater/signatures"
+package enum SignatureLocations {
+    package static let installedShipped = "/usr/share/breakwater/signatures"
+    package static let defaultLocal = "/var/lib/breakwater/signatures"
 
     /// The shipped set: the installed copy, or the checkout's `Signatures/` when the program runs from a
     /// source tree (its binary under `<checkout>/.build`).
-    public static func shipped(executable: String = currentExecutable()) -> String {
+    package static func shipped(executable: String = currentExecutable()) -> String {
         if let r = executable.firstRange(of: "/.build") {
             let root = String(executable[..<r.lowerBound])
             let candidate = root + "/Signatures"
@@ -18,7 +18,7 @@ public enum SignatureLocations {
         return installedShipped
     }
 
-    public static func currentExecutable() -> String {
+    package static func currentExecutable() -> String {
         var buf = [CChar](repeating: 0, count: 4096)
         let n = readlink("/proc/self/exe", &buf, buf.count - 1)
         if n <= 0 { return CommandLine.arguments.first ?? "" }
@@ -27,28 +27,28 @@ public enum SignatureLocations {
         }
     }
 
-    public static func isDirectory(_ path: String) -> Bool {
+    package static func isDirectory(_ path: String) -> Bool {
         var st = stat()
         return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
     }
 
     /// The default set: shipped plus the ops directory when it holds signatures (the package creates it
     /// empty, and libclamav refuses a directory without database files).
-    public static func defaults(local: String = defaultLocal) -> [String] {
+    package static func defaults(local: String = defaultLocal) -> [String] {
         var dirs = [shipped()]
         if hasDatabaseFiles(local) { dirs.append(local) }
         return dirs
     }
 
     /// The file name extensions libclamav loads from a signature directory.
-    public static let databaseExtensions: Set<String> = [
+    package static let databaseExtensions: Set<String> = [
         "cvd", "cld", "cud", "db", "hdb", "hdu", "hsb", "hsu", "mdb", "mdu", "msb", "msu", "ndb", "ndu",
         "ldb", "ldu", "cdb", "cbc", "idb", "zmd", "rmd", "sdb", "pdb", "gdb", "wdb", "ftm", "cfg", "cat",
         "crb", "fp", "sfp", "ign", "ign2", "yar", "yara", "pwdb", "imp", "ioc",
     ]
 
     /// True when `path` is a directory holding at least one file libclamav would load.
-    public static func hasDatabaseFiles(_ path: String) -> Bool {
+    package static func hasDatabaseFiles(_ path: String) -> Bool {
         guard let dir = opendir(path) else { return false }
         defer { closedir(dir) }
         while let entry = readdir(dir) {

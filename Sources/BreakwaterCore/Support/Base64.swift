@@ -1,7 +1,7 @@
 /// Base64 (RFC 4648) of some bytes, in one line with padding: for the messages the engine's
 /// self-test and the tests build. Wrapping into MIME lines is the caller's business.
-public enum Base64 {
-    public static func encode(_ bytes: [UInt8]) -> String {
+package enum Base64 {
+    package static func encode(_ bytes: [UInt8]) -> String {
         let table = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
         var out = [UInt8]()
         out.reserveCapacity((bytes.count + 2) / 3 * 4)

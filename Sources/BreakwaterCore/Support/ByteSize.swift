@@ -3,11 +3,11 @@ import Glibc
 #endif
 
 /// Sizes written as a number of bytes with an optional K, M or G suffix (powers of 1024).
-public enum ByteSize {
-    public struct ParseError: Error, CustomStringConvertible, Sendable {
-        public let description: String
+package enum ByteSize {
+    package struct ParseError: Error, CustomStringConvertible, Sendable {
+        package let description: String
     }
-    public static func parse(_ text: String) throws(ParseError) -> UInt64 {
+    package static func parse(_ text: String) throws(ParseError) -> UInt64 {
         let s = text.trimmed
         guard !s.isEmpty else { throw ParseError(description: "empty size") }
         var digits = Substring(s)
@@ -35,7 +35,7 @@ public enum ByteSize {
         }
         return n * mult
     }
-    public static func format(_ n: UInt64) -> String {
+    package static func format(_ n: UInt64) -> String {
         if n >= 1 << 30 && n % (1 << 30) == 0 { return "\(n >> 30)G" }
         if n >= 1 << 20 && n % (1 << 20) == 0 { return "\(n >> 20)M" }
         if n >= 1 << 10 && n % (1 << 10) == 0 { return "\(n >> 10)K" }

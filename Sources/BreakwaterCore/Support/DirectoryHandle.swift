@@ -3,9 +3,9 @@ import Glibc
 #endif
 
 /// Why an operation on a file of a `DirectoryHandle` was refused or failed.
-public struct DirectoryError: Error, CustomStringConvertible, Sendable {
-    public let description: String
-    public init(_ description: String) { self.description = description }
+package struct DirectoryError: Error, CustomStringConvertible, Sendable {
+    package let description: String
+    package init(_ description: String) { self.description = description }
 }
 
 /// A directory opened once, whose files are then opened relative to it, never through a link.
@@ -18,12 +18,12 @@ public struct DirectoryError: Error, CustomStringConvertible, Sendable {
 /// hang the command), and changes the owner (`fchown`) only of a file this process has just created
 /// with O_CREAT|O_EXCL. A file is replaced by writing a new temporary file and `renameat` over the old
 /// name, which replaces a link itself, never what it points to.
-public final class DirectoryHandle {
-    public let path: String
-    public let fd: Int32
+package final class DirectoryHandle {
+    package let path: String
+    package let fd: Int32
 
     /// Opens `path` as a directory; refuses a symbolic link in its last component.
-    public init(_ path: String) throws(DirectoryError) {
+    package init(_ path: String) throws(DirectoryError) {
         let p = path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
         let fd = open(p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard fd >= 0 else {
@@ -40,7 +40,7 @@ public final class DirectoryHandle {
     }
 
     /// Wraps a descriptor already open on a directory; it is closed with the handle.
-    public init(adopting fd: Int32, path: String) {
+    package init(adopting fd: Int32, path: String) {
         self.fd = fd
         self.path = path
     }
@@ -48,16 +48,16 @@ public final class DirectoryHandle {
     deinit { close(fd) }
 
     /// The full path of `name` in the directory, for messages.
-    public func display(_ name: String) -> String { path == "/" ? "/" + name : path + "/" + name }
+    package func display(_ name: String) -> String { path == "/" ? "/" + name : path + "/" + name }
 
     /// The directory's own status.
-    public func status() -> stat? {
+    package func status() -> stat? {
         var st = stat()
         return fstat(fd, &st) == 0 ? st : nil
     }
 
     /// The status of `name` itself (a link is not followed); nil when there is no such entry.
-    public func status(of name: String) throws(DirectoryError) -> stat? {
+    package func status(of name: String) throws(DirectoryError) -> stat? {
         var st = stat()
         if fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 { return st }
         if errno == ENOENT { return nil }
@@ -65,7 +65,7 @@ public final class DirectoryHandle {
     }
 
     /// The names in the directory (without `.` and `..`), sorted.
-    public func names() throws(DirectoryError) -> [String] {
+    package func names() throws(DirectoryError) -> [String] {
         let copy = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard copy >= 0, let d = fdopendir(copy) else {
             throw DirectoryError("cannot read the directory \(path): \(FileWalk.errnoString())")
@@ -81,7 +81,7 @@ public final class DirectoryHandle {
 
     /// `name`, opened for reading without following a link: a regular file only, with at most
     /// `maxLinks` hard links when given. nil when it does not exist.
-    public func openRegular(_ name: String, maxLinks: UInt? = nil) throws(DirectoryError) -> Int32? {
+    package func openRegular(_ name: String, maxLinks: UInt? = nil) throws(DirectoryError) -> Int32? {
         let fd = openat(self.fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
         if fd < 0 {
             let e = errno
@@ -111,7 +111,7 @@ public final class DirectoryHandle {
     }
 
     /// The bytes of the regular file `name` (see `openRegular`); nil when it does not exist.
-    public func read(_ name: String, limit: Int = 64 << 20, maxLinks: UInt? = nil) throws(DirectoryError) -> [UInt8]? {
+    package func read(_ name: String, limit: Int = 64 << 20, maxLinks: UInt? = nil) throws(DirectoryError) -> [UInt8]? {
         guard let fd = try openRegular(name, maxLinks: maxLinks) else { return nil }
         defer { close(fd) }
         var st = stat()
@@ -125,7 +125,7 @@ public final class DirectoryHandle {
 
     /// Creates `name` new (O_CREAT|O_EXCL|O_NOFOLLOW: an existing file or link fails with EEXIST).
     /// Returns the descriptor, or nil when the name exists.
-    public func createNew(_ name: String, mode: mode_t, flags: Int32 = O_WRONLY) throws(DirectoryError) -> Int32? {
+    package func createNew(_ name: String, mode: mode_t, flags: Int32 = O_WRONLY) throws(DirectoryError) -> Int32? {
         let fd = openat(self.fd, name, flags | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
         if fd >= 0 { return fd }
         if errno == EEXIST { return nil }
@@ -134,7 +134,7 @@ public final class DirectoryHandle {
 
     /// Gives a file this process has just created (`fd`) the directory's owner and group, when running
     /// as root (so that the service user can use it too). Never called on a file found in place.
-    public func giveToDirectoryOwner(_ fd: Int32) {
+    package func giveToDirectoryOwner(_ fd: Int32) {
         guard geteuid() == 0, let d = status() else { return }
         _ = fchown(fd, d.st_uid, d.st_gid)
     }
@@ -142,7 +142,7 @@ public final class DirectoryHandle {
     /// Opens the lock file `name` (created, and given to the directory's owner when running as root, if
     /// it does not exist; otherwise it must be a regular file, not a link) and takes an exclusive
     /// `flock` on it, waiting for another holder. Returns the descriptor; closing it releases the lock.
-    public func lock(_ name: String) throws(DirectoryError) -> Int32 {
+    package func lock(_ name: String) throws(DirectoryError) -> Int32 {
         var fd: Int32 = -1
         for _ in 0..<10 {
             if let created = try createNew(name, mode: 0o644, flags: O_RDONLY) {
@@ -172,7 +172,7 @@ public final class DirectoryHandle {
     /// permission bits (read and write only) and owner of the regular file it replaces; a new name
     /// gets `newMode` and, as root, the directory's owner and group. A link or anything but a regular
     /// file in place of `name`, or a file with more than one hard link, is refused.
-    public func replace(_ name: String, with contents: String, newMode: mode_t = 0o644) throws(DirectoryError) {
+    package func replace(_ name: String, with contents: String, newMode: mode_t = 0o644) throws(DirectoryError) {
         let old = try status(of: name)
         if let old {
             if (old.st_mode & S_IFMT) == S_IFLNK {
@@ -237,7 +237,7 @@ public final class DirectoryHandle {
 
     /// Removes the entry `name` (a link is removed itself; it is fine when it is already gone) and
     /// syncs the directory.
-    public func remove(_ name: String) throws(DirectoryError) {
+    package func remove(_ name: String) throws(DirectoryError) {
         if unlinkat(fd, name, 0) != 0 && errno != ENOENT {
             throw DirectoryError("cannot remove \(display(name)): \(FileWalk.errnoString())")
         }
@@ -246,12 +246,12 @@ public final class DirectoryHandle {
 
     /// A path naming this very directory whatever happens to its name meanwhile (for a library that
     /// only takes paths, such as libclamav's loader).
-    public var procPath: String { "/proc/self/fd/\(fd)" }
+    package var procPath: String { "/proc/self/fd/\(fd)" }
 
     /// Creates a new private directory (mode 0700) under `parent` and opens it. The handle refers to
     /// the directory created even when its name is swapped afterwards; the parent may belong to
     /// another user.
-    public static func makeTemporary(in parent: String, prefix: String) throws(DirectoryError) -> DirectoryHandle {
+    package static func makeTemporary(in parent: String, prefix: String) throws(DirectoryError) -> DirectoryHandle {
         let base = try DirectoryHandle(parent)
         for _ in 0..<100 {
             let name = "\(prefix).\(randomSuffix())"
@@ -273,7 +273,7 @@ public final class DirectoryHandle {
 
     /// Removes every entry of this (temporary) directory, then the directory itself from `parent` when
     /// its name there still refers to it.
-    public func removeTemporary() {
+    package func removeTemporary() {
         if let names = try? names() {
             for n in names { unlinkat(fd, n, 0) }
         }

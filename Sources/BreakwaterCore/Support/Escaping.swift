@@ -12,10 +12,10 @@
 /// Invalid UTF-8 never gets this far: a Swift `String` is always valid Unicode, and the milter makes
 /// its strings from C strings and header bytes by decoding, which turns a broken sequence into U+FFFD.
 /// `bytes(_:)` keeps such bytes visible as `\xNN` where the raw bytes are at hand.
-public enum Escape {
+package enum Escape {
     /// True for a scalar that must not reach a terminal or a log as it is.
     @inline(__always)
-    public static func isUnsafe(_ u: Unicode.Scalar) -> Bool {
+    package static func isUnsafe(_ u: Unicode.Scalar) -> Bool {
         let v = u.value
         if v < 0x20 || (v >= 0x7f && v <= 0x9f) { return true }
         if v < 0x61c { return false }
@@ -27,7 +27,7 @@ public enum Escape {
 
     /// For a terminal, or inside quotes: the unsafe scalars and the backslash escaped; spaces, quotes
     /// and `=` kept.
-    public static func text(_ s: some StringProtocol) -> String {
+    package static func text(_ s: some StringProtocol) -> String {
         escape(s, space: false, quote: false)
     }
 
@@ -35,18 +35,18 @@ public enum Escape {
     /// `\x22`, so the value is one token and cannot start a field of its own (a sender
     /// `<a> verdict=clean` is logged as `from=<a>\x20verdict=clean>`). `=` stays: it cannot start a
     /// field without a space before it, and it is common in real addresses (SRS, BATV).
-    public static func field(_ s: some StringProtocol) -> String {
+    package static func field(_ s: some StringProtocol) -> String {
         escape(s, space: true, quote: false)
     }
 
     /// A double-quoted log value (`subject="..."`): as `text`, with `"` as `\x22`, in quotes.
-    public static func quoted(_ s: some StringProtocol) -> String {
+    package static func quoted(_ s: some StringProtocol) -> String {
         "\"" + escape(s, space: false, quote: true) + "\""
     }
 
     /// Raw bytes (possibly not UTF-8) as text: valid UTF-8 as in `text`, every byte of an invalid
     /// sequence as `\xNN`.
-    public static func bytes(_ b: some Collection<UInt8>) -> String {
+    package static func bytes(_ b: some Collection<UInt8>) -> String {
         let a = Array(b)
         var out = ""
         var i = 0
@@ -80,7 +80,7 @@ public enum Escape {
     /// For a command line an operator may paste into a shell: in single quotes when it has no unsafe
     /// scalar; else as a bash/zsh `$'...'` string with the unsafe scalars escaped, so the printed line
     /// holds no control character and pastes back to the same bytes.
-    public static func shell(_ s: String) -> String {
+    package static func shell(_ s: String) -> String {
         if !s.unicodeScalars.contains(where: isUnsafe) {
             return "'" + s.replacing("'", with: "'\\''") + "'"
         }

@@ -3,11 +3,11 @@ import Glibc
 #endif
 
 /// Whole-file reads (files in a directory another user owns: DirectoryHandle).
-public enum FileIO {
+package enum FileIO {
     /// The file's bytes; nil when it cannot be read (errno says why), is not a regular file, or is
     /// larger than `limit` (errno EFBIG).
     /// With `invoker` (a command run through sudo), the file is opened with that user's permissions.
-    public static func read(_ path: String, limit: Int = 64 << 20, as invoker: InvokingUser? = nil) -> [UInt8]? {
+    package static func read(_ path: String, limit: Int = 64 << 20, as invoker: InvokingUser? = nil) -> [UInt8]? {
         // Non-blocking open: a FIFO in place of a file must not hang the command (refused below).
         let flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC
         let fd = invoker.map { $0.open(path, flags: flags) } ?? open(path, flags)
@@ -26,7 +26,7 @@ public enum FileIO {
 
     /// Everything `fd` gives until end of file (standard input, a pipe, an open file); nil on a read
     /// error (errno says which) or past `limit` bytes (errno EFBIG).
-    public static func readAll(fd: Int32, limit: Int = 64 << 20, sizeHint: Int = 0) -> [UInt8]? {
+    package static func readAll(fd: Int32, limit: Int = 64 << 20, sizeHint: Int = 0) -> [UInt8]? {
         var out: [UInt8] = []
         out.reserveCapacity(min(sizeHint, limit))
         var buf = [UInt8](repeating: 0, count: 1 << 16)

@@ -1,6 +1,6 @@
 /// A minimal JSON writer for the few flat objects Breakwater prints (scan results, status): no reflection,
 /// no intermediate dictionaries.
-public enum JSONValue: Sendable {
+package enum JSONValue: Sendable {
     case string(String)
     case int(Int)
     case double(Double)
@@ -9,7 +9,7 @@ public enum JSONValue: Sendable {
     case array([JSONValue])
     case object([(String, JSONValue)])
 
-    public func render(into out: inout String) {
+    package func render(into out: inout String) {
         switch self {
         case .string(let s): JSONValue.quote(s, into: &out)
         case .int(let i): out += String(i)
@@ -35,7 +35,7 @@ public enum JSONValue: Sendable {
         }
     }
 
-    public var rendered: String {
+    package var rendered: String {
         var s = ""
         render(into: &s)
         return s
@@ -43,7 +43,7 @@ public enum JSONValue: Sendable {
 
     /// A JSON string. A Swift string is valid Unicode (invalid UTF-8 was decoded to U+FFFD), so the
     /// output is valid UTF-8.
-    public static func quote(_ s: String, into out: inout String) {
+    package static func quote(_ s: String, into out: inout String) {
         out += "\""
         for u in s.unicodeScalars {
             switch u {

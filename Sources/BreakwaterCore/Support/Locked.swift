@@ -10,11 +10,11 @@ import Glibc
 /// that uses this one can actually be checked with `swift build --sanitize=thread`. Every lock in Breakwater
 /// is one of these (the engine holder's swap, the control socket, the directory watch, the wave store,
 /// the metrics), so a sanitizer run of the daemon reports only what is real.
-public final class Locked<Value: Sendable>: @unchecked Sendable {
+package final class Locked<Value: Sendable>: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private var value: Value
 
-    public init(_ value: Value) {
+    package init(_ value: Value) {
         pthread_mutex_init(mutex, nil)
         self.value = value
     }
@@ -24,7 +24,7 @@ public final class Locked<Value: Sendable>: @unchecked Sendable {
         mutex.deallocate()
     }
 
-    public func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
+    package func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return try body(&value)

@@ -12,13 +12,13 @@ import Glibc
 /// fall. glibc reads this setting only from the GLIBC_TUNABLES environment variable when a process
 /// starts, so `run` re-executes itself once with it added, before any thread exists. An
 /// administrator's own `glibc.malloc.tcache_*` tunable wins.
-public enum MallocThreadCache {
+package enum MallocThreadCache {
     /// What `run` adds to GLIBC_TUNABLES.
-    public static let tunable = "glibc.malloc.tcache_max=64"
+    package static let tunable = "glibc.malloc.tcache_max=64"
 
     /// The GLIBC_TUNABLES value to start with: `current` plus `tunable`, or nil when `current` already
     /// sets a thread-cache tunable (an administrator's, or `run`'s own after the re-execution).
-    public static func tunables(adding current: String?) -> String? {
+    package static func tunables(adding current: String?) -> String? {
         guard let current, !current.isEmpty else { return tunable }
         if current.contains("glibc.malloc.tcache") { return nil }
         return current + ":" + tunable
@@ -34,16 +34,16 @@ public enum MallocThreadCache {
 /// number of scan slots (at least 2; MilterDaemon sets it through CProcessTuning): measured on mixed mail,
 /// a third less peak RSS at the same CPU per message (docs/benchmarks.md). An administrator's own
 /// MALLOC_ARENA_MAX or glibc.malloc.arena_max tunable wins.
-public enum MallocArenas {
+package enum MallocArenas {
     /// The cap for `workers` scan slots, or nil when the environment already sets one.
-    public static func limit(workers: Int, environment: [String: String] = MallocArenas.environment()) -> Int? {
+    package static func limit(workers: Int, environment: [String: String] = MallocArenas.environment()) -> Int? {
         if environment["MALLOC_ARENA_MAX"] != nil { return nil }
         if let tunables = environment["GLIBC_TUNABLES"], tunables.contains("glibc.malloc.arena_max") { return nil }
         return max(2, workers)
     }
 
     /// This process's values of the variables through which glibc's arena cap can be set.
-    public static func environment() -> [String: String] {
+    package static func environment() -> [String: String] {
         var env: [String: String] = [:]
         for key in ["MALLOC_ARENA_MAX", "GLIBC_TUNABLES"] {
             if let v = getenv(key) { env[key] = String(cString: v) }

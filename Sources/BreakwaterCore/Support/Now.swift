@@ -2,13 +2,13 @@
 import Glibc
 #endif
 
-public enum Now {
-    public static func monotonic() -> Double {
+package enum Now {
+    package static func monotonic() -> Double {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
-    public static func wall() -> Double {
+    package static func wall() -> Double {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9

@@ -3,10 +3,10 @@ import Glibc
 #endif
 
 /// Unbuffered writes to stdout/stderr (the C `stderr` global is off limits in Swift 6 mode).
-public enum Output {
-    public static func out(_ s: String) { write(fd: 1, s) }
-    public static func err(_ s: String) { write(fd: 2, s) }
-    public static func write(fd: Int32, _ s: String) {
+package enum Output {
+    package static func out(_ s: String) { write(fd: 1, s) }
+    package static func err(_ s: String) { write(fd: 2, s) }
+    package static func write(fd: Int32, _ s: String) {
         var s = s
         s.withUTF8 { buf in
             var off = 0

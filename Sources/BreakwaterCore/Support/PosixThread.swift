@@ -3,7 +3,7 @@ import Glibc
 #endif
 
 /// A plain joinable POSIX thread (scanner threads, background reloads): no Foundation, no executor.
-public final class PosixThread: @unchecked Sendable {
+package final class PosixThread: @unchecked Sendable {
     private var handle = pthread_t()
     private let body: @Sendable () -> Void
 
@@ -12,20 +12,20 @@ public final class PosixThread: @unchecked Sendable {
     /// Starts a thread; stops the process if it cannot (only for threads a command cannot do
     /// without at its start: the daemon's run-time threads use `tryStart`).
     @discardableResult
-    public static func start(stackSize: Int = 1 << 20, _ body: @escaping @Sendable () -> Void) -> PosixThread {
+    package static func start(stackSize: Int = 1 << 20, _ body: @escaping @Sendable () -> Void) -> PosixThread {
         switch tryStart(stackSize: stackSize, body) {
         case .success(let t): return t
         case .failure(let e): fatalError("cannot start a thread: \(e)")
         }
     }
 
-    public struct StartError: Error, CustomStringConvertible, Sendable {
-        public let code: Int32
-        public var description: String { "pthread_create: \(String(cString: strerror(code)))" }
+    package struct StartError: Error, CustomStringConvertible, Sendable {
+        package let code: Int32
+        package var description: String { "pthread_create: \(String(cString: strerror(code)))" }
     }
 
     /// Starts a thread, or says why not (EAGAIN: the process or its cgroup is at its task limit).
-    public static func tryStart(stackSize: Int = 1 << 20, _ body: @escaping @Sendable () -> Void) -> Result<
+    package static func tryStart(stackSize: Int = 1 << 20, _ body: @escaping @Sendable () -> Void) -> Result<
         PosixThread, StartError
     > {
         let t = PosixThread(body)
@@ -48,6 +48,6 @@ public final class PosixThread: @unchecked Sendable {
         return .success(t)
     }
 
-    public func join() { pthread_join(handle, nil) }
-    public func detach() { pthread_detach(handle) }
+    package func join() { pthread_join(handle, nil) }
+    package func detach() { pthread_detach(handle) }
 }

@@ -4,17 +4,17 @@ import Glibc
 
 /// The memory limit a process runs under: its memory cgroup's limit (v2 `memory.max`, v1
 /// `hierarchical_memory_limit`), else the machine's MemAvailable.
-public struct MemoryLimit: Sendable, Equatable {
+package struct MemoryLimit: Sendable, Equatable {
     /// The limit in bytes (for MemAvailable: what is available now, on top of what the process holds).
-    public var bytes: UInt64
+    package var bytes: UInt64
     /// What the cgroup has charged now (cgroup limits only).
-    public var charged: UInt64?
+    package var charged: UInt64?
     /// Where the figure comes from, for the log: "cgroup v1 /x memory.limit_in_bytes", "MemAvailable".
-    public var source: String
+    package var source: String
     /// True for a cgroup limit (the process's own memory counts against it); false for MemAvailable.
-    public var isCgroup: Bool
+    package var isCgroup: Bool
 
-    public init(bytes: UInt64, charged: UInt64? = nil, source: String, isCgroup: Bool) {
+    package init(bytes: UInt64, charged: UInt64? = nil, source: String, isCgroup: Bool) {
         self.bytes = bytes
         self.charged = charged
         self.source = source
@@ -23,12 +23,12 @@ public struct MemoryLimit: Sendable, Equatable {
 }
 
 /// Figures of this process's memory from /proc and /sys: RSS, its peak, and the limit it runs under.
-public enum ProcessMemory {
+package enum ProcessMemory {
     /// A cgroup limit at or above this means none (v1 writes 2^63 - 4096 rounded to the page size).
     static let unlimited: UInt64 = 1 << 60
 
     /// Reads a small text file (at most 64 KB); nil when it cannot be read.
-    public static func read(_ path: String) -> String? {
+    package static func read(_ path: String) -> String? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -45,7 +45,7 @@ public enum ProcessMemory {
     }
 
     /// A `Name:   123 kB` field of /proc/self/status (or /proc/meminfo), in bytes.
-    public static func kilobytes(_ field: String, in text: String) -> UInt64? {
+    package static func kilobytes(_ field: String, in text: String) -> UInt64? {
         for line in text.split(separator: "\n") where line.hasPrefix(field + ":") {
             let value = line.dropFirst(field.count + 1).trimmed
             let number = value.prefix { $0.isNumber }
@@ -56,14 +56,14 @@ public enum ProcessMemory {
     }
 
     /// Resident set size now.
-    public static var rss: UInt64? { read("/proc/self/status").flatMap { kilobytes("VmRSS", in: $0) } }
+    package static var rss: UInt64? { read("/proc/self/status").flatMap { kilobytes("VmRSS", in: $0) } }
 
     /// Peak resident set size since the start or the last `resetPeak()`.
-    public static var peak: UInt64? { read("/proc/self/status").flatMap { kilobytes("VmHWM", in: $0) } }
+    package static var peak: UInt64? { read("/proc/self/status").flatMap { kilobytes("VmHWM", in: $0) } }
 
     /// Resets the peak (VmHWM) to the RSS now (`clear_refs` 5). False when the kernel refuses.
     @discardableResult
-    public static func resetPeak() -> Bool {
+    package static func resetPeak() -> Bool {
         let fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC)
         guard fd >= 0 else { return false }
         defer { close(fd) }
@@ -72,7 +72,7 @@ public enum ProcessMemory {
 
     /// The memory cgroup paths in /proc/self/cgroup text: the v2 path (`0::/x`) and the v1 memory
     /// controller's (`N:memory:/x` or `N:cpu,memory:/x`).
-    public static func cgroupPaths(_ text: String) -> (v2: String?, v1: String?) {
+    package static func cgroupPaths(_ text: String) -> (v2: String?, v1: String?) {
         var v2: String?
         var v1: String?
         for line in text.split(separator: "\n") {
@@ -88,7 +88,7 @@ public enum ProcessMemory {
     }
 
     /// A limit file's value: a number, or nil for "max" and values that mean no limit.
-    public static func limitValue(_ text: String?) -> UInt64? {
+    package static func limitValue(_ text: String?) -> UInt64? {
         guard let t = text?.trimmed, let n = UInt64(t), n < unlimited else { return nil }
         return n
     }
@@ -97,7 +97,7 @@ public enum ProcessMemory {
     /// systems are mounted. On v2 the lowest `memory.max` of the cgroup and its ancestors counts; on v1
     /// `hierarchical_memory_limit` of memory.stat (the same, computed by the kernel), else the group's
     /// own `memory.limit_in_bytes`.
-    public static func cgroupLimit(procCgroup: String? = read("/proc/self/cgroup"), root: String = "/sys/fs/cgroup")
+    package static func cgroupLimit(procCgroup: String? = read("/proc/self/cgroup"), root: String = "/sys/fs/cgroup")
         -> MemoryLimit?
     {
         guard let text = procCgroup else { return nil }
@@ -144,7 +144,7 @@ public enum ProcessMemory {
     }
 
     /// The limit that applies: the cgroup's, else MemAvailable (nil when neither can be read).
-    public static func limit() -> MemoryLimit? {
+    package static func limit() -> MemoryLimit? {
         if let c = cgroupLimit() { return c }
         if let m = read("/proc/meminfo").flatMap({ kilobytes("MemAvailable", in: $0) }) {
             return MemoryLimit(bytes: m, source: "MemAvailable", isCgroup: false)
@@ -154,12 +154,12 @@ public enum ProcessMemory {
 }
 
 /// How a reload makes room for the new engine, decided before each reload (`reload-mode`).
-public struct ReloadPlan: Sendable, Equatable {
-    public var concurrent: Bool
+package struct ReloadPlan: Sendable, Equatable {
+    package var concurrent: Bool
     /// The figures behind it, for the log.
-    public var reason: String
+    package var reason: String
 
-    public init(concurrent: Bool, reason: String) {
+    package init(concurrent: Bool, reason: String) {
         self.concurrent = concurrent
         self.reason = reason
     }
@@ -169,7 +169,7 @@ public struct ReloadPlan: Sendable, Equatable {
     /// memory budget not in use, scan working memory of idle slots). For a cgroup limit, room means
     /// rss + headroom + engine within the limit; for MemAvailable (which excludes what the process holds
     /// already) headroom + engine within it. Without a limit, or without a measured engine, blocking.
-    public static func decide(
+    package static func decide(
         mode: ReloadMode, limit: MemoryLimit?, rss: UInt64?, engineBytes: UInt64?, headroom: UInt64
     ) -> ReloadPlan {
         switch mode {

@@ -3,9 +3,9 @@ import Glibc
 #endif
 
 /// Times as ops read them.
-public enum Timestamp {
+package enum Timestamp {
     /// `2025-05-01T12:34:56Z` for seconds since the epoch.
-    public static func iso8601(_ seconds: Double) -> String {
+    package static func iso8601(_ seconds: Double) -> String {
         var t = time_t(seconds)
         var tm = tm()
         gmtime_r(&t, &tm)
@@ -18,7 +18,7 @@ public enum Timestamp {
     }
 
     /// `3d 4h`, `2h 5m`, `4m 10s`, `12s`.
-    public static func duration(_ seconds: Double) -> String {
+    package static func duration(_ seconds: Double) -> String {
         let s = max(0, Int(seconds))
         let d = s / 86400
         let h = s / 3600 % 24

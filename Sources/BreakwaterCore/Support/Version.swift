@@ -1,1 +1,1 @@
-public enum Breakwater { public static let version = "0.1.0" }
+package enum Breakwater { package static let version = "0.1.0" }

@@ -12,12 +12,12 @@ import Glibc
 ///
 /// Reference semantics: copies share the storage. Every access is bounds-checked. Not synchronised:
 /// its owner serialises access (the wave store's lock).
-public final class ZeroedArray<Element: BitwiseCopyable>: @unchecked Sendable {
-    public let count: Int
+package final class ZeroedArray<Element: BitwiseCopyable>: @unchecked Sendable {
+    package let count: Int
     private let base: UnsafeMutablePointer<Element>
 
     /// `count` zero elements. Stops the process when the memory cannot be had, as an Array would.
-    public init(zeros count: Int) {
+    package init(zeros count: Int) {
         precondition(count >= 0, "ZeroedArray: negative count")
         self.count = count
         let n = max(count, 1)
@@ -30,9 +30,9 @@ public final class ZeroedArray<Element: BitwiseCopyable>: @unchecked Sendable {
     deinit { free(base) }
 
     /// Bytes reserved (all of them, resident or not).
-    public var bytes: Int { count * MemoryLayout<Element>.stride }
+    package var bytes: Int { count * MemoryLayout<Element>.stride }
 
-    public subscript(i: Int) -> Element {
+    package subscript(i: Int) -> Element {
         get {
             precondition(i >= 0 && i < count, "ZeroedArray: index \(i) out of range 0..<\(count)")
             return base[i]
