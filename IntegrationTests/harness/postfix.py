@@ -10,13 +10,11 @@ Stop: `postfix -c DIR stop`, wait for the master to go, then SIGKILL the master 
 child it had (by PID) if any is left.
 """
 import os
-import re
 import shutil
-import smtplib
 import subprocess
 import time
 
-from . import procs
+from . import procs, smtp
 from .ports import free_port, release_port
 
 POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
@@ -54,21 +52,6 @@ def postfix_available():
 
 class PostfixError(RuntimeError):
     pass
-
-
-class SmtpResult:
-    """The outcome of one SMTP transaction: the stage that answered last and its reply."""
-
-    def __init__(self, stage, code, text):
-        self.stage, self.code, self.text = stage, code, text
-
-    @property
-    def queue_id(self):
-        m = re.search(r"queued as ([0-9A-Za-z]+)", self.text)
-        return m.group(1) if m else None
-
-    def __repr__(self):
-        return f"SmtpResult({self.stage}, {self.code}, {self.text!r})"
 
 
 class PostfixInstance:
@@ -237,43 +220,14 @@ class PostfixInstance:
              announce_size=False):
         """Sends one message over SMTP; returns the SmtpResult of the last stage reached.
         announce_size: MAIL FROM carries SIZE=<bytes> (Postfix passes it on to the milter)."""
-        with smtplib.SMTP("127.0.0.1", self.port, local_hostname="client.example", timeout=timeout) as s:
+        with self.session(timeout) as s:
             return self.transaction(s, data, sender, rcpts, announce_size)
 
     def session(self, timeout=120):
         """An open smtplib.SMTP session (EHLO done) for several transactions with transaction()."""
-        s = smtplib.SMTP("127.0.0.1", self.port, local_hostname="client.example", timeout=timeout)
-        s.ehlo()
-        return s
+        return smtp.session(self.port, timeout)
 
-    @staticmethod
-    def transaction(s, data, sender="sender@example.org", rcpts=("user@dest.example",), announce_size=False):
-        """One MAIL/RCPT/DATA transaction on an open session; returns the SmtpResult of the last
-        stage reached. After a refusal the session is reset (RSET) and can carry on."""
-        if isinstance(data, str):
-            data = data.encode()
-        if not getattr(s, "does_esmtp", False):
-            s.ehlo()
-
-        def refused(stage, code, text):
-            s.rset()
-            return SmtpResult(stage, code, text.decode(errors="replace"))
-
-        code, text = s.mail(sender, [f"SIZE={len(data)}"] if announce_size else [])
-        if code != 250:
-            return refused("MAIL", code, text)
-        accepted = 0
-        for r in rcpts:
-            code, text = s.rcpt(r)
-            if code in (250, 251):
-                accepted += 1
-        if accepted == 0:
-            return refused("RCPT", code, text)
-        try:
-            code, text = s.data(data)
-        except smtplib.SMTPDataError as e:  # refused at the DATA command itself
-            return refused("DATA", e.smtp_code, e.smtp_error)
-        return SmtpResult("END-OF-DATA", code, text.decode(errors="replace"))
+    transaction = staticmethod(smtp.transaction)
 
     def queue_files(self, queue):
         """Queue file names in one of Postfix's queues (hold, deferred, active, incoming)."""

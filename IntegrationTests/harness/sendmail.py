@@ -29,13 +29,12 @@ import os
 import re
 import shutil
 import signal
-import smtplib
 import socket
 import subprocess
 import threading
 import time
 
-from . import procs
+from . import procs, smtp
 from .ports import free_port, release_port
 
 SUITE = "bookworm"
@@ -270,22 +269,6 @@ class SendmailError(RuntimeError):
     pass
 
 
-class SmtpResult:
-    """The outcome of one SMTP transaction: the stage that answered last and its reply."""
-
-    def __init__(self, stage, code, text):
-        self.stage, self.code, self.text = stage, code, text
-
-    @property
-    def queue_id(self):
-        # Sendmail: "250 2.0.0 1B6NSjZx012345 Message accepted for delivery"
-        m = re.match(r"\d\.\d\.\d+ ([0-9A-Za-z]{14,}) Message accepted", self.text)
-        return m.group(1) if m else None
-
-    def __repr__(self):
-        return f"SmtpResult({self.stage}, {self.code}, {self.text!r})"
-
-
 class SendmailInstance:
     def __init__(self, base_dir, root, sink_port, milter=None, milter_flags="T", milter_timeouts="S:30s;R:60s;E:5m",
                  binds=(), name="sendmail"):
@@ -447,9 +430,7 @@ class SendmailInstance:
             time.sleep(0.05)
 
     def session(self, timeout=120):
-        s = smtplib.SMTP("127.0.0.1", self.port, local_hostname="client.example", timeout=timeout)
-        s.ehlo()
-        return s
+        return smtp.session(self.port, timeout)
 
     def send(self, data, sender="sender@example.org", rcpts=("user@dest.example",), timeout=120, login=None):
         """Sends one message over SMTP (after AUTH when login=(user, password)); returns the
@@ -459,33 +440,7 @@ class SendmailInstance:
                 s.login(*login)
             return self.transaction(s, data, sender, rcpts)
 
-    @staticmethod
-    def transaction(s, data, sender="sender@example.org", rcpts=("user@dest.example",)):
-        if isinstance(data, str):
-            data = data.encode()
-
-        def refused(stage, code, text):
-            try:
-                s.rset()
-            except smtplib.SMTPException:
-                pass
-            return SmtpResult(stage, code, text.decode(errors="replace") if isinstance(text, bytes) else text)
-
-        code, text = s.mail(sender)
-        if code != 250:
-            return refused("MAIL", code, text)
-        accepted = 0
-        for r in rcpts:
-            code, text = s.rcpt(r)
-            if code in (250, 251):
-                accepted += 1
-        if accepted == 0:
-            return refused("RCPT", code, text)
-        try:
-            code, text = s.data(data)
-        except smtplib.SMTPDataError as e:
-            return refused("DATA", e.smtp_code, e.smtp_error)
-        return SmtpResult("END-OF-DATA", code, text.decode(errors="replace"))
+    transaction = staticmethod(smtp.transaction)
 
     def submit(self, data, rcpts=("user@dest.example",), sender="sender@example.org"):
         """Submits a message with the sendmail command inside the root (the MSP, submit.cf), which
