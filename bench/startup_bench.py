@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Start to listening: `breakwater run` against clamd on the same database, interleaved rounds.
+
+    python3 bench/startup_bench.py --db DIR [--rounds 6] [--breakwater BIN] [-- EXTRA BREAKWATER FLAGS]
+
+DIR: a signature directory both load (bench/officialdb.py writes the official-scale stand-in to
+out/bench/officialdb/). Reports wall and CPU seconds from exec until Breakwater logs "listening on"
+and until clamd's local socket exists, per round and as medians. Every daemon it starts, it stops by
+PID; the working files go to a temporary directory that is removed at the end.
+"""
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        x = f.read().rsplit(")", 1)[1].split()
+    return (int(x[11]) + int(x[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def breakwater(binary, db, work, extra):
+    log_path = os.path.join(work, "breakwater.log")
+    with open(log_path, "w") as log:
+        t0 = time.monotonic()
+        p = subprocess.Popen([binary, "run", "--socket", f"unix:{work}/milter.sock",
+                              "--control", f"{work}/control.sock", "--local-signatures", "/nonexistent",
+                              "--signatures", db, "--spool-directory", work, *extra],
+                             stdout=log, stderr=subprocess.STDOUT)
+    try:
+        while True:
+            with open(log_path) as f:
+                if "listening on" in f.read():
+                    break
+            if p.poll() is not None:
+                sys.exit(f"breakwater exited {p.returncode}: see {log_path}")
+            time.sleep(0.02)
+        return time.monotonic() - t0, cpu_seconds(p.pid)
+    finally:
+        p.terminate()
+        p.wait()
+
+
+def clamd(db, work):
+    sock = os.path.join(work, "clamd.sock")
+    conf = os.path.join(work, "clamd.conf")
+    with open(conf, "w") as f:
+        f.write(f"LocalSocket {sock}\nDatabaseDirectory {db}\nForeground yes\nUser root\n"
+                f"LogFile {work}/clamd.log\nPidFile {work}/clamd.pid\nTemporaryDirectory {work}\n")
+    t0 = time.monotonic()
+    p = subprocess.Popen(["clamd", "--config-file", conf], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        while not os.path.exists(sock):
+            if p.poll() is not None:
+                sys.exit(f"clamd exited {p.returncode}: see {work}/clamd.log")
+            time.sleep(0.02)
+        return time.monotonic() - t0, cpu_seconds(p.pid)
+    finally:
+        p.terminate()
+        p.wait()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--db", required=True)
+    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--breakwater", default=os.environ.get(
+        "BREAKWATER_BIN", os.path.join(REPO, ".build", "release", "breakwater")))
+    ap.add_argument("extra", nargs="*", help="more flags for breakwater run (after --)")
+    a = ap.parse_args()
+    results = {"breakwater": [], "clamd": []}
+    for r in range(a.rounds):
+        order = ["breakwater", "clamd"] if r % 2 == 0 else ["clamd", "breakwater"]
+        for name in order:
+            work = tempfile.mkdtemp(prefix=f"bw-startup-{name}-")
+            try:
+                w, c = breakwater(a.breakwater, a.db, work, a.extra) if name == "breakwater" else clamd(a.db, work)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            results[name].append((w, c))
+            print(f"round {r} {name}: wall {w:.2f} s, cpu {c:.2f} s", flush=True)
+    for name, v in results.items():
+        print(f"{name}: median wall {statistics.median(x[0] for x in v):.2f} s, "
+              f"median cpu {statistics.median(x[1] for x in v):.2f} s")
+
+
+if __name__ == "__main__":
+    main()
