@@ -20,6 +20,7 @@ import time
 import pytest
 
 from harness import mail
+from harness.delivery import assert_delivered, assert_never_delivered, sender_for
 
 MAX_SIZE = "1M"
 
@@ -44,9 +45,6 @@ def strict_pair(module_breakwater, module_postfix, test_sigs):
     return bw, pf
 
 
-def sender_for(tid):
-    return f"s-{tid}@example.org"
-
 
 def queue_id_in_maillog(pf, tid, what, timeout=10.0):
     """The Postfix queue id of the message from sender_for(tid) on a maillog line containing `what`
@@ -63,19 +61,6 @@ def queue_id_in_maillog(pf, tid, what, timeout=10.0):
         time.sleep(0.05)
 
 
-def assert_delivered(sink, tid, timeout=30):
-    got = sink.wait_for("X-Test-Id", tid, timeout=timeout)
-    assert len(got) == 1, f"message {tid} expected once at the sink, found {len(got)}"
-    return got[0]
-
-
-def assert_never_delivered(pf, sink, tid):
-    """Sends a marker ham through the same Postfix and waits for it; the rejected `tid` must not be there."""
-    marker = mail.test_id()
-    r = pf.send(mail.ham(marker), sender=sender_for(marker))
-    assert r.code == 250, r
-    assert_delivered(sink, marker)
-    assert sink.find("X-Test-Id", tid) == [], f"rejected message {tid} reached the sink"
 
 
 def test_postfix_alone_delivers_to_sink(postfix, sink):

@@ -36,6 +36,7 @@ from conftest import REQUIRE, require, slow_scans
 from harness import mail, sendmail
 from harness.milterclient import start_session
 from harness.ports import free_port, release_port
+from harness.delivery import assert_delivered, assert_never_delivered, sender_for
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -126,23 +127,7 @@ def quarantine_pair(module_breakwater, module_sendmail, test_sigs):
     return bw, sm
 
 
-def sender_for(tid):
-    return f"s-{tid}@example.org"
 
-
-def assert_delivered(sink, tid, timeout=30):
-    got = sink.wait_for("X-Test-Id", tid, timeout=timeout)
-    assert len(got) == 1, f"message {tid} expected once at the sink, found {len(got)}"
-    return got[0]
-
-
-def assert_never_delivered(sm, sink, tid):
-    """Sends a marker ham through the same Sendmail and waits for it; `tid` must not be at the sink."""
-    marker = mail.test_id()
-    r = sm.send(mail.ham(marker), sender=sender_for(marker))
-    assert r.code == 250, r
-    assert_delivered(sink, marker)
-    assert sink.find("X-Test-Id", tid) == [], f"message {tid} reached the sink"
 
 
 def sendmail_queue_id(sm, what, timeout=15):
