@@ -296,11 +296,14 @@ def test_status_shows_the_load_before_the_milter_listens(bw_binary, test_sigs, s
         deadline = time.monotonic() + 120
         while t.is_alive() and time.monotonic() < deadline:
             if os.path.exists(ctl) and bw.port:
+                # Listening is read first: a milter socket seen listening while status, asked after,
+                # still says the engine does not serve is the fault. (Read after, the load could
+                # finish between the two and a correct daemon would fail the test.)
+                listening = procs.tcp_listening(bw.port)
                 r = cli(bw_binary, "status", "--json", "--control", ctl, timeout=10)
                 if r.returncode == 0:
                     engine = json.loads(r.stdout)["engine"]
                     if engine["progress"] is not None and not engine["serving"]:
-                        listening = procs.tcp_listening(bw.port)
                         text = cli(bw_binary, "status", "--control", ctl, timeout=10).stdout
                         seen.append((engine["progress"], listening, text))
             time.sleep(0.02)
