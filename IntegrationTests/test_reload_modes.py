@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from harness import mail
+from harness import procs, mail
 from harness.breakwater import BreakwaterDaemon
 from harness.milterclient import run_session
 from test_reload import WAVE_SIG, Stream, accepted, cli, control_path, rejected, status_json, token_message
@@ -44,11 +44,34 @@ def wave_file(ops):
 
 
 def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+    """The service's resident memory: the RSS of the daemon and of every process under it (the
+    engine host), the scan workers counted by their private memory (they share the engine with the
+    host: a cgroup charges those pages once)."""
+    def field(path, name):
+        try:
+            with open(path) as f:
+                for line in f:
+                    if line.startswith(name + ":"):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+        return 0
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        kids = procs.children(p)
+        try:
+            with open(f"/proc/{p}/comm") as f:
+                worker = f.read().strip() == "bw-scan"
+        except OSError:
+            continue
+        if worker:
+            total += field(f"/proc/{p}/smaps_rollup", "Private_Clean") + field(f"/proc/{p}/smaps_rollup",
+                                                                                 "Private_Dirty")
+        else:
+            total += field(f"/proc/{p}/status", "VmRSS")
+        todo += kids
+    return total
 
 
 def check_stream(records, started, returned):

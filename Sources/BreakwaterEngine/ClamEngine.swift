@@ -17,6 +17,10 @@ package struct EngineError: Error, CustomStringConvertible, Sendable {
     /// The signature file libclamav named in its complaint, when it named one.
     package let file: String?
     package var description: String { message }
+    package init(message: String, file: String?) {
+        self.message = message
+        self.file = file
+    }
 }
 
 /// One process-wide `cl_init`, done on first use.

@@ -17,58 +17,16 @@ import Glibc
 ///
 /// `auto` picks one before each reload from the memory limit, the process's RSS and the measured
 /// size of the engine in service (`ReloadPlan`).
-package final class EngineHolder: Sendable {
-    package struct ReloadStatus: Sendable {
-        package var generation: Int
-        package var signatures: Int
-        package var directories: [String]
-        package var loadedAt: Double
-        package var buildSeconds: Double
-        package var lastAttemptAt: Double?
-        package var lastError: String?
-        package var lastSucceeded: Bool
-        package var reloading: Bool
-        /// RSS the engine in service added when it was built (its measured size).
-        package var engineBytes: UInt64?
-        /// How the last reload made room: "concurrent" or "blocking" (nil before the first).
-        package var lastMode: String?
-        /// The figures behind that choice.
-        package var lastModeReason: String?
-        /// Peak RSS of the process during the last reload (VmHWM, reset when it started).
-        package var lastPeakBytes: UInt64?
-        /// While an engine is being built: the stage ("loading signatures", "compiling") and its
-        /// fraction done.
-        package var progress: (stage: String, fraction: Double)?
-        /// False while no engine serves (before the first load; after a blocking reload whose set and
-        /// verified copy both failed to load).
-        package var serving: Bool
-    }
+package final class EngineHolderOf<Engine: HeldEngine>: Sendable {
+    package typealias ReloadStatus = EngineReloadStatus
+    package typealias Daemon = EngineDaemonHooks
 
     /// Builds an engine from directories (of signature files), reporting progress.
     package typealias Build =
         @Sendable (_ directories: [String], _ progress: @escaping @Sendable (String, Double) -> Void)
-        throws -> ClamEngine
+        throws -> Engine
 
-    /// What a reload needs from the daemon: the admission line to pause for a blocking reload, and the
-    /// memory the daemon's budgets may still take (for `auto`).
-    package struct Daemon: Sendable {
-        package var pauseScans: @Sendable () -> Void
-        package var resumeScans: @Sendable () -> Void
-        package var headroom: @Sendable () -> UInt64
-        /// Hands the memory malloc keeps free back to the kernel (after the old engine is freed).
-        package var releaseFreedMemory: @Sendable () -> Void
-        package init(
-            pauseScans: @escaping @Sendable () -> Void, resumeScans: @escaping @Sendable () -> Void,
-            headroom: @escaping @Sendable () -> UInt64, releaseFreedMemory: @escaping @Sendable () -> Void = {}
-        ) {
-            self.pauseScans = pauseScans
-            self.resumeScans = resumeScans
-            self.headroom = headroom
-            self.releaseFreedMemory = releaseFreedMemory
-        }
-    }
-
-    private let state: Locked<(engine: ClamEngine?, status: ReloadStatus)>
+    private let state: Locked<(engine: Engine?, status: ReloadStatus)>
     /// Reload attempts: one running, at most one more pending; `started`/`finished` count attempts so a
     /// caller can wait for the first attempt that begins after its request.
     private struct Queue { var running = false, pending = false, inAttempt = false, started = 0, finished = 0 }
@@ -118,7 +76,7 @@ package final class EngineHolder: Sendable {
     package func attach(_ d: Daemon) { daemon.withLock { $0 = d } }
 
     /// The engine to scan with now; nil while none serves.
-    package var current: ClamEngine? { state.withLock { $0.engine } }
+    package var current: Engine? { state.withLock { $0.engine } }
 
     package var status: ReloadStatus {
         var s = state.withLock { $0.status }
@@ -145,9 +103,9 @@ package final class EngineHolder: Sendable {
         }
         let dirs = directories()
         let files = SignatureDirectoryState.capture(dirs)
-        let before = ProcessMemory.rss
+        let before = rss
         let engine = try buildEngine(dirs)
-        let size = measured(before: before)
+        let size = engine.builtBytes ?? measured(before: before)
         state.withLock { s in
             s.engine = engine
             s.status.generation = 1
@@ -285,13 +243,13 @@ package final class EngineHolder: Sendable {
         waitForCopy()
         let attempt = Now.wall()
         for hook in attemptHooks.withLock({ $0 }) { hook() }
-        ProcessMemory.resetPeak()
+        if let m = daemon.withLock({ $0?.memory }) { m.resetPeak() } else { ProcessMemory.resetPeak() }
         let dirs = directories()
         let files = SignatureDirectoryState.capture(dirs)
         let (engineBytes, serving) = state.withLock { ($0.status.engineBytes, $0.status.serving) }
         let d = daemon.withLock { $0 }
         var plan = ReloadPlan.decide(
-            mode: mode, limit: mode == .auto ? ProcessMemory.limit() : nil, rss: ProcessMemory.rss,
+            mode: mode, limit: mode == .auto ? ProcessMemory.limit() : nil, rss: rss,
             engineBytes: engineBytes, headroom: d?.headroom() ?? 0)
         if !plan.concurrent && (d == nil || snapshots?.current == nil) && serving {
             plan = ReloadPlan(
@@ -306,10 +264,10 @@ package final class EngineHolder: Sendable {
         }
 
         if plan.concurrent {
-            let before = ProcessMemory.rss
+            let before = rss
             do {
                 let engine = try buildEngine(dirs)
-                let message = installed(engine, dirs, size: measured(before: before), attempt: attempt, mode: modeName)
+                let message = installed(engine, dirs, size: engine.builtBytes ?? measured(before: before), attempt: attempt, mode: modeName)
                 keepCopyInBackground(dirs, as: files)
                 return message
             } catch {
@@ -323,19 +281,19 @@ package final class EngineHolder: Sendable {
         do {
             // The old engine goes first: nothing else holds it while scans are paused (a scan takes
             // the engine once a scanner runs it).
-            let old = state.withLock { s -> ClamEngine? in
+            let old = state.withLock { s -> Engine? in
                 defer { s.engine = nil }
                 return s.engine
             }
             withExtendedLifetime(old) {}
         }
         d?.releaseFreedMemory()
-        let before = ProcessMemory.rss
+        let before = rss
         let outcome: String?
         var loaded = false
         do {
             let engine = try buildEngine(dirs)
-            outcome = installed(engine, dirs, size: measured(before: before), attempt: attempt, mode: modeName)
+            outcome = installed(engine, dirs, size: engine.builtBytes ?? measured(before: before), attempt: attempt, mode: modeName)
             loaded = true
         } catch {
             restoreFromCopy()
@@ -380,10 +338,10 @@ package final class EngineHolder: Sendable {
         }
     }
 
-    private func installed(_ engine: ClamEngine, _ dirs: [String], size: UInt64?, attempt: Double, mode: String)
+    private func installed(_ engine: Engine, _ dirs: [String], size: UInt64?, attempt: Double, mode: String)
         -> String?
     {
-        let peak = ProcessMemory.peak
+        let peak = peakNow
         let generation = state.withLock { s -> Int in
             s.engine = engine  // the old engine (concurrent) lives on in the scans still holding it
             s.status.generation += 1
@@ -408,7 +366,7 @@ package final class EngineHolder: Sendable {
     }
 
     private func failed(_ attempt: Double, _ message: String, mode: String?) -> String {
-        let peak = ProcessMemory.peak
+        let peak = peakNow
         let generation = state.withLock { s -> Int in
             s.status.lastAttemptAt = attempt
             s.status.lastError = message
@@ -421,15 +379,26 @@ package final class EngineHolder: Sendable {
         return message
     }
 
+    /// The RSS of the service (this process, or what `Daemon.memory` says).
+    private var rss: UInt64? {
+        if let m = daemon.withLock({ $0?.memory }) { return m.rss() }
+        return ProcessMemory.rss
+    }
+
+    private var peakNow: UInt64? {
+        if let m = daemon.withLock({ $0?.memory }) { return m.peak() }
+        return ProcessMemory.peak
+    }
+
     /// The RSS added since `before` (the size of the engine just built), when both are known.
     private func measured(before: UInt64?) -> UInt64? {
-        guard let before, let after = ProcessMemory.rss else { return nil }
+        guard let before, let after = rss else { return nil }
         return after > before ? after - before : 0
     }
 
     /// Builds from `dirs`, publishing the progress in `status` and logging it in steps of 25 % once a
     /// stage has run for 2 s (a large set).
-    private func buildEngine(_ dirs: [String]) throws(EngineError) -> ClamEngine {
+    private func buildEngine(_ dirs: [String]) throws(EngineError) -> Engine {
         lastProgressLog.withLock { $0 = ("", -1, Now.monotonic()) }
         do {
             return try build(dirs) { [self] stage, fraction in
@@ -451,3 +420,87 @@ package final class EngineHolder: Sendable {
         }
     }
 }
+
+/// What `status` and `/metrics` show of the engine in service and its reloads.
+package struct EngineReloadStatus: Sendable {
+    package var generation: Int
+        package var signatures: Int
+        package var directories: [String]
+        package var loadedAt: Double
+        package var buildSeconds: Double
+        package var lastAttemptAt: Double?
+        package var lastError: String?
+        package var lastSucceeded: Bool
+        package var reloading: Bool
+        /// RSS the engine in service added when it was built (its measured size).
+        package var engineBytes: UInt64?
+        /// How the last reload made room: "concurrent" or "blocking" (nil before the first).
+        package var lastMode: String?
+        /// The figures behind that choice.
+        package var lastModeReason: String?
+        /// Peak RSS of the process during the last reload (VmHWM, reset when it started).
+        package var lastPeakBytes: UInt64?
+        /// While an engine is being built: the stage ("loading signatures", "compiling") and its
+        /// fraction done.
+        package var progress: (stage: String, fraction: Double)?
+        /// False while no engine serves (before the first load; after a blocking reload whose set and
+        /// verified copy both failed to load).
+        package var serving: Bool
+    }
+
+/// What a reload needs from the daemon: the admission line to pause for a blocking reload, and the
+/// memory the daemon's budgets may still take (for `auto`).
+package struct EngineDaemonHooks: Sendable {
+    package var pauseScans: @Sendable () -> Void
+    package var resumeScans: @Sendable () -> Void
+    package var headroom: @Sendable () -> UInt64
+    /// Hands the memory malloc keeps free back to the kernel (after the old engine is freed).
+    package var releaseFreedMemory: @Sendable () -> Void
+    /// The service's memory when the engine lives in processes of its own (the engine host and its scan
+    /// workers): its RSS, its peak since the last `resetPeak`, and the reset. nil: this process's.
+    package var memory: ServiceMemory?
+    package init(
+        pauseScans: @escaping @Sendable () -> Void, resumeScans: @escaping @Sendable () -> Void,
+        headroom: @escaping @Sendable () -> UInt64, releaseFreedMemory: @escaping @Sendable () -> Void = {},
+        memory: ServiceMemory? = nil
+    ) {
+        self.memory = memory
+        self.pauseScans = pauseScans
+        self.resumeScans = resumeScans
+        self.headroom = headroom
+        self.releaseFreedMemory = releaseFreedMemory
+    }
+}
+
+/// Memory of a service whose engine lives in other processes.
+package struct ServiceMemory: Sendable {
+    package var rss: @Sendable () -> UInt64?
+    package var peak: @Sendable () -> UInt64?
+    package var resetPeak: @Sendable () -> Void
+    package init(
+        rss: @escaping @Sendable () -> UInt64?, peak: @escaping @Sendable () -> UInt64?,
+        resetPeak: @escaping @Sendable () -> Void
+    ) {
+        self.rss = rss
+        self.peak = peak
+        self.resetPeak = resetPeak
+    }
+}
+
+/// What the holder needs of an engine: libclamav's own (`ClamEngine`), or the daemon's set of scan
+/// workers forked from an engine built in the engine host.
+package protocol HeldEngine: AnyObject, Sendable {
+    var signatureCount: Int { get }
+    var loadedAt: Double { get }
+    var buildSeconds: Double { get }
+    /// The engine's size, measured where it was built; nil: measured as the RSS this process added.
+    var builtBytes: UInt64? { get }
+}
+
+extension ClamEngine: HeldEngine {
+    package var builtBytes: UInt64? { nil }
+}
+
+/// The holder of the in-process engine (`breakwater scan`, tests).
+package typealias EngineHolder = EngineHolderOf<ClamEngine>
+

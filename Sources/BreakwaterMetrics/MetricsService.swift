@@ -106,6 +106,7 @@ package final class MetricsService: DaemonService {
         s.scans = st.scanned.load(ordering: .relaxed)
         s.rescans = st.rescans.load(ordering: .relaxed)
         s.scanCrashes = st.scanCrashes.load(ordering: .relaxed)
+        s.workerRestarts = st.workerRestarts.load(ordering: .relaxed)
         s.inFlight = st.inFlight.load(ordering: .relaxed)
         s.sessionsOpen = st.sessionsOpen.load(ordering: .relaxed)
         s.startedAt = st.startedAt

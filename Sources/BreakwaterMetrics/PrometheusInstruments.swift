@@ -30,6 +30,8 @@ package struct MetricsSnapshot: Sendable {
     package var rescans = 0
     /// Scans that crashed the previous process (found at start-up).
     package var scanCrashes = 0
+    /// Scan workers replaced since start.
+    package var workerRestarts = 0
     package var slotsBusy = 0
     package var slots = 0
     package var waiting = 0
@@ -73,6 +75,7 @@ package final class PrometheusInstruments: Sendable {
     private let scans: Counter
     private let rescans: Counter
     private let scanCrashes: Counter
+    private let workerRestarts: Counter
     /// Values the mirrored counters had at the last scrape, same order: messages, tempfails, scans, rescans,
     /// scan crashes.
     private let mirrored: Locked<[Int]>
@@ -137,9 +140,15 @@ package final class PrometheusInstruments: Sendable {
             descriptor: Self.metric(
                 "scan_crashes_total",
                 help:
-                    "Scans that crashed the process, counted when the restarted process finds their in-flight records (so at most a few per process; the counter starts again at each start). Messages convicted of it are answered on-scan-crash."
+                    "Scans that crashed the scanner: a scan worker that died of a crash signal during the scan (the message is answered on-scan-crash at once), and scans found in flight in the records a crashed daemon process left (counted at start-up)."
             ))
-        mirrored = Locked([Int](repeating: 0, count: MessageOutcome.allCases.count + TempfailCause.allCases.count + 3))
+        workerRestarts = r.makeCounter(
+            descriptor: Self.metric(
+                "scan_worker_restarts_total",
+                help:
+                    "Scan worker processes that ended (a crash, SIGKILL, found dead) and were replaced by the engine host."
+            ))
+        mirrored = Locked([Int](repeating: 0, count: MessageOutcome.allCases.count + TempfailCause.allCases.count + 4))
 
         otherDetections = r.makeCounter(
             descriptor: Self.metric("detections_total", help: PrometheusInstruments.detectionsHelp),
@@ -275,7 +284,8 @@ package final class PrometheusInstruments: Sendable {
         now.append(s.scans)
         now.append(s.rescans)
         now.append(s.scanCrashes)
-        let counters = messages + tempfails + [scans, rescans, scanCrashes]
+        now.append(s.workerRestarts)
+        let counters = messages + tempfails + [scans, rescans, scanCrashes, workerRestarts]
         mirrored.withLock { last in
             for i in now.indices where now[i] > last[i] {
                 counters[i].increment(by: Int64(now[i] - last[i]))

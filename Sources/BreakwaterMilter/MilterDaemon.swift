@@ -1,5 +1,6 @@
 import BreakwaterCore
 import BreakwaterEngine
+import BreakwaterWaves
 import CMilter
 import CProcessTuning
 import Logging
@@ -31,7 +32,10 @@ extension DaemonService {
 /// `breakwater run`: the libmilter bridge, bounded admission and policy around one shared engine.
 package final class MilterDaemon: @unchecked Sendable {
     package let config: Config
-    package let engines: EngineHolder
+    /// The engine in service: a set of scan workers forked from an engine built in the engine host.
+    package let engines: EngineHolderOf<WorkerSet>
+    /// The engine host process (EngineHost), forked first.
+    let host: EngineHostClient
     package let admission: Admission
     package let policy: Policy
     package let stats = Stats()
@@ -52,6 +56,8 @@ package final class MilterDaemon: @unchecked Sendable {
     let scanMemoryFull = OncePerSecond()
     /// Crash containment: the suspects of earlier crashes and the in-flight record of each scan.
     let crashGuard: CrashGuard
+    /// How the engine host ended, when it died while the daemon ran.
+    let hostEnded = Locked<String?>(nil)
 
     /// libmilter's callbacks are C functions with no context argument: they reach the daemon here. Set
     /// once before `smfi_main`, read-only afterwards.
@@ -94,6 +100,10 @@ package final class MilterDaemon: @unchecked Sendable {
         _ = Prefault.ensureDecided(limits: config.limits)
         scanDirectory = ScanDirectory.choose(config: config)
         let limits = scanDirectory.engineLimits(config.limits)
+        // Before any thread exists: the host and the workers it forks are single-threaded.
+        let host = try EngineHost.start(
+            limits: limits, inspectLayers: config.wave.enabled, scanDirectory: scanDirectory, logger: logger)
+        self.host = host
         admission = Admission(
             slots: config.workers, maxWaiting: config.maxWaiting, maxWait: config.maxWait,
             memoryBudget: config.memoryBudget, spoolBudget: config.spoolBudget)
@@ -104,12 +114,9 @@ package final class MilterDaemon: @unchecked Sendable {
             )
         }
         let log = logger
-        engines = EngineHolder(
+        engines = EngineHolderOf<WorkerSet>(
             directories: { config.signatureDirectories },
-            build: { dirs, progress in
-                try ClamEngine(
-                    directories: dirs, limits: limits, inspectLayers: config.wave.enabled, progress: progress)
-            },
+            build: { dirs, progress in try host.build(dirs, workers: config.workers, progress: progress) },
             snapshots: snapshots, mode: config.ops.reloadMode,
             onEvent: { message, isError in
                 if isError { log.error("\(message)") } else { log.notice("\(message)") }
@@ -121,10 +128,20 @@ package final class MilterDaemon: @unchecked Sendable {
                 headroom: {
                     let a = admission.snapshot
                     return MemoryPlan.headroom(config, buffered: a.buffered, busySlots: a.busy)
-                }, releaseFreedMemory: { _ = bw_malloc_trim() }))
+                }, releaseFreedMemory: { _ = bw_malloc_trim() },
+                memory: ServiceMemory(
+                    rss: { host.memory().map { $0 + (ProcessMemory.rss ?? 0) } },
+                    peak: { host.peak + (ProcessMemory.rss ?? 0) }, resetPeak: {})))
         policy = Policy(config: config)
         crashGuard = try CrashGuard(config: config, stats: stats, logger: logger)
         if config.wave.enabled { waves = WaveFeature(config: config, stats: stats, logger: logger) }
+        let stats = self.stats
+        host.onRestart = { old, new in
+            stats.workerRestarts.add(1, ordering: .relaxed)
+            logger.warning(
+                "scan worker \(old) ended: \(new.map { "replaced by worker \($0) (engine host \(host.pid))" } ?? "no replacement (the engine host is gone?)")"
+            )
+        }
     }
 
     /// Builds the first engine (progress in the log and in `status`).
@@ -152,6 +169,7 @@ package final class MilterDaemon: @unchecked Sendable {
             try loadEngine()
         } catch {
             for service in early.reversed() { service.stop() }
+            host.stop()
             engines.removeCopies()
             scanDirectory.remove()
             throw (error as? StartupError) ?? StartupError("\(error)")
@@ -233,8 +251,12 @@ package final class MilterDaemon: @unchecked Sendable {
             unlink(path)
         }
         for service in services.reversed() { service.stop() }
+        host.stop()
         scanDirectory.remove()
         engines.removeCopies()
+        if let how = hostEnded.withLock({ $0 }) {
+            throw StartupError("the engine host process \(how): stopped so that the service is restarted")
+        }
         if rc != MI_SUCCESS { throw StartupError("libmilter stopped with an error") }
         logger.notice("stopped")
     }
@@ -279,9 +301,18 @@ package final class MilterDaemon: @unchecked Sendable {
             sigemptyset(&set)
             sigaddset(&set, SIGUSR1)
             sigaddset(&set, SIGUSR2)
+            sigaddset(&set, SIGCHLD)
             while true {
                 var sig: Int32 = 0
                 if sigwait(&set, &sig) != 0 { continue }
+                if sig == SIGCHLD && host.reapIfEnded() {
+                    // Its workers ended with it: no scan can run. libmilter stops; the messages in flight
+                    // get 451 4.3.2; `run` exits non-zero and systemd starts the service again.
+                    let how = host.ended ?? "ended"
+                    hostEnded.withLock { $0 = how }
+                    logger.critical("the engine host process (pid \(host.pid)) \(how): stopping (mail is answered 451 4.3.2)")
+                    _ = smfi_stop()
+                }
                 if sig == SIGUSR2 {
                     logger.notice("SIGUSR2: reloading signatures")
                     engines.triggerReload()
@@ -298,7 +329,7 @@ package final class MilterDaemon: @unchecked Sendable {
             assembly: MessageAssembly(
                 buffer: MessageBuffer(
                     admission: admission, spoolThreshold: config.spoolThreshold,
-                    spoolDirectory: config.spoolDirectory),
+                    spoolDirectory: config.spoolDirectory, memoryFile: { bw_memfd("breakwater-message") }),
                 maxMessageSize: config.maxMessageSize))
     }
 
@@ -337,58 +368,60 @@ package final class MilterDaemon: @unchecked Sendable {
             }
         }
         let waitStart = Now.monotonic()
-        var inspector = waves?.inspector()
+        var collected: WaveCollected?
         var scanned: (result: ScanResult, decision: Decision)?
+        /// The scan worker died during the scan: its wait status (nil: unknown) and pid.
+        var died: (status: Int32?, pid: Int32)?
         let slot = admission.scan(
             alone: alone,
             {
                 // Taken here, on the scanner: a message waiting in line holds no engine, so a blocking
                 // reload can free the old one.
-                guard let engine = engines.current else { return }
-                // On a scanner thread, while this session's thread waits for it. The wave store is fed here
-                // too: its update needs a few KB of stack, which on the session's thread every libmilter
-                // thread would keep resident (16 KB of touched stack each instead of 12; with 200 sessions
-                // waiting, about 0.6 MB), for a few microseconds more of the scanner's time.
-                // Each scan under the crash guard: its in-flight record names this message while it runs.
-                func scan(allMatches: Bool, inspector: LayerInspector?) -> ScanResult {
-                    crashGuard.guarding(
-                        digest: digest, queue: queueID, sender: String(s.sender.trimmingAngles), alone: alone
-                    ) {
-                        switch message.storage {
-                        case .memory:
-                            return message.withMemory {
-                                engine.scan($0, inspector: inspector, allMatches: allMatches)
-                            }!
-                        case .file(let fd):
-                            return engine.scan(privateFile: fd, inspector: inspector, allMatches: allMatches)
-                        }
-                    }
+                guard let workers = engines.current else { return }
+                // The message goes to a scan worker as a descriptor (its spool file, or the memfd it is held
+                // in); this scanner thread waits for the result. The wave store is fed here, on the scanner
+                // thread: its update needs a few KB of stack, which on the session's thread every libmilter
+                // thread would keep resident.
+                guard let (fd, size) = message.descriptor() else {
+                    let failed = ScanResult(
+                        finding: .error("cannot hold the message in a memory file: \(FileWalk.errnoString())"),
+                        seconds: 0, bytes: 0)
+                    logger.error("queue=\(Escape.field(queueID)) scan error: \(Escape.text(failed.errorMessage!))")
+                    scanned = (failed, policy.busy(.scanError))
+                    return
                 }
-                // In the scan directory in memory or on disk; again on disk when the tmpfs filled.
-                func routed(allMatches: Bool) -> ScanResult {
-                    let (result, place) = scanDirectory.run { again in
-                        if again { inspector = waves?.inspector() }
-                        return scan(allMatches: allMatches, inspector: inspector)
+                // Each scan under the crash guard: its in-flight record names this message while it runs
+                // (a crash of this process then still convicts it, as before the workers).
+                func scan(allMatches: Bool) -> ScanResult? {
+                    let outcome = crashGuard.guarding(
+                        digest: digest, queue: queueID, sender: String(s.sender.trimmingAngles), alone: alone
+                    ) { workers.scan(fd: fd, size: size, allMatches: allMatches, inspect: waves != nil) }
+                    switch outcome {
+                    case .scanned(let reply):
+                        if case .diskAfterFailure(let why) = reply.place, let n = scanMemoryFull.tick() {
+                            logger.warning(
+                                "queue=\(Escape.field(queueID)) scan temporary files did not fit in memory (libclamav: \(Escape.text(why))): scanned again in \(scanDirectory.disk) (\(n) message(s) since the last line)"
+                            )
+                        }
+                        collected = reply.wave
+                        return reply.result
+                    case .died(let status, let pid):
+                        died = (status, pid)
+                        return nil
+                    case .failed(let why):
+                        return ScanResult(finding: .error(why), seconds: 0, bytes: size)
                     }
-                    if case .diskAfterFailure(let why) = place, let n = scanMemoryFull.tick() {
-                        logger.warning(
-                            "queue=\(Escape.field(queueID)) scan temporary files did not fit in memory (libclamav: \(Escape.text(why))): scanned again in \(scanDirectory.disk) (\(n) message(s) since the last line)"
-                        )
-                    }
-                    return result
                 }
                 // No scanning past the decision: stop at the first signature, and scan for every match
                 // only when another name could still make the answer stricter (Policy.settles).
-                var result = routed(allMatches: false)
+                guard var result = scan(allMatches: false) else { return }
                 if !policy.settles(firstMatch: result) {
                     stats.rescans.add(1, ordering: .relaxed)
                     logger.debug(
                         "queue=\(Escape.field(queueID)) scanning again for every match: first match \(Escape.text(result.detections.map(\.name).joined(separator: ",")))"
                     )
-                    // A fresh inspector: the first scan may have stopped before some layers.
-                    inspector = waves?.inspector()
                     let first = result.seconds
-                    let again = routed(allMatches: true)
+                    guard let again = scan(allMatches: true) else { return }
                     result = ScanResult(finding: again.finding, seconds: first + again.seconds, bytes: again.bytes)
                     result.temporaryFileFailure = again.temporaryFileFailure
                 }
@@ -400,6 +433,7 @@ package final class MilterDaemon: @unchecked Sendable {
                     scanned = (result, policy.busy(.scanError))
                     return
                 }
+                let inspector = collected.flatMap { waves?.inspector(collected: $0) }
                 var wave: String?
                 if let waves, result.errorMessage == nil {
                     wave = waves.observe(
@@ -421,6 +455,7 @@ package final class MilterDaemon: @unchecked Sendable {
             }
             return (policy.busy(.threads), 0, 0, false)
         case .scanned(let waited):
+            if let died { return (workerDied(s, died, digest: digest, queueID: queueID), waited, 0, false) }
             guard let (result, decision) = scanned else {
                 logger.error("queue=\(Escape.field(queueID)) no engine serves (the last reload failed): 451 4.3.2")
                 return (policy.busy(.scanError), waited, 0, false)
@@ -437,6 +472,34 @@ package final class MilterDaemon: @unchecked Sendable {
             }
             return (decision, waited, result.seconds, true)
         }
+    }
+
+    /// The scan worker died while it scanned this message, and nothing else: of a crash signal, the
+    /// message is convicted at once (`on-scan-crash`, counted, logged, a copy kept); killed otherwise
+    /// (SIGKILL: likely the OOM killer), the message is answered 451 4.3.2 and is not a suspect.
+    private func workerDied(_ s: Session, _ died: (status: Int32?, pid: Int32), digest: String?, queueID: String)
+        -> Decision
+    {
+        let how = WorkerDeath.describe(died.status)
+        let sender = s.sender.trimmingAngles
+        guard let status = died.status, let sig = WorkerDeath.signal(status), WorkerDeath.crashSignals.contains(sig)
+        else {
+            logger.error(
+                "queue=\(Escape.field(queueID)) from=<\(Escape.field(sender))> digest=\(digest ?? "-"): the scan worker (pid \(died.pid)) \(how) while it scanned this message (not a crash of the scan): 451 4.3.2"
+            )
+            return policy.busy(.scanError)
+        }
+        stats.scanCrashes.add(1, ordering: .relaxed)
+        var copy: String?
+        var crashes = 1
+        if let digest {
+            crashes = crashGuard.suspects.convict(digest: digest, queue: queueID, sender: String(sender)).crashes
+            copy = crashGuard.suspects.keepCopy(digest: digest) { s.assembly.buffer.copy(to: $0) }
+        }
+        logger.error(
+            "scan crash: queue=\(Escape.field(queueID)) from=<\(Escape.field(sender))> digest=\(digest ?? "-"): the scan worker (pid \(died.pid)) was \(how) scanning this message (crash \(crashes) of this message): convicted, answered on-scan-crash (\(config.onScanCrash.rawValue))\(copy.map { ", copy in \($0)" } ?? "")"
+        )
+        return policy.scanCrash()
     }
 
     /// A message convicted of crashing the scanner: `on-scan-crash`, logged with its digest, and a copy

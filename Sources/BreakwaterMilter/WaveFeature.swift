@@ -42,6 +42,11 @@ package final class WaveFeature: Sendable {
         WaveLayerInspector(memo: memo)
     }
 
+    /// The inspector standing for the one a scan worker ran (what it collected), with the daemon's memo.
+    func inspector(collected: WaveCollected) -> WaveLayerInspector {
+        WaveLayerInspector(memo: memo, collected: collected)
+    }
+
     /// Counts the scanned message in the wave store and returns the wave it belongs to, if any, for
     /// the policy to decide on. The store's lock is taken only inside `observe`, after the scan.
     func observe(

@@ -30,12 +30,30 @@ package final class WaveLayerInspector: LayerInspector {
     /// fingerprint`).
     package private(set) var layers: [(type: String, depth: Int, size: Int)] = []
     private let recordLayers: Bool
+    /// What a scan worker collected (`collected` there), when this inspector stands for it.
+    private var fromWorker: WaveBody?
 
     package init(memo: WaveMemo?, byteLimit: Int = WaveFingerprintBuilder.defaultByteLimit, recordLayers: Bool = false)
     {
         self.memo = memo
         self.builder = WaveFingerprintBuilder(byteLimit: byteLimit)
         self.recordLayers = recordLayers
+    }
+
+    /// What this inspector collected during the scan, to be sent from a scan worker to the daemon.
+    package var collected: WaveCollected {
+        WaveCollected(memoKey: memoKey, textLayers: textLayers, body: fromWorker ?? builder.body)
+    }
+
+    /// An inspector standing for the one a scan worker ran (`collected` there), for `finish` and
+    /// `rememberAsWaveMember` in the daemon with its memo.
+    package init(memo: WaveMemo?, collected c: WaveCollected) {
+        self.memo = memo
+        self.builder = WaveFingerprintBuilder(byteLimit: 0)
+        self.recordLayers = false
+        memoKey = c.memoKey
+        textLayers = c.textLayers
+        fromWorker = c.body
     }
 
     package func inspect(fd: Int32, type: String, depth: Int, size: Int) {
@@ -76,7 +94,7 @@ package final class WaveLayerInspector: LayerInspector {
     package func rememberAsWaveMember() {
         guard let memo, let key = memoKey else { return }
         if textLayers > 0 {
-            memo.keepMember(key, builder.body)
+            memo.keepMember(key, fromWorker ?? builder.body)
         } else if let earlier = memo.lookup(key) {
             memo.keepMember(key, earlier)
         }
@@ -86,12 +104,12 @@ package final class WaveLayerInspector: LayerInspector {
     package func finish(subject: String?) -> WaveFingerprint? {
         if let memo, let key = memoKey {
             if textLayers > 0 {
-                memo.store(key, builder.body)
+                memo.store(key, fromWorker ?? builder.body)
             } else if let earlier = memo.lookup(key) {
                 return earlier.finish(subject: subject)
             }
         }
-        return builder.finish(subject: subject)
+        return (fromWorker ?? builder.body).finish(subject: subject)
     }
 }
 
@@ -178,5 +196,59 @@ package final class WaveMemo: Sendable {
 
     func lookup(_ key: UInt64) -> WaveBody? {
         state.withLock { $0.bodies[key] } ?? members.withLock { $0.bodies[key] }
+    }
+}
+
+/// What a wave inspector collected in a scan worker, sent to the daemon with the scan's result: the
+/// repeat key, the number of text layers and the body's fingerprint (at most about 2.6 KB).
+package struct WaveCollected: Sendable {
+    package var memoKey: UInt64?
+    package var textLayers: Int
+    package var body: WaveBody
+
+    /// Appends the encoding to `out` (little-endian integers, counted byte strings).
+    package func encode(into out: inout [UInt8]) {
+        func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
+        out.append(memoKey == nil ? 0 : 1)
+        u64(memoKey ?? 0)
+        u64(UInt64(textLayers))
+        u64(UInt64(body.words))
+        u64(UInt64(body.mins.count))
+        for m in body.mins { withUnsafeBytes(of: m.littleEndian) { out.append(contentsOf: $0) } }
+        u64(UInt64(body.sample.count))
+        out.append(contentsOf: body.sample)
+    }
+
+    /// Decodes what `encode` wrote at `at` (moved past it); nil when it is malformed.
+    package static func decode(_ b: [UInt8], at: inout Int) -> WaveCollected? {
+        func u64() -> UInt64? {
+            guard at + 8 <= b.count else { return nil }
+            var v: UInt64 = 0
+            for i in 0..<8 { v |= UInt64(b[at + i]) << (8 * UInt64(i)) }
+            at += 8
+            return v
+        }
+        guard at < b.count else { return nil }
+        let hasKey = b[at] == 1
+        at += 1
+        guard let key = u64(), let layers = u64(), let words = u64(), let n = u64(), n == UInt64(waveSignatureSize),
+            at + Int(n) * 4 <= b.count
+        else { return nil }
+        var mins: [UInt32] = []
+        mins.reserveCapacity(Int(n))
+        for i in 0..<Int(n) {
+            var v: UInt32 = 0
+            for k in 0..<4 { v |= UInt32(b[at + i * 4 + k]) << (8 * UInt32(k)) }
+            mins.append(v)
+        }
+        at += Int(n) * 4
+        guard let sn = u64(), sn <= UInt64(WaveFingerprintBuilder.sampleLimit) * 4, at + Int(sn) <= b.count,
+            layers < 1 << 30, words < 1 << 40
+        else { return nil }
+        let sample = Array(b[at..<(at + Int(sn))])
+        at += Int(sn)
+        return WaveCollected(
+            memoKey: hasKey ? key : nil, textLayers: Int(layers),
+            body: WaveBody(mins: mins, words: Int(words), sample: sample))
     }
 }

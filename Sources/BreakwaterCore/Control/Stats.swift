@@ -33,6 +33,8 @@ package final class Stats: Sendable {
     package let waveMessages = Atomic<Int>(0)
     /// Scans that crashed the process: found at start-up in the records the previous process left.
     package let scanCrashes = Atomic<Int>(0)
+    /// Scan workers that ended and were replaced (a crash, SIGKILL, or a worker found dead).
+    package let workerRestarts = Atomic<Int>(0)
 
     package init() {}
 

@@ -23,6 +23,13 @@ package final class MessageBuffer {
     package private(set) var size: UInt64 = 0
     /// Why the message went to disk, if it did: "size" or "memory budget".
     package private(set) var spoolReason: String?
+    /// Held in memory in a memfd (made by `memoryFile`, mapped here and written through the map) rather
+    /// than an array, so that a scan worker can be handed the message as a descriptor without a copy.
+    private let makeMemoryFile: (() -> Int32)?
+    private var memoryFile: Bool { makeMemoryFile != nil }
+    private var memoryFD: Int32 = -1
+    private var map: UnsafeMutableRawPointer?
+    private var mapped = 0
 
     package struct SpoolError: Error, CustomStringConvertible {
         package let description: String
@@ -30,7 +37,8 @@ package final class MessageBuffer {
         package var overBudget = false
     }
 
-    package init(admission: Admission, spoolThreshold: UInt64, spoolDirectory: String) {
+    package init(admission: Admission, spoolThreshold: UInt64, spoolDirectory: String, memoryFile: (() -> Int32)? = nil) {
+        self.makeMemoryFile = memoryFile
         self.admission = admission
         self.spoolThreshold = spoolThreshold
         self.spoolDirectory = spoolDirectory
@@ -56,8 +64,8 @@ package final class MessageBuffer {
         guard fd < 0, bytes.isEmpty, announced > 0 else { return }
         let want = min(announced &+ 1024, spoolThreshold, MessageBuffer.maxAnnouncedReserve)
         if want > reserved && admission.reserve(want - reserved, ceiling: admission.memoryBudget / 2) {
-            bytes.reserveCapacity(Int(want))
             reserved = want
+            if memoryFile { _ = grow(to: Int(want)) } else { bytes.reserveCapacity(Int(want)) }
         }
     }
 
@@ -83,7 +91,7 @@ package final class MessageBuffer {
             try writeSpooled(chunk)
             return
         }
-        if needed > UInt64(bytes.capacity) || needed > reserved {
+        if needed > UInt64(memoryFile ? mapped : bytes.capacity) || needed > reserved {
             // Grow geometrically (but not past the threshold) and hold budget for the whole capacity.
             let newCapacity = min(max(needed, reserved * 2, 16 << 10), spoolThreshold)
             if newCapacity > reserved {
@@ -93,10 +101,19 @@ package final class MessageBuffer {
                     return
                 }
                 reserved = newCapacity
-                bytes.reserveCapacity(Int(newCapacity))
+                if !memoryFile { bytes.reserveCapacity(Int(newCapacity)) }
+            }
+            if memoryFile && needed > UInt64(mapped) && !grow(to: Int(max(newCapacity, needed))) {
+                try spill(reason: "memory file")
+                try writeSpooled(chunk)
+                return
             }
         }
-        bytes.append(contentsOf: chunk)
+        if memoryFile {
+            (map! + Int(size)).copyMemory(from: chunk.baseAddress!, byteCount: chunk.count)
+        } else {
+            bytes.append(contentsOf: chunk)
+        }
         size += n
     }
 
@@ -116,12 +133,17 @@ package final class MessageBuffer {
         spoolReason = reason
         let held = bytes
         bytes = []
-        admission.release(reserved)
-        reserved = 0
-        let failure = held.withUnsafeBytes { p -> SpoolError? in
+        let failure = (memoryFile ? UnsafeRawBufferPointer(start: map, count: Int(size)) : nil).map {
+            p -> SpoolError? in
+            do throws(SpoolError) { try writeAll(p) } catch { return error }
+            return nil
+        } ?? held.withUnsafeBytes { p -> SpoolError? in
             do throws(SpoolError) { try writeAll(p) } catch { return error }
             return nil
         }
+        dropMemoryFile()
+        admission.release(reserved)
+        reserved = 0
         if let failure { throw failure }
     }
 
@@ -155,7 +177,44 @@ package final class MessageBuffer {
     /// Runs `body` over the in-memory bytes (nil when spooled).
     package func withMemory<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R? {
         guard fd < 0 else { return nil }
+        if memoryFile { return body(UnsafeRawBufferPointer(start: size > 0 ? map : nil, count: Int(size))) }
         return bytes.withUnsafeBytes(body)
+    }
+
+    /// The message as a descriptor and its size (its first `size` bytes): the spool file, or the
+    /// memfd of a message held in memory (`memoryFile`; made now for an empty message). nil when there
+    /// is none (an array in memory, or the memfd cannot be made).
+    package func descriptor() -> (fd: Int32, size: Int)? {
+        if fd >= 0 { return (fd, Int(size)) }
+        guard memoryFile else { return nil }
+        if memoryFD < 0 && !grow(to: 4096) { return nil }
+        return (memoryFD, Int(size))
+    }
+
+    /// Makes the memfd `capacity` bytes long and maps it again (the bytes stay where they are: in
+    /// the file). False when it cannot (then nothing changed but a failed attempt).
+    private func grow(to capacity: Int) -> Bool {
+        if capacity <= mapped { return true }
+        if memoryFD < 0 {
+            memoryFD = makeMemoryFile?() ?? -1
+            if memoryFD < 0 { return false }
+        }
+        guard ftruncate(memoryFD, off_t(capacity)) == 0 else { return false }
+        guard let m = mmap(nil, capacity, PROT_READ | PROT_WRITE, MAP_SHARED, memoryFD, 0), m != MAP_FAILED else {
+            return false
+        }
+        if let map { munmap(map, mapped) }
+        map = m
+        mapped = capacity
+        return true
+    }
+
+    private func dropMemoryFile() {
+        if let map { munmap(map, mapped) }
+        map = nil
+        mapped = 0
+        if memoryFD >= 0 { close(memoryFD) }
+        memoryFD = -1
     }
 
     /// Writes the whole message to `out` (a copy for ops: CrashSuspects.keepCopy). False on a write or
@@ -171,7 +230,7 @@ package final class MessageBuffer {
             }
             return true
         }
-        if fd < 0 { return bytes.withUnsafeBytes { put($0) } }
+        if fd < 0 { return withMemory { put($0) } ?? false }
         var buf = [UInt8](repeating: 0, count: 1 << 16)
         var at: off_t = 0
         while true {
@@ -191,6 +250,7 @@ package final class MessageBuffer {
             fd = -1
         }
         bytes = []
+        dropMemoryFile()
         if reserved > 0 {
             admission.release(reserved)
             reserved = 0

@@ -220,6 +220,28 @@ package final class CrashSuspects: @unchecked Sendable {
         for name in entries(prefix: "\(CrashSuspects.inFlightPrefix)\(pid)-") { unlink(path(name)) }
     }
 
+    /// A scan worker died of a crash signal while it scanned this message alone (the worker held
+    /// nothing else): convicted at once. Returns the record as saved.
+    @discardableResult
+    package func convict(digest: String, queue: String, sender: String, now: Int = Int(Now.wall())) -> Record {
+        let r = table.withLock { t -> Record in
+            var r =
+                t[digest]
+                ?? Record(digest: digest, crashes: 0, state: .suspect, lastSeen: now, queue: "-", sender: "-")
+            r.crashes = min(r.crashes + 1, 1000)
+            r.state = .convicted
+            r.lastSeen = now
+            r.queue = CrashSuspects.token(Substring(Escape.field(queue.prefix(128))))
+            r.sender = CrashSuspects.token(Substring(Escape.field(sender.prefix(256))))
+            t[digest] = r
+            prune(&t, now: now)
+            size.store(t.count, ordering: .relaxed)
+            return r
+        }
+        save()
+        return r
+    }
+
     /// A suspect passed its scan alone: scanned normally from now on (its crash count stays).
     package func passedAlone(_ digest: String) {
         let changed = table.withLock { t -> Bool in

@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "crashguard.h"
+#include "workers.h"
 
 /// mallopt(M_ARENA_MAX, n): 1 on success.
 static inline int bw_malloc_set_arena_max(int n) { return mallopt(M_ARENA_MAX, n); }

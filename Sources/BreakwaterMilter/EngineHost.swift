@@ -1,0 +1,464 @@
+import BreakwaterCore
+import BreakwaterEngine
+import BreakwaterWaves
+import CProcessTuning
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// Crash containment by process (issue 22): `breakwater run` forks the ENGINE HOST first, before any
+// thread exists. The host is single-threaded: it builds every engine and forks one SCAN WORKER per
+// scan slot from it, so the workers share the engine's pages (docs/benchmarks.md: "Scanning in a
+// process forked after the engine was built"). The daemon (libmilter, admission, policy, waves,
+// control, metrics) never holds an engine: a scanner thread hands its message to a worker as a
+// descriptor over the worker's own socket and waits for the result. A worker that dies mid-scan died
+// of that message; the host forks a replacement from the engine it holds, in milliseconds.
+//
+// Every exchange is one SOCK_SEQPACKET message: a type byte, then fields (`Wire`), at most one
+// descriptor attached (SCM_RIGHTS).
+//
+// daemon -> host                          host -> daemon
+//   B workers dirs...  build                P stage fraction (progress, any number), then
+//                                           E message file? peak | O gen signatures loadedAt
+//                                           buildSeconds bytes peak, then one W pid [socket] a worker
+//   R gen pid          replace a worker     X waitstatus, then W pid [socket] (pid -1: none)
+//   F gen              free (no reply)
+//   M                  memory               m bytes (the host's RSS and its workers' private memory)
+//
+// daemon -> worker: S flags size [message]   worker -> daemon: the result (`ScanReply`)
+
+/// A message of the host and worker protocols.
+struct Wire {
+    var bytes: [UInt8]
+    init(_ type: Character) { bytes = [type.asciiValue!] }
+    mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
+    mutating func int(_ v: Int) { u64(UInt64(bitPattern: Int64(v))) }
+    mutating func double(_ v: Double) { u64(v.bitPattern) }
+    mutating func string(_ s: String) {
+        let u = Array(s.utf8)
+        u64(UInt64(u.count))
+        bytes.append(contentsOf: u)
+    }
+    mutating func optional(_ s: String?) {
+        bytes.append(s == nil ? 0 : 1)
+        if let s { string(s) }
+    }
+
+    /// Sends it with `fd` attached (-1: none). False when the peer is gone.
+    func send(_ sock: Int32, passing fd: Int32 = -1) -> Bool {
+        bytes.withUnsafeBytes { bw_send_with_fd(sock, $0.baseAddress, $0.count, fd) == $0.count }
+    }
+}
+
+struct WireReader {
+    let bytes: [UInt8]
+    var at = 1
+    /// The descriptor that came with it (-1: none); the receiver owns it.
+    let fd: Int32
+    var type: Character { Character(Unicode.Scalar(bytes[0])) }
+
+    mutating func u64() -> UInt64? {
+        guard at + 8 <= bytes.count else { return nil }
+        var v: UInt64 = 0
+        for i in 0..<8 { v |= UInt64(bytes[at + i]) << (8 * UInt64(i)) }
+        at += 8
+        return v
+    }
+    mutating func int() -> Int? { u64().map { Int(Int64(bitPattern: $0)) } }
+    mutating func double() -> Double? { u64().map { Double(bitPattern: $0) } }
+    mutating func string() -> String? {
+        guard let n = u64(), n <= UInt64(bytes.count - at) else { return nil }
+        defer { at += Int(n) }
+        return String(decoding: bytes[at..<(at + Int(n))], as: UTF8.self)
+    }
+    mutating func optional() -> String?? {
+        guard at < bytes.count else { return nil }
+        at += 1
+        if bytes[at - 1] == 0 { return .some(nil) }
+        return string().map { .some($0) }
+    }
+
+    /// Receives one message (nil at end of file or on an error).
+    static func receive(_ sock: Int32, capacity: Int = 64 << 10) -> WireReader? {
+        var fd: Int32 = -1
+        let bytes = [UInt8](unsafeUninitializedCapacity: capacity) { buf, count in
+            let n = bw_recv_with_fd(sock, buf.baseAddress, capacity, &fd)
+            count = max(0, n)
+        }
+        guard !bytes.isEmpty else {
+            if fd >= 0 { close(fd) }
+            return nil
+        }
+        return WireReader(bytes: bytes, fd: fd)
+    }
+}
+
+/// The signals that end a scan worker as a crash of the scan (a parser bug or a trap), as against
+/// SIGKILL (the OOM killer, or ops) and an exit.
+enum WorkerDeath {
+    static let crashSignals: Set<Int32> = [SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS]
+
+    /// The signal of a wait status, if the process was killed by one.
+    static func signal(_ status: Int32) -> Int32? {
+        let sig = status & 0x7f
+        return sig != 0 && sig != 0x7f ? sig : nil
+    }
+
+    static func describe(_ status: Int32?) -> String {
+        guard let status else { return "ended (how is unknown: the engine host did not say)" }
+        if let sig = signal(status) { return "killed by signal \(sig) (\(String(cString: strsignal(sig))))" }
+        return "exited with status \((status >> 8) & 0xff)"
+    }
+}
+
+// MARK: the engine host (its own process)
+
+/// The engine host: builds engines on request, forks scan workers from them, reaps them, frees an
+/// engine when the daemon retires its workers. Single-threaded; ends when the daemon's socket closes.
+final class EngineHost {
+    private let channel: Int32
+    private let limits: EngineLimits
+    private let inspectLayers: Bool
+    private let scanDirectory: ScanDirectory
+    private let logger: Logger
+    private var engines: [UInt64: ClamEngine] = [:]
+    /// Live workers: pid -> generation.
+    private var workers: [Int32: UInt64] = [:]
+    /// Workers reaped before the daemon asked how they ended: pid -> wait status.
+    private var ended: [Int32: Int32] = [:]
+    private var nextGeneration: UInt64 = 1
+
+    /// Forks the host (call before any thread exists) and returns the daemon's side.
+    static func start(limits: EngineLimits, inspectLayers: Bool, scanDirectory: ScanDirectory, logger: Logger)
+        throws -> EngineHostClient
+    {
+        var pair: [Int32] = [-1, -1]
+        guard bw_seqpacket_pair(&pair) == 0 else {
+            throw StartupError("cannot make the engine host's socket: \(FileWalk.errnoString())")
+        }
+        let pid = bw_fork_child("bw-host", 0)
+        if pid < 0 {
+            throw StartupError("cannot fork the engine host process: \(FileWalk.errnoString())")
+        }
+        if pid == 0 {
+            close(pair[0])
+            EngineHost(
+                channel: pair[1], limits: limits, inspectLayers: inspectLayers, scanDirectory: scanDirectory,
+                logger: logger
+            ).run()
+        }
+        close(pair[1])
+        return EngineHostClient(pid: pid, channel: pair[0])
+    }
+
+    private init(channel: Int32, limits: EngineLimits, inspectLayers: Bool, scanDirectory: ScanDirectory, logger: Logger)
+    {
+        self.channel = channel
+        self.limits = limits
+        self.inspectLayers = inspectLayers
+        self.scanDirectory = scanDirectory
+        self.logger = logger
+    }
+
+    private func run() -> Never {
+        while true {
+            reap()
+            var p = pollfd(fd: channel, events: Int16(POLLIN), revents: 0)
+            let rc = poll(&p, 1, 1000)
+            if rc == 0 || (rc < 0 && errno == EINTR) { continue }
+            guard var m = WireReader.receive(channel, capacity: 1 << 20) else { shutdown() }
+            if m.fd >= 0 { close(m.fd) }
+            switch m.type {
+            case "B":
+                guard let count = m.int(), let n = m.int(), n >= 0, n < 4096 else { continue }
+                var dirs: [String] = []
+                for _ in 0..<n { if let d = m.string() { dirs.append(d) } }
+                build(dirs, workers: count)
+            case "R":
+                guard let g = m.u64(), let pid = m.int() else { continue }
+                replace(generation: g, pid: Int32(clamping: pid))
+            case "F":
+                guard let g = m.u64() else { continue }
+                free(generation: g)
+            case "M":
+                var w = Wire("m")
+                w.u64(memory())
+                _ = w.send(channel)
+            default:
+                continue
+            }
+        }
+    }
+
+    /// The daemon is gone or stopping: the workers end with the host.
+    private func shutdown() -> Never {
+        for pid in workers.keys { kill(pid, SIGKILL) }
+        for pid in workers.keys {
+            var st: Int32 = 0
+            while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
+        }
+        _exit(0)
+    }
+
+    /// Reaps the workers that ended (their status kept for the daemon's question).
+    private func reap() {
+        while true {
+            var st: Int32 = 0
+            let pid = waitpid(-1, &st, WNOHANG)
+            if pid <= 0 { return }
+            if workers.removeValue(forKey: pid) != nil { ended[pid] = st }
+        }
+    }
+
+    private func build(_ dirs: [String], workers count: Int) {
+        _ = ProcessMemory.resetPeak()
+        let before = ProcessMemory.rss
+        let channel = self.channel
+        let engine: ClamEngine
+        do {
+            engine = try ClamEngine(
+                directories: dirs, limits: limits, inspectLayers: inspectLayers,
+                progress: { stage, fraction in
+                    var w = Wire("P")
+                    w.string(stage)
+                    w.double(fraction)
+                    _ = w.send(channel)
+                })
+        } catch {
+            let e = (error as? EngineError) ?? EngineError(message: "\(error)", file: nil)
+            var w = Wire("E")
+            w.string(e.message)
+            w.optional(e.file)
+            w.u64(ProcessMemory.peak ?? 0)
+            _ = w.send(channel)
+            return
+        }
+        let after = ProcessMemory.rss
+        let generation = nextGeneration
+        nextGeneration += 1
+        engines[generation] = engine
+        var w = Wire("O")
+        w.u64(generation)
+        w.int(engine.signatureCount)
+        w.double(engine.loadedAt)
+        w.double(engine.buildSeconds)
+        w.u64(before.flatMap { b in after.map { $0 > b ? $0 - b : 0 } } ?? 0)
+        w.u64(ProcessMemory.peak ?? 0)
+        _ = w.send(channel)
+        for _ in 0..<max(0, count) { sendWorker(generation) }
+    }
+
+    /// Forks a worker of `generation` and sends the daemon its socket (`W pid`, pid -1 when none).
+    private func sendWorker(_ generation: UInt64) {
+        var pair: [Int32] = [-1, -1]
+        var pid: Int32 = -1
+        if let engine = engines[generation], bw_seqpacket_pair(&pair) == 0 {
+            pid = bw_fork_child("bw-scan", 1)
+            if pid == 0 {
+                close(pair[0])
+                close(channel)
+                ScanWorker(engine: engine, socket: pair[1], scanDirectory: scanDirectory).run()
+            }
+            close(pair[1])
+            if pid > 0 {
+                workers[pid] = generation
+            } else {
+                logger.error("engine host: cannot fork a scan worker: \(FileWalk.errnoString())")
+            }
+        }
+        var w = Wire("W")
+        w.int(Int(pid))
+        _ = w.send(channel, passing: pid > 0 ? pair[0] : -1)
+        if pair[0] >= 0 { close(pair[0]) }
+    }
+
+    private func replace(generation: UInt64, pid: Int32) {
+        var status: Int32 = -1
+        if let st = ended.removeValue(forKey: pid) {
+            status = st
+        } else if workers[pid] != nil {
+            // Its socket closed: it is ending. Waited for a while, then killed (a worker that closed its
+            // socket and hangs is of no use).
+            var st: Int32 = 0
+            var got: Int32 = 0
+            for _ in 0..<200 {
+                got = waitpid(pid, &st, WNOHANG)
+                if got != 0 { break }
+                usleep(10_000)
+            }
+            if got == 0 {
+                kill(pid, SIGKILL)
+                while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
+            }
+            workers[pid] = nil
+            status = st
+        }
+        var x = Wire("X")
+        x.int(Int(status))
+        _ = x.send(channel)
+        sendWorker(generation)
+    }
+
+    private func free(generation: UInt64) {
+        let retired = workers.filter { $0.value == generation }.map(\.key)
+        for pid in retired { kill(pid, SIGKILL) }
+        for pid in retired {
+            var st: Int32 = 0
+            while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
+            workers[pid] = nil
+        }
+        engines[generation] = nil
+        _ = bw_malloc_trim()
+    }
+
+    /// The host's RSS plus its workers' private memory (what they do not share with the host).
+    private func memory() -> UInt64 {
+        var total = ProcessMemory.rss ?? 0
+        for pid in workers.keys {
+            guard let text = ProcessMemory.read("/proc/\(pid)/smaps_rollup") else { continue }
+            total += (ProcessMemory.kilobytes("Private_Clean", in: text) ?? 0)
+            total += (ProcessMemory.kilobytes("Private_Dirty", in: text) ?? 0)
+        }
+        return total
+    }
+}
+
+// MARK: a scan worker (its own process, forked from the host)
+
+/// Scans the messages the daemon sends over its socket with the engine it inherited, one at a time,
+/// until the socket closes.
+struct ScanWorker {
+    let engine: ClamEngine
+    let socket: Int32
+    let scanDirectory: ScanDirectory
+
+    func run() -> Never {
+        // Only for the repeat key the inspector computes; the daemon keeps the real memo.
+        let memo = WaveMemo()
+        while true {
+            guard var m = WireReader.receive(socket, capacity: 4096) else { _exit(0) }
+            let fd = m.fd
+            guard m.type == "S", fd >= 0, let flags = m.u64(), let size = m.int(), size >= 0 else {
+                if fd >= 0 { close(fd) }
+                _exit(2)
+            }
+            let allMatches = flags & 1 != 0
+            let inspect = flags & 2 != 0
+            var base: UnsafeMutableRawPointer?
+            if size > 0 {
+                let p = mmap(nil, size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0)
+                if let p, p != MAP_FAILED { base = p }
+            }
+            var inspector = inspect ? WaveLayerInspector(memo: memo) : nil
+            let reply: ScanReply
+            if size > 0 && base == nil {
+                reply = ScanReply(
+                    result: ScanResult(
+                        finding: .error("cannot map the message in the scan worker: \(FileWalk.errnoString())"),
+                        seconds: 0, bytes: size), place: .disk, wave: nil)
+            } else {
+                let (result, place) = scanDirectory.run { again in
+                    if again && inspect { inspector = WaveLayerInspector(memo: memo) }
+                    return engine.scan(
+                        UnsafeRawBufferPointer(start: base.map { UnsafeRawPointer($0) }, count: size),
+                        inspector: inspector, allMatches: allMatches)
+                }
+                reply = ScanReply(result: result, place: place, wave: inspector?.collected)
+            }
+            if let base { munmap(base, size) }
+            close(fd)
+            guard reply.encoded().send(socket) else { _exit(0) }
+        }
+    }
+}
+
+/// A worker's answer: the scan's result, where it ran, and what the wave inspector collected.
+struct ScanReply {
+    var result: ScanResult
+    var place: ScanDirectory.Place
+    var wave: WaveCollected?
+
+    /// Detection names beyond this many bytes are left out (a reply is one socket message).
+    static let namesLimit = 32 << 10
+
+    func encoded() -> Wire {
+        var w = Wire("s")
+        switch result.finding {
+        case .clean: w.int(0)
+        case .found(let d):
+            w.int(1)
+            var names: [String] = []
+            var total = 0
+            for x in d {
+                total += x.rawName.utf8.count + 8
+                if total > ScanReply.namesLimit { break }
+                names.append(x.rawName)
+            }
+            w.int(names.count)
+            for n in names { w.string(n) }
+        case .error(let e):
+            w.int(2)
+            w.string(String(e.prefix(4096)))
+        }
+        w.double(result.seconds)
+        w.int(result.bytes)
+        w.optional(result.temporaryFileFailure.map { String($0.prefix(4096)) })
+        switch place {
+        case .memory: w.int(0)
+        case .disk: w.int(1)
+        case .diskAfterFailure(let why):
+            w.int(2)
+            w.string(String(why.prefix(4096)))
+        }
+        if let wave {
+            w.bytes.append(1)
+            wave.encode(into: &w.bytes)
+        } else {
+            w.bytes.append(0)
+        }
+        return w
+    }
+
+    static func decode(_ m: inout WireReader) -> ScanReply? {
+        guard m.type == "s", let kind = m.int() else { return nil }
+        let finding: ScanResult.Finding
+        switch kind {
+        case 0: finding = .clean
+        case 1:
+            guard let n = m.int(), n >= 0, n < 1 << 16 else { return nil }
+            var d: [Detection] = []
+            for _ in 0..<n {
+                guard let s = m.string() else { return nil }
+                d.append(Detection(rawName: s))
+            }
+            finding = .found(d)
+        case 2:
+            guard let e = m.string() else { return nil }
+            finding = .error(e)
+        default: return nil
+        }
+        guard let seconds = m.double(), let bytes = m.int(), let tff = m.optional(), let p = m.int() else {
+            return nil
+        }
+        var result = ScanResult(finding: finding, seconds: seconds, bytes: bytes)
+        result.temporaryFileFailure = tff
+        let place: ScanDirectory.Place
+        switch p {
+        case 0: place = .memory
+        case 1: place = .disk
+        default:
+            guard let why = m.string() else { return nil }
+            place = .diskAfterFailure(why)
+        }
+        guard m.at < m.bytes.count else { return nil }
+        m.at += 1
+        var wave: WaveCollected?
+        if m.bytes[m.at - 1] == 1 {
+            guard let c = WaveCollected.decode(m.bytes, at: &m.at) else { return nil }
+            wave = c
+        }
+        return ScanReply(result: result, place: place, wave: wave)
+    }
+}
