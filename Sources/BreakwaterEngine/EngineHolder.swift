@@ -267,7 +267,8 @@ package final class EngineHolderOf<Engine: HeldEngine>: Sendable {
             let before = rss
             do {
                 let engine = try buildEngine(dirs)
-                let message = installed(engine, dirs, size: engine.builtBytes ?? measured(before: before), attempt: attempt, mode: modeName)
+                let message = installed(
+                    engine, dirs, size: engine.builtBytes ?? measured(before: before), attempt: attempt, mode: modeName)
                 keepCopyInBackground(dirs, as: files)
                 return message
             } catch {
@@ -293,7 +294,8 @@ package final class EngineHolderOf<Engine: HeldEngine>: Sendable {
         var loaded = false
         do {
             let engine = try buildEngine(dirs)
-            outcome = installed(engine, dirs, size: engine.builtBytes ?? measured(before: before), attempt: attempt, mode: modeName)
+            outcome = installed(
+                engine, dirs, size: engine.builtBytes ?? measured(before: before), attempt: attempt, mode: modeName)
             loaded = true
         } catch {
             restoreFromCopy()
@@ -424,29 +426,29 @@ package final class EngineHolderOf<Engine: HeldEngine>: Sendable {
 /// What `status` and `/metrics` show of the engine in service and its reloads.
 package struct EngineReloadStatus: Sendable {
     package var generation: Int
-        package var signatures: Int
-        package var directories: [String]
-        package var loadedAt: Double
-        package var buildSeconds: Double
-        package var lastAttemptAt: Double?
-        package var lastError: String?
-        package var lastSucceeded: Bool
-        package var reloading: Bool
-        /// RSS the engine in service added when it was built (its measured size).
-        package var engineBytes: UInt64?
-        /// How the last reload made room: "concurrent" or "blocking" (nil before the first).
-        package var lastMode: String?
-        /// The figures behind that choice.
-        package var lastModeReason: String?
-        /// Peak RSS of the process during the last reload (VmHWM, reset when it started).
-        package var lastPeakBytes: UInt64?
-        /// While an engine is being built: the stage ("loading signatures", "compiling") and its
-        /// fraction done.
-        package var progress: (stage: String, fraction: Double)?
-        /// False while no engine serves (before the first load; after a blocking reload whose set and
-        /// verified copy both failed to load).
-        package var serving: Bool
-    }
+    package var signatures: Int
+    package var directories: [String]
+    package var loadedAt: Double
+    package var buildSeconds: Double
+    package var lastAttemptAt: Double?
+    package var lastError: String?
+    package var lastSucceeded: Bool
+    package var reloading: Bool
+    /// RSS the engine in service added when it was built (its measured size).
+    package var engineBytes: UInt64?
+    /// How the last reload made room: "concurrent" or "blocking" (nil before the first).
+    package var lastMode: String?
+    /// The figures behind that choice.
+    package var lastModeReason: String?
+    /// Peak RSS of the process during the last reload (VmHWM, reset when it started).
+    package var lastPeakBytes: UInt64?
+    /// While an engine is being built: the stage ("loading signatures", "compiling") and its
+    /// fraction done.
+    package var progress: (stage: String, fraction: Double)?
+    /// False while no engine serves (before the first load; after a blocking reload whose set and
+    /// verified copy both failed to load).
+    package var serving: Bool
+}
 
 /// What a reload needs from the daemon: the admission line to pause for a blocking reload, and the
 /// memory the daemon's budgets may still take (for `auto`).
@@ -503,4 +505,3 @@ extension ClamEngine: HeldEngine {
 
 /// The holder of the in-process engine (`breakwater scan`, tests).
 package typealias EngineHolder = EngineHolderOf<ClamEngine>
-

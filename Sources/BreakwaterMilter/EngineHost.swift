@@ -153,8 +153,9 @@ final class EngineHost {
         return EngineHostClient(pid: pid, channel: pair[0])
     }
 
-    private init(channel: Int32, limits: EngineLimits, inspectLayers: Bool, scanDirectory: ScanDirectory, logger: Logger)
-    {
+    private init(
+        channel: Int32, limits: EngineLimits, inspectLayers: Bool, scanDirectory: ScanDirectory, logger: Logger
+    ) {
         self.channel = channel
         self.limits = limits
         self.inspectLayers = inspectLayers

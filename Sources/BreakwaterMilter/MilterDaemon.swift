@@ -310,7 +310,8 @@ package final class MilterDaemon: @unchecked Sendable {
                     // get 451 4.3.2; `run` exits non-zero and systemd starts the service again.
                     let how = host.ended ?? "ended"
                     hostEnded.withLock { $0 = how }
-                    logger.critical("the engine host process (pid \(host.pid)) \(how): stopping (mail is answered 451 4.3.2)")
+                    logger.critical(
+                        "the engine host process (pid \(host.pid)) \(how): stopping (mail is answered 451 4.3.2)")
                     _ = smfi_stop()
                 }
                 if sig == SIGUSR2 {

@@ -66,9 +66,9 @@ final class EngineHostClient: @unchecked Sendable {
     }
 
     /// Builds an engine of `dirs` in the host and takes `workers` scan workers forked from it.
-    func build(_ dirs: [String], workers: Int, progress: @escaping @Sendable (String, Double) -> Void) throws(
-        EngineError
-    ) -> WorkerSet {
+    func build(_ dirs: [String], workers: Int, progress: @escaping @Sendable (String, Double) -> Void)
+        throws(EngineError) -> WorkerSet
+    {
         let outcome: Result<WorkerSet, EngineError> = requests.withLock {
             var b = Wire("B")
             b.int(workers)
@@ -116,7 +116,8 @@ final class EngineHostClient: @unchecked Sendable {
     }
 
     private var hostGone: EngineError {
-        EngineError(message: "the engine host process is gone (\(WorkerDeath.describe(endStatus.withLock { $0 })))", file: nil)
+        EngineError(
+            message: "the engine host process is gone (\(WorkerDeath.describe(endStatus.withLock { $0 })))", file: nil)
     }
 
     /// Asks the host how worker `pid` of `generation` ended and for a replacement. (wait status or
@@ -241,7 +242,9 @@ package final class WorkerSet: HeldEngine, @unchecked Sendable {
                 if total == 0 || Now.monotonic() >= deadline { return nil }
                 lock.wait(until: min(deadline, Now.monotonic() + 1))
             }
-            return idle.removeLast()
+            // In turn (first in, first out): a worker that died while idle is found at the next scans,
+            // not left in the pool until a burst needs it.
+            return idle.removeFirst()
         }
     }
 

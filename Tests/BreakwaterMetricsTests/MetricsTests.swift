@@ -263,6 +263,7 @@ final class InstrumentTests: XCTestCase {
         }
         let expected: Set<String> = [
             "messages_total", "tempfails_total", "scans_total", "rescans_total", "scan_crashes_total",
+            "scan_worker_restarts_total",
             "detections_total",
             "scan_duration_seconds", "slot_wait_seconds", "message_size_bytes",
             "scan_slots_busy", "scan_slots", "messages_waiting", "messages_waiting_limit", "messages_in_progress",

@@ -37,7 +37,8 @@ package final class MessageBuffer {
         package var overBudget = false
     }
 
-    package init(admission: Admission, spoolThreshold: UInt64, spoolDirectory: String, memoryFile: (() -> Int32)? = nil) {
+    package init(admission: Admission, spoolThreshold: UInt64, spoolDirectory: String, memoryFile: (() -> Int32)? = nil)
+    {
         self.makeMemoryFile = memoryFile
         self.admission = admission
         self.spoolThreshold = spoolThreshold
@@ -133,14 +134,16 @@ package final class MessageBuffer {
         spoolReason = reason
         let held = bytes
         bytes = []
-        let failure = (memoryFile ? UnsafeRawBufferPointer(start: map, count: Int(size)) : nil).map {
-            p -> SpoolError? in
-            do throws(SpoolError) { try writeAll(p) } catch { return error }
-            return nil
-        } ?? held.withUnsafeBytes { p -> SpoolError? in
-            do throws(SpoolError) { try writeAll(p) } catch { return error }
-            return nil
-        }
+        let failure =
+            (memoryFile ? UnsafeRawBufferPointer(start: map, count: Int(size)) : nil).map {
+                p -> SpoolError? in
+                do throws(SpoolError) { try writeAll(p) } catch { return error }
+                return nil
+            }
+            ?? held.withUnsafeBytes { p -> SpoolError? in
+                do throws(SpoolError) { try writeAll(p) } catch { return error }
+                return nil
+            }
         dropMemoryFile()
         admission.release(reserved)
         reserved = 0
