@@ -74,6 +74,19 @@ def rss_kb(pid):
     return total
 
 
+def settled(pid, workers, timeout=20):
+    """Waits until the engine host under `pid` runs only `workers` scan workers (those of an engine
+    that a reload replaced have ended and the host freed it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        hosts = [p for p in procs.children(pid) if open(f"/proc/{p}/comm").read().strip() == "bw-host"]
+        if hosts and len(procs.children(hosts[0])) == workers:
+            time.sleep(0.5)
+            return
+        time.sleep(0.05)
+    raise AssertionError("the old scan workers did not end")
+
+
 def check_stream(records, started, returned):
     """Every answer accept or 550: ham accepted throughout; the wave accepted before the reload
     started and rejected once it returned."""
@@ -246,6 +259,7 @@ def test_auto_blocks_inside_a_tight_memory_cgroup_and_is_not_oom_killed(bw_binar
         assert st["last_reload"]["mode"] == "concurrent", st["last_reload"]
         assert "cgroup v1" in st["last_reload"]["mode_reason"], st["last_reload"]
         # Capped below two engines (RSS + half an engine): auto blocks, repeatedly, under a stream.
+        settled(bw.pid, workers=1)
         rss = rss_kb(bw.pid) * 1024
         cap = rss + engine // 2
         cg.write("memory.limit_in_bytes", cap)

@@ -260,6 +260,11 @@ final class EngineHost {
             if pid == 0 {
                 close(pair[0])
                 close(channel)
+                // An engine of another generation came with the fork (a concurrent reload forks the new
+                // workers while the old engine still serves): freed here, or this worker would keep
+                // the old engine's pages alive after the host freed its own.
+                engines = engines.filter { $0.key == generation }
+                _ = bw_malloc_trim()
                 ScanWorker(engine: engine, socket: pair[1], scanDirectory: scanDirectory).run()
             }
             close(pair[1])

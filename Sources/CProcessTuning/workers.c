@@ -8,6 +8,8 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 pid_t bw_fork_child(const char *name, int nocore) {
@@ -32,6 +34,11 @@ pid_t bw_fork_child(const char *name, int nocore) {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
+    /* libclamav names each scan's temporary directory and files from rand() (cli_genfname): forked
+     * with the parent's state, every worker would draw the same names and remove each other's files. */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    srand((unsigned)getpid() * 2654435761u ^ (unsigned)ts.tv_nsec ^ (unsigned)rand());
     if (nocore) {
         struct rlimit r = {0, 0};
         setrlimit(RLIMIT_CORE, &r);
