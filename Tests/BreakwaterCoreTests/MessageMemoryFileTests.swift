@@ -32,6 +32,12 @@ final class MessageMemoryFileTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(a.snapshot.buffered, UInt64(d.size))
         m.reset()
         XCTAssertEqual(a.snapshot.buffered, 0)
+        // The session's next message reuses the memfd, emptied.
+        XCTAssertEqual(try XCTUnwrap(m.descriptor()).size, 0)
+        try m.append("Subject: again\r\n\r\nbody\r\n")
+        let again = try XCTUnwrap(m.descriptor())
+        XCTAssertEqual(again.fd, d.fd)
+        XCTAssertEqual(read(again.fd, again.size), Array("Subject: again\r\n\r\nbody\r\n".utf8))
     }
 
     func testSpillToDiskCarriesTheMemoryFilesBytes() throws {

@@ -30,6 +30,8 @@ package final class MessageBuffer {
     private var memoryFD: Int32 = -1
     private var map: UnsafeMutableRawPointer?
     private var mapped = 0
+    /// The memfd's length now (0 between messages: the session keeps its memfd and map, not the pages).
+    private var fileSize = 0
 
     package struct SpoolError: Error, CustomStringConvertible {
         package let description: String
@@ -45,7 +47,10 @@ package final class MessageBuffer {
         self.spoolDirectory = spoolDirectory
     }
 
-    deinit { reset() }
+    deinit {
+        reset()
+        dropMemoryFile()
+    }
 
     /// The most an announced size (ESMTP SIZE) reserves before the message's data arrives.
     package static let maxAnnouncedReserve: UInt64 = 64 << 10
@@ -92,7 +97,7 @@ package final class MessageBuffer {
             try writeSpooled(chunk)
             return
         }
-        if needed > UInt64(memoryFile ? mapped : bytes.capacity) || needed > reserved {
+        if needed > UInt64(memoryFile ? fileSize : bytes.capacity) || needed > reserved {
             // Grow geometrically (but not past the threshold) and hold budget for the whole capacity.
             let newCapacity = min(max(needed, reserved * 2, 16 << 10), spoolThreshold)
             if newCapacity > reserved {
@@ -104,7 +109,7 @@ package final class MessageBuffer {
                 reserved = newCapacity
                 if !memoryFile { bytes.reserveCapacity(Int(newCapacity)) }
             }
-            if memoryFile && needed > UInt64(mapped) && !grow(to: Int(max(newCapacity, needed))) {
+            if memoryFile && needed > UInt64(fileSize) && !grow(to: Int(max(newCapacity, needed))) {
                 try spill(reason: "memory file")
                 try writeSpooled(chunk)
                 return
@@ -194,15 +199,18 @@ package final class MessageBuffer {
         return (memoryFD, Int(size))
     }
 
-    /// Makes the memfd `capacity` bytes long and maps it again (the bytes stay where they are: in
-    /// the file). False when it cannot (then nothing changed but a failed attempt).
+    /// Makes the memfd `capacity` bytes long, and maps it again when the map is shorter (the bytes
+    /// stay where they are: in the file). False when it cannot (then nothing changed but a failed
+    /// attempt).
     private func grow(to capacity: Int) -> Bool {
-        if capacity <= mapped { return true }
+        if capacity <= fileSize { return true }
         if memoryFD < 0 {
             memoryFD = makeMemoryFile?() ?? -1
             if memoryFD < 0 { return false }
         }
         guard ftruncate(memoryFD, off_t(capacity)) == 0 else { return false }
+        fileSize = capacity
+        if capacity <= mapped { return true }
         guard let m = mmap(nil, capacity, PROT_READ | PROT_WRITE, MAP_SHARED, memoryFD, 0), m != MAP_FAILED else {
             return false
         }
@@ -212,10 +220,22 @@ package final class MessageBuffer {
         return true
     }
 
+    /// Between messages of a session: the memfd and its map are kept for the next message (no
+    /// memfd_create, mmap, munmap and close per message), its pages are freed.
+    private func emptyMemoryFile() {
+        guard memoryFD >= 0, fileSize > 0 else { return }
+        if ftruncate(memoryFD, 0) == 0 {
+            fileSize = 0
+        } else {
+            dropMemoryFile()
+        }
+    }
+
     private func dropMemoryFile() {
         if let map { munmap(map, mapped) }
         map = nil
         mapped = 0
+        fileSize = 0
         if memoryFD >= 0 { close(memoryFD) }
         memoryFD = -1
     }
@@ -253,7 +273,7 @@ package final class MessageBuffer {
             fd = -1
         }
         bytes = []
-        dropMemoryFile()
+        emptyMemoryFile()
         if reserved > 0 {
             admission.release(reserved)
             reserved = 0
