@@ -126,9 +126,9 @@ package final class EngineHolder: Sendable {
         return s
     }
 
-    /// Builds the first engine (generation 1), synchronously. Reload requests meanwhile wait for it and
-    /// run once after it.
-    package func loadInitial() throws(EngineError) {
+    /// Builds the first engine (generation 1), synchronously, calling `whileLoading` (with no lock held)
+    /// each time the build reports progress. Reload requests meanwhile wait for it and run once after it.
+    package func loadInitial(whileLoading: (@Sendable () -> Void)? = nil) throws(EngineError) {
         reload.withLock {
             $0.running = true
             $0.inAttempt = true
@@ -146,7 +146,7 @@ package final class EngineHolder: Sendable {
         let dirs = directories()
         let files = SignatureDirectoryState.capture(dirs)
         let before = ProcessMemory.rss
-        let engine = try buildEngine(dirs)
+        let engine = try buildEngine(dirs, whileLoading: whileLoading)
         let size = measured(before: before)
         state.withLock { s in
             s.engine = engine
@@ -428,8 +428,10 @@ package final class EngineHolder: Sendable {
     }
 
     /// Builds from `dirs`, publishing the progress in `status` and logging it in steps of 25 % once a
-    /// stage has run for 2 s (a large set).
-    private func buildEngine(_ dirs: [String]) throws(EngineError) -> ClamEngine {
+    /// stage has run for 2 s (a large set); `whileLoading` runs after each report.
+    private func buildEngine(_ dirs: [String], whileLoading: (@Sendable () -> Void)? = nil) throws(EngineError)
+        -> ClamEngine
+    {
         lastProgressLog.withLock { $0 = ("", -1, Now.monotonic()) }
         do {
             return try build(dirs) { [self] stage, fraction in
@@ -443,6 +445,7 @@ package final class EngineHolder: Sendable {
                     return "\(stage): \(Int((fraction * 100).rounded(.down))) %"
                 }
                 if let line { onEvent(line, false) }
+                whileLoading?()
             }
         } catch let e as EngineError {
             throw e
