@@ -311,52 +311,103 @@ def test_auto_blocks_inside_a_tight_memory_cgroup_and_is_not_oom_killed(bw_binar
         assert not os.path.exists(cg.path), f"{cg.path} not removed"
 
 
+def engine_host_threads(daemon_pid):
+    """The threads of the daemon's engine host (bw-host, its child), None when it is not found."""
+    from harness import procs
+
+    for pid in procs.children(daemon_pid):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() != "bw-host":
+                    continue
+            return len(os.listdir(f"/proc/{pid}/task"))
+        except FileNotFoundError:
+            continue
+    return None
+
+
 def test_status_shows_the_load_before_the_milter_listens(bw_binary, test_sigs, standin, workdir):
     """The control socket and /health answer while the first engine loads ("loading signatures:
-    N %"); the milter socket listens only once it serves. /metrics then shows the engine's size and
-    the last reload's mode and peak."""
+    N %"), and the engine host, the process that reads the database, has exactly one thread meanwhile
+    (glibc locks every getc once a process has had a second thread, which costs libclamav's load a
+    third more CPU); the milter socket listens only once it serves, and scans. /metrics then shows the
+    engine's size and the last reload's mode and peak."""
     import threading
+    import urllib.error
     import urllib.request
 
     from harness import procs
     from harness.ports import free_port, release_port
 
+    # The stand-in three times (hard links in two more directories): a load of a second or so in a
+    # debug build, long enough for a few rounds of status.
+    sets = []
+    for i in range(3):
+        d = os.path.join(workdir, f"standin-{i}")
+        os.makedirs(d)
+        for name in os.listdir(standin):
+            os.link(os.path.join(standin, name), os.path.join(d, name))
+        sets += ["--signatures", d]
     mport = free_port()
-    bw = BreakwaterDaemon(bw_binary, workdir, ["--signatures", test_sigs, "--signatures", standin, "--self-check", "0",
+    bw = BreakwaterDaemon(bw_binary, workdir, ["--signatures", test_sigs, *sets, "--self-check", "0",
                                                "--metrics", f"127.0.0.1:{mport}", "--reload-mode", "blocking"])
     errors = []
     t = threading.Thread(target=lambda: errors.append(None) if bw.start(timeout=120) else None, daemon=True)
     t.start()
     seen = []
+    health = []
+    reload = None
     try:
         ctl = os.path.join(bw.run_dir, "control.sock")
         deadline = time.monotonic() + 120
         while t.is_alive() and time.monotonic() < deadline:
             if os.path.exists(ctl) and bw.port:
-                # Listening is read first: a milter socket seen listening while status, asked after,
-                # still says the engine does not serve is the fault. (Read after, the load could
-                # finish between the two and a correct daemon would fail the test.)
+                # Listening and the threads are read first: a milter socket seen listening, or a second
+                # thread seen, while status, asked after, still says the engine does not serve is the
+                # fault. (Read after, the load could finish between the two and a correct daemon would
+                # fail the test.)
                 listening = procs.tcp_listening(bw.port)
+                threads = engine_host_threads(bw.pid)
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{mport}/health", timeout=10)
+                    answer = (200, "")
+                except urllib.error.HTTPError as e:
+                    answer = (e.code, e.read().decode())
+                except OSError:
+                    answer = None  # the endpoint is not bound yet
                 r = cli(bw_binary, "status", "--json", "--control", ctl, timeout=10)
                 if r.returncode == 0:
                     engine = json.loads(r.stdout)["engine"]
                     if engine["progress"] is not None and not engine["serving"]:
                         text = cli(bw_binary, "status", "--control", ctl, timeout=10).stdout
-                        seen.append((engine["progress"], listening, text))
+                        seen.append((engine["progress"], listening, text, threads))
+                        health.append(answer)
+                        if reload is None:
+                            # A RELOAD that waits is answered once the engine it made serves.
+                            reload = subprocess.Popen([bw_binary, "reload", "--control", ctl], text=True,
+                                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                                      stderr=subprocess.STDOUT)
             time.sleep(0.02)
         t.join(5)
         assert bw.proc is not None and bw.proc.poll() is None, bw.log_tail()
         assert seen, f"status never showed the load in progress\n{bw.log_tail()}"
-        assert all(not listening for _, listening, _ in seen), "the milter listened before the engine served"
+        assert all(not listening for _, listening, _, _ in seen), "the milter listened before the engine served"
+        assert all(threads == 1 for _, _, _, threads in seen), \
+            f"engine host threads while the first engine loaded: {[threads for _, _, _, threads in seen]}"
+        assert all(a is not None and a[0] == 503 for a in health), health
+        assert any(re.match(r"^(loading signatures|compiling): \d+ %$", a[1]) for a in health), health
         progress = seen[-1][0]
         assert progress["stage"] in ("loading signatures", "compiling") and 0 <= progress["percent"] <= 100
-        texts = [text for _, _, text in seen if "none loaded yet" in text]
+        texts = [text for _, _, text, _ in seen if "none loaded yet" in text]
         assert texts, seen[-1][2]
         assert re.search(r"^ +(loading signatures|compiling): \d+ %$", texts[0], re.M), texts[0]
         log = bw.log()
         assert log.index("control socket") < log.index("engine generation 1 loaded") < log.index("listening on")
-
-        assert cli(bw_binary, "reload", "--control", ctl).returncode == 0
+        assert reload is not None
+        out, _ = reload.communicate(timeout=120)
+        assert reload.returncode == 0 and "loaded engine generation 2" in out, out
+        assert accepted(run_session(bw.milter_spec, mail.ham(mail.test_id()), timeout=30))
+        assert rejected(run_session(bw.milter_spec, mail.eicar_attachment(mail.test_id()), timeout=30))
         body = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10).read().decode()
         values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in body.splitlines()
                   if line.startswith("breakwater_") and " " in line}
@@ -366,6 +417,9 @@ def test_status_shows_the_load_before_the_milter_listens(bw_binary, test_sigs, s
         assert values["breakwater_reload_peak_rss_bytes"] >= values["breakwater_engine_memory_bytes"]
         print(f"\nstatus during the load: {len(seen)} samples, last {progress}")
     finally:
+        if reload is not None and reload.poll() is None:
+            reload.kill()
+            reload.wait()
         assert bw.stop() == 0
         release_port(mport)
 

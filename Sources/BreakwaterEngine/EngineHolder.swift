@@ -84,9 +84,9 @@ package final class EngineHolderOf<Engine: HeldEngine>: Sendable {
         return s
     }
 
-    /// Builds the first engine (generation 1), synchronously. Reload requests meanwhile wait for it and
-    /// run once after it.
-    package func loadInitial() throws(EngineError) {
+    /// Builds the first engine (generation 1), synchronously, calling `whileLoading` (with no lock held)
+    /// each time the build reports progress. Reload requests meanwhile wait for it and run once after it.
+    package func loadInitial(whileLoading: (@Sendable () -> Void)? = nil) throws(EngineError) {
         reload.withLock {
             $0.running = true
             $0.inAttempt = true
@@ -104,7 +104,7 @@ package final class EngineHolderOf<Engine: HeldEngine>: Sendable {
         let dirs = directories()
         let files = SignatureDirectoryState.capture(dirs)
         let before = rss
-        let engine = try buildEngine(dirs)
+        let engine = try buildEngine(dirs, whileLoading: whileLoading)
         let size = engine.builtBytes ?? measured(before: before)
         state.withLock { s in
             s.engine = engine
@@ -399,8 +399,10 @@ package final class EngineHolderOf<Engine: HeldEngine>: Sendable {
     }
 
     /// Builds from `dirs`, publishing the progress in `status` and logging it in steps of 25 % once a
-    /// stage has run for 2 s (a large set).
-    private func buildEngine(_ dirs: [String]) throws(EngineError) -> Engine {
+    /// stage has run for 2 s (a large set); `whileLoading` runs after each report.
+    private func buildEngine(_ dirs: [String], whileLoading: (@Sendable () -> Void)? = nil) throws(EngineError)
+        -> Engine
+    {
         lastProgressLog.withLock { $0 = ("", -1, Now.monotonic()) }
         do {
             return try build(dirs) { [self] stage, fraction in
@@ -414,6 +416,7 @@ package final class EngineHolderOf<Engine: HeldEngine>: Sendable {
                     return "\(stage): \(Int((fraction * 100).rounded(.down))) %"
                 }
                 if let line { onEvent(line, false) }
+                whileLoading?()
             }
         } catch let e as EngineError {
             throw e

@@ -42,7 +42,8 @@ package struct HTTPResponse: Sendable {
 /// `maxConnections` connections at once with poll, each with a bounded request head and one deadline
 /// for the whole exchange (head read, answer written), one answer, then close. Requests whose Host
 /// does not name the endpoint get 421 (`hostAllowed`). It shares nothing with the scanning path but
-/// the handler it calls, so a slow or hostile client never delays another scrape.
+/// the handler it calls, so a slow or hostile client never delays another scrape. Before the thread
+/// starts, `serveWaiting` serves the same way on the caller's thread, without waiting.
 package final class HTTPEndpoint: @unchecked Sendable {
     package let address: ListenAddress
     /// Largest request head (request line and headers) read; a longer one gets 431.
@@ -52,10 +53,12 @@ package final class HTTPEndpoint: @unchecked Sendable {
     package let timeout: Double
     private let handler: @Sendable (HTTPRequest) -> HTTPResponse
 
-    // Set in start(), read by the server thread, torn down in stop() after the thread has ended.
+    // Set in openListener(), read by the server thread, torn down in stop() after the thread has ended.
     private var listenFD: Int32 = -1
     private var wakeFDs: (read: Int32, write: Int32) = (-1, -1)
     private var thread: PosixThread?
+    /// Connections taken by `serveWaiting` before the thread started; the thread takes them over.
+    private var beforeStart: [Connection] = []
     /// The port actually bound (differs from `address.port` when that is 0).
     package private(set) var port: UInt16 = 0
 
@@ -73,8 +76,14 @@ package final class HTTPEndpoint: @unchecked Sendable {
         package let description: String
     }
 
-    /// Binds, listens and starts the server thread.
+    /// Binds, listens and starts the server thread (binds unless `openListener` did).
     package func start() throws(BindError) {
+        if listenFD < 0 { try openListener() }
+        thread = PosixThread.start(stackSize: 512 << 10) { [self] in serve() }
+    }
+
+    /// Binds and listens; nothing is served until `serveWaiting` or `start`.
+    package func openListener() throws(BindError) {
         let family = address.isIPv6 ? AF_INET6 : AF_INET
         let fd = socket(
             family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
@@ -130,16 +139,19 @@ package final class HTTPEndpoint: @unchecked Sendable {
         for p in pipeFDs { HTTPEndpoint.setFlags(p) }
         listenFD = fd
         wakeFDs = (pipeFDs[0], pipeFDs[1])
-        thread = PosixThread.start(stackSize: 512 << 10) { [self] in serve() }
     }
 
     /// Ends the server thread (a connection in progress is dropped) and closes the socket.
     package func stop() {
-        guard let t = thread else { return }
-        var b: UInt8 = 1
-        _ = write(wakeFDs.write, &b, 1)
-        t.join()
-        thread = nil
+        if let t = thread {
+            var b: UInt8 = 1
+            _ = write(wakeFDs.write, &b, 1)
+            t.join()
+            thread = nil
+        }
+        guard listenFD >= 0 else { return }
+        for c in beforeStart { close(c.fd) }
+        beforeStart = []
         close(listenFD)
         close(wakeFDs.read)
         close(wakeFDs.write)
@@ -176,60 +188,77 @@ package final class HTTPEndpoint: @unchecked Sendable {
     /// One thread serves every connection with poll: each reads its head and writes its answer
     /// without waiting for the others, so a stalled client delays no scrape.
     private func serve() {
-        var conns: [Connection] = []
+        var conns = beforeStart
+        beforeStart = []
         var chunk = [UInt8](repeating: 0, count: 4096)
         defer { for c in conns { close(c.fd) } }
-        while true {
-            let now = Now.monotonic()
-            var wait = 60_000.0
-            for c in conns { wait = min(wait, max(0, (c.deadline - now) * 1000) + 1) }
-            var fds = [
-                pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0),
-                pollfd(fd: wakeFDs.read, events: Int16(POLLIN), revents: 0),
-            ]
-            fds += conns.map { pollfd(fd: $0.fd, events: Int16($0.writing ? POLLOUT : POLLIN), revents: 0) }
-            let n = poll(&fds, nfds_t(fds.count), Int32(wait))
-            if n < 0 {
-                if errno == EINTR { continue }
-                return
-            }
-            if fds[1].revents != 0 { return }
-            let after = Now.monotonic()
-            var keep: [Connection] = []
-            for (i, var c) in conns.enumerated() {
-                if fds[i + 2].revents != 0 && step(&c, chunk: &chunk) == false {
-                    close(c.fd)
-                } else if after >= c.deadline {
-                    // Out of time: a head that never ended gets 408 if it started; then close.
-                    if !c.writing && !c.draining && !c.input.isEmpty {
-                        let r = HTTPResponse.text(408, "Request Timeout", "request not received in time\n").serialized
-                        _ = r.withUnsafeBytes {
-                            Glibc.send(c.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
-                        }
-                        // Drop what it sent meanwhile: closing with unread input would reset the
-                        // connection and could lose the 408.
-                        shutdown(c.fd, Int32(SHUT_WR))
-                        _ = chunk.withUnsafeMutableBytes { recv(c.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-                    }
-                    close(c.fd)
-                } else {
-                    keep.append(c)
-                }
-            }
-            conns = keep
-            guard fds[0].revents & Int16(POLLIN) != 0 else { continue }
-            let client = accept(listenFD, nil, nil)
-            if client < 0 {
-                switch errno {
-                case EAGAIN, EINTR, ECONNABORTED, EPROTO: break
-                default: usleep(100_000)  // out of descriptors or memory: back off, do not spin
-                }
-                continue
-            }
-            HTTPEndpoint.setFlags(client)
-            if conns.count >= HTTPEndpoint.maxConnections { close(conns.removeFirst().fd) }
-            conns.append(Connection(fd: client, deadline: Now.monotonic() + timeout))
+        while turn(&conns, chunk: &chunk, wait: 60) != nil {}
+    }
+
+    /// Before the thread starts (the daemon's first engine loads): serves what is waiting on the
+    /// caller's thread without waiting (answers are written as far as the socket takes them; the rest
+    /// goes on at the next call, or on the thread), until `deadline` (monotonic) or nothing is ready.
+    package func serveWaiting(until deadline: Double) {
+        guard listenFD >= 0, thread == nil else { return }
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        for _ in 0..<HTTPEndpoint.maxConnections {
+            guard turn(&beforeStart, chunk: &chunk, wait: 0) == true, Now.monotonic() < deadline else { break }
         }
+    }
+
+    /// One turn: waits up to `wait` seconds (less when a connection's deadline comes first) for a new
+    /// connection or a ready one, moves the ready ones on, ends those out of time and takes one new
+    /// connection. True when anything was ready, false when not, nil when the endpoint stops.
+    private func turn(_ conns: inout [Connection], chunk: inout [UInt8], wait: Double) -> Bool? {
+        let now = Now.monotonic()
+        var waitMS = wait * 1000
+        for c in conns { waitMS = min(waitMS, max(0, (c.deadline - now) * 1000) + 1) }
+        var fds = [
+            pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: wakeFDs.read, events: Int16(POLLIN), revents: 0),
+        ]
+        fds += conns.map { pollfd(fd: $0.fd, events: Int16($0.writing ? POLLOUT : POLLIN), revents: 0) }
+        let n = poll(&fds, nfds_t(fds.count), Int32(waitMS))
+        if n < 0 {
+            return errno == EINTR ? false : nil
+        }
+        if fds[1].revents != 0 { return nil }
+        let after = Now.monotonic()
+        var keep: [Connection] = []
+        for (i, var c) in conns.enumerated() {
+            if fds[i + 2].revents != 0 && step(&c, chunk: &chunk) == false {
+                close(c.fd)
+            } else if after >= c.deadline {
+                // Out of time: a head that never ended gets 408 if it started; then close.
+                if !c.writing && !c.draining && !c.input.isEmpty {
+                    let r = HTTPResponse.text(408, "Request Timeout", "request not received in time\n").serialized
+                    _ = r.withUnsafeBytes {
+                        Glibc.send(c.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+                    }
+                    // Drop what it sent meanwhile: closing with unread input would reset the
+                    // connection and could lose the 408.
+                    shutdown(c.fd, Int32(SHUT_WR))
+                    _ = chunk.withUnsafeMutableBytes { recv(c.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+                }
+                close(c.fd)
+            } else {
+                keep.append(c)
+            }
+        }
+        conns = keep
+        guard fds[0].revents & Int16(POLLIN) != 0 else { return n > 0 }
+        let client = accept(listenFD, nil, nil)
+        if client < 0 {
+            switch errno {
+            case EAGAIN, EINTR, ECONNABORTED, EPROTO: break
+            default: if wait > 0 { usleep(100_000) }  // out of descriptors or memory: back off, do not spin
+            }
+            return true
+        }
+        HTTPEndpoint.setFlags(client)
+        if conns.count >= HTTPEndpoint.maxConnections { close(conns.removeFirst().fd) }
+        conns.append(Connection(fd: client, deadline: Now.monotonic() + timeout))
+        return true
     }
 
     /// Moves one connection on after poll said it is ready; false when it is done (close it).

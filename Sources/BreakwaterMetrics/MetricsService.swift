@@ -10,7 +10,7 @@ import Glibc
 #endif
 
 /// The Prometheus endpoint of `breakwater run`: GET /metrics and GET /health on the `metrics` address.
-package final class MetricsService: DaemonService {
+package final class MetricsService: ServedWhileLoading {
     /// The `metrics` setting; parsed when the service starts (the configuration has checked it already).
     package let spec: String
     package let metrics: PrometheusInstruments
@@ -44,10 +44,8 @@ package final class MetricsService: DaemonService {
         daemon.observers.append { record in metrics.observe(record) }
     }
 
-    /// Up while the first engine loads: /health answers 503 with the progress.
-    package var startsBeforeEngine: Bool { true }
-
-    package func start(_ daemon: MilterDaemon) throws {
+    /// Binds the endpoint (before the first engine loads: /health answers 503 with the progress).
+    package func openListener(_ daemon: MilterDaemon) throws {
         let address: ListenAddress
         do { address = try ListenAddress.parse(spec) } catch { throw StartupError("metrics: \(error)") }
         let metrics = self.metrics
@@ -55,9 +53,20 @@ package final class MetricsService: DaemonService {
             guard let daemon else { return .text(503, "Service Unavailable", "stopping\n") }
             return MetricsService.respond(to: request, daemon: daemon, metrics: metrics)
         }
-        do { try e.start() } catch { throw StartupError(error.description) }
+        do { try e.openListener() } catch { throw StartupError(error.description) }
         endpoint.withLock { $0 = e }
         daemon.logger.notice("metrics on http://\(ListenAddress(address: address.address, port: e.port))/metrics")
+    }
+
+    /// Serves the endpoint on its thread (binds it now unless `openListener` did).
+    package func start(_ daemon: MilterDaemon) throws {
+        if endpoint.withLock({ $0 }) == nil { try openListener(daemon) }
+        do { try endpoint.withLock { $0 }?.start() } catch { throw StartupError(error.description) }
+    }
+
+    /// While the first engine loads, on the loading thread.
+    package func serveWaiting(_ daemon: MilterDaemon, until deadline: Double) {
+        endpoint.withLock { $0 }?.serveWaiting(until: deadline)
     }
 
     package func stop() {

@@ -13,11 +13,13 @@ package typealias ControlReply = ControlProtocol.Response
 /// line protocol of `ControlProtocol`. One thread accepts; each connection is served on a short-lived
 /// thread of its own (at most `maxConnections` at once; past that a client gets `ERR busy`), with a
 /// bounded request and a read deadline. Nothing here touches the scan path: handlers read atomics and
-/// snapshots, and a RELOAD waits on the reload thread, not on scans.
+/// snapshots, and a RELOAD waits on the reload thread, not on scans. While the first engine loads, the
+/// loading thread answers instead (`serveWaiting`), except a RELOAD that waits: the accept thread
+/// serves that one once it runs.
 ///
 /// Built-in requests: `PING`, `HELP`, `STATUS` (JSON), `STATUS TEXT`, `RELOAD` (waits for the new
 /// generation), `RELOAD NOWAIT`. Other features add theirs with `register`.
-package final class ControlServer: DaemonService {
+package final class ControlServer: ServedWhileLoading {
     package typealias Handler = @Sendable (_ argument: String, _ daemon: MilterDaemon) -> ControlReply
 
     package let path: String
@@ -32,6 +34,9 @@ package final class ControlServer: DaemonService {
     private let stopping = Atomic<Bool>(false)
     private let connections = Atomic<Int>(0)
     private let acceptThread = Locked<PosixThread?>(nil)
+    /// Clients taken while the first engine loaded: still sending their request (`pending`), or with a
+    /// request that waits for the engine (`deferred`). The accept thread takes them over.
+    private let beforeStart = Locked<(pending: [Pending], deferred: [Pending])>(([], []))
     /// The socket file's inode and group when bound.
     private let socketFile = Locked<(ino: UInt64, gid: UInt32)>((0, 0))
 
@@ -69,18 +74,60 @@ package final class ControlServer: DaemonService {
 
     // MARK: service
 
-    /// Up while the first engine loads: `status` shows the progress.
-    package var startsBeforeEngine: Bool { true }
-
-    package func start(_ daemon: MilterDaemon) throws {
+    /// Binds the socket (before the first engine loads: `status` shows the progress).
+    package func openListener(_ daemon: MilterDaemon) throws {
         let fd = try openSocket()
         listener.withLock { $0 = fd }
+        daemon.logger.notice("control socket \(path) (mode 0\(String(mode, radix: 8)))")
+    }
+
+    /// Starts the accept thread on the socket (bound now unless `openListener` did), with the clients taken
+    /// before.
+    package func start(_ daemon: MilterDaemon) throws {
+        if listener.withLock({ $0 }) < 0 { try openListener(daemon) }
+        let fd = listener.withLock { $0 }
         stopping.store(false, ordering: .relaxed)
         let t = PosixThread.start(stackSize: 256 << 10) { [self, weak daemon] in
             acceptLoop(fd: fd, daemon: daemon)
         }
         acceptThread.withLock { $0 = t }
-        daemon.logger.notice("control socket \(path) (mode 0\(String(mode, radix: 8)))")
+    }
+
+    /// Longest the loading thread spends writing one answer: one that does not fit the socket's buffer
+    /// (a client that does not read, or a huge one) is cut there.
+    static let inlineWriteTimeout = 0.02
+
+    /// While the first engine loads, on the loading thread: takes new clients, reads their requests and
+    /// answers them, by `deadline` give or take one answer; returns at once when nothing is waiting.
+    package func serveWaiting(_ daemon: MilterDaemon, until deadline: Double) {
+        let fd = listener.withLock { $0 }
+        guard fd >= 0 else { return }
+        var pending = beforeStart.withLock { b -> [Pending] in
+            defer { b.pending = [] }
+            return b.pending
+        }
+        var deferred: [Pending] = []
+        for _ in 0..<ControlServer.maxPending {
+            let active = turn(fd, &pending, wait: 0, daemon: daemon) { p in
+                if let kept = serveInline(p, daemon: daemon) { deferred.append(kept) }
+            }
+            if !active || Now.monotonic() >= deadline { break }
+        }
+        beforeStart.withLock {
+            $0.pending = pending
+            $0.deferred += deferred
+        }
+    }
+
+    /// Answers a whole request on the loading thread; returns it, unanswered, when it waits for the
+    /// engine (RELOAD: the accept thread serves it once the load is done, so it still answers with the
+    /// generation it made).
+    private func serveInline(_ p: Pending, daemon: MilterDaemon) -> Pending? {
+        guard let request = authorized(p, daemon: daemon) else { return nil }
+        if case .success(let r) = request, r.verb == "RELOAD" && r.argument.isEmpty { return p }
+        let reply = answer(request, fd: p.fd, daemon: daemon)
+        ControlServer.finish(p.fd, reply, writeTimeout: ControlServer.inlineWriteTimeout)
+        return nil
     }
 
     package func stop() {
@@ -95,6 +142,11 @@ package final class ControlServer: DaemonService {
             return fd
         }
         if fd >= 0 { close(fd) }
+        let left = beforeStart.withLock { b -> [Pending] in
+            defer { b = ([], []) }
+            return b.pending + b.deferred
+        }
+        for p in left { close(p.fd) }
         // Remove the socket only if it is still ours (not one a newer daemon made meanwhile).
         var st = stat()
         let ino = socketFile.withLock { $0.ino }
@@ -177,80 +229,87 @@ package final class ControlServer: DaemonService {
     private let refusals = Locked<(last: Double, suppressed: Int)>((-1e9, 0))
 
     private func acceptLoop(fd: Int32, daemon: MilterDaemon?) {
-        var pending: [Pending] = []
-        var chunk = [UInt8](repeating: 0, count: 1024)
-        defer { for p in pending { close(p.fd) } }
-        while !stopping.load(ordering: .relaxed) {
-            let now = Now.monotonic()
-            var timeout = 200.0
-            for p in pending { timeout = min(timeout, max(0, (p.deadline - now) * 1000) + 1) }
-            var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
-            fds += pending.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
-            let r = poll(&fds, nfds_t(fds.count), Int32(timeout))
-            if r < 0 && errno != EINTR { usleep(10_000) }
-            guard let daemon else { break }
-            // Read what the pending clients sent; finish those with a whole line, an error, or no time left.
-            let after = Now.monotonic()
-            var keep: [Pending] = []
-            for (i, var p) in pending.enumerated() {
-                var ended = false
-                if r > 0 && fds[i + 1].revents != 0 {
-                    let want = min(chunk.count, ControlProtocol.maxRequest - p.bytes.count)
-                    let n = chunk.withUnsafeMutableBytes { recv(p.fd, $0.baseAddress, want, Int32(MSG_DONTWAIT)) }
-                    if n > 0 {
-                        p.bytes += chunk[0..<n]
-                    } else if n == 0 || (errno != EAGAIN && errno != EINTR) {
-                        ended = true
-                    }
-                }
-                if ended || p.bytes.contains(10) || p.bytes.count >= ControlProtocol.maxRequest {
-                    dispatch(p, daemon: daemon)
-                } else if after >= p.deadline {
-                    ControlServer.finish(
-                        p.fd,
-                        ControlReply(ok: false, head: "no request line within \(Int(ControlServer.readTimeout)) s"))
-                } else {
-                    keep.append(p)
-                }
-            }
-            pending = keep
-            guard r > 0, fds[0].revents & Int16(POLLIN) != 0 else { continue }
-            let c = accept(fd, nil, nil)
-            if c < 0 {
-                if errno == EMFILE || errno == ENFILE { usleep(100_000) }  // out of descriptors: do not spin
-                continue
-            }
-            _ = fcntl(c, F_SETFD, FD_CLOEXEC)
-            _ = fcntl(c, F_SETFL, fcntl(c, F_GETFL) | O_NONBLOCK)
-            if pending.count >= ControlServer.maxPending {
-                let oldest = pending.removeFirst()
-                ControlServer.finish(
-                    oldest.fd,
-                    ControlReply(
-                        ok: false,
-                        head: "no request line in time (\(ControlServer.maxPending) control clients were waiting)"))
-            }
-            pending.append(
-                Pending(
-                    fd: c, peer: ControlServer.peerCredentials(c),
-                    deadline: Now.monotonic() + ControlServer.readTimeout))
+        var (pending, deferred) = beforeStart.withLock { b -> ([Pending], [Pending]) in
+            defer { b = ([], []) }
+            return b
         }
+        defer { for p in pending + deferred { close(p.fd) } }
+        if let daemon {
+            for p in deferred { dispatch(p, daemon: daemon) }
+            deferred = []
+        }
+        while !stopping.load(ordering: .relaxed) {
+            guard let daemon else { break }
+            turn(fd, &pending, wait: 0.2, daemon: daemon) { dispatch($0, daemon: daemon) }
+        }
+    }
+
+    /// One turn of taking clients: waits up to `wait` seconds (less when a pending client's deadline
+    /// comes first) for a new client or input; reads what the pending clients sent and hands each
+    /// whole request (or ended input, or the most a request may have) to `serve`; closes those with no
+    /// time left; takes one new client. True when anything was ready.
+    @discardableResult
+    private func turn(
+        _ fd: Int32, _ pending: inout [Pending], wait: Double, daemon: MilterDaemon, serve: (Pending) -> Void
+    ) -> Bool {
+        var chunk = [UInt8](repeating: 0, count: 1024)
+        let now = Now.monotonic()
+        var timeout = wait * 1000
+        for p in pending { timeout = min(timeout, max(0, (p.deadline - now) * 1000) + 1) }
+        var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
+        fds += pending.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
+        let r = poll(&fds, nfds_t(fds.count), Int32(timeout))
+        if r < 0 && errno != EINTR && wait > 0 { usleep(10_000) }
+        // Read what the pending clients sent; finish those with a whole line, an error, or no time left.
+        let after = Now.monotonic()
+        var keep: [Pending] = []
+        for (i, var p) in pending.enumerated() {
+            var ended = false
+            if r > 0 && fds[i + 1].revents != 0 {
+                let want = min(chunk.count, ControlProtocol.maxRequest - p.bytes.count)
+                let n = chunk.withUnsafeMutableBytes { recv(p.fd, $0.baseAddress, want, Int32(MSG_DONTWAIT)) }
+                if n > 0 {
+                    p.bytes += chunk[0..<n]
+                } else if n == 0 || (errno != EAGAIN && errno != EINTR) {
+                    ended = true
+                }
+            }
+            if ended || p.bytes.contains(10) || p.bytes.count >= ControlProtocol.maxRequest {
+                serve(p)
+            } else if after >= p.deadline {
+                ControlServer.finish(
+                    p.fd, ControlReply(ok: false, head: "no request line within \(Int(ControlServer.readTimeout)) s"))
+            } else {
+                keep.append(p)
+            }
+        }
+        pending = keep
+        guard r > 0, fds[0].revents & Int16(POLLIN) != 0 else { return r > 0 }
+        let c = accept(fd, nil, nil)
+        if c < 0 {
+            if (errno == EMFILE || errno == ENFILE) && wait > 0 { usleep(100_000) }  // out of descriptors: do not spin
+            return true
+        }
+        _ = fcntl(c, F_SETFD, FD_CLOEXEC)
+        _ = fcntl(c, F_SETFL, fcntl(c, F_GETFL) | O_NONBLOCK)
+        if pending.count >= ControlServer.maxPending {
+            let oldest = pending.removeFirst()
+            ControlServer.finish(
+                oldest.fd,
+                ControlReply(
+                    ok: false,
+                    head: "no request line in time (\(ControlServer.maxPending) control clients were waiting)"))
+        }
+        pending.append(
+            Pending(
+                fd: c, peer: ControlServer.peerCredentials(c), deadline: Now.monotonic() + ControlServer.readTimeout))
+        return true
     }
 
     /// A pending client sent its line (or ended its input, or sent the most a request may have):
     /// refuse it, answer busy, or serve it on a thread of its own.
     private func dispatch(_ p: Pending, daemon: MilterDaemon) {
-        let daemonUID = UInt32(getuid())
-        let socketGID = self.socketGID()
-        guard let peer = p.peer, peer.allowed(daemonUID: daemonUID, socketGID: socketGID) else {
-            logRefusal(p.peer, daemonUID: daemonUID, socketGID: socketGID, daemon: daemon)
-            let why =
-                p.peer?.refusal(daemonUID: daemonUID, socketGID: socketGID)
-                ?? "permission denied: the client's credentials cannot be read"
-            ControlServer.finish(p.fd, ControlReply(ok: false, head: why))
-            return
-        }
-        let request = ControlProtocol.parseRequest(p.bytes)
+        guard let request = authorized(p, daemon: daemon) else { return }
         if connections.add(1, ordering: .relaxed).newValue > ControlServer.maxConnections {
             connections.subtract(1, ordering: .relaxed)
             ControlServer.finish(
@@ -273,6 +332,22 @@ package final class ControlServer: DaemonService {
             connections.subtract(1, ordering: .relaxed)
             ControlServer.finish(fd, ControlReply(ok: false, head: "busy: cannot start a thread (\(e)), try again"))
         }
+    }
+
+    /// The client's request, parsed, when it may make one; else answers the refusal, logs it, and
+    /// returns nil.
+    private func authorized(_ p: Pending, daemon: MilterDaemon) -> Result<ControlRequest, ControlRequestError>? {
+        let daemonUID = UInt32(getuid())
+        let socketGID = self.socketGID()
+        guard let peer = p.peer, peer.allowed(daemonUID: daemonUID, socketGID: socketGID) else {
+            logRefusal(p.peer, daemonUID: daemonUID, socketGID: socketGID, daemon: daemon)
+            let why =
+                p.peer?.refusal(daemonUID: daemonUID, socketGID: socketGID)
+                ?? "permission denied: the client's credentials cannot be read"
+            ControlServer.finish(p.fd, ControlReply(ok: false, head: why))
+            return nil
+        }
+        return ControlProtocol.parseRequest(p.bytes)
     }
 
     /// The socket file's group now (an operator may have changed it), or the one it had when bound.
@@ -302,6 +377,15 @@ package final class ControlServer: DaemonService {
     }
 
     private func serve(_ fd: Int32, request: Result<ControlRequest, ControlRequestError>, daemon: MilterDaemon) {
+        let reply = answer(request, fd: fd, daemon: daemon)
+        ControlServer.send(fd, reply, deadline: Now.monotonic() + ControlServer.writeTimeout)
+        ControlServer.lingeringClose(fd)
+    }
+
+    /// Runs the request's handler (logs a RELOAD).
+    private func answer(_ request: Result<ControlRequest, ControlRequestError>, fd: Int32, daemon: MilterDaemon)
+        -> ControlReply
+    {
         let reply: ControlReply
         switch request {
         case .failure(let why):
@@ -321,14 +405,13 @@ package final class ControlServer: DaemonService {
                 reply = ControlReply(ok: false, head: "unknown request '\(String(line.prefix(64)))': try HELP")
             }
         }
-        ControlServer.send(fd, reply, deadline: Now.monotonic() + ControlServer.writeTimeout)
-        ControlServer.lingeringClose(fd)
+        return reply
     }
 
     /// Answers from the accept thread (a refusal, busy, a timeout: short answers that fit the socket's
-    /// buffer) and closes, never waiting long.
-    static func finish(_ fd: Int32, _ reply: ControlReply) {
-        send(fd, reply, deadline: Now.monotonic() + 0.05)
+    /// buffer) or the loading thread, and closes, never waiting long.
+    static func finish(_ fd: Int32, _ reply: ControlReply, writeTimeout: Double = 0.05) {
+        send(fd, reply, deadline: Now.monotonic() + writeTimeout)
         shutdown(fd, Int32(SHUT_WR))
         var buf = [UInt8](repeating: 0, count: 4096)
         _ = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }

@@ -16,17 +16,11 @@ package struct StartupError: Error, CustomStringConvertible {
 }
 
 /// Something that runs beside the milter (control socket, metrics endpoint, signature-directory watch):
-/// started after the engine is loaded and before the milter socket opens (or, with `startsBeforeEngine`,
-/// before the engine is loaded: `status` shows the load's progress); stopped after the drain.
+/// started after the engine is loaded and before the milter socket opens (one that is
+/// `ServedWhileLoading` answers during the load too, from the loading thread); stopped after the drain.
 package protocol DaemonService: AnyObject, Sendable {
     func start(_ daemon: MilterDaemon) throws
     func stop()
-    /// True for a service that works while no engine is loaded yet (default false).
-    var startsBeforeEngine: Bool { get }
-}
-
-extension DaemonService {
-    package var startsBeforeEngine: Bool { false }
 }
 
 /// `breakwater run`: the libmilter bridge, bounded admission and policy around one shared engine.
@@ -144,11 +138,11 @@ package final class MilterDaemon: @unchecked Sendable {
         }
     }
 
-    /// Builds the first engine (progress in the log and in `status`).
-    func loadEngine() throws {
+    /// Builds the first engine (progress in the log and in `status`), calling `whileLoading` as it goes.
+    func loadEngine(whileLoading: @escaping @Sendable () -> Void) throws {
         let dirs = config.signatureDirectories
         logger.notice("loading signatures from \(dirs.joined(separator: ", "))")
-        do { try engines.loadInitial() } catch { throw StartupError("\(error)") }
+        do { try engines.loadInitial(whileLoading: whileLoading) } catch { throw StartupError("\(error)") }
         let s = engines.status
         logger.notice(
             "engine generation 1 loaded: \(s.signatures) signatures from \(dirs.joined(separator: ", ")) in \(Int(s.buildSeconds * 1000)) ms, engine \(s.engineBytes.map(ByteSize.format) ?? "?") (libclamav \(ClamEngine.libraryVersion))"
@@ -161,12 +155,16 @@ package final class MilterDaemon: @unchecked Sendable {
     /// Registers with libmilter, opens the socket and serves until SIGTERM/SIGINT/SIGHUP, then drains.
     package func run() throws {
         MilterDaemon.shared = self
-        // The control socket first, so that `status` shows the load's progress; the milter socket (and
-        // systemd's READY=1) only once the engine serves.
-        let early = services.filter { $0.startsBeforeEngine }
+        // The control and metrics sockets first, served from the thread that waits for the engine host's
+        // load (InlineServicePump), so that `status` and /health show the load's progress; the milter
+        // socket (and systemd's READY=1) only once the engine serves. (The host, which reads the
+        // database, is single-threaded whatever this process does: EngineHost.)
+        let early = services.compactMap { $0 as? ServedWhileLoading }
+        let pump = InlineServicePump(early, daemon: self)
         do {
-            for service in early { try service.start(self) }
-            try loadEngine()
+            try pump.openListeners()
+            try loadEngine(whileLoading: pump.tick)
+            try pump.start()
         } catch {
             for service in early.reversed() { service.stop() }
             host.stop()
@@ -214,7 +212,7 @@ package final class MilterDaemon: @unchecked Sendable {
         // Before the services open their own sockets: the crash handler closes libmilter's only.
         try crashGuard.arm()
         try startSignalThread()
-        for service in services where !service.startsBeforeEngine {
+        for service in services where !(service is ServedWhileLoading) {
             do { try service.start(self) } catch { throw StartupError("\(error)") }
         }
         // libmilter creates its threads (one per busy session) with no attributes of their own, so they

@@ -86,7 +86,7 @@ final class ScanDirectory: @unchecked Sendable {
             }
             let path = String(cString: made)
             let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-            guard fd >= 0, selfTest(memoryFD: fd, diskFD: diskFD) else {
+            guard fd >= 0, selfTest(memoryFD: fd) else {
                 tried.append("\(base): a scanner thread cannot enter a directory of its own")
                 if fd >= 0 { close(fd) }
                 rmdir(path)
@@ -113,23 +113,10 @@ final class ScanDirectory: @unchecked Sendable {
     }
 
     /// Whether a scanner thread can take a working directory of its own here (unshare(CLONE_FS) may be
-    /// refused by a seccomp filter): checked once on a thread of its own, which then ends.
-    private static func selfTest(memoryFD: Int32, diskFD: Int32) -> Bool {
-        let ok = Atomic<Bool>(false)
-        let started = PosixThread.tryStart(stackSize: 256 << 10) {
-            guard bw_thread_enter_directory(memoryFD) == 0 else { return }
-            var here = stat()
-            var there = stat()
-            guard stat(".", &here) == 0, fstat(memoryFD, &there) == 0 else { return }
-            ok.store(here.st_ino == there.st_ino && here.st_dev == there.st_dev, ordering: .relaxed)
-        }
-        guard case .success(let t) = started else { return false }
-        t.join()
-        // The process's own working directory must not have moved.
-        var cwd = stat()
-        var mem = stat()
-        guard stat(".", &cwd) == 0, fstat(memoryFD, &mem) == 0 else { return false }
-        return ok.load(ordering: .relaxed) && !(cwd.st_ino == mem.st_ino && cwd.st_dev == mem.st_dev)
+    /// refused by a seccomp filter): checked once, on a thread of a child process, so that the daemon
+    /// starts no thread before its first engine is loaded.
+    private static func selfTest(memoryFD: Int32) -> Bool {
+        bw_scan_directory_self_test(memoryFD) == 1
     }
 
     /// Where a scan ran.

@@ -393,6 +393,42 @@ final class EndpointTests: XCTestCase {
         XCTAssertTrue(r.hasPrefix("HTTP/1.1 408 "), r)
     }
 
+    /// Before its thread starts, the endpoint serves on the caller's thread without waiting (the
+    /// daemon's loading thread, while the first engine loads), and the thread then takes over the
+    /// connections it holds.
+    func testServesOnTheCallersThreadBeforeItsOwnThenHandsOver() throws {
+        endpoint.stop()
+        endpoint = HTTPEndpoint(address: ListenAddress(address: [127, 0, 0, 1], port: 0), timeout: 5) { _ in
+            .text(200, "OK", "fine\n")
+        }
+        try endpoint.openListener()
+        func send(_ fd: Int32, _ text: String) {
+            _ = text.withCString { Glibc.send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+        }
+        let whole = try connect()
+        defer { close(whole) }
+        send(whole, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        let partial = try connect()
+        defer { close(partial) }
+        send(partial, "GET /metrics HTTP/1.1\r\n")
+        var p = pollfd(fd: whole, events: Int16(POLLIN), revents: 0)
+        XCTAssertEqual(poll(&p, 1, 100), 0, "answered with no one serving")
+        let started = Now.monotonic()
+        var calls = 0
+        while poll(&p, 1, 0) == 0 && calls < 500 {
+            let before = Now.monotonic()
+            endpoint.serveWaiting(until: before + 0.01)
+            XCTAssertLessThan(Now.monotonic() - before, 0.5, "serveWaiting waited")
+            calls += 1
+            usleep(1000)
+        }
+        XCTAssertLessThan(Now.monotonic() - started, 2)
+        XCTAssertTrue(readAll(whole).hasPrefix("HTTP/1.1 200 OK\r\n"))
+        try endpoint.start()
+        send(partial, "Host: localhost\r\n\r\n")
+        XCTAssertTrue(readAll(partial).hasPrefix("HTTP/1.1 200 OK\r\n"))
+    }
+
     func testStopEndsAStalledConnection() throws {
         let fd = try connect()
         defer { close(fd) }

@@ -29,6 +29,13 @@ size_t bw_current_thread_stack_size(void);
 /// moves it to `dirfd`: the other threads keep theirs. 0 on success, else an errno value.
 int bw_thread_enter_directory(int dirfd);
 
+/// Whether a thread can take a working directory of its own and enter `dirfd` while the process's
+/// own stays where it is (unshare(CLONE_FS) may be refused by a seccomp filter). Checked in a child
+/// process, on a thread of the child's: the calling process starts no thread (glibc takes every
+/// FILE's lock in getc once a process has had a second thread, which slows libclamav's database
+/// load by a third). 1 when it can, 0 when not.
+int bw_scan_directory_self_test(int dirfd);
+
 /// fstatfs: the file system's type (f_type, e.g. 0x01021994 for a tmpfs) and the bytes available to
 /// an unprivileged user. 0 on success, else an errno value.
 int bw_fs_info(int fd, long *type, unsigned long long *available);
