@@ -388,6 +388,26 @@ def test_kill9_of_a_worker_mid_scan(workdir, test_sigs, crashlib):
     assert rc == 0
 
 
+def test_a_long_scan_keeps_the_mta_waiting(workdir, test_sigs, crashlib):
+    """The session's own thread hands its message to a scan worker and waits for the answer: during
+    a long scan (2.6 s here, with no other message in line) it sends the MTA a progress packet about
+    every second, as it does while a message waits in line, so the MTA's timeout does not run out."""
+    from harness.milterclient import run_session
+    bw = start_daemon(workdir, test_sigs, crashlib, delay_ms=2600)
+    bw.start()
+    try:
+        wait_workers(bw, 2)
+        t0 = time.monotonic()
+        reply = run_session(bw.milter_spec, mail.ham(mail.test_id()), timeout=30)
+        took = time.monotonic() - t0
+        assert reply.kind in ("accept", "continue"), vars(reply)
+        assert took >= 2.5, f"the scan took {took:.1f} s: the device's delay did not apply"
+        assert reply.progress >= 2, f"{reply.progress} progress packet(s) in a {took:.1f} s scan"
+    finally:
+        rc = bw.stop()
+    assert rc == 0
+
+
 @pytest.mark.parametrize("mode", ["concurrent", "blocking"])
 def test_reload_replaces_workers(workdir, test_sigs, crashlib, bw_binary, mode):
     """A reload builds the new engine in the host and forks new workers from it; the old workers

@@ -13,6 +13,8 @@ final class CrashGuard: @unchecked Sendable {
     let suspects: CrashSuspects
     let logger: Logger
     private let recordFailures = OncePerSecond()
+    /// Each scan slot's in-flight record (`slotRecord`).
+    private let records: Locked<[Int: CrashSuspects.InFlight]> = Locked([:])
 
     init(config: Config, stats: Stats, logger: Logger) throws {
         self.logger = logger
@@ -72,10 +74,11 @@ final class CrashGuard: @unchecked Sendable {
         return Array((out + [Int32](repeating: -1, count: 8)).prefix(8))
     }
 
-    /// Runs `scan` (on a scanner thread) with its in-flight record written in the thread's record
-    /// file and the crash handler pointed at it; the record is marked idle when the scan returns.
-    func guarding<R>(digest: String?, queue: String, sender: String, alone: Bool, _ scan: () -> R) -> R {
-        guard let digest, let record = threadRecord(),
+    /// Runs `scan` (on the thread that holds scan slot `slot`) with its in-flight record written in the
+    /// slot's record file and the crash handler pointed at it; the record is marked idle when the scan
+    /// returns.
+    func guarding<R>(slot: Int, digest: String?, queue: String, sender: String, alone: Bool, _ scan: () -> R) -> R {
+        guard let digest, let record = slotRecord(slot),
             suspects.begin(record, digest: digest, queue: queue, sender: sender, alone: alone)
         else { return scan() }
         bw_crash_set_current(record.base)
@@ -86,9 +89,10 @@ final class CrashGuard: @unchecked Sendable {
         return scan()
     }
 
-    /// This thread's record file, opened on its first scan (scanner threads live as long as the process).
-    private func threadRecord() -> CrashSuspects.InFlight? {
-        if let base = bw_crash_thread_record() { return CrashSuspects.InFlight(base: base) }
+    /// The record file of scan slot `slot`, opened on the slot's first scan and kept for the process's
+    /// life (one a slot, whatever thread holds the slot: libmilter's session threads come and go).
+    private func slotRecord(_ slot: Int) -> CrashSuspects.InFlight? {
+        if let f = records.withLock({ $0[slot] }) { return f }
         guard let f = suspects.openRecord() else {
             if let n = recordFailures.tick() {
                 logger.error(
@@ -97,7 +101,8 @@ final class CrashGuard: @unchecked Sendable {
             }
             return nil
         }
-        bw_crash_set_thread_record(f.base)
+        // The slot is held by this thread alone: no other thread opens its record meanwhile.
+        records.withLock { $0[slot] = f }
         return f
     }
 }

@@ -80,11 +80,16 @@ struct WireReader {
         return string().map { .some($0) }
     }
 
-    /// Receives one message (nil at end of file or on an error).
-    static func receive(_ sock: Int32, capacity: Int = 64 << 10) -> WireReader? {
+    /// Receives one message (nil at end of file or on an error). On a socket with a receive timeout
+    /// (SO_RCVTIMEO), `onTimeout` is called each time it passes and the receive goes on.
+    static func receive(_ sock: Int32, capacity: Int = 64 << 10, onTimeout: () -> Void = {}) -> WireReader? {
         var fd: Int32 = -1
         let bytes = [UInt8](unsafeUninitializedCapacity: capacity) { buf, count in
-            let n = bw_recv_with_fd(sock, buf.baseAddress, capacity, &fd)
+            var n = bw_recv_with_fd(sock, buf.baseAddress, capacity, &fd)
+            while n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                onTimeout()
+                n = bw_recv_with_fd(sock, buf.baseAddress, capacity, &fd)
+            }
             count = max(0, n)
         }
         guard !bytes.isEmpty else {
@@ -340,9 +345,14 @@ struct ScanWorker {
     let socket: Int32
     let scanDirectory: ScanDirectory
 
+    /// Messages up to this size are read (pread into a buffer kept for the worker's life), larger ones
+    /// mapped: for a small message one system call instead of mmap and munmap.
+    static let readLimit = 64 << 10
+
     func run() -> Never {
         // Only for the repeat key the inspector computes; the daemon keeps the real memo.
         let memo = WaveMemo()
+        let small = UnsafeMutableRawPointer.allocate(byteCount: ScanWorker.readLimit, alignment: 16)
         while true {
             guard var m = WireReader.receive(socket, capacity: 4096) else { _exit(0) }
             let fd = m.fd
@@ -352,17 +362,24 @@ struct ScanWorker {
             }
             let allMatches = flags & 1 != 0
             let inspect = flags & 2 != 0
+            // A small message is read into the worker's own buffer (one pread); a larger one is mapped.
             var base: UnsafeMutableRawPointer?
-            if size > 0 {
+            var mapped = false
+            if size > 0 && size <= ScanWorker.readLimit {
+                if pread(fd, small, size, 0) == size { base = small }
+            } else if size > 0 {
                 let p = mmap(nil, size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0)
-                if let p, p != MAP_FAILED { base = p }
+                if let p, p != MAP_FAILED {
+                    base = p
+                    mapped = true
+                }
             }
             var inspector = inspect ? WaveLayerInspector(memo: memo) : nil
             let reply: ScanReply
             if size > 0 && base == nil {
                 reply = ScanReply(
                     result: ScanResult(
-                        finding: .error("cannot map the message in the scan worker: \(FileWalk.errnoString())"),
+                        finding: .error("cannot read the message in the scan worker: \(FileWalk.errnoString())"),
                         seconds: 0, bytes: size), place: .disk, wave: nil)
             } else {
                 let (result, place) = scanDirectory.run { again in
@@ -373,7 +390,7 @@ struct ScanWorker {
                 }
                 reply = ScanReply(result: result, place: place, wave: inspector?.collected)
             }
-            if let base { munmap(base, size) }
+            if let base, mapped { munmap(base, size) }
             close(fd)
             guard reply.encoded().send(socket) else { _exit(0) }
         }

@@ -371,16 +371,17 @@ package final class MilterDaemon: @unchecked Sendable {
         var scanned: (result: ScanResult, decision: Decision)?
         /// The scan worker died during the scan: its wait status (nil: unknown) and pid.
         var died: (status: Int32?, pid: Int32)?
-        let slot = admission.scan(
+        let slot = admission.hold(
             alone: alone,
-            {
-                // Taken here, on the scanner: a message waiting in line holds no engine, so a blocking
-                // reload can free the old one.
+            { slot in
+                // Taken here, once the slot is held: a message waiting in line holds no engine, so a
+                // blocking reload can free the old one.
                 guard let workers = engines.current else { return }
                 // The message goes to a scan worker as a descriptor (its spool file, or the memfd it is held
-                // in); this scanner thread waits for the result. The wave store is fed here, on the scanner
-                // thread: its update needs a few KB of stack, which on the session's thread every libmilter
-                // thread would keep resident.
+                // in), from this session's own thread, which waits for the result (keeping the MTA's
+                // connection alive meanwhile): no handoff to a scanner thread and back. The wave store is
+                // fed here too: its update needs a few KB of this thread's 256 KB stack
+                // (sessionThreadStack), a page or so more of it resident per libmilter thread.
                 guard let (fd, size) = message.descriptor() else {
                     let failed = ScanResult(
                         finding: .error("cannot hold the message in a memory file: \(FileWalk.errnoString())"),
@@ -393,8 +394,12 @@ package final class MilterDaemon: @unchecked Sendable {
                 // (a crash of this process then still convicts it, as before the workers).
                 func scan(allMatches: Bool) -> ScanResult? {
                     let outcome = crashGuard.guarding(
-                        digest: digest, queue: queueID, sender: String(s.sender.trimmingAngles), alone: alone
-                    ) { workers.scan(fd: fd, size: size, allMatches: allMatches, inspect: waves != nil) }
+                        slot: slot, digest: digest, queue: queueID, sender: String(s.sender.trimmingAngles),
+                        alone: alone
+                    ) {
+                        workers.scan(
+                            fd: fd, size: size, allMatches: allMatches, inspect: waves != nil, keepAlive: keepAlive)
+                    }
                     switch outcome {
                     case .scanned(let reply):
                         if case .diskAfterFailure(let why) = reply.place, let n = scanMemoryFull.tick() {

@@ -188,6 +188,19 @@ final class EngineHostClient: @unchecked Sendable {
 struct ScanWorkerHandle: Sendable {
     let socket: Int32
     let pid: Int32
+
+    /// Seconds a receive on the socket waits before the waiting session sends the MTA a keepalive (as
+    /// for a message waiting in line: Admission).
+    static let keepAliveInterval = 1
+
+    /// Takes the daemon's side of a worker's socket: a receive on it times out after
+    /// `keepAliveInterval` (SO_RCVTIMEO, set once here: no poll before each receive).
+    init(socket: Int32, pid: Int32) {
+        self.socket = socket
+        self.pid = pid
+        var tv = timeval(tv_sec: ScanWorkerHandle.keepAliveInterval, tv_usec: 0)
+        _ = setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
 }
 
 /// What a scan handed to a worker came to.
@@ -255,9 +268,10 @@ package final class WorkerSet: HeldEngine, @unchecked Sendable {
         }
     }
 
-    /// Hands the message (`fd`, its first `size` bytes) to a worker and waits for the result. No lock is
+    /// Hands the message (`fd`, its first `size` bytes) to a worker and waits for the result, calling
+    /// `keepAlive` about every `ScanWorkerHandle.keepAliveInterval` seconds of a long scan. No lock is
     /// held meanwhile.
-    func scan(fd: Int32, size: Int, allMatches: Bool, inspect: Bool) -> WorkerScan {
+    func scan(fd: Int32, size: Int, allMatches: Bool, inspect: Bool, keepAlive: () -> Void = {}) -> WorkerScan {
         var w = Wire("S")
         w.u64((allMatches ? 1 : 0) | (inspect ? 2 : 0))
         w.int(size)
@@ -269,7 +283,7 @@ package final class WorkerSet: HeldEngine, @unchecked Sendable {
                 _ = restart(worker)
                 continue
             }
-            guard var m = WireReader.receive(worker.socket) else {
+            guard var m = WireReader.receive(worker.socket, onTimeout: keepAlive) else {
                 let status = restart(worker)
                 return .died(status: status, pid: worker.pid)
             }

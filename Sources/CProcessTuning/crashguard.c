@@ -19,17 +19,12 @@ static atomic_int installed;
 static int chain_previous;
 static atomic_int handled;
 static __thread volatile char *current_record;
-static __thread void *thread_record;
 
 void bw_crash_set_listeners(const int *fds, int count) {
     for (int i = 0; i < MAX_LISTENERS; i++) atomic_store(&listeners[i], i < count ? fds[i] : -1);
 }
 
 void bw_crash_set_current(void *record) { current_record = record; }
-
-void *bw_crash_thread_record(void) { return thread_record; }
-
-void bw_crash_set_thread_record(void *record) { thread_record = record; }
 
 int bw_crash_handled(void) { return atomic_load(&handled); }
 

@@ -98,6 +98,80 @@ final class AdmissionTests: XCTestCase {
         XCTAssertTrue(ran.isDisjoint(with: callers.withLock { $0 }), "a scan ran on its caller's thread")
     }
 
+    func testHoldRunsOnTheCallersThreadWithinTheSlots() {
+        let a = Admission(slots: 2, maxWaiting: 64, maxWait: 30, memoryBudget: 1 << 20)
+        let inside = Atomic<Int>(0)
+        let most = Atomic<Int>(0)
+        let held = Mutex<Set<Int>>([])
+        let clash = Atomic<Bool>(false)
+        let elsewhere = Atomic<Int>(0)
+        let threads = (0..<20).map { _ in
+            PosixThread.start {
+                let me = pthread_self()
+                let o = a.hold { slot in
+                    if pthread_self() != me { elsewhere.add(1, ordering: .relaxed) }
+                    let n = inside.add(1, ordering: .relaxed).newValue
+                    _ = most.max(n, ordering: .relaxed)
+                    if !(0..<2).contains(slot) || !held.withLock({ $0.insert(slot).inserted }) {
+                        clash.store(true, ordering: .relaxed)
+                    }
+                    usleep(500)
+                    held.withLock { _ = $0.remove(slot) }
+                    inside.subtract(1, ordering: .relaxed)
+                }
+                if case .scanned = o {} else { clash.store(true, ordering: .relaxed) }
+            }
+        }
+        threads.forEach { $0.join() }
+        XCTAssertEqual(elsewhere.load(ordering: .relaxed), 0, "a held slot ran on another thread")
+        XCTAssertLessThanOrEqual(most.load(ordering: .relaxed), 2, "more bodies ran at once than slots")
+        XCTAssertFalse(clash.load(ordering: .relaxed), "two bodies held one slot index, or one was not served")
+        XCTAssertEqual(a.snapshot.busy, 0)
+        XCTAssertEqual(a.snapshot.waiting, 0)
+    }
+
+    func testHoldWaitsInOrderTimesOutKeepsAliveAndRespectsAlone() {
+        let a = Admission(slots: 2, maxWaiting: 8, maxWait: 10, memoryBudget: 1 << 20)
+        let gate = Atomic<Bool>(false)
+        let order = Mutex<[String]>([])
+        // Two slots taken; an `alone` job first in line waits until both end, and the next behind it
+        // waits for it (first come, first served).
+        let blockers = (0..<2).map { _ in
+            PosixThread.start { _ = a.hold({ _ in while !gate.load(ordering: .relaxed) { usleep(1000) } }) }
+        }
+        eventually { a.snapshot.busy == 2 }
+        let runningWithAlone = Atomic<Int>(-1)
+        let alone = PosixThread.start {
+            _ = a.hold(alone: true) { _ in
+                runningWithAlone.store(a.snapshot.busy, ordering: .relaxed)
+                order.withLock { $0.append("alone") }
+                usleep(20_000)
+            }
+        }
+        eventually { a.snapshot.waiting == 1 }
+        let after = PosixThread.start { _ = a.hold { _ in order.withLock { $0.append("after") } } }
+        eventually { a.snapshot.waiting == 2 }
+        var pings = 0
+        let short = Admission(slots: 1, maxWaiting: 4, maxWait: 1.2, memoryBudget: 1 << 20)
+        let shortGate = Atomic<Bool>(false)
+        let shortBlocker = PosixThread.start {
+            _ = short.hold({ _ in while !shortGate.load(ordering: .relaxed) { usleep(1000) } })
+        }
+        eventually { short.snapshot.busy == 1 }
+        var ran = false
+        XCTAssertEqual(short.hold({ _ in ran = true }, keepAlive: { pings += 1 }), .timedOut)
+        XCTAssertGreaterThanOrEqual(pings, 1, "no keepalive while waiting in line")
+        XCTAssertFalse(ran)
+        shortGate.store(true, ordering: .relaxed)
+        shortBlocker.join()
+        gate.store(true, ordering: .relaxed)
+        (blockers + [alone, after]).forEach { $0.join() }
+        XCTAssertEqual(order.withLock { $0 }, ["alone", "after"])
+        XCTAssertEqual(runningWithAlone.load(ordering: .relaxed), 1, "the alone job ran beside another")
+        XCTAssertEqual(a.snapshot.busy, 0)
+        XCTAssertEqual(a.snapshot.waiting, 0)
+    }
+
     func testWaitTimesOutAndKeepsAlive() {
         let a = Admission(slots: 1, maxWaiting: 4, maxWait: 1.2, memoryBudget: 1 << 20)
         let gate = Atomic<Bool>(false)

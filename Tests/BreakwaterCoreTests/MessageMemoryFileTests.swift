@@ -32,12 +32,23 @@ final class MessageMemoryFileTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(a.snapshot.buffered, UInt64(d.size))
         m.reset()
         XCTAssertEqual(a.snapshot.buffered, 0)
-        // The session's next message reuses the memfd, emptied.
+        // The session's next message reuses the memfd, emptied but for its first 16 KB (kept: no
+        // ftruncate and no page fault for a small message).
+        XCTAssertEqual(fileLength(d.fd), MessageBuffer.keptMemoryFileBytes)
         XCTAssertEqual(try XCTUnwrap(m.descriptor()).size, 0)
         try m.append("Subject: again\r\n\r\nbody\r\n")
         let again = try XCTUnwrap(m.descriptor())
         XCTAssertEqual(again.fd, d.fd)
         XCTAssertEqual(read(again.fd, again.size), Array("Subject: again\r\n\r\nbody\r\n".utf8))
+        XCTAssertGreaterThan(a.snapshot.buffered, 0, "a message in the kept bytes still holds budget")
+        m.reset()
+        XCTAssertEqual(fileLength(d.fd), MessageBuffer.keptMemoryFileBytes)
+        XCTAssertEqual(a.snapshot.buffered, 0)
+    }
+
+    private func fileLength(_ fd: Int32) -> Int {
+        var st = stat()
+        return fstat(fd, &st) == 0 ? Int(st.st_size) : -1
     }
 
     func testSpillToDiskCarriesTheMemoryFilesBytes() throws {

@@ -16,6 +16,10 @@ import Glibc
 /// mixed corpus over 8 direct sessions.) It also keeps libclamav's deep stack and its malloc caches
 /// on `slots` threads instead of on every session thread. The line is first come, first served: a
 /// newcomer never overtakes a waiting message.
+///
+/// `hold` is the same line without the scanner threads, for a scan that runs in another process (the
+/// daemon's scan workers): the caller holds a slot and waits for the worker itself, which saves the
+/// handoff to a scanner thread and back; the worker, not a thread here, has libclamav's stack.
 package final class Admission: @unchecked Sendable {
     package let slots: Int
     package let maxWaiting: Int
@@ -70,6 +74,19 @@ package final class Admission: @unchecked Sendable {
             // not outlive this call.
             line.run(
                 ScanLine.Job(scan, alone: alone), maxWaiting: maxWaiting, maxWait: maxWait, keepAlive: keepAlive)
+        }
+    }
+
+    /// Waits in line for a scan slot as `scan` does (same line, same bounds, same keepalives), then
+    /// runs `body` on the caller's own thread, holding the slot until it returns; `body` gets the
+    /// slot's index (0..<slots, no two bodies running at once hold the same). For a scan that runs in
+    /// another process (a scan worker): the caller talks to it itself, with no handoff to a scanner
+    /// thread and back (two thread wake-ups a message fewer). A slot freed goes to the first in line.
+    package func hold(alone: Bool = false, _ body: (_ slot: Int) -> Void, keepAlive: () -> Void = {}) -> SlotResult {
+        withoutActuallyEscaping(body) { body in
+            line.run(
+                ScanLine.Job(inline: body, alone: alone), maxWaiting: maxWaiting, maxWait: maxWait,
+                keepAlive: keepAlive)
         }
     }
 
@@ -144,6 +161,8 @@ final class ScanLine: @unchecked Sendable {
     /// One message's scan, from the moment it joins the line until its session has the outcome.
     final class Job {
         let work: () -> Void
+        /// Run by the caller itself once it holds a slot (`Admission.hold`), not by a scanner thread.
+        let inline: ((Int) -> Void)?
         /// Runs with no other scan in flight.
         let alone: Bool
         var started = false
@@ -154,6 +173,14 @@ final class ScanLine: @unchecked Sendable {
 
         init(_ work: @escaping () -> Void, alone: Bool = false) {
             self.work = work
+            self.inline = nil
+            self.alone = alone
+            ConditionLock.initMonotonic(finished)
+        }
+
+        init(inline: @escaping (Int) -> Void, alone: Bool = false) {
+            self.work = {}
+            self.inline = inline
             self.alone = alone
             ConditionLock.initMonotonic(finished)
         }
@@ -176,6 +203,8 @@ final class ScanLine: @unchecked Sendable {
     /// Scanners take no job while set (`pause`).
     private var paused = false
     private var threads: [PosixThread] = []
+    /// The slot indexes no inline job holds.
+    private var freeSlots: [Int]
     /// When starting a scanner thread failed: not tried again before this (monotonic seconds).
     private var nextThreadAttempt = 0.0
     private var threadError = ""
@@ -183,6 +212,7 @@ final class ScanLine: @unchecked Sendable {
     init(scanners: Int, stackSize: Int) {
         self.scanners = scanners
         self.stackSize = stackSize
+        freeSlots = Array((0..<scanners).reversed())
     }
 
     /// (scans running, messages waiting for a scanner)
@@ -201,6 +231,9 @@ final class ScanLine: @unchecked Sendable {
         if stopping {
             lock.unlock()
             return .busy
+        }
+        if job.inline != nil {
+            return runInline(job, start: start, maxWaiting: maxWaiting, maxWait: maxWait, keepAlive)
         }
         if threads.count < scanners && start >= nextThreadAttempt {
             // Started with the first scan. A thread that cannot be started (EAGAIN at the task limit)
@@ -253,6 +286,71 @@ final class ScanLine: @unchecked Sendable {
         return .scanned(waited: job.startedAt - start)
     }
 
+    /// `run` for a job its caller runs (`Job.inline`); called with the lock held, returns with it free.
+    private func runInline(
+        _ job: Job, start: Double, maxWaiting: Int, maxWait: Double, _ keepAlive: () -> Void
+    ) -> Admission.SlotResult {
+        if running + queue.count >= scanners + maxWaiting {
+            lock.unlock()
+            return .busy
+        }
+        queue.append(job)
+        let deadline = start + maxWait
+        var lastKeepAlive = start
+        while !takable(job) {
+            let now = Now.monotonic()
+            if now >= deadline || stopping {
+                if let i = queue.firstIndex(where: { $0 === job }) { queue.remove(at: i) }
+                wakeHead()
+                lock.unlock()
+                return stopping ? .busy : .timedOut
+            }
+            if now - lastKeepAlive >= 1 {
+                lastKeepAlive = now
+                lock.unlock()
+                keepAlive()
+                lock.lock()
+                continue
+            }
+            lock.wait(job.finished, until: min(deadline, lastKeepAlive + 1))
+        }
+        queue.removeFirst()
+        job.started = true
+        job.startedAt = Now.monotonic()
+        running += 1
+        if job.alone { aloneRunning = true }
+        let slot = freeSlots.removeLast()
+        // The next in line may take a slot too.
+        wakeHead()
+        lock.unlock()
+        job.inline!(slot)
+        lock.lock()
+        running -= 1
+        freeSlots.append(slot)
+        if job.alone { aloneRunning = false }
+        wakeHead()
+        lock.unlock()
+        return .scanned(waited: job.startedAt - start)
+    }
+
+    /// Whether `job`, an inline job, may take a slot now: first in line, a slot free, not paused, and
+    /// the rule of scans that run alone kept. Call with the lock held.
+    private func takable(_ job: Job) -> Bool {
+        queue.first === job && !paused && !stopping && running < scanners && !aloneRunning
+            && !(job.alone && running > 0)
+    }
+
+    /// Wakes the first in line: its own condition when its caller runs it, else the scanner threads.
+    /// Call with the lock held.
+    private func wakeHead() {
+        guard let head = queue.first else { return }
+        if head.inline != nil {
+            pthread_cond_signal(head.finished)
+        } else {
+            lock.broadcast()
+        }
+    }
+
     private func scannerLoop() {
         ScanLine.setAlternateSignalStack()
         lock.lock()
@@ -264,7 +362,7 @@ final class ScanLine: @unchecked Sendable {
             }
             // A job that must run alone waits at the head of the line until the scans running end;
             // while it runs, nothing else starts.
-            if aloneRunning || (queue[0].alone && running > 0) {
+            if aloneRunning || (queue[0].alone && running > 0) || queue[0].inline != nil {
                 lock.wait(until: Now.monotonic() + 3600)
                 continue
             }
@@ -285,6 +383,7 @@ final class ScanLine: @unchecked Sendable {
             } else if running == 0, let head = queue.first, head.alone {
                 lock.broadcast()
             }
+            if let head = queue.first, head.inline != nil { pthread_cond_signal(head.finished) }
         }
         lock.unlock()
     }
@@ -316,6 +415,7 @@ final class ScanLine: @unchecked Sendable {
     func resume() {
         lock.lock()
         paused = false
+        wakeHead()
         lock.unlock()
         lock.broadcast()
     }
@@ -324,6 +424,7 @@ final class ScanLine: @unchecked Sendable {
     func stop() {
         lock.lock()
         stopping = true
+        for job in queue where job.inline != nil { pthread_cond_signal(job.finished) }
         let all = threads
         threads = []
         lock.unlock()

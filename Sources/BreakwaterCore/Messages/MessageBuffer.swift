@@ -220,12 +220,19 @@ package final class MessageBuffer {
         return true
     }
 
+    /// Bytes of its memfd a session keeps between messages, pages and all (`emptyMemoryFile`).
+    package static let keptMemoryFileBytes = 16 << 10
+
     /// Between messages of a session: the memfd and its map are kept for the next message (no
-    /// memfd_create, mmap, munmap and close per message), its pages are freed.
+    /// memfd_create, mmap, munmap and close per message), and so are its first `keptMemoryFileBytes`
+    /// (the first growth's size): a small message then costs no ftruncate and no page fault, as an
+    /// array's bytes stay in malloc's free lists; the pages past them are freed. At most 16 KB a
+    /// session outside the memory budget (which counts messages, not what a session keeps between them).
     private func emptyMemoryFile() {
-        guard memoryFD >= 0, fileSize > 0 else { return }
-        if ftruncate(memoryFD, 0) == 0 {
-            fileSize = 0
+        let keep = MessageBuffer.keptMemoryFileBytes
+        guard memoryFD >= 0, fileSize > keep else { return }
+        if ftruncate(memoryFD, off_t(keep)) == 0 {
+            fileSize = keep
         } else {
             dropMemoryFile()
         }

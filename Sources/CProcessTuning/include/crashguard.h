@@ -18,11 +18,6 @@ int bw_crash_install(int chain);
 /// a crash in this thread the handler stores 'C' in its first byte.
 void bw_crash_set_current(void *record);
 
-/// The calling thread's own in-flight record (NULL until set): a shared mapping of a file, made once
-/// per scanner thread and rewritten for each scan.
-void *bw_crash_thread_record(void);
-void bw_crash_set_thread_record(void *record);
-
 /// How many times the handler ran in this process (for tests of the handler itself).
 int bw_crash_handled(void);
 
