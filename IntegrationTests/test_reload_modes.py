@@ -475,3 +475,46 @@ def test_check_config_prints_the_memory_plan_and_warns_over_memorymax(breakwater
             "--spool-directory", spool, "--control", control_path(bw))
     assert r.returncode == 0 and "measured by the running daemon" in r.stdout, r.stdout
     print("\n" + r.stdout)
+
+
+def test_idle_workers_hand_back_freed_memory(bw_binary, test_sigs, standin, workdir):
+    """A scan worker keeps the memory its scans freed (malloc's free lists: libclamav's per-scan match
+    state grows with the set's logical signatures, 14.5 MB a worker with the full-size stand-in) while
+    messages come; once it has had none for a second it hands it back (malloc_trim), so the idle
+    service holds the engine and little more (docs/benchmarks.md, "Scan workers")."""
+    from harness.milterclient import MilterConnection
+
+    bw = BreakwaterDaemon(bw_binary, workdir, ["--signatures", test_sigs, "--signatures", standin,
+                                               "--self-check", "0", "--workers", "2"])
+    assert bw.start(timeout=120), bw.log_tail()
+    try:
+        workers = [p for h in procs.children(bw.pid) if engine_comm(h) == "bw-host"
+                   for p in procs.children(h) if engine_comm(p) == "bw-scan"]
+        assert len(workers) == 2, workers
+
+        def private_dirty():
+            return [int(re.search(r"^Private_Dirty:\s+(\d+) kB", open(f"/proc/{p}/smaps_rollup").read(),
+                                  re.M).group(1)) for p in workers]
+
+        with MilterConnection.open(bw.milter_spec) as m:
+            m.negotiate()
+            m.connect()
+            m.helo()
+            for i in range(40):
+                tid = mail.test_id()
+                raw = mail.mini_cooper_spam(tid, i % 4) if i % 3 == 0 else mail.ham(tid, 20 + i % 30)
+                m.send_message(raw, rcpt_macros={"i": "TRIMQID"})
+        busy = private_dirty()
+        time.sleep(2.5)
+        idle = private_dirty()
+        assert all(i < b * 0.6 for b, i in zip(busy, idle)), f"Private_Dirty kB after the scans {busy}, idle {idle}"
+    finally:
+        assert bw.stop() == 0
+
+
+def engine_comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return None

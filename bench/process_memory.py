@@ -51,12 +51,30 @@ def rollup(pid):
     return v
 
 
+def private_by_mapping(pid):
+    """Private (clean + dirty) kB of `pid` by mapping: [heap], [stack], [anon] or the file's name."""
+    out, name = {}, None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split()
+            if len(head) >= 5 and "-" in head[0] and ":" not in head[0]:
+                name = head[5] if len(head) > 5 else "[anon]"
+                name = os.path.basename(name) if name.startswith("/") else name
+            elif head and head[0] in ("Private_Clean:", "Private_Dirty:"):
+                out[name] = out.get(name, 0) + int(head[1])
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("binary")
     ap.add_argument("sigdir")
     ap.add_argument("--messages", type=int, default=400)
     ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--settle", type=float, default=1.0,
+                    help="seconds between the last answer and the measurement (default 1)")
+    ap.add_argument("--detail", action="store_true",
+                    help="also each process's private memory by mapping ([heap], anonymous, stack, files)")
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="procmem-")
     bw = BreakwaterDaemon(os.path.abspath(a.binary), work,
@@ -84,13 +102,16 @@ def main():
         x.start()
     for x in ts:
         x.join()
-    time.sleep(1)
+    time.sleep(a.settle)
     total = {"Rss": 0, "Pss": 0, "Private": 0}
     print(f"{'pid':>8} {'process':10} {'RSS MB':>9} {'PSS MB':>9} {'Private MB':>11}")
     for p in tree(bw.pid):
         v = rollup(p)
         private = v.get("Private_Clean", 0) + v.get("Private_Dirty", 0)
         print(f"{p:>8} {v['comm']:10} {v['Rss'] / 1024:9.1f} {v['Pss'] / 1024:9.1f} {private / 1024:11.1f}")
+        if a.detail:
+            for name, kb in sorted(private_by_mapping(p).items(), key=lambda x: -x[1])[:6]:
+                print(f"{'':8}   {name[:40]:40} {kb / 1024:9.1f} MB private")
         total["Rss"] += v["Rss"]
         total["Pss"] += v["Pss"]
         total["Private"] += private

@@ -6,7 +6,7 @@ Postfix. Small messages (ham and the test wave spam, 1.5-4 KB, one recipient) ag
     N=6000 python3 bench/session_cost.py OLD_BINARY NEW_BINARY [ROUNDS]
 
 Three daemons: OLD, NEW, and NEW with --max-recipients 0 (RCPT without a reply; EXTRA3="--flag value ..."
-gives the third other flags). Reports the daemon's
+gives the third other flags; THIRD=BINARY makes the third a third build). Reports the daemon's
 CPU-ms per message (utime + stime from /proc, the daemon and the processes under it: its engine host
 and scan workers) and msgs/s, medians over the rounds.
 """
@@ -73,6 +73,8 @@ def drive(spec, clients=4):
 
 third = tuple(os.environ["EXTRA3"].split()) if os.environ.get("EXTRA3") else ("--max-recipients", "0")
 bins = {"old": (sys.argv[1], ()), "new": (sys.argv[2], ()), "new-" + third[0].lstrip("-"): (sys.argv[2], third)}
+if os.environ.get("THIRD"):  # a third build instead (no extra flags)
+    bins = {"old": (sys.argv[1], ()), "new": (sys.argv[2], ()), "third": (os.environ["THIRD"], ())}
 procs = {k: start(v[0], k, v[1]) for k, v in bins.items()}
 for k, (p, spec) in procs.items(): drive(spec)  # warm-up
 res = {k: [] for k in bins}

@@ -349,12 +349,28 @@ struct ScanWorker {
     /// mapped: for a small message one system call instead of mmap and munmap.
     static let readLimit = 64 << 10
 
+    /// Seconds without a message after which a worker hands the memory its scans freed back.
+    static let idleTrim = 1
+
     func run() -> Never {
         // Only for the repeat key the inspector computes; the daemon keeps the real memo.
         let memo = WaveMemo()
         let small = UnsafeMutableRawPointer.allocate(byteCount: ScanWorker.readLimit, alignment: 16)
+        // Idle for `idleTrim` seconds after a scan: the memory the scans freed goes back to the kernel
+        // (malloc_trim), once. Under load the receive never times out: nothing a message.
+        var tv = timeval(tv_sec: ScanWorker.idleTrim, tv_usec: 0)
+        _ = setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var trimmed = true
         while true {
-            guard var m = WireReader.receive(socket, capacity: 4096) else { _exit(0) }
+            guard
+                var m = WireReader.receive(
+                    socket, capacity: 4096,
+                    onTimeout: {
+                        if !trimmed { _ = bw_malloc_trim() }
+                        trimmed = true
+                    })
+            else { _exit(0) }
+            trimmed = false
             let fd = m.fd
             guard m.type == "S", fd >= 0, let flags = m.u64(), let size = m.int(), size >= 0 else {
                 if fd >= 0 { close(fd) }

@@ -11,13 +11,22 @@
 #include "processtuning.h"
 
 static __thread int owns_fs_context;
+/* The descriptor this thread last entered (-1: none): entered again, nothing to do (one fchdir a scan
+ * fewer). Only this function moves the thread's working directory once it owns it. */
+static __thread int entered = -1;
 
 int bw_thread_enter_directory(int dirfd) {
     if (!owns_fs_context) {
         if (unshare(CLONE_FS) != 0) return errno;
         owns_fs_context = 1;
     }
-    return fchdir(dirfd) == 0 ? 0 : errno;
+    if (dirfd == entered) return 0;
+    if (fchdir(dirfd) != 0) {
+        entered = -1;
+        return errno;
+    }
+    entered = dirfd;
+    return 0;
 }
 
 #include <sys/vfs.h>

@@ -26,7 +26,8 @@ size_t bw_default_thread_stack_size(void);
 size_t bw_current_thread_stack_size(void);
 
 /// Gives the calling thread a working directory of its own (unshare(CLONE_FS), once per thread) and
-/// moves it to `dirfd`: the other threads keep theirs. 0 on success, else an errno value.
+/// moves it to `dirfd` (no call when it is there already: the descriptor is remembered, so it must stay
+/// open on that directory): the other threads keep theirs. 0 on success, else an errno value.
 int bw_thread_enter_directory(int dirfd);
 
 /// Whether a thread can take a working directory of its own and enter `dirfd` while the process's
