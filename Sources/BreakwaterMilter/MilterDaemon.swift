@@ -259,8 +259,9 @@ package final class MilterDaemon: @unchecked Sendable {
         logger.notice("stopped")
     }
 
-    /// Stack size of libmilter's session threads. They run libmilter and the callbacks and touch about
-    /// 12 KB (scans, the policy and the wave store run on the scanner threads). With glibc's default of
+    /// Stack size of libmilter's session threads. They run libmilter, the callbacks, the exchange with a
+    /// scan worker, the policy and the wave store's update (a few KB on top of the 12 KB or so the
+    /// rest touches; libclamav's deep recursion is in the workers). With glibc's default of
     /// 8 MB, its cache of freed thread stacks (40 MB) holds 5: libmilter ends a worker thread whenever
     /// more than one is idle and starts one per session that finds none, which under load is several
     /// threads per message, and each then maps a fresh 8 MB stack and unmaps it at exit (the unmap
