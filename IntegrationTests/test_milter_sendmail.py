@@ -363,6 +363,21 @@ def test_progress_keeps_sendmail_waiting_past_its_reply_timeout(breakwater, send
     assert line and f"queue={r.queue_id or ''}" in line, bw.log_tail()
 
 
+def test_progress_keeps_sendmail_waiting_through_a_long_scan(breakwater, sendmail_mta, sink, test_sigs, crashlib):
+    """A scan that itself takes longer than Sendmail's R= (3 s against 2 s): the session sends progress
+    while the scan runs, so Sendmail waits for the verdict and the message is delivered, scanned."""
+    bw = breakwater("--signatures", test_sigs, "--workers", "1", env=slow_scans(crashlib, 3000))
+    sm = sendmail_mta(milter=bw.milter_spec, timeouts="S:10s;R:2s;E:5m")
+    tid = mail.test_id()
+    t0 = time.monotonic()
+    r = sm.send(mail.ham(tid), sender=sender_for(tid))
+    waited = time.monotonic() - t0
+    assert r.code == 250, (r, sm.diagnostics())
+    assert waited > 2.5, f"answered after {waited:.1f} s: the scan was not slower than R=2s"
+    assert not sm.wait_log(r"\(breakwater\).*timeout", timeout=0.5), sm.diagnostics()
+    assert assert_delivered(sink, tid).header("X-Virus-Scanned")
+
+
 def test_breakwater_down_sendmail_tempfails(breakwater, sendmail_mta, sink, test_sigs):
     """F=T: while Breakwater runs, mail is scanned; once it is stopped Sendmail answers 451 4.3.2 and
     delivers nothing; and so from the start when nothing listens on the milter's port. Without F=T

@@ -26,6 +26,20 @@ def cpu_seconds(pid):
     return (int(x[11]) + int(x[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def until_ready(p, t0, ready, what):
+    """Waits until `ready()` holds for the daemon `p` started at `t0`, then stops it by PID; returns the
+    wall seconds since `t0` and the daemon's CPU seconds then."""
+    try:
+        while not ready():
+            if p.poll() is not None:
+                sys.exit(f"{what} exited {p.returncode}")
+            time.sleep(0.02)
+        return time.monotonic() - t0, cpu_seconds(p.pid)
+    finally:
+        p.terminate()
+        p.wait()
+
+
 def breakwater(binary, db, work, extra):
     log_path = os.path.join(work, "breakwater.log")
     with open(log_path, "w") as log:
@@ -34,18 +48,12 @@ def breakwater(binary, db, work, extra):
                               "--control", f"{work}/control.sock", "--local-signatures", "/nonexistent",
                               "--signatures", db, "--spool-directory", work, *extra],
                              stdout=log, stderr=subprocess.STDOUT)
-    try:
-        while True:
-            with open(log_path) as f:
-                if "listening on" in f.read():
-                    break
-            if p.poll() is not None:
-                sys.exit(f"breakwater exited {p.returncode}: see {log_path}")
-            time.sleep(0.02)
-        return time.monotonic() - t0, cpu_seconds(p.pid)
-    finally:
-        p.terminate()
-        p.wait()
+
+    def listening():
+        with open(log_path) as f:
+            return "listening on" in f.read()
+
+    return until_ready(p, t0, listening, f"breakwater (see {log_path})")
 
 
 def clamd(db, work):
@@ -56,15 +64,7 @@ def clamd(db, work):
                 f"LogFile {work}/clamd.log\nPidFile {work}/clamd.pid\nTemporaryDirectory {work}\n")
     t0 = time.monotonic()
     p = subprocess.Popen(["clamd", "--config-file", conf], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    try:
-        while not os.path.exists(sock):
-            if p.poll() is not None:
-                sys.exit(f"clamd exited {p.returncode}: see {work}/clamd.log")
-            time.sleep(0.02)
-        return time.monotonic() - t0, cpu_seconds(p.pid)
-    finally:
-        p.terminate()
-        p.wait()
+    return until_ready(p, t0, lambda: os.path.exists(sock), f"clamd (see {work}/clamd.log)")
 
 
 def main():

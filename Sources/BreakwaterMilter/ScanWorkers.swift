@@ -189,16 +189,16 @@ struct ScanWorkerHandle: Sendable {
     let socket: Int32
     let pid: Int32
 
-    /// Seconds a receive on the socket waits before the waiting session sends the MTA a keepalive (as
-    /// for a message waiting in line: Admission).
-    static let keepAliveInterval = 1
+    /// Microseconds a receive on the socket waits before the waiting session sends the MTA a keepalive
+    /// (as for a message waiting in line: ScanLine.keepAliveInterval).
+    static let keepAliveMicroseconds = 500_000
 
     /// Takes the daemon's side of a worker's socket: a receive on it times out after
-    /// `keepAliveInterval` (SO_RCVTIMEO, set once here: no poll before each receive).
+    /// `keepAliveMicroseconds` (SO_RCVTIMEO, set once here: no poll before each receive).
     init(socket: Int32, pid: Int32) {
         self.socket = socket
         self.pid = pid
-        var tv = timeval(tv_sec: ScanWorkerHandle.keepAliveInterval, tv_usec: 0)
+        var tv = timeval(tv_sec: 0, tv_usec: ScanWorkerHandle.keepAliveMicroseconds)
         _ = setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     }
 }
@@ -269,7 +269,7 @@ package final class WorkerSet: HeldEngine, @unchecked Sendable {
     }
 
     /// Hands the message (`fd`, its first `size` bytes) to a worker and waits for the result, calling
-    /// `keepAlive` about every `ScanWorkerHandle.keepAliveInterval` seconds of a long scan. No lock is
+    /// `keepAlive` every `ScanWorkerHandle.keepAliveMicroseconds` of a long scan. No lock is
     /// held meanwhile.
     func scan(fd: Int32, size: Int, allMatches: Bool, inspect: Bool, keepAlive: () -> Void = {}) -> WorkerScan {
         var w = Wire("S")

@@ -188,6 +188,16 @@ final class AdmissionTests: XCTestCase {
         XCTAssertFalse(ran, "a message that timed out in line is never scanned")
     }
 
+    func testALongScanIsKeptAliveEveryHalfSecond() {
+        // A scan longer than the MTA's reply timeout: the session sends progress while it runs too,
+        // every half second (Sendmail's R= can be 1 s).
+        let a = Admission(slots: 1, maxWaiting: 4, maxWait: 0.2, memoryBudget: 1 << 20)
+        let pings = Atomic<Int>(0)
+        let r = a.scan({ usleep(1_600_000) }, keepAlive: { pings.add(1, ordering: .relaxed) })
+        guard case .scanned = r else { return XCTFail("a free slot: scanned, not \(r)") }
+        XCTAssertGreaterThanOrEqual(pings.load(ordering: .relaxed), 3, "kept alive at 0.5, 1.0 and 1.5 s of the scan")
+    }
+
     func testMemoryBudget() {
         let a = Admission(slots: 1, maxWaiting: 0, maxWait: 1, memoryBudget: 1000)
         XCTAssertTrue(a.reserve(600))

@@ -61,9 +61,9 @@ package final class Admission: @unchecked Sendable {
     }
 
     /// Runs `scan` on a scanner thread, waiting in line for one if the line is not full, and returns
-    /// when it has run (or did not get to run). `keepAlive` is called about once a second while the
-    /// message waits in line (the milter sends `smfi_progress` so the MTA does not time out), on the
-    /// caller's thread, without the lock held.
+    /// when it has run (or did not get to run). `keepAlive` is called every half second while the
+    /// message waits in line or is scanned (the milter sends `smfi_progress` so the MTA does not time
+    /// out), on the caller's thread, without the lock held.
     ///
     /// `alone`: the scan runs with no other scan in flight (a crash suspect: CrashSuspects). When it is
     /// first in line, no scanner takes another message until the scans running have ended and it has
@@ -158,6 +158,10 @@ package final class Admission: @unchecked Sendable {
 /// The scanner threads and their first-come-first-served line (Admission's bounds are applied by the
 /// caller of `run`). The threads start with the first scan.
 final class ScanLine: @unchecked Sendable {
+    /// How often a session waiting for its scan calls its keep-alive: well within the shortest reply
+    /// timeout an MTA is configured with (Sendmail's R= is counted in whole seconds).
+    static let keepAliveInterval = 0.5
+
     /// One message's scan, from the moment it joins the line until its session has the outcome.
     final class Job {
         let work: () -> Void
@@ -263,24 +267,23 @@ final class ScanLine: @unchecked Sendable {
         let deadline = start + maxWait
         var lastKeepAlive = start
         while !job.done {
-            if job.started {
-                lock.wait(job.finished, until: Now.monotonic() + 3600)
-                continue
-            }
             let now = Now.monotonic()
-            if now >= deadline {
+            if !job.started && now >= deadline {
                 if let i = queue.firstIndex(where: { $0 === job }) { queue.remove(at: i) }
                 lock.unlock()
                 return .timedOut
             }
-            if now - lastKeepAlive >= 1 {
+            // In line and while scanned alike: a scan may take max-scan-time, longer than the MTA's
+            // wait for one reply (Sendmail's R=, as short as 1 s in its own examples).
+            if now - lastKeepAlive >= ScanLine.keepAliveInterval {
                 lastKeepAlive = now
                 lock.unlock()
                 keepAlive()
                 lock.lock()
                 continue
             }
-            lock.wait(job.finished, until: min(deadline, lastKeepAlive + 1))
+            let next = lastKeepAlive + ScanLine.keepAliveInterval
+            lock.wait(job.finished, until: job.started ? next : min(deadline, next))
         }
         lock.unlock()
         return .scanned(waited: job.startedAt - start)
@@ -305,14 +308,14 @@ final class ScanLine: @unchecked Sendable {
                 lock.unlock()
                 return stopping ? .busy : .timedOut
             }
-            if now - lastKeepAlive >= 1 {
+            if now - lastKeepAlive >= ScanLine.keepAliveInterval {
                 lastKeepAlive = now
                 lock.unlock()
                 keepAlive()
                 lock.lock()
                 continue
             }
-            lock.wait(job.finished, until: min(deadline, lastKeepAlive + 1))
+            lock.wait(job.finished, until: min(deadline, lastKeepAlive + ScanLine.keepAliveInterval))
         }
         queue.removeFirst()
         job.started = true
