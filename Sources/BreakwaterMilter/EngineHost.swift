@@ -215,6 +215,7 @@ final class EngineHost {
             let pid = waitpid(-1, &st, WNOHANG)
             if pid <= 0 { return }
             if workers.removeValue(forKey: pid) != nil { ended[pid] = st }
+            scanDirectory.forget(pid: pid)
         }
     }
 
@@ -304,6 +305,7 @@ final class EngineHost {
                 while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
             }
             workers[pid] = nil
+            scanDirectory.forget(pid: pid)
             status = st
         }
         var x = Wire("X")

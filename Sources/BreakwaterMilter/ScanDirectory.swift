@@ -28,7 +28,11 @@ final class ScanDirectory: @unchecked Sendable {
     let summary: String
     private let diskFD: Int32
     private let memoryFD: Int32
-    private let inMemory = Atomic<Int>(0)
+    /// The processes scanning in the directory in memory, every scan worker's: a table in memory shared
+    /// with the processes forked after it was made (the engine host and its workers), so that a
+    /// worker's test for room counts the others' scans too, and a worker that died inside is forgotten
+    /// (`forget`). Private to this process if it cannot be made.
+    private let inMemory: UnsafeMutablePointer<Int32>
 
     private init(disk: String, diskFD: Int32, memory: String?, memoryFD: Int32, perScan: UInt64, summary: String) {
         self.disk = disk
@@ -37,6 +41,12 @@ final class ScanDirectory: @unchecked Sendable {
         self.memoryFD = memoryFD
         self.perScan = perScan
         self.summary = summary
+        if let shared = bw_scan_table() {
+            inMemory = shared
+        } else {
+            inMemory = .allocate(capacity: Int(BW_SCAN_TABLE_CELLS))
+            inMemory.initialize(repeating: 0, count: Int(BW_SCAN_TABLE_CELLS))
+        }
     }
 
     static let tmpfsMagic = 0x0102_1994
@@ -136,11 +146,10 @@ final class ScanDirectory: @unchecked Sendable {
     func run(_ scan: (_ again: Bool) -> ScanResult) -> (result: ScanResult, place: Place) {
         guard memory != nil else { return (scan(false), .disk) }
         var failure: String?
-        if roomForOneMore() {
-            inMemory.add(1, ordering: .relaxed)
+        if let cell = enterMemory() {
             let entered = bw_thread_enter_directory(memoryFD)
             let result = entered == 0 ? scan(false) : nil
-            inMemory.subtract(1, ordering: .relaxed)
+            bw_scan_table_leave(inMemory, cell)
             if let result {
                 // A scan error in memory may be the tmpfs too (libclamav cannot create the scan's own
                 // directory there): it gets its second chance on disk as well.
@@ -158,13 +167,24 @@ final class ScanDirectory: @unchecked Sendable {
         return (result, failure.map { .diskAfterFailure($0) } ?? .disk)
     }
 
-    private func roomForOneMore() -> Bool {
+    /// Takes a cell of the table when the tmpfs has room for one more scan beside those running there
+    /// (in any worker): its index, else nil.
+    private func enterMemory() -> Int32? {
         var type = 0
         var free: UInt64 = 0
-        guard bw_fs_info(memoryFD, &type, &free) == 0 else { return false }
-        let running = UInt64(max(0, inMemory.load(ordering: .relaxed)))
-        return free / (running + 1) >= perScan
+        guard bw_fs_info(memoryFD, &type, &free) == 0 else { return nil }
+        let cell = bw_scan_table_enter(inMemory, getpid())
+        guard cell >= 0 else { return nil }
+        // Counted with this scan: two workers that enter at once each see the other.
+        let running = UInt64(max(1, bw_scan_table_count(inMemory)))
+        if free / running >= perScan { return cell }
+        bw_scan_table_leave(inMemory, cell)
+        return nil
     }
+
+    /// A scan worker that ended (it may have died inside the directory in memory): its scan no longer
+    /// counts.
+    func forget(pid: Int32) { bw_scan_table_forget(inMemory, pid) }
 
     /// Removes the directory in memory (at the daemon's end; libclamav removes each scan's files).
     func remove() {

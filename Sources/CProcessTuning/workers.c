@@ -111,3 +111,33 @@ ssize_t bw_recv_with_fd(int sock, void *buf, size_t len, int *fd) {
 int bw_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
 
 int bw_seqpacket_pair(int fds[2]) { return socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds); }
+
+int *bw_scan_table(void) {
+    void *p = mmap(NULL, BW_SCAN_TABLE_CELLS * sizeof(int), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : (int *)p;
+}
+
+int bw_scan_table_enter(int *table, int pid) {
+    for (int i = 0; i < BW_SCAN_TABLE_CELLS; i++) {
+        int expected = 0;
+        if (__atomic_load_n(&table[i], __ATOMIC_RELAXED) == 0 &&
+            __atomic_compare_exchange_n(&table[i], &expected, pid, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+            return i;
+    }
+    return -1;
+}
+
+void bw_scan_table_leave(int *table, int index) { __atomic_store_n(&table[index], 0, __ATOMIC_RELEASE); }
+
+int bw_scan_table_count(const int *table) {
+    int n = 0;
+    for (int i = 0; i < BW_SCAN_TABLE_CELLS; i++) n += __atomic_load_n(&table[i], __ATOMIC_RELAXED) != 0;
+    return n;
+}
+
+void bw_scan_table_forget(int *table, int pid) {
+    for (int i = 0; i < BW_SCAN_TABLE_CELLS; i++) {
+        int expected = pid;
+        __atomic_compare_exchange_n(&table[i], &expected, 0, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+    }
+}

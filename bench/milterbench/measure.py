@@ -83,6 +83,28 @@ def descendants(root, ppids=None):
     return out
 
 
+def pss_bytes(pid):
+    """Proportional set size: each page shared by n processes counted 1/n (a forked scan worker's
+    engine pages shared with its engine host count once over the tree)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def with_descendants(pids, ppids=None):
+    """`pids` and every process under them (Breakwater's engine host and scan workers)."""
+    ppids = ppids if ppids is not None else all_ppids()
+    out = []
+    for p in pids:
+        out += [p] + descendants(p, ppids)
+    return out
+
+
 def own_cpu_ms():
     """CPU milliseconds this script has used so far (all its threads; not its children)."""
     t = os.times()
@@ -135,8 +157,12 @@ class Sampler(threading.Thread):
         self._halt = threading.Event()
 
     def sample(self):
-        for name, pids in self.groups.items():
-            r = sum(rss_bytes(p) for p in pids)
+        ppids = all_ppids()
+        for name, top in self.groups.items():
+            pids = with_descendants(top, ppids)
+            # One process: its RSS. A daemon with processes under it (Breakwater's engine host and scan
+            # workers, which share the engine's pages): their PSS summed, each shared page once.
+            r = sum(rss_bytes(p) for p in pids) if len(pids) == len(top) else sum(pss_bytes(p) for p in pids)
             self.peak[name] = max(self.peak.get(name, 0), r)
             st = [status_fields(p, "Threads", "RssAnon") for p in pids]
             t = sum(x["Threads"] for x in st)
@@ -164,9 +190,11 @@ def group_cpu_ticks(groups, postfix_master):
     """CPU ticks of the processes involved. Postfix: its master (with the children it reaped)
     plus every live descendant."""
     out = {}
-    for name, pids in groups.items():
+    ppids = all_ppids()
+    for name, top in groups.items():
         t = 0
-        for p in pids:
+        # A scan worker that ended during the run is not counted (its CPU went to no living process).
+        for p in with_descendants(top, ppids):
             s = proc_stat(p)
             if s:
                 t += s[1] + s[2]

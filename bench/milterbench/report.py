@@ -158,8 +158,10 @@ class Report:
                  "not counted as wrong. clamav-milter accepts such a message as clean, which counts as wrong.\n")
         L.append("CPU-ms/msg: machine = whole machine from /proc/stat (includes anything else running), less this "
                  "script's own CPU (its sampler of /proc, which scales with the run's length); "
-                 "own = the processes involved (Postfix tree, milter daemons, sink, load generator). "
-                 "RSS: peak of the process (Postfix: all its processes summed, sampled every "
+                 "own = the processes involved (Postfix tree, milter daemons with the processes under them, "
+                 "sink, load generator). "
+                 "RSS: peak of the process (Postfix: all its processes summed; Breakwater with its "
+                 "engine host and scan workers: their PSS summed, the engine's shared pages once; sampled every "
                  f"{self.a.sample_interval}s).\n")
         for c in corpora:
             L.append(f"## {c.name}\n")

@@ -27,4 +27,23 @@ int bw_memfd(const char *name);
 /// SOCK_SEQPACKET socketpair, close-on-exec. 0 or -1.
 int bw_seqpacket_pair(int fds[2]);
 
+/// The cells of a scan table: the processes scanning in one place at a time, at most this many.
+#define BW_SCAN_TABLE_CELLS 1024
+
+/// A table of BW_SCAN_TABLE_CELLS process ids, all 0, in memory that every process forked after this
+/// call shares with the caller (MAP_SHARED | MAP_ANONYMOUS); NULL when it cannot be made.
+int *bw_scan_table(void);
+
+/// Takes a free cell for `pid` (atomically, 0 to pid). Returns its index, or -1 when every cell is taken.
+int bw_scan_table_enter(int *table, int pid);
+
+/// Frees the cell `index` took.
+void bw_scan_table_leave(int *table, int index);
+
+/// The cells taken.
+int bw_scan_table_count(const int *table);
+
+/// Frees every cell of `pid` (a process that ended inside).
+void bw_scan_table_forget(int *table, int pid);
+
 #endif
