@@ -19,14 +19,17 @@ fork.
          no: start to the first PONG, steady RSS, --rounds RELOAD commands (done when clamd logs
          "Database correctly reloaded"), peak RSS the same way.
  starts  --rounds start-ups of breakwater run and clamd, alternately: wall and CPU seconds (utime +
-         stime from /proc) from start to listening (clamd: to the first PONG), RSS a second later.
+         stime from /proc, with the processes under the daemon) from start to listening (clamd: to the
+         first PONG), memory (PSS summed over the tree) a second later.
          CPU is the steadier figure on a shared machine.
  reloads breakwater run with reload-mode concurrent, with blocking, clamd with ConcurrentDatabaseReload
          yes and clamd with no, all four loaded at once, reloaded in turn (rotating order), --rounds each:
-         wall, build (Breakwater's own figure) and the daemon's CPU seconds per reload, peak RSS as above.
-         The fairest reload comparison on a shared machine.
+         wall, build (Breakwater's own figure) and the daemon's CPU seconds per reload (with every
+         process under it), the memory before and its peak during the reload: PSS summed over the
+         daemon and the processes under it (Breakwater's engine host and scan workers share the
+         engine's pages), sampled every 0.1 s. The fairest reload comparison on a shared machine.
  cgroup  (root, cgroup v1) breakwater run with reload-mode auto in a memory cgroup of its own, capped
-         at --cgroup-factor (1.5) x its steady RSS once started; --cgroup-reloads (3) reloads while two
+         at --cgroup-factor (1.5) x its steady memory (PSS summed over its processes) once started; --cgroup-reloads (3) reloads while two
          clients stream the shipped ham and samples: the mode auto chose, peak RSS, the group's OOM
          kills, failcnt and max usage, and every answer (right, 4xx or wrong). Not in the default set.
  scan    CPU per message of `breakwater scan --jobs 2 --files-from LIST` on --count messages of the
@@ -53,6 +56,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
@@ -232,10 +236,75 @@ def bench_clamd(dbdir, work, concurrent, rounds):
 # -------------------------------------------------------------------------------------------- starts
 
 def proc_cpu_s(pid):
-    """utime + stime of a process so far, seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """utime + stime so far, seconds, of a process and every process under it (Breakwater's engine
+    host, which builds the engines, and its scan workers)."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid):
+    """`pid` and the processes under it."""
+    kids = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    kids.setdefault(int(f.read().rsplit(")", 1)[1].split()[1]), []).append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += kids.get(p, [])
+    return out
+
+
+def service_kb(pid):
+    """The memory a service holds, kB: the PSS of the process and of every process under it summed
+    (Breakwater's scan workers share the engine's pages with its engine host: counted once). For one
+    process alone (clamd) PSS is its RSS less its share of libraries other processes map too."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            pass
+    return total
+
+
+class PeakSampler(threading.Thread):
+    """service_kb(pid) every 0.1 s until stopped; `peak` is the highest seen (a reload keeps two
+    engines for seconds, far longer than a sample apart)."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.halt = pid, service_kb(pid), threading.Event()
+
+    def run(self):
+        while not self.halt.is_set():
+            self.peak = max(self.peak, service_kb(self.pid))
+            self.halt.wait(0.1)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.halt.set()
+        self.join(10)
+        self.peak = max(self.peak, service_kb(self.pid))
 
 
 def bench_starts(binary, standin, dbdir, work, rounds):
@@ -255,7 +324,7 @@ def bench_starts(binary, standin, dbdir, work, rounds):
                     wall = time.monotonic() - t
                     cpu = proc_cpu_s(bw.pid)
                     time.sleep(1.0)
-                    rss = proc_kb(bw.pid, "VmRSS")
+                    rss = service_kb(bw.pid)
                 finally:
                     rc = bw.stop(timeout=60)
                 if rc != 0:
@@ -266,11 +335,11 @@ def bench_starts(binary, standin, dbdir, work, rounds):
                     wall = c.start()
                     cpu = proc_cpu_s(c.proc.pid)
                     time.sleep(1.0)
-                    rss = proc_kb(c.proc.pid, "VmRSS")
+                    rss = service_kb(c.proc.pid)
                 finally:
                     c.stop()
             rows[who].append(dict(wall=wall, cpu=cpu, rss=rss))
-            log(f"  start round {r + 1} {who}: listening after {wall:.1f} s wall, {cpu:.1f} s CPU, RSS {mb(rss):.0f} MB")
+            log(f"  start round {r + 1} {who}: listening after {wall:.1f} s wall, {cpu:.1f} s CPU, memory (PSS) {mb(rss):.0f} MB")
     return rows, failures
 
 
@@ -322,17 +391,16 @@ def bench_reloads(binary, standin, dbdir, work, rounds):
             for k in order:
                 pid, fn = daemons[k][0], daemons[k][1]
                 time.sleep(1.0)
-                before = proc_kb(pid, "VmRSS")
-                with open(f"/proc/{pid}/clear_refs", "w") as f:
-                    f.write("5")
+                before = service_kb(pid)
                 c0 = proc_cpu_s(pid)
                 t0 = time.monotonic()
-                extra = fn() or {}
+                with PeakSampler(pid) as sampler:
+                    extra = fn() or {}
                 wall = time.monotonic() - t0
                 cpu = proc_cpu_s(pid) - c0
-                peak = proc_kb(pid, "VmHWM")
+                peak = sampler.peak
                 rows[k].append(dict(wall=wall, cpu=cpu, before=before, peak=peak, **extra))
-                log(f"  reload round {r + 1} {k}: {wall:.1f} s wall, {cpu:.1f} s CPU, RSS before {mb(before):.0f} MB, "
+                log(f"  reload round {r + 1} {k}: {wall:.1f} s wall, {cpu:.1f} s CPU, PSS before {mb(before):.0f} MB, "
                     f"peak {mb(peak):.0f} MB {extra or ''}")
     except Exception as e:  # recorded; the daemons are stopped below
         failures.append(f"reloads: {e}")
@@ -376,14 +444,14 @@ def bench_cgroup(binary, standin, work, reloads, factor):
         bw.start(timeout=900)
         res["start"] = time.monotonic() - t
         time.sleep(2.0)
-        steady = proc_kb(bw.pid, "VmRSS")
+        steady = service_kb(bw.pid)
         cap = int(steady * 1024 * factor)
         with open(os.path.join(cg, "memory.limit_in_bytes"), "w") as f:
             f.write(str(cap))
         res.update(steady_kb=steady, cap=cap, charged_at_cap=int(cgread("memory.usage_in_bytes")))
         with open(os.path.join(cg, "memory.max_usage_in_bytes"), "w") as f:
             f.write("0")
-        log(f"  steady RSS {mb(steady):.0f} MB, cap {cap >> 20} MB ({factor} x)")
+        log(f"  steady memory (PSS) {mb(steady):.0f} MB, cap {cap >> 20} MB ({factor} x)")
         ctl = ["--control", os.path.join(bw.run_dir, "control.sock")]
         for _ in range(2):
             s = reload_bench.Stream(bw.milter_spec, reload_bench.load_stream_messages())
@@ -391,15 +459,14 @@ def bench_cgroup(binary, standin, work, reloads, factor):
             streams.append(s)
         time.sleep(2.0)
         for r in range(reloads):
-            with open(f"/proc/{bw.pid}/clear_refs", "w") as f:
-                f.write("5")
             t1 = time.monotonic()
-            p = subprocess.run([binary, "reload", *ctl], capture_output=True, text=True, timeout=900)
+            with PeakSampler(bw.pid) as sampler:
+                p = subprocess.run([binary, "reload", *ctl], capture_output=True, text=True, timeout=900)
             wall = time.monotonic() - t1
             if bw.proc.poll() is not None:
                 failures.append(f"cgroup: the daemon died during reload {r + 1}: {cgread('memory.oom_control')}")
                 break
-            peak = proc_kb(bw.pid, "VmHWM")
+            peak = sampler.peak
             st = json.loads(subprocess.run([binary, "status", "--json", *ctl], capture_output=True,
                                            text=True).stdout)
             row = dict(wall=wall, peak=peak, mode=st["last_reload"]["mode"], reason=st["last_reload"]["mode_reason"],
@@ -638,7 +705,7 @@ def report(res):
     if res.get("starts"):
         st = res["starts"]
         med = {k: {f: statistics.median(x[f] for x in v) for f in ("wall", "cpu", "rss")} for k, v in st.items()}
-        log("\n| start-up, alternately (median of %d) | wall s | CPU s | RSS MB |" % len(st["clamd"]))
+        log("\n| start-up, alternately (median of %d) | wall s | CPU s | memory (PSS) MB |" % len(st["clamd"]))
         log("|---|---|---|---|")
         for k, m in med.items():
             log(f"| {k} | {m['wall']:.1f} | {m['cpu']:.1f} | {mb(m['rss']):.0f} |")
@@ -646,7 +713,7 @@ def report(res):
             f"{med['breakwater']['cpu'] / med['clamd']['cpu']:.2f} | {med['breakwater']['rss'] / med['clamd']['rss']:.2f} |")
     if res.get("reloads"):
         rl = res["reloads"]
-        log("\n| reload, in turn (median of %d) | wall s | build s | CPU s | RSS before MB | peak MB | peak / before |"
+        log("\n| reload, in turn (median of %d) | wall s | build s | CPU s | PSS before MB | peak MB | peak / before |"
             % max(len(v) for v in rl.values()))
         log("|---|---|---|---|---|---|---|")
         for k, v in rl.items():
