@@ -97,6 +97,9 @@ package final class ControlServer: ServedWhileLoading {
     /// (a client that does not read, or a huge one) is cut there.
     static let inlineWriteTimeout = 0.02
 
+    /// RELOAD requests kept while the first engine loads, to be served once it does.
+    static let maxDeferredReloads = 2
+
     /// While the first engine loads, on the loading thread: takes new clients, reads their requests and
     /// answers them, by `deadline` give or take one answer; returns at once when nothing is waiting.
     package func serveWaiting(_ daemon: MilterDaemon, until deadline: Double) {
@@ -107,9 +110,23 @@ package final class ControlServer: ServedWhileLoading {
             return b.pending
         }
         var deferred: [Pending] = []
+        let waiting = beforeStart.withLock { $0.deferred.count }
         for _ in 0..<ControlServer.maxPending {
             let active = turn(fd, &pending, wait: 0, daemon: daemon) { p in
-                if let kept = serveInline(p, daemon: daemon) { deferred.append(kept) }
+                guard let kept = serveInline(p, daemon: daemon) else { return }
+                // A reload that waits for the load loads the newest files when it runs: past
+                // maxDeferredReloads waiting, one more would only load them again, and is answered now.
+                if waiting + deferred.count < ControlServer.maxDeferredReloads {
+                    deferred.append(kept)
+                } else {
+                    ControlServer.finish(
+                        kept.fd,
+                        ControlReply(
+                            ok: false,
+                            head:
+                                "\(ControlServer.maxDeferredReloads) reloads already wait for the signatures being loaded; the first of them, once they are, loads the files as they are then"
+                        ), writeTimeout: ControlServer.inlineWriteTimeout)
+                }
             }
             if !active || Now.monotonic() >= deadline { break }
         }
