@@ -28,6 +28,16 @@ def alive(pid):
         return False
 
 
+def descendants(pid):
+    """PIDs under `pid`, at any depth."""
+    out, todo = [], [pid]
+    while todo:
+        kids = children(todo.pop())
+        out += kids
+        todo += kids
+    return out
+
+
 def children(pid):
     """PIDs whose parent is `pid`."""
     kids = []

@@ -178,10 +178,13 @@ final class EngineHost {
             if m.fd >= 0 { close(m.fd) }
             switch m.type {
             case "B":
-                guard let count = m.int(), let n = m.int(), n >= 0, n < 4096 else { continue }
+                guard let n = m.int(), n >= 0, n < 4096 else { continue }
                 var dirs: [String] = []
                 for _ in 0..<n { if let d = m.string() { dirs.append(d) } }
-                build(dirs, workers: count)
+                build(dirs)
+            case "A":
+                guard let g = m.u64(), let count = m.int(), count >= 0, count < 4096 else { continue }
+                activate(generation: g, workers: count)
             case "R":
                 guard let g = m.u64(), let pid = m.int() else { continue }
                 replace(generation: g, pid: Int32(clamping: pid))
@@ -219,7 +222,9 @@ final class EngineHost {
         }
     }
 
-    private func build(_ dirs: [String], workers count: Int) {
+    /// Builds an engine of `dirs` beside the one in service (whose workers go on scanning) and reports
+    /// it; its workers come with `activate`.
+    private func build(_ dirs: [String]) {
         _ = ProcessMemory.resetPeak()
         let before = ProcessMemory.rss
         let channel = self.channel
@@ -254,6 +259,24 @@ final class EngineHost {
         w.u64(before.flatMap { b in after.map { $0 > b ? $0 - b : 0 } } ?? 0)
         w.u64(ProcessMemory.peak ?? 0)
         _ = w.send(channel)
+    }
+
+    /// Puts `generation` in service: ends the workers of every other generation (the daemon has paused
+    /// scans: they are idle), frees those engines, then forks `count` workers of this one. In that
+    /// order, so that no worker is forked holding an engine it must then free: freeing writes to the
+    /// engine's pages, which a fork shares copy-on-write, and each new worker would copy most of the
+    /// old engine to free it (measured: the service at 3.5 GB for seconds after a concurrent reload of a
+    /// 0.95 GB set, against clamd's 1.85 GB).
+    private func activate(generation: UInt64, workers count: Int) {
+        for (pid, g) in workers where g != generation {
+            kill(pid, SIGKILL)
+            var st: Int32 = 0
+            while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
+            workers[pid] = nil
+            scanDirectory.forget(pid: pid)
+        }
+        engines = engines.filter { $0.key == generation }
+        _ = bw_malloc_trim()
         for _ in 0..<max(0, count) { sendWorker(generation) }
     }
 

@@ -108,17 +108,38 @@ package final class MilterDaemon: @unchecked Sendable {
             )
         }
         let log = logger
+        let admission = admission
+        // When the engine host paused scans to put a concurrent reload's engine in service: the resume
+        // after the install logs how long mail waited for that.
+        let switchPausedAt = Locked<Double?>(nil)
+        let resume: @Sendable () -> Void = {
+            admission.resumeScans()
+            if let at = switchPausedAt.withLock({ t -> Double? in
+                defer { t = nil }
+                return t
+            }) {
+                log.notice(
+                    "scanning resumed after \(Int((Now.monotonic() - at) * 1000)) ms paused to retire the old scan workers and start new ones"
+                )
+            }
+        }
         engines = EngineHolderOf<WorkerSet>(
             directories: { config.signatureDirectories },
-            build: { dirs, progress in try host.build(dirs, workers: config.workers, progress: progress) },
+            build: { dirs, progress in
+                try host.build(
+                    dirs, workers: config.workers,
+                    pause: {
+                        admission.pauseScans()
+                        switchPausedAt.withLock { $0 = Now.monotonic() }
+                    }, resume: resume, progress: progress)
+            },
             snapshots: snapshots, mode: config.ops.reloadMode,
             onEvent: { message, isError in
                 if isError { log.error("\(message)") } else { log.notice("\(message)") }
             })
-        let admission = admission
         engines.attach(
             EngineHolder.Daemon(
-                pauseScans: { admission.pauseScans() }, resumeScans: { admission.resumeScans() },
+                pauseScans: { admission.pauseScans() }, resumeScans: resume,
                 headroom: {
                     let a = admission.snapshot
                     return MemoryPlan.headroom(config, buffered: a.buffered, busySlots: a.busy)

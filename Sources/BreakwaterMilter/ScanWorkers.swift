@@ -56,6 +56,8 @@ final class EngineHostClient: @unchecked Sendable {
     /// Set once the host was reaped (it died, or the daemon stopped it).
     private let endStatus = Locked<Int32?>(nil)
     private let stopping = Atomic<Bool>(false)
+    /// Set once a generation was put in service: later builds pause scans to put theirs in service.
+    private let served = Atomic<Bool>(false)
     /// Called after each worker restart with the old pid and the new one (nil: none came); set before
     /// the first build.
     var onRestart: (@Sendable (Int32, Int32?) -> Void)?
@@ -65,13 +67,18 @@ final class EngineHostClient: @unchecked Sendable {
         self.channel = channel
     }
 
-    /// Builds an engine of `dirs` in the host and takes `workers` scan workers forked from it.
-    func build(_ dirs: [String], workers: Int, progress: @escaping @Sendable (String, Double) -> Void)
-        throws(EngineError) -> WorkerSet
-    {
+    /// Builds an engine of `dirs` in the host while the workers in service scan, then puts it in service
+    /// and takes `workers` scan workers forked from it. Putting it in service ends the workers in
+    /// service and frees their engine first (EngineHost's `activate`): from the first reload on, scans
+    /// are paused for that (`pause`, which returns once no scan runs; messages wait in line) and the
+    /// caller resumes them once the new set is installed (`resume` is called here only when the build
+    /// fails after the pause).
+    func build(
+        _ dirs: [String], workers: Int, pause: () -> Void, resume: () -> Void,
+        progress: @escaping @Sendable (String, Double) -> Void
+    ) throws(EngineError) -> WorkerSet {
         let outcome: Result<WorkerSet, EngineError> = requests.withLock {
             var b = Wire("B")
-            b.int(workers)
             b.int(dirs.count)
             for d in dirs { b.string(d) }
             guard b.send(channel) else { return .failure(hostGone) }
@@ -91,10 +98,20 @@ final class EngineHostClient: @unchecked Sendable {
                         let bytes = m.u64(), let peak = m.u64()
                     else { return .failure(hostGone) }
                     lastPeak.store(peak, ordering: .relaxed)
+                    let reload = served.load(ordering: .relaxed)
+                    if reload { pause() }
+                    var a = Wire("A")
+                    a.u64(gen)
+                    a.int(workers)
+                    guard a.send(channel) else {
+                        if reload { resume() }
+                        return .failure(hostGone)
+                    }
                     var taken: [ScanWorkerHandle] = []
                     for _ in 0..<workers {
                         guard var w = WireReader.receive(channel) else {
                             for t in taken { close(t.socket) }
+                            if reload { resume() }
                             return .failure(hostGone)
                         }
                         if w.type == "W", let pid = w.int(), pid > 0, w.fd >= 0 {
@@ -103,6 +120,7 @@ final class EngineHostClient: @unchecked Sendable {
                             close(w.fd)
                         }
                     }
+                    served.store(true, ordering: .relaxed)
                     return .success(
                         WorkerSet(
                             host: self, generation: gen, signatureCount: sigs, loadedAt: loadedAt, buildSeconds: secs,
