@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Start to listening: `breakwater run` against clamd on the same database, interleaved rounds.
 
-    python3 bench/startup_bench.py --db DIR [--rounds 6] [--breakwater BIN] [-- EXTRA BREAKWATER FLAGS]
+    python3 bench/startup_bench.py --db DIR [--rounds 6] [--breakwater BIN] [--also BIN ...]
+                                   [-- EXTRA BREAKWATER FLAGS]
 
 DIR: a signature directory both load (bench/officialdb.py writes the official-scale stand-in to
 out/bench/officialdb/). Reports wall and CPU seconds from exec until Breakwater logs "listening on"
 and until clamd's local socket exists, per round and as medians. Every daemon it starts, it stops by
-PID; the working files go to a temporary directory that is removed at the end.
+PID; the working files go to a temporary directory that is removed at the end. --also adds another
+Breakwater build to the same rounds (the daemons then start in a rotating order). CPU is the
+daemon's and every process's under it (the engine host loads the engine).
 """
 import argparse
 import os
@@ -90,15 +93,18 @@ def main():
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--breakwater", default=os.environ.get(
         "BREAKWATER_BIN", os.path.join(REPO, ".build", "release", "breakwater")))
+    ap.add_argument("--also", action="append", default=[], help="another breakwater binary in the same rounds")
     ap.add_argument("extra", nargs="*", help="more flags for breakwater run (after --)")
     a = ap.parse_args()
-    results = {"breakwater": [], "clamd": []}
+    binaries = {"breakwater": a.breakwater, **{f"breakwater {b}": b for b in a.also}}
+    results = {**{k: [] for k in binaries}, "clamd": []}
+    names = list(results)
     for r in range(a.rounds):
-        order = ["breakwater", "clamd"] if r % 2 == 0 else ["clamd", "breakwater"]
+        order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
-            work = tempfile.mkdtemp(prefix=f"bw-startup-{name}-")
+            work = tempfile.mkdtemp(prefix="bw-startup-")
             try:
-                w, c = breakwater(a.breakwater, a.db, work, a.extra) if name == "breakwater" else clamd(a.db, work)
+                w, c = breakwater(binaries[name], a.db, work, a.extra) if name != "clamd" else clamd(a.db, work)
             finally:
                 shutil.rmtree(work, ignore_errors=True)
             results[name].append((w, c))

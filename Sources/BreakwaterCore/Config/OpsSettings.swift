@@ -66,7 +66,7 @@ extension Config {
         },
         key(
             "reload-mode", show: { $0.ops.reloadMode.rawValue },
-            "How a reload makes room for the new engine. concurrent: build it beside the one in service, mail keeps flowing, memory peaks at two engines. blocking: hold new scans in line (kept alive; 451 4.3.2 past max-wait), free the old engine, build the new one, resume: the peak stays at one engine. auto: concurrent when the memory limit (the cgroup's, else MemAvailable) has room for a second engine of the measured size on top of the process and its budgets, else blocking; the choice and its figures are logged."
+            "How a reload makes room for the new engine. concurrent: build it beside the one in service while mail keeps being scanned, memory peaking at two engines; then pause scans briefly (the old scan workers end, the old engine is freed, new workers start) and resume. blocking: hold new scans in line (kept alive; 451 4.3.2 past max-wait), free the old engine, build the new one, resume: the peak stays at one engine. auto: concurrent when the memory limit (the cgroup's, else MemAvailable) has room for a second engine of the measured size on top of the process and its budgets, else blocking; the choice and its figures are logged."
         ) {
             c, v throws(ConfigKey.ValueError) in
             guard let m = ReloadMode(rawValue: v) else {
