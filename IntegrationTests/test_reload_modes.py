@@ -546,13 +546,7 @@ def test_concurrent_reload_holds_two_engines_at_most(bw_binary, test_sigs, stand
     assert bw.start(timeout=120), bw.log_tail()
     try:
         def service_pss():
-            total = 0
-            for p in [bw.pid] + procs.descendants(bw.pid):
-                try:
-                    total += int(re.search(r"^Pss:\s+(\d+) kB", open(f"/proc/{p}/smaps_rollup").read(), re.M).group(1))
-                except (OSError, AttributeError):
-                    pass
-            return total
+            return sum(procs.pss_kb(p) for p in procs.tree(bw.pid))
 
         time.sleep(1.5)  # the workers' idle trim
         before = service_pss()

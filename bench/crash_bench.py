@@ -55,6 +55,13 @@ def crashing_message(tid):
             f"Message-ID: <{tid}@example.org>\r\n\r\nBREAKWATER-CRASH-MARKER:{tid}\r\n").encode()
 
 
+def until_accepted(bw, pause):
+    """Sends an ordinary message every `pause` seconds until one is accepted; returns when (monotonic)."""
+    while run_session(bw.milter_spec, mail.ham(uuid.uuid4().hex[:12])).kind != "continue":
+        time.sleep(pause)
+    return time.monotonic()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("binary")
@@ -104,12 +111,7 @@ def main():
             time.sleep(0.001)
         if exited is None:
             answered = out.get("answered", time.monotonic())
-            while True:
-                rep = run_session(bw.milter_spec, mail.ham(uuid.uuid4().hex[:12]))
-                if rep.kind == "continue":
-                    break
-                time.sleep(0.005)
-            accepted = time.monotonic()
+            accepted = until_accepted(bw, 0.005)
             th.join(5)
             row = (answered - t0, answered - t0, answered - t0, accepted - t0)
             rows.append(row)
@@ -122,12 +124,7 @@ def main():
         time.sleep(a.restart_sec)
         bw.start(timeout=600)
         listening = time.monotonic()
-        while True:
-            rep = run_session(bw.milter_spec, mail.ham(uuid.uuid4().hex[:12]))
-            if rep.kind == "continue":
-                break
-            time.sleep(0.05)
-        accepted = time.monotonic()
+        accepted = until_accepted(bw, 0.05)
         th.join(5)
         row = (refused - t0, exited - t0, listening - t0, accepted - t0)
         rows.append(row)

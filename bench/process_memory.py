@@ -17,26 +17,13 @@ import uuid
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "IntegrationTests"))
-from harness import mail  # noqa: E402
+from harness import mail, procs  # noqa: E402
 from harness.breakwater import BreakwaterDaemon  # noqa: E402
 from harness.milterclient import MilterConnection  # noqa: E402
 
 
 def tree(pid):
-    parents = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    parents[int(d)] = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                pass
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo += sorted(c for c, pp in parents.items() if pp == p)
-    return out
+    return procs.tree(pid)
 
 
 def rollup(pid):

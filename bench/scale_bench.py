@@ -238,50 +238,14 @@ def bench_clamd(dbdir, work, concurrent, rounds):
 def proc_cpu_s(pid):
     """utime + stime so far, seconds, of a process and every process under it (Breakwater's engine
     host, which builds the engines, and its scan workers)."""
-    total = 0
-    for p in process_tree(pid):
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except OSError:
-            pass
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def process_tree(pid):
-    """`pid` and the processes under it."""
-    kids = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    kids.setdefault(int(f.read().rsplit(")", 1)[1].split()[1]), []).append(int(d))
-            except (OSError, IndexError, ValueError):
-                pass
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo += kids.get(p, [])
-    return out
+    return procs.cpu_seconds(procs.tree(pid))
 
 
 def service_kb(pid):
     """The memory a service holds, kB: the PSS of the process and of every process under it summed
     (Breakwater's scan workers share the engine's pages with its engine host: counted once). For one
     process alone (clamd) PSS is its RSS less its share of libraries other processes map too."""
-    total = 0
-    for p in process_tree(pid):
-        try:
-            with open(f"/proc/{p}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1])
-                        break
-        except OSError:
-            pass
-    return total
+    return sum(procs.pss_kb(p) for p in procs.tree(pid))
 
 
 class PeakSampler(threading.Thread):

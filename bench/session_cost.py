@@ -15,32 +15,13 @@ import os, sys, time, subprocess, threading, statistics, uuid
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "IntegrationTests"))
 from harness import mail
+from harness import procs as ptree
 from harness.milterclient import MilterConnection
 
 def cpu(pid):
     """utime + stime of `pid` and of every process under it (the engine host and its scan workers)."""
-    parents = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    parents[int(d)] = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                pass
-    tree, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        tree.append(p)
-        todo += [c for c, pp in parents.items() if pp == p]
-    total = 0
-    for p in tree:
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                x = f.read().rsplit(")", 1)[1].split()
-            total += int(x[11]) + int(x[12])
-        except OSError:
-            pass
-    return total / os.sysconf("SC_CLK_TCK")
+    return ptree.cpu_seconds(ptree.tree(pid))
+
 
 N = int(os.environ.get("N", "1500"))
 

@@ -21,29 +21,13 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "IntegrationTests"))
+from harness import procs  # noqa: E402
 
 
 def cpu_seconds(pid):
     """utime + stime of `pid` and of every process under it (Breakwater's engine host loads the engine)."""
-    kids = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    kids.setdefault(int(f.read().rsplit(")", 1)[1].split()[1]), []).append(int(d))
-            except (OSError, IndexError, ValueError):
-                pass
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        todo += kids.get(p, [])
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                x = f.read().rsplit(")", 1)[1].split()
-            total += int(x[11]) + int(x[12])
-        except OSError:
-            pass
-    return total / os.sysconf("SC_CLK_TCK")
+    return procs.cpu_seconds(procs.tree(pid))
 
 
 def until_ready(p, t0, ready, what):

@@ -1,5 +1,6 @@
 """Process helpers: /proc status fields, listening sockets, stopping by PID."""
 import os
+import re
 import signal
 import time
 
@@ -26,6 +27,34 @@ def alive(pid):
         return state != "Z"
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
+
+
+def tree(pid):
+    """`pid` and every process under it (Breakwater's engine host and scan workers)."""
+    return [pid] + descendants(pid)
+
+
+def cpu_seconds(pids):
+    """utime + stime of `pids` so far, summed (a process that ended is not counted)."""
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                x = f.read().rsplit(")", 1)[1].split()
+            total += int(x[11]) + int(x[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def pss_kb(pid):
+    """Proportional set size of `pid`, kB (a page shared by n processes counts 1/n); 0 when gone."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            m = re.search(r"^Pss:\s+(\d+) kB", f.read(), re.M)
+        return int(m.group(1)) if m else 0
+    except OSError:
+        return 0
 
 
 def descendants(pid):

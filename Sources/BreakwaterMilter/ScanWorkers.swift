@@ -8,49 +8,11 @@ import Synchronization
 import Glibc
 #endif
 
-/// A pthread mutex with a condition variable.
-final class WaitLock: @unchecked Sendable {
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let cond = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
-
-    init() {
-        pthread_mutex_init(mutex, nil)
-        var attr = pthread_condattr_t()
-        pthread_condattr_init(&attr)
-        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
-        pthread_cond_init(cond, &attr)
-        pthread_condattr_destroy(&attr)
-    }
-
-    deinit {
-        pthread_cond_destroy(cond)
-        pthread_mutex_destroy(mutex)
-        cond.deallocate()
-        mutex.deallocate()
-    }
-
-    func withLock<R>(_ body: () throws -> R) rethrows -> R {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        return try body()
-    }
-
-    func broadcast() { pthread_cond_broadcast(cond) }
-
-    /// Waits (lock held) until signalled or the monotonic `deadline`.
-    func wait(until deadline: Double) {
-        var ts = timespec()
-        ts.tv_sec = Int(deadline)
-        ts.tv_nsec = Int((deadline - Double(ts.tv_sec)) * 1e9)
-        pthread_cond_timedwait(cond, mutex, &ts)
-    }
-}
-
 /// The daemon's side of the engine host (EngineHost): one request at a time over its socket.
 final class EngineHostClient: @unchecked Sendable {
     let pid: pid_t
     private let channel: Int32
-    private let requests = WaitLock()
+    private let requests = ConditionLock()
     /// The host's peak RSS during the last build.
     private let lastPeak = Atomic<UInt64>(0)
     /// Set once the host was reaped (it died, or the daemon stopped it).
@@ -239,7 +201,7 @@ package final class WorkerSet: HeldEngine, @unchecked Sendable {
     package let loadedAt: Double
     package let buildSeconds: Double
     package let builtBytes: UInt64?
-    private let lock = WaitLock()
+    private let lock = ConditionLock()
     private var idle: [ScanWorkerHandle]
     /// Workers of this set, idle or busy (a dead one is counted until its replacement came or failed).
     private var total: Int
