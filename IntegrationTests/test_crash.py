@@ -1,5 +1,5 @@
 """Crash containment through a real private Postfix: a message that crashes the scanner costs that
-message only. Scans run in worker processes forked from the engine host (EngineHost.swift): the
+message only. Scans run in worker processes forked from an engine process (EngineHost.swift): the
 worker that crashes held only that message, which is convicted at once (on-scan-crash); the daemon
 goes on, a new worker is forked in milliseconds, and no other message is lost or answered 4xx. A
 supervisor restarts the daemon as systemd would (Restart=on-failure) when the daemon itself ends.
@@ -296,10 +296,16 @@ def comm(pid):
 
 
 def engine_processes(bw):
-    """(host pid, [worker pids]) of a running daemon."""
+    """(host pid, [worker pids]) of a running daemon: the engine host, and the scan workers of the
+    engine processes under it."""
     hosts = [p for p in procs.children(bw.pid) if comm(p) == "bw-host"]
     assert len(hosts) == 1, f"engine hosts: {hosts}"
-    return hosts[0], sorted(p for p in procs.children(hosts[0]) if comm(p) == "bw-scan")
+    return hosts[0], sorted(w for e in engine_children(hosts[0]) for w in procs.children(e) if comm(w) == "bw-scan")
+
+
+def engine_children(host):
+    """The engine processes (one per generation of the signature set) under the engine host."""
+    return [p for p in procs.children(host) if comm(p) == "bw-engine"]
 
 
 def wait_workers(bw, n, timeout=10):
@@ -312,20 +318,23 @@ def wait_workers(bw, n, timeout=10):
 
 
 def test_engine_host_and_workers(workdir, test_sigs, crashlib):
-    """`breakwater run` is three kinds of process: the daemon, the single-threaded engine host it
-    forked first (bw-host), and one single-threaded scan worker per scan slot forked from the host
-    (bw-scan). None of the children holds the milter or control socket; all end with the daemon."""
+    """`breakwater run` is four kinds of process: the daemon, the single-threaded engine host it
+    forked first (bw-host), the engine process the host forked for the signature set in service
+    (bw-engine), and one single-threaded scan worker per scan slot forked from that (bw-scan). None of
+    the children holds the milter or control socket; all end with the daemon."""
     bw = start_daemon(workdir, test_sigs, crashlib, delay_ms=0, extra=("--workers", "3"))
     bw.start()
     try:
         host, workers = wait_workers(bw, 3)
         assert len(workers) == 3, workers
+        engines = engine_children(host)
+        assert len(engines) == 1, engines
         assert procs.status_kb(bw.pid, "Threads") > 1
-        for p in [host] + workers:
+        for p in [host] + engines + workers:
             assert procs.status_kb(p, "Threads") == 1, f"{p} ({comm(p)}) is not single-threaded"
             targets = [os.readlink(f"/proc/{p}/fd/{fd}") for fd in os.listdir(f"/proc/{p}/fd")]
             assert len(targets) < 12, f"{comm(p)} {p} holds {targets}"
-            # Its one socket: to the daemon (host) or its own to the daemon (worker); never the milter's
+            # Its one socket: its own to the daemon (host, engine process, worker); never the milter's
             # or the control socket.
             assert len([t for t in targets if t.startswith("socket:")]) == 1, f"{comm(p)} {p}: {targets}"
         # The workers get the messages as descriptors and scan them side by side: every EICAR found,
@@ -350,7 +359,7 @@ def test_engine_host_and_workers(workdir, test_sigs, crashlib):
     finally:
         rc = bw.stop()
     assert rc == 0
-    for p in [host] + workers:
+    for p in [host] + engines + workers:
         assert procs.wait_gone(p, 5), f"{comm(p)} {p} outlived the daemon"
 
 
@@ -410,14 +419,16 @@ def test_a_long_scan_keeps_the_mta_waiting(workdir, test_sigs, crashlib):
 
 @pytest.mark.parametrize("mode", ["concurrent", "blocking"])
 def test_reload_replaces_workers(workdir, test_sigs, crashlib, bw_binary, mode):
-    """A reload builds the new engine in the host and forks new workers from it; the old workers
-    end (after their scan), and the next messages scan with the new generation."""
+    """A reload builds the new engine in a new engine process and forks new workers from it; the old
+    engine process and its workers end (after their scans), and the next messages scan with the new
+    generation."""
     import subprocess
     from harness.milterclient import run_session
     bw = start_daemon(workdir, test_sigs, crashlib, delay_ms=0, extra=("--reload-mode", mode))
     bw.start()
     try:
         host, old = wait_workers(bw, 2)
+        old_engine = engine_children(host)
         r = subprocess.run([bw_binary, "reload", "--control", bw.control_path()], capture_output=True, text=True,
                            timeout=60, stdin=subprocess.DEVNULL)
         assert r.returncode == 0, r.stdout + r.stderr
@@ -425,6 +436,8 @@ def test_reload_replaces_workers(workdir, test_sigs, crashlib, bw_binary, mode):
             assert procs.wait_gone(p, 10), f"old worker {p} still runs"
         host2, new = wait_workers(bw, 2)
         assert host2 == host and len(new) == 2 and not set(new) & set(old), (old, new)
+        assert len(old_engine) == 1 and procs.wait_gone(old_engine[0], 10), "the old engine process still runs"
+        assert len(engine_children(host)) == 1
         assert f"reloading signatures ({mode})" in bw.log()
         bad = run_session(bw.milter_spec, mail.eicar_attachment(mail.test_id()), timeout=30)
         assert bad.kind == "reject" and bad.smtp_code == "550", vars(bad)
@@ -433,19 +446,28 @@ def test_reload_replaces_workers(workdir, test_sigs, crashlib, bw_binary, mode):
     assert rc == 0
 
 
-def test_engine_host_death_stops_the_daemon(workdir, test_sigs, crashlib):
-    """kill -9 of the engine host: the daemon logs it and exits non-zero, so that systemd
-    (Restart=on-failure) starts the whole service again; its workers end with the host."""
+@pytest.mark.parametrize("victim", ["host", "engine"])
+def test_engine_host_death_stops_the_daemon(workdir, test_sigs, crashlib, victim):
+    """kill -9 of the engine host, or of the engine process of the set in service: the daemon logs
+    it and exits non-zero, so that systemd (Restart=on-failure) starts the whole service again; the
+    workers end with it. The engine process's death is found by the next scan, whose message is
+    answered 451 (the MTA retries it)."""
+    from harness.milterclient import run_session
     bw = start_daemon(workdir, test_sigs, crashlib, delay_ms=0)
     bw.start()
     host, workers = wait_workers(bw, 2)
-    procs.kill(host)
+    procs.kill(host if victim == "host" else engine_children(host)[0])
+    if victim == "engine":
+        for p in workers:
+            assert procs.wait_gone(p, 5)
+        r = run_session(bw.milter_spec, mail.ham(mail.test_id()), timeout=30)
+        assert r.kind == "tempfail" and r.smtp_code == "451", vars(r)
     try:
         bw.proc.wait(20)
     except Exception:
         pass
     rc = bw.stop()
     assert rc not in (0, None), bw.log_tail()
-    assert "the engine host process" in bw.log()
+    assert ("the engine host process" if victim == "host" else "the engine process") in bw.log(), bw.log_tail()
     for p in workers:
         assert procs.wait_gone(p, 5)

@@ -356,15 +356,18 @@ def bench_reloads(binary, standin, dbdir, work, rounds):
                 pid, fn = daemons[k][0], daemons[k][1]
                 time.sleep(1.0)
                 before = service_kb(pid)
-                c0 = proc_cpu_s(pid)
+                u0, s0, f0 = procs.cpu_split(procs.tree(pid))
                 t0 = time.monotonic()
                 with PeakSampler(pid) as sampler:
                     extra = fn() or {}
                 wall = time.monotonic() - t0
-                cpu = proc_cpu_s(pid) - c0
+                u1, s1, f1 = procs.cpu_split(procs.tree(pid))
+                user, system, faults = u1 - u0, s1 - s0, f1 - f0
                 peak = sampler.peak
-                rows[k].append(dict(wall=wall, cpu=cpu, before=before, peak=peak, **extra))
-                log(f"  reload round {r + 1} {k}: {wall:.1f} s wall, {cpu:.1f} s CPU, PSS before {mb(before):.0f} MB, "
+                rows[k].append(dict(wall=wall, cpu=user + system, user=user, sys=system, faults=faults,
+                                    before=before, peak=peak, **extra))
+                log(f"  reload round {r + 1} {k}: {wall:.1f} s wall, {user + system:.1f} s CPU (user {user:.1f}, "
+                    f"system {system:.1f}, {faults} page faults), PSS before {mb(before):.0f} MB, "
                     f"peak {mb(peak):.0f} MB {extra or ''}")
     except Exception as e:  # recorded; the daemons are stopped below
         failures.append(f"reloads: {e}")
@@ -677,17 +680,18 @@ def report(res):
             f"{med['breakwater']['cpu'] / med['clamd']['cpu']:.2f} | {med['breakwater']['rss'] / med['clamd']['rss']:.2f} |")
     if res.get("reloads"):
         rl = res["reloads"]
-        log("\n| reload, in turn (median of %d) | wall s | build s | CPU s | PSS before MB | peak MB | peak / before |"
-            % max(len(v) for v in rl.values()))
-        log("|---|---|---|---|---|---|---|")
+        log("\n| reload, in turn (median of %d) | wall s | build s | CPU s | user s | system s | page faults | "
+            "PSS before MB | peak MB | peak / before |" % max(len(v) for v in rl.values()))
+        log("|---|---|---|---|---|---|---|---|---|---|")
         for k, v in rl.items():
             if not v:
                 continue
-            m = {f: statistics.median(x[f] for x in v) for f in ("wall", "cpu", "before")}
+            m = {f: statistics.median(x.get(f, 0) for x in v) for f in ("wall", "cpu", "user", "sys", "faults", "before")}
             builds = [x["build"] for x in v if "build" in x]
             build = f"{statistics.median(builds):.1f}" if builds else "-"
             peak = max(x["peak"] for x in v)
-            log(f"| {k} | {m['wall']:.1f} | {build} | {m['cpu']:.1f} | {mb(m['before']):.0f} | {mb(peak):.0f} | "
+            log(f"| {k} | {m['wall']:.1f} | {build} | {m['cpu']:.1f} | {m['user']:.1f} | {m['sys']:.1f} | "
+                f"{m['faults']:,.0f} | {mb(m['before']):.0f} | {mb(peak):.0f} | "
                 f"{peak / m['before']:.2f} |")
     if res.get("cgroup"):
         c = res["cgroup"]

@@ -269,9 +269,6 @@ package final class EngineHolderOf<Engine: HeldEngine>: Sendable {
                 let engine = try buildEngine(dirs)
                 let message = installed(
                     engine, dirs, size: engine.builtBytes ?? measured(before: before), attempt: attempt, mode: modeName)
-                // A build that put its engine in service with scans paused (the scan workers' engine host
-                // does, to retire the old workers before it forks new ones) resumes them here, installed.
-                d?.resumeScans()
                 keepCopyInBackground(dirs, as: files)
                 return message
             } catch {

@@ -9,23 +9,35 @@ import Glibc
 #endif
 
 // Crash containment by process (issue 22): `breakwater run` forks the ENGINE HOST first, before any
-// thread exists. The host is single-threaded: it builds every engine and forks one SCAN WORKER per
-// scan slot from it, so the workers share the engine's pages (docs/benchmarks.md: "Scanning in a
-// process forked after the engine was built"). The daemon (libmilter, admission, policy, waves,
-// control, metrics) never holds an engine: a scanner thread hands its message to a worker as a
-// descriptor over the worker's own socket and waits for the result. A worker that dies mid-scan died
-// of that message; the host forks a replacement from the engine it holds, in milliseconds.
+// thread exists. The host is single-threaded and holds no engine: for each build it forks an ENGINE
+// process (one per generation of the signature set), which builds the engine and forks one SCAN
+// WORKER per scan slot from it, so the workers share the engine's pages (docs/benchmarks.md:
+// "Scanning in a process forked after the engine was built"). The daemon (libmilter, admission,
+// policy, waves, control, metrics) never holds an engine: a scanner thread hands its message to a
+// worker as a descriptor over the worker's own socket and waits for the result. A worker that dies
+// mid-scan died of that message; its engine process forks a replacement, in milliseconds.
+//
+// An engine is retired by ending its process and its workers: the kernel takes their memory back at
+// once, where freeing an engine of the official set's size in a process whose pages the workers
+// share took the host most of a second of faults and libclamav's walk (docs/benchmarks.md). A
+// concurrent reload builds in a new engine process while the old one's workers go on scanning, then
+// the daemon switches to the new workers with no pause; a blocking one ends the old process first.
 //
 // Every exchange is one SOCK_SEQPACKET message: a type byte, then fields (`Wire`), at most one
 // descriptor attached (SCM_RIGHTS).
 //
 // daemon -> host                          host -> daemon
-//   B workers dirs...  build                P stage fraction (progress, any number), then
+//   B dirs...         an engine process     H pid generation [socket to it] (pid -1: none)
+//                     that builds them
+//   K pid             retire it (no reply; the host reaps it before it reads the next request)
+//
+// daemon -> engine process                engine process -> daemon
+//   (on its start, it builds)               P stage fraction (progress, any number), then
 //                                           E message file? peak | O gen signatures loadedAt
-//                                           buildSeconds bytes peak, then one W pid [socket] a worker
-//   R gen pid          replace a worker     X waitstatus, then W pid [socket] (pid -1: none)
-//   F gen              free (no reply)
-//   M                  memory               m bytes (the host's RSS and its workers' private memory)
+//                                           buildSeconds bytes peak
+//   A count           start the workers     W pid [socket] per worker (pid -1: none)
+//   R pid             replace a worker      X waitstatus, then W pid [socket]
+//   (socket closed)   end, with the workers
 //
 // daemon -> worker: S flags size [message]   worker -> daemon: the result (`ScanReply`)
 
@@ -120,19 +132,17 @@ enum WorkerDeath {
 
 // MARK: the engine host (its own process)
 
-/// The engine host: builds engines on request, forks scan workers from them, reaps them, frees an
-/// engine when the daemon retires its workers. Single-threaded; ends when the daemon's socket closes.
+/// The engine host: forks an engine process for each build and reaps it when the daemon retires it.
+/// Single-threaded, and holds no engine, so each engine process starts from a clean, single-threaded
+/// copy of it. Ends, with every engine process, when the daemon's socket closes.
 final class EngineHost {
     private let channel: Int32
     private let limits: EngineLimits
     private let inspectLayers: Bool
     private let scanDirectory: ScanDirectory
     private let logger: Logger
-    private var engines: [UInt64: ClamEngine] = [:]
-    /// Live workers: pid -> generation.
-    private var workers: [Int32: UInt64] = [:]
-    /// Workers reaped before the daemon asked how they ended: pid -> wait status.
-    private var ended: [Int32: Int32] = [:]
+    /// Live engine processes.
+    private var engines: Set<Int32> = []
     private var nextGeneration: UInt64 = 1
 
     /// Forks the host (call before any thread exists) and returns the daemon's side.
@@ -181,32 +191,141 @@ final class EngineHost {
                 guard let n = m.int(), n >= 0, n < 4096 else { continue }
                 var dirs: [String] = []
                 for _ in 0..<n { if let d = m.string() { dirs.append(d) } }
-                build(dirs)
-            case "A":
-                guard let g = m.u64(), let count = m.int(), count >= 0, count < 4096 else { continue }
-                activate(generation: g, workers: count)
-            case "R":
-                guard let g = m.u64(), let pid = m.int() else { continue }
-                replace(generation: g, pid: Int32(clamping: pid))
-            case "F":
-                guard let g = m.u64() else { continue }
-                free(generation: g)
-            case "M":
-                var w = Wire("m")
-                w.u64(memory())
-                _ = w.send(channel)
+                fork(building: dirs)
+            case "K":
+                guard let pid = m.int() else { continue }
+                retire(Int32(clamping: pid))
             default:
                 continue
             }
         }
     }
 
-    /// The daemon is gone or stopping: the workers end with the host.
+    /// Forks an engine process that builds `dirs`, and sends the daemon its socket.
+    private func fork(building dirs: [String]) {
+        let generation = nextGeneration
+        nextGeneration += 1
+        var pair: [Int32] = [-1, -1]
+        var pid: Int32 = -1
+        if bw_seqpacket_pair(&pair) == 0 {
+            pid = bw_fork_child("bw-engine", 0)
+            if pid == 0 {
+                close(pair[0])
+                close(channel)
+                EngineProcess(
+                    channel: pair[1], generation: generation, limits: limits, inspectLayers: inspectLayers,
+                    scanDirectory: scanDirectory, logger: logger
+                ).run(building: dirs)
+            }
+            close(pair[1])
+            if pid > 0 {
+                engines.insert(pid)
+            } else {
+                logger.error("engine host: cannot fork an engine process: \(FileWalk.errnoString())")
+            }
+        }
+        var h = Wire("H")
+        h.int(Int(pid))
+        h.u64(generation)
+        _ = h.send(channel, passing: pid > 0 ? pair[0] : -1)
+        if pair[0] >= 0 { close(pair[0]) }
+    }
+
+    /// Waits for engine process `pid` to end (the daemon closed its socket: it ends its workers, then
+    /// itself), so that its memory is back before the next request (a blocking reload's build) is
+    /// read. One that has not ended within 2 s is killed (its workers follow: PR_SET_PDEATHSIG).
+    private func retire(_ pid: Int32) {
+        guard engines.remove(pid) != nil else { return }
+        var st: Int32 = 0
+        for _ in 0..<200 {
+            let got = waitpid(pid, &st, WNOHANG)
+            if got == pid || (got < 0 && errno == ECHILD) { return }
+            usleep(10_000)
+        }
+        kill(pid, SIGKILL)
+        while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
+    }
+
+    /// Reaps the engine processes that ended on their own.
+    private func reap() {
+        while true {
+            var st: Int32 = 0
+            let pid = waitpid(-1, &st, WNOHANG)
+            if pid <= 0 { return }
+            engines.remove(pid)
+        }
+    }
+
+    /// The daemon is gone or stopping: the engine processes (and their workers) end with the host.
     private func shutdown() -> Never {
-        for pid in workers.keys { kill(pid, SIGKILL) }
-        for pid in workers.keys {
+        for pid in engines { kill(pid, SIGKILL) }
+        for pid in engines {
             var st: Int32 = 0
             while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
+        }
+        _exit(0)
+    }
+}
+
+// MARK: an engine process (its own process, one per generation, forked from the host)
+
+/// Builds one engine, forks scan workers from it, reaps them and replaces those that die. Ends, with
+/// its workers, when the daemon closes its socket: the engine is never freed, its memory goes back
+/// with the process.
+final class EngineProcess {
+    private let channel: Int32
+    private let generation: UInt64
+    private let limits: EngineLimits
+    private let inspectLayers: Bool
+    private let scanDirectory: ScanDirectory
+    private let logger: Logger
+    private var engine: ClamEngine?
+    /// Live workers.
+    private var workers: Set<Int32> = []
+    /// Workers reaped before the daemon asked how they ended: pid -> wait status.
+    private var ended: [Int32: Int32] = [:]
+
+    init(
+        channel: Int32, generation: UInt64, limits: EngineLimits, inspectLayers: Bool,
+        scanDirectory: ScanDirectory, logger: Logger
+    ) {
+        self.channel = channel
+        self.generation = generation
+        self.limits = limits
+        self.inspectLayers = inspectLayers
+        self.scanDirectory = scanDirectory
+        self.logger = logger
+    }
+
+    func run(building dirs: [String]) -> Never {
+        build(dirs)
+        while true {
+            reap()
+            var p = pollfd(fd: channel, events: Int16(POLLIN), revents: 0)
+            let rc = poll(&p, 1, 1000)
+            if rc == 0 || (rc < 0 && errno == EINTR) { continue }
+            guard var m = WireReader.receive(channel, capacity: 4096) else { shutdown() }
+            if m.fd >= 0 { close(m.fd) }
+            switch m.type {
+            case "A":
+                guard let count = m.int(), count >= 0, count < 4096 else { continue }
+                for _ in 0..<count { sendWorker() }
+            case "R":
+                guard let pid = m.int() else { continue }
+                replace(pid: Int32(clamping: pid))
+            default:
+                continue
+            }
+        }
+    }
+
+    /// The daemon retired this generation (or stopped): the workers end, then the process.
+    private func shutdown() -> Never {
+        for pid in workers { kill(pid, SIGKILL) }
+        for pid in workers {
+            var st: Int32 = 0
+            while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
+            scanDirectory.forget(pid: pid)
         }
         _exit(0)
     }
@@ -217,18 +336,15 @@ final class EngineHost {
             var st: Int32 = 0
             let pid = waitpid(-1, &st, WNOHANG)
             if pid <= 0 { return }
-            if workers.removeValue(forKey: pid) != nil { ended[pid] = st }
+            if workers.remove(pid) != nil { ended[pid] = st }
             scanDirectory.forget(pid: pid)
         }
     }
 
-    /// Builds an engine of `dirs` beside the one in service (whose workers go on scanning) and reports
-    /// it; its workers come with `activate`.
+    /// Builds the engine of `dirs` and reports it (`O`) or why not (`E`).
     private func build(_ dirs: [String]) {
-        _ = ProcessMemory.resetPeak()
-        let before = ProcessMemory.rss
         let channel = self.channel
-        let engine: ClamEngine
+        let before = ProcessMemory.rss
         do {
             engine = try ClamEngine(
                 directories: dirs, limits: limits, inspectLayers: inspectLayers,
@@ -247,60 +363,33 @@ final class EngineHost {
             _ = w.send(channel)
             return
         }
-        let after = ProcessMemory.rss
-        let generation = nextGeneration
-        nextGeneration += 1
-        engines[generation] = engine
+        guard let engine else { return }
         var w = Wire("O")
         w.u64(generation)
         w.int(engine.signatureCount)
         w.double(engine.loadedAt)
         w.double(engine.buildSeconds)
-        w.u64(before.flatMap { b in after.map { $0 > b ? $0 - b : 0 } } ?? 0)
+        w.u64(before.flatMap { b in ProcessMemory.rss.map { $0 > b ? $0 - b : 0 } } ?? 0)
         w.u64(ProcessMemory.peak ?? 0)
         _ = w.send(channel)
     }
 
-    /// Puts `generation` in service: ends the workers of every other generation (the daemon has paused
-    /// scans: they are idle), frees those engines, then forks `count` workers of this one. In that
-    /// order, so that no worker is forked holding an engine it must then free: freeing writes to the
-    /// engine's pages, which a fork shares copy-on-write, and each new worker would copy most of the
-    /// old engine to free it (measured: the service at 3.5 GB for seconds after a concurrent reload of a
-    /// 0.95 GB set, against clamd's 1.85 GB).
-    private func activate(generation: UInt64, workers count: Int) {
-        for (pid, g) in workers where g != generation {
-            kill(pid, SIGKILL)
-            var st: Int32 = 0
-            while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
-            workers[pid] = nil
-            scanDirectory.forget(pid: pid)
-        }
-        engines = engines.filter { $0.key == generation }
-        _ = bw_malloc_trim()
-        for _ in 0..<max(0, count) { sendWorker(generation) }
-    }
-
-    /// Forks a worker of `generation` and sends the daemon its socket (`W pid`, pid -1 when none).
-    private func sendWorker(_ generation: UInt64) {
+    /// Forks a worker and sends the daemon its socket (`W pid`, pid -1 when none).
+    private func sendWorker() {
         var pair: [Int32] = [-1, -1]
         var pid: Int32 = -1
-        if let engine = engines[generation], bw_seqpacket_pair(&pair) == 0 {
+        if let engine, bw_seqpacket_pair(&pair) == 0 {
             pid = bw_fork_child("bw-scan", 1)
             if pid == 0 {
                 close(pair[0])
                 close(channel)
-                // An engine of another generation came with the fork (a concurrent reload forks the new
-                // workers while the old engine still serves): freed here, or this worker would keep
-                // the old engine's pages alive after the host freed its own.
-                engines = engines.filter { $0.key == generation }
-                _ = bw_malloc_trim()
                 ScanWorker(engine: engine, socket: pair[1], scanDirectory: scanDirectory).run()
             }
             close(pair[1])
             if pid > 0 {
-                workers[pid] = generation
+                workers.insert(pid)
             } else {
-                logger.error("engine host: cannot fork a scan worker: \(FileWalk.errnoString())")
+                logger.error("engine process: cannot fork a scan worker: \(FileWalk.errnoString())")
             }
         }
         var w = Wire("W")
@@ -309,11 +398,11 @@ final class EngineHost {
         if pair[0] >= 0 { close(pair[0]) }
     }
 
-    private func replace(generation: UInt64, pid: Int32) {
+    private func replace(pid: Int32) {
         var status: Int32 = -1
         if let st = ended.removeValue(forKey: pid) {
             status = st
-        } else if workers[pid] != nil {
+        } else if workers.contains(pid) {
             // Its socket closed: it is ending. Waited for a while, then killed (a worker that closed its
             // socket and hangs is of no use).
             var st: Int32 = 0
@@ -327,41 +416,18 @@ final class EngineHost {
                 kill(pid, SIGKILL)
                 while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
             }
-            workers[pid] = nil
+            workers.remove(pid)
             scanDirectory.forget(pid: pid)
             status = st
         }
         var x = Wire("X")
         x.int(Int(status))
         _ = x.send(channel)
-        sendWorker(generation)
-    }
-
-    private func free(generation: UInt64) {
-        let retired = workers.filter { $0.value == generation }.map(\.key)
-        for pid in retired { kill(pid, SIGKILL) }
-        for pid in retired {
-            var st: Int32 = 0
-            while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
-            workers[pid] = nil
-        }
-        engines[generation] = nil
-        _ = bw_malloc_trim()
-    }
-
-    /// The host's RSS plus its workers' private memory (what they do not share with the host).
-    private func memory() -> UInt64 {
-        var total = ProcessMemory.rss ?? 0
-        for pid in workers.keys {
-            guard let text = ProcessMemory.read("/proc/\(pid)/smaps_rollup") else { continue }
-            total += (ProcessMemory.kilobytes("Private_Clean", in: text) ?? 0)
-            total += (ProcessMemory.kilobytes("Private_Dirty", in: text) ?? 0)
-        }
-        return total
+        sendWorker()
     }
 }
 
-// MARK: a scan worker (its own process, forked from the host)
+// MARK: a scan worker (its own process, forked from an engine process)
 
 /// Scans the messages the daemon sends over its socket with the engine it inherited, one at a time,
 /// until the socket closes.

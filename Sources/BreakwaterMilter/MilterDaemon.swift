@@ -50,7 +50,8 @@ package final class MilterDaemon: @unchecked Sendable {
     let scanMemoryFull = OncePerSecond()
     /// Crash containment: the suspects of earlier crashes and the in-flight record of each scan.
     let crashGuard: CrashGuard
-    /// How the engine host ended, when it died while the daemon ran.
+    /// Which process the scans depend on ended while the daemon ran (the engine host, or the engine
+    /// process of the set in service), and how.
     let hostEnded = Locked<String?>(nil)
 
     /// libmilter's callbacks are C functions with no context argument: they reach the daemon here. Set
@@ -109,37 +110,16 @@ package final class MilterDaemon: @unchecked Sendable {
         }
         let log = logger
         let admission = admission
-        // When the engine host paused scans to put a concurrent reload's engine in service: the resume
-        // after the install logs how long mail waited for that.
-        let switchPausedAt = Locked<Double?>(nil)
-        let resume: @Sendable () -> Void = {
-            admission.resumeScans()
-            if let at = switchPausedAt.withLock({ t -> Double? in
-                defer { t = nil }
-                return t
-            }) {
-                log.notice(
-                    "scanning resumed after \(Int((Now.monotonic() - at) * 1000)) ms paused to retire the old scan workers and start new ones"
-                )
-            }
-        }
         engines = EngineHolderOf<WorkerSet>(
             directories: { config.signatureDirectories },
-            build: { dirs, progress in
-                try host.build(
-                    dirs, workers: config.workers,
-                    pause: {
-                        admission.pauseScans()
-                        switchPausedAt.withLock { $0 = Now.monotonic() }
-                    }, resume: resume, progress: progress)
-            },
+            build: { dirs, progress in try host.build(dirs, workers: config.workers, progress: progress) },
             snapshots: snapshots, mode: config.ops.reloadMode,
             onEvent: { message, isError in
                 if isError { log.error("\(message)") } else { log.notice("\(message)") }
             })
         engines.attach(
             EngineHolder.Daemon(
-                pauseScans: { admission.pauseScans() }, resumeScans: resume,
+                pauseScans: { admission.pauseScans() }, resumeScans: { admission.resumeScans() },
                 headroom: {
                     let a = admission.snapshot
                     return MemoryPlan.headroom(config, buffered: a.buffered, busySlots: a.busy)
@@ -151,10 +131,13 @@ package final class MilterDaemon: @unchecked Sendable {
         crashGuard = try CrashGuard(config: config, stats: stats, logger: logger)
         if config.wave.enabled { waves = WaveFeature(config: config, stats: stats, logger: logger) }
         let stats = self.stats
-        host.onRestart = { old, new in
+        host.onEngineLost = { [unowned self] pid in
+            lost("the engine process (pid \(pid)) of the signatures in service ended (its scan workers with it)")
+        }
+        host.onRestart = { old, new, engine in
             stats.workerRestarts.add(1, ordering: .relaxed)
             logger.warning(
-                "scan worker \(old) ended: \(new.map { "replaced by worker \($0) (engine host \(host.pid))" } ?? "no replacement (the engine host is gone?)")"
+                "scan worker \(old) ended: \(new.map { "replaced by worker \($0) (engine process \(engine))" } ?? "no replacement (its engine process \(engine) is gone?)")"
             )
         }
     }
@@ -274,7 +257,7 @@ package final class MilterDaemon: @unchecked Sendable {
         scanDirectory.remove()
         engines.removeCopies()
         if let how = hostEnded.withLock({ $0 }) {
-            throw StartupError("the engine host process \(how): stopped so that the service is restarted")
+            throw StartupError("\(how): stopped so that the service is restarted")
         }
         if rc != MI_SUCCESS { throw StartupError("libmilter stopped with an error") }
         logger.notice("stopped")
@@ -328,11 +311,7 @@ package final class MilterDaemon: @unchecked Sendable {
                 if sig == SIGCHLD && host.reapIfEnded() {
                     // Its workers ended with it: no scan can run. libmilter stops; the messages in flight
                     // get 451 4.3.2; `run` exits non-zero and systemd starts the service again.
-                    let how = host.ended ?? "ended"
-                    hostEnded.withLock { $0 = how }
-                    logger.critical(
-                        "the engine host process (pid \(host.pid)) \(how): stopping (mail is answered 451 4.3.2)")
-                    _ = smfi_stop()
+                    lost("the engine host process (pid \(host.pid)) \(host.ended ?? "ended")")
                 }
                 if sig == SIGUSR2 {
                     logger.notice("SIGUSR2: reloading signatures")
@@ -341,6 +320,18 @@ package final class MilterDaemon: @unchecked Sendable {
             }
         }
         if case .failure(let e) = started { throw StartupError("cannot start the signal thread: \(e)") }
+    }
+
+    /// A process every scan depends on ended: no scan can run. libmilter stops; the messages in flight
+    /// get 451 4.3.2; `run` exits non-zero and systemd starts the service again.
+    private func lost(_ what: String) {
+        let first = hostEnded.withLock { h -> Bool in
+            defer { if h == nil { h = what } }
+            return h == nil
+        }
+        guard first else { return }
+        logger.critical("\(what): stopping (mail is answered 451 4.3.2)")
+        _ = smfi_stop()
     }
 
     // MARK: per-message work

@@ -13,127 +13,90 @@ final class EngineHostClient: @unchecked Sendable {
     let pid: pid_t
     private let channel: Int32
     private let requests = ConditionLock()
-    /// The host's peak RSS during the last build.
+    /// The service's peak during the last build: the building engine process's peak plus what the
+    /// other processes held when it was done.
     private let lastPeak = Atomic<UInt64>(0)
     /// Set once the host was reaped (it died, or the daemon stopped it).
     private let endStatus = Locked<Int32?>(nil)
     private let stopping = Atomic<Bool>(false)
-    /// Set once a generation was put in service: later builds pause scans to put theirs in service.
-    private let served = Atomic<Bool>(false)
-    /// Called after each worker restart with the old pid and the new one (nil: none came); set before
-    /// the first build.
-    var onRestart: (@Sendable (Int32, Int32?) -> Void)?
+    /// The engine processes alive (built or building), for `memory`.
+    private let live = Locked<[Int32: Weak<EngineProcessClient>]>([:])
+    /// Called after each worker restart with the old pid, the new one (nil: none came) and the engine
+    /// process's; set before the first build.
+    var onRestart: (@Sendable (Int32, Int32?, Int32) -> Void)?
+    /// Called when a scan finds the engine process of its set gone (its workers end with it); set
+    /// before the first build.
+    var onEngineLost: (@Sendable (Int32) -> Void)?
 
     init(pid: pid_t, channel: Int32) {
         self.pid = pid
         self.channel = channel
     }
 
-    /// Builds an engine of `dirs` in the host while the workers in service scan, then puts it in service
-    /// and takes `workers` scan workers forked from it. Putting it in service ends the workers in
-    /// service and frees their engine first (EngineHost's `activate`): from the first reload on, scans
-    /// are paused for that (`pause`, which returns once no scan runs; messages wait in line) and the
-    /// caller resumes them once the new set is installed (`resume` is called here only when the build
-    /// fails after the pause).
+    /// Builds an engine of `dirs` in a new engine process while the workers in service go on scanning,
+    /// and takes `workers` scan workers forked from it. The set in service is retired when the last
+    /// scan holding it drops it (a blocking reload drops it before it calls this).
     func build(
-        _ dirs: [String], workers: Int, pause: () -> Void, resume: () -> Void,
-        progress: @escaping @Sendable (String, Double) -> Void
+        _ dirs: [String], workers: Int, progress: @escaping @Sendable (String, Double) -> Void
     ) throws(EngineError) -> WorkerSet {
-        let outcome: Result<WorkerSet, EngineError> = requests.withLock {
+        let started: (pid: Int32, generation: UInt64, socket: Int32)? = requests.withLock {
             var b = Wire("B")
             b.int(dirs.count)
             for d in dirs { b.string(d) }
-            guard b.send(channel) else { return .failure(hostGone) }
-            while true {
-                guard var m = WireReader.receive(channel) else { return .failure(hostGone) }
-                if m.fd >= 0 { close(m.fd) }
-                switch m.type {
-                case "P":
-                    if let stage = m.string(), let f = m.double() { progress(stage, f) }
-                case "E":
-                    let message = m.string() ?? "the engine did not load"
-                    let file = m.optional() ?? nil
-                    lastPeak.store(m.u64() ?? 0, ordering: .relaxed)
-                    return .failure(EngineError(message: message, file: file))
-                case "O":
-                    guard let gen = m.u64(), let sigs = m.int(), let loadedAt = m.double(), let secs = m.double(),
-                        let bytes = m.u64(), let peak = m.u64()
-                    else { return .failure(hostGone) }
-                    lastPeak.store(peak, ordering: .relaxed)
-                    let reload = served.load(ordering: .relaxed)
-                    if reload { pause() }
-                    var a = Wire("A")
-                    a.u64(gen)
-                    a.int(workers)
-                    guard a.send(channel) else {
-                        if reload { resume() }
-                        return .failure(hostGone)
-                    }
-                    var taken: [ScanWorkerHandle] = []
-                    for _ in 0..<workers {
-                        guard var w = WireReader.receive(channel) else {
-                            for t in taken { close(t.socket) }
-                            if reload { resume() }
-                            return .failure(hostGone)
-                        }
-                        if w.type == "W", let pid = w.int(), pid > 0, w.fd >= 0 {
-                            taken.append(ScanWorkerHandle(socket: w.fd, pid: Int32(pid)))
-                        } else if w.fd >= 0 {
-                            close(w.fd)
-                        }
-                    }
-                    served.store(true, ordering: .relaxed)
-                    return .success(
-                        WorkerSet(
-                            host: self, generation: gen, signatureCount: sigs, loadedAt: loadedAt, buildSeconds: secs,
-                            builtBytes: bytes, workers: taken))
-                default:
-                    continue
-                }
+            guard b.send(channel), var h = WireReader.receive(channel), h.type == "H", let pid = h.int(),
+                let generation = h.u64()
+            else { return nil }
+            guard pid > 0, h.fd >= 0 else {
+                if h.fd >= 0 { close(h.fd) }
+                return nil
             }
+            return (Int32(clamping: pid), generation, h.fd)
         }
+        guard let started else { throw hostGone }
+        let engine = EngineProcessClient(
+            host: self, pid: started.pid, generation: started.generation, channel: started.socket)
+        live.withLock { $0[engine.pid] = Weak(engine) }
+        let others = memory(excluding: engine.pid) ?? 0
+        let outcome = engine.build(workers: workers, progress: progress)
+        lastPeak.store(engine.peak + others, ordering: .relaxed)
         return try outcome.get()
     }
 
-    private var hostGone: EngineError {
+    var hostGone: EngineError {
         EngineError(
             message: "the engine host process is gone (\(WorkerDeath.describe(endStatus.withLock { $0 })))", file: nil)
     }
 
-    /// Asks the host how worker `pid` of `generation` ended and for a replacement. (wait status or
-    /// nil when the host did not say, the new worker or nil).
-    func replace(generation: UInt64, pid: Int32) -> (status: Int32?, worker: ScanWorkerHandle?) {
+    /// Engine process `pid` is no longer used (its socket is closed: it ends its workers and itself):
+    /// the host reaps it before it takes the next request. No reply.
+    func retire(_ pid: Int32) {
+        live.withLock { $0[pid] = nil }
         requests.withLock {
-            var r = Wire("R")
-            r.u64(generation)
-            r.int(Int(pid))
-            guard r.send(channel), var x = WireReader.receive(channel), x.type == "X", let st = x.int() else {
-                return (nil, nil)
-            }
-            let status: Int32? = st >= 0 ? Int32(clamping: st) : nil
-            guard var w = WireReader.receive(channel) else { return (status, nil) }
-            if w.type == "W", let p = w.int(), p > 0, w.fd >= 0 {
-                return (status, ScanWorkerHandle(socket: w.fd, pid: Int32(p)))
-            }
-            if w.fd >= 0 { close(w.fd) }
-            return (status, nil)
+            var k = Wire("K")
+            k.int(Int(pid))
+            _ = k.send(channel)
         }
     }
 
-    /// The engine of `generation` is no longer used: the host ends its workers and frees it. No reply
-    /// (sent while a build may be under way; the host takes it when it is done).
-    func free(generation: UInt64) {
-        var f = Wire("F")
-        f.u64(generation)
-        _ = f.send(channel)
+    /// The host's RSS plus that of every engine process and its workers' private memory (what they do
+    /// not share with their engine process), from /proc.
+    func memory() -> UInt64? { memory(excluding: nil) }
+
+    private func memory(excluding: Int32?) -> UInt64? {
+        guard var total = EngineHostClient.rss(pid) else { return nil }
+        let engines = live.withLock { $0.values.compactMap(\.value) }
+        for e in engines where e.pid != excluding { total += e.memory() }
+        return total
     }
 
-    /// The host's RSS plus its workers' private memory.
-    func memory() -> UInt64? {
-        requests.withLock {
-            guard Wire("M").send(channel), var m = WireReader.receive(channel), m.type == "m" else { return nil }
-            return m.u64()
-        }
+    static func rss(_ pid: Int32) -> UInt64? {
+        ProcessMemory.read("/proc/\(pid)/status").flatMap { ProcessMemory.kilobytes("VmRSS", in: $0) }
+    }
+
+    static func privateMemory(_ pid: Int32) -> UInt64 {
+        guard let text = ProcessMemory.read("/proc/\(pid)/smaps_rollup") else { return 0 }
+        return (ProcessMemory.kilobytes("Private_Clean", in: text) ?? 0)
+            + (ProcessMemory.kilobytes("Private_Dirty", in: text) ?? 0)
     }
 
     var peak: UInt64 { lastPeak.load(ordering: .relaxed) }
@@ -148,7 +111,9 @@ final class EngineHostClient: @unchecked Sendable {
 
     var ended: String? { endStatus.withLock { $0 }.map { WorkerDeath.describe($0) } }
 
-    /// Stops the host (and with it its workers) and reaps it.
+    var isStopping: Bool { stopping.load(ordering: .relaxed) }
+
+    /// Stops the host (and with it the engine processes and their workers) and reaps it.
     func stop() {
         stopping.store(true, ordering: .relaxed)
         shutdown(channel, Int32(SHUT_RDWR))
@@ -161,6 +126,124 @@ final class EngineHostClient: @unchecked Sendable {
         kill(pid, SIGKILL)
         var st: Int32 = 0
         _ = waitpid(pid, &st, 0)
+    }
+}
+
+/// A weak reference, for a table that must not keep its values alive.
+struct Weak<T: AnyObject & Sendable>: Sendable {
+    weak var value: T?
+    init(_ value: T) { self.value = value }
+}
+
+/// The daemon's side of one engine process (EngineProcess): one request at a time over its socket.
+/// Retired (its socket closed, the host asked to reap it) when the last holder lets it go.
+final class EngineProcessClient: @unchecked Sendable {
+    let host: EngineHostClient
+    let pid: Int32
+    let generation: UInt64
+    private let channel: Int32
+    private let requests = ConditionLock()
+    /// Its peak RSS during the build (kB), once built.
+    private(set) var peak: UInt64 = 0
+    /// Its workers' pids, for `memory`.
+    private let workerPids = Locked<Set<Int32>>([])
+    /// Set when its socket failed: the process is gone.
+    let gone = Atomic<Bool>(false)
+
+    init(host: EngineHostClient, pid: Int32, generation: UInt64, channel: Int32) {
+        self.host = host
+        self.pid = pid
+        self.generation = generation
+        self.channel = channel
+    }
+
+    deinit {
+        close(channel)
+        host.retire(pid)
+    }
+
+    /// Waits for the build's outcome (passing its progress on); once built, takes `workers` workers.
+    fileprivate func build(workers: Int, progress: @escaping @Sendable (String, Double) -> Void) -> Result<
+        WorkerSet, EngineError
+    > {
+        requests.withLock {
+            while true {
+                guard var m = WireReader.receive(channel) else { return .failure(ended) }
+                if m.fd >= 0 { close(m.fd) }
+                switch m.type {
+                case "P":
+                    if let stage = m.string(), let f = m.double() { progress(stage, f) }
+                case "E":
+                    let message = m.string() ?? "the engine did not load"
+                    let file = m.optional() ?? nil
+                    peak = m.u64() ?? 0
+                    return .failure(EngineError(message: message, file: file))
+                case "O":
+                    guard let gen = m.u64(), let sigs = m.int(), let loadedAt = m.double(), let secs = m.double(),
+                        let bytes = m.u64(), let peak = m.u64()
+                    else { return .failure(ended) }
+                    self.peak = peak
+                    var a = Wire("A")
+                    a.int(workers)
+                    guard a.send(channel) else { return .failure(ended) }
+                    var taken: [ScanWorkerHandle] = []
+                    for _ in 0..<workers {
+                        guard var w = WireReader.receive(channel) else {
+                            for t in taken { close(t.socket) }
+                            return .failure(ended)
+                        }
+                        if w.type == "W", let pid = w.int(), pid > 0, w.fd >= 0 {
+                            taken.append(ScanWorkerHandle(socket: w.fd, pid: Int32(pid)))
+                        } else if w.fd >= 0 {
+                            close(w.fd)
+                        }
+                    }
+                    workerPids.withLock { $0 = Set(taken.map(\.pid)) }
+                    return .success(
+                        WorkerSet(
+                            engine: self, generation: gen, signatureCount: sigs, loadedAt: loadedAt, buildSeconds: secs,
+                            builtBytes: bytes, workers: taken))
+                default:
+                    continue
+                }
+            }
+        }
+    }
+
+    private var ended: EngineError {
+        gone.store(true, ordering: .relaxed)
+        return EngineError(message: "the engine process \(pid) ended during the build", file: nil)
+    }
+
+    /// Asks how worker `pid` ended and for a replacement: (wait status or nil when the engine process
+    /// did not say, the new worker or nil).
+    func replace(pid: Int32) -> (status: Int32?, worker: ScanWorkerHandle?) {
+        let outcome: (Int32?, ScanWorkerHandle?) = requests.withLock {
+            var r = Wire("R")
+            r.int(Int(pid))
+            guard r.send(channel), var x = WireReader.receive(channel), x.type == "X", let st = x.int() else {
+                gone.store(true, ordering: .relaxed)
+                return (nil, nil)
+            }
+            let status: Int32? = st >= 0 ? Int32(clamping: st) : nil
+            guard var w = WireReader.receive(channel) else { return (status, nil) }
+            if w.type == "W", let p = w.int(), p > 0, w.fd >= 0 {
+                return (status, ScanWorkerHandle(socket: w.fd, pid: Int32(p)))
+            }
+            if w.fd >= 0 { close(w.fd) }
+            return (status, nil)
+        }
+        workerPids.withLock {
+            $0.remove(pid)
+            if let fresh = outcome.1 { $0.insert(fresh.pid) }
+        }
+        return outcome
+    }
+
+    /// Its RSS plus its workers' private memory, kB.
+    func memory() -> UInt64 {
+        (EngineHostClient.rss(pid) ?? 0)
+            + workerPids.withLock { $0 }.reduce(0) { $0 + EngineHostClient.privateMemory($1) }
     }
 }
 
@@ -192,10 +275,10 @@ enum WorkerScan {
     case failed(String)
 }
 
-/// The scan workers forked from one engine generation in the host: the daemon's "engine". Freed (its
-/// workers ended, the host's engine freed) when the last scan holding it drops it after a reload.
+/// The scan workers forked from one engine generation: the daemon's "engine". Retired (its engine
+/// process and workers ended) when the last scan holding it drops it after a reload.
 package final class WorkerSet: HeldEngine, @unchecked Sendable {
-    let host: EngineHostClient
+    let engine: EngineProcessClient
     let generation: UInt64
     package let signatureCount: Int
     package let loadedAt: Double
@@ -207,10 +290,10 @@ package final class WorkerSet: HeldEngine, @unchecked Sendable {
     private var total: Int
 
     init(
-        host: EngineHostClient, generation: UInt64, signatureCount: Int, loadedAt: Double, buildSeconds: Double,
-        builtBytes: UInt64?, workers: [ScanWorkerHandle]
+        engine: EngineProcessClient, generation: UInt64, signatureCount: Int, loadedAt: Double,
+        buildSeconds: Double, builtBytes: UInt64?, workers: [ScanWorkerHandle]
     ) {
-        self.host = host
+        self.engine = engine
         self.generation = generation
         self.signatureCount = signatureCount
         self.loadedAt = loadedAt
@@ -222,22 +305,28 @@ package final class WorkerSet: HeldEngine, @unchecked Sendable {
 
     deinit {
         for w in idle { close(w.socket) }
-        host.free(generation: generation)
     }
 
     /// The workers of this set.
     var count: Int { lock.withLock { total } }
 
-    private func take() -> ScanWorkerHandle? {
-        lock.withLock {
-            let deadline = Now.monotonic() + 30
-            while idle.isEmpty {
-                if total == 0 || Now.monotonic() >= deadline { return nil }
-                lock.wait(until: min(deadline, Now.monotonic() + 1))
+    /// An idle worker, waiting at most 30 s for one (a dead worker's replacement on the way), calling
+    /// `keepAlive` every `ScanWorkerHandle.keepAliveMicroseconds` meanwhile; nil when none came.
+    private func take(keepAlive: () -> Void) -> ScanWorkerHandle? {
+        let deadline = Now.monotonic() + 30
+        let interval = Double(ScanWorkerHandle.keepAliveMicroseconds) / 1_000_000
+        while true {
+            let got: ScanWorkerHandle?? = lock.withLock {
+                if idle.isEmpty {
+                    if total == 0 || Now.monotonic() >= deadline { return .some(nil) }
+                    lock.wait(until: min(deadline, Now.monotonic() + interval))
+                }
+                // In turn (first in, first out): a worker that died while idle is found at the next
+                // scans, not left in the pool until a burst needs it.
+                return idle.isEmpty ? .none : .some(idle.removeFirst())
             }
-            // In turn (first in, first out): a worker that died while idle is found at the next scans,
-            // not left in the pool until a burst needs it.
-            return idle.removeFirst()
+            if let got { return got }
+            keepAlive()
         }
     }
 
@@ -258,7 +347,9 @@ package final class WorkerSet: HeldEngine, @unchecked Sendable {
         // A worker found dead before it took the message (killed while idle) did not die of it: the
         // message goes to its replacement.
         for _ in 0..<2 {
-            guard let worker = take() else { return .failed("no scan worker is left (the engine host is gone?)") }
+            guard let worker = take(keepAlive: keepAlive) else {
+                return .failed("no scan worker is left (the engine process is gone?)")
+            }
             guard w.send(worker.socket, passing: fd) else {
                 _ = restart(worker)
                 continue
@@ -282,8 +373,9 @@ package final class WorkerSet: HeldEngine, @unchecked Sendable {
     /// Returns how it ended (nil: unknown).
     private func restart(_ worker: ScanWorkerHandle) -> Int32? {
         close(worker.socket)
-        let (status, fresh) = host.replace(generation: generation, pid: worker.pid)
-        host.onRestart?(worker.pid, fresh?.pid)
+        let (status, fresh) = engine.replace(pid: worker.pid)
+        engine.host.onRestart?(worker.pid, fresh?.pid, engine.pid)
+        if engine.gone.load(ordering: .relaxed) && !engine.host.isStopping { engine.host.onEngineLost?(engine.pid) }
         if let fresh {
             put(fresh)
         } else {
