@@ -13,9 +13,10 @@ import Glibc
 // process (one per generation of the signature set), which builds the engine and forks one SCAN
 // WORKER per scan slot from it, so the workers share the engine's pages (docs/benchmarks.md:
 // "Scanning in a process forked after the engine was built"). The daemon (libmilter, admission,
-// policy, waves, control, metrics) never holds an engine: a scanner thread hands its message to a
-// worker as a descriptor over the worker's own socket and waits for the result. A worker that dies
-// mid-scan died of that message; its engine process forks a replacement, in milliseconds.
+// policy, waves, control, metrics) never holds an engine: a session's thread, holding a scan slot,
+// hands its message to a worker as a descriptor over the worker's own socket and waits for the
+// result. A worker that dies mid-scan died of that message; its engine process forks a replacement,
+// in milliseconds.
 //
 // An engine is retired by ending its process and its workers: the kernel takes their memory back at
 // once, where freeing an engine of the official set's size in a process whose pages the workers

@@ -33,9 +33,8 @@ package final class MilterDaemon: @unchecked Sendable {
     package let admission: Admission
     package let policy: Policy
     package let stats = Stats()
-    /// Log lines for sessions over max-sessions and for threads that cannot start: one a second.
+    /// Log lines for sessions over max-sessions: one a second.
     let sessionsOverCap = OncePerSecond()
-    let threadFailures = OncePerSecond()
     package let logger: Logger
     /// Services started with the daemon; set before `run()`.
     package var services: [DaemonService] = []
@@ -464,13 +463,6 @@ package final class MilterDaemon: @unchecked Sendable {
             return (policy.busy(.busy), 0, 0, false)
         case .timedOut:
             return (policy.busy(.timeout), Now.monotonic() - waitStart, 0, false)
-        case .noThread(let why):
-            if let n = threadFailures.tick() {
-                logger.error(
-                    "queue=\(Escape.field(queueID)) \(why): \(n) message(s) answered 451 4.3.2 since the last line (raise the unit's TasksMax= or lower max-sessions)"
-                )
-            }
-            return (policy.busy(.threads), 0, 0, false)
         case .scanned(let waited):
             if let died { return (workerDied(s, died, digest: digest, queueID: queueID), waited, 0, false) }
             guard let (result, decision) = scanned else {

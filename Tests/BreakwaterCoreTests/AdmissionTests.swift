@@ -19,7 +19,7 @@ final class AdmissionTests: XCTestCase {
         let outcomes = Mutex<[Admission.SlotResult]>([])
         let first = (0..<2).map { _ in
             BreakwaterCore.PosixThread.start {
-                let o = a.scan { while !gate.load(ordering: .relaxed) { usleep(1000) } }
+                let o = a.hold { _ in while !gate.load(ordering: .relaxed) { usleep(1000) } }
                 outcomes.withLock { $0.append(o) }
             }
         }
@@ -29,14 +29,14 @@ final class AdmissionTests: XCTestCase {
         XCTAssertFalse(a.isSaturated)
         // One may wait in line; the line is then full.
         let third = PosixThread.start {
-            let o = a.scan({})
+            let o = a.hold({ _ in })
             outcomes.withLock { $0.append(o) }
         }
         eventually { a.snapshot.waiting == 1 }
         XCTAssertEqual(a.snapshot.waiting, 1)
         XCTAssertTrue(a.isSaturated)
         var ran = false
-        XCTAssertEqual(a.scan({ ran = true }), .busy, "the line is full: answer busy at once")
+        XCTAssertEqual(a.hold({ _ in ran = true }), .busy, "the line is full: answer busy at once")
         XCTAssertFalse(ran, "a message turned away is not scanned")
         gate.store(true, ordering: .relaxed)
         (first + [third]).forEach { $0.join() }
@@ -50,11 +50,11 @@ final class AdmissionTests: XCTestCase {
         let a = Admission(slots: 1, maxWaiting: 8, maxWait: 10, memoryBudget: 1 << 20)
         let gate = Atomic<Bool>(false)
         let order = Mutex<[Int]>([])
-        let blocker = PosixThread.start { _ = a.scan { while !gate.load(ordering: .relaxed) { usleep(1000) } } }
+        let blocker = PosixThread.start { _ = a.hold { _ in while !gate.load(ordering: .relaxed) { usleep(1000) } } }
         eventually { a.snapshot.busy == 1 }
         var waiters: [BreakwaterCore.PosixThread] = []
         for i in 0..<5 {
-            waiters.append(PosixThread.start { _ = a.scan { order.withLock { $0.append(i) } } })
+            waiters.append(PosixThread.start { _ = a.hold { _ in order.withLock { $0.append(i) } } })
             eventually { a.snapshot.waiting == i + 1 }
         }
         gate.store(true, ordering: .relaxed)
@@ -69,33 +69,13 @@ final class AdmissionTests: XCTestCase {
         let served = Atomic<Int>(0)
         let threads = (0..<40).map { _ in
             PosixThread.start {
-                if case .scanned = a.scan({ usleep(500) }) { served.add(1, ordering: .relaxed) }
+                if case .scanned = a.hold({ _ in usleep(500) }) { served.add(1, ordering: .relaxed) }
             }
         }
         threads.forEach { $0.join() }
         XCTAssertEqual(served.load(ordering: .relaxed), 40)
         XCTAssertEqual(a.snapshot.busy, 0)
         XCTAssertEqual(a.snapshot.waiting, 0)
-    }
-
-    func testScansRunOnTheScannerThreadsOnly() {
-        let a = Admission(slots: 2, maxWaiting: 64, maxWait: 30, memoryBudget: 1 << 20)
-        let scanners = Mutex<Set<UInt>>([])
-        let callers = Mutex<Set<UInt>>([])
-        let threads = (0..<20).map { _ in
-            PosixThread.start {
-                callers.withLock { _ = $0.insert(UInt(pthread_self())) }
-                _ = a.scan {
-                    scanners.withLock { _ = $0.insert(UInt(pthread_self())) }
-                    usleep(200)
-                }
-            }
-        }
-        threads.forEach { $0.join() }
-        let ran = scanners.withLock { $0 }
-        XCTAssertFalse(ran.isEmpty)
-        XCTAssertLessThanOrEqual(ran.count, 2, "scans ran on more threads than there are scanners")
-        XCTAssertTrue(ran.isDisjoint(with: callers.withLock { $0 }), "a scan ran on its caller's thread")
     }
 
     func testHoldRunsOnTheCallersThreadWithinTheSlots() {
@@ -175,27 +155,17 @@ final class AdmissionTests: XCTestCase {
     func testWaitTimesOutAndKeepsAlive() {
         let a = Admission(slots: 1, maxWaiting: 4, maxWait: 1.2, memoryBudget: 1 << 20)
         let gate = Atomic<Bool>(false)
-        let blocker = PosixThread.start { _ = a.scan { while !gate.load(ordering: .relaxed) { usleep(1000) } } }
+        let blocker = PosixThread.start { _ = a.hold { _ in while !gate.load(ordering: .relaxed) { usleep(1000) } } }
         eventually { a.snapshot.busy == 1 }
         var pings = 0
         var ran = false
-        XCTAssertEqual(a.scan({ ran = true }, keepAlive: { pings += 1 }), .timedOut)
+        XCTAssertEqual(a.hold({ _ in ran = true }, keepAlive: { pings += 1 }), .timedOut)
         XCTAssertGreaterThanOrEqual(pings, 1)
         XCTAssertEqual(a.snapshot.waiting, 0)
         gate.store(true, ordering: .relaxed)
         blocker.join()
         usleep(20_000)
         XCTAssertFalse(ran, "a message that timed out in line is never scanned")
-    }
-
-    func testALongScanIsKeptAliveEveryHalfSecond() {
-        // A scan longer than the MTA's reply timeout: the session sends progress while it runs too,
-        // every half second (Sendmail's R= can be 1 s).
-        let a = Admission(slots: 1, maxWaiting: 4, maxWait: 0.2, memoryBudget: 1 << 20)
-        let pings = Atomic<Int>(0)
-        let r = a.scan({ usleep(1_600_000) }, keepAlive: { pings.add(1, ordering: .relaxed) })
-        guard case .scanned = r else { return XCTFail("a free slot: scanned, not \(r)") }
-        XCTAssertGreaterThanOrEqual(pings.load(ordering: .relaxed), 3, "kept alive at 0.5, 1.0 and 1.5 s of the scan")
     }
 
     func testMemoryBudget() {

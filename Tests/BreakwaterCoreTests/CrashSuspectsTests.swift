@@ -162,7 +162,7 @@ final class CrashSuspectsTests: XCTestCase {
         let threads = (0..<24).map { i in
             PosixThread.start {
                 let alone = i % 6 == 0
-                _ = a.scan(alone: alone) {
+                _ = a.hold(alone: alone) { _ in
                     let n = running.add(1, ordering: .relaxed).newValue
                     if alone && n > 1 { overlapped.add(1, ordering: .relaxed) }
                     usleep(3000)

@@ -124,7 +124,7 @@ final class ReloadPlanTests: XCTestCase {
     func testPauseHoldsTheLineAndWaitsForRunningScans() {
         let a = Admission(slots: 1, maxWaiting: 4, maxWait: 10, memoryBudget: 1 << 20)
         let gate = Atomic<Bool>(false)
-        let running = PosixThread.start { _ = a.scan { while !gate.load(ordering: .relaxed) { usleep(1000) } } }
+        let running = PosixThread.start { _ = a.hold { _ in while !gate.load(ordering: .relaxed) { usleep(1000) } } }
         var spins = 0
         while a.snapshot.busy < 1 && spins < 2500 {
             usleep(2000)
@@ -144,7 +144,8 @@ final class ReloadPlanTests: XCTestCase {
         let ran = Atomic<Int>(0)
         let keepAlives = Atomic<Int>(0)
         let waiter = PosixThread.start {
-            let r = a.scan({ ran.add(1, ordering: .relaxed) }, keepAlive: { keepAlives.add(1, ordering: .relaxed) })
+            let r = a.hold(
+                { _ in ran.add(1, ordering: .relaxed) }, keepAlive: { keepAlives.add(1, ordering: .relaxed) })
             if case .scanned = r {} else { XCTFail("\(r)") }
         }
         usleep(1_300_000)
@@ -155,10 +156,10 @@ final class ReloadPlanTests: XCTestCase {
         XCTAssertEqual(ran.load(ordering: .relaxed), 1)
         // Past max-wait while paused: timed out, not run.
         let short = Admission(slots: 1, maxWaiting: 4, maxWait: 0.3, memoryBudget: 1 << 20)
-        if case .scanned = short.scan({}) {} else { XCTFail("the first scan starts the scanner") }
+        if case .scanned = short.hold({ _ in }) {} else { XCTFail("a free slot: held") }
         short.pauseScans()
         var late = false
-        XCTAssertEqual(short.scan({ late = true }), .timedOut)
+        XCTAssertEqual(short.hold({ _ in late = true }), .timedOut)
         XCTAssertFalse(late)
         short.resumeScans()
     }

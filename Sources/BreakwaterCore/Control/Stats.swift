@@ -21,7 +21,6 @@ package final class Stats: Sendable {
     private let tempfailSize = Atomic<Int>(0)
     private let tempfailSpoolBudget = Atomic<Int>(0)
     private let tempfailSessions = Atomic<Int>(0)
-    private let tempfailThreads = Atomic<Int>(0)
     private let tempfailPolicy = Atomic<Int>(0)
     private let tempfailWave = Atomic<Int>(0)
     /// RCPTs answered 452 4.5.3 past max-recipients (not messages: the message goes on without them).
@@ -63,7 +62,6 @@ package final class Stats: Sendable {
             case .size: tempfailSize.add(1, ordering: .relaxed)
             case .spoolBudget: tempfailSpoolBudget.add(1, ordering: .relaxed)
             case .sessions: tempfailSessions.add(1, ordering: .relaxed)
-            case .threads: tempfailThreads.add(1, ordering: .relaxed)
             case .policy: tempfailPolicy.add(1, ordering: .relaxed)
             case .wave: tempfailWave.add(1, ordering: .relaxed)
             }
@@ -79,7 +77,6 @@ package final class Stats: Sendable {
         case .size: tempfailSize.load(ordering: .relaxed)
         case .spoolBudget: tempfailSpoolBudget.load(ordering: .relaxed)
         case .sessions: tempfailSessions.load(ordering: .relaxed)
-        case .threads: tempfailThreads.load(ordering: .relaxed)
         case .policy: tempfailPolicy.load(ordering: .relaxed)
         case .wave: tempfailWave.load(ordering: .relaxed)
         }

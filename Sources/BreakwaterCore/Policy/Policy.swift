@@ -238,7 +238,6 @@ package struct Policy: Sendable {
         case .size: text = "Breakwater cannot take this message now, please try again later"
         case .spoolBudget: text = "Breakwater is over its spool budget, please try again later"
         case .sessions: text = "Breakwater has too many sessions open, please try again later"
-        case .threads: text = "Breakwater cannot start a thread now, please try again later"
         case .policy, .wave: text = "Breakwater holds this message back, please try again later"
         }
         return Decision(

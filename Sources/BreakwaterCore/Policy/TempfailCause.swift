@@ -9,8 +9,6 @@ package enum TempfailCause: String, Sendable, CaseIterable {
     case spoolBudget = "spool_budget"
     /// More milter sessions open than `max-sessions`: the new one is answered at connect.
     case sessions
-    /// A thread the message needed could not be started (the process is at its task limit).
-    case threads
     /// A signature whose action is tempfail (`action GLOB tempfail`): held back on purpose.
     case policy
     /// A message of a mail wave, with `wave-action = tempfail`.
