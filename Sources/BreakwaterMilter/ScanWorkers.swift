@@ -39,22 +39,24 @@ final class EngineHostClient: @unchecked Sendable {
     func build(
         _ dirs: [String], workers: Int, progress: @escaping @Sendable (String, Double) -> Void
     ) throws(EngineError) -> WorkerSet {
-        let started: (pid: Int32, generation: UInt64, socket: Int32)? = requests.withLock {
+        let started: Result<(pid: Int32, generation: UInt64, socket: Int32), EngineError> = requests.withLock {
             var b = Wire("B")
             b.int(dirs.count)
             for d in dirs { b.string(d) }
             guard b.send(channel), var h = WireReader.receive(channel), h.type == "H", let pid = h.int(),
                 let generation = h.u64()
-            else { return nil }
+            else { return .failure(hostGone) }
             guard pid > 0, h.fd >= 0 else {
                 if h.fd >= 0 { close(h.fd) }
-                return nil
+                return .failure(
+                    EngineError(
+                        message: "the engine host could not fork an engine process (its log line says why)", file: nil))
             }
-            return (Int32(clamping: pid), generation, h.fd)
+            return .success((Int32(clamping: pid), generation, h.fd))
         }
-        guard let started else { throw hostGone }
+        let built = try started.get()
         let engine = EngineProcessClient(
-            host: self, pid: started.pid, generation: started.generation, channel: started.socket)
+            host: self, pid: built.pid, generation: built.generation, channel: built.socket)
         live.withLock { $0[engine.pid] = Weak(engine) }
         let others = memory(excluding: engine.pid) ?? 0
         let outcome = engine.build(workers: workers, progress: progress)
