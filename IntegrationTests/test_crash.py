@@ -437,6 +437,12 @@ def test_reload_replaces_workers(workdir, test_sigs, crashlib, bw_binary, mode):
         host2, new = wait_workers(bw, 2)
         assert host2 == host and len(new) == 2 and not set(new) & set(old), (old, new)
         assert len(old_engine) == 1 and procs.wait_gone(old_engine[0], 10), "the old engine process still runs"
+        # Ended (a zombie for wait_gone) is not yet reaped: the host waits for it within milliseconds.
+        deadline = time.monotonic() + 5
+        while len(engine_children(host)) != 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert engine_children(host) == [p for p in engine_children(host) if p not in old_engine], \
+            "the host did not reap the old engine process"
         assert len(engine_children(host)) == 1
         assert f"reloading signatures ({mode})" in bw.log()
         bad = run_session(bw.milter_spec, mail.eicar_attachment(mail.test_id()), timeout=30)

@@ -63,6 +63,37 @@ struct Wire {
     func send(_ sock: Int32, passing fd: Int32 = -1) -> Bool {
         bytes.withUnsafeBytes { bw_send_with_fd(sock, $0.baseAddress, $0.count, fd) == $0.count }
     }
+
+    /// Sends it with `fd` attached (-1: none), then closes `fd` here: the peer has its own copy.
+    func send(_ sock: Int32, handingOver fd: Int32) {
+        _ = send(sock, passing: fd)
+        if fd >= 0 { close(fd) }
+    }
+}
+
+/// Forks a child process named `name` that gets one end of a new socket pair and runs `child` with
+/// it; the child first closes the other end and `inherited` (its parent's own socket to the daemon).
+/// Returns the child's pid and the other end, (-1, -1) when the pair or the fork failed (errno says
+/// why). `noCore`: the child dumps no core (a scan worker holds mail).
+func forkChild(_ name: String, noCore: Bool, closing inherited: Int32, _ child: (Int32) -> Never) -> (
+    pid: Int32, socket: Int32
+) {
+    var pair: [Int32] = [-1, -1]
+    guard bw_seqpacket_pair(&pair) == 0 else { return (-1, -1) }
+    let pid = bw_fork_child(name, noCore ? 1 : 0)
+    if pid == 0 {
+        close(pair[0])
+        close(inherited)
+        child(pair[1])
+    }
+    close(pair[1])
+    if pid < 0 {
+        let saved = errno
+        close(pair[0])
+        errno = saved
+        return (-1, -1)
+    }
+    return (pid, pair[0])
 }
 
 struct WireReader {
@@ -206,30 +237,21 @@ final class EngineHost {
     private func fork(building dirs: [String]) {
         let generation = nextGeneration
         nextGeneration += 1
-        var pair: [Int32] = [-1, -1]
-        var pid: Int32 = -1
-        if bw_seqpacket_pair(&pair) == 0 {
-            pid = bw_fork_child("bw-engine", 0)
-            if pid == 0 {
-                close(pair[0])
-                close(channel)
-                EngineProcess(
-                    channel: pair[1], generation: generation, limits: limits, inspectLayers: inspectLayers,
-                    scanDirectory: scanDirectory, logger: logger
-                ).run(building: dirs)
-            }
-            close(pair[1])
-            if pid > 0 {
-                engines.insert(pid)
-            } else {
-                logger.error("engine host: cannot fork an engine process: \(FileWalk.errnoString())")
-            }
+        let (pid, socket) = forkChild("bw-engine", noCore: false, closing: channel) { socket in
+            EngineProcess(
+                channel: socket, generation: generation, limits: limits, inspectLayers: inspectLayers,
+                scanDirectory: scanDirectory, logger: logger
+            ).run(building: dirs)
+        }
+        if pid > 0 {
+            engines.insert(pid)
+        } else {
+            logger.error("engine host: cannot fork an engine process: \(FileWalk.errnoString())")
         }
         var h = Wire("H")
         h.int(Int(pid))
         h.u64(generation)
-        _ = h.send(channel, passing: pid > 0 ? pair[0] : -1)
-        if pair[0] >= 0 { close(pair[0]) }
+        h.send(channel, handingOver: socket)
     }
 
     /// Waits for engine process `pid` to end (the daemon closed its socket: it ends its workers, then
@@ -238,10 +260,10 @@ final class EngineHost {
     private func retire(_ pid: Int32) {
         guard engines.remove(pid) != nil else { return }
         var st: Int32 = 0
-        for _ in 0..<200 {
+        for _ in 0..<2000 {
             let got = waitpid(pid, &st, WNOHANG)
             if got == pid || (got < 0 && errno == ECHILD) { return }
-            usleep(10_000)
+            usleep(1_000)
         }
         kill(pid, SIGKILL)
         while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
@@ -377,16 +399,13 @@ final class EngineProcess {
 
     /// Forks a worker and sends the daemon its socket (`W pid`, pid -1 when none).
     private func sendWorker() {
-        var pair: [Int32] = [-1, -1]
         var pid: Int32 = -1
-        if let engine, bw_seqpacket_pair(&pair) == 0 {
-            pid = bw_fork_child("bw-scan", 1)
-            if pid == 0 {
-                close(pair[0])
-                close(channel)
-                ScanWorker(engine: engine, socket: pair[1], scanDirectory: scanDirectory).run()
+        var socket: Int32 = -1
+        if let engine {
+            let scanDirectory = scanDirectory
+            (pid, socket) = forkChild("bw-scan", noCore: true, closing: channel) { socket in
+                ScanWorker(engine: engine, socket: socket, scanDirectory: scanDirectory).run()
             }
-            close(pair[1])
             if pid > 0 {
                 workers.insert(pid)
             } else {
@@ -395,8 +414,7 @@ final class EngineProcess {
         }
         var w = Wire("W")
         w.int(Int(pid))
-        _ = w.send(channel, passing: pid > 0 ? pair[0] : -1)
-        if pair[0] >= 0 { close(pair[0]) }
+        w.send(channel, handingOver: socket)
     }
 
     private func replace(pid: Int32) {
