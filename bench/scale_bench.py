@@ -24,10 +24,11 @@ fork.
          CPU is the steadier figure on a shared machine.
  reloads breakwater run with reload-mode concurrent, with blocking, clamd with ConcurrentDatabaseReload
          yes and clamd with no, all four loaded at once, reloaded in turn (rotating order), --rounds each:
-         wall, build (Breakwater's own figure) and the daemon's CPU seconds per reload (with every
-         process under it), the memory before and its peak during the reload: PSS summed over the
-         daemon and the processes under it (Breakwater's engine host and scan workers share the
-         engine's pages), sampled every 0.1 s. The fairest reload comparison on a shared machine.
+         wall, build (Breakwater's own figure) and the daemon's CPU seconds per reload, user and
+         system, and its minor page faults (with every process under it and the children they waited
+         for), the memory before and its peak during the reload: PSS summed over the daemon and the
+         processes under it (Breakwater's engine process and its scan workers share the engine's
+         pages), sampled every 0.1 s. The fairest reload comparison on a shared machine.
  cgroup  (root, cgroup v1) breakwater run with reload-mode auto in a memory cgroup of its own, capped
          at --cgroup-factor (1.5) x its steady memory (PSS summed over its processes) once started; --cgroup-reloads (3) reloads while two
          clients stream the shipped ham and samples: the mode auto chose, peak RSS, the group's OOM
@@ -243,7 +244,7 @@ def proc_cpu_s(pid):
 
 def service_kb(pid):
     """The memory a service holds, kB: the PSS of the process and of every process under it summed
-    (Breakwater's scan workers share the engine's pages with its engine host: counted once). For one
+    (Breakwater's scan workers share the engine's pages with their engine process: counted once). For one
     process alone (clamd) PSS is its RSS less its share of libraries other processes map too."""
     return sum(procs.pss_kb(p) for p in procs.tree(pid))
 

@@ -19,7 +19,7 @@ from harness import procs as ptree
 from harness.milterclient import MilterConnection
 
 def cpu(pid):
-    """utime + stime of `pid` and of every process under it (the engine host and its scan workers)."""
+    """utime + stime of `pid` and of every process under it (engine host, engine process, workers)."""
     return ptree.cpu_seconds(ptree.tree(pid))
 
 

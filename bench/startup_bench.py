@@ -9,7 +9,7 @@ out/bench/officialdb/). Reports wall and CPU seconds from exec until Breakwater 
 and until clamd's local socket exists, per round and as medians. Every daemon it starts, it stops by
 PID; the working files go to a temporary directory that is removed at the end. --also adds another
 Breakwater build to the same rounds (the daemons then start in a rotating order). CPU is the
-daemon's and every process's under it (the engine host loads the engine).
+daemon's and every process's under it (an engine process loads the engine).
 """
 import argparse
 import os
@@ -26,7 +26,7 @@ from harness import procs  # noqa: E402
 
 
 def cpu_seconds(pid):
-    """utime + stime of `pid` and of every process under it (Breakwater's engine host loads the engine)."""
+    """utime + stime of `pid` and of every process under it (Breakwater's engine process loads the engine)."""
     return procs.cpu_seconds(procs.tree(pid))
 
 

@@ -85,7 +85,7 @@ def descendants(root, ppids=None):
 
 def pss_bytes(pid):
     """Proportional set size: each page shared by n processes counted 1/n (a forked scan worker's
-    engine pages shared with its engine host count once over the tree)."""
+    engine pages shared with its engine process count once over the tree)."""
     try:
         with open(f"/proc/{pid}/smaps_rollup") as f:
             for line in f:
