@@ -28,13 +28,13 @@ import Glibc
 // descriptor attached (SCM_RIGHTS).
 //
 // daemon -> host                          host -> daemon
-//   B dirs...         an engine process     H pid generation [socket to it] (pid -1: none)
+//   B dirs...         an engine process     H pid [socket to it] (pid -1: none)
 //                     that builds them
 //   K pid             retire it (no reply; the host reaps it before it reads the next request)
 //
 // daemon -> engine process                engine process -> daemon
 //   (on its start, it builds)               P stage fraction (progress, any number), then
-//                                           E message file? peak | O gen signatures loadedAt
+//                                           E message file? peak | O signatures loadedAt
 //                                           buildSeconds bytes peak
 //   A count           start the workers     W pid [socket] per worker (pid -1: none)
 //   R pid             replace a worker      X waitstatus, then W pid [socket]
@@ -175,7 +175,6 @@ final class EngineHost {
     private let logger: Logger
     /// Live engine processes.
     private var engines: Set<Int32> = []
-    private var nextGeneration: UInt64 = 1
 
     /// Forks the host (call before any thread exists) and returns the daemon's side.
     static func start(limits: EngineLimits, inspectLayers: Bool, scanDirectory: ScanDirectory, logger: Logger)
@@ -235,12 +234,10 @@ final class EngineHost {
 
     /// Forks an engine process that builds `dirs`, and sends the daemon its socket.
     private func fork(building dirs: [String]) {
-        let generation = nextGeneration
-        nextGeneration += 1
         let (pid, socket) = forkChild("bw-engine", noCore: false, closing: channel) { socket in
             EngineProcess(
-                channel: socket, generation: generation, limits: limits, inspectLayers: inspectLayers,
-                scanDirectory: scanDirectory, logger: logger
+                channel: socket, limits: limits, inspectLayers: inspectLayers, scanDirectory: scanDirectory,
+                logger: logger
             ).run(building: dirs)
         }
         if pid > 0 {
@@ -250,7 +247,6 @@ final class EngineHost {
         }
         var h = Wire("H")
         h.int(Int(pid))
-        h.u64(generation)
         h.send(channel, handingOver: socket)
     }
 
@@ -297,7 +293,6 @@ final class EngineHost {
 /// with the process.
 final class EngineProcess {
     private let channel: Int32
-    private let generation: UInt64
     private let limits: EngineLimits
     private let inspectLayers: Bool
     private let scanDirectory: ScanDirectory
@@ -309,11 +304,9 @@ final class EngineProcess {
     private var ended: [Int32: Int32] = [:]
 
     init(
-        channel: Int32, generation: UInt64, limits: EngineLimits, inspectLayers: Bool,
-        scanDirectory: ScanDirectory, logger: Logger
+        channel: Int32, limits: EngineLimits, inspectLayers: Bool, scanDirectory: ScanDirectory, logger: Logger
     ) {
         self.channel = channel
-        self.generation = generation
         self.limits = limits
         self.inspectLayers = inspectLayers
         self.scanDirectory = scanDirectory
@@ -388,7 +381,6 @@ final class EngineProcess {
         }
         guard let engine else { return }
         var w = Wire("O")
-        w.u64(generation)
         w.int(engine.signatureCount)
         w.double(engine.loadedAt)
         w.double(engine.buildSeconds)

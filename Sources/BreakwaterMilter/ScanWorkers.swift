@@ -39,24 +39,23 @@ final class EngineHostClient: @unchecked Sendable {
     func build(
         _ dirs: [String], workers: Int, progress: @escaping @Sendable (String, Double) -> Void
     ) throws(EngineError) -> WorkerSet {
-        let started: Result<(pid: Int32, generation: UInt64, socket: Int32), EngineError> = requests.withLock {
+        let started: Result<(pid: Int32, socket: Int32), EngineError> = requests.withLock {
             var b = Wire("B")
             b.int(dirs.count)
             for d in dirs { b.string(d) }
-            guard b.send(channel), var h = WireReader.receive(channel), h.type == "H", let pid = h.int(),
-                let generation = h.u64()
-            else { return .failure(hostGone) }
+            guard b.send(channel), var h = WireReader.receive(channel), h.type == "H", let pid = h.int() else {
+                return .failure(hostGone)
+            }
             guard pid > 0, h.fd >= 0 else {
                 if h.fd >= 0 { close(h.fd) }
                 return .failure(
                     EngineError(
                         message: "the engine host could not fork an engine process (its log line says why)", file: nil))
             }
-            return .success((Int32(clamping: pid), generation, h.fd))
+            return .success((Int32(clamping: pid), h.fd))
         }
         let built = try started.get()
-        let engine = EngineProcessClient(
-            host: self, pid: built.pid, generation: built.generation, channel: built.socket)
+        let engine = EngineProcessClient(host: self, pid: built.pid, channel: built.socket)
         live.withLock { $0[engine.pid] = Weak(engine) }
         let others = memory(excluding: engine.pid) ?? 0
         let outcome = engine.build(workers: workers, progress: progress)
@@ -64,7 +63,7 @@ final class EngineHostClient: @unchecked Sendable {
         return try outcome.get()
     }
 
-    var hostGone: EngineError {
+    private var hostGone: EngineError {
         EngineError(
             message: "the engine host process is gone (\(WorkerDeath.describe(endStatus.withLock { $0 })))", file: nil)
     }
@@ -142,20 +141,18 @@ struct Weak<T: AnyObject & Sendable>: Sendable {
 final class EngineProcessClient: @unchecked Sendable {
     let host: EngineHostClient
     let pid: Int32
-    let generation: UInt64
     private let channel: Int32
     private let requests = ConditionLock()
-    /// Its peak RSS during the build (kB), once built.
+    /// Its peak RSS during the build (bytes), once built.
     private(set) var peak: UInt64 = 0
     /// Its workers' pids, for `memory`.
     private let workerPids = Locked<Set<Int32>>([])
     /// Set when its socket failed: the process is gone.
     let gone = Atomic<Bool>(false)
 
-    init(host: EngineHostClient, pid: Int32, generation: UInt64, channel: Int32) {
+    init(host: EngineHostClient, pid: Int32, channel: Int32) {
         self.host = host
         self.pid = pid
-        self.generation = generation
         self.channel = channel
     }
 
@@ -170,7 +167,7 @@ final class EngineProcessClient: @unchecked Sendable {
     > {
         requests.withLock {
             while true {
-                guard var m = WireReader.receive(channel) else { return .failure(ended) }
+                guard var m = WireReader.receive(channel) else { return .failure(endedDuringBuild()) }
                 if m.fd >= 0 { close(m.fd) }
                 switch m.type {
                 case "P":
@@ -181,18 +178,18 @@ final class EngineProcessClient: @unchecked Sendable {
                     peak = m.u64() ?? 0
                     return .failure(EngineError(message: message, file: file))
                 case "O":
-                    guard let gen = m.u64(), let sigs = m.int(), let loadedAt = m.double(), let secs = m.double(),
+                    guard let sigs = m.int(), let loadedAt = m.double(), let secs = m.double(),
                         let bytes = m.u64(), let peak = m.u64()
-                    else { return .failure(ended) }
+                    else { return .failure(endedDuringBuild()) }
                     self.peak = peak
                     var a = Wire("A")
                     a.int(workers)
-                    guard a.send(channel) else { return .failure(ended) }
+                    guard a.send(channel) else { return .failure(endedDuringBuild()) }
                     var taken: [ScanWorkerHandle] = []
                     for _ in 0..<workers {
                         guard var w = WireReader.receive(channel) else {
                             for t in taken { close(t.socket) }
-                            return .failure(ended)
+                            return .failure(endedDuringBuild())
                         }
                         if w.type == "W", let pid = w.int(), pid > 0, w.fd >= 0 {
                             taken.append(ScanWorkerHandle(socket: w.fd, pid: Int32(pid)))
@@ -203,7 +200,7 @@ final class EngineProcessClient: @unchecked Sendable {
                     workerPids.withLock { $0 = Set(taken.map(\.pid)) }
                     return .success(
                         WorkerSet(
-                            engine: self, generation: gen, signatureCount: sigs, loadedAt: loadedAt, buildSeconds: secs,
+                            engine: self, signatureCount: sigs, loadedAt: loadedAt, buildSeconds: secs,
                             builtBytes: bytes, workers: taken))
                 default:
                     continue
@@ -212,7 +209,8 @@ final class EngineProcessClient: @unchecked Sendable {
         }
     }
 
-    private var ended: EngineError {
+    /// Marks the process gone, and says so.
+    private func endedDuringBuild() -> EngineError {
         gone.store(true, ordering: .relaxed)
         return EngineError(message: "the engine process \(pid) ended during the build", file: nil)
     }
@@ -281,7 +279,6 @@ enum WorkerScan {
 /// process and workers ended) when the last scan holding it drops it after a reload.
 package final class WorkerSet: HeldEngine, @unchecked Sendable {
     let engine: EngineProcessClient
-    let generation: UInt64
     package let signatureCount: Int
     package let loadedAt: Double
     package let buildSeconds: Double
@@ -292,11 +289,10 @@ package final class WorkerSet: HeldEngine, @unchecked Sendable {
     private var total: Int
 
     init(
-        engine: EngineProcessClient, generation: UInt64, signatureCount: Int, loadedAt: Double,
+        engine: EngineProcessClient, signatureCount: Int, loadedAt: Double,
         buildSeconds: Double, builtBytes: UInt64?, workers: [ScanWorkerHandle]
     ) {
         self.engine = engine
-        self.generation = generation
         self.signatureCount = signatureCount
         self.loadedAt = loadedAt
         self.buildSeconds = buildSeconds
