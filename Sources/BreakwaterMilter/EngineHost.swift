@@ -64,10 +64,13 @@ struct Wire {
         bytes.withUnsafeBytes { bw_send_with_fd(sock, $0.baseAddress, $0.count, fd) == $0.count }
     }
 
-    /// Sends it with `fd` attached (-1: none), then closes `fd` here: the peer has its own copy.
-    func send(_ sock: Int32, handingOver fd: Int32) {
-        _ = send(sock, passing: fd)
-        if fd >= 0 { close(fd) }
+    /// Tells the daemon of a child forked with `forkChild` (`type` pid, pid -1 when none) and hands it
+    /// the child's socket, closed here once sent (the daemon has its own copy).
+    static func forked(_ type: Character, pid: Int32, socket: Int32, to channel: Int32) {
+        var w = Wire(type)
+        w.int(Int(pid))
+        _ = w.send(channel, passing: socket)
+        if socket >= 0 { close(socket) }
     }
 }
 
@@ -164,15 +167,22 @@ enum WorkerDeath {
 
 // MARK: the engine host (its own process)
 
+/// What an engine process needs to build its engine and run its workers: fixed when the daemon starts,
+/// handed from the host to each engine process it forks.
+struct EngineSettings {
+    let limits: EngineLimits
+    let inspectLayers: Bool
+    let scanDirectory: ScanDirectory
+    let logger: Logger
+}
+
 /// The engine host: forks an engine process for each build and reaps it when the daemon retires it.
 /// Single-threaded, and holds no engine, so each engine process starts from a clean, single-threaded
 /// copy of it. Ends, with every engine process, when the daemon's socket closes.
 final class EngineHost {
     private let channel: Int32
-    private let limits: EngineLimits
-    private let inspectLayers: Bool
-    private let scanDirectory: ScanDirectory
-    private let logger: Logger
+    private let settings: EngineSettings
+    private var logger: Logger { settings.logger }
     /// Live engine processes.
     private var engines: Set<Int32> = []
 
@@ -191,22 +201,18 @@ final class EngineHost {
         if pid == 0 {
             close(pair[0])
             EngineHost(
-                channel: pair[1], limits: limits, inspectLayers: inspectLayers, scanDirectory: scanDirectory,
-                logger: logger
+                channel: pair[1],
+                settings: EngineSettings(
+                    limits: limits, inspectLayers: inspectLayers, scanDirectory: scanDirectory, logger: logger)
             ).run()
         }
         close(pair[1])
         return EngineHostClient(pid: pid, channel: pair[0])
     }
 
-    private init(
-        channel: Int32, limits: EngineLimits, inspectLayers: Bool, scanDirectory: ScanDirectory, logger: Logger
-    ) {
+    private init(channel: Int32, settings: EngineSettings) {
         self.channel = channel
-        self.limits = limits
-        self.inspectLayers = inspectLayers
-        self.scanDirectory = scanDirectory
-        self.logger = logger
+        self.settings = settings
     }
 
     private func run() -> Never {
@@ -235,19 +241,14 @@ final class EngineHost {
     /// Forks an engine process that builds `dirs`, and sends the daemon its socket.
     private func fork(building dirs: [String]) {
         let (pid, socket) = forkChild("bw-engine", noCore: false, closing: channel) { socket in
-            EngineProcess(
-                channel: socket, limits: limits, inspectLayers: inspectLayers, scanDirectory: scanDirectory,
-                logger: logger
-            ).run(building: dirs)
+            EngineProcess(channel: socket, settings: settings).run(building: dirs)
         }
         if pid > 0 {
             engines.insert(pid)
         } else {
             logger.error("engine host: cannot fork an engine process: \(FileWalk.errnoString())")
         }
-        var h = Wire("H")
-        h.int(Int(pid))
-        h.send(channel, handingOver: socket)
+        Wire.forked("H", pid: pid, socket: socket, to: channel)
     }
 
     /// Waits for engine process `pid` to end (the daemon closed its socket: it ends its workers, then
@@ -293,24 +294,18 @@ final class EngineHost {
 /// with the process.
 final class EngineProcess {
     private let channel: Int32
-    private let limits: EngineLimits
-    private let inspectLayers: Bool
-    private let scanDirectory: ScanDirectory
-    private let logger: Logger
+    private let settings: EngineSettings
+    private var scanDirectory: ScanDirectory { settings.scanDirectory }
+    private var logger: Logger { settings.logger }
     private var engine: ClamEngine?
     /// Live workers.
     private var workers: Set<Int32> = []
     /// Workers reaped before the daemon asked how they ended: pid -> wait status.
     private var ended: [Int32: Int32] = [:]
 
-    init(
-        channel: Int32, limits: EngineLimits, inspectLayers: Bool, scanDirectory: ScanDirectory, logger: Logger
-    ) {
+    init(channel: Int32, settings: EngineSettings) {
         self.channel = channel
-        self.limits = limits
-        self.inspectLayers = inspectLayers
-        self.scanDirectory = scanDirectory
-        self.logger = logger
+        self.settings = settings
     }
 
     func run(building dirs: [String]) -> Never {
@@ -363,7 +358,7 @@ final class EngineProcess {
         let before = ProcessMemory.rss
         do {
             engine = try ClamEngine(
-                directories: dirs, limits: limits, inspectLayers: inspectLayers,
+                directories: dirs, limits: settings.limits, inspectLayers: settings.inspectLayers,
                 progress: { stage, fraction in
                     var w = Wire("P")
                     w.string(stage)
@@ -404,9 +399,7 @@ final class EngineProcess {
                 logger.error("engine process: cannot fork a scan worker: \(FileWalk.errnoString())")
             }
         }
-        var w = Wire("W")
-        w.int(Int(pid))
-        w.send(channel, handingOver: socket)
+        Wire.forked("W", pid: pid, socket: socket, to: channel)
     }
 
     private func replace(pid: Int32) {
